@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make demo   installs everything into .venv and dreams on a sample photo
+#   make test   installs everything into .venv and runs the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-tf test-jax bench docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	mkdir -p build
+	$(BIN)/python docs/examples/sample_photo.py chelsea build/chelsea.png
+	$(BIN)/neurofilters run deepdream build/chelsea.png -o demo-output.png
+	@echo "open demo-output.png to see the dream"
+
+test: install test-tf test-jax
+
+test-tf:
+	$(BIN)/python -m pytest
+
+# The filter smoke tests again, on Keras' JAX backend.
+test-jax:
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m smoke -p no:cacheprovider
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+docs: install
+	$(BIN)/python docs/update_param_tables.py
+
+clean:
+	rm -rf $(VENV) build demo-output.png

@@ -1,0 +1,1 @@
+"""Example neurofilters plugin: maps luminance onto a two-colour ramp."""

@@ -1,0 +1,36 @@
+"""Regenerate the parameter tables in the docs from the filters' declarations.
+
+Every ``<!-- params:NAME:start --> ... <!-- params:NAME:end -->`` block in
+``docs/**/*.md`` is rewritten from filter NAME's declaration. ``--check``
+only reports pages that are out of date (exit 1), as the test suite does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from plugin_host import build_registry
+from plugin_host._docs import refresh_markdown
+
+DOCS = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    """Rewrite (or with ``--check`` verify) every generated block."""
+    filters = build_registry(autoload=False).filters
+    stale = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text()
+        fresh = refresh_markdown(text, filters)
+        if fresh != text:
+            stale.append(page)
+            if "--check" not in argv:
+                page.write_text(fresh)
+    for page in stale:
+        print(("out of date: " if "--check" in argv else "updated: ") + str(page.relative_to(DOCS.parent)))
+    return 1 if stale and "--check" in argv else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,346 @@
+"""The ``neurofilters`` command.
+
+Exit codes: 0 success, 1 failure (the filter or I/O failed), 2 usage error
+(bad command line, unknown filter/model/parameter, invalid value),
+130 interrupted. Tracebacks are printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import _docs
+from ._errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError
+from ._registry import Registry, get_registry
+from ._specs import FilterSpec
+
+__all__ = ["main", "UsageError"]
+
+PROG = "neurofilters"
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors that raise instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("neurofilters")
+    except metadata.PackageNotFoundError:
+        return "source"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand."""
+    parser = _Parser(
+        prog=PROG,
+        description="Neural image filters: DeepDream, class hallucination, saliency, texture transfer "
+        "and a network explorer, on the command line, on folders and inside GIMP 3.",
+        epilog="Run 'neurofilters describe FILTER' for a filter's parameters. "
+        "Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.",
+    )
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("list", help="list the filters", description="List every registered filter by category.")
+
+    describe = sub.add_parser("describe", help="show a filter's description and parameters")
+    describe.add_argument("filter", help="filter name (see 'neurofilters list')")
+    describe.add_argument("--markdown", action="store_true", help="print the parameter table as Markdown")
+
+    run = sub.add_parser(
+        "run",
+        add_help=False,
+        help="apply a filter to one image",
+        usage="neurofilters run FILTER INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]",
+        description="Apply FILTER to INPUT and write OUTPUT. Filter parameters are given as "
+        "--name value; 'neurofilters run FILTER --help' lists them.",
+    )
+    run.add_argument("filter", nargs="?", help="filter name")
+    run.add_argument("input", nargs="?", help="input image")
+    run.add_argument("-o", "--output", help="output image (format from the suffix: png, jpg, webp, tif, bmp)")
+    run.add_argument("--seed", default="0", help="seed of the filter's randomness (default 0)")
+    run.add_argument("-h", "--help", action="store_true", help="show this help (with the filter's parameters)")
+
+    parser.set_defaults(run_parser=run)
+
+    sub.add_parser("models", help="list the models of the zoo")
+    layers = sub.add_parser("layers", help="table of a model's layers (loads the model)")
+    layers.add_argument("model", help="model name (see 'neurofilters models') or a .keras file")
+    layers.add_argument("--all", action="store_true", help="also list layers that are not good filter targets")
+
+    classify = sub.add_parser("classify", help="print the top classes of an image (loads the model)")
+    classify.add_argument("image", help="input image")
+    classify.add_argument("--model", default="lite0", help="classifier model (default: lite0)")
+    classify.add_argument("--top", default="5", help="number of classes to print (default 5)")
+
+    sub.add_parser("plugins", help="list the loaded plugins and the ones that failed")
+
+    gimp = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in")
+    gimp_sub = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=_Parser)
+    for action, text in (("install", "install the plug-in for GIMP 3"), ("uninstall", "remove the plug-in")):
+        action_parser = gimp_sub.add_parser(action, help=text)
+        action_parser.add_argument(
+            "--gimp-dir", type=Path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
+        )
+    return parser
+
+
+def _metavar(kind: str) -> str:
+    return {
+        "int": "N",
+        "float": "X",
+        "choice": "CHOICE",
+        "path": "FILE",
+        "colour": "COLOUR",
+        "class_label": "CLASS",
+        "layer": "LAYER",
+        "layers": "LAYER[:W],...",
+        "model": "MODEL",
+    }.get(kind, "TEXT")
+
+
+def filter_parser(spec: FilterSpec) -> argparse.ArgumentParser:
+    """A parser of one filter's parameters, derived from its declaration."""
+    parser = _Parser(
+        prog=f"{PROG} run {spec.name}",
+        add_help=False,
+        argument_default=argparse.SUPPRESS,
+        description=spec.description,
+    )
+    group = parser.add_argument_group(f"{spec.title} parameters")
+    for param in spec.params:
+        default = _docs.param_rows([param])[0][2]
+        text = f"{param.help} Allowed: {param.allowed()}. Default: {default}."
+        if param.kind == "bool":
+            group.add_argument(param.flag, dest=param.name, action=argparse.BooleanOptionalAction, help=text)
+        else:
+            group.add_argument(param.flag, dest=param.name, metavar=_metavar(param.kind), help=text)
+    return parser
+
+
+def _print_failures(registry: Registry) -> None:
+    for failure in registry.failures:
+        print(f"{PROG}: warning: {failure}", file=sys.stderr)
+
+
+def _cmd_list(args: argparse.Namespace, registry: Registry) -> int:
+    _print_failures(registry)
+    by_category: dict[str, list[FilterSpec]] = {}
+    for spec in registry.filters.values():
+        by_category.setdefault(spec.category, []).append(spec)
+    if not by_category:
+        print("No filters are registered. 'neurofilters plugins' shows what failed to load.")
+        return 1
+    width = max(len(name) for name in registry.filters)
+    for category in sorted(by_category):
+        print(f"{category}:")
+        for spec in sorted(by_category[category], key=lambda s: s.name):
+            print(f"  {spec.name.ljust(width)}  {spec.summary}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace, registry: Registry) -> int:
+    spec = registry.get_filter(args.filter)
+    if args.markdown:
+        print(_docs.markdown_table(spec), end="")
+        return 0
+    print(f"{spec.title} ({spec.name}) - {spec.category}, output: {spec.output}")
+    print()
+    print(textwrap.fill(spec.summary, 100))
+    if spec.description:
+        print()
+        for paragraph in spec.description.strip().split("\n\n"):
+            print(textwrap.fill(" ".join(paragraph.split()), 100))
+    print()
+    print("Parameters:")
+    rows = _docs.param_rows(spec.params)
+    print(textwrap.indent(_docs.text_table([r[:4] for r in rows], ("flag", "type", "default", "allowed")), "  "))
+    print()
+    for flag, _, _, _, help_text in rows:
+        print(f"  {flag}: {help_text}")
+    print(f"\nUsage: neurofilters run {spec.name} INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> int:
+    run_parser: argparse.ArgumentParser = args.run_parser
+    if args.filter is None:
+        if args.help:
+            run_parser.print_help()
+            return 0
+        raise UsageError("missing FILTER (see 'neurofilters list')")
+    spec = registry.get_filter(args.filter)
+    parser = filter_parser(spec)
+    if args.help:
+        run_parser.print_help()
+        print()
+        parser.print_help()
+        return 0
+    if args.input is None or args.output is None:
+        raise UsageError("'run' needs INPUT and -o OUTPUT, e.g. neurofilters run deepdream photo.jpg -o dream.png")
+    try:
+        seed = int(args.seed)
+    except ValueError:
+        raise ParameterError(f'"seed" must be an integer. Received: seed={args.seed}', param="seed", value=args.seed) from None
+    given = vars(parser.parse_args(extra))
+
+    from ._imageio import load_image, save_image
+    from ._jobs import apply_filter
+    from ._params import validate_params
+    from ._progress import ProgressBar
+
+    values = validate_params(spec.params, given)
+    image = load_image(args.input)
+    bar = ProgressBar(spec.name)
+    try:
+        result = apply_filter(spec, image.pixels, values, seed=seed, progress=bar, validated=True)
+    finally:
+        bar.close()
+    written = save_image(args.output, result, like=image)
+    print(f"wrote {written}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
+    _print_failures(registry)
+    rows = [
+        (spec.name, spec.kind, ", ".join(spec.aliases) or "-", spec.source or "-", spec.description)
+        for spec in registry.models.values()
+    ]
+    print(_docs.text_table(rows, ("name", "kind", "aliases", "weights", "description")))
+    print("\nAny Keras model file works too: --model path/to/model.keras")
+    return 0
+
+
+def _load_model(registry: Registry, name: str) -> Any:
+    from ._context import ModelCache
+
+    return ModelCache(registry.get_model).get(name)
+
+
+def _cmd_layers(args: argparse.Namespace, registry: Registry) -> int:
+    model = _load_model(registry, args.model)
+    rows = []
+    for info in model.layer_table():
+        if not args.all and not info.dream_target and info.kind not in ("conv", "block", "logits"):
+            continue
+        shape = "x".join("?" if d is None else str(d) for d in info.output_shape)
+        rows.append((info.name, info.alias or "-", info.kind, shape, f"{info.params:,}", "yes" if info.dream_target else ""))
+    print(_docs.text_table(rows, ("layer", "alias", "kind", "output (224 px input)", "params", "dream target")))
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace, registry: Registry) -> int:
+    from ._imageio import load_image
+    from ._jobs import split_alpha
+
+    try:
+        top = int(args.top)
+        if top < 1:
+            raise ValueError
+    except ValueError:
+        raise ParameterError(f'"top" must be an integer >= 1. Received: top={args.top}', param="top", value=args.top) from None
+    image = load_image(args.image)
+    model = _load_model(registry, args.model)
+    if getattr(model, "kind", None) != "classifier":
+        raise ParameterError(
+            f"Model {args.model!r} has no classifier head. Received: --model {args.model}; "
+            "use a classifier such as lite0 (see 'neurofilters models').",
+            param="model",
+            value=args.model,
+        )
+    rgb, _ = split_alpha(image.pixels)
+    for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=top), start=1):
+        print(f"{rank:>2}. {probability:7.2%}  {class_id:>4}  {name}")
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
+    rows = [
+        (info.name, f"{info.distribution} {info.version}", ", ".join(info.filters) or "-", ", ".join(info.models) or "-")
+        for info in registry.plugins
+    ]
+    print(_docs.text_table(rows, ("plugin", "distribution", "filters", "models")))
+    if registry.failures:
+        print("\nProblems:")
+        for failure in registry.failures:
+            print(f"  {failure}")
+    return 0
+
+
+def _cmd_gimp(args: argparse.Namespace, registry: Registry) -> int:
+    from gimp_plugin import installer
+
+    if args.gimp_command == "install":
+        _print_failures(registry)
+        path = installer.install(gimp_dir=args.gimp_dir)
+        print(f"installed the GIMP plug-in in {path}; restart GIMP and look under Filters > Neural")
+    elif args.gimp_command == "uninstall":
+        removed = installer.uninstall(gimp_dir=args.gimp_dir)
+        print(f"removed {removed}" if removed else "the GIMP plug-in was not installed")
+    else:
+        raise UsageError("'gimp' needs an action: install or uninstall")
+    return 0
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command != "run" and extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
+    registry = get_registry()
+    if args.command == "run":
+        return _cmd_run(args, extra, registry)
+    handler = globals()[f"_cmd_{args.command}"]
+    return handler(args, registry)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except (UsageError, ParameterError, RegistryError) as error:
+        if debug:
+            raise
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except FilterCancelled:
+        print(f"{PROG}: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except NeurofiltersError as error:
+        if debug:
+            raise
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # an unexpected failure: one line, traceback with --debug
+        if debug:
+            raise
+        print(f"{PROG}: error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Declarations of filters and models, as plugins return them from their hooks."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import DeclarationError
+from ._params import Param
+
+__all__ = ["FilterSpec", "ModelSpec", "resolve_callable", "FILTER_OUTPUTS", "MODEL_KINDS"]
+
+_FILTER_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+#: ``image`` filters replace the picture; ``layer`` filters (saliency maps,
+#: activation grids) produce an analysis shown beside it (a new GIMP layer).
+FILTER_OUTPUTS = ("image", "layer")
+MODEL_KINDS = ("classifier", "backbone")
+
+
+def resolve_callable(target: Callable[..., Any] | str) -> Callable[..., Any]:
+    """Return ``target`` itself, or import it from a ``"package.module:function"`` string.
+
+    The string form lets a declaration module stay light: the heavy module
+    (the one that imports Keras) is imported only when the filter runs.
+    """
+    if callable(target):
+        return target
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise DeclarationError(f"Expected 'package.module:function'. Received: {target!r}")
+    value: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    if not callable(value):
+        raise DeclarationError(f"{target!r} is not callable.")
+    return value
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not _FILTER_NAME_RE.match(name):
+        raise DeclarationError(
+            f"{kind} names must be lowercase words joined by dashes (like 'guided-backprop'). "
+            f"Received: name={name!r}"
+        )
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """Everything the host knows about one filter.
+
+    Attributes:
+        name: Unique name, lowercase words joined by dashes (``deepdream``).
+        title: Human title for menus (``DeepDream``).
+        summary: One line for listings.
+        description: Longer text for ``describe``, docs and GIMP's help.
+        category: Menu group (``Dream``, ``Saliency``, ...).
+        params: Parameter declarations, in dialog order.
+        run: ``run(image, params, context) -> image``, or a ``"module:function"``
+            string imported on first use. ``image`` is float32 ``H x W x 3`` in
+            [0, 1]; the result is float32 ``h x w x 3`` in [0, 1].
+        output: ``"image"`` or ``"layer"`` (see :data:`FILTER_OUTPUTS`).
+    """
+
+    name: str
+    title: str
+    summary: str
+    description: str
+    category: str
+    params: tuple[Param, ...]
+    run: Callable[..., Any] | str
+    output: str = "image"
+    param_index: dict[str, Param] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_name("Filter", self.name)
+        for attribute in ("title", "summary", "category"):
+            if not isinstance(getattr(self, attribute), str) or not getattr(self, attribute):
+                raise DeclarationError(f"Filter {self.name!r} needs a non-empty {attribute}.")
+        object.__setattr__(self, "params", tuple(self.params))
+        names = [param.name for param in self.params]
+        if not all(isinstance(param, Param) for param in self.params):
+            raise DeclarationError(f"Filter {self.name!r}: every parameter must be a Param.")
+        if len(set(names)) != len(names):
+            raise DeclarationError(f"Filter {self.name!r} declares a parameter twice: {names}")
+        if "seed" in names:
+            raise DeclarationError(f"Filter {self.name!r}: 'seed' is reserved (it comes from the context).")
+        if self.output not in FILTER_OUTPUTS:
+            raise DeclarationError(
+                f"Filter {self.name!r}: output must be one of {FILTER_OUTPUTS}. Received: {self.output!r}"
+            )
+        if not (callable(self.run) or isinstance(self.run, str)):
+            raise DeclarationError(f"Filter {self.name!r}: run must be callable or 'module:function'.")
+        object.__setattr__(self, "param_index", {param.name: param for param in self.params})
+
+    def runner(self) -> Callable[..., Any]:
+        """The filter's run function (importing it if declared as a string)."""
+        return resolve_callable(self.run)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A network the filters can use.
+
+    Attributes:
+        name: Unique name (``lite0``, ``vgg16-hed``, ``inception-v3``).
+        title: Human title.
+        description: One or two sentences: what it is, where the weights come from.
+        load: ``load() -> model handle`` (a ``filters.zoo`` model), or a
+            ``"module:function"`` string imported on first use.
+        kind: ``classifier`` (has class logits) or ``backbone`` (features only).
+        source: Where the weights come from, in words (shown by ``models``).
+        aliases: Other names accepted for this model.
+    """
+
+    name: str
+    title: str
+    description: str
+    load: Callable[[], Any] | str
+    kind: str = "classifier"
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_name("Model", self.name)
+        if self.kind not in MODEL_KINDS:
+            raise DeclarationError(f"Model {self.name!r}: kind must be one of {MODEL_KINDS}. Received: {self.kind!r}")
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+
+    def loader(self) -> Callable[[], Any]:
+        """The model's load function (importing it if declared as a string)."""
+        return resolve_callable(self.load)
