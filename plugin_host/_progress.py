@@ -71,7 +71,7 @@ class ProgressBar:
     def render(self, fraction: float, message: str, elapsed: float) -> str:
         """The bar's text for a given state."""
         fraction = min(max(fraction, 0.0), 1.0)
-        filled = int(round(fraction * self.width))
+        filled = int(fraction * self.width)
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
         remaining = _clock(eta) if eta is not None else "--:--"
         text = (

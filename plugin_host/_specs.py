@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import DeclarationError
-from ._params import Param
+from ._errors import DeclarationError, ParameterError
+from ._params import Param, validate_params
 
 __all__ = ["FilterSpec", "ModelSpec", "resolve_callable", "FILTER_OUTPUTS", "MODEL_KINDS"]
 
@@ -63,6 +63,8 @@ class FilterSpec:
             string imported on first use. ``image`` is float32 ``H x W x 3`` in
             [0, 1]; the result is float32 ``h x w x 3`` in [0, 1].
         output: ``"image"`` or ``"layer"`` (see :data:`FILTER_OUTPUTS`).
+        preview_params: Parameter values that make a quick, low-cost run
+            (used by the smoke tests and for previews); validated at declaration.
     """
 
     name: str
@@ -73,6 +75,7 @@ class FilterSpec:
     params: tuple[Param, ...]
     run: Callable[..., Any] | str
     output: str = "image"
+    preview_params: Mapping[str, Any] = field(default_factory=dict)
     param_index: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +98,12 @@ class FilterSpec:
         if not (callable(self.run) or isinstance(self.run, str)):
             raise DeclarationError(f"Filter {self.name!r}: run must be callable or 'module:function'.")
         object.__setattr__(self, "param_index", {param.name: param for param in self.params})
+        try:
+            object.__setattr__(
+                self, "preview_params", validate_params(self.params, self.preview_params, check_files=False)
+            )
+        except ParameterError as error:
+            raise DeclarationError(f"Filter {self.name!r}: invalid preview_params: {error}") from None
 
     def runner(self) -> Callable[..., Any]:
         """The filter's run function (importing it if declared as a string)."""

@@ -37,7 +37,7 @@ def test_draws_percentage_and_eta_on_a_terminal() -> None:
     clock.now += 10
     bar(0.25, "octave 1/4")
     text = stream.getvalue()
-    assert text.startswith("\rdream  25% |###       | 00:10<00:30 octave 1/4")
+    assert text.startswith("\rdream  25% |##        | 00:10<00:30 octave 1/4")
     bar.close()
     assert stream.getvalue().endswith("\n")
 
