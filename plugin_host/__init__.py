@@ -15,6 +15,7 @@ from ._errors import (
     RegistryError,
 )
 from ._hookspecs import hookimpl, hookspec
+from ._imageio import SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
 from ._jobs import apply_filter, join_alpha, split_alpha
 from ._params import PARAM_KINDS, Param, format_value, parse_weighted_layers, validate_params
 from ._registry import (
@@ -37,6 +38,8 @@ __all__ = [
     "FilterContext",
     "FilterSpec",
     "ImageIOError",
+    "LoadedImage",
+    "SAVE_FORMATS",
     "ModelCache",
     "ModelSpec",
     "ModelUnavailableError",
@@ -50,14 +53,19 @@ __all__ = [
     "Registry",
     "RegistryError",
     "apply_filter",
+    "atomic_write",
+    "encode_pixels",
+    "format_for_path",
     "build_registry",
     "format_value",
     "get_registry",
     "hookimpl",
     "hookspec",
     "join_alpha",
+    "load_image",
     "parse_weighted_layers",
     "reset_registry",
+    "save_image",
     "split_alpha",
     "validate_params",
 ]
