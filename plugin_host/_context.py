@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import FilterCancelled, ModelUnavailableError, NeurofiltersError
+from ._quiet import native_stderr_silenced
 
 __all__ = ["FilterContext", "ModelCache", "ProgressCallback"]
 
@@ -47,7 +48,8 @@ class ModelCache:
                     self._resolve = get_registry().get_model
                 spec = self._resolve(name)
                 try:
-                    self._models[name] = spec.loader()()
+                    with native_stderr_silenced():
+                        self._models[name] = spec.loader()()
                 except NeurofiltersError:
                     raise
                 except Exception as error:
