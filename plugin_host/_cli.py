@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 failure (the filter or I/O failed), 2 usage error
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 
 from . import _docs
 from ._errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError
+from ._quiet import QUIET_ENV
 from ._registry import Registry, get_registry
 from ._specs import FilterSpec
 
@@ -90,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--top", default="5", help="number of classes to print (default 5)")
 
     sub.add_parser("plugins", help="list the loaded plugins and the ones that failed")
+
+    from ._batch_cli import add_batch_parser
+
+    add_batch_parser(sub)
 
     gimp = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in")
     gimp_sub = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=_Parser)
@@ -305,11 +311,15 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command != "run" and extra:
+    if args.command not in ("run", "batch") and extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
     registry = get_registry()
     if args.command == "run":
         return _cmd_run(args, extra, registry)
+    if args.command == "batch":
+        from ._batch_cli import run_batch_command
+
+        return run_batch_command(args, extra, registry)
     handler = globals()[f"_cmd_{args.command}"]
     return handler(args, registry)
 
@@ -317,6 +327,10 @@ def _dispatch(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    if debug:
+        os.environ[QUIET_ENV] = "0"  # keep TensorFlow's native start-up messages
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return _dispatch(argv)
     except (UsageError, ParameterError, RegistryError) as error:

@@ -1,0 +1,248 @@
+"""Processing one batch task: decode, filter (every pipeline step), encode.
+
+The three stages are separate functions so the runner can overlap them
+(decoding the next file and encoding the previous one while the filter runs),
+and picklable so worker processes can run them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._batch_journal import file_seed
+from ._context import ModelCache, ProgressCallback
+from ._errors import ImageIOError, NeurofiltersError
+
+__all__ = ["Task", "RunOptions", "Outcome", "decode", "compute", "encode", "describe_error", "resolve_steps"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One output to produce.
+
+    Attributes:
+        index: Position in the batch.
+        source: Absolute input path.
+        key: The input's relative path (plus ``#frame`` with ``--all-frames``).
+        output: Absolute output path.
+        fmt: Output format (a key of ``FORMAT_SUFFIXES``).
+        frame: Frame to read.
+        seed: The file's seed.
+        params_hash: Hash of everything that determines the output.
+        layered: Filter each XCF layer and write a layered ``.ora``.
+    """
+
+    index: int
+    source: str
+    key: str
+    output: str
+    fmt: str
+    frame: int
+    seed: int
+    params_hash: str
+    layered: bool = False
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings shared by every task of a run.
+
+    Attributes:
+        steps: ``(filter name, validated values)`` per pipeline step.
+        quality: Lossy encoders' quality (1-100).
+        max_pixels: Largest image accepted (``None``: Pillow's limit).
+        protect: Paths never written (every input of the batch).
+    """
+
+    steps: tuple[tuple[str, dict[str, Any]], ...]
+    quality: int = 95
+    max_pixels: int | None = None
+    protect: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """What happened to one task."""
+
+    index: int
+    status: str  # "ok" or "failed"
+    error: str = ""
+    seconds: float = 0.0
+    compute_seconds: float = 0.0
+
+
+def describe_error(error: BaseException) -> str:
+    """One line saying what went wrong (the message of our errors, type and message otherwise)."""
+    if isinstance(error, NeurofiltersError):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return "out of memory while processing this image (try a smaller image or --max-pixels)"
+    return f"{type(error).__name__}: {error}"
+
+
+def resolve_steps(steps: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
+    """Turn ``(name, values)`` pairs into ``(FilterSpec, values)`` with the process registry."""
+    from ._registry import get_registry
+
+    registry = get_registry()
+    return [(registry.get_filter(name), values) for name, values in steps]
+
+
+def decode(task: Task, options: RunOptions) -> Any:
+    """Read the task's input: a ``LoadedImage``, or a ``LayeredImage`` for per-layer XCF.
+
+    Raises:
+        ImageIOError: The file cannot be read (with the reason).
+    """
+    source = Path(task.source)
+    if source.suffix.lower() == ".xcf":
+        from ._layered import composite, read_xcf
+
+        layered = read_xcf(source)
+        if task.layered:
+            return layered
+        return _FlatXcf(composite(layered), source)
+    from ._imageio import load_image
+
+    return load_image(source, frame=task.frame, max_pixels=options.max_pixels)
+
+
+@dataclass
+class _FlatXcf:
+    """A flattened XCF, shaped like a ``LoadedImage`` for the encoder."""
+
+    pixels: Any
+    path: Path
+    bit_depth: int = 8
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    format: str = "XCF"
+    n_frames: int = 1
+
+
+def _run_steps(
+    pixels: Any,
+    steps: Sequence[tuple[Any, dict[str, Any]]],
+    seed: int,
+    models: ModelCache,
+    progress: ProgressCallback | None,
+) -> Any:
+    from ._jobs import apply_filter
+
+    for number, (spec, values) in enumerate(steps):
+        step_seed = seed if number == 0 else file_seed(seed, f"step{number}")
+        report = None
+        if progress is not None:
+            report = lambda fraction, message, n=number: progress((n + fraction) / len(steps), message)  # noqa: E731
+        pixels = apply_filter(spec, pixels, values, seed=step_seed, models=models, progress=report, validated=True)
+    return pixels
+
+
+def compute(
+    task: Task,
+    decoded: Any,
+    steps: Sequence[tuple[Any, dict[str, Any]]],
+    models: ModelCache,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """Run every pipeline step on the decoded image (on each layer for per-layer XCF).
+
+    Args:
+        task: The task.
+        decoded: What :func:`decode` returned.
+        steps: ``(FilterSpec, values)`` per pipeline step.
+        models: The process's model cache.
+        progress: ``callback(fraction, message)`` for this file's progress.
+    """
+    if task.layered:
+        from ._layered import map_layers
+
+        count = len(decoded.layers)
+
+        def one_layer(index: int, layer: Any) -> Any:
+            report = None
+            if progress is not None:
+                report = lambda fraction, message: progress((index + fraction) / count, f"layer {index + 1}/{count} {message}")  # noqa: E731
+            return _run_steps(layer.pixels, steps, file_seed(task.seed, f"layer{index}"), models, report)
+
+        return map_layers(decoded, one_layer)
+    return _run_steps(decoded.pixels, steps, task.seed, models, progress)
+
+
+def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
+    """Write the result atomically to ``task.output``.
+
+    Raises:
+        ImageIOError: The output cannot be written (or is an input).
+    """
+    output = Path(task.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if task.layered or task.fmt in ("ora", "xcf"):
+        from ._layered import Layer, LayeredImage, write_ora
+        from ._xcf import write_xcf
+
+        layered = result
+        if not task.layered:
+            import numpy as np
+
+            pixels = np.asarray(result, dtype=np.float32)
+            if pixels.shape[2] == 3:
+                pixels = np.concatenate([pixels, np.ones_like(pixels[..., :1])], axis=2)
+            elif pixels.shape[2] != 4:  # grey results are RGB already (filters return RGB)
+                raise ImageIOError(f"Cannot write {output}: unexpected result shape {pixels.shape}")
+            layered = LayeredImage(pixels.shape[1], pixels.shape[0], (Layer(Path(task.source).stem, pixels),))
+        writer = write_xcf if task.fmt == "xcf" else write_ora
+        return writer(output, layered, protect=options.protect)
+    from ._imageio import save_image
+
+    like = decoded if not isinstance(decoded, _FlatXcf) else None
+    return save_image(output, result, like=like, quality=options.quality, protect=options.protect)
+
+
+# -- worker processes ----------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def worker_init(options: RunOptions) -> None:
+    """Initializer of a worker process: resolve the filters once, keep one model cache."""
+    _WORKER["options"] = options
+    _WORKER["steps"] = resolve_steps(options.steps)
+    _WORKER["models"] = ModelCache()
+
+
+def worker_run(task: Task) -> Outcome:
+    """Process one task completely inside a worker process."""
+    options: RunOptions = _WORKER["options"]
+    start = time.perf_counter()
+    try:
+        decoded = decode(task, options)
+        compute_start = time.perf_counter()
+        result = compute(task, decoded, _WORKER["steps"], _WORKER["models"])  # per-file progress only
+        compute_seconds = time.perf_counter() - compute_start
+        encode(task, decoded, result, options)
+    except (NeurofiltersError, OSError, ValueError, MemoryError, ImageIOError) as error:
+        return Outcome(task.index, "failed", describe_error(error), time.perf_counter() - start)
+    except Exception as error:  # a filter bug must not kill the batch
+        return Outcome(task.index, "failed", describe_error(error), time.perf_counter() - start)
+    return Outcome(task.index, "ok", "", time.perf_counter() - start, compute_seconds)
+
+
+def cleanup_temporaries(outdir: Path) -> int:
+    """Delete temporary files a killed run left in ``outdir`` (``.NAME.*.tmp``); return how many."""
+    removed = 0
+    if not outdir.is_dir():
+        return 0
+    for dirpath, _, filenames in os.walk(outdir):
+        for name in filenames:
+            if name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed

@@ -1,0 +1,84 @@
+"""The Ray engine: a real local Ray instance, and a Ray actor killed (SIGKILL) mid-batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from plugin_host._batch_journal import JOURNAL_NAME
+from test_batch_support import batch_command, install_test_plugin, plugin_env, run_batch, tree_bytes, write_photo
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+N_FILES = 10
+
+
+def _actor_processes(marker: str) -> list[int]:
+    """Pids of this test's Ray actor processes (found in /proc by title and an environment marker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            if b"_BatchActor" in title and f"NF_BATCH_TEST_MARKER={marker}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ray_batch_survives_a_killed_actor(tmp_path: Path) -> None:
+    site = install_test_plugin(tmp_path / "site")
+    for i in range(N_FILES):
+        write_photo(tmp_path / "in" / ("deep" if i % 2 else "") / f"p{i}.png", size=(40, 30), seed=i)
+    args = [str(tmp_path / "in"), "-r", "--filter", "bt-noise", "--delay", "0.4", "--seed", "3", "-q"]
+    local = run_batch(site, *args, "-o", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    reference = tree_bytes(tmp_path / "local")
+
+    marker = uuid.uuid4().hex
+    env = {**plugin_env(site), "NF_BATCH_TEST_MARKER": marker, "RAY_AUTH_MODE": "disabled"}
+    report = tmp_path / "ray.json"
+    process = subprocess.Popen([*batch_command(), *args, "-o", str(tmp_path / "ray"), "--engine", "ray", "--jobs", "2",
+                                "--report", str(report)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 240
+    while process.poll() is None and time.monotonic() < deadline:
+        journal = tmp_path / "ray" / JOURNAL_NAME
+        if killed is None and journal.exists() and journal.read_text().count('"state": "done"') >= 1:
+            actors = _actor_processes(marker)
+            if actors:
+                killed = actors[0]
+                os.kill(killed, signal.SIGKILL)  # a Ray worker dies mid-batch
+        time.sleep(0.05)
+    _, err = process.communicate(timeout=120)
+    assert killed is not None, "no Ray actor process was found to kill: " + err
+    assert process.returncode == 0, err
+    rows = json.loads(report.read_text())["files"]
+    assert [r["status"] for r in rows] == ["ok"] * N_FILES
+    assert tree_bytes(tmp_path / "ray") == reference  # same files, same bytes as the local engine
+    assert not _alive(killed)
+    until = time.monotonic() + 30
+    while _actor_processes(marker) and time.monotonic() < until:
+        time.sleep(0.5)
+    assert _actor_processes(marker) == []  # the local Ray instance was shut down
+
+    again = run_batch(site, *args, "-o", str(tmp_path / "ray"), "--engine", "ray")
+    assert again.returncode == 0 and f"{N_FILES} skipped" in again.stderr  # resume works the same way

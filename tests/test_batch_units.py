@@ -1,0 +1,139 @@
+"""Batch building blocks: templates, seeds, hashes, input discovery, pipeline and parameter files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from plugin_host import ParameterError
+from plugin_host._batch_inputs import discover_inputs
+from plugin_host._batch_journal import file_seed, params_hash
+from plugin_host._batch_pipeline import load_mapping_file, load_pipeline, single_step
+from plugin_host._batch_template import check_template, render_output
+from test_batch_support import install_test_plugin, run_batch, write_photo
+
+FIELDS = {"stem": "cat", "ext": "jpg", "name": "cat.jpg", "relpath": "pets/2024", "filter": "deepdream",
+          "frame": 0, "index": 3, "seed": 11}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{relpath}/{stem}", "pets/2024/cat.png"),
+        ("{filter}/{relpath}/{stem}_{index:04d}", "deepdream/pets/2024/cat_0003.png"),
+        ("{stem}.png", "cat.png"),
+        ("./{stem}-{ext}", "cat-jpg.png"),
+    ],
+)
+def test_template_renders_inside_outdir(tmp_path: Path, template: str, expected: str) -> None:
+    check_template(template)
+    assert render_output(template, FIELDS, tmp_path, "png") == tmp_path / expected
+
+
+@pytest.mark.parametrize("template", ["../{stem}", "/etc/{stem}", "{relpath}/../../{stem}", "a\\..\\{stem}", "~/{stem}", "{nope}", "{stem"])
+def test_template_cannot_escape_or_be_malformed(template: str) -> None:
+    with pytest.raises(ParameterError, match="Received: --name"):
+        check_template(template)
+
+
+def test_rendered_values_cannot_escape(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="leaving OUTDIR"):
+        render_output("{relpath}/{stem}", {**FIELDS, "relpath": "../.."}, tmp_path, "png")
+    (tmp_path / "link").symlink_to(tmp_path.parent)
+    with pytest.raises(ParameterError, match="through a symlink"):
+        render_output("link/{stem}", FIELDS, tmp_path, "png")
+
+
+def test_seeds_and_hashes_are_stable() -> None:
+    assert file_seed(0, "a/b.jpg") == file_seed(0, "a/b.jpg")
+    assert file_seed(0, "a/b.jpg") != file_seed(1, "a/b.jpg") != file_seed(0, "a/c.jpg")
+    assert 0 <= file_seed(-5, "x") < 2**31
+    assert params_hash({"a": 1, "b": (1.5, "x")}) == params_hash({"b": [1.5, "x"], "a": 1})
+    assert params_hash({"a": 1}) != params_hash({"a": 1.0}) != params_hash({"a": 2})
+
+
+def test_discovery_recursion_globs_and_hidden(tmp_path: Path) -> None:
+    for rel in ("a.jpg", "b.PNG", "sub/c.jpg", "sub/deep/d.tif", ".hidden/e.jpg", "sub/.f.jpg", "readme.md"):
+        write_photo(tmp_path / rel) if not rel.endswith(".md") else (tmp_path / rel).write_text("x")
+    flat = discover_inputs([str(tmp_path)])
+    assert [str(f.relpath) for f in flat.files] == ["a.jpg", "b.PNG"] and flat.ignored == 1
+    deep = discover_inputs([str(tmp_path)], recursive=True, exclude=["deep/*", "*/deep/*"])
+    assert [str(f.relpath) for f in deep.files] == ["a.jpg", "b.PNG", "sub/c.jpg"]
+    globbed = discover_inputs([str(tmp_path / "**" / "*.jpg"), str(tmp_path / "a.jpg")])
+    assert [str(f.relpath) for f in globbed.files] == ["a.jpg", "sub/c.jpg"]  # duplicates dropped, hidden skipped
+    assert globbed.roots == [tmp_path]
+
+
+def test_pipeline_and_params_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = install_test_plugin(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", "")
+    from plugin_host import get_registry, reset_registry
+
+    reset_registry()
+    registry = get_registry()
+    good = tmp_path / "p.toml"
+    good.write_text('name = "noisy-negative"\nseed = 4\n[[steps]]\nfilter = "bt-noise"\nparams = { strength = 0.2 }\n'
+                    '[[steps]]\nfilter = "bt-invert"\n')
+    pipeline = load_pipeline(good, registry.get_filter)
+    assert pipeline.name == "noisy-negative" and pipeline.seed == 4
+    assert [s.spec.name for s in pipeline.steps] == ["bt-noise", "bt-invert"]
+    assert pipeline.steps[0].values == {"strength": 0.2, "delay": 0.0}
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[steps]]\nfilter = "bt-noise"\nparams = { strength = 3 }\n')
+    with pytest.raises(ParameterError, match=r"step 1 \(bt-noise\).*Received: strength=3"):
+        load_pipeline(bad, registry.get_filter)
+    bad.write_text("steps = []\n")
+    with pytest.raises(ParameterError, match="non-empty list of steps"):
+        load_pipeline(bad, registry.get_filter)
+    bad.write_text("[[steps]]\nfilter = \n")
+    with pytest.raises(ParameterError, match="Syntax error in"):
+        load_pipeline(bad, registry.get_filter)
+
+    params = tmp_path / "params.json"
+    params.write_text('{"strength": 0.9, "delay": 0}')
+    step = single_step(registry.get_filter("bt-noise"), {"strength": "0.1"}, params_file=params).steps[0]
+    assert step.values == {"strength": 0.1, "delay": 0.0}  # the command line wins over the file
+    reset_registry()
+
+
+def test_yaml_without_pyyaml_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("steps: []\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)  # makes 'import yaml' fail, as without PyYAML
+    with pytest.raises(ParameterError, match="Reading YAML needs PyYAML.*pip install pyyaml"):
+        load_mapping_file(path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("yaml") is None, reason="PyYAML is not installed")
+def test_yaml_files_are_read_with_pyyaml(tmp_path: Path) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text("name: soft\nsteps:\n  - filter: bt-noise\n    params: {strength: 0.5}\n")
+    assert load_mapping_file(path) == {"name": "soft", "steps": [{"filter": "bt-noise", "params": {"strength": 0.5}}]}
+
+
+def test_pipeline_runs_through_the_cli(tmp_path: Path) -> None:
+    site = install_test_plugin(tmp_path / "site")
+    source = write_photo(tmp_path / "in" / "a.png", seed=7)
+    pipeline = tmp_path / "neg.toml"
+    pipeline.write_text('name = "neg2"\n[[steps]]\nfilter = "bt-invert"\n[[steps]]\nfilter = "bt-noise"\nparams = { strength = 0.0 }\n')
+    done = run_batch(site, str(source), "-o", str(tmp_path / "out"), "--pipeline", str(pipeline), "--name", "{filter}_{stem}")
+    assert done.returncode == 0, done.stderr
+    result = np.asarray(Image.open(tmp_path / "out" / "neg2_a.png"), dtype=np.int16)
+    np.testing.assert_allclose(result, 255 - np.asarray(Image.open(source), dtype=np.int16), atol=1)
+    params = tmp_path / "strong.toml"
+    params.write_text("strength = 1.0\n")
+    noisy = run_batch(site, str(source), "-o", str(tmp_path / "out2"), "--filter", "bt-noise", "--params", str(params))
+    assert noisy.returncode == 0, noisy.stderr
+    rng_image = np.asarray(Image.open(tmp_path / "out2" / "a.png"), dtype=np.float64)
+    assert abs(rng_image.mean() - 127.5) < 10  # pure noise: the file's strength 1.0 was used
+    mixed = run_batch(site, str(source), "-o", str(tmp_path / "o3"), "--pipeline", str(pipeline), "--strength", "1")
+    assert mixed.returncode == 2 and "go into the pipeline file" in mixed.stderr
+    assert os.listdir(tmp_path / "in") == ["a.png"]
