@@ -1,0 +1,1 @@
+"""DeepDream: the declaration lives in :mod:`.plugin`, the algorithm in :mod:`.engine`."""

@@ -1,0 +1,576 @@
+"""The DeepDream algorithm: objectives, octaves, tiled gradient ascent, masks and frames.
+
+One engine covers the three reference implementations (DESIGN.md section 6):
+Google's notebook (detail re-injection, jitter, mean |g| normalisation, guided
+dreams), the TensorFlow tutorial (random roll tiles, std normalisation,
+octaves above the image size, no re-injection) and the Keras example
+(weighted layers, squared-activation loss, loss ceiling).
+
+Memory stays bounded on any image size: the gradient is computed in
+equally sized windows (see :mod:`filters.tiling`) whose size follows a memory
+budget, and the full-size buffers are a handful of float32 images.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from plugin_host import FilterContext, ParameterError
+
+from .. import tiling
+from ..octaves import octave_shapes, resize_image
+from ..smoothing import feather_inward, gaussian_blur, laplacian_normalize
+from .plugin import PARAMS, PRESETS
+
+__all__ = ["DreamSettings", "apply_preset", "dream", "objective_value", "run", "settings_from_params"]
+
+_DEFAULTS = {param.name: param.default for param in PARAMS}
+#: Context kept around each tile's core (pixels of the octave image).
+TILE_MARGIN = 32
+#: Bytes per activation element (float32) kept during forward + backward, as a
+#: multiple of 4: measured ~0.4 on Lite0 (TensorFlow frees activations early);
+#: 1.0 leaves a safety margin.
+_MEMORY_FACTOR = 1.0
+
+
+@dataclass(frozen=True)
+class DreamSettings:
+    """Validated, preset-resolved settings of one dream (see the parameter table)."""
+
+    model: str = "lite0"
+    layers: tuple[tuple[str, float], ...] = (("auto", 1.0),)
+    objective: str = "layer"
+    channel: int = 0
+    loss: str = "mean"
+    octaves: int = 4
+    octave_scale: float = 1.4
+    upscale_octaves: int = 0
+    detail: bool = True
+    steps: int = 10
+    step_size: float = 0.012
+    normalize: str = "std"
+    jitter: int = 32
+    smoothing: str = "laplacian"
+    smoothing_sigma: float = 1.0
+    loss_ceiling: float = 0.0
+    clip: bool = True
+    tile_size: int = 0
+    memory_mb: int = 1536
+    guide: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``params`` with the chosen preset filled into parameters left at their default.
+
+    Args:
+        params: Validated parameters (every declared name present).
+
+    Returns:
+        A new dict; values the user changed are kept.
+    """
+    from plugin_host import validate_params
+
+    result = dict(params)
+    preset = PRESETS.get(str(params.get("preset", "none")), {})
+    overrides = validate_params(PARAMS, preset, check_files=False)
+    for name in preset:
+        if result.get(name, _DEFAULTS[name]) == _DEFAULTS[name]:
+            result[name] = overrides[name]
+    return result
+
+
+def _read_grey(path: str, param: str) -> np.ndarray:
+    """Read an image file as float32 ``H x W`` in [0, 1]: luminance times alpha."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            alpha = np.asarray(picture.getchannel("A"), np.float32) / 255.0 if "A" in picture.getbands() else None
+            grey = np.asarray(picture.convert("L"), np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as error:
+        raise ParameterError(
+            f'"{param}" must be a readable image file. Received: {param}={path} ({error})', param=param, value=path
+        ) from None
+    return grey * alpha if alpha is not None else grey
+
+
+def _read_rgb(path: str, param: str) -> np.ndarray:
+    """Read an image file as float32 ``H x W x 3`` in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            return np.asarray(picture.convert("RGB"), np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as error:
+        raise ParameterError(
+            f'"{param}" must be a readable image file. Received: {param}={path} ({error})', param=param, value=path
+        ) from None
+
+
+def settings_from_params(params: Mapping[str, Any]) -> DreamSettings:
+    """Turn validated filter parameters (after :func:`apply_preset`) into settings."""
+    names = {f.name for f in DreamSettings.__dataclass_fields__.values()} - {"guide"}
+    values = {name: params[name] for name in names if name in params}
+    guide = _read_rgb(params["guide"], "guide") if params.get("guide") else None
+    return DreamSettings(**values, guide=guide)
+
+
+# --------------------------------------------------------------------------- objective
+def _resolve_layers(model: Any, layers: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    if tuple(layers) == (("auto", 1.0),):
+        return tuple((str(n), float(w)) for n, w in model.default_dream_layers)
+    try:
+        resolved = tuple((model.resolve_layer(name), float(weight)) for name, weight in layers)
+    except ParameterError as error:
+        raise ParameterError(str(error).replace('"layer"', '"layers"', 1), param="layers", value=error.value) from None
+    if all(weight == 0 for _, weight in resolved):
+        raise ParameterError(
+            f'"layers" needs at least one non-zero weight. Received: layers={layers}', param="layers", value=layers
+        )
+    return resolved
+
+
+def _check_channel(settings: DreamSettings, names: Sequence[str], model: Any) -> None:
+    if settings.objective == "layer" or settings.guide is not None:
+        return
+    shapes = {info.name: info.output_shape for info in model.layer_table(224)}
+    for name in names:
+        channels = int(shapes[name][-1])
+        if settings.channel >= channels:
+            raise ParameterError(
+                f'"channel" must be below {channels}, the number of channels of layer {name!r}. '
+                f"Received: channel={settings.channel}",
+                param="channel",
+                value=settings.channel,
+            )
+
+
+def _guide_features(features: Any, guide: np.ndarray, max_side: int = 384) -> list[np.ndarray]:
+    """Per layer, the guide image's feature vectors as ``(positions, channels)``."""
+    height, width = guide.shape[:2]
+    factor = min(1.0, max_side / max(height, width))
+    if factor < 1.0:
+        guide = resize_image(guide, (max(1, round(height * factor)), max(1, round(width * factor))))
+    outputs = features(guide[None].astype(np.float32), training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    import keras
+
+    return [np.asarray(keras.ops.convert_to_numpy(o)).reshape(-1, o.shape[-1]).astype(np.float32) for o in outputs]
+
+
+def _make_loss_fn(settings: DreamSettings, weights: Sequence[float], guides: Sequence[np.ndarray] | None) -> Any:
+    """The per-sample objective, written with ``keras.ops`` (any backend)."""
+    from keras import ops
+
+    def loss_fn(outputs: Sequence[Any]) -> Any:
+        total = None
+        for index, (activation, weight) in enumerate(zip(outputs, weights)):
+            if weight == 0:
+                continue
+            if guides is not None:
+                # Google's "controlled dream": match every position to the guide feature
+                # with the largest dot product and pull toward it (gradient = that feature).
+                guide = ops.convert_to_tensor(guides[index])
+                channels = guide.shape[-1]
+                flat = ops.reshape(activation, (ops.shape(activation)[0], -1, channels))
+                scores = ops.einsum("bpc,gc->bpg", flat, guide)
+                matched = ops.take(guide, ops.argmax(scores, axis=-1), axis=0)
+                term = ops.mean(ops.sum(flat * ops.stop_gradient(matched), axis=-1), axis=1)
+            else:
+                if settings.objective == "neuron":
+                    height, width = ops.shape(activation)[1], ops.shape(activation)[2]
+                    term = activation[:, height // 2, width // 2, settings.channel]
+                    if settings.loss == "mean-square":
+                        term = ops.square(term)
+                else:
+                    if settings.objective == "channel":
+                        activation = activation[..., settings.channel : settings.channel + 1]
+                    if settings.loss == "mean":
+                        term = ops.mean(activation, axis=(1, 2, 3))
+                    else:
+                        size = ops.cast(ops.prod(ops.shape(activation)[1:]), activation.dtype)
+                        if activation.shape[1] is not None and min(activation.shape[1], activation.shape[2]) > 4:
+                            activation = activation[:, 2:-2, 2:-2, :]
+                        term = ops.sum(ops.square(activation), axis=(1, 2, 3)) / size
+            term = weight * term
+            total = term if total is None else total + term
+        return total
+
+    return loss_fn
+
+
+def _uses_depthwise(model: Any) -> bool:
+    return any("Depthwise" in type(layer).__name__ for layer in getattr(model.keras_model, "layers", []))
+
+
+@dataclass
+class _Objective:
+    """A compiled objective on one model: gradient function and memory figures."""
+
+    gradient: Any
+    features: Any
+    names: tuple[str, ...]
+    bytes_per_pixel: float
+    neuron: bool = False
+    stride: int = 1
+
+
+_OBJECTIVE_CACHE: dict[tuple[Any, ...], _Objective] = {}
+
+
+def _target_stride(model: Any, names: Sequence[str]) -> int:
+    """Total stride of the deepest target layer (input side / output side), a power of two."""
+    try:
+        strides = []
+        for info in model.layer_table(224):
+            if info.name in names and len(info.output_shape) == 4 and info.output_shape[1]:
+                strides.append(2 ** round(math.log2(224.0 / float(info.output_shape[1]))))
+        return max(strides) if strides else 1
+    except Exception:  # an estimate only: unaligned tiles are still correct, just less exact
+        return 1
+
+
+def _activation_floats_per_pixel(model: Any, names: Sequence[str]) -> float:
+    """Activation elements per input pixel up to the deepest target layer (from the layer table)."""
+    try:
+        side = 224.0
+        table = model.layer_table(224)
+        total, deepest = 0.0, max(i for i, info in enumerate(table) if info.name in names)
+        for info in table[: deepest + 1]:
+            shape = [d for d in info.output_shape if d is not None] if info.output_shape else []
+            if len(shape) >= 3:
+                total += float(np.prod(shape[-3:])) / (side * side)
+        if total > 0:
+            return total
+    except Exception:  # the table is an estimate's input only; fall back to a safe figure
+        pass
+    return 400.0
+
+
+def build_objective(model: Any, settings: DreamSettings) -> _Objective:
+    """Resolve layers, check the channel, compile the gradient function (cached without guide).
+
+    Args:
+        model: A zoo model handle.
+        settings: The dream's settings.
+
+    Returns:
+        The compiled objective.
+
+    Raises:
+        ParameterError: Unknown layer, channel out of range, all weights zero.
+    """
+    from ..gradients import make_gradient_fn
+
+    layers = _resolve_layers(model, settings.layers)
+    names = tuple(name for name, _ in layers)
+    weights = tuple(weight for _, weight in layers)
+    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss)
+    if settings.guide is None and key in _OBJECTIVE_CACHE:
+        return _OBJECTIVE_CACHE[key]
+    features = model.feature_model(list(names))
+    _check_channel(settings, names, model)
+    guides = _guide_features(features, settings.guide) if settings.guide is not None else None
+    gradient = make_gradient_fn(
+        features, _make_loss_fn(settings, weights, guides), jit_compile=not _uses_depthwise(model)
+    )
+    objective = _Objective(
+        gradient,
+        features,
+        names,
+        4.0 * _MEMORY_FACTOR * _activation_floats_per_pixel(model, names),
+        neuron=settings.objective == "neuron" and settings.guide is None,
+        stride=_target_stride(model, names),
+    )
+    if settings.guide is None:
+        if len(_OBJECTIVE_CACHE) > 16:
+            _OBJECTIVE_CACHE.clear()
+        _OBJECTIVE_CACHE[key] = objective
+    return objective
+
+
+# --------------------------------------------------------------------------- stepping
+def _window_shape(settings: DreamSettings, objective: _Objective, height: int, width: int) -> tuple[int, int]:
+    if settings.tile_size:
+        side = max(2 * TILE_MARGIN + 8, settings.tile_size)
+        return min(height, side), min(width, side)
+    max_pixels = int(settings.memory_mb * 2**20 / objective.bytes_per_pixel)
+    return tiling.window_shape_for_budget(height, width, max(max_pixels, (4 * TILE_MARGIN) ** 2))
+
+
+def tiled_gradient(
+    image: np.ndarray, objective: _Objective, window: tuple[int, int], shift: tuple[int, int] = (0, 0)
+) -> tuple[float, np.ndarray]:
+    """Objective value and input gradient of an image of any size, computed tile by tile.
+
+    Args:
+        image: float32 ``H x W x 3``.
+        objective: From :func:`build_objective`.
+        window: Window shape (the whole image when it fits).
+        shift: Roll ``(dy, dx)`` applied to the image before the network sees it.
+
+    Returns:
+        ``(loss, gradient)``: the area-weighted loss of the windows and the
+        gradient in the unrolled frame.
+    """
+    height, width = image.shape[:2]
+    if objective.neuron:
+        # One neuron at the image centre: only the window around it matters.
+        top, left = max(0, (height - window[0]) // 2), max(0, (width - window[1]) // 2)
+        box = (top, top + window[0], left, left + window[1])
+        tile = tiling.Tile(box, box)
+        gradient = np.zeros_like(image)
+        losses, grads = objective.gradient(tiling.read_window(image, tile, shift)[None])
+        tiling.write_core(gradient, tile, grads[0], shift)
+        return float(losses[0]), gradient
+    tiles = tiling.plan_tiles(height, width, window, TILE_MARGIN, objective.stride)
+    gradient = np.empty_like(image)
+    loss = 0.0
+    for tile in tiles:
+        losses, grads = objective.gradient(tiling.read_window(image, tile, shift)[None])
+        # Each window's loss is a mean over the window: rescale its gradient so the
+        # pieces add up to the gradient of the mean over the whole image.
+        window_result = grads[0]
+        if len(tiles) > 1:
+            window_result *= np.float32(tile.window_area / (height * width))
+        tiling.write_core(gradient, tile, window_result, shift)
+        loss += float(losses[0]) * tile.core_area / (height * width)
+    return loss, gradient
+
+
+def _normalise(gradient: np.ndarray, mode: str, mask: np.ndarray | None) -> np.ndarray:
+    values = gradient if mask is None else gradient[mask > 0]
+    if values.size == 0:
+        return gradient
+    scale = float(values.std()) if mode == "std" else float(np.abs(values).mean())
+    gradient /= np.float32(scale + 1e-8)
+    return gradient
+
+
+def _dream_octave(
+    image: np.ndarray,
+    objective: _Objective,
+    settings: DreamSettings,
+    mask: np.ndarray | None,
+    rng: np.random.Generator,
+    report: Any,
+) -> tuple[np.ndarray, float]:
+    """Gradient ascent at one scale. Returns the image and the last loss."""
+    height, width = image.shape[:2]
+    window = _window_shape(settings, objective, height, width)
+    loss = 0.0
+    for step in range(settings.steps):
+        if settings.jitter:
+            shift = (
+                int(rng.integers(-settings.jitter, settings.jitter + 1)) % height,
+                int(rng.integers(-settings.jitter, settings.jitter + 1)) % width,
+            )
+        else:
+            shift = (0, 0)
+        loss, gradient = tiled_gradient(image, objective, window, shift)
+        if settings.smoothing == "gaussian":
+            gradient = gaussian_blur(gradient, settings.smoothing_sigma)
+        elif settings.smoothing == "laplacian":
+            gradient = laplacian_normalize(gradient)
+        if mask is not None:
+            gradient *= mask[:, :, None]
+        gradient = _normalise(gradient, settings.normalize, mask)
+        gradient *= np.float32(settings.step_size)
+        image += gradient
+        del gradient
+        if settings.clip:
+            np.clip(image, 0.0, 1.0, out=image)
+        report(step + 1, loss)
+        if settings.loss_ceiling and loss > settings.loss_ceiling:
+            break
+    return image, loss
+
+
+def _working_size(height: int, width: int, min_size: int) -> tuple[int, int]:
+    """A size at least ``min_size`` on the shorter side (tiny images are dreamed enlarged)."""
+    if min(height, width) >= min_size:
+        return height, width
+    factor = min_size / min(height, width)
+    return max(min_size, math.ceil(height * factor)), max(min_size, math.ceil(width * factor))
+
+
+def dream(
+    image: np.ndarray,
+    model: Any,
+    settings: DreamSettings,
+    *,
+    rng: np.random.Generator,
+    mask: np.ndarray | None = None,
+    progress: Any = None,
+) -> np.ndarray:
+    """Dream one image.
+
+    Args:
+        image: float32 ``H x W x 3`` in [0, 1] (any size, down to 1 x 1).
+        model: A zoo model handle.
+        settings: Dream settings.
+        rng: Source of the jitter rolls.
+        mask: Optional float ``H x W`` in [0, 1]: 1 = dream, 0 = keep (exactly).
+        progress: ``progress(fraction, message)`` (e.g. ``context.progress``).
+
+    Returns:
+        The dreamed float32 ``H x W x 3`` image.
+    """
+    objective = build_objective(model, settings)
+    base = np.asarray(image, dtype=np.float32)
+    height, width = base.shape[:2]
+    min_size = int(getattr(model, "min_size", 32) or 32)
+    work_shape = _working_size(height, width, min_size)
+    work = resize_image(base, work_shape) if work_shape != (height, width) else base
+    work_mask = None
+    if mask is not None:
+        work_mask = resize_image(mask, work_shape, "bilinear") if work_shape != (height, width) else mask
+        work_mask = np.clip(work_mask, 0.0, 1.0).astype(np.float32)
+    shapes = octave_shapes(
+        work_shape[0],
+        work_shape[1],
+        settings.octaves,
+        settings.octave_scale,
+        upscale_octaves=settings.upscale_octaves,
+        min_size=min_size,
+    )
+    areas = [h * w for h, w in shapes]
+    done = [0.0]
+    total_work = float(sum(areas) * settings.steps)
+
+    current: np.ndarray | None = None
+    detail: np.ndarray | None = None
+    for index, shape in enumerate(shapes):
+        octave_mask = None
+        if work_mask is not None:
+            octave_mask = work_mask if shape == work_shape else np.clip(resize_image(work_mask, shape, "bilinear"), 0, 1)
+        if settings.detail:
+            octave_base = work if shape == work_shape else resize_image(work, shape)
+            if detail is None:
+                current = octave_base.copy()
+            else:
+                current = octave_base + resize_image(detail, shape)
+                if settings.clip:
+                    np.clip(current, 0.0, 1.0, out=current)
+        else:
+            source = work if current is None else current
+            current = resize_image(source, shape) if source.shape[:2] != shape else source.copy()
+            octave_base = None
+
+        def report(step: int, loss: float, index: int = index) -> None:
+            if progress is not None:
+                fraction = (done[0] + areas[index] * step) / total_work
+                progress(0.98 * fraction, f"octave {index + 1}/{len(shapes)}, step {step}/{settings.steps}, loss {loss:.4g}")
+
+        current, _ = _dream_octave(current, objective, settings, octave_mask, rng, report)
+        done[0] += areas[index] * settings.steps
+        if settings.detail:
+            detail = current - octave_base
+            del octave_base
+    assert current is not None
+    if settings.detail:
+        assert detail is not None
+        result = work + (detail if detail.shape[:2] == work_shape else resize_image(detail, work_shape))
+    else:
+        result = current if current.shape[:2] == work_shape else resize_image(current, work_shape)
+    if work_shape != (height, width):
+        result = resize_image(result, (height, width))
+    np.clip(result, 0.0, 1.0, out=result)
+    if mask is not None:
+        result = np.where(mask[:, :, None] > 0, mask[:, :, None] * result + (1.0 - mask[:, :, None]) * base, base)
+    return result.astype(np.float32, copy=False)
+
+
+def objective_value(image: np.ndarray, model: Any, settings: DreamSettings) -> float:
+    """The objective (as the gradient steps see it) on a whole image, untiled: for tests and docs."""
+    objective = build_objective(model, settings)
+    losses, _ = objective.gradient(np.asarray(image, np.float32)[None])
+    return float(losses[0])
+
+
+# --------------------------------------------------------------------------- filter entry
+def _load_mask(params: Mapping[str, Any], shape: tuple[int, int]) -> np.ndarray | None:
+    if not params.get("mask"):
+        return None
+    mask = _read_grey(params["mask"], "mask")
+    if mask.shape != shape:
+        mask = np.clip(resize_image(mask, shape, "bilinear"), 0.0, 1.0)
+    if params.get("mask_invert"):
+        mask = 1.0 - mask
+    return feather_inward(mask, float(params.get("mask_feather", 0.0)))
+
+
+def _zoom(image: np.ndarray, factor: float) -> np.ndarray:
+    """Crop the centre ``1/factor`` of the image and scale it back up (one video frame step)."""
+    height, width = image.shape[:2]
+    crop_h, crop_w = max(1, round(height / factor)), max(1, round(width / factor))
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return resize_image(image[top : top + crop_h, left : left + crop_w], (height, width))
+
+
+def _save_frame(image: np.ndarray, folder: str, index: int) -> None:
+    from PIL import Image
+
+    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    Image.fromarray(pixels, "RGB").save(os.path.join(folder, f"frame_{index:05d}.png"))
+
+
+def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) -> np.ndarray:
+    """The ``deepdream`` filter: ``run(image, params, context) -> image``.
+
+    Args:
+        image: float32 ``H x W x 3`` in [0, 1].
+        params: Validated parameters (see :data:`filters.deepdream.plugin.PARAMS`).
+        context: Progress, cancellation, seed and model cache.
+
+    Returns:
+        The dreamed image, same size, float32 in [0, 1] (the last frame when
+        ``frames > 0``).
+
+    Raises:
+        ParameterError: Invalid combination (unknown layer, channel out of
+            range, missing frame folder, unreadable mask or guide).
+        ModelUnavailableError: The model's weights are not available.
+    """
+    params = apply_preset(params)
+    frames = int(params.get("frames", 0))
+    folder = str(params.get("frame_dir", ""))
+    if frames > 0:
+        if not folder:
+            raise ParameterError(
+                '"frame_dir" must name a folder for the frames when frames > 0. Received: frame_dir=""',
+                param="frame_dir",
+                value=folder,
+            )
+        os.makedirs(folder, exist_ok=True)
+    settings = settings_from_params(params)
+    context.progress(0.0, f"loading model {settings.model}")
+    model = context.load_model(settings.model)
+    mask = _load_mask(params, image.shape[:2])
+    count = max(1, frames)
+    result = np.asarray(image, np.float32)
+    for frame in range(count):
+        if frame > 0:
+            result = _zoom(result, float(params["frame_zoom"]))
+
+        def progress(fraction: float, message: str, frame: int = frame) -> None:
+            prefix = f"frame {frame + 1}/{count}, " if frames > 0 else ""
+            context.progress((frame + fraction) / count, prefix + message)
+
+        result = dream(result, model, settings, rng=context.rng(frame), mask=mask, progress=progress)
+        if frames > 0:
+            _save_frame(result, folder, frame)
+    return result
+
+
+def with_settings(settings: DreamSettings, **changes: Any) -> DreamSettings:
+    """A copy of ``settings`` with some fields changed (convenience for scripts and tests)."""
+    return replace(settings, **changes)

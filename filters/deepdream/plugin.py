@@ -1,0 +1,140 @@
+"""Declaration of the ``deepdream`` filter (imported when the registry is built: keep it light).
+
+No Keras, TensorFlow or numpy here: the engine in :mod:`filters.deepdream.engine`
+is imported only when the filter runs.
+"""
+
+from __future__ import annotations
+
+from plugin_host import FilterSpec, Param, hookimpl
+
+__all__ = ["PARAMS", "PRESETS", "register_filters", "deepdream_spec"]
+
+#: Named settings. A preset only changes parameters the user left at their
+#: default value; anything set explicitly wins over the preset.
+PRESETS: dict[str, dict[str, object]] = {
+    "none": {},
+    # TensorFlow's DeepDream tutorial: InceptionV3 mixed3 + mixed5, mean activation,
+    # gradient / std, step 0.01 in [-1, 1] (= 0.005 in [0, 1]), clip, octaves
+    # range(-2, 3) x 1.3 without detail re-injection, 512 px tiles rolled randomly.
+    "tf-tutorial": {
+        "model": "inception-v3",
+        "layers": "mixed3:1,mixed5:1",
+        "loss": "mean",
+        "normalize": "std",
+        "step_size": 0.005,
+        "steps": 100,
+        "octaves": 5,
+        "octave_scale": 1.3,
+        "upscale_octaves": 2,
+        "detail": False,
+        "jitter": 512,
+        "tile_size": 512,
+        "smoothing": "none",
+        "clip": True,
+    },
+    # The Keras deep_dream example: mixed4..mixed7 weighted 1, 1.5, 2, 2.5, sum of squares
+    # without a 2-pixel border / size, gradient / mean|g|, step 0.01 in [-1, 1],
+    # 3 octaves x 1.4, 20 iterations, stop at loss 15, lost detail re-injected.
+    "keras-example": {
+        "model": "inception-v3",
+        "layers": "mixed4:1,mixed5:1.5,mixed6:2,mixed7:2.5",
+        "loss": "mean-square",
+        "normalize": "mean-abs",
+        "step_size": 0.005,
+        "steps": 20,
+        "octaves": 3,
+        "octave_scale": 1.4,
+        "upscale_octaves": 0,
+        "detail": True,
+        "loss_ceiling": 15.0,
+        "jitter": 0,
+        "smoothing": "none",
+        "clip": False,
+    },
+    # Google's original notebook schedule (step 1.5 / 255 with mean|g|, jitter 32,
+    # 10 iterations, 4 octaves x 1.4, detail carried) on the embedded Lite0.
+    "google-notebook": {
+        "model": "lite0",
+        "layers": "auto",
+        "loss": "mean",
+        "normalize": "mean-abs",
+        "step_size": 1.5 / 255.0,
+        "steps": 10,
+        "octaves": 4,
+        "octave_scale": 1.4,
+        "upscale_octaves": 0,
+        "detail": True,
+        "jitter": 32,
+        "smoothing": "none",
+    },
+    # The classic VGG16 look (block4 activations), embedded weights, tuned for CPU.
+    "vgg16-classic": {
+        "model": "vgg16-hed",
+        "layers": "auto",
+        "loss": "mean",
+        "normalize": "std",
+        "steps": 8,
+        "octaves": 4,
+        "octave_scale": 1.4,
+        "detail": True,
+        "jitter": 32,
+        "smoothing": "laplacian",
+    },
+}
+
+PARAMS: tuple[Param, ...] = (
+    Param("preset", "choice", "none", "Named settings (tf-tutorial, keras-example: InceptionV3, needs its downloaded weights); they change only parameters left at their default.", choices=tuple(PRESETS)),
+    Param("model", "model", "lite0", "Network to dream with: an embedded model (lite0, vgg16-hed), inception-v3 (downloaded weights) or a .keras file."),
+    Param("layers", "layers", "auto", "Layers to amplify with weights, e.g. 'block5_expand_act:1,block10_expand_act:1'; 'auto' uses the model's recommended layers."),
+    Param("objective", "choice", "layer", "What to amplify: whole layers, one channel of each layer, or one neuron (that channel at the image centre).", choices=("layer", "channel", "neuron")),
+    Param("channel", "int", 0, "Channel index for the channel and neuron objectives.", minimum=0),
+    Param("loss", "choice", "mean", "Loss form: mean activation (TF tutorial) or mean squared activation without a 2-pixel border (Keras example).", choices=("mean", "mean-square")),
+    Param("guide", "path", "", "Guide image for a controlled dream: each position is pulled toward the best-matching feature of this image (replaces the objective).", label="Guide image"),
+    Param("octaves", "int", 4, "Number of scales (octaves) the image is dreamed at, smallest first.", minimum=1, maximum=12),
+    Param("octave_scale", "float", 1.4, "Size ratio between neighbouring octaves.", minimum=1.05, maximum=3.0),
+    Param("upscale_octaves", "int", 0, "How many of the octaves are larger than the image (the TF tutorial uses 2 with scale 1.3).", minimum=0, maximum=4),
+    Param("detail", "bool", True, "Re-inject the dreamed detail when moving to the next octave (Google, Keras) instead of resizing the dreamed image (TF tutorial)."),
+    Param("steps", "int", 10, "Gradient-ascent steps per octave.", minimum=1, maximum=1000),
+    Param("step_size", "float", 0.012, "Step length in pixel units (image range 0..1) after gradient normalisation.", minimum=1e-5, maximum=1.0),
+    Param("normalize", "choice", "std", "Gradient normalisation before the step: divide by its standard deviation (TF tutorial) or by its mean absolute value (Google, Keras).", choices=("std", "mean-abs")),
+    Param("jitter", "int", 32, "Random roll of the image before each step, up to this many pixels (0 = none).", minimum=0, maximum=4096),
+    Param("smoothing", "choice", "laplacian", "Gradient smoothing for less noisy dreams: Gaussian blur or Laplacian-pyramid normalisation.", choices=("none", "gaussian", "laplacian")),
+    Param("smoothing_sigma", "float", 1.0, "Gaussian smoothing radius (standard deviation) in pixels.", minimum=0.0, maximum=32.0),
+    Param("loss_ceiling", "float", 0.0, "Stop an octave early once the loss exceeds this value (0 = never; the Keras example uses 15).", minimum=0.0),
+    Param("clip", "bool", True, "Clip pixels to the valid range after every step."),
+    Param("mask", "path", "", "Greyscale image: dream where it is white, keep the image where it is black (its alpha multiplies it)."),
+    Param("mask_invert", "bool", False, "Swap the mask's dream and keep regions."),
+    Param("mask_feather", "float", 8.0, "Soft edge, in pixels, inside the mask; outside the mask pixels stay untouched.", minimum=0.0, maximum=512.0),
+    Param("tile_size", "int", 0, "Largest tile side fed to the network (0 = from the memory budget); larger images are tiled seamlessly.", minimum=0, maximum=16384),
+    Param("memory_mb", "int", 1536, "Memory budget for the network's activations per tile, in MB.", minimum=64, maximum=65536, label="Memory (MB)"),
+    Param("frames", "int", 0, "Frame sequence: dream, zoom in, dream again, this many frames (0 = a single image).", minimum=0, maximum=100000),
+    Param("frame_zoom", "float", 1.05, "Zoom factor applied between frames.", minimum=1.0, maximum=2.0),
+    Param("frame_dir", "string", "", "Folder where frames are written as frame_00000.png (required when frames > 0)."),
+)
+
+
+def deepdream_spec() -> FilterSpec:
+    """The ``deepdream`` filter declaration."""
+    return FilterSpec(
+        name="deepdream",
+        title="DeepDream",
+        summary="Amplify what a network sees in the image, at several scales, on images of any size.",
+        description=(
+            "Gradient ascent on the image to increase the activations of chosen network layers "
+            "(or a channel, a neuron, or the features of a guide image), over several octaves with "
+            "detail re-injection, random roll jitter and seamless tiling in bounded memory. "
+            "Presets reproduce the TensorFlow tutorial and the Keras example on InceptionV3; the "
+            "defaults use the embedded EfficientNet-Lite0 and work offline."
+        ),
+        category="Dream",
+        params=PARAMS,
+        run="filters.deepdream.engine:run",
+        preview_params={"octaves": 2, "steps": 3},
+    )
+
+
+@hookimpl
+def register_filters() -> list[FilterSpec]:
+    """Register the ``deepdream`` filter."""
+    return [deepdream_spec()]

@@ -1,0 +1,87 @@
+"""Gradients of an objective with respect to the *input image*: the one backend-specific module.
+
+Everything else in ``filters`` is written with ``keras.ops`` and numpy; only
+"differentiate this loss with respect to the pixels" needs each backend's own
+machinery (``tf.GradientTape`` inside a ``tf.function``, ``jax.grad`` under
+``jax.jit``, ``torch.autograd.grad``). The implementation is picked from
+``keras.backend.backend()``.
+
+Only the input gradient is computed: the weights are constants, so no
+backend spends time on their gradients (DESIGN.md section 5: that is what
+makes eager TensorFlow 3x slower).
+
+Example::
+
+    model = context.load_model("lite0")
+    features = model.feature_model(["block10_expand_act"])
+
+    def loss_fn(outputs):             # keras.ops on backend tensors
+        return keras.ops.mean(outputs[0], axis=(1, 2, 3))   # one loss per sample
+
+    gradient = make_gradient_fn(features, loss_fn)
+    losses, grads = gradient(batch)   # numpy (B,), numpy (B, H, W, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["GradientFn", "LossFn", "make_gradient_fn", "supported_backends"]
+
+#: ``loss_fn(outputs) -> per-sample loss`` of shape ``(B,)``, written with
+#: ``keras.ops``; ``outputs`` is the list of the feature model's outputs.
+LossFn = Callable[[Sequence[Any]], Any]
+
+#: ``fn(batch) -> (losses, gradients)``: numpy float32 ``(B, H, W, 3)`` in,
+#: numpy ``(B,)`` and ``(B, H, W, 3)`` out.
+GradientFn = Callable[[Any], tuple[Any, Any]]
+
+_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def supported_backends() -> tuple[str, ...]:
+    """The Keras backends this module has an implementation for."""
+    return _BACKENDS
+
+
+def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool = False) -> GradientFn:
+    """Build a compiled function returning per-sample losses and input gradients.
+
+    The gradient of the *sum* of the per-sample losses is taken, which for a
+    batch of independent samples (inference mode, no batch statistics) is
+    each sample's own gradient: tiles of one image can share a call.
+
+    Args:
+        feature_model: A ``keras.Model`` taking float32 ``(B, H, W, 3)``
+            (RGB in [0, 1]; the model does its own preprocessing) and
+            returning one tensor or a list of tensors.
+        loss_fn: Maps the list of outputs to a ``(B,)`` tensor of losses,
+            using ``keras.ops`` only.
+        jit_compile: TensorFlow only: compile the step with XLA (faster for
+            plain convolution stacks such as VGG, slower for depthwise
+            convolutions on CPU). JAX always compiles; torch ignores it.
+
+    Returns:
+        ``fn(batch) -> (losses, gradients)`` on numpy arrays. On TensorFlow
+        the function is a ``tf.function`` with ``reduce_retracing=True``, so
+        a new input size costs at most one more trace.
+
+    Raises:
+        RuntimeError: The active Keras backend has no implementation here.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from ._tensorflow import make_gradient_fn as make
+    elif backend == "jax":
+        from ._jax import make_gradient_fn as make
+    elif backend == "torch":
+        from ._torch import make_gradient_fn as make
+    else:
+        raise RuntimeError(
+            f"Input gradients are implemented for the Keras backends {', '.join(_BACKENDS)}. "
+            f"Received: KERAS_BACKEND={backend!r}; set KERAS_BACKEND to one of those."
+        )
+    return make(feature_model, loss_fn, jit_compile=jit_compile)

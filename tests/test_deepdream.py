@@ -1,0 +1,280 @@
+"""The deepdream filter on the real embedded models (EfficientNet-Lite0, VGG16-HED), on small photos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import plugin_host
+from filters import tiling
+from filters.deepdream import engine
+from filters.deepdream.plugin import PARAMS, PRESETS
+from plugin_host import FilterCancelled, FilterContext, ModelCache, ParameterError, apply_filter, validate_params
+
+FAST = {"octaves": 2, "steps": 3}
+
+
+@pytest.fixture(scope="module")
+def models() -> ModelCache:
+    """One model cache for the module, so each network loads once."""
+    return ModelCache()
+
+
+@pytest.fixture(scope="module")
+def spec() -> plugin_host.FilterSpec:
+    return plugin_host.build_registry(autoload=False).get_filter("deepdream")
+
+
+@pytest.fixture(scope="module")
+def cat(chelsea: np.ndarray) -> np.ndarray:
+    """A 160 x 120 version of the cat photo."""
+    pixels = Image.fromarray((chelsea * 255).astype(np.uint8)).resize((160, 120), Image.BICUBIC)
+    return np.asarray(pixels, np.float32) / 255.0
+
+
+def settings_for(values: dict) -> engine.DreamSettings:
+    params = engine.apply_preset(validate_params(PARAMS, values))
+    return engine.settings_from_params(params)
+
+
+def dream(spec, image, values, models, seed=0, progress=None) -> np.ndarray:
+    return apply_filter(spec, image, values, seed=seed, models=models, progress=progress)
+
+
+# --------------------------------------------------------------------------- declaration
+def test_registered_with_every_control(spec: plugin_host.FilterSpec) -> None:
+    names = {param.name for param in spec.params}
+    assert {
+        "model", "layers", "objective", "channel", "loss", "guide", "octaves", "octave_scale", "detail",
+        "steps", "step_size", "normalize", "jitter", "smoothing", "loss_ceiling", "clip", "mask",
+        "mask_feather", "tile_size", "memory_mb", "frames", "frame_zoom", "frame_dir", "preset",
+    } <= names
+    assert spec.params == PARAMS and spec.run == "filters.deepdream.engine:run"
+
+
+def test_declaration_module_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys, filters.deepdream.plugin as p; p.register_filters(); "
+        "heavy = [m for m in ('numpy', 'keras', 'tensorflow', 'jax') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_presets_only_fill_parameters_left_at_default() -> None:
+    params = validate_params(PARAMS, {"preset": "tf-tutorial", "steps": 7})
+    resolved = engine.apply_preset(params)
+    assert resolved["steps"] == 7  # the user's value wins
+    assert resolved["octaves"] == 5 and resolved["upscale_octaves"] == 2 and resolved["octave_scale"] == 1.3
+    assert resolved["layers"] == (("mixed3", 1.0), ("mixed5", 1.0)) and resolved["detail"] is False
+    for name, values in PRESETS.items():
+        validate_params(PARAMS, values, check_files=False)  # every preset value is valid
+
+
+# --------------------------------------------------------------------------- correctness
+def test_default_schedule_raises_the_objective(spec, cat, models) -> None:
+    """Default schedule on the default model (Lite0), and on VGG16 with its default layers.
+
+    Lite0's targets are ReLU6 expand activations, which saturate at 6 and are
+    mostly zero: their mean rises ~1.2x with the default schedule. VGG16's
+    unbounded ReLU block3/block4 activations rise > 3x.
+    """
+    small = cat[::2, ::2].copy()  # 60 x 80 keeps VGG quick
+    ratios = {}
+    for values, image in (({}, cat), ({"model": "vgg16-hed"}, small)):
+        out = dream(spec, image, values, models)[..., :3]
+        settings = settings_for(values)
+        model = models.get(settings.model)
+        before = engine.objective_value(image, model, settings)
+        after = engine.objective_value(out, model, settings)
+        ratios[settings.model] = after / before
+    print("objective ratio after / before:", ratios)
+    assert ratios["vgg16-hed"] >= 3.0, ratios
+    assert ratios["lite0"] >= 1.15, ratios
+
+
+def test_mask_is_respected(spec, cat, models, tmp_path: Path) -> None:
+    mask = np.zeros(cat.shape[:2], np.uint8)
+    mask[:, 80:] = 255
+    path = tmp_path / "mask.png"
+    Image.fromarray(mask, "L").save(path)
+    out = dream(spec, cat, {**FAST, "mask": str(path), "mask_feather": 6}, models)
+    np.testing.assert_array_equal(out[:, :80], cat[:, :80])  # untouched, bit for bit
+    assert np.abs(out[:, 90:] - cat[:, 90:]).mean() > 0.01
+    inverted = dream(spec, cat, {**FAST, "mask": str(path), "mask_invert": True}, models)
+    np.testing.assert_array_equal(inverted[:, 80:], cat[:, 80:])
+    assert np.abs(inverted[:, :70] - cat[:, :70]).mean() > 0.01
+
+
+def test_alpha_untouched_and_same_seed_same_bytes(spec, cat, models) -> None:
+    alpha = np.linspace(0, 1, cat.shape[0] * cat.shape[1], dtype=np.float32).reshape(cat.shape[:2])
+    rgba = np.concatenate([cat, alpha[:, :, None]], axis=2)
+    first = dream(spec, rgba, FAST, models, seed=3)
+    second = dream(spec, rgba, FAST, models, seed=3)
+    other = dream(spec, rgba, FAST, models, seed=4)
+    assert first.tobytes() == second.tobytes()
+    assert first.tobytes() != other.tobytes()  # the seed drives the jitter
+    np.testing.assert_array_equal(first[..., 3], alpha)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (7, 5), (31, 40), (200, 12)])
+def test_tiny_and_thin_images_are_handled(spec, models, shape) -> None:
+    image = np.random.default_rng(0).random((*shape, 3), dtype=np.float32)
+    out = dream(spec, image, FAST, models)
+    assert out.shape == image.shape and np.isfinite(out).all()
+
+
+def test_tiled_gradient_is_seamless(models) -> None:
+    """Overlap-discard tiles reproduce the whole-image gradient; naive tiles do not (the control)."""
+    vgg = models.get("vgg16-hed")
+    settings = engine.DreamSettings(model="vgg16-hed", layers=(("block3_conv3", 1.0),))
+    objective = engine.build_objective(vgg, settings)
+    image = np.asarray(
+        Image.fromarray((np.random.default_rng(1).random((36, 48, 3)) * 255).astype(np.uint8)).resize((192, 144)),
+        np.float32,
+    ) / 255.0
+    _, whole = engine.tiled_gradient(image, objective, (144, 192))
+    _, tiled = engine.tiled_gradient(image, objective, (96, 96), shift=(5, 17))
+    rolled = np.roll(engine.tiled_gradient(np.roll(image, (5, 17), (0, 1)), objective, (144, 192))[1], (-5, -17), (0, 1))
+    error = np.abs(tiled - rolled).mean() / np.abs(rolled).mean()
+    assert error < 0.01, error
+
+    def naive(height: int, width: int, window, margin, align=1):  # non-overlapping tiles
+        boxes = [(y, min(y + 48, height), x, min(x + 48, width)) for y in range(0, height, 48) for x in range(0, width, 48)]
+        return [tiling.Tile(box, box) for box in boxes]
+
+    original = tiling.plan_tiles
+    try:
+        tiling.plan_tiles = naive
+        _, seamy = engine.tiled_gradient(image, objective, (96, 96))
+    finally:
+        tiling.plan_tiles = original
+    seamy *= np.abs(whole).mean() / np.abs(seamy).mean()
+    border_error = np.abs(seamy - whole)[:, 46:50].mean() / np.abs(whole).mean()
+    assert border_error > 0.1, border_error  # the seam metric does see naive seams
+
+
+def test_lite0_tile_errors_do_not_gather_at_tile_borders(cat, models) -> None:
+    """Lite0 is less local than VGG, so tiles change its gradient a little everywhere, but not at the seams."""
+    objective = engine.build_objective(models.get("lite0"), engine.DreamSettings())
+    image = np.asarray(Image.fromarray((cat * 255).astype(np.uint8)).resize((256, 192)), np.float32) / 255.0
+    _, whole = engine.tiled_gradient(image, objective, (192, 256))
+    tiles = tiling.plan_tiles(192, 256, (128, 128), engine.TILE_MARGIN, objective.stride)
+    _, tiled = engine.tiled_gradient(image, objective, (128, 128))
+    error = np.abs(tiled - whole).mean(axis=2)
+    band = np.zeros(error.shape, bool)
+    for tile in tiles:
+        y0, y1, x0, x1 = tile.core
+        for x in (x0, x1):
+            if 0 < x < 256:
+                band[y0:y1, x - 2 : x + 2] = True
+        for y in (y0, y1):
+            if 0 < y < 192:
+                band[y - 2 : y + 2, x0:x1] = True
+    ratio = error[band].mean() / error[~band].mean()
+    print("lite0 border/interior gradient error ratio:", ratio)
+    assert len(tiles) > 1 and ratio < 1.5, ratio
+
+
+def test_plan_tiles_cover_exactly_with_equal_windows() -> None:
+    for height, width, window, align in ((500, 333, (128, 128), 16), (64, 1000, (64, 200), 32), (50, 50, (64, 64), 1)):
+        tiles = tiling.plan_tiles(height, width, window, 32, align)
+        cover = np.zeros((height, width), int)
+        for tile in tiles:
+            y0, y1, x0, x1 = tile.core
+            cover[y0:y1, x0:x1] += 1
+            wy0, wy1, wx0, wx1 = tile.window
+            assert wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1
+            assert 0 <= wy0 and wy1 <= height and 0 <= wx0 and wx1 <= width
+        assert (cover == 1).all()
+        assert len({(t.window[1] - t.window[0], t.window[3] - t.window[2]) for t in tiles}) == 1
+    image = np.arange(40 * 30 * 3, dtype=np.float32).reshape(40, 30, 3)
+    tile = tiling.Tile((8, 24, 4, 20), (10, 20, 6, 18))
+    np.testing.assert_array_equal(tiling.read_window(image, tile, (3, -7)), np.roll(image, (3, -7), (0, 1))[8:24, 4:20])
+
+
+# --------------------------------------------------------------------------- controls
+def test_objectives_guide_and_losses_change_the_result(spec, cat, models, tmp_path: Path) -> None:
+    from skimage import data
+
+    guide = tmp_path / "guide.png"
+    Image.fromarray(data.coffee()).resize((96, 64)).save(guide)
+    base = dream(spec, cat, FAST, models)
+    for extra in (
+        {"objective": "channel", "channel": 5},
+        {"objective": "neuron", "channel": 5},
+        {"loss": "mean-square"},
+        {"guide": str(guide)},
+        {"normalize": "mean-abs", "smoothing": "gaussian", "detail": False},
+    ):
+        out = dream(spec, cat, {**FAST, **extra}, models)
+        assert np.isfinite(out).all()
+        assert np.abs(out - base).mean() > 1e-3, extra
+
+
+def test_loss_ceiling_stops_early(spec, cat, models) -> None:
+    messages: list[str] = []
+    dream(spec, cat, {**FAST, "steps": 8, "loss_ceiling": 1e-6}, models, progress=lambda f, m: messages.append(m))
+    steps = [m for m in messages if "step" in m]
+    assert steps and all("step 1/8" in m for m in steps), steps
+
+
+def test_frames_are_written(spec, cat, models, tmp_path: Path) -> None:
+    out = dream(spec, cat, {"octaves": 1, "steps": 2, "frames": 3, "frame_dir": str(tmp_path / "f")}, models)
+    frames = sorted((tmp_path / "f").glob("frame_*.png"))
+    assert [f.name for f in frames] == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
+    last = np.asarray(Image.open(frames[-1]), np.float32) / 255.0
+    assert np.abs(last - out).max() <= 1 / 255 + 1e-6
+
+
+def test_progress_moves_and_cancel_stops(spec, cat, models) -> None:
+    fractions: list[float] = []
+    dream(spec, cat, FAST, models, progress=lambda f, m: fractions.append(f))
+    assert len(fractions) >= 6 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    context = FilterContext(models=models)
+
+    def cancel_after_a_while(fraction: float, message: str) -> None:
+        if fraction > 0.3:
+            context.cancel()
+
+    context._progress = cancel_after_a_while
+    with pytest.raises(FilterCancelled):
+        apply_filter(spec, cat, {"steps": 5}, context=context)
+
+
+@pytest.mark.parametrize(
+    ("values", "param", "fragment"),
+    [
+        ({"layers": "block10_expand_actt"}, "layers", "block10_expand_act"),
+        ({"objective": "channel", "channel": 100000}, "channel", "channel=100000"),
+        ({"frames": 2}, "frame_dir", "frame_dir"),
+        ({"layers": "block5_expand_act:0"}, "layers", "non-zero"),
+    ],
+)
+def test_parameter_errors_name_value_and_fix(spec, cat, models, values, param, fragment) -> None:
+    with pytest.raises(ParameterError) as caught:
+        dream(spec, cat, {**FAST, **values}, models)
+    assert caught.value.param == param and fragment in str(caught.value)
+
+
+def test_bad_mask_file_is_a_parameter_error(spec, cat, models, tmp_path: Path) -> None:
+    path = tmp_path / "mask.png"
+    path.write_text("not an image")
+    with pytest.raises(ParameterError, match="mask"):
+        dream(spec, cat, {**FAST, "mask": str(path)}, models)
+
+
+def test_inception_presets_need_downloaded_weights(spec, cat, models) -> None:
+    try:
+        models.get("inception-v3")
+    except plugin_host.NeurofiltersError:
+        with pytest.raises(plugin_host.NeurofiltersError, match="inception"):
+            dream(spec, cat, {"preset": "tf-tutorial", "steps": 1, "octaves": 1}, models)
+    else:
+        out = dream(spec, cat, {"preset": "keras-example", "steps": 2}, models)
+        assert np.abs(out - cat).mean() > 1e-3
