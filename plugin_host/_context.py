@@ -71,6 +71,9 @@ class FilterContext:
     Attributes:
         seed: The run's seed; filters derive all randomness from it.
         models: The process's :class:`ModelCache`.
+        alpha: The image's alpha channel (float32 ``H x W`` in [0, 1]) or
+            ``None``. The host puts alpha back untouched after the filter;
+            filters may read it (e.g. to use it as a mask) but never return it.
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class FilterContext:
         progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
         models: ModelCache | None = None,
+        alpha: Any | None = None,
     ) -> None:
         self.seed = int(seed)
+        self.alpha = alpha
         self._progress = progress
         self._cancel_event = cancel_event or threading.Event()
         self.models = models if models is not None else ModelCache()

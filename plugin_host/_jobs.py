@@ -93,6 +93,7 @@ def apply_filter(
     rgb = np.clip(rgb, 0.0, 1.0)
     if context is None:
         context = FilterContext(seed=seed, progress=progress, models=models)
+    context.alpha = None if alpha is None else np.clip(alpha, 0.0, 1.0).astype(np.float32)
     result = spec.runner()(rgb, params, context)
     result = np.asarray(result, dtype=np.float32)
     if result.ndim != 3 or result.shape[2] != 3:
