@@ -54,25 +54,39 @@ class ProgressBar:
         self._last_draw = float("-inf")
         self._drawn = False
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._first: tuple[float, float] | None = None  # (time, fraction) of the first report
 
     def __call__(self, fraction: float, message: str = "") -> None:
         """Update the bar (the signature of a filter progress callback)."""
         now = self._clock()  # type: ignore[operator]
         elapsed = now - self._start
+        if self._first is None:
+            self._first = (now, fraction)
         if elapsed < self.delay:
             return
         if not self._tty and now - self._last_draw < self.log_interval and fraction < 1.0:
             return
         self._last_draw = now
         self._drawn = True
-        self.stream.write(("\r" if self._tty else "") + self.render(fraction, message, elapsed) + ("" if self._tty else "\n"))
+        eta = self._eta(now, fraction)
+        self.stream.write(("\r" if self._tty else "") + self.render(fraction, message, elapsed, eta) + ("" if self._tty else "\n"))
         self.stream.flush()
 
-    def render(self, fraction: float, message: str, elapsed: float) -> str:
-        """The bar's text for a given state."""
+    def _eta(self, now: float, fraction: float) -> float | None:
+        """Seconds left, from the rate since the first report (set-up time such as
+        model loading before it does not distort the estimate)."""
+        assert self._first is not None
+        first_time, first_fraction = self._first
+        if fraction >= 1.0:
+            return 0.0
+        if fraction <= first_fraction or now <= first_time:
+            return None
+        return (now - first_time) / (fraction - first_fraction) * (1.0 - fraction)
+
+    def render(self, fraction: float, message: str, elapsed: float, eta: float | None) -> str:
+        """The bar's text for a given state (``eta`` in seconds, or None when unknown)."""
         fraction = min(max(fraction, 0.0), 1.0)
         filled = int(fraction * self.width)
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
         remaining = _clock(eta) if eta is not None else "--:--"
         text = (
             f"{self.label} {fraction * 100:3.0f}% |{'#' * filled}{' ' * (self.width - filled)}| "
