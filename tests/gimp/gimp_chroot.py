@@ -3,9 +3,10 @@
 GIMP 3 (with Python 3 plug-ins) is packaged in Debian 13 "trixie"; the test
 machines run Debian 12. This module builds a minimal trixie root with
 ``debootstrap`` and ``gimp`` in it (about 90 s and 770 MB, once), reuses it
-afterwards, bind-mounts the project's Python environment into it read-only at
-the same paths (so the GIMP plug-in can start the project's worker) and runs
-``gimp-console-3.0`` in batch mode.
+afterwards, and runs ``gimp-console-3.0`` in it, each run in a private mount
+namespace where the project's Python environment is bind-mounted read-only at
+its host paths (so the GIMP plug-in can start the project's worker). Nothing
+is mounted in the host's namespace, so several users can share the chroot.
 
 It needs root (``debootstrap``, ``chroot``, ``mount``). Where that is impossible
 :func:`unavailable_reason` says why, and the GIMP tests skip with that text.
@@ -21,7 +22,7 @@ Also a command-line tool, for CI and for poking around::
 
     python tests/gimp/gimp_chroot.py build      # build (or check) the chroot
     python tests/gimp/gimp_chroot.py build --extra xvfb x11-apps netpbm
-    python tests/gimp/gimp_chroot.py umount     # kill leftovers, unmount everything
+    python tests/gimp/gimp_chroot.py umount     # stop everything running in it, unmount leftovers
     python tests/gimp/gimp_chroot.py path       # print the root
 """
 
@@ -32,11 +33,14 @@ import contextlib
 import fcntl
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -84,12 +88,29 @@ def unavailable_reason() -> str | None:
             "the GIMP 3 chroot needs root (debootstrap, chroot and bind mounts); "
             f"running as uid {os.geteuid()}. Run the GIMP tests as root, e.g. in CI."
         )
-    if shutil.which("chroot") is None or shutil.which("mount") is None:
-        return "the 'chroot' and 'mount' commands are missing"
+    missing = [name for name in ("chroot", "mount", "unshare") if shutil.which(name) is None]
+    if missing:
+        return f"the command(s) {', '.join(missing)} are missing (util-linux, coreutils)"
+    problem = _mount_problem()
+    if problem:
+        return problem
     if (chroot_root() / READY_MARKER).is_file():
         return None
     if shutil.which("debootstrap") is None and shutil.which("apt-get") is None:
         return "no GIMP chroot is built and neither debootstrap nor apt-get (to install it) is available"
+    return None
+
+
+def _mount_problem() -> str | None:
+    """Why this root process cannot mount in a private namespace (a container without CAP_SYS_ADMIN?)."""
+    with tempfile.TemporaryDirectory(prefix="nf-mount-probe-") as directory:
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", directory],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            return f"root cannot mount in a private namespace here ({result.stderr.strip()}); a container needs CAP_SYS_ADMIN"
     return None
 
 
@@ -130,6 +151,11 @@ def _mounts_under(root: Path) -> list[str]:
             if point == prefix or point.startswith(prefix + "/"):
                 points.append(point)
     return sorted(set(points), key=lambda p: p.count("/"), reverse=True)
+
+
+def _is_mount(path: Path) -> bool:
+    """Whether ``path`` is a mount point (bind mounts of the same filesystem included)."""
+    return os.fspath(Path(path).resolve()) in _mounts_under(Path(path))
 
 
 def _processes_in(root: Path) -> list[int]:
@@ -215,7 +241,7 @@ def _apt_install(root: Path, packages: Iterable[str], *, log: bool) -> None:
 @contextlib.contextmanager
 def _proc_mounted(root: Path) -> Iterator[None]:
     proc = root / "proc"
-    mounted = os.path.ismount(proc)
+    mounted = _is_mount(proc)
     if not mounted:
         _run(["mount", "-t", "proc", "proc", os.fspath(proc)])
     try:
@@ -276,10 +302,9 @@ def _build(root: Path, *, log: bool) -> None:
     if log:
         print("[gimp-chroot] installing GIMP 3 (about 40 s)", file=sys.stderr)
     _apt_install(root, GIMP_PACKAGES, log=False)
-    interp = root / INTERP_FILE
-    if not interp.is_file():
-        raise RuntimeError(f"GIMP's Python interpreter file is missing after installing gimp: {interp}")
-    _pin_python(interp)
+    if not (root / "usr/bin/gimp-console-3.0").exists():
+        raise RuntimeError(f"gimp-console-3.0 is missing from {root} after installing {' '.join(GIMP_PACKAGES)}")
+    _pin_python(root / INTERP_FILE)
     (root / READY_MARKER).write_text("")
     if log:
         print(f"[gimp-chroot] ready in {time.monotonic() - started:.0f} s: {root}", file=sys.stderr)
@@ -291,97 +316,135 @@ def _pin_python(interp: Path) -> None:
     A plug-in's ``#!/usr/bin/env python3`` line would otherwise pick whatever
     ``python3`` comes first on GIMP's PATH.
     """
-    lines = [line for line in interp.read_text().splitlines() if not line.startswith(("python3=", "/usr/bin/env python3="))]
-    lines += ["python3=/usr/bin/python3", "/usr/bin/env python3=/usr/bin/python3"]
+    old = interp.read_text().splitlines() if interp.is_file() else []
+    lines = [line for line in old if not line.startswith(("python=", "python3=", "/usr/bin/python3="))]
+    lines += ["python=/usr/bin/python3", "python3=/usr/bin/python3", "/usr/bin/python3=/usr/bin/python3"]
     interp.write_text("\n".join(lines) + "\n")
 
 
-def python_bind_paths(python: str = sys.executable) -> list[Path]:
-    """Host directories the project's interpreter needs, to bind-mount into the chroot.
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def python_bind_paths(python: str = sys.executable, root: Path | None = None) -> list[Path]:
+    """Host directories the project's interpreter needs, to bind-mount into the chroot at the same place.
 
     The interpreter's prefix, its base installation and every ``sys.path``
     entry (editable installs point at the source tree), reduced to the
-    outermost directories. System directories (``/usr``, ``/lib``...) cannot
-    be mounted over the chroot's own.
+    outermost directories.
+
+    Args:
+        python: The interpreter.
+        root: The chroot (default :func:`chroot_root`); a path that already
+            exists in it (other than an empty mount point) cannot be shared.
 
     Raises:
-        RuntimeError: The interpreter lives in a system directory.
+        RuntimeError: The interpreter needs a path the chroot's own system
+            uses, such as ``/usr`` for a Debian system Python: mounting it would
+            hide the chroot's files. Use a Python outside ``/usr`` for the
+            environment (pyenv, uv, actions/setup-python, conda).
     """
+    root = Path(root or chroot_root())
     probe = (
         "import sys, json, os, importlib.util as u;"
         "mods=[u.find_spec(m) for m in ('plugin_host','filters','numpy')];"
         "extra=[os.path.dirname(os.path.dirname(m.origin)) for m in mods if m and m.origin];"
-        "print(json.dumps([sys.prefix, sys.base_prefix, os.path.realpath(sys.executable)]+sys.path+extra))"
+        "print(json.dumps([os.path.realpath(sys.executable), sys.prefix, sys.base_prefix] + sys.path + extra))"
     )
-    output = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout
     import json
 
+    output = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout
     candidates = sorted({os.path.realpath(p) for p in json.loads(output) if p and os.path.exists(p)})
-    for sysdir in ("/usr", "/lib", "/bin", "/etc"):
-        for candidate in candidates:
-            if candidate == sysdir or candidate.startswith(sysdir + "/"):
-                raise RuntimeError(
-                    f"The interpreter {python} uses {candidate}, inside the system directory {sysdir}, "
-                    "which cannot be bind-mounted into the GIMP chroot. Use a Python outside /usr "
-                    "(pyenv, uv, conda) for the project's virtual environment."
-                )
-    paths: list[Path] = []
+    paths: list[str] = []
     for candidate in candidates:
-        if os.path.isfile(candidate):
-            candidate = os.path.dirname(candidate)
-        if not any(candidate == kept or candidate.startswith(kept + "/") for kept in map(os.fspath, paths)):
-            paths = [p for p in paths if not os.fspath(p).startswith(candidate + "/")]
-            paths.append(Path(candidate))
-    return paths
+        directory = candidate if os.path.isdir(candidate) else os.path.dirname(candidate)
+        if not any(_inside(directory, kept) for kept in paths):
+            paths = [kept for kept in paths if not _inside(kept, directory)] + [directory]
+    for path in paths:
+        target = root / path.lstrip("/")
+        if target.exists() and not (target.is_dir() and not any(target.iterdir())):
+            raise RuntimeError(
+                f"The GIMP tests run the project's Python inside a Debian trixie chroot, bind-mounted at "
+                f"the same paths; {python} needs {path}, which the chroot's own system uses (mounting it "
+                "would hide the chroot's files). Create the virtual environment from a Python outside "
+                "/usr (pyenv, uv, actions/setup-python, conda)."
+            )
+    return [Path(path) for path in paths]
+
+
+#: Environment variable that marks the processes of one :class:`GimpChroot` (GIMP, plug-ins, workers).
+SESSION_ENV = "NEUROFILTERS_CHROOT_SESSION"
+
+
+def _session_processes(marker: str) -> list[int]:
+    """Ids of the processes whose environment carries ``SESSION_ENV=marker``."""
+    needle = f"{SESSION_ENV}={marker}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            with contextlib.suppress(OSError):
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+    return pids
 
 
 class GimpChroot:
-    """A ready chroot with host directories bind-mounted read-only; runs GIMP in batch mode.
+    """Runs programs (GIMP) in the chroot, each in a private mount namespace.
 
-    Use as a context manager, or call :meth:`close`: it stops every process
-    left in the chroot (the plug-in's worker outlives GIMP on purpose) and
-    unmounts what it mounted.
+    Every command gets its own mount namespace (``unshare --mount``) with
+    ``/proc``, a ``/dev/shm`` and the ``bind`` directories mounted read-only
+    at their host paths, so nothing is mounted in the host's namespace:
+    nothing to leak if the tests are killed, and other users of the same
+    chroot are undisturbed. A namespace lives as long as its processes, so
+    the plug-in's worker (which outlives GIMP on purpose) keeps its mounts.
+
+    Use as a context manager, or call :meth:`close`: it stops the processes
+    this object started (found by an environment marker, by id), which
+    releases their namespaces and mounts.
     """
 
     def __init__(self, root: Path, bind: Iterable[Path] = ()) -> None:
-        """Mount ``/proc``, ``/dev/shm`` and the ``bind`` directories inside ``root``."""
+        """Prepare the mount points of ``bind`` (host directories) inside ``root``."""
         self.root = Path(root).resolve()
-        self._mounted: list[Path] = []
-        try:
-            self._mount(["-t", "proc", "proc"], self.root / "proc")
-            (self.root / "dev/shm").mkdir(parents=True, exist_ok=True)
-            self._mount(["-t", "tmpfs", "-o", "mode=1777", "tmpfs"], self.root / "dev/shm")
-            for source in bind:
-                target = self.root / Path(source).resolve().relative_to("/")
-                target.mkdir(parents=True, exist_ok=True)
-                self._mount(["--bind", os.fspath(source)], target)
-                _run(["mount", "-o", "remount,bind,ro", os.fspath(target)])
-        except BaseException:
-            self.close()
-            raise
-
-    def _mount(self, options: list[str], target: Path) -> None:
-        if os.path.ismount(target):
-            subprocess.run(["umount", "-l", os.fspath(target)], check=False)
-        _run(["mount", *options, os.fspath(target)])
-        self._mounted.append(target)
+        self.bind = [Path(source).resolve() for source in bind]
+        self.marker = uuid.uuid4().hex
+        for path in ["proc", "dev/shm", *(os.fspath(source).lstrip("/") for source in self.bind)]:
+            (self.root / path).mkdir(parents=True, exist_ok=True)
 
     def host_path(self, inside: str | os.PathLike[str]) -> Path:
         """The host path of a path inside the chroot."""
         return self.root / Path(inside).relative_to("/")
 
+    def _command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
+        variables = {**_BASE_ENV, SESSION_ENV: self.marker, **(env or {})}
+        root = shlex.quote(os.fspath(self.root))
+        steps = [f"mount -t proc proc {root}/proc", f"mount -t tmpfs -o mode=1777 tmpfs {root}/dev/shm"]
+        for source in self.bind:
+            target = shlex.quote(os.fspath(self.root) + os.fspath(source))
+            steps += [f"mount --bind {shlex.quote(os.fspath(source))} {target}", f"mount -o remount,bind,ro {target}"]
+        script = " && ".join(steps) + ' && exec "$@"'
+        return [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            "chroot", os.fspath(self.root), "/usr/bin/env", "-i",
+            *(f"{key}={value}" for key, value in variables.items()),
+            *argv,
+        ]  # fmt: skip
+
     def run(
         self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: str | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` inside the chroot with a clean environment (plus ``env``)."""
-        variables = [f"{key}={value}" for key, value in {**_BASE_ENV, **(env or {})}.items()]
+        """Run ``argv`` inside the chroot with a clean environment (plus ``env``); killed after ``timeout`` s."""
         return subprocess.run(
-            ["timeout", "-k", "5", str(int(timeout)), "chroot", os.fspath(self.root), "/usr/bin/env", "-i", *variables, *argv],
+            ["timeout", "-k", "5", str(int(timeout)), *self._command(argv, env)],
             input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout + 30,
         )
+
+    def popen(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
+        """Start ``argv`` inside the chroot with a clean environment (plus ``env``); :meth:`close` stops it."""
+        return subprocess.Popen(self._command(argv, env), text=True, **kwargs)  # type: ignore[call-overload]
 
     def gimp_batch(
         self, code: str, *, gimp_dir: str, env: Mapping[str, str] | None = None, timeout: float = 300
@@ -404,15 +467,23 @@ class GimpChroot:
             timeout=timeout,
         )
 
-    def close(self) -> None:
-        """Stop the processes left in the chroot and unmount what this object mounted."""
-        kill_processes_in(self.root)
-        for target in reversed(self._mounted):
-            if os.path.ismount(target):
-                result = subprocess.run(["umount", os.fspath(target)], capture_output=True, text=True)
-                if result.returncode != 0:
-                    subprocess.run(["umount", "-l", os.fspath(target)], check=False)
-        self._mounted.clear()
+    def close(self, *, grace: float = 3.0) -> list[int]:
+        """Stop every process this object started (and what they started, such as workers).
+
+        Returns:
+            The ids that were signalled.
+        """
+        pids = _session_processes(self.marker)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.05)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
 
     def __enter__(self) -> GimpChroot:
         return self
