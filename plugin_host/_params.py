@@ -312,7 +312,7 @@ def format_value(param: Param, value: Any) -> str:
     if param.kind == "colour":
         return "#" + "".join(f"{round(c * 255):02x}" for c in value)
     if param.kind == "layers":
-        return ",".join(f"{name}:{_num(weight)}" for name, weight in value)
+        return ",".join(name if weight == 1.0 else f"{name}:{_num(weight)}" for name, weight in value)
     if param.kind == "float":
         return _num(value)
     return str(value)
