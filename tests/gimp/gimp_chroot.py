@@ -177,7 +177,11 @@ def kill_processes_in(root: Path, *, grace: float = 3.0) -> list[int]:
     Returns:
         The ids that were signalled.
     """
-    pids = _processes_in(root)
+    return _terminate(_processes_in(root), grace)
+
+
+def _terminate(pids: list[int], grace: float) -> list[int]:
+    """SIGTERM ``pids``, wait up to ``grace`` seconds, then SIGKILL the survivors."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -473,17 +477,7 @@ class GimpChroot:
         Returns:
             The ids that were signalled.
         """
-        pids = _session_processes(self.marker)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
-            time.sleep(0.05)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return pids
+        return _terminate(_session_processes(self.marker), grace)
 
     def __enter__(self) -> GimpChroot:
         return self
