@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("input", nargs="?", help="input image")
     run.add_argument("-o", "--output", help="output image (format from the suffix: png, jpg, webp, tif, bmp)")
     run.add_argument("--seed", default="0", help="seed of the filter's randomness (default 0)")
+    run.add_argument(
+        "--max-pixels",
+        default=None,
+        metavar="N",
+        help="largest input accepted, in pixels; 0 = no limit (default: Pillow's decompression-bomb limit)",
+    )
     run.add_argument("-h", "--help", action="store_true", help="show this help (with the filter's parameters)")
 
     parser.set_defaults(run_parser=run)
@@ -199,7 +205,11 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
         parser.print_help()
         return 0
     if args.input is None or args.output is None:
-        raise UsageError("'run' needs INPUT and -o OUTPUT, e.g. neurofilters run deepdream photo.jpg -o dream.png")
+        stray = f" Received after the filter name: {' '.join(extra)}." if extra else ""
+        raise UsageError(
+            "'run' needs INPUT and -o OUTPUT before the filter's parameters, e.g. "
+            f"neurofilters run {spec.name} photo.jpg -o out.png --steps 5.{stray}"
+        )
     try:
         seed = int(args.seed)
     except ValueError:
@@ -212,7 +222,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     from ._progress import ProgressBar
 
     values = validate_params(spec.params, given)
-    image = load_image(args.input)
+    image = load_image(args.input, max_pixels=_max_pixels(args.max_pixels))
     bar = ProgressBar(spec.name)
     try:
         result = apply_filter(spec, image.pixels, values, seed=seed, progress=bar, validated=True)
@@ -221,6 +231,22 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     written = save_image(args.output, result, like=image)
     print(f"wrote {written}")
     return 0
+
+
+def _max_pixels(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise ParameterError(
+            f'"max-pixels" must be an integer >= 0 (0 = no limit). Received: max-pixels={text}',
+            param="max_pixels",
+            value=text,
+        ) from None
+    return value
 
 
 def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
@@ -308,6 +334,7 @@ def _cmd_gimp(args: argparse.Namespace, registry: Registry) -> int:
 def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    extra = [word for word in extra if word != "--debug"]  # --debug is global wherever it stands
     if args.command is None:
         parser.print_help()
         return 2

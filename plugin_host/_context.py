@@ -30,7 +30,8 @@ class ModelCache:
                 registry's :meth:`~plugin_host.Registry.get_model`.
         """
         self._resolve = resolve
-        self._models: dict[str, Any] = {}
+        self._models: dict[tuple[str, str], Any] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # name as typed -> entry
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Any:
@@ -41,28 +42,37 @@ class ModelCache:
             ModelUnavailableError: The model's weights cannot be loaded.
         """
         with self._lock:
-            if name not in self._models:
+            key = self._keys.get(name)
+            if key is None:
                 if self._resolve is None:
                     from ._registry import get_registry
 
                     self._resolve = get_registry().get_model
                 spec = self._resolve(name)
-                try:
-                    with native_stderr_silenced():
-                        self._models[name] = spec.loader()()
-                except NeurofiltersError:
-                    raise
-                except Exception as error:
-                    raise ModelUnavailableError(f"Loading model {name!r} failed: {type(error).__name__}: {error}") from error
-            return self._models[name]
+                # An alias and the model's own name share one entry; two model files
+                # with the same stem do not (their sources differ).
+                key = (spec.name, spec.source)
+                if key not in self._models:
+                    try:
+                        with native_stderr_silenced():
+                            self._models[key] = spec.loader()()
+                    except NeurofiltersError:
+                        raise
+                    except Exception as error:
+                        raise ModelUnavailableError(
+                            f"Loading model {name!r} failed: {type(error).__name__}: {error}"
+                        ) from error
+                self._keys[name] = key
+            return self._models[key]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._models
+        return name in self._keys
 
     def clear(self) -> None:
         """Drop every loaded model."""
         with self._lock:
             self._models.clear()
+            self._keys.clear()
 
 
 class FilterContext:

@@ -139,3 +139,41 @@ def test_example_plugin_is_listed_described_and_run(example_site: Path, tmp_path
     bad = run_cli("run", "duotone", str(source), "-o", str(out), "--curve", "wavy", env=env)
     assert bad.returncode == 2
     assert 'must be one of linear, smooth. Received: curve=wavy' in bad.stderr
+
+
+def test_debug_is_global_wherever_it_stands(tmp_path: Path) -> None:
+    result = run_cli("run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png"), "--debug")
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ImageIOError" in result.stderr
+    assert "unrecognized arguments" not in result.stderr
+
+
+def test_parameters_before_the_input_are_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "deepdream", "--steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "before the filter's parameters" in err and "Received after the filter name: --steps 3" in err
+
+
+def test_max_pixels_limits_and_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.png"
+    Image.new("RGB", (40, 30), "gray").save(source)
+    out = tmp_path / "o.png"
+    assert main(["run", "deepdream", str(source), "-o", str(out), "--max-pixels", "1000"]) == 1
+    err = capsys.readouterr().err
+    assert "--max-pixels 1200" in err and not out.exists()
+    assert main(["run", "deepdream", str(source), "-o", str(out), "--max-pixels", "-5"]) == 2
+    assert '"max-pixels" must be an integer >= 0 (0 = no limit). Received: max-pixels=-5' in capsys.readouterr().err
+
+
+def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path) -> None:
+    from skimage import data
+
+    source = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()[80:176, 140:268]).save(source)
+    outputs = []
+    for index, seed in enumerate(("7", "7", "8")):
+        out = tmp_path / f"out{index}.png"
+        assert main(["run", "deepdream", str(source), "-o", str(out), "--seed", seed, "--octaves", "2", "--steps", "3"]) == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert outputs[0] != outputs[2]

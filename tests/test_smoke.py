@@ -25,6 +25,7 @@ def test_filter_runs_on_a_small_photo(name: str, chelsea: np.ndarray) -> None:
     assert result.dtype == np.float32
     assert np.isfinite(result).all() and result.min() >= 0 and result.max() <= 1
     assert reports and reports[-1] == 1.0
+    assert any(0.0 < fraction < 1.0 for fraction in reports), "the filter never reported progress"
     if spec.output == "image":
         assert result.shape == rgba.shape
         np.testing.assert_array_equal(result[..., 3], alpha)
