@@ -97,6 +97,11 @@ def _int(value: str | None, name: str, minimum: int, maximum: int | None = None)
     return number
 
 
+def _printable(text: str) -> str:
+    """``text`` with the undecodable bytes of non-UTF-8 file names shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any) -> int:
     """Run ``neurofilters batch`` with parsed ``args``; ``extra`` holds ``--PARAM VALUE`` pairs.
 
@@ -168,7 +173,7 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         for entry in plan.entries:
             label = {"todo": "would write", "skipped": "done already", "failed": "cannot"}[entry.status]
             note = f" ({entry.error})" if entry.error else ""
-            print(f"{label}: {entry.source.path} -> {entry.output or '-'}{note}")
+            print(_printable(f"{label}: {entry.source.path} -> {entry.output or '-'}{note}"))
         todo = len(plan.todo)
         print(f"batch (dry run): {len(plan.entries)} outputs, {todo} to do, "
               f"{sum(e.status == 'skipped' for e in plan.entries)} done already, {discovery.ignored} files ignored")
@@ -201,8 +206,7 @@ def _execute(
     from ._batch_exec import RunOptions, cleanup_temporaries
     from ._batch_run import report_rows, run_plan, summary_text, write_report
 
-    outdir = journal.outdir
-    cleanup_temporaries(outdir)
+    cleanup_temporaries(Path(entry.output).parent for entry in plan.entries if entry.output)
     options = RunOptions(
         steps=tuple((step.spec.name, step.values) for step in pipeline.steps),
         quality=quality or 95,
@@ -232,33 +236,3 @@ def _execute(
         print("batch: interrupted; run the same command again to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if any(row["status"] == "failed" for row in rows) else EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``batch`` on its own (``python -m plugin_host._batch_cli ARGS``), with the CLI's exit codes.
-
-    The ``neurofilters batch`` command is the same code wired into the main CLI.
-    """
-    from ._cli import PROG, UsageError, _Parser
-    from ._errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError
-    from ._registry import get_registry
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _Parser(prog=PROG)
-    add_batch_parser(parser.add_subparsers(dest="command", parser_class=_Parser))
-    try:
-        args, extra = parser.parse_known_args(["batch", *argv])
-        return run_batch_command(args, extra, get_registry())
-    except (UsageError, ParameterError, RegistryError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except (FilterCancelled, KeyboardInterrupt):
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except NeurofiltersError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,17 +8,22 @@ and picklable so worker processes can run them.
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._batch_journal import file_seed
 from ._context import ModelCache, ProgressCallback
 from ._errors import ImageIOError, NeurofiltersError
 
-__all__ = ["Task", "RunOptions", "Outcome", "decode", "compute", "encode", "describe_error", "resolve_steps"]
+if TYPE_CHECKING:
+    from ._imageio import ProtectedFiles
+
+__all__ = ["Task", "RunOptions", "Outcome", "decode", "compute", "encode", "describe_error", "resolve_steps", "cleanup_temporaries"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,17 @@ class RunOptions:
     max_pixels: int | None = None
     protect: tuple[str, ...] = ()
 
+    @cached_property
+    def protected(self) -> ProtectedFiles:
+        """``protect`` indexed once per process (real paths and inodes), for O(1) checks per output."""
+        from ._imageio import ProtectedFiles
+
+        return ProtectedFiles(self.protect)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the index is rebuilt where the options are used: inode numbers are per machine
+        return {k: v for k, v in self.__dict__.items() if k != "protected"}
+
 
 @dataclass
 class Outcome:
@@ -103,10 +119,10 @@ def decode(task: Task, options: RunOptions) -> Any:
     if source.suffix.lower() == ".xcf":
         from ._layered import composite, read_xcf
 
-        layered = read_xcf(source)
+        layered = read_xcf(source, max_pixels=options.max_pixels)
         if task.layered:
             return layered
-        return _FlatXcf(composite(layered), source)
+        return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source)
     from ._imageio import load_image
 
     return load_image(source, frame=task.frame, max_pixels=options.max_pixels)
@@ -181,6 +197,7 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
         ImageIOError: The output cannot be written (or is an input).
     """
     output = Path(task.output)
+    protected = options.protected  # every input, indexed once per process: one O(1) check per output
     output.parent.mkdir(parents=True, exist_ok=True)
     if task.layered or task.fmt in ("ora", "xcf"):
         from ._layered import Layer, LayeredImage, write_ora
@@ -197,11 +214,12 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
                 raise ImageIOError(f"Cannot write {output}: unexpected result shape {pixels.shape}")
             layered = LayeredImage(pixels.shape[1], pixels.shape[0], (Layer(Path(task.source).stem, pixels),))
         writer = write_xcf if task.fmt == "xcf" else write_ora
-        return writer(output, layered, protect=options.protect)
+        return writer(output, layered, protect=protected)
     from ._imageio import save_image
 
     like = decoded if not isinstance(decoded, _FlatXcf) else None
-    return save_image(output, result, like=like, quality=options.quality, protect=options.protect)
+    protected.check(output)  # (save_image's own protect= compares with each input in turn: slow for big batches)
+    return save_image(output, result, like=like, quality=options.quality)
 
 
 # -- worker processes ----------------------------------------------------------------
@@ -225,24 +243,41 @@ def worker_run(task: Task) -> Outcome:
         result = compute(task, decoded, _WORKER["steps"], _WORKER["models"])  # per-file progress only
         compute_seconds = time.perf_counter() - compute_start
         encode(task, decoded, result, options)
-    except (NeurofiltersError, OSError, ValueError, MemoryError, ImageIOError) as error:
-        return Outcome(task.index, "failed", describe_error(error), time.perf_counter() - start)
-    except Exception as error:  # a filter bug must not kill the batch
+    except Exception as error:  # bad files, and filter bugs too: they must not kill the batch
         return Outcome(task.index, "failed", describe_error(error), time.perf_counter() - start)
     return Outcome(task.index, "ok", "", time.perf_counter() - start, compute_seconds)
 
 
-def cleanup_temporaries(outdir: Path) -> int:
-    """Delete temporary files a killed run left in ``outdir`` (``.NAME.*.tmp``); return how many."""
+#: The temporary files :func:`~plugin_host._imageio.atomic_write` creates: ``.NAME.XXXXXXXX.tmp``
+#: (``XXXXXXXX``: 8 lower-case hex digits).
+_TEMPORARY_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp", re.DOTALL)
+
+
+def cleanup_temporaries(folders: Iterable[Path]) -> int:
+    """Delete the temporary files a killed run left behind; return how many.
+
+    Only the folders outputs are written to are looked at (not their
+    sub-folders), and only files named exactly like the atomic writer's
+    temporaries (``.NAME.XXXXXXXX.tmp``); anything else, a user's
+    ``.notes.tmp`` included, is left alone.
+
+    Args:
+        folders: The folders of the planned outputs.
+    """
     removed = 0
-    if not outdir.is_dir():
-        return 0
-    for dirpath, _, filenames in os.walk(outdir):
-        for name in filenames:
-            if name.startswith(".") and name.endswith(".tmp"):
-                try:
-                    os.unlink(os.path.join(dirpath, name))
-                    removed += 1
-                except OSError:
-                    pass
+    for folder in sorted({os.fspath(f) for f in folders}):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not created yet
+            continue
+        for entry in entries:
+            if not _TEMPORARY_RE.fullmatch(entry.name):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
     return removed

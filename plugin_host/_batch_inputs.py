@@ -55,13 +55,17 @@ class Discovery:
 
     Attributes:
         files: Files to process, in a stable (sorted per input) order.
-        roots: Folders that were scanned (folder inputs and glob bases).
+        roots: Input trees: folder inputs, and the bases of glob patterns
+            that reach into sub-folders (``**``, or a wildcard in a folder part).
+        flat_roots: Bases of glob patterns that match only the files directly
+            in them (``*.png``, ``photos/*.jpg``): their sub-folders are not inputs.
         ignored: Files seen while scanning that do not look like images or
             that the include/exclude patterns filtered out.
     """
 
     files: list[InputFile] = field(default_factory=list)
     roots: list[Path] = field(default_factory=list)
+    flat_roots: list[Path] = field(default_factory=list)
     ignored: int = 0
 
 
@@ -101,6 +105,13 @@ def _walk(folder: Path, recursive: bool, skip: Sequence[Path]) -> Iterable[Path]
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath, name)
+
+
+def _reaches_subfolders(pattern: str) -> bool:
+    """Whether a glob pattern can match files below its base's own files (``**``, or a wildcard in a folder part)."""
+    parts = PurePosixPath(pattern.replace(os.sep, "/")).parts
+    magic = [index for index, part in enumerate(parts) if set(part) & _GLOB_MAGIC]
+    return bool(magic) and (magic[0] < len(parts) - 1 or "**" in parts)
 
 
 def _glob_base(pattern: str) -> Path:
@@ -163,7 +174,7 @@ def discover_inputs(
                 add(file, path, PurePosixPath(file.relative_to(path).as_posix()), scanned=True)
         elif set(text) & _GLOB_MAGIC:
             base = _glob_base(str(path))
-            found.roots.append(base.absolute())
+            (found.roots if _reaches_subfolders(str(path)) else found.flat_roots).append(base.absolute())
             matches = sorted(glob.glob(str(path), recursive=True))
             files = [Path(m) for m in matches if Path(m).is_file()]
             files = [f for f in files if not any(is_inside(f, s) for s in skip_dirs)]

@@ -1,7 +1,7 @@
 """Resume support: parameter hashes, per-file seeds and the journal in OUTDIR.
 
 An output counts as done when it exists *and* the journal holds a line for it
-with the same parameter hash, output size and input size/mtime. Lines are
+with the same parameter hash, output size, input path and input size/mtime. Lines are
 appended after the output's atomic rename and fsynced, so a run killed at any
 moment loses at most the line of the file being finished (which is then
 simply redone); a torn last line is ignored.
@@ -82,7 +82,8 @@ def file_seed(base_seed: int, key: str) -> int:
     The same file gets the same seed in every run, whatever else is in the
     batch or in which order files are processed.
     """
-    digest = hashlib.sha256(f"{int(base_seed)}\x00{key}".encode()).digest()
+    # surrogateescape: a file name that is not UTF-8 keys its seed by its raw bytes (UTF-8 names are unchanged)
+    digest = hashlib.sha256(f"{int(base_seed)}\x00{key}".encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
@@ -132,7 +133,7 @@ class Journal:
     def is_done(self, output: Path, hash_: str, source: Path) -> bool:
         """Whether ``output`` exists and was made from ``source`` with parameters ``hash_``."""
         entry = self.entries.get(self.key(output))
-        if entry is None or entry.hash != hash_ or entry.state != "done":
+        if entry is None or entry.hash != hash_ or entry.state != "done" or entry.input != os.fspath(source):
             return False
         try:
             out_stat = os.stat(output)

@@ -47,6 +47,14 @@ class Step:
             "params": {p.name: format_value(p, self.values[p.name]) for p in self.spec.params},
         }
 
+    def hash_data(self) -> dict[str, Any]:
+        """The step as the parameter hash sees it: the validated values themselves.
+
+        (:meth:`describe`'s text can round, e.g. colours to ``#rrggbb``; the
+        hash must tell apart every pair of values that can give different outputs.)
+        """
+        return {"filter": self.spec.name, "params": {p.name: self.values[p.name] for p in self.spec.params}}
+
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -59,8 +67,12 @@ class Pipeline:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Every step as plain data (what the parameter hash covers)."""
+        """Every step as plain data, parameters as the user would type them (for reports)."""
         return [step.describe() for step in self.steps]
+
+    def hash_data(self) -> list[dict[str, Any]]:
+        """Every step with its validated values (what the parameter hash covers)."""
+        return [step.hash_data() for step in self.steps]
 
 
 def load_mapping_file(path: str | Path) -> dict[str, Any]:

@@ -14,12 +14,13 @@ from ._batch_exec import Task
 from ._batch_inputs import Discovery, InputFile, is_inside
 from ._batch_journal import Journal, file_seed, params_hash
 from ._batch_pipeline import Pipeline
-from ._batch_template import output_format, render_output
+from ._batch_template import OutputNameError, output_format, render_output
 from ._errors import ParameterError
 
 __all__ = ["PlanEntry", "Plan", "PlanSettings", "build_plan", "check_outdir", "frame_count"]
 
-HASH_VERSION = 1
+#: Bumped whenever what the hash covers changes, so older journals' outputs are redone.
+HASH_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,18 @@ class Plan:
 
 
 def check_outdir(outdir: Path, discovery: Discovery, *, allow_inside: bool) -> None:
-    """Refuse an OUTDIR that is a scanned input folder or lies inside one.
+    """Refuse an OUTDIR that is a scanned input folder or lies inside an input tree.
+
+    A flat glob's folder (``*.png``) is refused itself, but a folder below it
+    is fine: the pattern never reaches into it.
 
     Raises:
         ParameterError: With the folder and the way out (``--allow-outdir-inside``).
     """
     if allow_inside:
         return
-    for root in discovery.roots:
+    real_outdir = os.path.realpath(outdir)
+    for root in discovery.roots + [r for r in discovery.flat_roots if os.path.realpath(r) == real_outdir]:
         if is_inside(outdir, root):
             raise ParameterError(
                 f"OUTDIR is inside the input folder {root}. Received: -o {outdir}; choose an OUTDIR "
@@ -75,6 +80,19 @@ def check_outdir(outdir: Path, discovery: Discovery, *, allow_inside: bool) -> N
                 param="output",
                 value=str(outdir),
             )
+
+
+def _collision_advice(first: InputFile, second: InputFile) -> str:
+    """What to change when ``first`` and ``second`` would write the same output."""
+    if first.relpath == second.relpath:  # e.g. two named files a/x.png and b/x.png: {relpath} is '.' for both
+        return (f"both are {str(first.relpath)!r} in the folder they were found in, so {{relpath}} cannot tell them apart; "
+                "add {index} to the template (e.g. --name '{relpath}/{stem}_{index}'), or pass one folder "
+                "holding both with -r so their relative paths differ")
+    if first.relpath.with_suffix("") == second.relpath.with_suffix(""):
+        return "they differ only by suffix; add {ext} to the template (e.g. --name '{relpath}/{stem}_{ext}')"
+    if first.relpath.parent != second.relpath.parent:
+        return "they are in different folders; add {relpath} to the template"
+    return "add {ext}, {relpath} or {index} to the template"
 
 
 def frame_count(path: Path) -> int:
@@ -97,8 +115,8 @@ def build_plan(discovery: Discovery, pipeline: Pipeline, settings: PlanSettings,
     """
     plan = Plan()
     inputs = {os.path.realpath(f.path) for f in discovery.files}
-    taken: dict[str, str] = {}
-    described = pipeline.describe()
+    taken: dict[str, InputFile] = {}
+    hashed = pipeline.hash_data()
     index = 0
     for source in discovery.files:
         suffix = source.path.suffix.lower()
@@ -127,18 +145,23 @@ def build_plan(discovery: Discovery, pipeline: Pipeline, settings: PlanSettings,
                 "index": index,
                 "seed": seed,
             }
-            output = render_output(settings.template, fields, settings.outdir, fmt)
+            try:
+                output = render_output(settings.template, fields, settings.outdir, fmt)
+            except OutputNameError as error:  # this file's name, not the template: only this entry fails
+                plan.entries.append(PlanEntry(source, None, "failed", error=str(error)))
+                index += 1
+                continue
             real = os.path.realpath(output)
             if real in taken:
                 raise ParameterError(
-                    f"Two inputs would write the same output {output}: {taken[real]} and {source.path}. "
-                    "Received: --name " + repr(settings.template) + "; add {ext} or {relpath} to the template, or use --recursive.",
+                    f"Two inputs would write the same output {output}: {taken[real].path} and {source.path}. "
+                    f"Received: --name {settings.template!r}; {_collision_advice(taken[real], source)}",
                     param="name",
                     value=settings.template,
                 )
-            taken[real] = str(source.path)
+            taken[real] = source
             digest = params_hash(
-                {"v": HASH_VERSION, "pipeline": described, "seed": seed, "format": fmt, "quality": settings.quality,
+                {"v": HASH_VERSION, "pipeline": hashed, "seed": seed, "format": fmt, "quality": settings.quality,
                  "frame": frame, "layered": layered}
             )
             task = Task(index, str(source.path), key, str(output), fmt, frame, seed, digest, layered)

@@ -10,7 +10,6 @@ main process journals and reports.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import threading
@@ -300,14 +299,12 @@ def write_report(path: Path, header: dict[str, Any], rows: list[dict[str, Any]])
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     data = {**header, "counts": counts, "files": rows}
+    from ._imageio import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "w", encoding="utf-8") as stream:
+    with atomic_write(path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
         json.dump(data, stream, indent=2)
         stream.write("\n")
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temp, path)
 
 
 def summary_text(rows: list[dict[str, Any]], wall: float, *, stream: TextIO | None = None) -> str:

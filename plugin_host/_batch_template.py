@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "TEMPLATE_FIELDS",
     "FORMAT_SUFFIXES",
+    "OutputNameError",
     "check_template",
     "render_output",
     "output_format",
@@ -47,6 +48,12 @@ _SUFFIX_FORMATS = {
     ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp", ".ora": "ora",
 }
 _FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+
+
+class OutputNameError(ParameterError):
+    """The template is fine, but one file's values give an unusable output name
+    (a backslash or NUL in its name, a path leaving OUTDIR, an empty name):
+    only that file fails."""
 
 
 def check_template(template: str) -> None:
@@ -118,28 +125,36 @@ def render_output(template: str, fields: Mapping[str, object], outdir: Path, fmt
     with it.
 
     Raises:
-        ParameterError: The rendered name is empty or would land outside
-            ``outdir`` (``..``, absolute path, a symlink leading out).
+        ParameterError: The template cannot be rendered (a format spec that
+            does not fit its field).
+        OutputNameError: The rendered name is empty, holds a backslash or NUL,
+            or would land outside ``outdir`` (``..``, absolute path, a symlink
+            leading out).
     """
     try:
         text = template.format_map(dict(fields))
     except (KeyError, IndexError, ValueError, AttributeError) as error:
         raise ParameterError(f"Cannot render the output name template ({error}). Received: --name {template!r}", param="name", value=template) from None
     if "\x00" in text or "\\" in text:
-        raise ParameterError(f"The output name contains a NUL or backslash. Received: {text!r}", param="name", value=template)
+        raise OutputNameError(
+            f"The output name would contain a backslash or NUL (from the input's name). Received: {text!r} from "
+            f"--name {template!r}; rename the file, or leave the fields holding it out of the template",
+            param="name",
+            value=template,
+        )
     rel = PurePosixPath(text)
     if rel.is_absolute():
-        raise ParameterError(f"The output name template produced an absolute path. Received: {text!r} from --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output name template produced an absolute path. Received: {text!r} from --name {template!r}", param="name", value=template)
     parts = [p for p in rel.parts if p not in (".", "")]
     if ".." in parts:
-        raise ParameterError(f"The output name template produced a path leaving OUTDIR. Received: {text!r} from --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output name template produced a path leaving OUTDIR. Received: {text!r} from --name {template!r}", param="name", value=template)
     if not parts:
-        raise ParameterError(f"The output name template produced an empty name. Received: --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output name template produced an empty name. Received: --name {template!r}", param="name", value=template)
     suffix = FORMAT_SUFFIXES[fmt]
     if not parts[-1].lower().endswith(suffix):
         parts[-1] += suffix
     path = Path(outdir, *parts)
     real_out = os.path.realpath(outdir)
     if os.path.commonpath([os.path.realpath(path), real_out]) != real_out:
-        raise ParameterError(f"The output {path} would land outside OUTDIR (through a symlink). Received: --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output {path} would land outside OUTDIR (through a symlink). Received: --name {template!r}", param="name", value=template)
     return path

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LoadedImage",
+    "ProtectedFiles",
     "SAVE_FORMATS",
     "atomic_write",
+    "check_pixel_limit",
     "encode_pixels",
     "format_for_path",
     "load_image",
@@ -176,6 +178,25 @@ def _check_size(path: Path, size: tuple[int, int], limit: int | None) -> None:
             f"If you trust the file, raise the limit (--max-pixels {width * height} on the command line, "
             f"load_image(..., max_pixels={width * height}) in Python; 0 disables the check).",
         )
+
+
+def check_pixel_limit(path: str | os.PathLike[str], width: int, height: int, max_pixels: int | None = None) -> None:
+    """Refuse a ``width x height`` image beyond the pixel limit, before anything is allocated.
+
+    The same check and message as :func:`load_image`'s, for readers of other
+    formats (XCF canvases and layers).
+
+    Args:
+        path: What is being read, as named in the message (a file, or a file and its layer).
+        width: Columns.
+        height: Rows.
+        max_pixels: ``None`` for Pillow's ``Image.MAX_IMAGE_PIXELS``, 0 for no limit.
+
+    Raises:
+        ImageIOError: Too many pixels (the message says how to raise the limit).
+        ParameterError: ``max_pixels`` is not an integer >= 0.
+    """
+    _check_size(Path(path), (int(width), int(height)), _pixel_limit(max_pixels))
 
 
 def _check_frame(path: Path, frame: int, n_frames: int) -> None:
@@ -580,6 +601,58 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except (OSError, RuntimeError):
         return os.path.abspath(a) == os.path.abspath(b)
+
+
+class ProtectedFiles:
+    """Files that must not be overwritten, indexed once so that checking an output costs O(1).
+
+    Holds the real path of every file and, for those that exist, their
+    ``(st_dev, st_ino)``, so an output reaching an input through a symlink or a
+    hard link is refused too (what :func:`save_image`'s ``protect`` checks
+    pairwise).
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]] = ()) -> None:
+        """Index ``paths`` (one ``realpath`` and one ``stat`` each)."""
+        real_paths: set[str] = set()
+        identities: set[tuple[int, int]] = set()
+        for path in paths:
+            real_paths.add(os.path.realpath(path))
+            try:
+                status = os.stat(path)
+            except OSError:
+                continue
+            identities.add((status.st_dev, status.st_ino))
+        self._real_paths = frozenset(real_paths)
+        self._identities = frozenset(identities)
+
+    @classmethod
+    def of(cls, protect: ProtectedFiles | Iterable[str | os.PathLike[str]]) -> ProtectedFiles:
+        """``protect`` itself when already indexed, else an index of its paths."""
+        return protect if isinstance(protect, cls) else cls(protect)
+
+    def __contains__(self, target: object) -> bool:
+        """Whether ``target`` (a path) is, or leads to, a protected file."""
+        if not isinstance(target, (str, os.PathLike)):
+            return False
+        if os.path.realpath(target) in self._real_paths:
+            return True
+        try:
+            status = os.stat(target)
+        except OSError:
+            return False
+        return (status.st_dev, status.st_ino) in self._identities
+
+    def check(self, target: str | os.PathLike[str]) -> None:
+        """Refuse to write ``target`` when it is protected.
+
+        Raises:
+            ImageIOError: ``target`` is (or leads to) a protected file.
+        """
+        if target in self:
+            raise ImageIOError(
+                f"Refusing to overwrite '{target}': it is an input file. Choose a different output path."
+            )
 
 
 def _icc_fits(profile: bytes | None, channels: int) -> bool:

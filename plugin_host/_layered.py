@@ -11,13 +11,16 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import quoteattr
 
-from ._errors import ImageIOError
+from ._errors import ImageIOError, ParameterError
+
+if TYPE_CHECKING:
+    from ._imageio import ProtectedFiles
 
 __all__ = ["Layer", "LayeredImage", "read_xcf", "write_ora", "read_ora", "composite", "map_layers"]
 
@@ -95,22 +98,37 @@ def _to_rgba(image: Any) -> Any:
     return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
 
 
-def read_xcf(path: str | os.PathLike[str]) -> LayeredImage:
+def read_xcf(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> LayeredImage:
     """Read an ``.xcf`` file's layers.
 
+    Args:
+        path: The file.
+        max_pixels: Largest accepted canvas, and largest accepted layer, in
+            pixels, checked from the headers before any pixel is decoded;
+            ``None`` uses Pillow's ``Image.MAX_IMAGE_PIXELS`` (as
+            :func:`~plugin_host._imageio.load_image`), 0 disables the check.
+
     Raises:
-        ImageIOError: The file cannot be parsed (naming the file and the cause).
+        ImageIOError: The file cannot be parsed (naming the file and the
+            cause), or the canvas or a layer has more pixels than ``max_pixels``.
     """
+    from ._imageio import check_pixel_limit
+
     try:
         from gimpformats.gimpXcfDocument import GimpDocument
     except ImportError as error:  # pragma: no cover - a declared dependency
         raise ImageIOError(f"Reading XCF needs the 'gimpformats' package: pip install gimpformats ({error})") from None
     try:
-        document = GimpDocument(os.fspath(path))
+        document = GimpDocument(os.fspath(path))  # headers only; layer pixels are decoded on access
+        check_pixel_limit(path, int(document.width), int(document.height), max_pixels)
         layers = []
         for raw in document.raw_layers:
             if raw.isGroup:
                 continue
+            where = f"{os.fspath(path)}, layer {str(raw.name)!r}"
+            check_pixel_limit(where, int(raw.width), int(raw.height), max_pixels)
+            hierarchy = raw.imageHierarchy  # the tile data's own size (a damaged header may understate it)
+            check_pixel_limit(where, int(hierarchy.width), int(hierarchy.height), max_pixels)
             image = raw.image
             if image is None:
                 continue
@@ -126,6 +144,8 @@ def read_xcf(path: str | os.PathLike[str]) -> LayeredImage:
                 )
             )
         width, height = int(document.width), int(document.height)
+    except (ImageIOError, ParameterError):
+        raise
     except Exception as error:
         raise ImageIOError(f"Cannot read the XCF file {path}: {type(error).__name__}: {error}") from None
     if not layers or width < 1 or height < 1:
@@ -151,14 +171,25 @@ def _blend(op: str, dst: Any, src: Any) -> Any:
     return src  # src-over and the non-separable modes (approximated)
 
 
-def composite(image: LayeredImage) -> Any:
+def composite(image: LayeredImage, *, max_pixels: int | None = None, source: str | os.PathLike[str] = "layered image") -> Any:
     """Flatten the visible layers onto a transparent canvas (float32 ``H x W x 4``).
 
     Normal, multiply, screen, addition, darken, lighten and difference are
     composited exactly; other modes are approximated by normal.
+
+    Args:
+        image: The layers.
+        max_pixels: Largest canvas allocated (as in :func:`read_xcf`; 0: no limit).
+        source: What the image was read from, for the limit's message.
+
+    Raises:
+        ImageIOError: The canvas has more pixels than ``max_pixels``.
     """
     import numpy as np
 
+    from ._imageio import check_pixel_limit
+
+    check_pixel_limit(source, image.width, image.height, max_pixels)
     canvas = np.zeros((image.height, image.width, 4), dtype=np.float32)
     for layer in reversed(image.layers):
         if not layer.visible or layer.opacity <= 0:
@@ -229,27 +260,33 @@ def _stack_xml(image: LayeredImage) -> str:
     return "\n".join(lines)
 
 
-def write_ora(path: str | os.PathLike[str], image: LayeredImage, *, protect: Sequence[str | os.PathLike[str]] = ()) -> Path:
+def write_ora(
+    path: str | os.PathLike[str], image: LayeredImage, *, protect: ProtectedFiles | Iterable[str | os.PathLike[str]] = ()
+) -> Path:
     """Write an OpenRaster file atomically (temporary file in the same folder, then rename).
 
     The archive starts with the uncompressed ``mimetype`` entry, then
     ``stack.xml``, one PNG per layer, ``mergedimage.png`` and
     ``Thumbnails/thumbnail.png`` (at most 256 pixels).
 
+    Args:
+        path: The file to write.
+        image: The layers.
+        protect: Files never overwritten (paths, or a prebuilt :class:`ProtectedFiles`).
+
     Raises:
-        ImageIOError: ``path`` is protected (an input) or cannot be written.
+        ImageIOError: ``path`` is protected (an input, also through a link) or cannot be written.
     """
     import numpy as np
     from PIL import Image
 
+    from ._imageio import ProtectedFiles, atomic_write
+
     target = Path(path)
-    real = os.path.realpath(target)
-    if any(os.path.realpath(p) == real for p in protect):
-        raise ImageIOError(f"Refusing to overwrite an input file. Received: output {target}")
-    merged = composite(image)
+    ProtectedFiles.of(protect).check(target)
+    merged = composite(image, max_pixels=0)  # already in memory: no reading limit applies
     thumb = Image.fromarray(np.round(merged * 255).astype(np.uint8), "RGBA")
     thumb.thumbnail((256, 256))
-    from ._imageio import atomic_write
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target) as temporary, zipfile.ZipFile(temporary, "w") as archive:

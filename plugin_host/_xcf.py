@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ImageIOError
 from ._layered import LayeredImage
+
+if TYPE_CHECKING:
+    from ._imageio import ProtectedFiles
 
 __all__ = ["write_xcf", "XCF_MODES"]
 
@@ -116,19 +119,24 @@ def encode_xcf(image: LayeredImage) -> bytes:
     return header + struct.pack(f">{len(pointers) + 2}I", *pointers, 0, 0) + b"".join(bodies)
 
 
-def write_xcf(path: str | os.PathLike[str], image: LayeredImage, *, protect: Sequence[str | os.PathLike[str]] = ()) -> Path:
+def write_xcf(
+    path: str | os.PathLike[str], image: LayeredImage, *, protect: ProtectedFiles | Iterable[str | os.PathLike[str]] = ()
+) -> Path:
     """Write ``image`` as an ``.xcf`` file atomically.
 
+    Args:
+        path: The file to write.
+        image: The layers.
+        protect: Files never overwritten (paths, or a prebuilt :class:`ProtectedFiles`).
+
     Raises:
-        ImageIOError: ``path`` is protected (an input), a layer is malformed,
-            or the file cannot be written.
+        ImageIOError: ``path`` is protected (an input, also through a link), a
+            layer is malformed, or the file cannot be written.
     """
-    from ._imageio import atomic_write
+    from ._imageio import ProtectedFiles, atomic_write
 
     target = Path(path)
-    real = os.path.realpath(target)
-    if any(os.path.realpath(p) == real for p in protect):
-        raise ImageIOError(f"Refusing to overwrite an input file. Received: output {target}")
+    ProtectedFiles.of(protect).check(target)
     data = encode_xcf(image)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(target) as temporary:

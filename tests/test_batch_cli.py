@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,104 @@ def test_two_batches_cannot_write_one_outdir(site: Path, photos: Path, tmp_path:
     finally:
         held.close()
     assert run_batch(site, str(photos), "-o", str(out), "--filter", "bt-invert").returncode == 0
+
+
+def test_only_our_stale_temporaries_are_removed_and_only_where_the_plan_writes(site: Path, photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    users = [out / ".draft.tmp", out / "trip" / ".notes.tmp", out / "sub" / ".notes.tmp",
+             out / "elsewhere" / ".x.png.0123abcd.tmp", out / "trip" / ".c.jpg.tmp", out / "trip" / ".c.jpg.0123abcdef.tmp"]
+    stale = [out / ".a.jpg.0123abcd.tmp", out / "trip" / ".c.jpg.deadbeef.tmp", out / "trip" / "day2" / ".old.png.00ff00ff.tmp"]
+    for path in users + stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"kept?")
+    done = run_batch(site, str(photos), "-o", str(out), "--filter", "bt-invert", "-r")
+    assert done.returncode == 0, done.stderr
+    assert [p for p in users if not p.exists()] == []  # the user's own dot-files, and temporaries outside the plan's folders
+    assert [p for p in stale if p.exists()] == []  # what an interrupted run of ours left in the folders it writes to
+
+
+def test_an_odd_file_name_fails_only_its_own_entry(site: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    write_photo(folder / "good.png", seed=1)
+    write_photo(folder / "back\\slash.png", seed=2)
+    write_photo(folder / "zz.png", seed=3)
+    not_utf8 = os.fsdecode(b"raw\xff.png")  # a valid name, just not UTF-8: processed like any other
+    write_photo(folder / not_utf8, seed=4)
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    result = run_batch(site, str(folder), "-o", str(out), "--filter", "bt-invert", "--report", str(report))
+    assert result.returncode == 1, result.stderr
+    rows = {Path(r["input"]).name: r for r in json.loads(report.read_text())["files"]}
+    assert rows["good.png"]["status"] == rows["zz.png"]["status"] == rows[not_utf8]["status"] == "ok", rows
+    bad = rows["back\\slash.png"]
+    assert bad["status"] == "failed" and "backslash" in bad["error"], bad
+    assert "FAILED" in result.stderr and "backslash" in result.stderr
+    assert sorted(tree_bytes(out)) == sorted(["good.png", "zz.png", not_utf8])
+    again = run_batch(site, str(folder), "-o", str(out), "--filter", "bt-invert")
+    assert again.returncode == 1 and "3 skipped" in again.stderr, again.stderr
+    dry = run_batch(site, str(folder), "-o", str(tmp_path / "dry"), "--filter", "bt-invert", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.count("would write:") == 3 and "cannot:" in dry.stdout, dry.stdout + dry.stderr
+    assert "raw\\xff.png" in dry.stdout
+
+
+def test_resume_redoes_an_output_made_from_another_input(site: Path, tmp_path: Path) -> None:
+    first_input = write_photo(tmp_path / "in1" / "p.bmp", seed=1)
+    other_input = write_photo(tmp_path / "in2" / "p.bmp", seed=2)
+    stat = first_input.stat()
+    os.utime(other_input, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert other_input.stat().st_size == stat.st_size and other_input.stat().st_mtime_ns == stat.st_mtime_ns
+    out = tmp_path / "out"
+    assert run_batch(site, str(first_input), "-o", str(out), "--filter", "bt-invert").returncode == 0
+    second = run_batch(site, str(other_input), "-o", str(out), "--filter", "bt-invert")
+    assert second.returncode == 0 and "1 done" in second.stderr, second.stderr  # same name, size, mtime, hash: other file
+    result = np.asarray(Image.open(out / "p.bmp"), dtype=np.int16)
+    np.testing.assert_array_equal(result, 255 - np.asarray(Image.open(other_input), dtype=np.int16))
+
+
+def test_same_named_files_get_advice_that_helps(site: Path, tmp_path: Path) -> None:
+    first, second = write_photo(tmp_path / "a" / "x.png", seed=1), write_photo(tmp_path / "b" / "x.png", seed=2)
+    out = tmp_path / "out"
+    clash = run_batch(site, str(first), str(second), "-o", str(out), "--filter", "bt-invert")
+    assert clash.returncode == 2, clash.stderr
+    assert "{index}" in clash.stderr and "-r" in clash.stderr and "{ext} or {relpath}" not in clash.stderr, clash.stderr
+    assert not out.exists()
+    named = run_batch(site, str(first), str(second), "-o", str(out), "--filter", "bt-invert", "--name", "{stem}_{index}")
+    assert named.returncode == 0, named.stderr
+    assert sorted(tree_bytes(out)) == ["x_0.png", "x_1.png"]
+    stems = run_batch(site, str(tmp_path / "a"), str(write_photo(tmp_path / "c" / "x.jpg").parent), "-o", str(tmp_path / "o2"),
+                      "--filter", "bt-invert", "--format", "png")
+    assert stems.returncode == 2 and "{ext}" in stems.stderr, stems.stderr
+
+
+def test_flat_glob_accepts_an_outdir_below_the_current_folder(site: Path, tmp_path: Path) -> None:
+    write_photo(tmp_path / "x.png", seed=1)
+    write_photo(tmp_path / "sub" / "y.png", seed=2)
+    flat = run_batch(site, "*.png", "-o", "dreams", "--filter", "bt-invert", cwd=tmp_path)
+    assert flat.returncode == 0, flat.stderr
+    assert sorted(tree_bytes(tmp_path / "dreams")) == ["x.png"]
+    again = run_batch(site, "*.png", "-o", "dreams", "--filter", "bt-invert", cwd=tmp_path)
+    assert again.returncode == 0 and "1 skipped" in again.stderr, again.stderr
+    for pattern in ("**/*.png", "*/y.png"):  # these reach sub-folders, so OUTDIR below their base is refused
+        deep = run_batch(site, pattern, "-o", "deep", "--filter", "bt-invert", cwd=tmp_path)
+        assert deep.returncode == 2 and "--allow-outdir-inside" in deep.stderr, (pattern, deep.stderr)
+    assert not (tmp_path / "deep").exists()
+    before = tree_bytes(tmp_path)
+    here = run_batch(site, "*.png", "-o", ".", "--filter", "bt-invert", cwd=tmp_path)
+    assert here.returncode == 2, here.stderr  # OUTDIR is the glob's own folder
+    assert tree_bytes(tmp_path) == before
+
+
+def test_outdir_rules_for_flat_and_deep_globs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plugin_host import ParameterError
+    from plugin_host._batch_inputs import discover_inputs
+    from plugin_host._batch_plan import check_outdir
+
+    write_photo(tmp_path / "photos" / "x.png")
+    write_photo(tmp_path / "photos" / "sub" / "y.png")
+    monkeypatch.chdir(tmp_path)
+    flat = discover_inputs(["photos/*.png"])
+    check_outdir(tmp_path / "photos" / "out", flat, allow_inside=False)  # *.png never reaches photos/out
+    with pytest.raises(ParameterError, match="OUTDIR is inside the input folder"):
+        check_outdir(tmp_path / "photos", flat, allow_inside=False)  # but photos itself is scanned
+    for pattern in ("photos/**/*.png", "photos/*/y.png", "photos/**"):
+        with pytest.raises(ParameterError, match="--allow-outdir-inside"):
+            check_outdir(tmp_path / "photos" / "out", discover_inputs([pattern]), allow_inside=False)

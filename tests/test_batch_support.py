@@ -47,6 +47,12 @@ def crash(image, params, context):
     raise RuntimeError("deliberate failure for the test")
 
 
+def tint(image, params, context):
+    import numpy as np
+
+    return image * np.asarray(params["colour"], dtype=np.float32)
+
+
 @hookimpl
 def register_filters():
     return [
@@ -60,6 +66,8 @@ def register_filters():
                    category="Test", run=die, params=()),
         FilterSpec(name="bt-crash", title="Crash", summary="Always fails.", description="Test filter.",
                    category="Test", run=crash, params=()),
+        FilterSpec(name="bt-tint", title="Tint", summary="Multiply by a colour.", description="Test filter.",
+                   category="Test", run=tint, params=(Param("colour", "colour", "#ffffff", "Colour to multiply by."),)),
     ]
 '''
 
@@ -78,20 +86,14 @@ def plugin_env(site: Path) -> dict[str, str]:
 
 
 def batch_command() -> list[str]:
-    """``python -m plugin_host batch`` once the main CLI has the subcommand, else the module's own entry."""
-    from plugin_host import _cli
-
-    parser = _cli.build_parser()
-    choices = next((a.choices for a in parser._actions if getattr(a, "choices", None) and "run" in a.choices), {})
-    if "batch" in choices:
-        return [sys.executable, "-m", "plugin_host", "batch"]
-    return [sys.executable, "-m", "plugin_host._batch_cli"]
+    """The real ``neurofilters batch`` command: ``python -m plugin_host batch``."""
+    return [sys.executable, "-m", "plugin_host", "batch"]
 
 
-def run_batch(site: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real batch command in a fresh interpreter."""
+def run_batch(site: Path, *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real batch command in a fresh interpreter (in ``cwd`` when given)."""
     return subprocess.run(
-        [*batch_command(), *args], capture_output=True, text=True, env=plugin_env(site), timeout=timeout
+        [*batch_command(), *args], capture_output=True, text=True, env=plugin_env(site), timeout=timeout, cwd=cwd
     )
 
 

@@ -137,3 +137,29 @@ def test_pipeline_runs_through_the_cli(tmp_path: Path) -> None:
     mixed = run_batch(site, str(source), "-o", str(tmp_path / "o3"), "--pipeline", str(pipeline), "--strength", "1")
     assert mixed.returncode == 2 and "go into the pipeline file" in mixed.stderr
     assert os.listdir(tmp_path / "in") == ["a.png"]
+
+
+def test_params_hash_covers_validated_values_not_their_rounded_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from plugin_host import get_registry, reset_registry
+    from plugin_host._batch_plan import PlanSettings, build_plan
+    from plugin_host._batch_template import DEFAULT_TEMPLATE
+
+    site = install_test_plugin(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", "")
+    reset_registry()
+    try:
+        spec = get_registry().get_filter("bt-tint")
+        discovery = discover_inputs([str(write_photo(tmp_path / "in" / "a.png"))])
+        settings = PlanSettings(tmp_path / "out", DEFAULT_TEMPLATE)
+
+        def digest(colour: str) -> str:
+            task = build_plan(discovery, single_step(spec, {"colour": colour}), settings, None).entries[0].task
+            assert task is not None
+            return task.params_hash
+
+        # 128.4/255 and 128/255 both print as #800000, but they are different values
+        assert digest("128.4,0,0") != digest("128,0,0")
+        assert digest("128,0,0") == digest("#800000")  # the same value however it is typed
+    finally:
+        reset_registry()

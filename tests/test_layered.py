@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 from plugin_host import ImageIOError
 from plugin_host._layered import Layer, LayeredImage, composite, read_ora, read_xcf, write_ora
-from plugin_host._xcf import write_xcf
+from plugin_host._xcf import encode_xcf, write_xcf
 from test_batch_support import install_test_plugin, run_batch
 
 
@@ -113,3 +114,69 @@ def test_batch_filters_each_xcf_layer(tmp_path: Path) -> None:
     np.testing.assert_allclose(flattened[..., :3], 1 - expected[..., :3], atol=1.5 / 255)
     wrong = run_batch(site, str(source), "-o", str(tmp_path / "w"), "--filter", "bt-invert", "--xcf", "layers", "--format", "png")
     assert wrong.returncode == 2 and "Per-layer XCF output needs a layered format" in wrong.stderr
+
+
+def test_xcf_pixel_limit_is_checked_before_allocating(tmp_path: Path) -> None:
+    path = write_xcf(tmp_path / "a.xcf", sample_image())  # canvas 100 x 80, layers up to 90 x 70
+    with pytest.raises(ImageIOError, match=r"100 x 80 = 8,000 pixels, more than the limit of 7,000 pixels.*--max-pixels 8000"):
+        read_xcf(path, max_pixels=7000)
+    assert len(read_xcf(path, max_pixels=8000).layers) == 3
+    with pytest.raises(ImageIOError, match=r"more than the limit of 100 pixels"):
+        composite(sample_image(), max_pixels=100)
+
+    wide = write_xcf(tmp_path / "wide.xcf", LayeredImage(20, 20, (Layer("wide", np.ones((10, 300, 4), np.float32), -100, 0),)))
+    with pytest.raises(ImageIOError, match=r"layer 'wide'.*300 x 10 = 3,000 pixels, more than the limit of 1,000"):
+        read_xcf(wide, max_pixels=1000)  # a layer larger than the canvas
+    assert read_xcf(wide, max_pixels=0).layers[0].pixels.shape == (10, 300, 4)
+
+    # a layer header that understates the pixel data behind it: the tile hierarchy's size is checked too
+    data = bytearray(encode_xcf(LayeredImage(20, 20, (Layer("liar", np.ones((40, 40, 4), np.float32)),))))
+    header_size = len(b"gimp xcf file\x00") + 12 + (8 + 1) + 8  # magic, size and base type, compression and end props
+    (layer_at,) = struct.unpack_from(">I", data, header_size)
+    struct.pack_into(">II", data, layer_at, 4, 4)
+    liar = tmp_path / "liar.xcf"
+    liar.write_bytes(bytes(data))
+    with pytest.raises(ImageIOError, match=r"40 x 40 = 1,600 pixels, more than the limit of 1,000"):
+        read_xcf(liar, max_pixels=1000)
+
+
+def test_batch_applies_max_pixels_to_xcf_inputs(tmp_path: Path) -> None:
+    site = install_test_plugin(tmp_path / "site")
+    source = write_xcf(tmp_path / "in" / "art.xcf", sample_image())
+    for mode in ("layers", "flatten"):
+        result = run_batch(site, str(source), "-o", str(tmp_path / mode), "--filter", "bt-invert", "--xcf", mode, "--max-pixels", "7000")
+        assert result.returncode == 1, result.stderr
+        assert "more than the limit of 7,000 pixels" in result.stderr and "--max-pixels 8000" in result.stderr
+        assert not any(p.is_file() and not p.name.startswith(".") for p in (tmp_path / mode).rglob("*"))
+
+
+def test_protected_inputs_are_indexed_once_and_hard_links_are_caught(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from plugin_host._batch_exec import RunOptions, Task, encode
+
+    inputs = [tmp_path / "in" / f"{i:04d}.png" for i in range(2000)]
+    inputs[0].parent.mkdir()
+    for path in inputs:
+        path.write_bytes(b"")
+    options = RunOptions(steps=(), protect=tuple(str(p) for p in inputs))
+    pixels = np.full((4, 4, 3), 0.5, np.float32)
+    out = tmp_path / "out"
+
+    def task(index: int, name: str, fmt: str) -> Task:
+        return Task(index, str(inputs[index]), name, str(out / name), fmt, 0, 0, "h")
+
+    start = time.perf_counter()
+    for index in range(40):
+        encode(task(index, f"{index}.png", "png"), None, pixels, options)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 2.0, f"40 outputs against 2,000 protected inputs took {elapsed:.2f} s"  # was ~5 s (quadratic)
+    for fmt in ("png", "xcf", "ora"):
+        link = out / f"link.{fmt}"
+        os.link(inputs[7], link)
+        with pytest.raises(ImageIOError, match="Refusing to overwrite .*input file"):
+            encode(task(7, link.name, fmt), None, pixels, options)
+        with pytest.raises(ImageIOError, match="Refusing to overwrite .*input file"):
+            (write_xcf if fmt == "xcf" else write_ora)(link, sample_image(), protect=[inputs[7]])
+        assert link.read_bytes() == b""

@@ -1,7 +1,7 @@
 """The XCF and OpenRaster files a batch writes, opened by the real GIMP 3.
 
 Runs ``gimp-console-3.0`` in the Debian trixie chroot that ``tests/gimp/gimp_chroot.py``
-builds (reused read-only here). GIMP runs in a private mount namespace
+builds (built here too when absent, as the other GIMP tests do; otherwise reused read-only). GIMP runs in a private mount namespace
 (``unshare``) with its own ``/proc`` mount, so nothing is mounted or killed in
 the shared chroot and other GIMP tests running at the same time are unaffected.
 """
@@ -24,7 +24,7 @@ from test_batch_support import install_test_plugin, run_batch
 from test_layered import sample_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gimp"))
-from gimp_chroot import READY_MARKER, chroot_root, unavailable_reason  # noqa: E402
+from gimp_chroot import ensure_chroot, unavailable_reason  # noqa: E402
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -52,13 +52,11 @@ open(WORK + "/result.json", "w").write(json.dumps(result))
 
 
 def _gimp_root() -> Path:
+    """The ready chroot, built first when absent (like ``tests/gimp/conftest.py``); skips only where it cannot be used."""
     reason = unavailable_reason()
-    root = chroot_root()
     if reason is not None:
-        pytest.skip(f"GIMP 3 chroot unavailable: {reason}")
-    if not (root / READY_MARKER).exists() or shutil.which("unshare") is None:
-        pytest.skip(f"no ready GIMP 3 chroot at {root} (build it: python tests/gimp/gimp_chroot.py build) or no unshare")
-    return root
+        pytest.skip(f"real GIMP 3 tests skipped: {reason}")
+    return ensure_chroot()
 
 
 def open_in_gimp(root: Path, files: list[Path]) -> dict:
