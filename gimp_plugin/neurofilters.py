@@ -16,6 +16,16 @@ the result back through GIMP's shadow buffer, so the selection applies and
 the whole call is one undo step. The worker stays alive between calls with its
 models loaded and exits after an idle timeout.
 
+Never a hang: the plug-in waits at most ``NEUROFILTERS_GIMP_START_TIMEOUT``
+seconds for a new worker to listen, ``NEUROFILTERS_GIMP_HELLO_TIMEOUT`` for a
+worker to greet a connection and ``NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT``
+between two messages of a call (the worker sends progress, or a heartbeat
+every quarter of that time, so only a frozen worker stays silent). A worker
+that overruns is killed, the call fails naming the worker's log, and the next
+call starts a fresh worker. Each variable is read from GIMP's environment, else
+from the manifest's recorded environment (set it when running ``neurofilters
+gimp install``).
+
 Nothing in this module imports ``gi`` until :func:`main` runs, so its worker
 client can be used (and tested) from any Python.
 """
@@ -27,10 +37,12 @@ import time
 _STARTED = time.perf_counter()
 
 import errno  # noqa: E402
+import fcntl  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
@@ -39,7 +51,7 @@ import sys  # noqa: E402
 PLUG_IN_NAME = "neurofilters"
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 PROCEDURE_PREFIX = "neurofilters-"
 MENU_ROOT = "<Image>/Filters/Neural"
 #: Arguments every procedure has besides the filter's own parameters.
@@ -58,8 +70,19 @@ LOG_ENV = "NEUROFILTERS_GIMP_LOG"
 #: Dialogs with more parameters than this per column get side-by-side columns (at most DIALOG_MAX_COLUMNS).
 DIALOG_ROWS = 12
 DIALOG_MAX_COLUMNS = 3
-#: Seconds to wait for a freshly started worker to listen.
-WORKER_START_TIMEOUT = 120.0
+#: Environment variables of the timeouts (seconds) and their defaults (see the module's docstring).
+START_TIMEOUT_ENV = "NEUROFILTERS_GIMP_START_TIMEOUT"
+HELLO_TIMEOUT_ENV = "NEUROFILTERS_GIMP_HELLO_TIMEOUT"
+INACTIVITY_TIMEOUT_ENV = "NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT"
+#: A new worker imports neurofilters (not TensorFlow) before it listens: seconds on a busy machine.
+WORKER_START_TIMEOUT = 90.0
+#: A listening worker greets every connection at once (even while it runs another call).
+WORKER_HELLO_TIMEOUT = 20.0
+#: A live worker sends a heartbeat every INACTIVITY / HEARTBEAT_DIVISOR seconds during a call.
+WORKER_INACTIVITY_TIMEOUT = 60.0
+HEARTBEAT_DIVISOR = 4.0
+#: Seconds to wait for a killed worker to release its socket.
+_KILL_WAIT = 10.0
 _FRAME = struct.Struct("!4sIQ")
 _MAGIC = b"NFW1"
 _INT_LIMIT = 2**31 - 1
@@ -82,7 +105,11 @@ KIND_TO_ARGUMENT = {
 
 
 class WorkerError(Exception):
-    """The worker could not be reached, crashed, or reported an error (the text says which)."""
+    """The worker could not be reached, crashed, got stuck, or reported an error (the text says which)."""
+
+
+class _WorkerStuck(Exception):
+    """Internal: the worker accepted a connection but stayed silent too long."""
 
 
 # -- the manifest -----------------------------------------------------------------------------
@@ -219,32 +246,125 @@ class WorkerClient:
         key = manifest.get("_digest") or hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
         self.directory = runtime_directory()
         self.socket_path = os.path.join(self.directory, f"w-{key[:16]}.sock")
+        self.lock_path = self.socket_path + ".lock"  # held by the live worker, which writes its pid into it
         self.log_path = os.path.join(self.directory, f"w-{key[:16]}.log")
         self.started_worker = False
+        self.worker_pid = None
+        self.start_timeout = self._timeout(START_TIMEOUT_ENV, WORKER_START_TIMEOUT)
+        self.hello_timeout = self._timeout(HELLO_TIMEOUT_ENV, WORKER_HELLO_TIMEOUT)
+        self.inactivity_timeout = self._timeout(INACTIVITY_TIMEOUT_ENV, WORKER_INACTIVITY_TIMEOUT)
+
+    def _timeout(self, variable: str, default: float) -> float:
+        """Seconds from GIMP's environment, else the manifest's recorded environment, else ``default``."""
+        text = os.environ.get(variable) or str(self.manifest.get("env", {}).get(variable, "") or "")
+        if not text:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < 1e9:
+            raise WorkerError(f"{variable} must be a number of seconds > 0. Received: {variable}={text}")
+        return value
 
     # connection ----------------------------------------------------------------------------
-    def _try_connect(self) -> socket.socket | None:
-        """A connection to a live worker (its hello received), or ``None`` when none listens."""
+    def _try_connect(self, timeout: float | None = None) -> tuple:
+        """A connection to a live worker and its pid (hello received), or ``(None, None)`` when none listens.
+
+        Raises:
+            _WorkerStuck: A worker accepted the connection but sent no hello within ``timeout`` s.
+        """
+        timeout = self.hello_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.connect(self.socket_path)
+            while True:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                try:
+                    sock.connect(self.socket_path)
+                    break
+                except BlockingIOError:  # EAGAIN: the backlog of a worker that accepts nothing is full
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError() from None
+                    time.sleep(0.05)
+            hello, _ = _recv(sock)
+        except TimeoutError:
+            sock.close()
+            raise _WorkerStuck() from None
         except OSError as error:
             sock.close()
-            if error.errno in (errno.ENOENT, errno.ECONNREFUSED):
-                return None
+            if error.errno in (None, errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE):
+                return None, None  # nobody listens, or a worker that was exiting: start a new one
             raise WorkerError(f"Cannot connect to the neurofilters worker at {self.socket_path}: {error}") from None
-        try:
-            hello, _ = _recv(sock)  # waits while the worker serves another call
-        except (OSError, ValueError, struct.error):
-            sock.close()  # a worker that was dying: start a new one
-            return None
+        except (ValueError, struct.error):
+            sock.close()
+            return None, None
         if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
             sock.close()
             raise WorkerError(
                 f"The neurofilters worker speaks protocol {hello.get('protocol')!r}; this plug-in speaks "
                 f"{PROTOCOL_VERSION}. Run 'neurofilters gimp install' with the same neurofilters version and restart GIMP."
             )
-        return sock
+        pid = hello.get("pid")
+        return sock, pid if isinstance(pid, int) and pid > 0 else None
+
+    def _locked_pid(self) -> int | None:
+        """The pid of the worker holding this socket's lock file, or ``None`` when no process holds it."""
+        try:
+            handle = open(self.lock_path, "rb")  # noqa: SIM115
+        except OSError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: a worker lives, and it wrote its pid first
+                try:
+                    return int(handle.read().split()[0])
+                except (ValueError, IndexError):
+                    return None
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return None
+
+    def _is_this_worker(self, pid: int) -> bool:
+        """Whether ``pid`` runs this socket's worker (checked on its command line where ``/proc`` tells)."""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except FileNotFoundError:
+            return not os.path.isdir("/proc/self")  # no /proc on this system: trust the lock file
+        except OSError:
+            return False
+        return b"plugin_host._worker" in argv and os.fsencode(self.socket_path) in argv
+
+    def kill_worker(self, pid: int | None = None) -> str:
+        """Kill a stuck worker (``pid`` from its hello, else from its lock file) and remove its socket.
+
+        Returns:
+            What was done, for the error message.
+        """
+        candidates = [candidate for candidate in (pid, self._locked_pid()) if candidate]
+        pid = next((candidate for candidate in candidates if self._is_this_worker(candidate)), None)
+        if pid is None:
+            return "Its process is gone already; the next call starts a fresh worker."
+        try:
+            target = os.getpgid(pid)
+            if target == pid:  # started with start_new_session: its own process group (its children too)
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except OSError as error:
+            return f"Killing it (pid {pid}) failed: {error}."
+        deadline = time.monotonic() + _KILL_WAIT
+        while self._locked_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.02)  # its lock is released once it is gone
+        if self._locked_pid() is None:
+            try:
+                os.unlink(self.socket_path)  # so the next call starts a new worker at once
+            except OSError:
+                pass
+        return f"It was killed (pid {pid}); the next call starts a fresh worker."
 
     def _spawn(self) -> _DetachedProcess:
         python = self.manifest.get("python", "")
@@ -283,31 +403,61 @@ class WorkerClient:
         except OSError:
             return ""
 
-    def connect(self, timeout: float = WORKER_START_TIMEOUT) -> socket.socket:
+    def _log_text(self) -> str:
+        tail = self._log_tail()
+        return f"Log {self.log_path}" + (f":\n{tail}" if tail else " (empty).")
+
+    def _stuck(self, pid: int | None, what: str) -> WorkerError:
+        return WorkerError(f"{what} {self.kill_worker(pid)} {self._log_text()}")
+
+    def connect(self) -> socket.socket:
         """Connect to the worker, starting one if none listens.
 
+        Returns:
+            The connection (its hello received); :attr:`worker_pid` is the worker's pid.
+
         Raises:
-            WorkerError: The worker could not be started (with its log's last lines).
+            WorkerError: The worker could not be started, or it is stuck (then
+                it was killed); the text ends with its log.
         """
-        sock = self._try_connect()
+        try:
+            sock, self.worker_pid = self._try_connect()
+        except _WorkerStuck:
+            raise self._stuck(
+                None,
+                f"The neurofilters worker at {self.socket_path} accepted the connection but did not answer "
+                f"within {self.hello_timeout:g} s ({HELLO_TIMEOUT_ENV}): it is stuck.",
+            ) from None
         if sock is not None:
             return sock
         process = self._spawn()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.start_timeout
         while True:
-            sock = self._try_connect()
+            remaining = deadline - time.monotonic()
+            try:
+                sock, self.worker_pid = self._try_connect(max(min(self.hello_timeout, remaining), 0.05))
+            except _WorkerStuck:
+                raise self._stuck(
+                    None,
+                    f"The new neurofilters worker (pid {process.pid}) accepted the connection but did not answer "
+                    f"within {min(self.hello_timeout, remaining):g} s: it is stuck.",
+                ) from None
             if sock is not None:
                 return sock
             status = process.poll()
             if status not in (None, 0):
                 raise WorkerError(
                     f"The neurofilters worker ({self.manifest.get('python')} -m plugin_host._worker) "
-                    f"exited with status {status} while starting. Log {self.log_path}:\n{self._log_tail()}"
+                    f"exited with status {status} while starting. {self._log_text()}"
                 )
             if time.monotonic() > deadline:
-                raise WorkerError(
-                    f"The neurofilters worker did not start within {timeout:g} s. Log {self.log_path}:\n{self._log_tail()}"
+                raise self._stuck(
+                    process.pid,
+                    f"The neurofilters worker did not start within {self.start_timeout:g} s ({START_TIMEOUT_ENV}).",
                 )
+            if status == 0 and self._locked_pid() is None:
+                # It found another worker's lock and left, but that worker is gone too: start one again.
+                process = self._spawn()
             time.sleep(0.02)
 
     def request(self, header: dict, payload: bytes = b"", progress=None) -> tuple:
@@ -322,22 +472,35 @@ class WorkerClient:
             WorkerError: The worker died, or answered with an error.
         """
         sock = self.connect()
+        pid = self.worker_pid
+        # Every send and every receive must make progress within the inactivity timeout;
+        # the worker sends a heartbeat four times as often while it works.
+        sock.settimeout(self.inactivity_timeout)
+        header = {**header, "heartbeat": self.inactivity_timeout / HEARTBEAT_DIVISOR}
         try:
             try:
                 _send(sock, header, payload)
                 while True:
                     reply, data = _recv(sock)
-                    if reply.get("type") == "progress":
+                    kind = reply.get("type")
+                    if kind == "heartbeat":
+                        continue
+                    if kind == "progress":
                         if progress is not None:
                             progress(float(reply.get("fraction", 0.0)), str(reply.get("message", "")))
                         continue
                     break
+            except TimeoutError:
+                raise self._stuck(
+                    pid,
+                    f"The neurofilters worker (pid {pid}) sent nothing for {self.inactivity_timeout:g} s "
+                    f"({INACTIVITY_TIMEOUT_ENV}), neither progress nor a heartbeat: it is stuck (frozen, or "
+                    "short of memory and swapping).",
+                ) from None
             except (OSError, ValueError, struct.error) as error:
-                tail = self._log_tail()
                 raise WorkerError(
                     f"The neurofilters worker stopped unexpectedly ({type(error).__name__}: {error}). "
-                    "The next call starts a fresh worker."
-                    + (f" Log {self.log_path}:\n{tail}" if tail else "")
+                    f"The next call starts a fresh worker. {self._log_text()}"
                 ) from None
         finally:
             sock.close()
@@ -351,12 +514,18 @@ class WorkerClient:
 
     def shutdown(self) -> None:
         """Ask a running worker to exit (does not start one)."""
-        sock = self._try_connect()
+        try:
+            sock, _ = self._try_connect()
+        except _WorkerStuck:
+            self.kill_worker()
+            return
         if sock is None:
             return
         try:
-            _send(sock, {"op": "shutdown"})
-            _recv(sock)
+            sock.settimeout(self.inactivity_timeout)
+            _send(sock, {"op": "shutdown", "heartbeat": self.inactivity_timeout / HEARTBEAT_DIVISOR})
+            while _recv(sock)[0].get("type") == "heartbeat":
+                pass  # it finishes a running filter first
         except (OSError, ValueError, struct.error):
             pass
         finally:

@@ -8,8 +8,10 @@ install time::
 
 and talks to it over a Unix socket in a directory only the user can open
 (mode 0700, socket 0600, peer uid checked). The worker stays alive between
-calls with its :class:`~plugin_host.ModelCache` warm, serves one request at a
-time and exits after ``--idle-timeout`` seconds without a connection.
+calls with its :class:`~plugin_host.ModelCache` warm and exits after
+``--idle-timeout`` seconds without a connection. Every connection has its own
+thread, so a client always gets its hello at once; filters run one at a time
+(a second call waits for the first, with heartbeats).
 
 Also::
 
@@ -19,16 +21,28 @@ Protocol (version :data:`PROTOCOL_VERSION`): every message is a 16-byte
 frame header ``!4sIQ`` (magic ``b"NFW1"``, JSON length, payload length), a
 UTF-8 JSON object, then the raw payload (pixels, row-major ``H x W x C``,
 ``u8`` or little-endian ``f32``). On accepting a connection the worker first
-sends ``{"type": "hello", "pid", "protocol"}`` (a client that gets no hello
-reached a dying worker and starts a new one). Requests have an ``"op"``:
+sends ``{"type": "hello", "pid", "protocol"}`` at once, even while it runs
+another call (a client that gets no hello reached a dying or stuck worker).
+Requests have an ``"op"`` and may ask for ``"heartbeat": SECONDS``; while a
+request is being handled the worker sends ``{"type": "heartbeat"}`` whenever
+it sent nothing for that long (default :data:`DEFAULT_HEARTBEAT`), from a
+thread of its own, so a slow filter that reports no progress still shows the
+client that the worker is alive, and a frozen worker shows that it is not:
 
 - ``ping``: answered by ``{"type": "pong", "pid", "calls", "models", ...}``.
 - ``run``: ``{"filter", "values", "seed", "width", "height", "channels", "dtype"}``
   plus pixels; answered by any number of ``{"type": "progress", "fraction",
-  "message"}`` and then ``{"type": "result", "width", "height", "channels",
-  "dtype", "compute_seconds"}`` plus pixels, or ``{"type": "error", "kind",
-  "message"}``.
-- ``shutdown``: answered by ``{"type": "bye"}``; the worker exits.
+  "message"}`` and ``{"type": "heartbeat"}`` and then ``{"type": "result",
+  "width", "height", "channels", "dtype", "compute_seconds"}`` plus pixels,
+  or ``{"type": "error", "kind", "message"}``.
+- ``shutdown``: waits for a running filter, then answers ``{"type": "bye"}``;
+  the worker exits.
+
+If the client of a running filter goes away (the user cancelled, GIMP killed
+the plug-in), the filter is stopped at its next progress report; a filter that
+does not report within ``$NEUROFILTERS_WORKER_CANCEL_GRACE`` seconds (default
+:data:`DEFAULT_CANCEL_GRACE`) after that makes the worker exit, so a stuck
+filter never keeps later calls waiting.
 
 Values arrive as GIMP hands them over (numbers, booleans, strings, colours as
 three floats) and go through :func:`~plugin_host.validate_params`, the very
@@ -47,6 +61,7 @@ import socket
 import stat
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -58,6 +73,9 @@ from ._errors import FilterCancelled, NeurofiltersError, ParameterError, Registr
 from ._params import Param, format_value
 
 __all__ = [
+    "CANCEL_GRACE_ENV",
+    "DEFAULT_CANCEL_GRACE",
+    "DEFAULT_HEARTBEAT",
     "DEFAULT_IDLE_TIMEOUT",
     "IDLE_TIMEOUT_ENV",
     "PROTOCOL_VERSION",
@@ -67,17 +85,27 @@ __all__ = [
     "describe_filters",
     "encode_pixels",
     "main",
+    "peer_allowed",
+    "peer_uid",
     "recv_message",
     "send_message",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"NFW1"
 _FRAME = struct.Struct("!4sIQ")
 _MAX_JSON = 16 * 1024 * 1024
 _MAX_PAYLOAD = 8 * 1024 * 1024 * 1024
 IDLE_TIMEOUT_ENV = "NEUROFILTERS_WORKER_IDLE_TIMEOUT"
 DEFAULT_IDLE_TIMEOUT = 600.0
+#: Seconds of silence after which the worker sends a heartbeat while it handles a request.
+DEFAULT_HEARTBEAT = 2.0
+_HEARTBEAT_RANGE = (0.05, 30.0)
+CANCEL_GRACE_ENV = "NEUROFILTERS_WORKER_CANCEL_GRACE"
+#: Seconds a filter whose client went away may run on before the worker exits.
+DEFAULT_CANCEL_GRACE = 30.0
+#: How often the accept loop wakes up to check the idle timeout and shutdown.
+_ACCEPT_POLL = 0.25
 #: Seconds between two progress messages (the last one always goes out).
 _PROGRESS_INTERVAL = 0.1
 _DTYPES = {"u8": ("uint8", 1), "f32": ("<f4", 4)}
@@ -173,18 +201,12 @@ def encode_pixels(image: Any, dtype: str) -> bytes:
 
 # -- the manifest -------------------------------------------------------------------------
 def _json_value(param: Param, value: Any) -> Any:
+    """A default as JSON: colours as three floats, layer lists as the text a user types."""
     if param.kind == "colour":
         return [float(component) for component in value]
     if param.kind == "layers":
-        return _default_text(param, value)
+        return format_value(param, value)
     return value
-
-
-def _default_text(param: Param, value: Any) -> str:
-    """The value as a user types it; layers of weight 1 without ``:1`` (``auto``, not ``auto:1``)."""
-    if param.kind == "layers":
-        return ",".join(name if weight == 1 else f"{name}:{format_value(Param('w', 'float', weight, 'w'), weight)}" for name, weight in value)
-    return format_value(param, value)
 
 
 def describe_filters(registry: Any = None) -> dict[str, Any]:
@@ -217,7 +239,7 @@ def describe_filters(registry: Any = None) -> dict[str, Any]:
                         "name": param.name,
                         "kind": param.kind,
                         "default": _json_value(param, param.default),
-                        "default_text": _default_text(param, param.default),
+                        "default_text": format_value(param, param.default),
                         "label": param.label,
                         "help": param.help,
                         "minimum": param.minimum,
@@ -255,6 +277,114 @@ def check_private_directory(path: Path) -> None:
         )
 
 
+def peer_uid(conn: socket.socket) -> int | None:
+    """The user id of the process at the other end of a Unix socket (``SO_PEERCRED``).
+
+    Returns:
+        The uid, or ``None`` where the platform has no ``SO_PEERCRED``.
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    return uid
+
+
+def peer_allowed(conn: socket.socket) -> bool:
+    """Whether the peer runs as this process's user (where the platform can tell; else the 0700 directory guards)."""
+    uid = peer_uid(conn)
+    return uid is None or uid == os.getuid()
+
+
+class _Channel:
+    """One client connection: messages from several threads (filter, heartbeat) never interleave."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+        self.last_sent = time.monotonic()
+
+    def send(self, header: Mapping[str, Any], payload: bytes | bytearray | memoryview = b"") -> None:
+        with self._lock:
+            send_message(self.conn, header, payload)
+            self.last_sent = time.monotonic()
+
+    def client_gone(self) -> bool:
+        """Whether the client closed its end (readable with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.conn], [], [], 0)
+            if not readable:
+                return False
+            return self.conn.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+
+class _Heartbeat:
+    """While a request is handled: a heartbeat after every ``interval`` s of silence.
+
+    Once :meth:`filter_started` was called it also watches the client: if the
+    client went away and the filter has not stopped ``grace`` seconds later (it
+    reports no progress, so it cannot notice), the worker exits instead of
+    keeping every later call waiting behind a filter that runs for nobody.
+    """
+
+    def __init__(self, channel: _Channel, interval: float, grace: float) -> None:
+        self.channel = channel
+        self.interval = interval
+        self.grace = grace
+        self._filter_started: float | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="neurofilters-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def filter_started(self) -> None:
+        """From now on a filter runs for this request: watch its client."""
+        self._filter_started = time.monotonic()
+
+    def _beat(self) -> None:
+        gone_since: float | None = None
+        tick = min(self.interval / 2, 0.5)
+        while not self._done.wait(tick):
+            now = time.monotonic()
+            started = self._filter_started
+            if gone_since is None and started is not None and self.channel.client_gone():
+                gone_since = now
+            if gone_since is not None:
+                if started is not None and now - max(gone_since, started) >= self.grace and not self._done.is_set():
+                    print(
+                        f"The client of a running filter went away and the filter did not stop within {self.grace:g} s "
+                        "(it reports no progress, so it cannot notice); exiting so that later calls do not wait for it.",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    os._exit(3)
+                continue
+            if now - self.channel.last_sent >= self.interval:
+                try:
+                    self.channel.send({"type": "heartbeat"})
+                except OSError:
+                    gone_since = now
+
+
+def _cancel_grace_default() -> float:
+    text = os.environ.get(CANCEL_GRACE_ENV, "")
+    try:
+        value = float(text) if text else DEFAULT_CANCEL_GRACE
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise SystemExit(f"{CANCEL_GRACE_ENV} must be a number of seconds > 0. Received: {CANCEL_GRACE_ENV}={text}")
+    return value
+
+
 class Worker:
     """A long-lived filter server on a user-only Unix socket.
 
@@ -265,16 +395,28 @@ class Worker:
         calls: Number of ``run`` requests served.
     """
 
-    def __init__(self, socket_path: Path, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT, registry: Any = None) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        registry: Any = None,
+        cancel_grace: float = DEFAULT_CANCEL_GRACE,
+    ) -> None:
         """Prepare (but do not yet open) a worker listening on ``socket_path``."""
         self.socket_path = Path(socket_path)
         self.idle_timeout = float(idle_timeout)
+        self.cancel_grace = float(cancel_grace)
         self._registry = registry
         self.models = ModelCache(resolve=lambda name: self.registry.get_model(name))
         self.calls = 0
         self.started = time.time()
         self.last_compute_seconds: float | None = None
         self._stop = False
+        self._busy = threading.Lock()  # one filter at a time (they share the model cache and the CPU)
+        self._connections = 0
+        self._connections_lock = threading.Lock()
+        self._last_activity = time.monotonic()
 
     @property
     def registry(self) -> Any:
@@ -302,6 +444,9 @@ class Worker:
         except OSError:
             print(f"Another worker already serves {self.socket_path}; exiting.", file=sys.stderr)
             return 0
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")  # the client finds a stuck worker's pid here (it checks the lock is held)
+        lock.flush()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # stale: its worker (which held the lock) is gone
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -312,18 +457,24 @@ class Worker:
             os.umask(old_umask)
         os.chmod(self.socket_path, 0o600)
         identity = os.stat(self.socket_path).st_ino
-        server.listen(8)
-        server.settimeout(self.idle_timeout)
+        server.listen(16)
+        server.settimeout(min(_ACCEPT_POLL, self.idle_timeout))
         print(f"neurofilters worker {os.getpid()} listening on {self.socket_path}", file=sys.stderr, flush=True)
+        self._last_activity = time.monotonic()
         try:
             while not self._stop:
                 try:
                     conn, _ = server.accept()
                 except socket.timeout:
-                    print(f"Idle for {self.idle_timeout:g} s; exiting.", file=sys.stderr)
-                    break
-                with conn:
-                    self._serve_connection(conn)
+                    with self._connections_lock:
+                        idle = self._connections == 0 and time.monotonic() - self._last_activity >= self.idle_timeout
+                    if idle:
+                        print(f"Idle for {self.idle_timeout:g} s; exiting.", file=sys.stderr)
+                        break
+                    continue
+                with self._connections_lock:
+                    self._connections += 1
+                threading.Thread(target=self._connection_thread, args=(conn,), daemon=True).start()
         finally:
             server.close()
             with contextlib.suppress(OSError):
@@ -332,49 +483,71 @@ class Worker:
             lock.close()
         return 0
 
-    def _peer_allowed(self, conn: socket.socket) -> bool:
-        option = getattr(socket, "SO_PEERCRED", None)
-        if option is None:
-            return True  # the 0700 directory is the guard where peer credentials are unavailable
-        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-        return uid == os.getuid()
+    def _connection_thread(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                self._serve_connection(conn)
+        finally:
+            with self._connections_lock:
+                self._connections -= 1
+                self._last_activity = time.monotonic()
 
     def _serve_connection(self, conn: socket.socket) -> None:
         conn.setblocking(True)
-        if not self._peer_allowed(conn):
+        if not peer_allowed(conn):
+            print(f"Refused a connection from uid {peer_uid(conn)} (this worker serves uid {os.getuid()} only).", file=sys.stderr, flush=True)
             return
         conn.settimeout(self.idle_timeout)
+        channel = _Channel(conn)
         try:
-            send_message(conn, {"type": "hello", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
+            channel.send({"type": "hello", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
         except OSError:
             return
         while not self._stop:
             try:
                 header, payload = recv_message(conn)
-            except (ConnectionError, socket.timeout, OSError, struct.error):
-                return
             except ProtocolError as error:
                 with contextlib.suppress(OSError):
-                    send_message(conn, {"type": "error", "kind": "ProtocolError", "message": str(error)})
+                    channel.send({"type": "error", "kind": "ProtocolError", "message": str(error)})
+                return
+            except (ConnectionError, socket.timeout, OSError, struct.error):
                 return
             try:
-                self._handle(conn, header, payload)
+                self._handle(channel, header, payload)
             except (BrokenPipeError, ConnectionError):
                 return
 
-    def _handle(self, conn: socket.socket, header: dict[str, Any], payload: bytearray) -> None:
+    def _heartbeat_interval(self, header: Mapping[str, Any]) -> float:
+        asked = header.get("heartbeat", DEFAULT_HEARTBEAT)
+        if isinstance(asked, bool) or not isinstance(asked, (int, float)):
+            asked = DEFAULT_HEARTBEAT
+        return min(max(float(asked), _HEARTBEAT_RANGE[0]), _HEARTBEAT_RANGE[1])
+
+    def _handle(self, channel: _Channel, header: dict[str, Any], payload: bytearray) -> None:
         op = header.get("op")
         if op == "ping":
-            send_message(conn, self._status())
+            channel.send(self._status())
         elif op == "shutdown":
-            self._stop = True
-            send_message(conn, {"type": "bye", "pid": os.getpid()})
+            with _Heartbeat(channel, self._heartbeat_interval(header), self.cancel_grace), self._busy:
+                with contextlib.suppress(OSError):
+                    channel.send({"type": "bye", "pid": os.getpid()})
+                self._stop = True  # after the bye: the accept loop may end the process at once
         elif op == "run":
-            reply, pixels = self._run(conn, header, payload)
-            send_message(conn, reply, pixels)
+            with _Heartbeat(channel, self._heartbeat_interval(header), self.cancel_grace) as heartbeat:
+                if not self._busy.acquire(blocking=False):
+                    channel.send({"type": "progress", "fraction": 0.0, "message": "waiting for another call to finish"})
+                    self._busy.acquire()
+                try:
+                    if self._stop:
+                        reply, pixels = {"type": "error", "kind": "WorkerStopping", "message": "The neurofilters worker is shutting down; try again."}, b""
+                    else:
+                        heartbeat.filter_started()
+                        reply, pixels = self._run(channel, header, payload)
+                finally:
+                    self._busy.release()
+            channel.send(reply, pixels)
         else:
-            send_message(
-                conn,
+            channel.send(
                 {"type": "error", "kind": "ProtocolError", "message": f"Unknown op. Received: op={op!r}; expected ping, run or shutdown."},
             )
 
@@ -392,7 +565,7 @@ class Worker:
             "last_compute_seconds": self.last_compute_seconds,
         }
 
-    def _run(self, conn: socket.socket, header: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], bytes]:
+    def _run(self, channel: _Channel, header: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], bytes]:
         from ._jobs import apply_filter
         from ._params import validate_params
 
@@ -415,7 +588,7 @@ class Worker:
             params = validate_params(spec.params, values)
             dtype = header.get("dtype", "u8")
             image = decode_pixels(payload, header.get("width"), header.get("height"), header.get("channels"), dtype)
-            context = FilterContext(seed=seed, progress=_ProgressSender(conn), models=self.models)
+            context = FilterContext(seed=seed, progress=_ProgressSender(channel), models=self.models)
             started = time.perf_counter()
             result = apply_filter(spec, image, params, context=context, validated=True)
             self.last_compute_seconds = time.perf_counter() - started
@@ -452,31 +625,21 @@ class Worker:
 class _ProgressSender:
     """Progress callback that forwards progress to the client and notices when it hung up."""
 
-    def __init__(self, conn: socket.socket) -> None:
-        self._conn = conn
+    def __init__(self, channel: _Channel) -> None:
+        self._channel = channel
         self._last = 0.0
 
     def __call__(self, fraction: float, message: str) -> None:
-        if self._client_gone():
+        if self._channel.client_gone():
             raise FilterCancelled("The GIMP plug-in went away (cancelled or closed); stopping.")
         now = time.monotonic()
         if now - self._last < _PROGRESS_INTERVAL and fraction < 1.0:
             return
         self._last = now
         try:
-            send_message(self._conn, {"type": "progress", "fraction": fraction, "message": message})
+            self._channel.send({"type": "progress", "fraction": fraction, "message": message})
         except OSError:
             raise FilterCancelled("The GIMP plug-in went away (cancelled or closed); stopping.") from None
-
-    def _client_gone(self) -> bool:
-        """Whether the client closed its end (readable with nothing to read)."""
-        try:
-            readable, _, _ = select.select([self._conn], [], [], 0)
-            if not readable:
-                return False
-            return self._conn.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
 
 
 def _idle_timeout_default() -> float:
@@ -516,9 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     idle = args.idle_timeout if args.idle_timeout is not None else _idle_timeout_default()
     if not idle > 0:
         parser.error(f"--idle-timeout must be > 0. Received: {idle}")
+    grace = _cancel_grace_default()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        return Worker(args.socket, idle_timeout=idle).serve()
+        return Worker(args.socket, idle_timeout=idle, cancel_grace=grace).serve()
     except NeurofiltersError as error:
         print(f"neurofilters worker: {error}", file=sys.stderr)
         return 2

@@ -139,6 +139,14 @@ def test_install_errors_name_the_interpreter(tmp_path):
     assert not (tmp_path / "plug-ins").exists()
 
 
+def _ended(pid: int) -> bool:
+    """Whether ``pid`` exited (gone, or a zombie: this test process started it and never reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def test_uninstall_removes_the_folder_and_stops_its_worker(tmp_path, runtime_dir):  # noqa: F811
     path = installer.install(tmp_path)
     client = PLUGIN.WorkerClient(PLUGIN.load_manifest(os.fspath(path.parent)))
@@ -146,8 +154,9 @@ def test_uninstall_removes_the_folder_and_stops_its_worker(tmp_path, runtime_dir
     assert installer.uninstall(tmp_path) == path.parent
     assert not path.parent.exists()
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while not _ended(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert _ended(pid)
     assert not Path(client.socket_path).exists()
     assert installer.uninstall(tmp_path) is None
 

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,14 +77,33 @@ def _stop(sock: Path) -> None:
         client.close()
 
 
-def make_client(name: str = "t", idle: float = 60) -> Any:
+def make_client(name: str = "t", idle: float = 60, **env: str) -> Any:
+    """A client of a new worker; ``env`` goes into the manifest's environment (timeouts, grace)."""
     manifest = {
         "format": 1,
         "python": sys.executable,
-        "env": {"PYTHONPATH": os.fspath(TESTPLUGIN_DIR), "NEUROFILTERS_WORKER_IDLE_TIMEOUT": str(idle)},
+        "env": {"PYTHONPATH": os.fspath(TESTPLUGIN_DIR), "NEUROFILTERS_WORKER_IDLE_TIMEOUT": str(idle), **env},
         "_digest": f"{name}-{time.monotonic_ns()}",
     }
     return PLUGIN.WorkerClient(manifest)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (no longer exists, or is a zombie nobody reaped yet)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat_line.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _pixels(height: int = 12, width: int = 16, channels: int = 3) -> np.ndarray:
@@ -185,31 +205,235 @@ def test_worker_stops_a_filter_whose_client_went_away(runtime_dir):
     assert status["pid"] == pid and status["calls"] == 1
 
 
+NOBODY = 65534
+
+
+def _as_nobody(probe: Any) -> int:
+    """Run ``probe()`` in a forked child that dropped to uid/gid 65534; its return value is the exit code."""
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            code = probe()
+        except BaseException:  # noqa: BLE001 - any surprise is a distinct exit code
+            code = 98
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _connect_probe(path: str) -> Any:
+    """0: permission denied; 10: connected, the worker closed without a hello; 11: got a hello; 2: other error."""
+
+    def probe() -> int:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            try:
+                sock.connect(path)
+            except PermissionError:
+                return 0
+            except OSError:
+                return 2
+            try:
+                return 11 if sock.recv(64) else 10
+            except OSError:
+                return 10
+
+    return probe
+
+
 def test_channel_is_private_to_the_user(runtime_dir):
     client = make_client()
-    client.ping()
+    pid = client.ping()["pid"]
     directory = Path(client.directory)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(os.stat(client.socket_path).st_mode) == 0o600
     assert stat.S_ISSOCK(os.stat(client.socket_path).st_mode)
     if os.geteuid() != 0:
-        return
-    # Another user cannot reach it (a real second user: a child process that drops to 'nobody').
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        code = 1
+        pytest.skip("connecting as another user needs root (the modes above were checked)")
+    # Each guard on its own, against a real second user (uid 65534) in a forked child:
+    # 1. the 0700 directory stops it at the path;
+    assert _as_nobody(_connect_probe(client.socket_path)) == 0
+    # 2. the 0600 socket stops it even when the directory is bypassed: through an O_PATH
+    #    descriptor of the socket (opened here, inherited by the child) the path lookup never
+    #    enters the directory, so only the socket's own mode is left to refuse;
+    handle = os.open(client.socket_path, os.O_PATH)
+    try:
+        bypass = f"/proc/self/fd/{handle}"
+        assert _as_nobody(_connect_probe(bypass)) == 0
+        # 3. and with both modes opened up, the worker's peer-uid check refuses the connection:
+        #    the child connects, but gets no hello.
+        os.chmod(client.socket_path, 0o666)
         try:
-            os.setgid(65534)
-            os.setuid(65534)
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            probe.connect(client.socket_path)
-        except PermissionError:
-            code = 0
-        except BaseException:
-            code = 2
-        os._exit(code)
-    _, status = os.waitpid(child, 0)
+            assert _as_nobody(_connect_probe(bypass)) == 10
+        finally:
+            os.chmod(client.socket_path, 0o600)
+        # The same bypass works for the owner (so the probes above really reached the socket).
+        assert _connect_probe(bypass)() == 11
+    finally:
+        os.close(handle)
+    assert f"Refused a connection from uid {NOBODY}" in Path(client.log_path).read_text()
+    assert client.ping()["pid"] == pid  # and it keeps serving its user
+
+
+def test_peer_credentials_of_a_real_socketpair_are_this_user():
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        assert _worker.peer_uid(left) == os.getuid() and _worker.peer_uid(right) == os.getuid()
+        assert _worker.peer_allowed(left)
+
+
+def test_peer_check_refuses_another_user():
+    if os.geteuid() != 0:
+        pytest.skip("a peer of another uid needs root to create (setuid in a forked child)")
+    folder = tempfile.mkdtemp(prefix="nfpeer")  # in /tmp: every parent directory lets uid 65534 through
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "open.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with server:
+        server.bind(path)
+        os.chmod(path, 0o666)
+        server.listen(1)
+        server.settimeout(20)
+
+        def probe() -> int:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            sock.recv(1)  # wait until the parent has looked at the credentials
+            return 0
+
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                code = probe()
+            finally:
+                os._exit(code)
+        try:
+            conn, _ = server.accept()
+            with conn:
+                uid, allowed = _worker.peer_uid(conn), _worker.peer_allowed(conn)
+                conn.sendall(b"x")
+        finally:
+            _, status = os.waitpid(child, 0)
+            shutil.rmtree(folder, ignore_errors=True)
     assert os.waitstatus_to_exitcode(status) == 0
+    assert uid == NOBODY
+    assert not allowed
+
+
+# -- never a hang -------------------------------------------------------------------------------
+def test_quiet_slow_filter_is_kept_alive_by_heartbeats(runtime_dir):
+    client = make_client(NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT="0.8")
+    assert client.inactivity_timeout == 0.8
+    started = time.monotonic()
+    reply, _ = client.run("nf-test-stall", {"mode": "sleep", "seconds": 2.5}, 0, 16, 12, 3, "u8", _pixels().tobytes())
+    assert reply["type"] == "result" and time.monotonic() - started >= 2.5  # three times the timeout, silent
+
+    # On the wire: heartbeats at the interval the client asked for, with no progress between.
+    sock = client.connect()
+    header = {"op": "run", "filter": "nf-test-stall", "values": {"mode": "sleep", "seconds": 1.0}, "seed": 0, "heartbeat": 0.1}
+    _worker.send_message(sock, {**header, "width": 16, "height": 12, "channels": 3, "dtype": "u8"}, _pixels().tobytes())
+    kinds = []
+    while not kinds or kinds[-1] != "result":
+        kinds.append(_worker.recv_message(sock)[0]["type"])
+    sock.close()
+    assert kinds[0] == "progress" and 5 <= kinds.count("heartbeat") <= 12, kinds
+
+
+def test_frozen_worker_is_killed_after_the_inactivity_timeout(runtime_dir):
+    client = make_client(NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT="1")
+    pid = client.ping()["pid"]
+    started = time.monotonic()
+    with pytest.raises(PLUGIN.WorkerError) as error:
+        client.run("nf-test-stall", {"mode": "freeze"}, 0, 16, 12, 3, "u8", _pixels().tobytes())
+    assert time.monotonic() - started < 8
+    message = str(error.value)
+    assert f"worker (pid {pid}) sent nothing for 1 s (NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT)" in message
+    assert f"It was killed (pid {pid}); the next call starts a fresh worker. Log {client.log_path}:" in message
+    assert "listening on" in message  # the log's tail follows
+    assert _wait_gone(pid)
+    reply, _ = client.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
+    assert reply["type"] == "result" and client.ping()["pid"] != pid
+
+
+def test_worker_that_stops_greeting_is_killed_at_the_next_call(runtime_dir):
+    client = make_client(NEUROFILTERS_GIMP_HELLO_TIMEOUT="1")
+    pid = client.ping()["pid"]
+    os.kill(pid, signal.SIGSTOP)  # alive, listening, but nothing in it runs
+    try:
+        started = time.monotonic()
+        with pytest.raises(PLUGIN.WorkerError) as error:
+            client.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
+        assert time.monotonic() - started < 8
+    finally:
+        if not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    message = str(error.value)
+    assert "accepted the connection but did not answer within 1 s (NEUROFILTERS_GIMP_HELLO_TIMEOUT)" in message
+    assert f"It was killed (pid {pid})" in message and f"Log {client.log_path}" in message
+    assert _wait_gone(pid)
+    assert not os.path.exists(client.socket_path)  # removed, so the next call starts a worker at once
+    assert client.ping()["pid"] != pid
+
+
+def test_busy_worker_greets_at_once_and_the_queued_call_waits_with_heartbeats(runtime_dir):
+    first = make_client(NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT="0.8")
+    second = PLUGIN.WorkerClient(first.manifest)
+    pid = first.ping()["pid"]
+    results: list[Any] = []
+    slow = threading.Thread(
+        target=lambda: results.append(
+            first.run("nf-test-stall", {"mode": "sleep", "seconds": 2.5}, 0, 16, 12, 3, "u8", _pixels().tobytes())[0]
+        )
+    )
+    slow.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert second.ping()["pid"] == pid  # answered while the slow filter runs
+        assert time.monotonic() - started < 1
+        seen: list[str] = []
+        reply, _ = second.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", _pixels().tobytes(), lambda f, m: seen.append(m))
+    finally:
+        slow.join(30)
+    assert results and results[0]["type"] == "result"
+    assert reply["type"] == "result" and seen[0] == "waiting for another call to finish"
+    assert time.monotonic() - started >= 1.5  # it really waited (silently but for heartbeats) for the first
+
+
+def test_worker_exits_when_a_cancelled_filter_does_not_stop(runtime_dir):
+    client = make_client(NEUROFILTERS_WORKER_CANCEL_GRACE="1")
+    pid = client.ping()["pid"]
+    sock = client.connect()
+    header = {"op": "run", "filter": "nf-test-stall", "values": {"mode": "sleep", "seconds": 60}, "seed": 0}
+    _worker.send_message(sock, {**header, "width": 16, "height": 12, "channels": 3, "dtype": "u8"}, _pixels().tobytes())
+    assert _worker.recv_message(sock)[0]["type"] == "progress"
+    sock.close()  # the user cancelled; the sleeping filter never reports progress again
+    assert _wait_gone(pid, timeout=15)
+    assert "the filter did not stop within 1 s" in Path(client.log_path).read_text()
+    assert client.ping()["pid"] != pid
+
+
+def test_timeouts_come_from_gimps_environment_or_the_manifest(runtime_dir, monkeypatch):
+    client = make_client(NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT="7", NEUROFILTERS_GIMP_HELLO_TIMEOUT="3")
+    assert (client.start_timeout, client.hello_timeout, client.inactivity_timeout) == (
+        PLUGIN.WORKER_START_TIMEOUT,
+        3.0,
+        7.0,
+    )
+    monkeypatch.setenv("NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT", "2.5")
+    assert PLUGIN.WorkerClient(client.manifest).inactivity_timeout == 2.5
+    monkeypatch.setenv("NEUROFILTERS_GIMP_START_TIMEOUT", "soon")
+    with pytest.raises(PLUGIN.WorkerError, match=r"NEUROFILTERS_GIMP_START_TIMEOUT must be a number of seconds > 0. Received: .*=soon"):
+        PLUGIN.WorkerClient(client.manifest)
 
 
 def test_runtime_directory_with_loose_permissions_is_refused(runtime_dir):
@@ -298,6 +522,23 @@ def test_describe_lists_the_registry_as_json():
     description = json.loads(process.stdout)
     assert [f["name"] for f in description["filters"]] == list(plugin_host.get_registry().filters)
     assert "tensorflow" not in process.stderr.lower()
+
+
+def test_manifest_texts_are_the_clis_rendering(runtime_dir):
+    """The GIMP dialog's default texts come from plugin_host.format_value, as the CLI's and the docs' do."""
+    registry = plugin_host.build_registry()
+    description = _worker.describe_filters(registry)
+    checked = 0
+    for entry in description["filters"]:
+        spec = registry.get_filter(entry["name"])
+        for data, param in zip(entry["params"], spec.params):
+            assert data["default_text"] == plugin_host.format_value(param, param.default), (spec.name, param.name)
+            if param.kind == "layers":
+                assert data["default"] == data["default_text"]
+                checked += 1
+    assert checked >= 2  # the test plugin's and at least one built-in layer list
+    layers = next(p for p in description["filters"] if p["name"] == "nf-test-invert")["params"][10]
+    assert layers["name"] == "layers" and layers["default_text"] == "block1,block2:0.5"  # weight 1 without ":1"
 
 
 def test_worker_module_does_not_import_keras_or_tensorflow():

@@ -20,9 +20,13 @@ in order; each adds an entry to the report written as JSON to ``JOB["report"]``:
   ``PREFIX-<index>.raw`` with its name, size and offsets.
 - ``{"do": "ping", "plugin_dir": PATH}``: the worker's status, through the
   plug-in's own client.
+- ``{"do": "signal", "plugin_dir": PATH, "signal": "SIGSTOP"}``: send a signal
+  to the worker (its pid from a ping), e.g. to freeze it.
 """
 
 import json as _json
+import os as _os
+import signal as _signal
 import struct as _struct
 import sys as _sys
 import time as _time
@@ -160,7 +164,21 @@ def _ping(step):
     return {"status": client.ping()}
 
 
-_ACTIONS = {"procedures": _procedures, "image": _new_image, "select": _select, "run": _run, "dump": _dump, "ping": _ping}
+def _send_signal(step):
+    pid = _ping(step)["status"]["pid"]
+    _os.kill(pid, getattr(_signal, step["signal"]))
+    return {"pid": pid}
+
+
+_ACTIONS = {
+    "procedures": _procedures,
+    "image": _new_image,
+    "select": _select,
+    "run": _run,
+    "dump": _dump,
+    "ping": _ping,
+    "signal": _send_signal,
+}
 
 try:
     for _step in _job["steps"]:

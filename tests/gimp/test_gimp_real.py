@@ -8,10 +8,12 @@ the plug-in, the worker and the CLI are the real programs.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gimp_chroot import ensure_chroot
+from gimp_gui import GUI_PACKAGES, GimpGui, image_window_title
 from gimp_session import describe_failure
 
 import plugin_host
@@ -140,6 +144,7 @@ def test_reinstalling_after_adding_a_third_party_plugin_registers_its_filters(in
         "neurofilters-nf-test-invert",
         "neurofilters-nf-test-crash",
         "neurofilters-nf-test-slow",
+        "neurofilters-nf-test-stall",
         "neurofilters-nf-test-thumbnail",
     }
 
@@ -414,6 +419,183 @@ def test_filter_error_and_crashed_worker_are_reported_and_the_next_call_works(in
     assert "worker stopped unexpectedly" in crashed["error"] and "next call starts a fresh worker" in crashed["error"]
     assert recovered["status"] == "SUCCESS", describe_failure(process, report)
     assert _step(report, 5)["status"]["pid"] != _step(report, 1)["status"]["pid"]
+
+
+def _process_gone(pid: int, timeout: float = 15) -> bool:
+    """Whether process ``pid`` ended (GIMP's chroot shares the host's process ids)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def test_stuck_worker_times_out_is_killed_and_the_next_call_starts_a_fresh_one(installed_gimp, with_test_plugin):
+    """Never a hang: a frozen worker (mid-call, or before greeting) fails the call within the timeout."""
+    session = installed_gimp.session
+    ping = {"do": "ping", "plugin_dir": session.plugin_inside}
+    invert = {"do": "run", "procedure": INVERT, "args": {"amount": 10}}
+    stall = "neurofilters-nf-test-stall"
+    timeouts = {"NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT": "2", "NEUROFILTERS_GIMP_HELLO_TIMEOUT": "2"}
+    started = time.monotonic()
+    report, process = session.run_job(
+        [
+            session.image_step(_image()),
+            ping,
+            # slow but alive: 5 s without a progress report, only heartbeats; must not be killed
+            {"do": "run", "procedure": stall, "args": {"mode": "sleep", "seconds": 5.0}},
+            # wedged mid-call: the worker stops itself (SIGSTOP) and goes silent
+            {"do": "run", "procedure": stall, "args": {"mode": "freeze"}},
+            invert,
+            ping,
+            # wedged between calls: it no longer even greets a new connection
+            {"do": "signal", "plugin_dir": session.plugin_inside, "signal": "SIGSTOP"},
+            invert,
+            invert,
+            ping,
+        ],
+        env=timeouts,
+        timeout=240,
+    )
+    _ok(process, report, 10)  # and GIMP itself exits normally
+    first, slow, frozen, recovered, second = (_step(report, i) for i in (1, 2, 3, 4, 5))
+    refused, recovered_again, third = _step(report, 7), _step(report, 8), _step(report, 9)
+    pids = [first["status"]["pid"], second["status"]["pid"], third["status"]["pid"]]
+    assert slow["status"] == "SUCCESS" and slow["seconds"] >= 5, describe_failure(process, report)
+    assert frozen["status"] == "EXECUTION_ERROR", describe_failure(process, report)
+    log = "Log /tmp/neurofilters-0/w-"
+    assert frozen["error"].startswith(f"Test Stall: The neurofilters worker (pid {pids[0]}) sent nothing for 2 s"), frozen
+    assert f"It was killed (pid {pids[0]}); the next call starts a fresh worker. {log}" in frozen["error"], frozen
+    assert frozen["seconds"] < 10, frozen
+    assert recovered["status"] == "SUCCESS", describe_failure(process, report)
+    assert _step(report, 6)["pid"] == pids[1]
+    assert refused["status"] == "EXECUTION_ERROR", describe_failure(process, report)
+    assert "accepted the connection but did not answer within 2 s (NEUROFILTERS_GIMP_HELLO_TIMEOUT)" in refused["error"]
+    assert f"It was killed (pid {pids[1]})" in refused["error"] and log in refused["error"], refused
+    assert refused["seconds"] < 10, refused
+    assert recovered_again["status"] == "SUCCESS", describe_failure(process, report)
+    assert len(set(pids)) == 3
+    assert _process_gone(pids[0]) and _process_gone(pids[1])
+    assert time.monotonic() - started < 120
+
+
+# -- undo ---------------------------------------------------------------------------------------------
+UNDO_BATCH = r"""
+import json, time
+import gi
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp
+
+JOB = json.loads(JOB_TEXT)
+W, H, FORMAT = JOB["width"], JOB["height"], "R'G'B' u8"
+RECT = Gegl.Rectangle.new(0, 0, W, H)
+pdb = Gimp.get_pdb()
+
+
+def new_image(paths):
+    image = Gimp.Image.new(W, H, Gimp.ImageBaseType.RGB)
+    layers = []
+    for index, path in enumerate(paths):
+        layer = Gimp.Layer.new(image, f"L{index}", W, H, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+        image.insert_layer(layer, None, 0)
+        buffer = layer.get_buffer()
+        buffer.set(RECT, FORMAT, open(path, "rb").read())
+        buffer.flush()
+        layers.append(layer)
+    image.set_selected_layers(layers)
+    # An empty undo history and a clean image: afterwards the filter call is all the stack holds.
+    image.undo_disable()
+    image.undo_enable()
+    image.clean_all()
+    return image, Gimp.Display.new(image)
+
+
+def dump(image, tag):
+    entries = []
+    for layer in image.get_layers():
+        path = f"{JOB['folder']}/{tag}-{image.get_id()}-{layer.get_name().replace(' ', '_')}.raw"
+        open(path, "wb").write(bytes(layer.get_buffer().get(RECT, 1.0, FORMAT, Gegl.AbyssPolicy.CLAMP)))
+        entries.append({"name": layer.get_name(), "path": path, "width": W, "height": H})
+    return entries
+
+
+report = []
+for index, case in enumerate(JOB["cases"]):  # one image at a time: its window is the active one
+    image, display = new_image(case["layers"])
+    procedure = pdb.lookup_procedure(case["procedure"])
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", image.get_selected_layers())
+    for name, value in case["args"].items():
+        config.set_property(name, value)
+    status = procedure.run(config).index(0)
+    entry = {"id": image.get_id(), "status": status.value_nick, "dirty": image.is_dirty(), "filtered": dump(image, "filtered")}
+    Gimp.displays_flush()
+    open(f"{JOB['folder']}/undo-filtered-{index}.json", "w").write(json.dumps(entry))
+    deadline = time.monotonic() + JOB["wait"]
+    while image.is_dirty() and time.monotonic() < deadline:
+        time.sleep(0.1)  # meanwhile the test presses Ctrl+Z once in the image window
+    entry["dirty_after_undo"] = image.is_dirty()
+    entry["undone"] = dump(image, "undone")
+    report.append(entry)
+    display.delete()
+open(JOB["done"], "w").write(json.dumps(report))
+"""
+
+
+def test_one_undo_restores_the_image_exactly(installed_gimp, with_test_plugin):
+    """One Ctrl+Z, pressed in GIMP's own window, undoes a whole filter call (two layers, both modes).
+
+    GIMP 3.0's PDB cannot perform an undo (it has no such procedure), so this runs the
+    real GIMP user interface on a virtual display and presses the keys.
+    """
+    ensure_chroot(extra_packages=GUI_PACKAGES)
+    session = installed_gimp.session
+    originals = [_image(seed=11), _image(seed=12)]
+    paths = [session.write_pixels(f"undo-{index}.raw", pixels) for index, pixels in enumerate(originals)]
+    cases = [
+        {"procedure": INVERT, "args": {"amount": 100, "output-mode": "replace"}, "layers": paths},
+        {"procedure": INVERT, "args": {"amount": 100, "output-mode": "new-layer"}, "layers": paths},
+    ]
+    job = {
+        "width": 64,
+        "height": 48,
+        "folder": session.inside,
+        "cases": cases,
+        "done": f"{session.inside}/undo-done.json",
+        "wait": 20,
+    }
+    for stale in session.host.glob("undo-*.json"):
+        stale.unlink()
+    code = f"JOB_TEXT = {json.dumps(json.dumps(job))}\n" + UNDO_BATCH
+    with GimpGui(session, code) as gui:
+        for index in range(len(cases)):
+            filtered = gui.wait_for_file(f"{session.inside}/undo-filtered-{index}.json")
+            assert filtered["status"] == "success" and filtered["dirty"], (filtered, gui.log())
+            gui.press(gui.window(image_window_title(filtered["id"])), "ctrl+z")
+        done = gui.wait_for_file(job["done"], timeout=60)
+
+    by_name = {"L0": originals[0], "L1": originals[1]}
+    replaced, added = done
+    # Before the undo: both layers inverted in place; two new inverted layers above the originals.
+    assert [layer["name"] for layer in replaced["filtered"]] == ["L1", "L0"]
+    for layer in replaced["filtered"]:
+        assert np.abs(session.read_layer(layer, 3).astype(int) - (255 - by_name[layer["name"]].astype(int))).max() <= 1
+    assert [layer["name"] for layer in added["filtered"]] == ["L1 (Test Invert)", "L1", "L0 (Test Invert)", "L0"]
+    # After one Ctrl+Z each: the image is clean again, with its own layers and pixels, bit for bit.
+    for entry in done:
+        assert not entry["dirty_after_undo"], entry
+        assert [layer["name"] for layer in entry["undone"]] == ["L1", "L0"], entry
+        for layer in entry["undone"]:
+            assert np.array_equal(session.read_layer(layer, 3), by_name[layer["name"]]), layer
 
 
 # -- a real neural filter ---------------------------------------------------------------------------

@@ -84,6 +84,18 @@ def _slow(image: Any, params: dict[str, Any], context: Any) -> Any:
     return image
 
 
+def _stall(image: Any, params: dict[str, Any], context: Any) -> Any:
+    """Reports nothing for a while: sleeps (slow but alive) or freezes its whole worker process."""
+    import time
+
+    context.progress(0.0, f"stalling: {params['mode']}")
+    if params["mode"] == "freeze":
+        # A wedged worker: the process is alive but nothing in it runs, heartbeat thread included.
+        os.kill(os.getpid(), signal.SIGSTOP)
+    time.sleep(params["seconds"])  # no progress reports meanwhile: only heartbeats show it is alive
+    return image
+
+
 def _thumbnail(image: Any, params: dict[str, Any], context: Any) -> Any:
     factor = params["factor"]
     return image[::factor, ::factor].copy()
@@ -128,6 +140,19 @@ def register_filters() -> list[FilterSpec]:
             "Testing",
             (Param("steps", "int", 100, "Number of 50 ms steps.", minimum=1, maximum=100000),),
             _slow,
+        ),
+        FilterSpec(
+            "nf-test-stall",
+            "Test Stall",
+            "Sleeps without progress reports, or freezes its worker.",
+            "'sleep': a slow filter that reports nothing (heartbeats keep the call alive); "
+            "'freeze': stops the worker process with SIGSTOP (the plug-in must time out and kill it).",
+            "Testing",
+            (
+                Param("mode", "choice", "sleep", "What to do.", choices=("sleep", "freeze")),
+                Param("seconds", "float", 1.0, "How long to sleep.", minimum=0.0, maximum=3600.0),
+            ),
+            _stall,
         ),
         FilterSpec(
             "nf-test-thumbnail",
