@@ -3,13 +3,39 @@
 Usage::
 
     .venv/bin/python bench/bench_deepdream.py [--models lite0,vgg16-hed] [--steps lite0=10,vgg16-hed=2]
-                                              [--rss 1024x768,4096x4096,8192x8192] [--out bench/results.md]
+                                              [--rounds 3] [--no-equal-work]
+                                              [--rss 1024x768,4096x4096,8192x8192]
+                                              [--rise lite0,vgg16-hed] [--out bench/results.json]
 
 Both implementations run the TF tutorial's schedule (octaves -2..2 x 1.3, std
-normalisation, step 0.01 in [-1, 1], random roll) on the same 1024 x 768 photo
-and model, in the same process, one after the other; wall times include
-tracing/compilation. Peak resident memory is measured in a fresh subprocess per
-image size (``VmHWM``). The machine may be shared: read ratios, not absolutes.
+normalisation, step 0.01 in [-1, 1], random roll up to 512 px, mean-activation
+loss, no detail re-injection, no smoothing) on the same 1024 x 768 photo and
+the same model, in the same process.
+
+The machine is shared, so each model is measured in ``--rounds`` interleaved
+rounds -- numpy sgemm peak, reference, ours (and the equal-work reference) --
+right next to each other, and medians are reported with the spread of the
+per-round ratios. The first run of each implementation includes its tracing
+and is reported separately ("cold"); the ratio uses the warm medians (a batch
+or the GIMP worker keeps the compiled step).
+
+What each implementation computes per step differs, and the report says so:
+the tutorial's tile loop (``range(0, size, 512)[:-1]``) differentiates only
+part of the image per step (``pixel_share_reference``); our engine
+differentiates every pixel at every step. ``per_pixel_ratio`` compares the
+cost per differentiated pixel; ``equal_work`` runs the tutorial's algorithm
+with its last tiles kept (not the tutorial, an extra figure).
+
+GFLOP/s count the convolutions' multiply-adds (x2) of the forward pass, times
+two for the input-gradient pass, over the pixels each implementation actually
+differentiates (tile margins and skipped tiles excluded), and are divided by
+the median numpy sgemm rate of the same rounds. Peak resident memory is
+measured in a fresh subprocess per image size (``VmHWM``).
+
+``--rise`` records, per model, how much the default settings raise the
+objective they climb on scikit-image photos at several widths (the figure
+``tests/test_deepdream.py`` asserts on one of them), and for Lite0 also the
+objective of the unmodified ReLU6 network.
 """
 
 from __future__ import annotations
@@ -17,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -30,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SCHEDULE = dict(octaves=5, octave_scale=1.3, upscale_octaves=2, step_size=0.005)
 
 
-def sgemm_peak(size: int = 4096, repeats: int = 5) -> float:
+def sgemm_peak(size: int = 4096, repeats: int = 3) -> float:
     """Median GFLOP/s of a float32 ``size x size`` numpy matmul (the practical fp32 peak)."""
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
     b = np.random.default_rng(1).random((size, size), dtype=np.float32)
@@ -60,63 +87,112 @@ def forward_flops_per_pixel(model: Any, names: list[str]) -> float:
 
 
 def photo(height: int, width: int) -> np.ndarray:
+    """scikit-image's astronaut photo at ``width x height``, float32 RGB in [0, 1]."""
     from PIL import Image
     from skimage import data
 
     return np.asarray(Image.fromarray(data.astronaut()).resize((width, height), Image.BICUBIC), np.float32) / 255.0
 
 
-def bench_model(name: str, steps: int, image: np.ndarray) -> dict[str, Any]:
-    from tf_tutorial_reference import run_tutorial_dream
+def tutorial_pixels(shapes: list[tuple[int, int]], tile: int = 512, *, full_coverage: bool = False) -> int:
+    """Pixels the tutorial's tile loop differentiates per step, summed over the octaves."""
+    total = 0
+    for h, w in shapes:
+        rows = list(range(0, h, tile)) if full_coverage else list(range(0, h, tile))[:-1] or [0]
+        cols = list(range(0, w, tile)) if full_coverage else list(range(0, w, tile))[:-1] or [0]
+        total += sum(min(tile, h - y) for y in rows) * sum(min(tile, w - x) for x in cols)
+    return total
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
+def bench_model(name: str, steps: int, image: np.ndarray, rounds: int, equal_work: bool) -> dict[str, Any]:
+    """Cold runs, then ``rounds`` interleaved rounds of sgemm / reference / ours (/ equal-work reference)."""
+    from tf_tutorial_reference import TiledGradients, run_tutorial_dream
 
     from filters.deepdream import engine
-    from filters.octaves import octave_shapes
     from plugin_host import ModelCache
 
     model = ModelCache().get(name)
     layers = [layer for layer, _ in model.default_dream_layers]
     features = model.feature_model(layers)
-    start = time.perf_counter()
-    run_tutorial_dream(image, features, steps_per_octave=steps, seed=0)
-    reference = time.perf_counter() - start
-
+    # Our engine on the tutorial's algorithm: the same layers, loss and network
+    # (ReLU6 kept), every other setting as the tutorial has it.
     settings = engine.DreamSettings(
-        model=name, steps=steps, detail=False, jitter=512, normalize="std", smoothing="none", clip=True, **SCHEDULE
-    )
-    start = time.perf_counter()
-    engine.dream(image, model, settings, rng=np.random.default_rng(0))
-    ours = time.perf_counter() - start
-    # Warm second run: the compiled steps are cached, this is the steady state a batch sees.
-    start = time.perf_counter()
-    engine.dream(image, model, settings, rng=np.random.default_rng(1))
-    ours_warm = time.perf_counter() - start
+        model=name, layers=tuple(model.default_dream_layers), loss="mean", relu6="keep", steps=steps,
+        detail=False, jitter=512, normalize="std", smoothing="none", chroma=1.0, clip=True, **SCHEDULE,
+    )  # fmt: skip
+    reference = TiledGradients(features)
+    full = TiledGradients(features, full_coverage=True)
+
+    def run_reference(seed: int, gradients: Any) -> float:
+        start = time.perf_counter()
+        run_tutorial_dream(image, features, steps_per_octave=steps, seed=seed, gradients=gradients)
+        return time.perf_counter() - start
+
+    def run_ours(seed: int) -> float:
+        start = time.perf_counter()
+        engine.dream(image, model, settings, rng=np.random.default_rng(seed))
+        return time.perf_counter() - start
+
+    cold = {"reference_s": run_reference(0, reference), "ours_s": run_ours(0)}
+    if equal_work:
+        cold["equal_work_s"] = run_reference(0, full)
+    times: dict[str, list[float]] = {"sgemm": [], "reference": [], "ours": [], "equal_work": []}
+    for round_index in range(rounds):
+        times["sgemm"].append(sgemm_peak())
+        times["reference"].append(run_reference(round_index + 1, reference))
+        times["ours"].append(run_ours(round_index + 1))
+        if equal_work:
+            times["equal_work"].append(run_reference(round_index + 1, full))
+        latest = ", ".join(f"{key} {values[-1]:.2f}" for key, values in times.items() if values)
+        print(f"  {name} round {round_index + 1}: {latest}", flush=True)
+
+    from filters.octaves import octave_shapes
 
     shapes = octave_shapes(*image.shape[:2], 5, 1.3, upscale_octaves=2, min_size=model.min_size)
-    pixels = sum(h * w for h, w in shapes) * steps
-    # The tutorial's tiles start at range(0, size, 512)[:-1]: per step it differentiates only
-    # part of the image (the roll covers the rest over many steps). Count what it computes.
-    reference_pixels = 0
-    for h, w in shapes:
-        rows = max(1, len(range(0, h, 512)) - 1)
-        cols = max(1, len(range(0, w, 512)) - 1)
-        reference_pixels += rows * min(512, h) * cols * min(512, w) * steps
-    step_flops = 2.0 * forward_flops_per_pixel(model, layers) * pixels  # forward + input-gradient pass
-    return {
+    ours_pixels = sum(h * w for h, w in shapes) * steps
+    reference_pixels = tutorial_pixels(shapes) * steps
+    flops_per_pixel = 2.0 * forward_flops_per_pixel(model, layers)  # forward + input-gradient pass
+    peak = _median(times["sgemm"])
+    ours, ref = _median(times["ours"]), _median(times["reference"])
+    ratios = [o / r for o, r in zip(times["ours"], times["reference"])]
+    row: dict[str, Any] = {
         "model": name,
         "layers": layers,
         "steps_per_octave": steps,
-        "reference_s": reference,
-        "ours_s": ours,
-        "ours_warm_s": ours_warm,
-        "ratio": ours / reference,
-        "ratio_warm": ours_warm / reference,
-        "pixel_share_reference": reference_pixels / pixels,
-        "mpx_per_s_ours_warm": pixels / ours_warm / 1e6,
-        "mpx_per_s_reference": reference_pixels / reference / 1e6,
-        "step_gflop": step_flops / 1e9,
-        "gflops_ours_warm": step_flops / ours_warm / 1e9,
-        "gflops_reference": step_flops / reference / 1e9,
+        "rounds": rounds,
+        "sgemm_gflops_median": peak,
+        "sgemm_gflops_rounds": times["sgemm"],
+        "reference_s_median": ref,
+        "ours_s_median": ours,
+        "reference_s_rounds": times["reference"],
+        "ours_s_rounds": times["ours"],
+        "cold": cold,
+        "ratio": ours / ref,
+        "ratio_rounds_min_max": [min(ratios), max(ratios)],
+        "ratio_cold": cold["ours_s"] / cold["reference_s"],
+        "pixel_share_reference": reference_pixels / ours_pixels,
+        "per_pixel_ratio": (ours / ours_pixels) / (ref / reference_pixels),
+        "mpx_per_s_ours": ours_pixels / ours / 1e6,
+        "mpx_per_s_reference": reference_pixels / ref / 1e6,
+        "gflops_ours": flops_per_pixel * ours_pixels / ours / 1e9,
+        "gflops_reference": flops_per_pixel * reference_pixels / ref / 1e9,
     }
+    row["peak_fraction_ours"] = row["gflops_ours"] / peak
+    row["peak_fraction_reference"] = row["gflops_reference"] / peak
+    row["peak_fraction_ours_rounds"] = [
+        flops_per_pixel * ours_pixels / t / 1e9 / p for t, p in zip(times["ours"], times["sgemm"])
+    ]
+    if equal_work:
+        equal = _median(times["equal_work"])
+        row["equal_work_s_median"] = equal
+        row["equal_work_s_rounds"] = times["equal_work"]
+        row["ratio_equal_work"] = ours / equal
+        row["pixel_share_equal_work"] = tutorial_pixels(shapes, full_coverage=True) * steps / ours_pixels
+    return row
 
 
 _RSS_CHILD = """
@@ -137,32 +213,89 @@ print("RESULT", int(hwm) * 1024, elapsed)
 
 
 def peak_rss(model: str, height: int, width: int) -> dict[str, Any]:
+    """Peak resident memory of one dream (default settings, 2 octaves, 1 step) in a fresh process."""
     code = _RSS_CHILD.format(bench=str(Path(__file__).resolve().parent), h=height, w=width, model=model)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     line = [l for l in result.stdout.splitlines() if l.startswith("RESULT")]
     if not line:
-        return {"size": f"{width}x{height}", "error": result.stderr[-500:]}
+        return {"size": f"{width}x{height}", "model": model, "error": result.stderr[-500:]}
     _, rss, elapsed = line[0].split()
     return {"size": f"{width}x{height}", "model": model, "peak_rss_gb": int(rss) / 2**30, "seconds": float(elapsed)}
+
+
+RISE_PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
+RISE_WIDTHS = (160, 256, 512)
+
+
+def objective_rise(model_name: str) -> dict[str, Any]:
+    """Objective after / before the default settings, per photo and width (in this process)."""
+    from PIL import Image
+    from skimage import data
+
+    from filters.deepdream import engine
+    from filters.deepdream.plugin import PARAMS
+    from plugin_host import ModelCache, apply_filter, build_registry, validate_params
+
+    models = ModelCache()
+    spec = build_registry(autoload=False).get_filter("deepdream")
+    values = {"model": model_name}
+    settings = engine.settings_from_params(engine.apply_preset(validate_params(PARAMS, values)))
+    model = models.get(model_name)
+    keep = engine.with_settings(settings, relu6="keep") if settings.relu6 != "keep" else None
+    rows = []
+    for name in RISE_PHOTOS:
+        picture = getattr(data, name)()
+        for width in RISE_WIDTHS:
+            height = round(width * picture.shape[0] / picture.shape[1])
+            image = np.asarray(Image.fromarray(picture).resize((width, height), Image.BICUBIC), np.float32) / 255.0
+            out = apply_filter(spec, image, values, seed=0, models=models)
+            row = {
+                "photo": name,
+                "size": f"{width}x{height}",
+                "rise": engine.objective_value(out, model, settings) / engine.objective_value(image, model, settings),
+            }
+            if keep is not None:
+                before = engine.objective_value(image, model, keep)
+                row["rise_relu6_network"] = engine.objective_value(out, model, keep) / before
+            rows.append(row)
+            print("  rise", model_name, json.dumps(row), flush=True)
+    return {"model": model_name, "median_rise": float(np.median([r["rise"] for r in rows])), "photos": rows}
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="lite0,vgg16-hed")
     parser.add_argument("--steps", default="lite0=10,vgg16-hed=2")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-equal-work", action="store_true", help="skip the full-coverage reference")
     parser.add_argument("--rss", default="1024x768,4096x4096,8192x8192")
     parser.add_argument("--rss-model", default="lite0")
+    parser.add_argument("--rise", default="lite0,vgg16-hed", help="models whose objective rise to record")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = parser.parse_args()
+    import tensorflow as tf
+
     steps = dict(item.split("=") for item in args.steps.split(","))
-    report: dict[str, Any] = {"cpu_count": os.cpu_count(), "sgemm_gflops": sgemm_peak()}
-    print("sgemm peak GFLOP/s:", round(report["sgemm_gflops"], 1), flush=True)
+    report: dict[str, Any] = {
+        "cpu": _cpu(),
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "load_average_start": os.getloadavg(),
+    }
     image = photo(768, 1024)
     report["models"] = []
     for name in filter(None, args.models.split(",")):
-        row = bench_model(name, int(steps.get(name, 2)), image)
-        row["peak_fraction_ours_warm"] = row["gflops_ours_warm"] / report["sgemm_gflops"]
-        row["peak_fraction_reference"] = row["gflops_reference"] / report["sgemm_gflops"]
+        row = bench_model(name, int(steps.get(name, 2)), image, args.rounds, not args.no_equal_work)
         report["models"].append(row)
         print(json.dumps(row), flush=True)
     report["rss"] = []
@@ -171,7 +304,9 @@ def main() -> None:
         row = peak_rss(args.rss_model, height, width)
         report["rss"].append(row)
         print(json.dumps(row), flush=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    report["rise"] = [objective_rise(name) for name in filter(None, args.rise.split(","))]
+    report["load_average_end"] = os.getloadavg()
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 Usage::
 
-    .venv/bin/python docs/make_deepdream_gallery.py [--width 256] [--steps 8]
+    .venv/bin/python docs/make_deepdream_gallery.py [--width 224] [--steps N]
 
-Writes ``docs/assets/deepdream-<model>-layers.jpg`` (a labelled strip per
-model) and ``docs/assets/deepdream-default.jpg`` (the default settings). Runs on
-the CPU in a few minutes; everything is seeded, so reruns give the same images.
+Writes ``docs/assets/deepdream-<model>-layers.jpg`` (a labelled sheet per
+model: the photo dreamed at successive layers, every other setting at the
+model's defaults, i.e. ``preset=auto``), ``docs/assets/deepdream-default.jpg``
+(the default settings, Lite0) and ``docs/assets/deepdream-vgg16-hed.jpg`` (the
+defaults with ``--model vgg16-hed``). Runs on the CPU in a few minutes;
+everything is seeded, so reruns give the same images.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def strip(images: list[Image.Image], columns: int = 4) -> Image.Image:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=224)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=0, help="steps per octave (0 = the model's default)")
     args = parser.parse_args()
     ASSETS.mkdir(exist_ok=True)
     spec = build_registry(autoload=False).get_filter("deepdream")
@@ -65,12 +68,14 @@ def main() -> None:
     for model, layers in LAYERS.items():
         tiles = [to_image(image, "original")]
         for layer in layers:
-            values = {"model": model, "layers": layer, "steps": args.steps}
+            values = {"model": model, "layers": layer, **({"steps": args.steps} if args.steps else {})}
             tiles.append(to_image(apply_filter(spec, image, values, seed=0, models=models), layer))
             print(model, layer, flush=True)
         strip(tiles).save(ASSETS / f"deepdream-{model}-layers.jpg", quality=80, optimize=True)
     default = apply_filter(spec, photo(384), {}, seed=0, models=models)
     to_image(default, "deepdream defaults (lite0)").save(ASSETS / "deepdream-default.jpg", quality=85, optimize=True)
+    vgg = apply_filter(spec, photo(384), {"model": "vgg16-hed"}, seed=0, models=models)
+    to_image(vgg, "--model vgg16-hed (preset auto)").save(ASSETS / "deepdream-vgg16-hed.jpg", quality=85, optimize=True)
 
 
 if __name__ == "__main__":

@@ -108,32 +108,72 @@ def plan_tiles(height: int, width: int, window: tuple[int, int], margin: int, al
     ]
 
 
-def window_shape_for_budget(
-    height: int, width: int, max_pixels: int, *, multiple: int = 8, minimum: int = 64
-) -> tuple[int, int]:
-    """The window size for an image given how many pixels one window may have.
+def _window_length(length: int, count: int, margin: int, align: int, multiple: int) -> int:
+    """Window side giving ``count`` cores of at least ``ceil(length / count)`` along one axis."""
+    if count <= 1:
+        return length
+    side = math.ceil(length / count) + 2 * margin + align
+    side = -(-side // multiple) * multiple
+    return min(length, side)
 
-    The whole image if it fits; otherwise a square window (or a full-height /
-    full-width strip for long thin images), rounded down to ``multiple``.
+
+def window_shape_for_budget(
+    height: int,
+    width: int,
+    max_pixels: int,
+    *,
+    margin: int = 0,
+    align: int = 1,
+    multiple: int = 8,
+    max_side: int = 0,
+) -> tuple[int, int]:
+    """The cheapest window shape for an image given how many pixels one window may have.
+
+    The whole image if it fits. Otherwise, among the ways to cut each side into
+    ``n`` equal cores, the one whose windows (core + ``margin`` on each side +
+    ``align`` of room to snap to the stride grid) fit the budget with the
+    fewest pixels computed in total (margins are computed twice), then the
+    fewest windows. So a side only slightly above the budget gets two
+    half-size windows, not one full-size window plus a nearly redundant one.
 
     Args:
         height: Image height.
         width: Image width.
         max_pixels: Memory budget expressed in input pixels per window.
-        multiple: Window sides are multiples of this (when tiling).
-        minimum: Smallest window side used when tiling.
+        margin: Context each core keeps on both sides (see :func:`plan_tiles`).
+        align: Stride grid the windows are snapped to (see :func:`plan_tiles`).
+        multiple: Window sides are rounded up to multiples of this when tiling.
+        max_side: Upper bound on a window side (0 = none).
 
     Returns:
-        ``(window_height, window_width)``.
+        ``(window_height, window_width)``, usable as :func:`plan_tiles`'s ``window``.
     """
-    if height * width <= max_pixels:
+    limit_side = max_side if max_side > 0 else max(height, width)
+    if height * width <= max_pixels and max(height, width) <= limit_side:
         return height, width
-    side = max(minimum, int(math.sqrt(max_pixels)) // multiple * multiple)
-    if height <= side:
-        return height, min(width, max(minimum, max_pixels // height // multiple * multiple))
-    if width <= side:
-        return min(height, max(minimum, max_pixels // width // multiple * multiple)), width
-    return side, side
+    best: tuple[int, int, int, int] | None = None  # (total pixels, windows, h, w)
+    for rows in range(1, height + 1):
+        window_h = _window_length(height, rows, margin, align, multiple)
+        if window_h <= limit_side and window_h <= max_pixels:
+            cols_needed = None
+            for cols in range(1, width + 1):
+                window_w = _window_length(width, cols, margin, align, multiple)
+                if window_w <= limit_side and window_h * window_w <= max_pixels:
+                    cols_needed = cols
+                    break
+                if window_w <= 2 * margin + align + multiple:
+                    break  # windows cannot get narrower
+            if cols_needed is not None:
+                window_w = _window_length(width, cols_needed, margin, align, multiple)
+                candidate = (rows * cols_needed * window_h * window_w, rows * cols_needed, window_h, window_w)
+                if best is None or candidate[:2] < best[:2]:
+                    best = candidate
+        if window_h <= 2 * margin + align + multiple:
+            break  # windows cannot get shorter
+    if best is None:  # the budget is below the smallest useful window: use the smallest
+        side = 4 * margin + align + multiple
+        return min(height, side), min(width, side)
+    return best[2], best[3]
 
 
 def read_window(image: np.ndarray, tile: Tile, shift: tuple[int, int] = (0, 0)) -> np.ndarray:

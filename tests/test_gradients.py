@@ -1,4 +1,8 @@
-"""Input gradients (filters.gradients) on the real Lite0, on TensorFlow and, in a subprocess, JAX and torch."""
+"""Input gradients (filters.gradients) on the real Lite0, on TensorFlow and, in a subprocess, JAX and torch.
+
+Also the network surgery behind them: batch norms folded into convolutions and
+the ReLU6 modes, checked against the untouched zoo network.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,21 @@ import keras
 import numpy as np
 import pytest
 
-from filters.gradients import make_gradient_fn, supported_backends
+from filters.gradients import RELU6_MODES, gradient_feature_model, make_gradient_fn, supported_backends
+from filters.gradients._network import prepare_network
 from plugin_host import ModelCache
 
 LAYER = "block5_expand_act"
 
 
 @pytest.fixture(scope="module")
-def lite0_features() -> keras.Model:
-    return ModelCache().get("lite0").feature_model([LAYER])
+def lite0():
+    return ModelCache().get("lite0")
+
+
+@pytest.fixture(scope="module")
+def lite0_features(lite0) -> keras.Model:
+    return lite0.feature_model([LAYER])
 
 
 def mean_loss(outputs):
@@ -50,6 +60,47 @@ def test_gradient_matches_finite_differences(lite0_features) -> None:
     assert abs(numeric - analytic) <= 0.05 * abs(analytic), (numeric, analytic)
 
 
+def test_shift_rolls_the_input_and_unrolls_the_gradient(lite0_features) -> None:
+    gradient = make_gradient_fn(lite0_features, mean_loss)
+    x = image(4, 64)
+    losses, grad = gradient(x, (5, -9))
+    rolled_losses, rolled_grad = gradient(np.roll(x, (5, -9), (1, 2)))
+    np.testing.assert_allclose(losses, rolled_losses, rtol=1e-5)
+    np.testing.assert_allclose(grad, np.roll(rolled_grad, (-5, 9), (1, 2)), rtol=1e-4, atol=1e-8)
+
+
+def test_batch_norms_fold_into_convolutions(lite0) -> None:
+    """The prepared network computes what the zoo network computes, with no batch-norm arithmetic left."""
+    folded, changed = prepare_network(lite0.keras_model, relu6="keep")
+    assert changed
+    kinds = {type(layer).__name__ for layer in folded.layers}
+    assert "BatchNormalization" not in kinds and "_FoldedAway" in kinds
+    x = (image(5, 96)[0] * 255.0 - 127.0) / 128.0
+    np.testing.assert_allclose(folded(x[None]), lite0.keras_model(x[None]), rtol=1e-3, atol=1e-3)
+    features = gradient_feature_model(lite0, [LAYER], relu6="keep")
+    original = lite0.feature_model([LAYER])(image(5, 96))[0]
+    np.testing.assert_allclose(features(image(5, 96))[0], original, rtol=1e-4, atol=1e-4)
+    assert gradient_feature_model(lite0, [LAYER], relu6="keep") is features  # cached
+
+
+def test_relu6_modes(lite0) -> None:
+    """pass-gradient: same forward, gradient flows through saturated units; unbounded: no cap."""
+    assert RELU6_MODES == ("unbounded", "pass-gradient", "keep")
+    bright = np.clip(image(6, 96) * 3.0 - 1.0, 0.0, 1.0)  # saturates many units
+    layer = "block2_expand_act"
+    outputs = {mode: np.asarray(gradient_feature_model(lite0, [layer], relu6=mode)(bright)[0]) for mode in RELU6_MODES}
+    assert outputs["keep"].max() == pytest.approx(6.0) and (outputs["keep"] >= 6.0).mean() > 0.001
+    np.testing.assert_allclose(outputs["pass-gradient"], outputs["keep"], atol=1e-5)
+    assert outputs["unbounded"].max() > 6.5
+    grads = {
+        mode: make_gradient_fn(gradient_feature_model(lite0, [layer], relu6=mode), mean_loss)(bright)[1]
+        for mode in RELU6_MODES
+    }
+    assert np.abs(grads["pass-gradient"] - grads["keep"]).mean() > 0.01 * np.abs(grads["keep"]).mean()
+    with pytest.raises(ValueError, match="relu6=.sometimes."):
+        prepare_network(lite0.keras_model, relu6="sometimes")
+
+
 def test_batched_samples_get_their_own_gradients(lite0_features) -> None:
     gradient = make_gradient_fn(lite0_features, mean_loss)
     a, b = image(2), image(3)
@@ -62,47 +113,76 @@ def test_batched_samples_get_their_own_gradients(lite0_features) -> None:
 
 _OTHER_BACKEND = textwrap.dedent(
     """
-    import sys
+    import sys, time
     import numpy as np
     import keras
-    from filters.gradients import make_gradient_fn
+    from filters.deepdream import engine
     from plugin_host import ModelCache, apply_filter, build_registry
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
-    features = ModelCache().get("lite0").feature_model([{layer!r}])
     x = np.load(sys.argv[2])
-    losses, grad = make_gradient_fn(features, lambda o: keras.ops.mean(o[0], axis=(1, 2, 3)))(x)
-    np.savez(sys.argv[3], losses=losses, grad=grad)
     spec = build_registry(autoload=False).get_filter("deepdream")
     photo = np.asarray(x[0], np.float32)
-    out = apply_filter(spec, photo, spec.preview_params, seed=1)
+    # The filter with its default objective (folded, ReLU6-unbounded Lite0), one octave so
+    # that a compiling backend (JAX) compiles once; the comparison reuses that compiled step.
+    out = apply_filter(spec, photo, {"octaves": 1, "steps": 3}, seed=1)
     assert out.shape == photo.shape and np.isfinite(out).all() and np.abs(out - photo).mean() > 1e-3
+    objective = engine.build_objective(ModelCache().get("lite0"), engine.DreamSettings())
+    losses, grad = objective.gradient(x, (3, -4))
+    np.savez(sys.argv[3], losses=losses, grad=grad)
     print("ok", keras.backend.backend())
     """
-).format(layer=LAYER)
+)
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_other_backends_agree_with_tensorflow(backend: str, lite0_features, tmp_path: Path) -> None:
-    """JAX (and torch when installed): same gradient as TensorFlow, and the filter runs (smoke)."""
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
+OTHER_BACKENDS = ("jax", "torch")
+
+
+@pytest.fixture(scope="module")
+def other_backends(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, lite0) -> tuple[np.ndarray, dict]:
+    """Run the script under every other installed backend, all at once.
+
+    Their start-up (imports, model building) is mostly single-threaded Python, so
+    running them side by side roughly halves the wall time on two cores. The
+    environment is isolated explicitly: module fixtures run before the per-test one.
+    """
     from skimage import data
 
+    folder = tmp_path_factory.mktemp("backends")
     photo = np.asarray(keras.ops.image.resize(data.chelsea()[None, 60:220, 120:280] / 255.0, (64, 64)), np.float32)
-    np.save(tmp_path / "x.npy", photo)
-    script = tmp_path / "other_backend.py"
+    np.save(folder / "x.npy", photo)
+    script = folder / "other_backend.py"
     script.write_text(_OTHER_BACKEND)
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    result = subprocess.run(
-        [sys.executable, str(script), backend, str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    theirs = np.load(tmp_path / "out.npz")
-    losses, grad = make_gradient_fn(lite0_features, mean_loss)(photo)
+    running = {}
+    for backend in OTHER_BACKENDS:
+        if importlib.util.find_spec(backend) is None:
+            continue
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": backend,
+            "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "NEUROFILTERS_CACHE_DIR": os.fspath(cache_dir),
+        }
+        command = [sys.executable, str(script), backend, str(folder / "x.npy"), str(folder / f"{backend}.npz")]
+        running[backend] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = {}
+    for backend, process in running.items():
+        _, stderr = process.communicate(timeout=600)
+        results[backend] = (process.returncode, stderr, folder / f"{backend}.npz")
+    return photo, results
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_other_backends_agree_with_tensorflow(backend: str, lite0, other_backends) -> None:
+    """JAX (and torch when installed): the filter runs (smoke) and its gradient step matches TensorFlow's."""
+    photo, results = other_backends
+    if backend not in results:
+        pytest.skip(f"{backend} is not installed")
+    returncode, stderr, path = results[backend]
+    assert returncode == 0, stderr[-3000:]
+    theirs = np.load(path)
+    from filters.deepdream import engine
+
+    losses, grad = engine.build_objective(lite0, engine.DreamSettings()).gradient(photo, (3, -4))
     np.testing.assert_allclose(theirs["losses"], losses, rtol=1e-4)
     error = np.abs(theirs["grad"] - grad).max() / np.abs(grad).max()
     assert error < 1e-3, error

@@ -1,21 +1,29 @@
-"""The DeepDream algorithm: objectives, octaves, tiled gradient ascent, masks and frames.
+"""The DeepDream algorithm: objectives, octaves, whole-image or tiled gradient ascent, masks and frames.
 
 One engine covers the three reference implementations (DESIGN.md section 6):
 Google's notebook (detail re-injection, jitter, mean |g| normalisation, guided
-dreams), the TensorFlow tutorial (random roll tiles, std normalisation,
-octaves above the image size, no re-injection) and the Keras example
-(weighted layers, squared-activation loss, loss ceiling).
+dreams), the TensorFlow tutorial (random roll, std normalisation, octaves above
+the image size, no re-injection) and the Keras example (weighted layers,
+squared-activation loss, loss ceiling).
 
-Memory stays bounded on any image size: the gradient is computed in
-equally sized windows (see :mod:`filters.tiling`) whose size follows a memory
-budget, and the full-size buffers are a handful of float32 images.
+Speed: the network is a clone prepared for input gradients (batch norms folded,
+see :mod:`filters.gradients`), its gradient step is traced once for every
+image size, and an octave that fits the memory budget is differentiated whole
+in one call (the random roll happens inside that call). Larger octaves are cut
+into the fewest equally sized windows the budget allows (see
+:mod:`filters.tiling`); every pixel's gradient is computed at every step, with
+real image context around each window's core, so there are no seams.
+
+Memory: besides the network's activations (bounded by ``memory_mb``) the
+full-size buffers are the input image, the octave image being dreamed and its
+gradient; octave changes and detail re-injection work in place.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,16 +34,26 @@ from plugin_host import FilterContext, ParameterError
 from .. import tiling
 from ..octaves import octave_shapes, resize_image
 from ..smoothing import feather_inward, gaussian_blur, laplacian_normalize
-from .plugin import PARAMS, PRESETS
+from .plugin import MODEL_PRESETS, PARAMS, PRESETS
 
-__all__ = ["DreamSettings", "apply_preset", "dream", "objective_value", "run", "settings_from_params"]
+__all__ = [
+    "DreamSettings",
+    "apply_preset",
+    "build_objective",
+    "dream",
+    "objective_value",
+    "plan_window",
+    "run",
+    "settings_from_params",
+    "tiled_gradient",
+    "with_settings",
+]
 
 _DEFAULTS = {param.name: param.default for param in PARAMS}
 #: Context kept around each tile's core (pixels of the octave image).
 TILE_MARGIN = 32
-#: Bytes per activation element (float32) kept during forward + backward, as a
-#: multiple of 4: measured ~0.4 on Lite0 (TensorFlow frees activations early);
-#: 1.0 leaves a safety margin.
+#: Safety factor on the activation-memory estimate of one gradient call
+#: (measured peaks: Lite0 ~0.75 of the estimate, VGG16 ~0.8).
 _MEMORY_FACTOR = 1.0
 
 
@@ -47,26 +65,32 @@ class DreamSettings:
     layers: tuple[tuple[str, float], ...] = (("auto", 1.0),)
     objective: str = "layer"
     channel: int = 0
-    loss: str = "mean"
-    octaves: int = 4
-    octave_scale: float = 1.4
+    loss: str = _DEFAULTS["loss"]
+    relu6: str = _DEFAULTS["relu6"]
+    octaves: int = _DEFAULTS["octaves"]
+    octave_scale: float = _DEFAULTS["octave_scale"]
     upscale_octaves: int = 0
     detail: bool = True
-    steps: int = 10
-    step_size: float = 0.012
-    normalize: str = "std"
-    jitter: int = 32
-    smoothing: str = "laplacian"
-    smoothing_sigma: float = 1.0
+    steps: int = _DEFAULTS["steps"]
+    step_size: float = _DEFAULTS["step_size"]
+    normalize: str = _DEFAULTS["normalize"]
+    jitter: int = _DEFAULTS["jitter"]
+    smoothing: str = _DEFAULTS["smoothing"]
+    smoothing_sigma: float = _DEFAULTS["smoothing_sigma"]
+    chroma: float = _DEFAULTS["chroma"]
     loss_ceiling: float = 0.0
     clip: bool = True
     tile_size: int = 0
-    memory_mb: int = 1536
+    memory_mb: int = _DEFAULTS["memory_mb"]
     guide: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``params`` with the chosen preset filled into parameters left at their default.
+
+    ``preset="auto"`` picks the tuned preset of the chosen model
+    (:data:`~filters.deepdream.plugin.MODEL_PRESETS`; none for Lite0, whose
+    settings are the declared defaults).
 
     Args:
         params: Validated parameters (every declared name present).
@@ -77,11 +101,14 @@ def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
     from plugin_host import validate_params
 
     result = dict(params)
-    preset = PRESETS.get(str(params.get("preset", "none")), {})
+    name = str(params.get("preset", _DEFAULTS["preset"]))
+    if name == "auto":
+        name = MODEL_PRESETS.get(str(params.get("model", _DEFAULTS["model"])), "none")
+    preset = PRESETS.get(name, {})
     overrides = validate_params(PARAMS, preset, check_files=False)
-    for name in preset:
-        if result.get(name, _DEFAULTS[name]) == _DEFAULTS[name]:
-            result[name] = overrides[name]
+    for key in preset:
+        if result.get(key, _DEFAULTS[key]) == _DEFAULTS[key]:
+            result[key] = overrides[key]
     return result
 
 
@@ -166,8 +193,17 @@ def _guide_features(features: Any, guide: np.ndarray, max_side: int = 384) -> li
     return [np.asarray(keras.ops.convert_to_numpy(o)).reshape(-1, o.shape[-1]).astype(np.float32) for o in outputs]
 
 
+def _border(size: Any, width: int = 2) -> Any:
+    """Border to drop from a spatial side (static int, or a tensor in a shape-generic graph)."""
+    if isinstance(size, (int, np.integer)):
+        return width if size > 2 * width else 0
+    from keras import ops
+
+    return ops.cast(ops.greater(size, 2 * width), "int32") * width
+
+
 def _make_loss_fn(settings: DreamSettings, weights: Sequence[float], guides: Sequence[np.ndarray] | None) -> Any:
-    """The per-sample objective, written with ``keras.ops`` (any backend)."""
+    """The per-sample objective, written with ``keras.ops`` (any backend, any input size)."""
     from keras import ops
 
     def loss_fn(outputs: Sequence[Any]) -> Any:
@@ -184,22 +220,22 @@ def _make_loss_fn(settings: DreamSettings, weights: Sequence[float], guides: Seq
                 scores = ops.einsum("bpc,gc->bpg", flat, guide)
                 matched = ops.take(guide, ops.argmax(scores, axis=-1), axis=0)
                 term = ops.mean(ops.sum(flat * ops.stop_gradient(matched), axis=-1), axis=1)
+            elif settings.objective == "neuron":
+                height, width = ops.shape(activation)[1], ops.shape(activation)[2]
+                term = activation[:, height // 2, width // 2, settings.channel]
+                if settings.loss == "mean-square":
+                    term = ops.square(term)
             else:
-                if settings.objective == "neuron":
-                    height, width = ops.shape(activation)[1], ops.shape(activation)[2]
-                    term = activation[:, height // 2, width // 2, settings.channel]
-                    if settings.loss == "mean-square":
-                        term = ops.square(term)
+                if settings.objective == "channel":
+                    activation = activation[..., settings.channel : settings.channel + 1]
+                if settings.loss == "mean":
+                    term = ops.mean(activation, axis=(1, 2, 3))
                 else:
-                    if settings.objective == "channel":
-                        activation = activation[..., settings.channel : settings.channel + 1]
-                    if settings.loss == "mean":
-                        term = ops.mean(activation, axis=(1, 2, 3))
-                    else:
-                        size = ops.cast(ops.prod(ops.shape(activation)[1:]), activation.dtype)
-                        if activation.shape[1] is not None and min(activation.shape[1], activation.shape[2]) > 4:
-                            activation = activation[:, 2:-2, 2:-2, :]
-                        term = ops.sum(ops.square(activation), axis=(1, 2, 3)) / size
+                    shape = ops.shape(activation)
+                    size = ops.cast(shape[1] * shape[2] * shape[3], activation.dtype)
+                    top, left = _border(shape[1]), _border(shape[2])
+                    inner = activation[:, top : shape[1] - top, left : shape[2] - left, :]
+                    term = ops.sum(ops.square(inner), axis=(1, 2, 3)) / size
             term = weight * term
             total = term if total is None else total + term
         return total
@@ -207,13 +243,18 @@ def _make_loss_fn(settings: DreamSettings, weights: Sequence[float], guides: Seq
     return loss_fn
 
 
-def _uses_depthwise(model: Any) -> bool:
-    return any("Depthwise" in type(layer).__name__ for layer in getattr(model.keras_model, "layers", []))
-
-
 @dataclass
 class _Objective:
-    """A compiled objective on one model: gradient function and memory figures."""
+    """A compiled objective on one model: gradient function and memory figures.
+
+    Attributes:
+        gradient: ``fn(batch, shift) -> (losses, gradients)`` (see :mod:`filters.gradients`).
+        features: The feature model the gradient differentiates.
+        names: Raw target layer names.
+        bytes_per_pixel: Estimated peak activation memory of one call, per input pixel.
+        neuron: Only the centre neuron matters (the window around it is enough).
+        stride: Total stride of the deepest target layer (tile alignment).
+    """
 
     gradient: Any
     features: Any
@@ -238,21 +279,39 @@ def _target_stride(model: Any, names: Sequence[str]) -> int:
         return 1
 
 
-def _activation_floats_per_pixel(model: Any, names: Sequence[str]) -> float:
-    """Activation elements per input pixel up to the deepest target layer (from the layer table)."""
+def _activation_bytes_per_pixel(model: Any, names: Sequence[str]) -> float:
+    """Peak activation memory of one gradient call per input pixel, estimated from the layer table.
+
+    Kept for the backward pass: every layer output up to the deepest target,
+    except batch norms and convolutions whose output only feeds an activation
+    or a batch norm (fused or folded away), plus two gradient buffers of the
+    largest layer. Measured peaks are 0.75-0.8 of this figure on the embedded
+    models.
+    """
     try:
         side = 224.0
         table = model.layer_table(224)
-        total, deepest = 0.0, max(i for i, info in enumerate(table) if info.name in names)
-        for info in table[: deepest + 1]:
+        deepest = max(i for i, info in enumerate(table) if info.name in names)
+        kept, largest = 3.0, 3.0  # the input and its rolled copy
+        for index, info in enumerate(table[: deepest + 1]):
             shape = [d for d in info.output_shape if d is not None] if info.output_shape else []
-            if len(shape) >= 3:
-                total += float(np.prod(shape[-3:])) / (side * side)
-        if total > 0:
-            return total
+            if len(shape) < 3:
+                continue
+            floats = float(np.prod(shape[-3:])) / (side * side)
+            largest = max(largest, floats)
+            following = table[index + 1].kind if index + 1 < len(table) else ""
+            if info.kind == "BatchNormalization":
+                continue
+            if info.kind in ("Conv2D", "DepthwiseConv2D") and following in ("BatchNormalization", "ReLU", "Activation"):
+                continue
+            kept += floats
+        return 4.0 * (kept + 2.0 * largest)
     except Exception:  # the table is an estimate's input only; fall back to a safe figure
-        pass
-    return 400.0
+        return 2048.0
+
+
+def _uses_depthwise(model: Any) -> bool:
+    return any("Depthwise" in type(layer).__name__ for layer in getattr(model.keras_model, "layers", []))
 
 
 def build_objective(model: Any, settings: DreamSettings) -> _Objective:
@@ -268,25 +327,22 @@ def build_objective(model: Any, settings: DreamSettings) -> _Objective:
     Raises:
         ParameterError: Unknown layer, channel out of range, all weights zero.
     """
-    from ..gradients import make_gradient_fn
+    from ..gradients import gradient_feature_model, make_gradient_fn
 
     layers = _resolve_layers(model, settings.layers)
     names = tuple(name for name, _ in layers)
     weights = tuple(weight for _, weight in layers)
-    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss)
+    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss, settings.relu6)
     if settings.guide is None and key in _OBJECTIVE_CACHE:
         return _OBJECTIVE_CACHE[key]
-    features = model.feature_model(list(names))
     _check_channel(settings, names, model)
+    features = gradient_feature_model(model, list(names), relu6=settings.relu6)
     guides = _guide_features(features, settings.guide) if settings.guide is not None else None
-    gradient = make_gradient_fn(
-        features, _make_loss_fn(settings, weights, guides), jit_compile=not _uses_depthwise(model)
-    )
     objective = _Objective(
-        gradient,
+        make_gradient_fn(features, _make_loss_fn(settings, weights, guides)),
         features,
         names,
-        4.0 * _MEMORY_FACTOR * _activation_floats_per_pixel(model, names),
+        _MEMORY_FACTOR * _activation_bytes_per_pixel(model, names),
         neuron=settings.objective == "neuron" and settings.guide is None,
         stride=_target_stride(model, names),
     )
@@ -298,28 +354,53 @@ def build_objective(model: Any, settings: DreamSettings) -> _Objective:
 
 
 # --------------------------------------------------------------------------- stepping
-def _window_shape(settings: DreamSettings, objective: _Objective, height: int, width: int) -> tuple[int, int]:
+def plan_window(settings: DreamSettings, objective: _Objective, height: int, width: int) -> tuple[int, int]:
+    """The window the network sees at one octave: the whole image if it fits the budget.
+
+    Args:
+        settings: ``tile_size`` (a hard cap on the window side) and ``memory_mb``.
+        objective: Gives the memory per pixel, the stride and the objective kind.
+        height: Octave height.
+        width: Octave width.
+
+    Returns:
+        ``(window_height, window_width)``; equal to ``(height, width)`` for a
+        whole-image pass.
+    """
+    max_pixels = max(int(settings.memory_mb * 2**20 / objective.bytes_per_pixel), (4 * TILE_MARGIN) ** 2)
     if settings.tile_size:
-        side = max(2 * TILE_MARGIN + 8, settings.tile_size)
+        side = max(4 * TILE_MARGIN, settings.tile_size)
+        max_pixels = min(max_pixels, side * side)
+        if height <= side and width <= side:
+            return height, width
+        return tiling.window_shape_for_budget(
+            height, width, max_pixels, margin=TILE_MARGIN, align=objective.stride, max_side=side
+        )
+    if objective.neuron:
+        side = max(4 * TILE_MARGIN, int(math.sqrt(max_pixels)))
         return min(height, side), min(width, side)
-    max_pixels = int(settings.memory_mb * 2**20 / objective.bytes_per_pixel)
-    return tiling.window_shape_for_budget(height, width, max(max_pixels, (4 * TILE_MARGIN) ** 2))
+    return tiling.window_shape_for_budget(height, width, max_pixels, margin=TILE_MARGIN, align=objective.stride)
 
 
 def tiled_gradient(
-    image: np.ndarray, objective: _Objective, window: tuple[int, int], shift: tuple[int, int] = (0, 0)
+    image: np.ndarray,
+    objective: _Objective,
+    window: tuple[int, int],
+    shift: tuple[int, int] = (0, 0),
+    out: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
-    """Objective value and input gradient of an image of any size, computed tile by tile.
+    """Objective value and input gradient of an image of any size: whole, or window by window.
 
     Args:
         image: float32 ``H x W x 3``.
         objective: From :func:`build_objective`.
-        window: Window shape (the whole image when it fits).
+        window: Window shape; ``(H, W)`` differentiates the whole image in one call.
         shift: Roll ``(dy, dx)`` applied to the image before the network sees it.
+        out: Optional float32 ``H x W x 3`` buffer for the gradient (tiled case).
 
     Returns:
-        ``(loss, gradient)``: the area-weighted loss of the windows and the
-        gradient in the unrolled frame.
+        ``(loss, gradient)``: the loss (area-weighted over the windows) and the
+        gradient of the mean objective in the unrolled frame.
     """
     height, width = image.shape[:2]
     if objective.neuron:
@@ -327,12 +408,17 @@ def tiled_gradient(
         top, left = max(0, (height - window[0]) // 2), max(0, (width - window[1]) // 2)
         box = (top, top + window[0], left, left + window[1])
         tile = tiling.Tile(box, box)
-        gradient = np.zeros_like(image)
+        gradient = np.zeros_like(image) if out is None else out
+        if out is not None:
+            gradient.fill(0.0)
         losses, grads = objective.gradient(tiling.read_window(image, tile, shift)[None])
         tiling.write_core(gradient, tile, grads[0], shift)
         return float(losses[0]), gradient
+    if tuple(window) == (height, width):
+        losses, grads = objective.gradient(image[None], shift)
+        return float(losses[0]), grads[0]
     tiles = tiling.plan_tiles(height, width, window, TILE_MARGIN, objective.stride)
-    gradient = np.empty_like(image)
+    gradient = np.empty_like(image) if out is None else out
     loss = 0.0
     for tile in tiles:
         losses, grads = objective.gradient(tiling.read_window(image, tile, shift)[None])
@@ -346,13 +432,45 @@ def tiled_gradient(
     return loss, gradient
 
 
-def _normalise(gradient: np.ndarray, mode: str, mask: np.ndarray | None) -> np.ndarray:
-    values = gradient if mask is None else gradient[mask > 0]
-    if values.size == 0:
+def _limit_chroma(gradient: np.ndarray, chroma: float) -> np.ndarray:
+    """Keep the gradient's brightness part, scale its colour part by ``chroma`` (in place).
+
+    Brightness is the mean over R, G, B; colour is what remains. ``chroma = 1``
+    leaves the gradient unchanged, ``0`` dreams in brightness only.
+    """
+    if chroma == 1.0:
         return gradient
-    scale = float(values.std()) if mode == "std" else float(np.abs(values).mean())
-    gradient /= np.float32(scale + 1e-8)
+    brightness = gradient.mean(axis=2, keepdims=True)
+    brightness *= np.float32(1.0 - chroma)
+    gradient *= np.float32(chroma)
+    gradient += brightness
     return gradient
+
+
+#: Elements per block when computing a gradient's scale: float32 sums over a
+#: block, float64 across blocks (accurate, deterministic, no full-size temporaries).
+_BLOCK = 1 << 16
+
+
+def _normalise(gradient: np.ndarray, mode: str, mask: np.ndarray | None) -> float:
+    """The gradient's scale (std or mean |g|) over the pixels the mask lets through."""
+    height = gradient.shape[0]
+    rows = max(1, _BLOCK // max(1, gradient[0].size))
+    count, total, squares = 0, 0.0, 0.0
+    for top in range(0, height, rows):
+        block = gradient[top : top + rows]
+        block = block.reshape(-1) if mask is None else block[mask[top : top + rows] > 0].reshape(-1)
+        count += block.size
+        if mode == "std":
+            total += float(block.sum())
+            squares += float(np.einsum("i,i->", block, block))
+        else:
+            total += float(np.abs(block).sum())
+    if count == 0:
+        return 1.0
+    mean = total / count
+    scale = math.sqrt(max(squares / count - mean * mean, 0.0)) if mode == "std" else mean
+    return scale + 1e-8
 
 
 def _dream_octave(
@@ -361,11 +479,12 @@ def _dream_octave(
     settings: DreamSettings,
     mask: np.ndarray | None,
     rng: np.random.Generator,
-    report: Any,
-) -> tuple[np.ndarray, float]:
-    """Gradient ascent at one scale. Returns the image and the last loss."""
+    report: Callable[[int, float], None],
+) -> float:
+    """Gradient ascent at one scale, in place on ``image``. Returns the last loss."""
     height, width = image.shape[:2]
-    window = _window_shape(settings, objective, height, width)
+    window = plan_window(settings, objective, height, width)
+    buffer = None if tuple(window) == (height, width) and not objective.neuron else np.empty_like(image)
     loss = 0.0
     for step in range(settings.steps):
         if settings.jitter:
@@ -375,15 +494,15 @@ def _dream_octave(
             )
         else:
             shift = (0, 0)
-        loss, gradient = tiled_gradient(image, objective, window, shift)
+        loss, gradient = tiled_gradient(image, objective, window, shift, out=buffer)
+        gradient = _limit_chroma(gradient, settings.chroma)
         if settings.smoothing == "gaussian":
-            gradient = gaussian_blur(gradient, settings.smoothing_sigma)
+            gradient = gaussian_blur(gradient, settings.smoothing_sigma, out=gradient)
         elif settings.smoothing == "laplacian":
             gradient = laplacian_normalize(gradient)
         if mask is not None:
             gradient *= mask[:, :, None]
-        gradient = _normalise(gradient, settings.normalize, mask)
-        gradient *= np.float32(settings.step_size)
+        gradient *= np.float32(settings.step_size / _normalise(gradient, settings.normalize, mask))
         image += gradient
         del gradient
         if settings.clip:
@@ -391,7 +510,7 @@ def _dream_octave(
         report(step + 1, loss)
         if settings.loss_ceiling and loss > settings.loss_ceiling:
             break
-    return image, loss
+    return loss
 
 
 def _working_size(height: int, width: int, min_size: int) -> tuple[int, int]:
@@ -402,6 +521,11 @@ def _working_size(height: int, width: int, min_size: int) -> tuple[int, int]:
     return max(min_size, math.ceil(height * factor)), max(min_size, math.ceil(width * factor))
 
 
+def _resized(image: np.ndarray, shape: tuple[int, int], method: str = "bicubic") -> np.ndarray:
+    """``image`` itself if it already has ``shape``, else a resized copy."""
+    return image if image.shape[:2] == tuple(shape) else resize_image(image, shape, method)
+
+
 def dream(
     image: np.ndarray,
     model: Any,
@@ -409,12 +533,12 @@ def dream(
     *,
     rng: np.random.Generator,
     mask: np.ndarray | None = None,
-    progress: Any = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> np.ndarray:
     """Dream one image.
 
     Args:
-        image: float32 ``H x W x 3`` in [0, 1] (any size, down to 1 x 1).
+        image: float32 ``H x W x 3`` in [0, 1] (any size, down to 1 x 1); not modified.
         model: A zoo model handle.
         settings: Dream settings.
         rng: Source of the jitter rolls.
@@ -422,18 +546,17 @@ def dream(
         progress: ``progress(fraction, message)`` (e.g. ``context.progress``).
 
     Returns:
-        The dreamed float32 ``H x W x 3`` image.
+        The dreamed float32 ``H x W x 3`` image (a new array).
     """
     objective = build_objective(model, settings)
     base = np.asarray(image, dtype=np.float32)
     height, width = base.shape[:2]
     min_size = int(getattr(model, "min_size", 32) or 32)
     work_shape = _working_size(height, width, min_size)
-    work = resize_image(base, work_shape) if work_shape != (height, width) else base
+    work = _resized(base, work_shape)
     work_mask = None
     if mask is not None:
-        work_mask = resize_image(mask, work_shape, "bilinear") if work_shape != (height, width) else mask
-        work_mask = np.clip(work_mask, 0.0, 1.0).astype(np.float32)
+        work_mask = np.clip(_resized(np.asarray(mask, np.float32), work_shape, "bilinear"), 0.0, 1.0)
     shapes = octave_shapes(
         work_shape[0],
         work_shape[1],
@@ -446,47 +569,53 @@ def dream(
     done = [0.0]
     total_work = float(sum(areas) * settings.steps)
 
-    current: np.ndarray | None = None
-    detail: np.ndarray | None = None
+    current: np.ndarray | None = None  # the octave image being dreamed
     for index, shape in enumerate(shapes):
         octave_mask = None
         if work_mask is not None:
-            octave_mask = work_mask if shape == work_shape else np.clip(resize_image(work_mask, shape, "bilinear"), 0, 1)
+            octave_mask = work_mask if shape == work_shape else resize_image(work_mask, shape, "bilinear")
+            octave_mask = np.clip(octave_mask, 0.0, 1.0)  # may be a read-only view of the caller's mask
+        octave_base = None
         if settings.detail:
-            octave_base = work if shape == work_shape else resize_image(work, shape)
-            if detail is None:
+            octave_base = _resized(work, shape)
+            if current is None:
                 current = octave_base.copy()
             else:
-                current = octave_base + resize_image(detail, shape)
+                # ``current`` holds the detail dreamed so far: carry it to this size.
+                current = resize_image(current, shape)
+                current += octave_base
                 if settings.clip:
                     np.clip(current, 0.0, 1.0, out=current)
-        else:
-            source = work if current is None else current
-            current = resize_image(source, shape) if source.shape[:2] != shape else source.copy()
-            octave_base = None
+        elif current is None:
+            current = resize_image(work, shape) if work.shape[:2] != shape else work.copy()
+        elif current.shape[:2] != shape:
+            current = resize_image(current, shape)
 
         def report(step: int, loss: float, index: int = index) -> None:
             if progress is not None:
                 fraction = (done[0] + areas[index] * step) / total_work
-                progress(0.98 * fraction, f"octave {index + 1}/{len(shapes)}, step {step}/{settings.steps}, loss {loss:.4g}")
+                message = f"octave {index + 1}/{len(shapes)}, step {step}/{settings.steps}, loss {loss:.4g}"
+                progress(0.98 * fraction, message)
 
-        current, _ = _dream_octave(current, objective, settings, octave_mask, rng, report)
+        _dream_octave(current, objective, settings, octave_mask, rng, report)
         done[0] += areas[index] * settings.steps
-        if settings.detail:
-            detail = current - octave_base
+        if octave_base is not None:
+            current -= octave_base  # now the detail
             del octave_base
     assert current is not None
+    if current.shape[:2] != work_shape:
+        current = resize_image(current, work_shape)
     if settings.detail:
-        assert detail is not None
-        result = work + (detail if detail.shape[:2] == work_shape else resize_image(detail, work_shape))
-    else:
-        result = current if current.shape[:2] == work_shape else resize_image(current, work_shape)
-    if work_shape != (height, width):
-        result = resize_image(result, (height, width))
+        current += work
+    result = current if work_shape == (height, width) else resize_image(current, (height, width))
     np.clip(result, 0.0, 1.0, out=result)
     if mask is not None:
-        result = np.where(mask[:, :, None] > 0, mask[:, :, None] * result + (1.0 - mask[:, :, None]) * base, base)
-    return result.astype(np.float32, copy=False)
+        keep = np.asarray(mask, np.float32)[:, :, None]
+        # mask * result + (1 - mask) * base; where the mask is 0 this adds 0 to base: exactly base.
+        result -= base
+        result *= keep
+        result += base
+    return result
 
 
 def objective_value(image: np.ndarray, model: Any, settings: DreamSettings) -> float:
@@ -497,14 +626,27 @@ def objective_value(image: np.ndarray, model: Any, settings: DreamSettings) -> f
 
 
 # --------------------------------------------------------------------------- filter entry
-def _load_mask(params: Mapping[str, Any], shape: tuple[int, int]) -> np.ndarray | None:
-    if not params.get("mask"):
-        return None
-    mask = _read_grey(params["mask"], "mask")
-    if mask.shape != shape:
-        mask = np.clip(resize_image(mask, shape, "bilinear"), 0.0, 1.0)
-    if params.get("mask_invert"):
+def _load_mask(params: Mapping[str, Any], shape: tuple[int, int], alpha: np.ndarray | None) -> np.ndarray | None:
+    """The dream mask: the mask file and/or the image's alpha, inverted and feathered as asked."""
+    mask = None
+    if params.get("mask"):
+        mask = _read_grey(params["mask"], "mask")
+        if mask.shape != shape:
+            mask = np.clip(resize_image(mask, shape, "bilinear"), 0.0, 1.0)
+    if params.get("mask_invert") and mask is not None:
         mask = 1.0 - mask
+    if params.get("mask_alpha") and alpha is not None:
+        alpha = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0)
+        if alpha.shape != shape:
+            raise ParameterError(
+                f'"mask_alpha" needs an alpha channel of the image\'s size {shape}. '
+                f"Received: alpha of shape {alpha.shape}",
+                param="mask_alpha",
+                value=True,
+            )
+        mask = alpha.copy() if mask is None else mask * alpha
+    if mask is None:
+        return None
     return feather_inward(mask, float(params.get("mask_feather", 0.0)))
 
 
@@ -529,7 +671,8 @@ def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) ->
     Args:
         image: float32 ``H x W x 3`` in [0, 1].
         params: Validated parameters (see :data:`filters.deepdream.plugin.PARAMS`).
-        context: Progress, cancellation, seed and model cache.
+        context: Progress, cancellation, seed, model cache and the image's alpha
+            (used as a mask when ``mask_alpha`` is set).
 
     Returns:
         The dreamed image, same size, float32 in [0, 1] (the last frame when
@@ -554,7 +697,7 @@ def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) ->
     settings = settings_from_params(params)
     context.progress(0.0, f"loading model {settings.model}")
     model = context.load_model(settings.model)
-    mask = _load_mask(params, image.shape[:2])
+    mask = _load_mask(params, image.shape[:2], getattr(context, "alpha", None))
     count = max(1, frames)
     result = np.asarray(image, np.float32)
     for frame in range(count):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from plugin_host import FilterSpec, Param, hookimpl
 
-__all__ = ["PARAMS", "PRESETS", "register_filters", "deepdream_spec"]
+__all__ = ["MODEL_PRESETS", "PARAMS", "PRESETS", "register_filters", "deepdream_spec"]
 
 #: Named settings. A preset only changes parameters the user left at their
 #: default value; anything set explicitly wins over the preset.
 PRESETS: dict[str, dict[str, object]] = {
+    # The tuned settings of the chosen model (see MODEL_PRESETS); Lite0's are the defaults.
+    "auto": {},
     "none": {},
     # TensorFlow's DeepDream tutorial: InceptionV3 mixed3 + mixed5, mean activation,
     # gradient / std, step 0.01 in [-1, 1] (= 0.005 in [0, 1]), clip, octaves
@@ -68,43 +70,53 @@ PRESETS: dict[str, dict[str, object]] = {
         "jitter": 32,
         "smoothing": "none",
     },
-    # The classic VGG16 look (block4 activations), embedded weights, tuned for CPU.
+    # The classic VGG16 look on the embedded backbone: block3/block4 activations, mean |g|
+    # steps of 1.5/255 (Google's notebook), no smoothing. This backbone's gradient pushes
+    # colours toward flat magenta/green, so the colour part of each step is damped.
     "vgg16-classic": {
         "model": "vgg16-hed",
         "layers": "auto",
-        "loss": "mean",
-        "normalize": "std",
-        "steps": 8,
+        "loss": "mean-square",
+        "normalize": "mean-abs",
+        "step_size": 1.5 / 255.0,
+        "steps": 10,
         "octaves": 4,
         "octave_scale": 1.4,
         "detail": True,
         "jitter": 32,
-        "smoothing": "laplacian",
+        "smoothing": "none",
+        "chroma": 0.15,
     },
 }
 
+#: What ``preset="auto"`` means for each model (models not listed: the declared defaults).
+MODEL_PRESETS: dict[str, str] = {"vgg16-hed": "vgg16-classic"}
+
 PARAMS: tuple[Param, ...] = (
-    Param("preset", "choice", "none", "Named settings (tf-tutorial, keras-example: InceptionV3, needs its downloaded weights); they change only parameters left at their default.", choices=tuple(PRESETS)),
+    Param("preset", "choice", "auto", "Named settings; they change only parameters left at their default. auto: tuned for the chosen model (vgg16-classic for vgg16-hed); none: the plain defaults; tf-tutorial, keras-example: InceptionV3 (needs its downloaded weights).", choices=tuple(PRESETS)),
     Param("model", "model", "lite0", "Network to dream with: an embedded model (lite0, vgg16-hed), inception-v3 (downloaded weights) or a .keras file."),
     Param("layers", "layers", "auto", "Layers to amplify with weights, e.g. 'block5_expand_act:1,block10_expand_act:1'; 'auto' uses the model's recommended layers."),
     Param("objective", "choice", "layer", "What to amplify: whole layers, one channel of each layer, or one neuron (that channel at the image centre).", choices=("layer", "channel", "neuron")),
     Param("channel", "int", 0, "Channel index for the channel and neuron objectives.", minimum=0),
-    Param("loss", "choice", "mean", "Loss form: mean activation (TF tutorial) or mean squared activation without a 2-pixel border (Keras example).", choices=("mean", "mean-square")),
+    Param("loss", "choice", "mean-square", "Loss form: mean activation (TF tutorial) or mean squared activation without a 2-pixel border (Keras example).", choices=("mean", "mean-square")),
+    Param("relu6", "choice", "unbounded", "ReLU6 units (Lite0) saturate at 6: dream through a copy with plain ReLUs (unbounded), keep them but pass gradients through saturated units (pass-gradient), or keep them as they are (keep).", choices=("unbounded", "pass-gradient", "keep"), label="ReLU6 units"),
     Param("guide", "path", "", "Guide image for a controlled dream: each position is pulled toward the best-matching feature of this image (replaces the objective).", label="Guide image"),
     Param("octaves", "int", 4, "Number of scales (octaves) the image is dreamed at, smallest first.", minimum=1, maximum=12),
     Param("octave_scale", "float", 1.4, "Size ratio between neighbouring octaves.", minimum=1.05, maximum=3.0),
     Param("upscale_octaves", "int", 0, "How many of the octaves are larger than the image (the TF tutorial uses 2 with scale 1.3).", minimum=0, maximum=4),
     Param("detail", "bool", True, "Re-inject the dreamed detail when moving to the next octave (Google, Keras) instead of resizing the dreamed image (TF tutorial)."),
     Param("steps", "int", 10, "Gradient-ascent steps per octave.", minimum=1, maximum=1000),
-    Param("step_size", "float", 0.012, "Step length in pixel units (image range 0..1) after gradient normalisation.", minimum=1e-5, maximum=1.0),
+    Param("step_size", "float", 0.015, "Step length in pixel units (image range 0..1) after gradient normalisation.", minimum=1e-5, maximum=1.0),
     Param("normalize", "choice", "std", "Gradient normalisation before the step: divide by its standard deviation (TF tutorial) or by its mean absolute value (Google, Keras).", choices=("std", "mean-abs")),
     Param("jitter", "int", 32, "Random roll of the image before each step, up to this many pixels (0 = none).", minimum=0, maximum=4096),
-    Param("smoothing", "choice", "laplacian", "Gradient smoothing for less noisy dreams: Gaussian blur or Laplacian-pyramid normalisation.", choices=("none", "gaussian", "laplacian")),
-    Param("smoothing_sigma", "float", 1.0, "Gaussian smoothing radius (standard deviation) in pixels.", minimum=0.0, maximum=32.0),
+    Param("smoothing", "choice", "gaussian", "Gradient smoothing: a light Gaussian blur against pixel noise, or Laplacian-pyramid normalisation for larger, smoother structures.", choices=("none", "gaussian", "laplacian")),
+    Param("chroma", "float", 1.0, "How much the dream may change colours: 1 keeps the network's colour gradient, 0 dreams in brightness only; lower values avoid flat magenta/green casts.", minimum=0.0, maximum=1.0),
+    Param("smoothing_sigma", "float", 0.5, "Gaussian smoothing radius (standard deviation) in pixels.", minimum=0.0, maximum=32.0),
     Param("loss_ceiling", "float", 0.0, "Stop an octave early once the loss exceeds this value (0 = never; the Keras example uses 15).", minimum=0.0),
     Param("clip", "bool", True, "Clip pixels to the valid range after every step."),
     Param("mask", "path", "", "Greyscale image: dream where it is white, keep the image where it is black (its alpha multiplies it)."),
     Param("mask_invert", "bool", False, "Swap the mask's dream and keep regions."),
+    Param("mask_alpha", "bool", False, "Use the image's alpha as a mask too: dream where the image is opaque, keep transparent pixels exactly (multiplies the mask file, if any; inverting applies to the file only).", label="Mask with alpha"),
     Param("mask_feather", "float", 8.0, "Soft edge, in pixels, inside the mask; outside the mask pixels stay untouched.", minimum=0.0, maximum=512.0),
     Param("tile_size", "int", 0, "Largest tile side fed to the network (0 = from the memory budget); larger images are tiled seamlessly.", minimum=0, maximum=16384),
     Param("memory_mb", "int", 1536, "Memory budget for the network's activations per tile, in MB.", minimum=64, maximum=65536, label="Memory (MB)"),

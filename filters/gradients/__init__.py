@@ -20,6 +20,11 @@ Example::
 
     gradient = make_gradient_fn(features, loss_fn)
     losses, grads = gradient(batch)   # numpy (B,), numpy (B, H, W, 3)
+    losses, grads = gradient(batch, shift=(5, -7))  # network sees the batch rolled
+
+:func:`gradient_feature_model` gives the same feature model on a clone of the
+network prepared for this work (batch norms folded into convolutions, ReLU6
+units optionally unbounded or passing gradients when saturated).
 """
 
 from __future__ import annotations
@@ -27,17 +32,41 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["GradientFn", "LossFn", "make_gradient_fn", "supported_backends"]
+__all__ = ["RELU6_MODES", "GradientFn", "LossFn", "gradient_feature_model", "make_gradient_fn", "supported_backends"]
 
 #: ``loss_fn(outputs) -> per-sample loss`` of shape ``(B,)``, written with
 #: ``keras.ops``; ``outputs`` is the list of the feature model's outputs.
 LossFn = Callable[[Sequence[Any]], Any]
 
-#: ``fn(batch) -> (losses, gradients)``: numpy float32 ``(B, H, W, 3)`` in,
-#: numpy ``(B,)`` and ``(B, H, W, 3)`` out.
-GradientFn = Callable[[Any], tuple[Any, Any]]
+#: ``fn(batch, shift=(0, 0)) -> (losses, gradients)``: numpy float32
+#: ``(B, H, W, 3)`` in, writable numpy ``(B,)`` and ``(B, H, W, 3)`` out. The network sees
+#: the batch rolled by ``shift = (dy, dx)`` (``np.roll`` over the two image
+#: axes); the gradient is returned in the un-rolled frame.
+GradientFn = Callable[..., tuple[Any, Any]]
+
+#: How ReLU6 units are treated by :func:`gradient_feature_model`.
+RELU6_MODES = ("unbounded", "pass-gradient", "keep")
 
 _BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def gradient_feature_model(model: Any, layer_names: Sequence[str], *, relu6: str = "keep") -> Any:
+    """Feature model on a clone of ``model``'s network prepared for input gradients.
+
+    See :func:`filters.gradients._network.gradient_feature_model` (imports Keras).
+
+    Args:
+        model: A zoo model handle.
+        layer_names: Raw layer names or aliases.
+        relu6: ``"unbounded"`` (ReLU6 units become ReLUs), ``"pass-gradient"``
+            (forward unchanged, gradient passes saturated units) or ``"keep"``.
+
+    Returns:
+        A Keras model from RGB [0, 1] ``(B, H, W, 3)`` to a list of layer outputs.
+    """
+    from ._network import gradient_feature_model as build
+
+    return build(model, layer_names, relu6=relu6)
 
 
 def supported_backends() -> tuple[str, ...]:
@@ -63,9 +92,10 @@ def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool =
             convolutions on CPU). JAX always compiles; torch ignores it.
 
     Returns:
-        ``fn(batch) -> (losses, gradients)`` on numpy arrays. On TensorFlow
-        the function is a ``tf.function`` with ``reduce_retracing=True``, so
-        a new input size costs at most one more trace.
+        ``fn(batch, shift=(0, 0)) -> (losses, gradients)`` on numpy arrays
+        (see :data:`GradientFn`). On TensorFlow the step is traced once for
+        any input size and its weights are frozen into the graph (with
+        ``jit_compile`` it is compiled once per input size instead).
 
     Raises:
         RuntimeError: The active Keras backend has no implementation here.

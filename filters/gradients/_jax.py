@@ -21,8 +21,11 @@ def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool =
     trainable = [variable.value for variable in feature_model.trainable_variables]
     non_trainable = [variable.value for variable in feature_model.non_trainable_variables]
 
-    def objective(batch: jax.Array, trainable: list[Any], non_trainable: list[Any]) -> tuple[jax.Array, jax.Array]:
-        outputs, _ = feature_model.stateless_call(trainable, non_trainable, batch, training=False)
+    def objective(
+        batch: jax.Array, shift: jax.Array, trainable: list[Any], non_trainable: list[Any]
+    ) -> tuple[jax.Array, jax.Array]:
+        rolled = jnp.roll(batch, (shift[0], shift[1]), axis=(1, 2))
+        outputs, _ = feature_model.stateless_call(trainable, non_trainable, rolled, training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         losses = jnp.reshape(loss_fn(list(outputs)), (-1,))
@@ -32,8 +35,14 @@ def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool =
     # them into the program (slow compiles, twice the memory).
     step = jax.jit(jax.grad(objective, argnums=0, has_aux=True))
 
-    def run(batch: Any) -> tuple[np.ndarray, np.ndarray]:
-        gradient, losses = step(jnp.asarray(np.asarray(batch, dtype=np.float32)), trainable, non_trainable)
-        return np.asarray(losses), np.asarray(gradient)
+    def run(batch: Any, shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+        gradient, losses = step(
+            jnp.asarray(np.asarray(batch, dtype=np.float32)),
+            jnp.asarray([int(shift[0]), int(shift[1])], jnp.int32),
+            trainable,
+            non_trainable,
+        )
+        # np.array, not np.asarray: JAX buffers are read-only, callers update gradients in place.
+        return np.array(losses), np.array(gradient)
 
     return run

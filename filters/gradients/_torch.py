@@ -15,10 +15,11 @@ def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool =
     """See :func:`filters.gradients.make_gradient_fn` (``jit_compile`` is ignored)."""
     del jit_compile
 
-    def run(batch: Any) -> tuple[np.ndarray, np.ndarray]:
+    def run(batch: Any, shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
         inputs = keras.ops.convert_to_tensor(np.asarray(batch, dtype=np.float32)).detach().requires_grad_(True)
         with torch.enable_grad():
-            outputs = feature_model(inputs, training=False)
+            rolled = torch.roll(inputs, (int(shift[0]), int(shift[1])), dims=(1, 2))
+            outputs = feature_model(rolled, training=False)
             if not isinstance(outputs, (list, tuple)):
                 outputs = [outputs]
             losses = torch.reshape(loss_fn(list(outputs)), (-1,))

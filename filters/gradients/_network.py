@@ -1,0 +1,219 @@
+"""Networks prepared for input-gradient work: batch norms folded, ReLU6 units optionally unbounded.
+
+Written with Keras layers and ``keras.ops`` only, so every backend gets the same
+network. Two rewrites of a functional model, both made on a clone (the zoo's
+model is never changed):
+
+* **Batch-norm folding.** An inference-mode ``BatchNormalization`` right after a
+  convolution is an affine map per channel; folding it into the convolution's
+  kernel and bias removes one full-size multiply-add from the forward pass and
+  one multiply from the backward pass (about 10-15 % of a Lite0 step on CPU).
+  Outputs agree with the original to float32 rounding.
+* **ReLU6.** ReLU6 units saturate at 6: their gradient is zero there, and an
+  objective on them is bounded. ``relu6="pass-gradient"`` keeps the forward pass
+  and lets the gradient through saturated units (guided by what the unit *would*
+  do); ``relu6="unbounded"`` dreams through a copy whose ReLU6 units are plain
+  ReLUs, so activations and objectives can keep rising. ``"keep"`` leaves them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = ["RELU6_MODES", "ReLU6PassGradient", "gradient_feature_model", "prepare_network"]
+
+#: How ReLU6 units are treated (see the module docstring).
+RELU6_MODES = ("unbounded", "pass-gradient", "keep")
+
+_LOCK = threading.Lock()
+_NETWORKS: dict[tuple[int, str], tuple[Any, Any]] = {}
+_FEATURES: dict[tuple[int, str, tuple[str, ...]], Any] = {}
+
+
+class ReLU6PassGradient(keras.layers.Layer):
+    """``min(max(x, 0), 6)`` forward, the gradient of ``max(x, 0)`` backward."""
+
+    def call(self, inputs: Any) -> Any:
+        """Apply the unit."""
+        rectified = ops.relu(inputs)
+        return rectified - ops.stop_gradient(rectified - ops.minimum(rectified, 6.0))
+
+
+class _FoldedAway(keras.layers.Layer):
+    """Stands where a folded batch norm was: passes its input through."""
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        """Return ``inputs`` unchanged."""
+        del training, mask
+        return inputs
+
+
+def _is_relu6(layer: Any) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        config = layer.get_config()
+        return (
+            config.get("max_value") is not None
+            and float(config["max_value"]) == 6.0
+            and not config.get("negative_slope")
+            and not config.get("threshold")
+        )
+    if isinstance(layer, keras.layers.Activation):
+        return getattr(layer.activation, "__name__", "") == "relu6"
+    return False
+
+
+def _producer(layer: Any) -> Any | None:
+    """The single layer feeding ``layer`` in its (only) call, or ``None``."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    if len(nodes) != 1:
+        return None
+    parents = getattr(nodes[0], "parent_nodes", None) or []
+    return parents[0].operation if len(parents) == 1 else None
+
+
+def _batchnorm_folds(network: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Convolution name -> ``(scale, shift)`` of the batch norm that follows it alone."""
+    folds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for layer in network.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization) or layer.axis not in (-1, 3):
+            continue
+        conv = _producer(layer)
+        if not isinstance(conv, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            continue
+        if len(getattr(conv, "_outbound_nodes", [])) != 1 or len(getattr(conv, "_inbound_nodes", [])) != 1:
+            continue
+        if conv.get_config().get("activation") not in (None, "linear"):
+            continue
+        if isinstance(conv, keras.layers.DepthwiseConv2D) and conv.get_config().get("depth_multiplier", 1) != 1:
+            continue
+        values = {variable.name: np.asarray(variable.numpy(), np.float64) for variable in layer.weights}
+        variance = values["moving_variance"]
+        gamma = values.get("gamma", np.ones_like(variance))
+        beta = values.get("beta", np.zeros_like(variance))
+        scale = gamma / np.sqrt(variance + layer.epsilon)
+        folds[conv.name] = (scale, beta - values["moving_mean"] * scale)
+    return folds
+
+
+def _copy_layer(layer: Any) -> Any:
+    new = layer.__class__.from_config(layer.get_config())
+    if layer.weights:
+        new.build(layer.input.shape)
+        new.set_weights(layer.get_weights())
+    return new
+
+
+def _folded_conv(layer: Any, scale: np.ndarray, shift: np.ndarray) -> Any:
+    config = layer.get_config()
+    config["use_bias"] = True
+    new = layer.__class__.from_config(config)
+    new.build(layer.input.shape)
+    weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
+    kernel = weights[0]
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kernel = kernel * scale.reshape(1, 1, -1, 1)
+    else:
+        kernel = kernel * scale
+    bias = shift + (weights[1] * scale if len(weights) > 1 else 0.0)
+    new.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    return new
+
+
+def prepare_network(network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True) -> tuple[Any, bool]:
+    """Clone a functional network with batch norms folded and ReLU6 units rewritten.
+
+    Args:
+        network: A functional ``keras.Model``.
+        relu6: One of :data:`RELU6_MODES`.
+        fold_batchnorm: Fold each batch norm that directly follows a convolution into it.
+
+    Returns:
+        ``(network, changed)``: the clone (or ``network`` itself when nothing
+        needed rewriting, or it cannot be cloned) and whether it differs.
+
+    Raises:
+        ValueError: ``relu6`` is not one of :data:`RELU6_MODES`.
+    """
+    if relu6 not in RELU6_MODES:
+        raise ValueError(f"relu6 must be one of {', '.join(RELU6_MODES)}. Received: relu6={relu6!r}")
+    folds = _batchnorm_folds(network) if fold_batchnorm else {}
+    folded_norms = {
+        layer.name
+        for layer in network.layers
+        if isinstance(layer, keras.layers.BatchNormalization) and getattr(_producer(layer), "name", None) in folds
+    }
+    rewrite_relu6 = relu6 != "keep" and any(_is_relu6(layer) for layer in network.layers)
+    if not folds and not rewrite_relu6:
+        return network, False
+
+    def clone(layer: Any) -> Any:
+        if layer.name in folded_norms:
+            return _FoldedAway(name=layer.name)
+        if layer.name in folds:
+            return _folded_conv(layer, *folds[layer.name])
+        if rewrite_relu6 and _is_relu6(layer):
+            if relu6 == "unbounded":
+                return keras.layers.ReLU(name=layer.name)
+            return ReLU6PassGradient(name=layer.name)
+        return _copy_layer(layer)
+
+    try:
+        return keras.models.clone_model(network, clone_function=clone), True
+    except Exception:  # subclassed or exotic models: dream on the original network
+        return network, False
+
+
+def gradient_feature_model(model: Any, layer_names: Sequence[str], *, relu6: str = "keep") -> Any:
+    """A model from RGB [0, 1] images to the outputs of ``layer_names``, prepared for input gradients.
+
+    Like :meth:`filters.zoo.ZooModel.feature_model` (same inputs and outputs,
+    preprocessing inside), but on a clone of the network with batch norms folded
+    and ReLU6 units treated as ``relu6`` says. Clones are cached per network and
+    mode; feature models per layer tuple.
+
+    Args:
+        model: A zoo model handle (``keras_model``, ``preprocess``, ``resolve_layer``,
+            ``feature_model``).
+        layer_names: Raw layer names or aliases.
+        relu6: One of :data:`RELU6_MODES`.
+
+    Returns:
+        A Keras model returning a list with one tensor per layer.
+    """
+    from ..zoo.feature_extractor import FeatureExtractor
+
+    names = tuple(model.resolve_layer(name) for name in layer_names)
+    network = getattr(model, "keras_model", None)
+    if network is None or not isinstance(network, keras.Model) or not hasattr(network, "get_layer"):
+        return model.feature_model(list(names))
+    key = (id(network), relu6)
+    with _LOCK:
+        cached = _FEATURES.get((*key, names))
+        if cached is not None:
+            return cached
+        entry = _NETWORKS.get(key)
+    if entry is None or entry[0] is not network:
+        prepared, changed = prepare_network(network, relu6=relu6)
+        entry = (network, prepared if changed else None)
+        with _LOCK:
+            _NETWORKS[key] = entry
+    prepared = entry[1]
+    if prepared is None:
+        features = model.feature_model(list(names))
+    else:
+        inner = keras.Model(prepared.inputs, [_first(prepared.get_layer(name).output) for name in names])
+        images = keras.Input(shape=(None, None, 3), name="rgb")
+        graph = keras.Model(images, inner(model.preprocess(images)), name=f"{model.name}_gradient_graph")
+        features = FeatureExtractor(graph, names, name=f"{model.name}_gradient_features")
+    with _LOCK:
+        return _FEATURES.setdefault((*key, names), features)
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, (list, tuple)) else value
