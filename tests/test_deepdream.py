@@ -115,18 +115,6 @@ def test_default_schedule_raises_the_objective(spec, cat256, models) -> None:
     assert ratios["vgg16-hed"] >= 3.0, ratios
 
 
-def test_relu6_modes_change_the_network_not_the_photo(cat, models) -> None:
-    """'keep' and 'pass-gradient' see the same activations; 'unbounded' sees more (no cap at 6)."""
-    model = models.get("lite0")
-    bright = np.clip(cat * 1.6, 0, 1)  # strong contrast drives some units past 6
-    values = {
-        mode: engine.objective_value(bright, model, engine.DreamSettings(relu6=mode))
-        for mode in ("keep", "pass-gradient", "unbounded")
-    }
-    assert values["pass-gradient"] == pytest.approx(values["keep"], rel=1e-4)
-    assert values["unbounded"] > values["keep"] * 1.001, values
-
-
 def test_mask_is_respected(spec, cat, models, tmp_path: Path) -> None:
     mask = np.zeros(cat.shape[:2], np.uint8)
     mask[:, 80:] = 255
@@ -382,11 +370,10 @@ def test_bad_mask_file_is_a_parameter_error(spec, cat, models, tmp_path: Path) -
 
 
 def test_inception_presets_need_downloaded_weights(spec, cat, models) -> None:
+    """Offline, the InceptionV3 presets stop with a clear error; online they dream."""
     try:
-        models.get("inception-v3")
-    except plugin_host.NeurofiltersError:
-        with pytest.raises(plugin_host.NeurofiltersError, match="inception"):
-            dream(spec, cat, {"preset": "tf-tutorial", "steps": 1, "octaves": 1}, models)
+        out = dream(spec, cat, {"preset": "keras-example", "steps": 2, "octaves": 1}, models)
+    except plugin_host.NeurofiltersError as error:
+        assert "inception" in str(error).lower(), error
     else:
-        out = dream(spec, cat, {"preset": "keras-example", "steps": 2}, models)
         assert np.abs(out - cat).mean() > 1e-3
