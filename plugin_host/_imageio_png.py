@@ -375,6 +375,24 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
+
+def integer_samples(samples: Any) -> Any:
+    """Check and shape encoder input: uint8/uint16 ``H x W x C`` with C in 1..4 (2-D means grey).
+
+    Raises:
+        ValueError: ``samples`` has an unsupported shape or dtype.
+    """
+    import numpy as np
+
+    array = np.asarray(samples)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
+        raise ValueError(f"Expected H x W x C samples with C in 1..4. Received: shape={array.shape}")
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"Expected uint8 or uint16 samples. Received: dtype={array.dtype}")
+    return array
+
 def encode_png(
     samples: Any,
     *,
@@ -402,17 +420,8 @@ def encode_png(
     """
     import numpy as np
 
-    array = np.asarray(samples)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in _COLOUR_TYPE_OF_CHANNELS or 0 in array.shape:
-        raise ValueError(f"Expected H x W x C samples with C in 1..4. Received: shape={array.shape}")
-    if array.dtype == np.uint8:
-        depth = 8
-    elif array.dtype == np.uint16:
-        depth = 16
-    else:
-        raise ValueError(f"Expected uint8 or uint16 samples. Received: dtype={array.dtype}")
+    array = integer_samples(samples)
+    depth = array.dtype.itemsize * 8
     height, width, channels = array.shape
     bpp = channels * depth // 8
     rows = np.ascontiguousarray(array, dtype=">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(height, width * bpp)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import NeurofiltersError
+from ._imageio_png import integer_samples
 
 __all__ = ["TiffPage", "encode_tiff", "read_tiff_page"]
 
@@ -43,13 +44,7 @@ def encode_tiff(samples: Any, *, icc_profile: bytes | None = None, compress_leve
     """
     import numpy as np
 
-    array = np.asarray(samples)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
-        raise ValueError(f"Expected H x W x C samples with C in 1..4. Received: shape={array.shape}")
-    if array.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"Expected uint8 or uint16 samples. Received: dtype={array.dtype}")
+    array = integer_samples(samples)
     height, width, channels = array.shape
     bits = array.dtype.itemsize * 8
     row_bytes = width * channels * array.dtype.itemsize
