@@ -17,8 +17,16 @@ import keras
 import numpy as np
 import pytest
 
-from filters.gradients import RELU6_MODES, gradient_feature_model, make_gradient_fn, supported_backends
-from filters.gradients._network import prepare_network
+from filters.gradients import (
+    PRECISIONS,
+    RELU6_MODES,
+    gradient_feature_model,
+    make_gradient_fn,
+    resolve_precision,
+    supported_backends,
+)
+from filters.gradients import _network
+from filters.gradients._network import cpu_has_native_bfloat16, prepare_network
 from plugin_host import ModelCache
 
 LAYER = "block5_expand_act"
@@ -109,6 +117,57 @@ def test_batched_samples_get_their_own_gradients(lite0_features) -> None:
         loss, grad = gradient(single)
         np.testing.assert_allclose(losses[index], loss[0], rtol=1e-5)
         np.testing.assert_allclose(grads[index], grad[0], rtol=1e-3, atol=1e-7)
+
+
+def test_cpu_bfloat16_flags_are_read_from_cpuinfo() -> None:
+    epyc = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+    older = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    sapphire = "flags\t\t: avx512f amx_bf16 amx_tile\n"
+    assert cpu_has_native_bfloat16(epyc) and cpu_has_native_bfloat16(sapphire)
+    assert not cpu_has_native_bfloat16(older) and not cpu_has_native_bfloat16("no flags line")
+
+
+def test_auto_precision_is_bfloat16_only_for_plain_convolutions_on_a_bfloat16_cpu(lite0) -> None:
+    vgg = ModelCache().get("vgg16-hed").keras_model
+    assert PRECISIONS == ("auto", "float32", "bfloat16")
+    assert _network.resolve_precision("auto", vgg, native_bfloat16=True) == "bfloat16"
+    assert _network.resolve_precision("auto", vgg, native_bfloat16=False) == "float32"
+    # Depthwise convolutions (Lite0) have no fast bfloat16 kernel on CPU: float32 even there.
+    assert _network.resolve_precision("auto", lite0.keras_model, native_bfloat16=True) == "float32"
+    assert resolve_precision("auto", lite0) == "float32"
+    assert resolve_precision("auto", vgg) == ("bfloat16" if cpu_has_native_bfloat16() else "float32")
+    for explicit in ("float32", "bfloat16"):
+        assert resolve_precision(explicit, lite0) == explicit
+    with pytest.raises(ValueError, match="precision=.half."):
+        resolve_precision("half", lite0)
+    with pytest.raises(ValueError, match="precision=.auto."):
+        prepare_network(vgg, precision="auto")
+
+
+def test_bfloat16_network_gives_float32_outputs_and_a_close_gradient() -> None:
+    vgg = ModelCache().get("vgg16-hed")
+    layers = ["block3_conv3", "block4_conv3"]
+
+    def loss(outputs):
+        return keras.ops.mean(outputs[0], axis=(1, 2, 3)) + keras.ops.mean(outputs[1], axis=(1, 2, 3))
+
+    x = np.random.default_rng(4).random((1, 64, 80, 3), dtype=np.float32)
+    single = gradient_feature_model(vgg, layers, precision="float32")
+    half = gradient_feature_model(vgg, layers, precision="bfloat16")
+    assert half is not single and half is gradient_feature_model(vgg, layers, precision="bfloat16")
+    prepared, changed = prepare_network(vgg.keras_model, precision="bfloat16")
+    assert changed and prepared.get_layer("block4_conv3").compute_dtype == "bfloat16"
+    assert vgg.keras_model.get_layer("block4_conv3").compute_dtype == "float32"  # the zoo's network is untouched
+    assert all(keras.backend.standardize_dtype(output.dtype) == "float32" for output in half(x))
+    reference_loss, reference = make_gradient_fn(single, loss)(x)
+    step = make_gradient_fn(half, loss)
+    losses, grad = step(x)
+    assert grad.dtype == np.float32 and np.isfinite(grad).all()
+    np.testing.assert_allclose(losses, reference_loss, rtol=0.02)
+    cosine = float((grad * reference).sum() / np.linalg.norm(grad) / np.linalg.norm(reference))
+    assert cosine > 0.99, cosine
+    assert cosine < 1.0 - 1e-7  # it really computed in bfloat16
+    np.testing.assert_array_equal(step(x)[1], grad)  # deterministic
 
 
 _OTHER_BACKEND = textwrap.dedent(

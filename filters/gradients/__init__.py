@@ -32,7 +32,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["RELU6_MODES", "GradientFn", "LossFn", "gradient_feature_model", "make_gradient_fn", "supported_backends"]
+__all__ = [
+    "PRECISIONS",
+    "RELU6_MODES",
+    "GradientFn", "LossFn",
+    "gradient_feature_model",
+    "make_gradient_fn",
+    "resolve_precision",
+    "supported_backends",
+]
 
 #: ``loss_fn(outputs) -> per-sample loss`` of shape ``(B,)``, written with
 #: ``keras.ops``; ``outputs`` is the list of the feature model's outputs.
@@ -47,10 +55,15 @@ GradientFn = Callable[..., tuple[Any, Any]]
 #: How ReLU6 units are treated by :func:`gradient_feature_model`.
 RELU6_MODES = ("unbounded", "pass-gradient", "keep")
 
+#: Compute precision of the prepared network (``"auto"``: see :func:`resolve_precision`).
+PRECISIONS = ("auto", "float32", "bfloat16")
+
 _BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def gradient_feature_model(model: Any, layer_names: Sequence[str], *, relu6: str = "keep") -> Any:
+def gradient_feature_model(
+    model: Any, layer_names: Sequence[str], *, relu6: str = "keep", precision: str = "float32"
+) -> Any:
     """Feature model on a clone of ``model``'s network prepared for input gradients.
 
     See :func:`filters.gradients._network.gradient_feature_model` (imports Keras).
@@ -60,13 +73,29 @@ def gradient_feature_model(model: Any, layer_names: Sequence[str], *, relu6: str
         layer_names: Raw layer names or aliases.
         relu6: ``"unbounded"`` (ReLU6 units become ReLUs), ``"pass-gradient"``
             (forward unchanged, gradient passes saturated units) or ``"keep"``.
+        precision: ``"float32"``, ``"bfloat16"`` (about 2x faster for VGG16 on CPUs
+            with AVX512_BF16 / AMX) or ``"auto"`` (see :func:`resolve_precision`).
 
     Returns:
-        A Keras model from RGB [0, 1] ``(B, H, W, 3)`` to a list of layer outputs.
+        A Keras model from RGB [0, 1] ``(B, H, W, 3)`` to a list of float32 layer outputs.
     """
     from ._network import gradient_feature_model as build
 
-    return build(model, layer_names, relu6=relu6)
+    return build(model, layer_names, relu6=relu6, precision=precision)
+
+
+def resolve_precision(precision: str, model: Any) -> str:
+    """``"float32"`` or ``"bfloat16"``: what ``precision`` means for ``model`` on this machine.
+
+    See :func:`filters.gradients._network.resolve_precision` (imports Keras).
+
+    Args:
+        precision: One of :data:`PRECISIONS`.
+        model: A zoo model handle (its ``keras_model`` is inspected) or a ``keras.Model``.
+    """
+    from ._network import resolve_precision as resolve
+
+    return resolve(precision, getattr(model, "keras_model", model))
 
 
 def supported_backends() -> tuple[str, ...]:

@@ -26,14 +26,28 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["RELU6_MODES", "ReLU6PassGradient", "gradient_feature_model", "prepare_network"]
+__all__ = [
+    "PRECISIONS",
+    "RELU6_MODES",
+    "ReLU6PassGradient",
+    "cpu_has_native_bfloat16",
+    "gradient_feature_model",
+    "prepare_network",
+    "resolve_precision",
+]
 
 #: How ReLU6 units are treated (see the module docstring).
 RELU6_MODES = ("unbounded", "pass-gradient", "keep")
 
+#: Compute precisions of the prepared network; ``"auto"`` is resolved by :func:`resolve_precision`.
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+#: CPU flags (``/proc/cpuinfo``) of native bfloat16 dot products.
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
 _LOCK = threading.Lock()
-_NETWORKS: dict[tuple[int, str], tuple[Any, Any]] = {}
-_FEATURES: dict[tuple[int, str, tuple[str, ...]], Any] = {}
+_NETWORKS: dict[tuple[int, str, str], tuple[Any, Any]] = {}
+_FEATURES: dict[tuple[int, str, str, tuple[str, ...]], Any] = {}
 
 
 class ReLU6PassGradient(keras.layers.Layer):
@@ -43,6 +57,14 @@ class ReLU6PassGradient(keras.layers.Layer):
         """Apply the unit."""
         rectified = ops.relu(inputs)
         return rectified - ops.stop_gradient(rectified - ops.minimum(rectified, 6.0))
+
+
+class _AsFloat32(keras.layers.Layer):
+    """Casts its input to float32 (feature outputs of a bfloat16 network, for the loss)."""
+
+    def call(self, inputs: Any) -> Any:
+        """Return ``inputs`` as float32."""
+        return ops.cast(inputs, "float32")
 
 
 class _FoldedAway(keras.layers.Layer):
@@ -101,16 +123,23 @@ def _batchnorm_folds(network: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return folds
 
 
-def _copy_layer(layer: Any) -> Any:
-    new = layer.__class__.from_config(layer.get_config())
+def _config(layer: Any, dtype: str | None) -> dict[str, Any]:
+    config = layer.get_config()
+    if dtype is not None and "dtype" in config and not isinstance(layer, keras.layers.InputLayer):
+        config["dtype"] = dtype
+    return config
+
+
+def _copy_layer(layer: Any, dtype: str | None = None) -> Any:
+    new = layer.__class__.from_config(_config(layer, dtype))
     if layer.weights:
         new.build(layer.input.shape)
         new.set_weights(layer.get_weights())
     return new
 
 
-def _folded_conv(layer: Any, scale: np.ndarray, shift: np.ndarray) -> Any:
-    config = layer.get_config()
+def _folded_conv(layer: Any, scale: np.ndarray, shift: np.ndarray, dtype: str | None = None) -> Any:
+    config = _config(layer, dtype)
     config["use_bias"] = True
     new = layer.__class__.from_config(config)
     new.build(layer.input.shape)
@@ -125,23 +154,90 @@ def _folded_conv(layer: Any, scale: np.ndarray, shift: np.ndarray) -> Any:
     return new
 
 
-def prepare_network(network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True) -> tuple[Any, bool]:
-    """Clone a functional network with batch norms folded and ReLU6 units rewritten.
+def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has native bfloat16 dot products (AVX512_BF16 or AMX).
+
+    Args:
+        cpuinfo: Text of ``/proc/cpuinfo`` (read when ``None``; ``False`` where it does not exist).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    return False
+
+
+def _uses_depthwise(network: Any) -> bool:
+    return any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in getattr(network, "layers", ()))
+
+
+def resolve_precision(precision: str, network: Any, *, native_bfloat16: bool | None = None) -> str:
+    """Resolve ``"auto"`` to the faster precision for ``network`` here; pass the others through.
+
+    ``"auto"`` is ``"bfloat16"`` when the Keras backend is TensorFlow, no GPU is
+    visible, the CPU has native bfloat16 dot products and the network has no
+    depthwise convolutions (their bfloat16 kernels are slower than float32 on
+    CPU); otherwise ``"float32"``.
+
+    Args:
+        precision: One of :data:`PRECISIONS`.
+        network: The ``keras.Model`` that will be prepared.
+        native_bfloat16: Override the CPU check (:func:`cpu_has_native_bfloat16`).
+
+    Returns:
+        ``"float32"`` or ``"bfloat16"``.
+
+    Raises:
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Received: precision={precision!r}")
+    if precision != "auto":
+        return precision
+    if keras.backend.backend() != "tensorflow" or _uses_depthwise(network):
+        return "float32"
+    if native_bfloat16 is None:
+        native_bfloat16 = cpu_has_native_bfloat16()
+    if not native_bfloat16:
+        return "float32"
+    import tensorflow as tf
+
+    return "float32" if tf.config.list_logical_devices("GPU") else "bfloat16"
+
+
+def prepare_network(
+    network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True, precision: str = "float32"
+) -> tuple[Any, bool]:
+    """Clone a functional network with batch norms folded, ReLU6 units rewritten, in ``precision``.
 
     Args:
         network: A functional ``keras.Model``.
         relu6: One of :data:`RELU6_MODES`.
         fold_batchnorm: Fold each batch norm that directly follows a convolution into it.
+        precision: ``"float32"`` or ``"bfloat16"`` (compute and weights of every layer).
 
     Returns:
         ``(network, changed)``: the clone (or ``network`` itself when nothing
         needed rewriting, or it cannot be cloned) and whether it differs.
 
     Raises:
-        ValueError: ``relu6`` is not one of :data:`RELU6_MODES`.
+        ValueError: ``relu6`` is not one of :data:`RELU6_MODES`, or ``precision``
+            is not ``"float32"`` / ``"bfloat16"``.
     """
     if relu6 not in RELU6_MODES:
         raise ValueError(f"relu6 must be one of {', '.join(RELU6_MODES)}. Received: relu6={relu6!r}")
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(
+            f"prepare_network needs a resolved precision, float32 or bfloat16 (resolve 'auto' with "
+            f"resolve_precision). Received: precision={precision!r}"
+        )
+    dtype = "bfloat16" if precision == "bfloat16" else None
     folds = _batchnorm_folds(network) if fold_batchnorm else {}
     folded_norms = {
         layer.name
@@ -149,19 +245,19 @@ def prepare_network(network: Any, *, relu6: str = "keep", fold_batchnorm: bool =
         if isinstance(layer, keras.layers.BatchNormalization) and getattr(_producer(layer), "name", None) in folds
     }
     rewrite_relu6 = relu6 != "keep" and any(_is_relu6(layer) for layer in network.layers)
-    if not folds and not rewrite_relu6:
+    if not folds and not rewrite_relu6 and dtype is None:
         return network, False
 
     def clone(layer: Any) -> Any:
         if layer.name in folded_norms:
-            return _FoldedAway(name=layer.name)
+            return _FoldedAway(name=layer.name, dtype=dtype)
         if layer.name in folds:
-            return _folded_conv(layer, *folds[layer.name])
+            return _folded_conv(layer, *folds[layer.name], dtype=dtype)
         if rewrite_relu6 and _is_relu6(layer):
             if relu6 == "unbounded":
-                return keras.layers.ReLU(name=layer.name)
-            return ReLU6PassGradient(name=layer.name)
-        return _copy_layer(layer)
+                return keras.layers.ReLU(name=layer.name, dtype=dtype)
+            return ReLU6PassGradient(name=layer.name, dtype=dtype)
+        return _copy_layer(layer, dtype)
 
     try:
         return keras.models.clone_model(network, clone_function=clone), True
@@ -169,22 +265,26 @@ def prepare_network(network: Any, *, relu6: str = "keep", fold_batchnorm: bool =
         return network, False
 
 
-def gradient_feature_model(model: Any, layer_names: Sequence[str], *, relu6: str = "keep") -> Any:
+def gradient_feature_model(
+    model: Any, layer_names: Sequence[str], *, relu6: str = "keep", precision: str = "float32"
+) -> Any:
     """A model from RGB [0, 1] images to the outputs of ``layer_names``, prepared for input gradients.
 
     Like :meth:`filters.zoo.ZooModel.feature_model` (same inputs and outputs,
     preprocessing inside), but on a clone of the network with batch norms folded
-    and ReLU6 units treated as ``relu6`` says. Clones are cached per network and
-    mode; feature models per layer tuple.
+    and ReLU6 units treated as ``relu6`` says, computing in ``precision``
+    (outputs are always float32). Clones are cached per network, mode and
+    precision; feature models per layer tuple.
 
     Args:
         model: A zoo model handle (``keras_model``, ``preprocess``, ``resolve_layer``,
             ``feature_model``).
         layer_names: Raw layer names or aliases.
         relu6: One of :data:`RELU6_MODES`.
+        precision: One of :data:`PRECISIONS` (``"auto"``: see :func:`resolve_precision`).
 
     Returns:
-        A Keras model returning a list with one tensor per layer.
+        A Keras model returning a list with one float32 tensor per layer.
     """
     from ..zoo.feature_extractor import FeatureExtractor
 
@@ -192,14 +292,15 @@ def gradient_feature_model(model: Any, layer_names: Sequence[str], *, relu6: str
     network = getattr(model, "keras_model", None)
     if network is None or not isinstance(network, keras.Model) or not hasattr(network, "get_layer"):
         return model.feature_model(list(names))
-    key = (id(network), relu6)
+    precision = resolve_precision(precision, network)
+    key = (id(network), relu6, precision)
     with _LOCK:
         cached = _FEATURES.get((*key, names))
         if cached is not None:
             return cached
         entry = _NETWORKS.get(key)
     if entry is None or entry[0] is not network:
-        prepared, changed = prepare_network(network, relu6=relu6)
+        prepared, changed = prepare_network(network, relu6=relu6, precision=precision)
         entry = (network, prepared if changed else None)
         with _LOCK:
             _NETWORKS[key] = entry
@@ -207,7 +308,10 @@ def gradient_feature_model(model: Any, layer_names: Sequence[str], *, relu6: str
     if prepared is None:
         features = model.feature_model(list(names))
     else:
-        inner = keras.Model(prepared.inputs, [_first(prepared.get_layer(name).output) for name in names])
+        outputs = [_first(prepared.get_layer(name).output) for name in names]
+        if precision != "float32":
+            outputs = [_AsFloat32(name=f"{name}_float32", dtype="float32")(output) for name, output in zip(names, outputs)]
+        inner = keras.Model(prepared.inputs, outputs)
         images = keras.Input(shape=(None, None, 3), name="rgb")
         graph = keras.Model(images, inner(model.preprocess(images)), name=f"{model.name}_gradient_graph")
         features = FeatureExtractor(graph, names, name=f"{model.name}_gradient_features")
