@@ -9,11 +9,18 @@ encode with compute, so the overhead should stay small.
 Usage::
 
     python bench/bench_batch.py [--files 100] [--size 512] [--jobs 1] [--filter bench-blur] [--repeat 3]
+    python bench/bench_batch.py --files 48 --size 128 --filter deepdream --filter-args "--octaves 2 --steps 5" \
+        --batch-sizes 1,4,8
 
 The default filter, ``bench-blur`` (a numpy box blur, ~40 ms per 512 x 512
 image on one core), is installed for the run as a real plugin distribution;
 ``--filter deepdream --preview`` uses the built-in filter with its preview
-parameters instead.
+parameters instead, ``--filter-args`` passes any filter flags.
+
+``--batch-sizes 1,4,8`` measures ``--batch-size`` instead: the same batch is
+run at each size (the sizes interleaved in every repeat, so drift in the
+machine's load hits them alike) and each median wall time is printed as a
+ratio to the wall time at batch size 1 of the same run.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -87,11 +95,15 @@ def install_plugin(folder: Path) -> Path:
     return folder
 
 
-def run_once(photos: Path, out: Path, args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
+def run_once(
+    photos: Path, out: Path, args: argparse.Namespace, env: dict[str, str], batch_size: int | None = None
+) -> dict[str, float]:
     """One batch run; returns wall, compute and overhead."""
     report = out.with_suffix(".json")
     command = [sys.executable, "-m", "plugin_host", "batch", str(photos), "-o", str(out), "--filter", args.filter,
                "--jobs", str(args.jobs), "--report", str(report), "-q", "--overwrite", *args.params]
+    if batch_size is not None:
+        command += ["--batch-size", str(batch_size)]
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     process_wall = time.perf_counter() - start
@@ -112,7 +124,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--filter", default="bench-blur")
     parser.add_argument("--preview", action="store_true", help="pass the filter's preview_params")
+    parser.add_argument("--filter-args", default="", help='more filter flags, e.g. "--octaves 2 --steps 5"')
+    parser.add_argument("--batch-sizes", default="", help="compare these --batch-size values, e.g. 1,4,8")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.batch_sizes.split(",") if size.strip()]
+    if sizes and 1 not in sizes:
+        sizes.insert(0, 1)  # the reference
     with tempfile.TemporaryDirectory(prefix="nf-bench-") as temp:
         work = Path(temp)
         make_photos(work / "photos", args.files, args.size)
@@ -131,6 +148,14 @@ def main() -> None:
                     args.params.append(param.flag if value else "--no-" + param.flag[2:])
                 else:
                     args.params += [param.flag, format_value(param, value)]
+        args.params += shlex.split(args.filter_args)
+        if sizes:
+            by_size: dict[int, list[dict[str, float]]] = {size: [] for size in sizes}
+            for i in range(args.repeat):
+                for size in sizes:
+                    by_size[size].append(run_once(work / "photos", work / f"out{i}-{size}", args, env, size))
+            print_batch_sizes(args, by_size)
+            return
         runs = [run_once(work / "photos", work / f"out{i}", args, env) for i in range(args.repeat)]
     median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     print(f"{args.files} photos {args.size}x{args.size}, filter {args.filter}, jobs {args.jobs}, {args.repeat} runs (medians):")
@@ -138,6 +163,20 @@ def main() -> None:
     print(f"  sum of filter compute    {median['compute']:.2f} s   ({1000 * median['compute'] / args.files:.0f} ms per photo)")
     print(f"  overhead                 {100 * median['overhead']:+.1f} %  (wall / (compute / jobs) - 1)")
     print("  per run: " + ", ".join(f"{100 * r['overhead']:+.1f} %" for r in runs))
+
+
+def print_batch_sizes(args: argparse.Namespace, by_size: dict[int, list[dict[str, float]]]) -> None:
+    """Median wall and compute per batch size, as ratios to batch size 1 of the same run."""
+    wall = {size: statistics.median(run["wall"] for run in runs) for size, runs in by_size.items()}
+    compute = {size: statistics.median(run["compute"] for run in runs) for size, runs in by_size.items()}
+    flags = " ".join(args.params)
+    print(f"{args.files} photos {args.size}x{args.size}, filter {args.filter} {flags}".rstrip()
+          + f", jobs {args.jobs}, {args.repeat} runs (medians):")
+    print("  batch size   wall s   wall / size 1   compute s   compute / size 1   per run (wall s)")
+    for size in by_size:
+        runs = ", ".join(f"{run['wall']:.2f}" for run in by_size[size])
+        print(f"  {size:>10}   {wall[size]:6.2f}   {wall[size] / wall[1]:13.2f}   {compute[size]:9.2f}"
+              f"   {compute[size] / compute[1]:16.2f}   {runs}")
 
 
 if __name__ == "__main__":

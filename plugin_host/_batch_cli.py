@@ -22,6 +22,10 @@ EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: ``--batch-size`` default: 48 photos of 128 x 128 through deepdream took 0.60-0.66 of the
+#: one-by-one wall time at 4 and 0.54-0.65 at 8 (bench/bench_batch.py --batch-sizes; docs/batch.md).
+DEFAULT_BATCH_SIZE = 4
+
 _USAGE = "neurofilters batch INPUT... -o OUTDIR (--filter NAME [--PARAM VALUE ...] | --pipeline FILE) [options]"
 
 
@@ -67,6 +71,10 @@ def add_batch_parser(subparsers: Any) -> None:
     run.add_argument("-n", "--dry-run", action="store_true", help="list what would be done and write nothing")
     run.add_argument("-j", "--jobs", default="1", metavar="N", help="worker processes (default 1: one process, prefetching threads)")
     run.add_argument("--prefetch", default="2", metavar="N", help="images decoded ahead of the filter (default 2)")
+    run.add_argument("--batch-size", default=str(DEFAULT_BATCH_SIZE), metavar="N",
+                     help=f"filter up to N consecutive images of equal size in one call, for filters that can "
+                     f"(deepdream); outputs are identical to one by one; 1 = one by one (default {DEFAULT_BATCH_SIZE}; "
+                     "--engine ray always runs one by one)")
     run.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local (this machine) or ray (actors on a Ray cluster; needs 'pip install neurofilters[ray]')")
     run.add_argument("--address", default=None, metavar="ADDR",
@@ -143,6 +151,7 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     quality = _int(args.quality, "quality", 1, 100)
     jobs = _int(args.jobs, "jobs", 1, 256)
     prefetch = _int(args.prefetch, "prefetch", 1, 64)
+    batch_size = _int(args.batch_size, "batch_size", 1, 256)
     max_pixels = _int(args.max_pixels, "max_pixels", 0)
     check_template(args.name)
     if args.address and args.engine != "ray":
@@ -185,7 +194,7 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         return EXIT_OK
     lock = lock_outdir(outdir)
     try:
-        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch)
+        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size)
     finally:
         lock.close()
 
@@ -201,6 +210,7 @@ def _execute(
     max_pixels: int | None,
     jobs: int | None,
     prefetch: int | None,
+    batch_size: int | None,
 ) -> int:
     """Run the planned batch (OUTDIR locked), print the summary, write the report; return the exit code."""
     from ._batch_exec import RunOptions, cleanup_temporaries
@@ -218,7 +228,7 @@ def _execute(
     bar = None if args.quiet else ProgressBar(f"batch {pipeline.name}")
     try:
         result = run_plan(plan, options, journal, jobs=jobs or 1, prefetch=prefetch or 2, progress=bar,
-                          engine=args.engine, address=args.address)
+                          engine=args.engine, address=args.address, batch_size=batch_size or 1)
     finally:
         if bar is not None:
             bar.close()

@@ -5,6 +5,10 @@ and a writer thread encodes, renames and journals behind it, so decoding and
 encoding overlap the filter compute. With ``jobs > 1``, ``spawn``-ed worker
 processes each keep one :class:`ModelCache` and process whole files; the
 main process journals and reports.
+
+With ``batch_size > 1`` and a filter that declares ``batch_run``, consecutive
+files of equal shape are filtered together (:mod:`plugin_host._batch_group`);
+each file is still journaled, timed, written and reported on its own.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._batch_exec import Outcome, RunOptions, Task, compute, decode, describe_error, encode, resolve_steps, worker_init, worker_run
+from ._batch_exec import Outcome, RunOptions, Task, decode, describe_error, encode, resolve_steps, worker_init
+from ._batch_group import batch_key, can_batch, compute_items, worker_run_group
 from ._batch_journal import Journal
 from ._batch_plan import Plan
 from ._context import ModelCache
@@ -56,15 +61,16 @@ class _Tracker:
         self.failed = 0
         self.computed = 0  # files whose filter finished (ahead of their encoding)
 
-    def partial(self, task: Task, fraction: float, message: str) -> None:
-        """Progress inside the file being filtered (one-process engine)."""
+    def partial(self, task: Task, fraction: float, message: str, count: int = 1) -> None:
+        """Progress inside the file (or the ``count`` files from ``task`` on) being filtered (one-process engine)."""
         if self.bar is None:
             return
         with self.lock:
             done = len(self.result.outcomes)
             failed = f", {self.failed} failed" if self.failed else ""
-            overall = (max(done, self.computed) + fraction) / self.total if self.total else 1.0
-            self.bar(min(overall, 1.0), f"{done}/{self.total}{failed} {Path(task.source).name} {message}".rstrip())
+            overall = (max(done, self.computed) + fraction * count) / self.total if self.total else 1.0
+            name = Path(task.source).name + (f" (+{count - 1})" if count > 1 else "")
+            self.bar(min(overall, 1.0), f"{done}/{self.total}{failed} {name} {message}".rstrip())
 
     def finish(self, task: Task, outcome: Outcome) -> None:
         if outcome.status == "ok":
@@ -81,9 +87,12 @@ class _Tracker:
                 self.bar(done / self.total if self.total else 1.0, f"{done}/{self.total}{failed} {Path(task.source).name}")
 
 
-def _run_threads(tasks: list[Task], options: RunOptions, tracker: _Tracker, prefetch: int, stop: threading.Event) -> None:
+def _run_threads(
+    tasks: list[Task], options: RunOptions, tracker: _Tracker, prefetch: int, stop: threading.Event, batch_size: int = 1
+) -> None:
     steps = resolve_steps(options.steps)
     models = ModelCache()
+    batching = batch_size > 1 and can_batch(steps)
     decoded_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
     encode_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
 
@@ -115,11 +124,28 @@ def _run_threads(tasks: list[Task], options: RunOptions, tracker: _Tracker, pref
                 outcome = Outcome(task.index, "failed", describe_error(exc), elapsed + time.perf_counter() - start)
             tracker.finish(task, outcome)
 
+    def progress_for(group: Any) -> Callable[[float, str], None]:
+        return lambda fraction, message: tracker.partial(group[0], fraction, message, len(group))
+
+    def filter_group(group: list[tuple[Task, Any, float]]) -> None:
+        """Filter decoded files (one, or several of one shape) and queue each result for writing."""
+        if not group:
+            return
+        items = compute_items([g[0] for g in group], [g[1] for g in group], steps, models, progress_for)
+        for (task, decoded, elapsed), item in zip(group, items):
+            tracker.computed += 1
+            if item.error is not None:
+                tracker.finish(task, Outcome(task.index, "failed", describe_error(item.error), elapsed + item.seconds))
+            else:
+                encode_q.put((task, decoded, item.result, elapsed + item.seconds, item.seconds))
+
     threads = [threading.Thread(target=reader, daemon=True, name="batch-read"),
                threading.Thread(target=writer, daemon=True, name="batch-write")]
     for thread in threads:
         thread.start()
     try:
+        group: list[tuple[Task, Any, float]] = []
+        group_key: Any = None
         while True:
             job = decoded_q.get()
             if job is _DONE:
@@ -129,18 +155,19 @@ def _run_threads(tasks: list[Task], options: RunOptions, tracker: _Tracker, pref
                 tracker.computed += 1
                 tracker.finish(task, Outcome(task.index, "failed", describe_error(error), elapsed))
                 continue
-            start = time.perf_counter()
-            try:
-                result = compute(task, decoded, steps, models, lambda f, m, t=task: tracker.partial(t, f, m))
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:
-                tracker.computed += 1
-                tracker.finish(task, Outcome(task.index, "failed", describe_error(exc), elapsed + time.perf_counter() - start))
+            key = batch_key(task, decoded, steps) if batching else None
+            if group and (key is None or key != group_key):
+                filter_group(group)
+                group = []
+            if key is None:
+                filter_group([(task, decoded, elapsed)])
                 continue
-            compute_seconds = time.perf_counter() - start
-            tracker.computed += 1
-            encode_q.put((task, decoded, result, elapsed + compute_seconds, compute_seconds))
+            group.append((task, decoded, elapsed))
+            group_key = key
+            if len(group) >= batch_size:
+                filter_group(group)
+                group = []
+        filter_group(group)
     finally:
         stop.set()
         while True:  # unblock the reader if it waits on a full queue
@@ -152,9 +179,11 @@ def _run_threads(tasks: list[Task], options: RunOptions, tracker: _Tracker, pref
         threads[1].join()
 
 
-def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jobs: int) -> None:
+def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jobs: int, batch_size: int = 1) -> None:
     """Run tasks in ``jobs`` spawned workers; a worker that dies fails only its own files.
 
+    With ``batch_size > 1`` (and a filter that can batch) each worker gets
+    up to that many consecutive files at once and filters equal shapes together.
     When a worker process dies (killed, out of memory), the pool breaks and
     every file it held is retried once, alone, in a fresh pool; a file that
     breaks a pool twice is reported as failed.
@@ -163,6 +192,8 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
+    if batch_size > 1 and not can_batch(resolve_steps(options.steps)):
+        batch_size = 1
     pending = list(reversed(tasks))
     deaths: dict[int, int] = {}
 
@@ -176,40 +207,54 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
     while pending:
         broken = False
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init, initargs=(options,))
-        running: dict[Future[Outcome], Task] = {}
+        running: dict[Future[list[Outcome]], list[Task]] = {}
         try:
             while (pending or running) and not broken:
                 while pending and len(running) < 2 * jobs:
                     # a file that was in a pool when a worker died runs alone, so only the culprit fails
-                    if any(t.index in deaths for t in running.values()) or (pending[-1].index in deaths and running):
+                    if any(t.index in deaths for chunk in running.values() for t in chunk) or (
+                        pending[-1].index in deaths and running
+                    ):
                         break
-                    task = pending.pop()
-                    tracker.journal.start(Path(task.output), task.params_hash, Path(task.source))
+                    chunk = [pending.pop()]
+                    # near the end, smaller chunks keep every worker busy
+                    size = min(batch_size, max(1, -(-(len(pending) + 1) // jobs)))
+                    if chunk[0].index not in deaths:
+                        while len(chunk) < size and pending and pending[-1].index not in deaths:
+                            chunk.append(pending.pop())
+                    for task in chunk:
+                        tracker.journal.start(Path(task.output), task.params_hash, Path(task.source))
                     try:
-                        running[pool.submit(worker_run, task)] = task
+                        running[pool.submit(worker_run_group, chunk)] = chunk
                     except BrokenProcessPool:
-                        pending.append(task)
+                        pending.extend(reversed(chunk))
                         broken = True
                         break
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    task = running.pop(future)
+                    chunk = running.pop(future)
                     try:
-                        outcome = future.result()
+                        outcomes = future.result()
                     except BrokenProcessPool as error:
                         broken = True
-                        died(task, error)
+                        for task in chunk:
+                            died(task, error)
                         continue
                     except Exception as error:
-                        outcome = Outcome(task.index, "failed", f"worker process failed: {describe_error(error)}")
-                    tracker.finish(task, outcome)
-            for future, task in running.items():  # a broken pool: what it still held is retried
+                        outcomes = [Outcome(t.index, "failed", f"worker process failed: {describe_error(error)}") for t in chunk]
+                    for task, outcome in zip(chunk, outcomes):
+                        tracker.finish(task, outcome)
+            for future, chunk in running.items():  # a broken pool: what it still held is retried
                 try:
-                    tracker.finish(task, future.result())
+                    outcomes = future.result()
                 except Exception as error:
-                    died(task, error)
+                    for task in chunk:
+                        died(task, error)
+                    continue
+                for task, outcome in zip(chunk, outcomes):
+                    tracker.finish(task, outcome)
             running.clear()
         finally:
             for future in running:
@@ -227,6 +272,7 @@ def run_plan(
     progress: Callable[[float, str], None] | None = None,
     engine: str = "local",
     address: str | None = None,
+    batch_size: int = 1,
 ) -> BatchResult:
     """Run every ``todo`` task of ``plan``.
 
@@ -239,6 +285,9 @@ def run_plan(
         progress: ``callback(fraction, message)``.
         engine: ``local`` (threads or worker processes) or ``ray`` (actors).
         address: Ray cluster address (``None``: start a local Ray instance).
+        batch_size: Files of equal shape filtered in one call, where the
+            filter declares ``batch_run`` (1: one by one; the Ray engine
+            always runs files one by one).
 
     Returns:
         Outcomes by task index; ``interrupted`` is set on Ctrl-C (the
@@ -255,9 +304,9 @@ def run_plan(
             run_tasks_ray(tasks, options, tracker.finish, actors=jobs, address=address,
                           on_started=lambda t: journal.start(Path(t.output), t.params_hash, Path(t.source)))
         elif tasks and jobs > 1:
-            _run_processes(tasks, options, tracker, jobs)
+            _run_processes(tasks, options, tracker, jobs, batch_size)
         elif tasks:
-            _run_threads(tasks, options, tracker, prefetch, stop)
+            _run_threads(tasks, options, tracker, prefetch, stop, batch_size)
     except KeyboardInterrupt:
         tracker.result.interrupted = True
     finally:

@@ -65,6 +65,14 @@ class FilterSpec:
         output: ``"image"`` or ``"layer"`` (see :data:`FILTER_OUTPUTS`).
         preview_params: Parameter values that make a quick, low-cost run
             (used by the smoke tests and for previews); validated at declaration.
+        batch_run: Optional ``batch_run(images, params, contexts) -> images``
+            (or a ``"module:function"`` string) for several images of one size
+            at once: ``images`` is a list of float32 ``H x W x 3`` arrays of
+            equal shape, ``contexts`` one :class:`FilterContext` per image (its
+            seed and alpha; progress is reported through the first). It must
+            return, for every image, exactly what ``run`` returns for it alone,
+            bit for bit: the batch runner groups images differently when a run
+            is resumed. ``None`` (the default): images run one by one.
     """
 
     name: str
@@ -76,6 +84,7 @@ class FilterSpec:
     run: Callable[..., Any] | str
     output: str = "image"
     preview_params: Mapping[str, Any] = field(default_factory=dict)
+    batch_run: Callable[..., Any] | str | None = None
     param_index: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +106,11 @@ class FilterSpec:
             )
         if not (callable(self.run) or isinstance(self.run, str)):
             raise DeclarationError(f"Filter {self.name!r}: run must be callable or 'module:function'.")
+        if not (self.batch_run is None or callable(self.batch_run) or isinstance(self.batch_run, str)):
+            raise DeclarationError(
+                f"Filter {self.name!r}: batch_run must be None, callable or 'module:function'. "
+                f"Received: batch_run={self.batch_run!r}"
+            )
         object.__setattr__(self, "param_index", {param.name: param for param in self.params})
         try:
             object.__setattr__(
@@ -108,6 +122,10 @@ class FilterSpec:
     def runner(self) -> Callable[..., Any]:
         """The filter's run function (importing it if declared as a string)."""
         return resolve_callable(self.run)
+
+    def batch_runner(self) -> Callable[..., Any] | None:
+        """The filter's ``batch_run`` function (imported if declared as a string), or ``None``."""
+        return None if self.batch_run is None else resolve_callable(self.batch_run)
 
 
 @dataclass(frozen=True)

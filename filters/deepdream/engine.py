@@ -38,13 +38,21 @@ from .plugin import MODEL_PRESETS, PARAMS, PRESETS
 
 __all__ = [
     "DreamSettings",
+    "DreamState",
+    "OctaveProgress",
     "apply_preset",
+    "ascend",
+    "budget_pixels",
     "build_objective",
     "dream",
+    "dream_schedule",
+    "jitter_shift",
+    "min_size_of",
     "objective_value",
     "plan_window",
     "run",
     "settings_from_params",
+    "stops_early",
     "tiled_gradient",
     "with_settings",
 ]
@@ -67,6 +75,7 @@ class DreamSettings:
     channel: int = 0
     loss: str = _DEFAULTS["loss"]
     relu6: str = _DEFAULTS["relu6"]
+    precision: str = _DEFAULTS["precision"]
     octaves: int = _DEFAULTS["octaves"]
     octave_scale: float = _DEFAULTS["octave_scale"]
     upscale_octaves: int = 0
@@ -254,6 +263,9 @@ class _Objective:
         bytes_per_pixel: Estimated peak activation memory of one call, per input pixel.
         neuron: Only the centre neuron matters (the window around it is enough).
         stride: Total stride of the deepest target layer (tile alignment).
+        batch_exact: ``(count, height, width) -> bool``: whether one call on that
+            many images of that size was found to give every image exactly its
+            single-image result (filled by :mod:`filters.deepdream.batched`).
     """
 
     gradient: Any
@@ -262,6 +274,7 @@ class _Objective:
     bytes_per_pixel: float
     neuron: bool = False
     stride: int = 1
+    batch_exact: dict[tuple[int, int, int], bool] = field(default_factory=dict, repr=False, compare=False)
 
 
 _OBJECTIVE_CACHE: dict[tuple[Any, ...], _Objective] = {}
@@ -279,20 +292,21 @@ def _target_stride(model: Any, names: Sequence[str]) -> int:
         return 1
 
 
-def _activation_bytes_per_pixel(model: Any, names: Sequence[str]) -> float:
+def _activation_bytes_per_pixel(model: Any, names: Sequence[str], value_bytes: int = 4) -> float:
     """Peak activation memory of one gradient call per input pixel, estimated from the layer table.
 
     Kept for the backward pass: every layer output up to the deepest target,
     except batch norms and convolutions whose output only feeds an activation
     or a batch norm (fused or folded away), plus two gradient buffers of the
-    largest layer. Measured peaks are 0.75-0.8 of this figure on the embedded
-    models.
+    largest layer, ``value_bytes`` per value (2 in bfloat16). Measured peaks
+    are 0.75-0.8 of this figure on the embedded models (float32).
     """
     try:
         side = 224.0
         table = model.layer_table(224)
         deepest = max(i for i, info in enumerate(table) if info.name in names)
-        kept, largest = 3.0, 3.0  # the input and its rolled copy
+        kept, largest = 0.0, 3.0
+        inputs = 3.0  # the input and its rolled copy (float32 in any precision)
         for index, info in enumerate(table[: deepest + 1]):
             shape = [d for d in info.output_shape if d is not None] if info.output_shape else []
             if len(shape) < 3:
@@ -305,7 +319,7 @@ def _activation_bytes_per_pixel(model: Any, names: Sequence[str]) -> float:
             if info.kind in ("Conv2D", "DepthwiseConv2D") and following in ("BatchNormalization", "ReLU", "Activation"):
                 continue
             kept += floats
-        return 4.0 * (kept + 2.0 * largest)
+        return 4.0 * inputs + value_bytes * (kept + 2.0 * largest)
     except Exception:  # the table is an estimate's input only; fall back to a safe figure
         return 2048.0
 
@@ -327,22 +341,23 @@ def build_objective(model: Any, settings: DreamSettings) -> _Objective:
     Raises:
         ParameterError: Unknown layer, channel out of range, all weights zero.
     """
-    from ..gradients import gradient_feature_model, make_gradient_fn
+    from ..gradients import gradient_feature_model, make_gradient_fn, resolve_precision
 
     layers = _resolve_layers(model, settings.layers)
     names = tuple(name for name, _ in layers)
     weights = tuple(weight for _, weight in layers)
-    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss, settings.relu6)
+    precision = resolve_precision(settings.precision, model)
+    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss, settings.relu6, precision)
     if settings.guide is None and key in _OBJECTIVE_CACHE:
         return _OBJECTIVE_CACHE[key]
     _check_channel(settings, names, model)
-    features = gradient_feature_model(model, list(names), relu6=settings.relu6)
+    features = gradient_feature_model(model, list(names), relu6=settings.relu6, precision=precision)
     guides = _guide_features(features, settings.guide) if settings.guide is not None else None
     objective = _Objective(
         make_gradient_fn(features, _make_loss_fn(settings, weights, guides)),
         features,
         names,
-        _MEMORY_FACTOR * _activation_bytes_per_pixel(model, names),
+        _MEMORY_FACTOR * _activation_bytes_per_pixel(model, names, 2 if precision == "bfloat16" else 4),
         neuron=settings.objective == "neuron" and settings.guide is None,
         stride=_target_stride(model, names),
     )
@@ -354,6 +369,23 @@ def build_objective(model: Any, settings: DreamSettings) -> _Objective:
 
 
 # --------------------------------------------------------------------------- stepping
+def budget_pixels(settings: DreamSettings, objective: _Objective) -> int:
+    """How many input pixels one gradient call may hold within ``memory_mb`` (and ``tile_size``).
+
+    Args:
+        settings: ``memory_mb`` and ``tile_size``.
+        objective: Gives the activation memory per pixel.
+
+    Returns:
+        The pixel budget of one call (at least ``(4 * TILE_MARGIN) ** 2``).
+    """
+    max_pixels = max(int(settings.memory_mb * 2**20 / objective.bytes_per_pixel), (4 * TILE_MARGIN) ** 2)
+    if settings.tile_size:
+        side = max(4 * TILE_MARGIN, settings.tile_size)
+        max_pixels = min(max_pixels, side * side)
+    return max_pixels
+
+
 def plan_window(settings: DreamSettings, objective: _Objective, height: int, width: int) -> tuple[int, int]:
     """The window the network sees at one octave: the whole image if it fits the budget.
 
@@ -367,10 +399,9 @@ def plan_window(settings: DreamSettings, objective: _Objective, height: int, wid
         ``(window_height, window_width)``; equal to ``(height, width)`` for a
         whole-image pass.
     """
-    max_pixels = max(int(settings.memory_mb * 2**20 / objective.bytes_per_pixel), (4 * TILE_MARGIN) ** 2)
+    max_pixels = budget_pixels(settings, objective)
     if settings.tile_size:
         side = max(4 * TILE_MARGIN, settings.tile_size)
-        max_pixels = min(max_pixels, side * side)
         if height <= side and width <= side:
             return height, width
         return tiling.window_shape_for_budget(
@@ -473,6 +504,44 @@ def _normalise(gradient: np.ndarray, mode: str, mask: np.ndarray | None) -> floa
     return scale + 1e-8
 
 
+def jitter_shift(rng: np.random.Generator, settings: DreamSettings, height: int, width: int) -> tuple[int, int]:
+    """The random roll ``(dy, dx)`` of one step (two draws from ``rng``; none without jitter)."""
+    if not settings.jitter:
+        return (0, 0)
+    return (
+        int(rng.integers(-settings.jitter, settings.jitter + 1)) % height,
+        int(rng.integers(-settings.jitter, settings.jitter + 1)) % width,
+    )
+
+
+def ascend(image: np.ndarray, gradient: np.ndarray, settings: DreamSettings, mask: np.ndarray | None) -> None:
+    """One gradient-ascent step on ``image``, in place: chroma, smoothing, mask, normalisation, clip.
+
+    Args:
+        image: float32 ``H x W x 3`` octave image (changed in place).
+        gradient: Its gradient (used as a scratch buffer: changed too).
+        settings: Step size, normalisation, smoothing, chroma and clipping.
+        mask: Optional octave-size mask (1 = dream, 0 = keep).
+    """
+    gradient = _limit_chroma(gradient, settings.chroma)
+    if settings.smoothing == "gaussian":
+        gradient = gaussian_blur(gradient, settings.smoothing_sigma, out=gradient)
+    elif settings.smoothing == "laplacian":
+        gradient = laplacian_normalize(gradient)
+    if mask is not None:
+        gradient *= mask[:, :, None]
+    gradient *= np.float32(settings.step_size / _normalise(gradient, settings.normalize, mask))
+    image += gradient
+    del gradient
+    if settings.clip:
+        np.clip(image, 0.0, 1.0, out=image)
+
+
+def stops_early(settings: DreamSettings, loss: float) -> bool:
+    """Whether an octave ends after a step with this loss (``loss_ceiling``)."""
+    return bool(settings.loss_ceiling and loss > settings.loss_ceiling)
+
+
 def _dream_octave(
     image: np.ndarray,
     objective: _Objective,
@@ -487,28 +556,12 @@ def _dream_octave(
     buffer = None if tuple(window) == (height, width) and not objective.neuron else np.empty_like(image)
     loss = 0.0
     for step in range(settings.steps):
-        if settings.jitter:
-            shift = (
-                int(rng.integers(-settings.jitter, settings.jitter + 1)) % height,
-                int(rng.integers(-settings.jitter, settings.jitter + 1)) % width,
-            )
-        else:
-            shift = (0, 0)
+        shift = jitter_shift(rng, settings, height, width)
         loss, gradient = tiled_gradient(image, objective, window, shift, out=buffer)
-        gradient = _limit_chroma(gradient, settings.chroma)
-        if settings.smoothing == "gaussian":
-            gradient = gaussian_blur(gradient, settings.smoothing_sigma, out=gradient)
-        elif settings.smoothing == "laplacian":
-            gradient = laplacian_normalize(gradient)
-        if mask is not None:
-            gradient *= mask[:, :, None]
-        gradient *= np.float32(settings.step_size / _normalise(gradient, settings.normalize, mask))
-        image += gradient
+        ascend(image, gradient, settings, mask)
         del gradient
-        if settings.clip:
-            np.clip(image, 0.0, 1.0, out=image)
         report(step + 1, loss)
-        if settings.loss_ceiling and loss > settings.loss_ceiling:
+        if stops_early(settings, loss):
             break
     return loss
 
@@ -524,6 +577,135 @@ def _working_size(height: int, width: int, min_size: int) -> tuple[int, int]:
 def _resized(image: np.ndarray, shape: tuple[int, int], method: str = "bicubic") -> np.ndarray:
     """``image`` itself if it already has ``shape``, else a resized copy."""
     return image if image.shape[:2] == tuple(shape) else resize_image(image, shape, method)
+
+
+def min_size_of(model: Any) -> int:
+    """The smallest image side the model takes (smaller images are dreamed enlarged)."""
+    return int(getattr(model, "min_size", 32) or 32)
+
+
+def dream_schedule(height: int, width: int, settings: DreamSettings, min_size: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The working size of an ``height x width`` image and its octave sizes, smallest first."""
+    work_shape = _working_size(height, width, min_size)
+    shapes = octave_shapes(
+        work_shape[0],
+        work_shape[1],
+        settings.octaves,
+        settings.octave_scale,
+        upscale_octaves=settings.upscale_octaves,
+        min_size=min_size,
+    )
+    return work_shape, shapes
+
+
+class DreamState:
+    """One image on its way through the octaves: everything but the gradient steps.
+
+    The single-image :func:`dream` and the batched path
+    (:mod:`filters.deepdream.batched`) share it, so both do exactly the same
+    arithmetic around the steps: start an octave (:meth:`begin_octave`), run
+    the steps on :attr:`current` with :attr:`octave_mask`, end it
+    (:meth:`end_octave`), and after the last octave take :meth:`finish`.
+    """
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray | None, settings: DreamSettings, min_size: int) -> None:
+        """Prepare ``image`` (not modified) and ``mask`` at the working size."""
+        self.settings = settings
+        self.base = np.asarray(image, dtype=np.float32)
+        self.mask = mask
+        height, width = self.base.shape[:2]
+        self.work_shape, self.shapes = dream_schedule(height, width, settings, min_size)
+        self.work = _resized(self.base, self.work_shape)
+        self.work_mask: np.ndarray | None = None
+        if mask is not None:
+            self.work_mask = np.clip(_resized(np.asarray(mask, np.float32), self.work_shape, "bilinear"), 0.0, 1.0)
+        #: The octave image being dreamed (after :meth:`begin_octave`).
+        self.current: np.ndarray | None = None
+        #: The mask at the current octave's size, or ``None``.
+        self.octave_mask: np.ndarray | None = None
+        self._octave_base: np.ndarray | None = None
+
+    def begin_octave(self, shape: tuple[int, int]) -> np.ndarray:
+        """Carry the dream to the octave size ``shape``; return :attr:`current` (dream it in place)."""
+        settings = self.settings
+        self.octave_mask = None
+        if self.work_mask is not None:
+            octave_mask = self.work_mask if shape == self.work_shape else resize_image(self.work_mask, shape, "bilinear")
+            self.octave_mask = np.clip(octave_mask, 0.0, 1.0)  # may be a read-only view of the caller's mask
+        self._octave_base = None
+        if settings.detail:
+            self._octave_base = _resized(self.work, shape)
+            if self.current is None:
+                self.current = self._octave_base.copy()
+            else:
+                # ``current`` holds the detail dreamed so far: carry it to this size.
+                self.current = resize_image(self.current, shape)
+                self.current += self._octave_base
+                if settings.clip:
+                    np.clip(self.current, 0.0, 1.0, out=self.current)
+        elif self.current is None:
+            self.current = resize_image(self.work, shape) if self.work.shape[:2] != shape else self.work.copy()
+        elif self.current.shape[:2] != shape:
+            self.current = resize_image(self.current, shape)
+        return self.current
+
+    def end_octave(self) -> None:
+        """Keep only the dreamed detail (with detail re-injection) before the next octave."""
+        if self._octave_base is not None:
+            assert self.current is not None
+            self.current -= self._octave_base  # now the detail
+            self._octave_base = None
+        self.octave_mask = None
+
+    def finish(self) -> np.ndarray:
+        """The dreamed image at the input's size, blended with the input outside the mask."""
+        current = self.current
+        assert current is not None, "finish() needs at least one octave"
+        height, width = self.base.shape[:2]
+        if current.shape[:2] != self.work_shape:
+            current = resize_image(current, self.work_shape)
+        if self.settings.detail:
+            current += self.work
+        result = current if self.work_shape == (height, width) else resize_image(current, (height, width))
+        np.clip(result, 0.0, 1.0, out=result)
+        if self.mask is not None:
+            keep = np.asarray(self.mask, np.float32)[:, :, None]
+            # mask * result + (1 - mask) * base; where the mask is 0 this adds 0 to base: exactly base.
+            result -= self.base
+            result *= keep
+            result += self.base
+        self.current = None
+        return result
+
+
+class OctaveProgress:
+    """Progress over the octaves of a dream: each octave weighs its area times the steps."""
+
+    def __init__(
+        self, shapes: Sequence[tuple[int, int]], settings: DreamSettings, progress: Callable[[float, str], None] | None
+    ) -> None:
+        """Weigh ``shapes``; report to ``progress(fraction, message)`` (or nowhere)."""
+        self.shapes = list(shapes)
+        self.steps = settings.steps
+        self.progress = progress
+        self.areas = [h * w for h, w in self.shapes]
+        self.total = float(sum(self.areas) * self.steps)
+        self.done = 0.0
+
+    def reporter(self, index: int) -> Callable[[int, float], None]:
+        """``report(step, loss)`` for octave ``index``."""
+
+        def report(step: int, loss: float) -> None:
+            if self.progress is not None:
+                fraction = (self.done + self.areas[index] * step) / self.total
+                message = f"octave {index + 1}/{len(self.shapes)}, step {step}/{self.steps}, loss {loss:.4g}"
+                self.progress(0.98 * fraction, message)
+
+        return report
+
+    def octave_done(self, index: int) -> None:
+        """Count octave ``index`` as complete (even if it stopped early)."""
+        self.done += self.areas[index] * self.steps
 
 
 def dream(
@@ -549,73 +731,14 @@ def dream(
         The dreamed float32 ``H x W x 3`` image (a new array).
     """
     objective = build_objective(model, settings)
-    base = np.asarray(image, dtype=np.float32)
-    height, width = base.shape[:2]
-    min_size = int(getattr(model, "min_size", 32) or 32)
-    work_shape = _working_size(height, width, min_size)
-    work = _resized(base, work_shape)
-    work_mask = None
-    if mask is not None:
-        work_mask = np.clip(_resized(np.asarray(mask, np.float32), work_shape, "bilinear"), 0.0, 1.0)
-    shapes = octave_shapes(
-        work_shape[0],
-        work_shape[1],
-        settings.octaves,
-        settings.octave_scale,
-        upscale_octaves=settings.upscale_octaves,
-        min_size=min_size,
-    )
-    areas = [h * w for h, w in shapes]
-    done = [0.0]
-    total_work = float(sum(areas) * settings.steps)
-
-    current: np.ndarray | None = None  # the octave image being dreamed
-    for index, shape in enumerate(shapes):
-        octave_mask = None
-        if work_mask is not None:
-            octave_mask = work_mask if shape == work_shape else resize_image(work_mask, shape, "bilinear")
-            octave_mask = np.clip(octave_mask, 0.0, 1.0)  # may be a read-only view of the caller's mask
-        octave_base = None
-        if settings.detail:
-            octave_base = _resized(work, shape)
-            if current is None:
-                current = octave_base.copy()
-            else:
-                # ``current`` holds the detail dreamed so far: carry it to this size.
-                current = resize_image(current, shape)
-                current += octave_base
-                if settings.clip:
-                    np.clip(current, 0.0, 1.0, out=current)
-        elif current is None:
-            current = resize_image(work, shape) if work.shape[:2] != shape else work.copy()
-        elif current.shape[:2] != shape:
-            current = resize_image(current, shape)
-
-        def report(step: int, loss: float, index: int = index) -> None:
-            if progress is not None:
-                fraction = (done[0] + areas[index] * step) / total_work
-                message = f"octave {index + 1}/{len(shapes)}, step {step}/{settings.steps}, loss {loss:.4g}"
-                progress(0.98 * fraction, message)
-
-        _dream_octave(current, objective, settings, octave_mask, rng, report)
-        done[0] += areas[index] * settings.steps
-        if octave_base is not None:
-            current -= octave_base  # now the detail
-            del octave_base
-    assert current is not None
-    if current.shape[:2] != work_shape:
-        current = resize_image(current, work_shape)
-    if settings.detail:
-        current += work
-    result = current if work_shape == (height, width) else resize_image(current, (height, width))
-    np.clip(result, 0.0, 1.0, out=result)
-    if mask is not None:
-        keep = np.asarray(mask, np.float32)[:, :, None]
-        # mask * result + (1 - mask) * base; where the mask is 0 this adds 0 to base: exactly base.
-        result -= base
-        result *= keep
-        result += base
-    return result
+    state = DreamState(image, mask, settings, min_size_of(model))
+    octaves = OctaveProgress(state.shapes, settings, progress)
+    for index, shape in enumerate(state.shapes):
+        current = state.begin_octave(shape)
+        _dream_octave(current, objective, settings, state.octave_mask, rng, octaves.reporter(index))
+        octaves.octave_done(index)
+        state.end_octave()
+    return state.finish()
 
 
 def objective_value(image: np.ndarray, model: Any, settings: DreamSettings) -> float:
