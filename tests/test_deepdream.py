@@ -299,6 +299,22 @@ def test_chroma_zero_dreams_in_brightness_only(spec, cat, models) -> None:
 
 
 # --------------------------------------------------------------------------- controls
+def test_bfloat16_dreams_the_same_picture_deterministically(spec, cat, models) -> None:
+    """VGG16 in bfloat16 (``auto`` on AVX512_BF16/AMX CPUs): the float32 dream up to rounding, same bytes per seed."""
+    from filters.gradients import resolve_precision
+
+    values = {**FAST, "model": "vgg16-hed"}
+    single = dream(spec, cat, {**values, "precision": "float32"}, models)
+    half = dream(spec, cat, {**values, "precision": "bfloat16"}, models)
+    np.testing.assert_array_equal(dream(spec, cat, {**values, "precision": "bfloat16"}, models), half)
+    change = np.abs(single - cat).mean()
+    difference = np.abs(half - single).mean()
+    assert 0 < difference < 0.35 * change, (difference, change)
+    automatic = dream(spec, cat, values, models)
+    expected = half if resolve_precision("auto", models.get("vgg16-hed")) == "bfloat16" else single
+    np.testing.assert_array_equal(automatic, expected)
+
+
 def test_objectives_guide_and_losses_change_the_result(spec, cat, models, tmp_path: Path) -> None:
     from skimage import data
 
