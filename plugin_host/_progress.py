@@ -60,7 +60,9 @@ class ProgressBar:
         """Update the bar (the signature of a filter progress callback)."""
         now = self._clock()  # type: ignore[operator]
         elapsed = now - self._start
-        if self._first is None:
+        if self._first is None or fraction <= self._first[1]:
+            # The ETA's origin is the last report before the fraction first moves, so
+            # set-up reported at 0 % (model loading, tracing) does not inflate it.
             self._first = (now, fraction)
         if elapsed < self.delay:
             return
@@ -73,8 +75,8 @@ class ProgressBar:
         self.stream.flush()
 
     def _eta(self, now: float, fraction: float) -> float | None:
-        """Seconds left, from the rate since the first report (set-up time such as
-        model loading before it does not distort the estimate)."""
+        """Seconds left, from the rate since the last report before the fraction first
+        moved (set-up time such as model loading does not distort the estimate)."""
         assert self._first is not None
         first_time, first_fraction = self._first
         if fraction >= 1.0:

@@ -44,6 +44,21 @@ def test_draws_percentage_and_eta_on_a_terminal() -> None:
     assert stream.getvalue().endswith("\n")
 
 
+def test_eta_starts_when_the_fraction_first_moves() -> None:
+    """Set-up reported at 0 % (loading, then compiling) does not count: the ETA uses the rate after it."""
+    clock, stream = FakeClock(), io.StringIO()
+    bar = ProgressBar("dream", stream=stream, clock=clock, log_interval=0)
+    bar(0.0, "loading model")
+    clock.now += 30  # a slow model load and trace
+    bar(0.0, "octave 1/4")
+    clock.now += 2
+    bar(0.1, "step 1")
+    assert stream.getvalue().splitlines()[-1].startswith("dream  10% |##                      | 00:32<00:18 step 1")
+    clock.now += 2
+    bar(0.2, "step 2")
+    assert "00:34<00:16" in stream.getvalue().splitlines()[-1]
+
+
 def test_logs_sparse_lines_when_not_a_terminal() -> None:
     clock, stream = FakeClock(), io.StringIO()
     bar = ProgressBar("dream", stream=stream, clock=clock, log_interval=10)

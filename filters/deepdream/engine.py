@@ -691,6 +691,9 @@ class OctaveProgress:
         self.areas = [h * w for h, w in self.shapes]
         self.total = float(sum(self.areas) * self.steps)
         self.done = 0.0
+        if progress is not None:
+            # The model is loaded and the step compiled: the progress bar's ETA starts here.
+            progress(0.0, f"octave 1/{len(self.shapes)}")
 
     def reporter(self, index: int) -> Callable[[int, float], None]:
         """``report(step, loss)`` for octave ``index``."""
