@@ -110,7 +110,9 @@ def test_torn_journal_line_is_tolerated(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_exits_130_and_the_rerun_finishes(site: Path, corpus: Path, tmp_path: Path) -> None:
-    args = [str(corpus), "-r", "--filter", "bt-noise", "--delay", "0.12", "-q", "-o", str(tmp_path / "out")]
+    # 0.4 s per file: the run must still be going when this (late in the suite, large) test process
+    # wakes up to send Ctrl-C; with 0.12 s a ~1.2 s stall here once let the whole run finish first.
+    args = [str(corpus), "-r", "--filter", "bt-noise", "--delay", "0.4", "-q", "-o", str(tmp_path / "out")]
     process = subprocess.Popen([*batch_command(), *args], env=plugin_env(site), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
