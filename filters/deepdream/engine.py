@@ -324,10 +324,6 @@ def _activation_bytes_per_pixel(model: Any, names: Sequence[str], value_bytes: i
         return 2048.0
 
 
-def _uses_depthwise(model: Any) -> bool:
-    return any("Depthwise" in type(layer).__name__ for layer in getattr(model.keras_model, "layers", []))
-
-
 def build_objective(model: Any, settings: DreamSettings) -> _Objective:
     """Resolve layers, check the channel, compile the gradient function (cached without guide).
 

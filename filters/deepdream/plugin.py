@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from plugin_host import FilterSpec, Param, hookimpl
 
+from ..gradients import PRECISIONS, RELU6_MODES
+
 __all__ = ["MODEL_PRESETS", "PARAMS", "PRESETS", "register_filters", "deepdream_spec"]
 
 #: Named settings. A preset only changes parameters the user left at their
@@ -99,8 +101,8 @@ PARAMS: tuple[Param, ...] = (
     Param("objective", "choice", "layer", "What to amplify: whole layers, one channel of each layer, or one neuron (that channel at the image centre).", choices=("layer", "channel", "neuron")),
     Param("channel", "int", 0, "Channel index for the channel and neuron objectives.", minimum=0),
     Param("loss", "choice", "mean-square", "Loss form: mean activation (TF tutorial) or mean squared activation without a 2-pixel border (Keras example).", choices=("mean", "mean-square")),
-    Param("relu6", "choice", "unbounded", "ReLU6 units (Lite0) saturate at 6: dream through a copy with plain ReLUs (unbounded), keep them but pass gradients through saturated units (pass-gradient), or keep them as they are (keep).", choices=("unbounded", "pass-gradient", "keep"), label="ReLU6 units"),
-    Param("precision", "choice", "auto", "Arithmetic of the network. auto: bfloat16 where it is about twice as fast (VGG16 on CPUs with AVX512_BF16 or AMX; its gradients agree with float32 to a cosine above 0.99), float32 elsewhere. float32 or bfloat16 force one.", choices=("auto", "float32", "bfloat16")),
+    Param("relu6", "choice", "unbounded", "ReLU6 units (Lite0) saturate at 6: dream through a copy with plain ReLUs (unbounded), keep them but pass gradients through saturated units (pass-gradient), or keep them as they are (keep).", choices=RELU6_MODES, label="ReLU6 units"),
+    Param("precision", "choice", "auto", "Arithmetic of the network. auto: bfloat16 where it is about twice as fast (VGG16 on CPUs with AVX512_BF16 or AMX; its gradients agree with float32 to a cosine above 0.99), float32 elsewhere. float32 or bfloat16 force one.", choices=PRECISIONS),
     Param("guide", "path", "", "Guide image for a controlled dream: each position is pulled toward the best-matching feature of this image (replaces the objective).", label="Guide image"),
     Param("octaves", "int", 4, "Number of scales (octaves) the image is dreamed at, smallest first.", minimum=1, maximum=12),
     Param("octave_scale", "float", 1.4, "Size ratio between neighbouring octaves.", minimum=1.05, maximum=3.0),

@@ -18,6 +18,7 @@ model is never changed):
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,8 @@ from typing import Any
 import keras
 import numpy as np
 from keras import ops
+
+from . import PRECISIONS, RELU6_MODES
 
 __all__ = [
     "PRECISIONS",
@@ -35,12 +38,6 @@ __all__ = [
     "prepare_network",
     "resolve_precision",
 ]
-
-#: How ReLU6 units are treated (see the module docstring).
-RELU6_MODES = ("unbounded", "pass-gradient", "keep")
-
-#: Compute precisions of the prepared network; ``"auto"`` is resolved by :func:`resolve_precision`.
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 #: CPU flags (``/proc/cpuinfo``) of native bfloat16 dot products.
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -173,6 +170,12 @@ def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
     return False
 
 
+@functools.cache
+def _native_bfloat16_here() -> bool:
+    """:func:`cpu_has_native_bfloat16` of this machine, read once per process."""
+    return cpu_has_native_bfloat16()
+
+
 def _uses_depthwise(network: Any) -> bool:
     return any(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in getattr(network, "layers", ()))
 
@@ -203,7 +206,7 @@ def resolve_precision(precision: str, network: Any, *, native_bfloat16: bool | N
     if keras.backend.backend() != "tensorflow" or _uses_depthwise(network):
         return "float32"
     if native_bfloat16 is None:
-        native_bfloat16 = cpu_has_native_bfloat16()
+        native_bfloat16 = _native_bfloat16_here()
     if not native_bfloat16:
         return "float32"
     import tensorflow as tf
