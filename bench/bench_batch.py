@@ -43,7 +43,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 BENCH_PLUGIN = '''
-from plugin_host import FilterSpec, Param, hookimpl
+from neurofilters.plugin_host import FilterSpec, Param, hookimpl
 
 
 def blur(image, params, context):
@@ -100,7 +100,7 @@ def run_once(
 ) -> dict[str, float]:
     """One batch run; returns wall, compute and overhead."""
     report = out.with_suffix(".json")
-    command = [sys.executable, "-m", "plugin_host", "batch", str(photos), "-o", str(out), "--filter", args.filter,
+    command = [sys.executable, "-m", "neurofilters.plugin_host", "batch", str(photos), "-o", str(out), "--filter", args.filter,
                "--jobs", str(args.jobs), "--report", str(report), "-q", "--overwrite", *args.params]
     if batch_size is not None:
         command += ["--batch-size", str(batch_size)]
@@ -137,7 +137,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD": ""}
         args.params = []
         if args.preview:
-            from plugin_host import format_value, get_registry
+            from neurofilters.plugin_host import format_value, get_registry
 
             spec = get_registry().get_filter(args.filter)
             for name, value in spec.preview_params.items():

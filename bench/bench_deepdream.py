@@ -119,8 +119,8 @@ def bench_model(name: str, steps: int, image: np.ndarray, rounds: int, equal_wor
     """Cold runs, then ``rounds`` interleaved rounds of sgemm / reference / ours (/ equal-work reference)."""
     from tf_tutorial_reference import TiledGradients, run_tutorial_dream
 
-    from filters.deepdream import engine
-    from plugin_host import ModelCache
+    from neurofilters.filters.deepdream import engine
+    from neurofilters.plugin_host import ModelCache
 
     model = ModelCache().get(name)
     layers = [layer for layer, _ in model.default_dream_layers]
@@ -131,7 +131,7 @@ def bench_model(name: str, steps: int, image: np.ndarray, rounds: int, equal_wor
         model=name, layers=tuple(model.default_dream_layers), loss="mean", relu6="keep", steps=steps,
         detail=False, jitter=512, normalize="std", smoothing="none", chroma=1.0, clip=True, **SCHEDULE,
     )  # fmt: skip
-    from filters.gradients import resolve_precision
+    from neurofilters.filters.gradients import resolve_precision
 
     precision = resolve_precision(settings.precision, model)
     single = engine.with_settings(settings, precision="float32") if precision != "float32" else None
@@ -165,7 +165,7 @@ def bench_model(name: str, steps: int, image: np.ndarray, rounds: int, equal_wor
         latest = ", ".join(f"{key} {values[-1]:.2f}" for key, values in times.items() if values)
         print(f"  {name} round {round_index + 1}: {latest}", flush=True)
 
-    from filters.octaves import octave_shapes
+    from neurofilters.filters.octaves import octave_shapes
 
     shapes = octave_shapes(*image.shape[:2], 5, 1.3, upscale_octaves=2, min_size=model.min_size)
     ours_pixels = sum(h * w for h, w in shapes) * steps
@@ -221,8 +221,8 @@ _RSS_CHILD = """
 import sys, time, numpy as np
 sys.path.insert(0, {bench!r})
 from bench_deepdream import photo
-from filters.deepdream import engine
-from plugin_host import ModelCache
+from neurofilters.filters.deepdream import engine
+from neurofilters.plugin_host import ModelCache
 h, w = {h}, {w}
 image = photo(h, w) if h * w <= 4096 * 4096 else np.tile(photo(h // 4, w // 4), (4, 4, 1))
 model = ModelCache().get({model!r})
@@ -254,16 +254,16 @@ def objective_rise(model_name: str) -> dict[str, Any]:
     from PIL import Image
     from skimage import data
 
-    from filters.deepdream import engine
-    from filters.deepdream.plugin import PARAMS
-    from plugin_host import ModelCache, apply_filter, build_registry, validate_params
+    from neurofilters.filters.deepdream import engine
+    from neurofilters.filters.deepdream.plugin import PARAMS
+    from neurofilters.plugin_host import ModelCache, apply_filter, build_registry, validate_params
 
     models = ModelCache()
     spec = build_registry(autoload=False).get_filter("deepdream")
     values = {"model": model_name}
     settings = engine.settings_from_params(engine.apply_preset(validate_params(PARAMS, values)))
     model = models.get(model_name)
-    from filters.gradients._network import _is_relu6
+    from neurofilters.filters.gradients._network import _is_relu6
 
     has_relu6 = any(_is_relu6(layer) for layer in model.keras_model.layers)
     keep = engine.with_settings(settings, relu6="keep") if settings.relu6 != "keep" and has_relu6 else None

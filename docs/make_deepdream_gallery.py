@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from plugin_host import ModelCache, apply_filter, build_registry
+from neurofilters.plugin_host import ModelCache, apply_filter, build_registry
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 LAYERS = {

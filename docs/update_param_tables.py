@@ -10,8 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from plugin_host import build_registry
-from plugin_host._docs import refresh_markdown
+from neurofilters.plugin_host import build_registry
+from neurofilters.plugin_host.cli.docs import refresh_markdown
 
 DOCS = Path(__file__).resolve().parent
 

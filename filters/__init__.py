@@ -3,7 +3,7 @@
 Subpackages:
     zoo: the model zoo (embedded EfficientNet-Lite0 and VGG16 backbones,
         Keras Applications, users' ``.keras`` files) behind one handle,
-        :class:`filters.zoo.ZooModel`.
+        :class:`neurofilters.filters.zoo.ZooModel`.
 
 Importing this package is cheap: nothing here imports Keras or TensorFlow.
 """

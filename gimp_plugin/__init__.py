@@ -1,10 +1,6 @@
-"""neurofilters' GIMP 3 plug-in and its installer.
+"""neurofilters' GIMP 3 plug-in: ``neurofilters.py``, the file GIMP runs (standard library and GObject only).
 
-``neurofilters.py`` is the plug-in file GIMP runs (standard library and GObject
-introspection only); :func:`install` and :func:`uninstall` put it into (and
-take it out of) a GIMP profile.
+Nothing here is imported by the project: ``neurofilters gimp install``
+(:mod:`neurofilters.plugin_host.gimp.installer`) copies the plug-in file into a
+GIMP profile, where GIMP's own Python runs it.
 """
-
-from .installer import default_gimp_dir, install, plugin_dir, uninstall
-
-__all__ = ["default_gimp_dir", "install", "plugin_dir", "uninstall"]

@@ -10,7 +10,7 @@ This file runs inside GIMP's own Python, which has neither NumPy nor Keras: it
 uses the standard library and GObject introspection only. At GIMP start-up it
 registers one procedure per filter from the manifest (no TensorFlow import,
 milliseconds). When a filter runs it reads the drawable's pixels as raw bytes,
-sends them to the project's worker (``python -m plugin_host._worker``) over a
+sends them to the project's worker (``python -m neurofilters.plugin_host.gimp.worker``) over a
 Unix socket in a user-only directory, shows the worker's progress and writes
 the result back through GIMP's shadow buffer, so the selection applies and
 the whole call is one undo step. The worker stays alive between calls with its
@@ -88,7 +88,7 @@ _MAGIC = b"NFW1"
 _INT_LIMIT = 2**31 - 1
 _FLOAT_LIMIT = 1e15
 _NICK_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-#: Every parameter kind of ``plugin_host.PARAM_KINDS`` and the GIMP argument that carries it.
+#: Every parameter kind of ``neurofilters.plugin_host.PARAM_KINDS`` and the GIMP argument that carries it.
 KIND_TO_ARGUMENT = {
     "int": "int",
     "float": "double",
@@ -96,6 +96,7 @@ KIND_TO_ARGUMENT = {
     "choice": "choice",
     "string": "string",
     "path": "file",
+    "image": "file",
     "colour": "color",
     "class_label": "string",
     "layer": "string",
@@ -334,7 +335,7 @@ class WorkerClient:
             return not os.path.isdir("/proc/self")  # no /proc on this system: trust the lock file
         except OSError:
             return False
-        return b"plugin_host._worker" in argv and os.fsencode(self.socket_path) in argv
+        return b"neurofilters.plugin_host.gimp.worker" in argv and os.fsencode(self.socket_path) in argv
 
     def kill_worker(self, pid: int | None = None) -> str:
         """Kill a stuck worker (``pid`` from its hello, else from its lock file) and remove its socket.
@@ -379,7 +380,7 @@ class WorkerClient:
             if not key.startswith(("PYTHON", "GIMP", "GI_", "BABL_", "GEGL_"))
         }
         env.update(self.manifest.get("env", {}))
-        argv = [python, "-m", "plugin_host._worker", "--socket", self.socket_path]
+        argv = [python, "-m", "neurofilters.plugin_host.gimp.worker", "--socket", self.socket_path]
         with open(self.log_path, "wb") as log:
             log.write(("$ " + " ".join(argv) + "\n").encode())
             log.flush()
@@ -447,7 +448,7 @@ class WorkerClient:
             status = process.poll()
             if status not in (None, 0):
                 raise WorkerError(
-                    f"The neurofilters worker ({self.manifest.get('python')} -m plugin_host._worker) "
+                    f"The neurofilters worker ({self.manifest.get('python')} -m neurofilters.plugin_host.gimp.worker) "
                     f"exited with status {status} while starting. {self._log_text()}"
                 )
             if time.monotonic() > deadline:
@@ -629,7 +630,7 @@ def main() -> None:
             for index, (nick, value) in enumerate(zip(nicks, values)):
                 choice.add(nick, index, value, "")
             procedure.add_choice_argument(name, label, blurb, choice, nicks[values.index(default)], rw)
-        elif kind == "path":
+        elif kind in ("path", "image"):
             procedure.add_file_argument(name, label, blurb, Gimp.FileChooserAction.OPEN, True, None, rw)
         elif kind == "colour":
             procedure.add_color_argument(name, label, blurb, False, make_colour(default), rw)
@@ -644,7 +645,7 @@ def main() -> None:
             values = list(param["choices"]) if kind == "choice" else model_choices(param, manifest)
             nicks = choice_nicks(values)
             return values[nicks.index(value)] if value in nicks else value
-        if kind == "path":
+        if kind in ("path", "image"):
             return (value.get_path() or "") if value is not None else ""
         if kind == "colour":
             return read_colour(value, param["default"])

@@ -1,11 +1,17 @@
-"""neurofilters' plugin host: registry, parameter declarations, image I/O, jobs, CLI.
+"""The public API of neurofilters' plugin host: what filters, models and third-party plugins import.
 
-Nothing here imports Keras or TensorFlow; that stays inside the filters' run
-functions, so listing filters, ``--help`` and GIMP's plug-in registration are fast.
+The host is built in rooms (see ``docs/architecture.md``): ``core`` (declarations,
+registry, context, the host/filter call), ``imageio`` (files), ``batch`` (the
+batch runner), ``gimp`` (the GIMP worker and its wire protocol) and ``cli``.
+Filters and plugins import only the names listed here. Nothing in the host
+imports Keras or TensorFlow, so listing filters, ``--help`` and GIMP's plug-in
+registration stay fast.
 """
 
-from ._context import FilterContext, ModelCache, ProgressCallback
-from ._errors import (
+from .cli.docs import text_table
+from .core.call import apply_filter, join_alpha, split_alpha
+from .core.context import FilterContext, ModelCache, ProgressCallback
+from .core.errors import (
     DeclarationError,
     FilterCancelled,
     ImageIOError,
@@ -13,12 +19,11 @@ from ._errors import (
     NeurofiltersError,
     ParameterError,
     RegistryError,
+    UsageError,
 )
-from ._hookspecs import hookimpl, hookspec
-from ._imageio import SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
-from ._jobs import apply_filter, join_alpha, split_alpha
-from ._params import PARAM_KINDS, Param, format_value, parse_weighted_layers, validate_params
-from ._registry import (
+from .core.hookspecs import hookimpl, hookspec
+from .core.params import PARAM_KINDS, Param, format_value, parse_weighted_layers, validate_params
+from .core.registry import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
     PluginFailure,
@@ -28,10 +33,12 @@ from ._registry import (
     get_registry,
     reset_registry,
 )
-from ._specs import FilterSpec, ModelSpec
+from .core.specs import MODEL_KINDS, CommandSpec, FilterSpec, ModelSpec
+from .imageio.files import SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
 
 __all__ = [
     "BUILTIN_PLUGINS",
+    "CommandSpec",
     "DeclarationError",
     "ENTRY_POINT_GROUP",
     "FilterCancelled",
@@ -39,6 +46,7 @@ __all__ = [
     "FilterSpec",
     "ImageIOError",
     "LoadedImage",
+    "MODEL_KINDS",
     "SAVE_FORMATS",
     "ModelCache",
     "ModelSpec",
@@ -52,11 +60,12 @@ __all__ = [
     "ProgressCallback",
     "Registry",
     "RegistryError",
+    "UsageError",
     "apply_filter",
     "atomic_write",
+    "build_registry",
     "encode_pixels",
     "format_for_path",
-    "build_registry",
     "format_value",
     "get_registry",
     "hookimpl",
@@ -67,5 +76,6 @@ __all__ = [
     "reset_registry",
     "save_image",
     "split_alpha",
+    "text_table",
     "validate_params",
 ]

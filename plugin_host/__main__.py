@@ -1,7 +1,7 @@
-"""``python -m plugin_host`` is the ``neurofilters`` command."""
+"""``python -m neurofilters.plugin_host`` is the ``neurofilters`` command."""
 
 import sys
 
-from ._cli import main
+from .cli.main import main
 
 sys.exit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import plugin_host
+import neurofilters.plugin_host as plugin_host
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ def make_distribution(root: Path, dist: str, plugins: dict[str, str], version: s
 
 
 GOOD_PLUGIN = '''
-from plugin_host import FilterSpec, Param, hookimpl
+from neurofilters.plugin_host import FilterSpec, Param, hookimpl
 
 def run(image, params, context):
     return 1.0 - image if params["invert"] else image

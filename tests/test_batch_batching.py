@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import plugin_host
+import neurofilters.plugin_host as plugin_host
 from plugin_factory import make_distribution
-from plugin_host import DeclarationError, FilterContext, FilterSpec, ModelCache, Param, validate_params
-from plugin_host._batch_journal import JOURNAL_NAME
+from neurofilters.plugin_host import DeclarationError, FilterContext, FilterSpec, ModelCache, Param, validate_params
+from neurofilters.plugin_host.batch.journal import JOURNAL_NAME
 from test_batch_support import batch_command, plugin_env, tree_bytes, write_photo
 
 BATCH_PLUGIN = '''
@@ -30,7 +30,7 @@ import json
 import os
 import time
 
-from plugin_host import FilterSpec, Param, hookimpl
+from neurofilters.plugin_host import FilterSpec, Param, hookimpl
 
 
 def _log(count):
@@ -129,7 +129,7 @@ def test_batch_run_is_declared_like_run() -> None:
     with pytest.raises(DeclarationError, match=r"batch_run must be None, callable or 'module:function'\. Received: batch_run=42"):
         _spec(batch_run=42)
     deepdream = plugin_host.build_registry(autoload=False).get_filter("deepdream")
-    assert deepdream.batch_run == "filters.deepdream.batched:run_batch"  # a string: listing stays light
+    assert deepdream.batch_run == "neurofilters.filters.deepdream.batched:run_batch"  # a string: listing stays light
 
 
 def test_batch_size_flag_is_checked_and_explained(site: Path, tmp_path: Path) -> None:
@@ -335,8 +335,8 @@ def _alphas(count: int, shape: tuple[int, int]) -> list[np.ndarray]:
     ids=["defaults", "alpha-masks", "loss-ceiling", "no-detail-upscaled-small-budget"],
 )
 def test_run_batch_gives_each_image_its_single_result(values: dict, crops: list, models: ModelCache) -> None:
-    from filters.deepdream import batched, engine
-    from filters.deepdream.plugin import PARAMS
+    from neurofilters.filters.deepdream import batched, engine
+    from neurofilters.filters.deepdream.plugin import PARAMS
 
     params = validate_params(PARAMS, {"octaves": 2, "steps": 2, **values})
     alphas = _alphas(len(crops), crops[0].shape[:2])
@@ -355,7 +355,7 @@ def test_run_batch_gives_each_image_its_single_result(values: dict, crops: list,
 
 def test_batches_that_are_not_bit_exact_run_image_by_image(crops: list, models: ModelCache) -> None:
     """A network call whose result depends on the batch size (as kernels may) is detected and avoided."""
-    from filters.deepdream import batched, engine
+    from neurofilters.filters.deepdream import batched, engine
 
     settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, {})))
     exact = engine.build_objective(models.get("lite0"), settings)
@@ -379,7 +379,7 @@ def test_batches_that_are_not_bit_exact_run_image_by_image(crops: list, models: 
 
 def _numpy_objective(exact: object) -> object:
     """The objective with a per-sample numpy gradient (batch-invariant by construction, position-dependent)."""
-    from filters.deepdream import engine
+    from neurofilters.filters.deepdream import engine
 
     def gradient(batch: np.ndarray, shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
         rolled = np.roll(np.asarray(batch, np.float32), shift, axis=(1, 2))  # as the graph does
@@ -394,7 +394,7 @@ def _numpy_objective(exact: object) -> object:
 
 def test_batched_octaves_match_single_octaves_on_a_batch_invariant_gradient(crops: list, models: ModelCache) -> None:
     """Whatever this machine's kernels do, the batched stepping itself (rolls, rngs, masks, stops) is exact."""
-    from filters.deepdream import batched, engine
+    from neurofilters.filters.deepdream import batched, engine
 
     values = {"octaves": 3, "steps": 4, "mask_feather": 0.0, "loss_ceiling": 0.3}  # stops vary by image
     settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, values)))
@@ -418,7 +418,7 @@ def test_batched_octaves_match_single_octaves_on_a_batch_invariant_gradient(crop
 
 
 def test_batch_capacity_follows_memory_tiling_and_objective(models: ModelCache) -> None:
-    from filters.deepdream import batched, engine
+    from neurofilters.filters.deepdream import batched, engine
 
     def capacity(values: dict, shapes: list[tuple[int, int]]) -> int:
         settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, values)))
@@ -435,7 +435,7 @@ def test_batch_capacity_follows_memory_tiling_and_objective(models: ModelCache) 
 
 
 def test_dream_batch_checks_its_inputs(crops: list, models: ModelCache) -> None:
-    from filters.deepdream import batched, engine
+    from neurofilters.filters.deepdream import batched, engine
 
     settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, {})))
     rngs = [np.random.default_rng(i) for i in range(2)]
@@ -448,6 +448,6 @@ def test_dream_batch_checks_its_inputs(crops: list, models: ModelCache) -> None:
 def test_only_pipelines_with_a_batch_run_step_are_grouped() -> None:
     spec = _spec(params=(Param("k", "int", 1, "k"),))
     assert spec.batch_run is None  # the batch runner groups nothing for it (see can_batch)
-    from plugin_host._batch_group import can_batch
+    from neurofilters.plugin_host.batch.group import can_batch
 
     assert not can_batch([(spec, {"k": 1})]) and can_batch([(spec, {}), (_spec(batch_run=print), {})])

@@ -180,7 +180,7 @@ def test_batch_help_is_light(site: Path, args: list[str]) -> None:
     from test_batch_support import plugin_env
 
     code = (
-        "import sys\nfrom plugin_host._cli import main\nrc = main(['batch', *sys.argv[1:]])\n"
+        "import sys\nfrom neurofilters.plugin_host.cli.main import main\nrc = main(['batch', *sys.argv[1:]])\n"
         "print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))\nsys.exit(rc)\n"
     )
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=plugin_env(site), timeout=120)
@@ -213,7 +213,7 @@ def test_outdir_that_is_a_file_is_a_usage_error(site: Path, photos: Path, tmp_pa
 
 
 def test_two_batches_cannot_write_one_outdir(site: Path, photos: Path, tmp_path: Path) -> None:
-    from plugin_host._batch_journal import lock_outdir
+    from neurofilters.plugin_host.batch.journal import lock_outdir
 
     out = tmp_path / "out"
     held = lock_outdir(out)  # as a running batch holds it
@@ -310,9 +310,9 @@ def test_flat_glob_accepts_an_outdir_below_the_current_folder(site: Path, tmp_pa
 
 
 def test_outdir_rules_for_flat_and_deep_globs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from plugin_host import ParameterError
-    from plugin_host._batch_inputs import discover_inputs
-    from plugin_host._batch_plan import check_outdir
+    from neurofilters.plugin_host import ParameterError
+    from neurofilters.plugin_host.batch.inputs import discover_inputs
+    from neurofilters.plugin_host.batch.plan import check_outdir
 
     write_photo(tmp_path / "photos" / "x.png")
     write_photo(tmp_path / "photos" / "sub" / "y.png")

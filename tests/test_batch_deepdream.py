@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugin_host import format_value, get_registry
+from neurofilters.plugin_host import format_value, get_registry
 from test_batch_support import batch_command, tree_bytes, write_photo
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin_host._batch_journal import JOURNAL_NAME
+from neurofilters.plugin_host.batch.journal import JOURNAL_NAME
 from test_batch_support import batch_command, install_test_plugin, plugin_env, run_batch, tree_bytes, write_photo
 
 pytest.importorskip("ray")

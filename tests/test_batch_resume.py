@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from plugin_host._batch_journal import JOURNAL_NAME, LOCK_NAME, Journal
+from neurofilters.plugin_host.batch.journal import JOURNAL_NAME, LOCK_NAME, Journal
 from test_batch_support import batch_command, install_test_plugin, plugin_env, run_batch, tree_bytes, write_photo
 
 N_FILES = 12

@@ -17,7 +17,7 @@ from plugin_factory import make_distribution
 TEST_PLUGIN = '''
 import time
 
-from plugin_host import FilterSpec, Param, hookimpl
+from neurofilters.plugin_host import FilterSpec, Param, hookimpl
 
 
 def noise(image, params, context):
@@ -86,8 +86,8 @@ def plugin_env(site: Path) -> dict[str, str]:
 
 
 def batch_command() -> list[str]:
-    """The real ``neurofilters batch`` command: ``python -m plugin_host batch``."""
-    return [sys.executable, "-m", "plugin_host", "batch"]
+    """The real ``neurofilters batch`` command: ``python -m neurofilters.plugin_host batch``."""
+    return [sys.executable, "-m", "neurofilters.plugin_host", "batch"]
 
 
 def run_batch(site: Path, *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugin_host import ParameterError
-from plugin_host._batch_inputs import discover_inputs
-from plugin_host._batch_journal import file_seed, params_hash
-from plugin_host._batch_pipeline import load_mapping_file, load_pipeline, single_step
-from plugin_host._batch_template import check_template, render_output
+from neurofilters.plugin_host import ParameterError
+from neurofilters.plugin_host.batch.inputs import discover_inputs
+from neurofilters.plugin_host.batch.journal import file_seed, params_hash
+from neurofilters.plugin_host.batch.pipeline import load_mapping_file, load_pipeline, single_step
+from neurofilters.plugin_host.batch.template import check_template, render_output
 from test_batch_support import install_test_plugin, run_batch, write_photo
 
 FIELDS = {"stem": "cat", "ext": "jpg", "name": "cat.jpg", "relpath": "pets/2024", "filter": "deepdream",
@@ -74,7 +74,7 @@ def test_pipeline_and_params_files(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     site = install_test_plugin(tmp_path / "site")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", "")
-    from plugin_host import get_registry, reset_registry
+    from neurofilters.plugin_host import get_registry, reset_registry
 
     reset_registry()
     registry = get_registry()
@@ -140,9 +140,9 @@ def test_pipeline_runs_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_params_hash_covers_validated_values_not_their_rounded_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from plugin_host import get_registry, reset_registry
-    from plugin_host._batch_plan import PlanSettings, build_plan
-    from plugin_host._batch_template import DEFAULT_TEMPLATE
+    from neurofilters.plugin_host import get_registry, reset_registry
+    from neurofilters.plugin_host.batch.plan import PlanSettings, build_plan
+    from neurofilters.plugin_host.batch.template import DEFAULT_TEMPLATE
 
     site = install_test_plugin(tmp_path / "site")
     monkeypatch.syspath_prepend(str(site))

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugin_host._cli import main
+from neurofilters.plugin_host.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "neurofilters-duotone"
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m plugin_host ARGS`` in a fresh interpreter."""
+    """Run ``python -m neurofilters.plugin_host ARGS`` in a fresh interpreter."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "plugin_host", *args], capture_output=True, text=True, env=full_env, timeout=300
+        [sys.executable, "-m", "neurofilters.plugin_host", *args], capture_output=True, text=True, env=full_env, timeout=300
     )
 
 
@@ -44,7 +44,7 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 )
 def test_light_commands_never_import_tensorflow(args: list[str]) -> None:
     code = (
-        "import sys\nfrom plugin_host._cli import main\n"
+        "import sys\nfrom neurofilters.plugin_host.cli.main import main\n"
         "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
         "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)\n"
         "print('HEAVY', heavy)\nsys.exit(rc)\n"
@@ -120,6 +120,17 @@ def test_example_plugin_is_listed_described_and_run(example_site: Path, tmp_path
     assert "neurofilters-duotone 1.0.0" in plugins.stdout
     described = run_cli("describe", "duotone", env=env)
     assert "--dark" in described.stdout and "--curve" in described.stdout
+    # The plugin's own subcommand (register_commands), from the installed distribution.
+    assert "duotone-ramp" in run_cli("--help", env=env).stdout
+    assert "duotone-ramp" in plugins.stdout
+    swatch = tmp_path / "swatch.png"
+    made = run_cli("duotone-ramp", "-o", str(swatch), "--dark", "#000000", "--light", "#ffffff", "--width", "64", env=env)
+    assert made.returncode == 0, made.stderr
+    with Image.open(swatch) as picture:
+        row = np.asarray(picture.convert("L"))[0]
+    assert row.shape == (64,) and row[0] == 0 and row[-1] == 255 and np.all(np.diff(row.astype(int)) >= 0)
+    bad = run_cli("duotone-ramp", "-o", str(tmp_path / "x.png"), "--dark", "nope", env=env)
+    assert bad.returncode == 2 and "Received: dark=nope" in bad.stderr
 
     source = tmp_path / "in.png"
     pixels = np.zeros((4, 6, 4), dtype=np.uint8)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from plugin_host import FilterCancelled, FilterContext, ModelCache, ModelSpec
+from neurofilters.plugin_host import FilterCancelled, FilterContext, ModelCache, ModelSpec
 
 
 def _counting_spec(name: str, source: str, loads: list[str]) -> ModelSpec:

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import plugin_host
-from filters import smoothing, tiling
-from filters.deepdream import engine
-from filters.deepdream.plugin import PARAMS, PRESETS
-from plugin_host import FilterCancelled, FilterContext, ModelCache, ParameterError, apply_filter, validate_params
+import neurofilters.plugin_host as plugin_host
+from neurofilters.filters import smoothing, tiling
+from neurofilters.filters.deepdream import engine
+from neurofilters.filters.deepdream.plugin import PARAMS, PRESETS
+from neurofilters.plugin_host import FilterCancelled, FilterContext, ModelCache, ParameterError, apply_filter, validate_params
+from neurofilters.plugin_host.imageio.values import load_image_params
 
 FAST = {"octaves": 2, "steps": 3}
 
@@ -42,8 +43,10 @@ def settings_for(values: dict) -> engine.DreamSettings:
     return engine.settings_from_params(params)
 
 
-def dream(spec, image, values, models, seed=0, progress=None) -> np.ndarray:
-    return apply_filter(spec, image, values, seed=seed, models=models, progress=progress)
+def dream(spec, image, values, models, seed=0, progress=None, emit=None) -> np.ndarray:
+    """The filter as every front end calls it: validated values, image parameters loaded by the host."""
+    loaded = load_image_params(spec.params, validate_params(spec.params, values))
+    return apply_filter(spec, image, loaded, seed=seed, models=models, progress=progress, validated=True, emit=emit)
 
 
 # --------------------------------------------------------------------------- declaration
@@ -52,14 +55,14 @@ def test_registered_with_every_control(spec: plugin_host.FilterSpec) -> None:
     assert {
         "model", "layers", "objective", "channel", "loss", "relu6", "guide", "octaves", "octave_scale", "detail",
         "steps", "step_size", "normalize", "jitter", "smoothing", "chroma", "loss_ceiling", "clip", "mask",
-        "mask_alpha", "mask_feather", "tile_size", "memory_mb", "frames", "frame_zoom", "frame_dir", "preset",
+        "mask_alpha", "mask_feather", "tile_size", "memory_mb", "frames", "frame_zoom", "preset",
     } <= names
-    assert spec.params == PARAMS and spec.run == "filters.deepdream.engine:run"
+    assert spec.params == PARAMS and spec.run == "neurofilters.filters.deepdream.engine:run"
 
 
 def test_declaration_module_does_not_import_heavy_libraries() -> None:
     code = (
-        "import sys, filters.deepdream.plugin as p; p.register_filters(); "
+        "import sys, neurofilters.filters.deepdream.plugin as p; p.register_filters(); "
         "heavy = [m for m in ('numpy', 'keras', 'tensorflow', 'jax') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -301,7 +304,7 @@ def test_chroma_zero_dreams_in_brightness_only(spec, cat, models) -> None:
 # --------------------------------------------------------------------------- controls
 def test_bfloat16_dreams_the_same_picture_deterministically(spec, cat, models) -> None:
     """VGG16 in bfloat16 (``auto`` on AVX512_BF16/AMX CPUs): the float32 dream up to rounding, same bytes per seed."""
-    from filters.gradients import resolve_precision
+    from neurofilters.filters.gradients import resolve_precision
 
     values = {**FAST, "model": "vgg16-hed"}
     single = dream(spec, cat, {**values, "precision": "float32"}, models)
@@ -340,12 +343,12 @@ def test_loss_ceiling_stops_early(spec, cat, models) -> None:
     assert steps and all("step 1/8" in m for m in steps), steps
 
 
-def test_frames_are_written(spec, cat, models, tmp_path: Path) -> None:
-    out = dream(spec, cat, {"octaves": 1, "steps": 2, "frames": 3, "frame_dir": str(tmp_path / "f")}, models)
-    frames = sorted((tmp_path / "f").glob("frame_*.png"))
-    assert [f.name for f in frames] == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
-    last = np.asarray(Image.open(frames[-1]), np.float32) / 255.0
-    assert np.abs(last - out).max() <= 1 / 255 + 1e-6
+def test_frames_are_emitted_for_the_host(spec, cat, models) -> None:
+    frames: dict[str, np.ndarray] = {}
+    out = dream(spec, cat, {"octaves": 1, "steps": 2, "frames": 3}, models, emit=frames.__setitem__)
+    assert sorted(frames) == ["frame-00000", "frame-00001", "frame-00002"]
+    np.testing.assert_array_equal(frames["frame-00002"], out)
+    assert np.abs(frames["frame-00000"] - frames["frame-00001"]).max() > 0.01
 
 
 def test_progress_moves_and_cancel_stops(spec, cat, models) -> None:
@@ -368,7 +371,6 @@ def test_progress_moves_and_cancel_stops(spec, cat, models) -> None:
     [
         ({"layers": "block10_expand_actt"}, "layers", "block10_expand_act"),
         ({"objective": "channel", "channel": 100000}, "channel", "channel=100000"),
-        ({"frames": 2}, "frame_dir", "frame_dir"),
         ({"layers": "block5_expand_act:0"}, "layers", "non-zero"),
     ],
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plugin_host import build_registry
-from plugin_host._docs import BLOCK_RE, markdown_table, refresh_markdown
+from neurofilters.plugin_host import build_registry
+from neurofilters.plugin_host.cli.docs import BLOCK_RE, markdown_table, refresh_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

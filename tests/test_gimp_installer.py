@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import plugin_host
-from gimp_plugin import installer
-from plugin_host import _worker
+import neurofilters.plugin_host as plugin_host
+from neurofilters.plugin_host.gimp import installer
+from neurofilters.plugin_host.gimp import worker as _worker
 
 from test_gimp_worker import PLUGIN, PLUGIN_FILE, TESTPLUGIN_DIR, runtime_dir  # noqa: F401 - runtime_dir is a fixture
 
@@ -132,9 +132,9 @@ def test_install_errors_name_the_interpreter(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"Received: python='/no/such/python'"):
         installer.install(tmp_path, python="/no/such/python")
     broken = tmp_path / "python"
-    broken.write_text("#!/bin/sh\necho 'No module named plugin_host' >&2\nexit 1\n")
+    broken.write_text("#!/bin/sh\necho 'No module named neurofilters.plugin_host' >&2\nexit 1\n")
     broken.chmod(0o755)
-    with pytest.raises(RuntimeError, match=r"(?s)cannot list the neurofilters filters \(exit 1\).*No module named plugin_host"):
+    with pytest.raises(RuntimeError, match=r"(?s)cannot list the neurofilters filters \(exit 1\).*No module named neurofilters.plugin_host"):
         installer.install(tmp_path, python=os.fspath(broken))
     assert not (tmp_path / "plug-ins").exists()
 
@@ -170,7 +170,7 @@ def test_uninstall_leaves_a_folder_with_foreign_files_alone(tmp_path):
 
 
 def test_cli_gimp_install_and_uninstall(tmp_path):
-    run = [sys.executable, "-m", "plugin_host", "gimp"]
+    run = [sys.executable, "-m", "neurofilters.plugin_host", "gimp"]
     installed = subprocess.run([*run, "install", "--gimp-dir", os.fspath(tmp_path)], capture_output=True, text=True, timeout=120)
     assert installed.returncode == 0, installed.stderr
     assert (tmp_path / "plug-ins" / "neurofilters" / "neurofilters.py").is_file()
@@ -189,7 +189,7 @@ def test_plugin_file_imports_only_the_standard_library_and_gi():
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             modules.add(node.module.split(".")[0])
     assert modules - set(sys.stdlib_module_names) == {"gi"}
-    assert "__future__" in modules and not modules & {"numpy", "plugin_host", "tensorflow", "keras"}
+    assert "__future__" in modules and not modules & {"numpy", "neurofilters.plugin_host", "tensorflow", "keras"}
 
 
 def test_plugin_maps_every_parameter_kind():

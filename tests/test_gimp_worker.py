@@ -2,7 +2,7 @@
 
 The client is the real code of ``gimp_plugin/neurofilters.py`` (it imports
 ``gi`` only when GIMP runs it), the worker the real ``python -m
-plugin_host._worker`` process it starts; filters come from the test plugin
+neurofilters.plugin_host.gimp.worker`` process it starts; filters come from the test plugin
 in ``tests/gimp/testplugin``, found through its entry point.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import plugin_host
-from plugin_host import _worker
+import neurofilters.plugin_host as plugin_host
+from neurofilters.plugin_host.gimp import worker as _worker
 
 HERE = Path(__file__).resolve().parent
 TESTPLUGIN_DIR = HERE / "gimp" / "testplugin"
@@ -448,7 +448,7 @@ def test_idle_worker_exits_and_removes_its_socket(runtime_dir):
     path = runtime_dir / "idle.sock"
     started = time.monotonic()
     process = subprocess.run(
-        [sys.executable, "-m", "plugin_host._worker", "--socket", os.fspath(path), "--idle-timeout", "0.5"],
+        [sys.executable, "-m", "neurofilters.plugin_host.gimp.worker", "--socket", os.fspath(path), "--idle-timeout", "0.5"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -462,7 +462,7 @@ def test_second_worker_on_the_same_socket_leaves_the_first_alone(runtime_dir):
     client = make_client()
     first = client.ping()["pid"]
     process = subprocess.run(
-        [sys.executable, "-m", "plugin_host._worker", "--socket", client.socket_path], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "neurofilters.plugin_host.gimp.worker", "--socket", client.socket_path], capture_output=True, text=True, timeout=60
     )
     assert process.returncode == 0 and "Another worker already serves" in process.stderr
     assert client.ping()["pid"] == first
@@ -473,7 +473,7 @@ def test_worker_refuses_a_world_readable_socket_directory(tmp_path):
     folder.mkdir()
     os.chmod(folder, 0o755)
     process = subprocess.run(
-        [sys.executable, "-m", "plugin_host._worker", "--socket", os.fspath(folder / "w.sock"), "--idle-timeout", "1"],
+        [sys.executable, "-m", "neurofilters.plugin_host.gimp.worker", "--socket", os.fspath(folder / "w.sock"), "--idle-timeout", "1"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -512,7 +512,7 @@ def test_garbage_gets_a_protocol_error(runtime_dir):
 
 def test_describe_lists_the_registry_as_json():
     process = subprocess.run(
-        [sys.executable, "-m", "plugin_host._worker", "--describe"],
+        [sys.executable, "-m", "neurofilters.plugin_host.gimp.worker", "--describe"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -542,7 +542,7 @@ def test_manifest_texts_are_the_clis_rendering(runtime_dir):
 
 
 def test_worker_module_does_not_import_keras_or_tensorflow():
-    code = "import sys, plugin_host._worker as w; w.describe_filters(); print(sorted(m for m in ('tensorflow','keras','jax','torch') if m in sys.modules))"
+    code = "import sys, neurofilters.plugin_host.gimp.worker as w; w.describe_filters(); print(sorted(m for m in ('tensorflow','keras','jax','torch') if m in sys.modules))"
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == "[]"
@@ -551,7 +551,7 @@ def test_worker_module_does_not_import_keras_or_tensorflow():
 def test_sigterm_removes_the_socket(runtime_dir):
     path = runtime_dir / "term.sock"
     process = subprocess.Popen(
-        [sys.executable, "-m", "plugin_host._worker", "--socket", os.fspath(path)], stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "neurofilters.plugin_host.gimp.worker", "--socket", os.fspath(path)], stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 60

@@ -1,4 +1,4 @@
-"""Input gradients (filters.gradients) on the real Lite0, on TensorFlow and, in a subprocess, JAX and torch.
+"""Input gradients (neurofilters.filters.gradients) on the real Lite0, on TensorFlow and, in a subprocess, JAX and torch.
 
 Also the network surgery behind them: batch norms folded into convolutions and
 the ReLU6 modes, checked against the untouched zoo network.
@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from filters.gradients import (
+from neurofilters.filters.gradients import (
     PRECISIONS,
     RELU6_MODES,
     gradient_feature_model,
@@ -25,9 +25,9 @@ from filters.gradients import (
     resolve_precision,
     supported_backends,
 )
-from filters.gradients import _network
-from filters.gradients._network import cpu_has_native_bfloat16, prepare_network
-from plugin_host import ModelCache
+from neurofilters.filters.gradients import _network
+from neurofilters.filters.gradients._network import cpu_has_native_bfloat16, prepare_network
+from neurofilters.plugin_host import ModelCache
 
 LAYER = "block5_expand_act"
 
@@ -175,8 +175,8 @@ _OTHER_BACKEND = textwrap.dedent(
     import sys, time
     import numpy as np
     import keras
-    from filters.deepdream import engine
-    from plugin_host import ModelCache, apply_filter, build_registry
+    from neurofilters.filters.deepdream import engine
+    from neurofilters.plugin_host import ModelCache, apply_filter, build_registry
     assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
     x = np.load(sys.argv[2])
     spec = build_registry(autoload=False).get_filter("deepdream")
@@ -239,7 +239,7 @@ def test_other_backends_agree_with_tensorflow(backend: str, lite0, other_backend
     returncode, stderr, path = results[backend]
     assert returncode == 0, stderr[-3000:]
     theirs = np.load(path)
-    from filters.deepdream import engine
+    from neurofilters.filters.deepdream import engine
 
     losses, grad = engine.build_objective(lite0, engine.DreamSettings()).gradient(photo, (3, -4))
     np.testing.assert_allclose(theirs["losses"], losses, rtol=1e-4)

@@ -1,4 +1,4 @@
-"""Image loading and saving (plugin_host._imageio) on real files written to tmp_path.
+"""Image loading and saving (neurofilters.plugin_host.imageio.files) on real files written to tmp_path.
 
 PNGs with every row filter and Adam7 interlacing are built here by a small,
 independent reference encoder (textbook Paeth formula), so the decoder is
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from plugin_host import ImageIOError, ParameterError
-from plugin_host._imageio import (
+from neurofilters.plugin_host import ImageIOError, ParameterError
+from neurofilters.plugin_host.imageio.files import (
     LoadedImage,
     SAVE_FORMATS,
     atomic_write,
@@ -31,7 +31,7 @@ from plugin_host._imageio import (
     pixels_from_pil,
     save_image,
 )
-from plugin_host._imageio_png import encode_png
+from neurofilters.plugin_host.imageio.png import encode_png
 
 RNG = np.random.default_rng(20240607)
 MAKE_TAG, ORIENTATION_TAG = 0x010F, 0x0112
@@ -135,7 +135,7 @@ def noise8(height: int, width: int, channels: int) -> np.ndarray:
 
 def test_import_does_not_pull_heavy_libraries() -> None:
     code = (
-        "import sys, plugin_host._imageio; "
+        "import sys, neurofilters.plugin_host.imageio.files; "
         "print(sorted(m for m in ('PIL', 'numpy', 'tifffile', 'keras', 'tensorflow') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

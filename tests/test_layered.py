@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugin_host import ImageIOError
-from plugin_host._layered import Layer, LayeredImage, composite, read_ora, read_xcf, write_ora
-from plugin_host._xcf import encode_xcf, write_xcf
+from neurofilters.plugin_host import ImageIOError
+from neurofilters.plugin_host.imageio.layered import Layer, LayeredImage, composite, read_ora, read_xcf, write_ora
+from neurofilters.plugin_host.imageio.xcf import encode_xcf, write_xcf
 from test_batch_support import install_test_plugin, run_batch
 
 
@@ -154,7 +154,7 @@ def test_protected_inputs_are_indexed_once_and_hard_links_are_caught(tmp_path: P
     import os
     import time
 
-    from plugin_host._batch_exec import RunOptions, Task, encode
+    from neurofilters.plugin_host.batch.execute import RunOptions, Task, encode
 
     inputs = [tmp_path / "in" / f"{i:04d}.png" for i in range(2000)]
     inputs[0].parent.mkdir()

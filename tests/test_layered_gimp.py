@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plugin_host._layered import read_xcf
-from plugin_host._xcf import write_xcf
+from neurofilters.plugin_host.imageio.layered import read_xcf
+from neurofilters.plugin_host.imageio.xcf import write_xcf
 from test_batch_support import install_test_plugin, run_batch
 from test_layered import sample_image
 

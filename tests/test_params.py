@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin_host import DeclarationError, Param, ParameterError, format_value, validate_params
+from neurofilters.plugin_host import DeclarationError, Param, ParameterError, format_value, validate_params
 
 STEPS = Param("steps", "int", 10, "Gradient steps per octave.", minimum=1, maximum=500)
 STEP = Param("step_size", "float", 0.01, "Step size.", minimum=0.0, maximum=1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from plugin_host._progress import ProgressBar
+from neurofilters.plugin_host.cli.progress import ProgressBar
 
 
 class FakeClock:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import plugin_host
-from plugin_host import FilterSpec, ModelSpec, RegistryError, apply_filter, build_registry
+import neurofilters.plugin_host as plugin_host
+from neurofilters.plugin_host import FilterSpec, ModelSpec, RegistryError, apply_filter, build_registry
 
 from plugin_factory import GOOD_PLUGIN, make_distribution
 
@@ -59,19 +59,19 @@ def test_autoload_can_be_disabled(site: Path, monkeypatch: pytest.MonkeyPatch) -
     [
         ("raise ImportError('needs libfoo')", "import failed: ImportError: needs libfoo"),
         (
-            "from plugin_host import hookimpl\n@hookimpl\ndef register_filters():\n    raise RuntimeError('boom')\n",
+            "from neurofilters.plugin_host import hookimpl\n@hookimpl\ndef register_filters():\n    raise RuntimeError('boom')\n",
             "register_filters() raised RuntimeError: boom",
         ),
         (
-            "from plugin_host import hookimpl\n@hookimpl\ndef register_filters():\n    return ['not a spec']\n",
+            "from neurofilters.plugin_host import hookimpl\n@hookimpl\ndef register_filters():\n    return ['not a spec']\n",
             "register_filters() returned str 'not a spec'; expected FilterSpec objects",
         ),
         (
-            "from plugin_host import hookimpl\n@hookimpl\ndef register_models():\n    return [42]\n",
+            "from neurofilters.plugin_host import hookimpl\n@hookimpl\ndef register_models():\n    return [42]\n",
             "register_models() returned int 42; expected ModelSpec objects",
         ),
         (
-            "from plugin_host import FilterSpec, hookimpl\n@hookimpl\ndef register_filters():\n"
+            "from neurofilters.plugin_host import FilterSpec, hookimpl\n@hookimpl\ndef register_filters():\n"
             "    return [FilterSpec(name='Bad Name', title='t', summary='s', description='', category='c',"
             " params=(), run=print)]\n",
             "register_filters() raised DeclarationError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plugin_host import apply_filter, build_registry
+from neurofilters.plugin_host import apply_filter, build_registry
 
 FILTERS = sorted(build_registry(autoload=False).filters)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filters.zoo.applications import APPLICATIONS, expected_weights_path, keras_models_dir, load_application
-from plugin_host import ModelUnavailableError, ParameterError
+from neurofilters.filters.zoo.applications import APPLICATIONS, expected_weights_path, keras_models_dir, load_application
+from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
 _KERAS_MODULES = {
     "inception-v3": ("inception_v3", "WEIGHTS_PATH"),
@@ -126,7 +126,7 @@ def test_bad_names_and_paths(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("NEUROFILTERS_SLOW_TESTS"), reason="17 s and 4 GB: set NEUROFILTERS_SLOW_TESTS=1")
 def test_vgg16_dense_head_resizes_to_224(tmp_path: Path) -> None:
-    from filters.zoo.preprocessing import CAFFE_VGG_MEAN_BGR, caffe_bgr
+    from neurofilters.filters.zoo.preprocessing import CAFFE_VGG_MEAN_BGR, caffe_bgr
 
     reference, path = _save_reference("vgg16", tmp_path)
     zoo = load_application("vgg16", weights=path)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filters.zoo import cache
-from filters.zoo.lite0 import assign_weights, build_lite0, lite0_source_path, lite0_weights
-from filters.zoo.torch_legacy import read_legacy_state_dict
+from neurofilters.filters.zoo import cache
+from neurofilters.filters.zoo.lite0 import assign_weights, build_lite0, lite0_source_path, lite0_weights
+from neurofilters.filters.zoo.torch_legacy import read_legacy_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from filters.zoo.labels import imagenet_labels, resolve_class
-from plugin_host import ParameterError
+from neurofilters.filters.zoo.labels import imagenet_labels, resolve_class
+from neurofilters.plugin_host import ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_custom_labels_with_synonyms() -> None:
 
 
 def test_labels_module_is_light() -> None:
-    code = "import sys, filters.zoo.labels as l; l.resolve_class('flamingo', l.imagenet_labels()); " \
+    code = "import sys, neurofilters.filters.zoo.labels as l; l.resolve_class('flamingo', l.imagenet_labels()); " \
            "print(sorted(m for m in ('numpy', 'keras', 'tensorflow') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

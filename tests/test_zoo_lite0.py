@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from filters.zoo import LayerInfo, ZooModel
-from filters.zoo.lite0 import build_lite0, lite0_source_path, load_lite0
-from filters.zoo.torch_legacy import read_legacy_state_dict
-from plugin_host import ParameterError
+from neurofilters.filters.zoo import LayerInfo, ZooModel
+from neurofilters.filters.zoo.lite0 import build_lite0, lite0_source_path, load_lite0
+from neurofilters.filters.zoo.torch_legacy import read_legacy_state_dict
+from neurofilters.plugin_host import ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def lite0() -> ZooModel:
 
 
 def _documented_target(key: str) -> tuple[str, int, tuple[int, ...] | None]:
-    """DESIGN.md's mapping, written out independently: torch key -> (layer, weight index, transpose)."""
+    """The checkpoint's key mapping (docs/architecture.md: the zoo), written out independently: torch key -> (layer, weight index, transpose)."""
     bn_parts = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3}
     conv = (2, 3, 1, 0)
     fixed = {"_conv_stem.weight": ("stem_conv", 0, conv), "_conv_head.weight": ("head_conv", 0, conv),
@@ -51,7 +51,7 @@ def test_every_keras_weight_equals_its_checkpoint_tensor(lite0: ZooModel) -> Non
         covered.add((layer, index))
     every_variable = {(layer.name, index) for layer in network.layers for index in range(len(layer.weights))}
     assert covered == every_variable
-    assert network.count_params() == 4_694_024  # DESIGN.md's count, BN statistics included
+    assert network.count_params() == 4_694_024  # the checkpoint's count, BN statistics included
 
 
 def test_architecture_facts() -> None:

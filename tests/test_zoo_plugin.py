@@ -7,16 +7,16 @@ import sys
 
 import pytest
 
-import plugin_host
-from filters.zoo import ZooModel
-from filters.zoo.plugin import register_models
+import neurofilters.plugin_host as plugin_host
+from neurofilters.filters.zoo import ZooModel
+from neurofilters.filters.zoo.plugin import register_models
 
 EXPECTED = ["lite0", "vgg16-hed", "inception-v3", "vgg16", "vgg19", "resnet50", "mobilenet-v2"]
 
 
 def test_registration_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, plugin_host, filters.zoo.plugin as p\n"
+        "import sys, neurofilters.plugin_host as plugin_host, neurofilters.filters.zoo.plugin as p\n"
         "specs = p.register_models()\n"
         "print(len(specs), sorted(m for m in ('tensorflow', 'keras', 'jax', 'h5py', 'numpy') if m in sys.modules))\n"
         "registry = plugin_host.build_registry(autoload=False)\n"
@@ -34,9 +34,9 @@ def test_every_model_is_registered_with_an_importable_loader() -> None:
     kinds = {spec.name: spec.kind for spec in register_models()}
     assert kinds["vgg16-hed"] == "backbone" and kinds["lite0"] == kinds["inception-v3"] == "classifier"
     for spec in register_models():
-        assert isinstance(spec.load, str) and spec.load.startswith("filters.zoo.")
+        assert isinstance(spec.load, str) and spec.load.startswith("neurofilters.filters.zoo.")
         assert callable(spec.loader())
-    assert not [failure for failure in registry.failures if "filters.zoo" in str(failure)]
+    assert not [failure for failure in registry.failures if "neurofilters.filters.zoo" in str(failure)]
 
 
 def test_a_filter_context_loads_lite0_once(coffee) -> None:  # noqa: ANN001
@@ -48,7 +48,7 @@ def test_a_filter_context_loads_lite0_once(coffee) -> None:  # noqa: ANN001
 
 
 def test_an_offline_keras_application_is_a_model_unavailable_error() -> None:
-    from filters.zoo.applications import expected_weights_path
+    from neurofilters.filters.zoo.applications import expected_weights_path
 
     if expected_weights_path("mobilenet-v2").exists():
         pytest.skip("this machine has the MobileNetV2 weights")

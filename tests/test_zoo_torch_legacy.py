@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filters.zoo.lite0 import lite0_source_path
-from filters.zoo.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, CheckpointFormatError, read_legacy_state_dict
-from plugin_host import ModelUnavailableError
+from neurofilters.filters.zoo.lite0 import lite0_source_path
+from neurofilters.filters.zoo.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, CheckpointFormatError, read_legacy_state_dict
+from neurofilters.plugin_host import ModelUnavailableError
 
 _TYPE_NAMES = {np.dtype("float32"): "FloatStorage", np.dtype("int64"): "LongStorage"}
 
@@ -56,7 +56,7 @@ def test_reads_every_tensor_of_the_lite0_checkpoint() -> None:
     state = read_legacy_state_dict(lite0_source_path())
     assert len(state) == 296
     weights = {key: value for key, value in state.items() if not key.endswith("num_batches_tracked")}
-    assert sum(value.size for value in weights.values()) == 4_694_024  # DESIGN.md: Lite0's parameter count
+    assert sum(value.size for value in weights.values()) == 4_694_024  # Lite0's parameter count, as the torch checkpoint has it
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_fc.weight"].shape == (1000, 1280)
     assert state["_bn0.num_batches_tracked"].dtype == np.int64

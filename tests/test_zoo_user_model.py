@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import plugin_host
-from filters.zoo.user_model import load_user_model, user_model_name
-from plugin_host import ModelUnavailableError, ParameterError
+import neurofilters.plugin_host as plugin_host
+from neurofilters.filters.zoo.user_model import load_user_model, user_model_name
+from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
 
 def _tiny_classifier(path: Path, classes: int = 10) -> Path:

@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from filters.zoo import ZooModel
-from filters.zoo.vgg16_hed import hed_source_path, load_vgg16_hed
-from plugin_host import ParameterError
+from neurofilters.filters.zoo import ZooModel
+from neurofilters.filters.zoo.vgg16_hed import hed_source_path, load_vgg16_hed
+from neurofilters.plugin_host import ParameterError
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ alpha with ``mask_alpha``), its gradient normalisation and its early stop
 its own shift in numpy, the rolled images go through the network together
 (unrolled in the graph, shift ``(0, 0)``), and each gradient is rolled back.
 Everything around the call is the single-image code of
-:mod:`filters.deepdream.engine` (:class:`~filters.deepdream.engine.DreamState`,
-:func:`~filters.deepdream.engine.ascend`).
+:mod:`neurofilters.filters.deepdream.engine` (:class:`~neurofilters.filters.deepdream.engine.DreamState`,
+:func:`~neurofilters.filters.deepdream.engine.ascend`).
 
 **Exactly the single-image result.** A resumed batch must write the bytes of
 an uninterrupted one although its batches are composed differently, so every
-image must get, bit for bit, what :func:`~filters.deepdream.engine.dream`
+image must get, bit for bit, what :func:`~neurofilters.filters.deepdream.engine.dream`
 gives it alone. Mathematically the samples of a batch are independent, but a
 convolution library may pick another blocking, hence another summation order,
 for another batch size: on TensorFlow's oneDNN kernels one call on four
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from plugin_host import FilterContext
+from neurofilters.plugin_host import FilterContext
 
 from .engine import (
     DreamSettings,
@@ -106,7 +106,7 @@ def _together(
 
 
 def _alone(objective: _Objective, image: np.ndarray, shift: tuple[int, int]) -> tuple[float, np.ndarray]:
-    """The single-image gradient, exactly as :func:`~filters.deepdream.engine.dream` computes it."""
+    """The single-image gradient, exactly as :func:`~neurofilters.filters.deepdream.engine.dream` computes it."""
     height, width = image.shape[:2]
     return tiled_gradient(image, objective, (height, width), shift)
 
@@ -143,7 +143,7 @@ def batch_gradients(
     """Loss and gradient of each whole image, in one call where that is exact, else one by one.
 
     Args:
-        objective: From :func:`~filters.deepdream.engine.build_objective`.
+        objective: From :func:`~neurofilters.filters.deepdream.engine.build_objective`.
         images: float32 ``H x W x 3`` images of one size.
         shifts: Each image's roll ``(dy, dx)``, in ``[0, H) x [0, W)``.
 
@@ -223,7 +223,7 @@ def dream_batch(
     masks: Sequence[np.ndarray | None] | None = None,
     progress: Progress | None = None,
 ) -> list[np.ndarray]:
-    """Dream several images of one size; each result equals :func:`~filters.deepdream.engine.dream` on it alone.
+    """Dream several images of one size; each result equals :func:`~neurofilters.filters.deepdream.engine.dream` on it alone.
 
     Args:
         images: float32 ``H x W x 3`` images in [0, 1], all the same size; not modified.
@@ -271,7 +271,7 @@ def dream_batch(
 def run_batch(
     images: Sequence[np.ndarray], params: Mapping[str, Any], contexts: Sequence[FilterContext]
 ) -> list[np.ndarray]:
-    """The ``deepdream`` filter's ``batch_run``: :func:`~filters.deepdream.engine.run` for several images at once.
+    """The ``deepdream`` filter's ``batch_run``: :func:`~neurofilters.filters.deepdream.engine.run` for several images at once.
 
     Args:
         images: float32 ``H x W x 3`` images in [0, 1], all the same size.
@@ -283,7 +283,7 @@ def run_batch(
         For every image exactly what ``run(image, params, context)`` returns.
 
     Raises:
-        ParameterError, ModelUnavailableError: As :func:`~filters.deepdream.engine.run`.
+        ParameterError, ModelUnavailableError: As :func:`~neurofilters.filters.deepdream.engine.run`.
     """
     resolved = apply_preset(params)
     if int(resolved.get("frames", 0)) > 0 or resolved.get("guide"):

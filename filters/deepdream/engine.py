@@ -1,17 +1,18 @@
 """The DeepDream algorithm: objectives, octaves, whole-image or tiled gradient ascent, masks and frames.
 
-One engine covers the three reference implementations (DESIGN.md section 6):
+One engine covers the three reference implementations (their settings are the presets of
+:mod:`~neurofilters.filters.deepdream.plugin`):
 Google's notebook (detail re-injection, jitter, mean |g| normalisation, guided
 dreams), the TensorFlow tutorial (random roll, std normalisation, octaves above
 the image size, no re-injection) and the Keras example (weighted layers,
 squared-activation loss, loss ceiling).
 
 Speed: the network is a clone prepared for input gradients (batch norms folded,
-see :mod:`filters.gradients`), its gradient step is traced once for every
+see :mod:`neurofilters.filters.gradients`), its gradient step is traced once for every
 image size, and an octave that fits the memory budget is differentiated whole
 in one call (the random roll happens inside that call). Larger octaves are cut
 into the fewest equally sized windows the budget allows (see
-:mod:`filters.tiling`); every pixel's gradient is computed at every step, with
+:mod:`neurofilters.filters.tiling`); every pixel's gradient is computed at every step, with
 real image context around each window's core, so there are no seams.
 
 Memory: besides the network's activations (bounded by ``memory_mb``) the
@@ -22,14 +23,13 @@ gradient; octave changes and detail re-injection work in place.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from plugin_host import FilterContext, ParameterError
+from neurofilters.plugin_host import FilterContext, ParameterError, split_alpha
 
 from .. import tiling
 from ..octaves import octave_shapes, resize_image
@@ -67,19 +67,24 @@ _MEMORY_FACTOR = 1.0
 
 @dataclass(frozen=True)
 class DreamSettings:
-    """Validated, preset-resolved settings of one dream (see the parameter table)."""
+    """Validated, preset-resolved settings of one dream.
 
-    model: str = "lite0"
-    layers: tuple[tuple[str, float], ...] = (("auto", 1.0),)
-    objective: str = "layer"
-    channel: int = 0
+    Every field is a parameter of :data:`~neurofilters.filters.deepdream.plugin.PARAMS`
+    and takes its declared default from there (checked below), so a default
+    is written once, in the declaration.
+    """
+
+    model: str = _DEFAULTS["model"]
+    layers: tuple[tuple[str, float], ...] = _DEFAULTS["layers"]
+    objective: str = _DEFAULTS["objective"]
+    channel: int = _DEFAULTS["channel"]
     loss: str = _DEFAULTS["loss"]
     relu6: str = _DEFAULTS["relu6"]
     precision: str = _DEFAULTS["precision"]
     octaves: int = _DEFAULTS["octaves"]
     octave_scale: float = _DEFAULTS["octave_scale"]
-    upscale_octaves: int = 0
-    detail: bool = True
+    upscale_octaves: int = _DEFAULTS["upscale_octaves"]
+    detail: bool = _DEFAULTS["detail"]
     steps: int = _DEFAULTS["steps"]
     step_size: float = _DEFAULTS["step_size"]
     normalize: str = _DEFAULTS["normalize"]
@@ -87,18 +92,22 @@ class DreamSettings:
     smoothing: str = _DEFAULTS["smoothing"]
     smoothing_sigma: float = _DEFAULTS["smoothing_sigma"]
     chroma: float = _DEFAULTS["chroma"]
-    loss_ceiling: float = 0.0
-    clip: bool = True
-    tile_size: int = 0
+    loss_ceiling: float = _DEFAULTS["loss_ceiling"]
+    clip: bool = _DEFAULTS["clip"]
+    tile_size: int = _DEFAULTS["tile_size"]
     memory_mb: int = _DEFAULTS["memory_mb"]
     guide: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+if not {name for name in DreamSettings.__dataclass_fields__} <= set(_DEFAULTS):  # pragma: no cover - a coding error
+    raise RuntimeError("DreamSettings has a field that PARAMS does not declare")
 
 
 def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``params`` with the chosen preset filled into parameters left at their default.
 
     ``preset="auto"`` picks the tuned preset of the chosen model
-    (:data:`~filters.deepdream.plugin.MODEL_PRESETS`; none for Lite0, whose
+    (:data:`~neurofilters.filters.deepdream.plugin.MODEL_PRESETS`; none for Lite0, whose
     settings are the declared defaults).
 
     Args:
@@ -107,7 +116,7 @@ def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         A new dict; values the user changed are kept.
     """
-    from plugin_host import validate_params
+    from neurofilters.plugin_host import validate_params
 
     result = dict(params)
     name = str(params.get("preset", _DEFAULTS["preset"]))
@@ -121,40 +130,22 @@ def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _read_grey(path: str, param: str) -> np.ndarray:
-    """Read an image file as float32 ``H x W`` in [0, 1]: luminance times alpha."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            alpha = np.asarray(picture.getchannel("A"), np.float32) / 255.0 if "A" in picture.getbands() else None
-            grey = np.asarray(picture.convert("L"), np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as error:
-        raise ParameterError(
-            f'"{param}" must be a readable image file. Received: {param}={path} ({error})', param=param, value=path
-        ) from None
-    return grey * alpha if alpha is not None else grey
-
-
-def _read_rgb(path: str, param: str) -> np.ndarray:
-    """Read an image file as float32 ``H x W x 3`` in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as picture:
-            return np.asarray(picture.convert("RGB"), np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as error:
-        raise ParameterError(
-            f'"{param}" must be a readable image file. Received: {param}={path} ({error})', param=param, value=path
-        ) from None
+def _grey(pixels: np.ndarray) -> np.ndarray:
+    """float32 ``H x W`` in [0, 1] from loaded pixels (C = 1..4): luminance times alpha."""
+    pixels = np.asarray(pixels, np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    channels = pixels.shape[2]
+    colour = pixels[:, :, : 3 if channels >= 3 else 1]
+    grey = colour[:, :, 0] if colour.shape[2] == 1 else colour @ np.float32([0.299, 0.587, 0.114])
+    return grey * pixels[:, :, -1] if channels in (2, 4) else grey
 
 
 def settings_from_params(params: Mapping[str, Any]) -> DreamSettings:
     """Turn validated filter parameters (after :func:`apply_preset`) into settings."""
     names = {f.name for f in DreamSettings.__dataclass_fields__.values()} - {"guide"}
     values = {name: params[name] for name in names if name in params}
-    guide = _read_rgb(params["guide"], "guide") if params.get("guide") else None
+    guide = None if params.get("guide") is None else split_alpha(params["guide"])[0]
     return DreamSettings(**values, guide=guide)
 
 
@@ -257,7 +248,7 @@ class _Objective:
     """A compiled objective on one model: gradient function and memory figures.
 
     Attributes:
-        gradient: ``fn(batch, shift) -> (losses, gradients)`` (see :mod:`filters.gradients`).
+        gradient: ``fn(batch, shift) -> (losses, gradients)`` (see :mod:`neurofilters.filters.gradients`).
         features: The feature model the gradient differentiates.
         names: Raw target layer names.
         bytes_per_pixel: Estimated peak activation memory of one call, per input pixel.
@@ -265,7 +256,7 @@ class _Objective:
         stride: Total stride of the deepest target layer (tile alignment).
         batch_exact: ``(count, height, width) -> bool``: whether one call on that
             many images of that size was found to give every image exactly its
-            single-image result (filled by :mod:`filters.deepdream.batched`).
+            single-image result (filled by :mod:`neurofilters.filters.deepdream.batched`).
     """
 
     gradient: Any
@@ -598,7 +589,7 @@ class DreamState:
     """One image on its way through the octaves: everything but the gradient steps.
 
     The single-image :func:`dream` and the batched path
-    (:mod:`filters.deepdream.batched`) share it, so both do exactly the same
+    (:mod:`neurofilters.filters.deepdream.batched`) share it, so both do exactly the same
     arithmetic around the steps: start an octave (:meth:`begin_octave`), run
     the steps on :attr:`current` with :attr:`octave_mask`, end it
     (:meth:`end_octave`), and after the last octave take :meth:`finish`.
@@ -751,8 +742,8 @@ def objective_value(image: np.ndarray, model: Any, settings: DreamSettings) -> f
 def _load_mask(params: Mapping[str, Any], shape: tuple[int, int], alpha: np.ndarray | None) -> np.ndarray | None:
     """The dream mask: the mask file and/or the image's alpha, inverted and feathered as asked."""
     mask = None
-    if params.get("mask"):
-        mask = _read_grey(params["mask"], "mask")
+    if params.get("mask") is not None:
+        mask = _grey(params["mask"])
         if mask.shape != shape:
             mask = np.clip(resize_image(mask, shape, "bilinear"), 0.0, 1.0)
     if params.get("mask_invert") and mask is not None:
@@ -780,19 +771,12 @@ def _zoom(image: np.ndarray, factor: float) -> np.ndarray:
     return resize_image(image[top : top + crop_h, left : left + crop_w], (height, width))
 
 
-def _save_frame(image: np.ndarray, folder: str, index: int) -> None:
-    from PIL import Image
-
-    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    Image.fromarray(pixels, "RGB").save(os.path.join(folder, f"frame_{index:05d}.png"))
-
-
 def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) -> np.ndarray:
     """The ``deepdream`` filter: ``run(image, params, context) -> image``.
 
     Args:
         image: float32 ``H x W x 3`` in [0, 1].
-        params: Validated parameters (see :data:`filters.deepdream.plugin.PARAMS`).
+        params: Validated parameters (see :data:`neurofilters.filters.deepdream.plugin.PARAMS`).
         context: Progress, cancellation, seed, model cache and the image's alpha
             (used as a mask when ``mask_alpha`` is set).
 
@@ -807,15 +791,6 @@ def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) ->
     """
     params = apply_preset(params)
     frames = int(params.get("frames", 0))
-    folder = str(params.get("frame_dir", ""))
-    if frames > 0:
-        if not folder:
-            raise ParameterError(
-                '"frame_dir" must name a folder for the frames when frames > 0. Received: frame_dir=""',
-                param="frame_dir",
-                value=folder,
-            )
-        os.makedirs(folder, exist_ok=True)
     settings = settings_from_params(params)
     context.progress(0.0, f"loading model {settings.model}")
     model = context.load_model(settings.model)
@@ -832,7 +807,7 @@ def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) ->
 
         result = dream(result, model, settings, rng=context.rng(frame), mask=mask, progress=progress)
         if frames > 0:
-            _save_frame(result, folder, frame)
+            context.emit(f"frame-{frame:05d}", result)
     return result
 
 

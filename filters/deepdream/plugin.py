@@ -1,12 +1,12 @@
 """Declaration of the ``deepdream`` filter (imported when the registry is built: keep it light).
 
-No Keras, TensorFlow or numpy here: the engine in :mod:`filters.deepdream.engine`
+No Keras, TensorFlow or numpy here: the engine in :mod:`neurofilters.filters.deepdream.engine`
 is imported only when the filter runs.
 """
 
 from __future__ import annotations
 
-from plugin_host import FilterSpec, Param, hookimpl
+from neurofilters.plugin_host import FilterSpec, Param, hookimpl
 
 from ..gradients import PRECISIONS, RELU6_MODES
 
@@ -98,34 +98,33 @@ PARAMS: tuple[Param, ...] = (
     Param("preset", "choice", "auto", "Named settings; they change only parameters left at their default. auto: tuned for the chosen model (vgg16-classic for vgg16-hed); none: the plain defaults; tf-tutorial, keras-example: InceptionV3 (needs its downloaded weights).", choices=tuple(PRESETS)),
     Param("model", "model", "lite0", "Network to dream with: an embedded model (lite0, vgg16-hed), inception-v3 (downloaded weights) or a .keras file."),
     Param("layers", "layers", "auto", "Layers to amplify with weights, e.g. 'block5_expand_act:1,block10_expand_act:1'; 'auto' uses the model's recommended layers."),
-    Param("objective", "choice", "layer", "What to amplify: whole layers, one channel of each layer, or one neuron (that channel at the image centre).", choices=("layer", "channel", "neuron")),
-    Param("channel", "int", 0, "Channel index for the channel and neuron objectives.", minimum=0),
-    Param("loss", "choice", "mean-square", "Loss form: mean activation (TF tutorial) or mean squared activation without a 2-pixel border (Keras example).", choices=("mean", "mean-square")),
-    Param("relu6", "choice", "unbounded", "ReLU6 units (Lite0) saturate at 6: dream through a copy with plain ReLUs (unbounded), keep them but pass gradients through saturated units (pass-gradient), or keep them as they are (keep).", choices=RELU6_MODES, label="ReLU6 units"),
-    Param("precision", "choice", "auto", "Arithmetic of the network. auto: bfloat16 where it is about twice as fast (VGG16 on CPUs with AVX512_BF16 or AMX; its gradients agree with float32 to a cosine above 0.99), float32 elsewhere. float32 or bfloat16 force one.", choices=PRECISIONS),
-    Param("guide", "path", "", "Guide image for a controlled dream: each position is pulled toward the best-matching feature of this image (replaces the objective).", label="Guide image"),
+    Param("objective", "choice", "layer", "What to amplify: whole layers, one channel of each layer, or one neuron (that channel at the image centre).", choices=("layer", "channel", "neuron"), group="Objective"),
+    Param("channel", "int", 0, "Channel index for the channel and neuron objectives.", minimum=0, group="Objective"),
+    Param("loss", "choice", "mean-square", "Loss form: mean activation (TF tutorial) or mean squared activation without a 2-pixel border (Keras example).", choices=("mean", "mean-square"), group="Objective", advanced=True),
+    Param("relu6", "choice", "unbounded", "ReLU6 units (Lite0) saturate at 6: dream through a copy with plain ReLUs (unbounded), keep them but pass gradients through saturated units (pass-gradient), or keep them as they are (keep).", choices=RELU6_MODES, label="ReLU6 units", group="Engine", advanced=True),
+    Param("precision", "choice", "auto", "Arithmetic of the network. auto: bfloat16 where it is about twice as fast (VGG16 on CPUs with AVX512_BF16 or AMX; its gradients agree with float32 to a cosine above 0.99), float32 elsewhere. float32 or bfloat16 force one.", choices=PRECISIONS, group="Engine", advanced=True),
+    Param("guide", "image", None, "Guide image for a controlled dream: each position is pulled toward the best-matching feature of this image (replaces the objective).", label="Guide image", group="Objective"),
     Param("octaves", "int", 4, "Number of scales (octaves) the image is dreamed at, smallest first.", minimum=1, maximum=12),
-    Param("octave_scale", "float", 1.4, "Size ratio between neighbouring octaves.", minimum=1.05, maximum=3.0),
-    Param("upscale_octaves", "int", 0, "How many of the octaves are larger than the image (the TF tutorial uses 2 with scale 1.3).", minimum=0, maximum=4),
-    Param("detail", "bool", True, "Re-inject the dreamed detail when moving to the next octave (Google, Keras) instead of resizing the dreamed image (TF tutorial)."),
+    Param("octave_scale", "float", 1.4, "Size ratio between neighbouring octaves.", minimum=1.05, maximum=3.0, group="Octaves"),
+    Param("upscale_octaves", "int", 0, "How many of the octaves are larger than the image (the TF tutorial uses 2 with scale 1.3).", minimum=0, maximum=4, group="Octaves", advanced=True),
+    Param("detail", "bool", True, "Re-inject the dreamed detail when moving to the next octave (Google, Keras) instead of resizing the dreamed image (TF tutorial).", group="Octaves", advanced=True),
     Param("steps", "int", 10, "Gradient-ascent steps per octave.", minimum=1, maximum=1000),
     Param("step_size", "float", 0.015, "Step length in pixel units (image range 0..1) after gradient normalisation.", minimum=1e-5, maximum=1.0),
-    Param("normalize", "choice", "std", "Gradient normalisation before the step: divide by its standard deviation (TF tutorial) or by its mean absolute value (Google, Keras).", choices=("std", "mean-abs")),
-    Param("jitter", "int", 32, "Random roll of the image before each step, up to this many pixels (0 = none).", minimum=0, maximum=4096),
-    Param("smoothing", "choice", "gaussian", "Gradient smoothing: a light Gaussian blur against pixel noise, or Laplacian-pyramid normalisation for larger, smoother structures.", choices=("none", "gaussian", "laplacian")),
+    Param("normalize", "choice", "std", "Gradient normalisation before the step: divide by its standard deviation (TF tutorial) or by its mean absolute value (Google, Keras).", choices=("std", "mean-abs"), group="Steps", advanced=True),
+    Param("jitter", "int", 32, "Random roll of the image before each step, up to this many pixels (0 = none).", minimum=0, maximum=4096, group="Steps", advanced=True),
+    Param("smoothing", "choice", "gaussian", "Gradient smoothing: a light Gaussian blur against pixel noise, or Laplacian-pyramid normalisation for larger, smoother structures.", choices=("none", "gaussian", "laplacian"), group="Steps", advanced=True),
     Param("chroma", "float", 1.0, "How much the dream may change colours: 1 keeps the network's colour gradient, 0 dreams in brightness only; lower values avoid flat magenta/green casts.", minimum=0.0, maximum=1.0),
-    Param("smoothing_sigma", "float", 0.5, "Gaussian smoothing radius (standard deviation) in pixels.", minimum=0.0, maximum=32.0),
-    Param("loss_ceiling", "float", 0.0, "Stop an octave early once the loss exceeds this value (0 = never; the Keras example uses 15).", minimum=0.0),
-    Param("clip", "bool", True, "Clip pixels to the valid range after every step."),
-    Param("mask", "path", "", "Greyscale image: dream where it is white, keep the image where it is black (its alpha multiplies it)."),
-    Param("mask_invert", "bool", False, "Swap the mask's dream and keep regions."),
-    Param("mask_alpha", "bool", False, "Use the image's alpha as a mask too: dream where the image is opaque, keep transparent pixels exactly (multiplies the mask file, if any; inverting applies to the file only).", label="Mask with alpha"),
-    Param("mask_feather", "float", 8.0, "Soft edge, in pixels, inside the mask; outside the mask pixels stay untouched.", minimum=0.0, maximum=512.0),
-    Param("tile_size", "int", 0, "Largest tile side fed to the network (0 = from the memory budget); larger images are tiled seamlessly.", minimum=0, maximum=16384),
-    Param("memory_mb", "int", 1536, "Memory budget for the network's activations per tile, in MB.", minimum=64, maximum=65536, label="Memory (MB)"),
-    Param("frames", "int", 0, "Frame sequence: dream, zoom in, dream again, this many frames (0 = a single image).", minimum=0, maximum=100000),
-    Param("frame_zoom", "float", 1.05, "Zoom factor applied between frames.", minimum=1.0, maximum=2.0),
-    Param("frame_dir", "string", "", "Folder where frames are written as frame_00000.png (required when frames > 0)."),
+    Param("smoothing_sigma", "float", 0.5, "Gaussian smoothing radius (standard deviation) in pixels.", minimum=0.0, maximum=32.0, group="Steps", advanced=True),
+    Param("loss_ceiling", "float", 0.0, "Stop an octave early once the loss exceeds this value (0 = never; the Keras example uses 15).", minimum=0.0, group="Steps", advanced=True),
+    Param("clip", "bool", True, "Clip pixels to the valid range after every step.", group="Steps", advanced=True),
+    Param("mask", "image", None, "Greyscale image: dream where it is white, keep the image where it is black (its alpha multiplies it).", group="Mask"),
+    Param("mask_invert", "bool", False, "Swap the mask's dream and keep regions.", group="Mask"),
+    Param("mask_alpha", "bool", False, "Use the image's alpha as a mask too: dream where the image is opaque, keep transparent pixels exactly (multiplies the mask file, if any; inverting applies to the file only).", label="Mask with alpha", group="Mask"),
+    Param("mask_feather", "float", 8.0, "Soft edge, in pixels, inside the mask; outside the mask pixels stay untouched.", minimum=0.0, maximum=512.0, group="Mask"),
+    Param("tile_size", "int", 0, "Largest tile side fed to the network (0 = from the memory budget); larger images are tiled seamlessly.", minimum=0, maximum=16384, group="Engine", advanced=True),
+    Param("memory_mb", "int", 1536, "Memory budget for the network's activations per tile, in MB.", minimum=64, maximum=65536, label="Memory (MB)", group="Engine", advanced=True),
+    Param("frames", "int", 0, "Frame sequence: dream, zoom in, dream again, this many frames (0 = a single image); each frame is an extra output (OUT-frame-00000.png beside the output, new layers in GIMP).", minimum=0, maximum=100000, group="Frames"),
+    Param("frame_zoom", "float", 1.05, "Zoom factor applied between frames.", minimum=1.0, maximum=2.0, group="Frames"),
 )
 
 
@@ -144,8 +143,8 @@ def deepdream_spec() -> FilterSpec:
         ),
         category="Dream",
         params=PARAMS,
-        run="filters.deepdream.engine:run",
-        batch_run="filters.deepdream.batched:run_batch",
+        run="neurofilters.filters.deepdream.engine:run",
+        batch_run="neurofilters.filters.deepdream.batched:run_batch",
         preview_params={"octaves": 2, "steps": 3},
     )
 

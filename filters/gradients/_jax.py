@@ -12,7 +12,7 @@ from . import GradientFn, LossFn
 
 
 def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool = False) -> GradientFn:
-    """See :func:`filters.gradients.make_gradient_fn` (``jit_compile`` is implied)."""
+    """See :func:`neurofilters.filters.gradients.make_gradient_fn` (``jit_compile`` is implied)."""
     del jit_compile  # JAX always compiles
     if not feature_model.built:
         # stateless_call needs the variables to exist; a subclassed wrapper

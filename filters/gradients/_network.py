@@ -273,7 +273,7 @@ def gradient_feature_model(
 ) -> Any:
     """A model from RGB [0, 1] images to the outputs of ``layer_names``, prepared for input gradients.
 
-    Like :meth:`filters.zoo.ZooModel.feature_model` (same inputs and outputs,
+    Like :meth:`neurofilters.filters.zoo.ZooModel.feature_model` (same inputs and outputs,
     preprocessing inside), but on a clone of the network with batch norms folded
     and ReLU6 units treated as ``relu6`` says, computing in ``precision``
     (outputs are always float32). Clones are cached per network, mode and

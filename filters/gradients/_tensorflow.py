@@ -34,7 +34,7 @@ def _trace(feature_model: Any, loss_fn: LossFn) -> Any:
 
 
 def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool = False) -> GradientFn:
-    """See :func:`filters.gradients.make_gradient_fn`."""
+    """See :func:`neurofilters.filters.gradients.make_gradient_fn`."""
     step = _trace(feature_model, loss_fn)
     if jit_compile:
         # XLA needs static shapes: one compile per input size (reduce_retracing keeps

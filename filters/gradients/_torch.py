@@ -12,7 +12,7 @@ from . import GradientFn, LossFn
 
 
 def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool = False) -> GradientFn:
-    """See :func:`filters.gradients.make_gradient_fn` (``jit_compile`` is ignored)."""
+    """See :func:`neurofilters.filters.gradients.make_gradient_fn` (``jit_compile`` is ignored)."""
     del jit_compile
 
     def run(batch: Any, shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ online; a user's ``.keras`` file works too. Filters get models through the
 context: ``context.load_model("lite0")`` returns a :class:`ZooModel`.
 
 Importing this package does not import Keras: the loaders live in submodules
-(``filters.zoo.lite0`` ...), imported when a model is first loaded.
+(``neurofilters.filters.zoo.lite0`` ...), imported when a model is first loaded.
 """
 
 from .labels import imagenet_labels, resolve_class

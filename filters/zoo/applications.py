@@ -2,7 +2,7 @@
 
 Their ImageNet weights are not embedded: Keras downloads them on first use into
 its cache (``$KERAS_HOME/models``, by default ``~/.keras/models``) and verifies
-them. Offline, loading raises :class:`~plugin_host.ModelUnavailableError`
+them. Offline, loading raises :class:`~neurofilters.plugin_host.ModelUnavailableError`
 naming the file Keras expects and where to put it.
 
 Keras builds these networks for a fixed input size when they include their
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plugin_host import ModelUnavailableError, ParameterError
+from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
 from .labels import imagenet_labels
 from .model import ZooModel

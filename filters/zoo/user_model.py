@@ -28,7 +28,7 @@ import os
 import re
 from pathlib import Path
 
-from plugin_host import ModelUnavailableError, ParameterError
+from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
 from .labels import imagenet_labels
 from .model import ZooModel
@@ -52,7 +52,7 @@ def load_user_model(path: str | os.PathLike[str], *, preprocessing: str | None =
 
     Args:
         path: The model file.
-        preprocessing: Input convention (see :data:`~filters.zoo.preprocessing.PREPROCESSING_MODES`);
+        preprocessing: Input convention (see :data:`~neurofilters.filters.zoo.preprocessing.PREPROCESSING_MODES`);
             defaults to the settings file's, else ``"0-255"``.
 
     Returns:

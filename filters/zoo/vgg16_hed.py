@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from plugin_host import ModelUnavailableError
+from neurofilters.plugin_host import ModelUnavailableError
 
 from .cache import load_cached_weights
 from .model import ZooModel

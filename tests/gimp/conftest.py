@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import plugin_host
+import neurofilters.plugin_host as plugin_host
 from gimp_chroot import GimpChroot, ensure_chroot, python_bind_paths, unavailable_reason
 from gimp_session import TESTPLUGIN_DIR, GimpSession, describe_failure, plugin_environment
 

@@ -351,7 +351,7 @@ def python_bind_paths(python: str = sys.executable, root: Path | None = None) ->
     root = Path(root or chroot_root())
     probe = (
         "import sys, json, os, importlib.util as u;"
-        "mods=[u.find_spec(m) for m in ('plugin_host','filters','numpy')];"
+        "mods=[u.find_spec(m) for m in ('neurofilters.plugin_host','filters','numpy')];"
         "extra=[os.path.dirname(os.path.dirname(m.origin)) for m in mods if m and m.origin];"
         "print(json.dumps([os.path.realpath(sys.executable), sys.prefix, sys.base_prefix] + sys.path + extra))"
     )

@@ -74,7 +74,7 @@ class GimpSession:
 
     def install(self, python: str = sys.executable) -> Path:
         """Install the plug-in into this profile with the real installer."""
-        from gimp_plugin.installer import install
+        from neurofilters.plugin_host.gimp.installer import install
 
         return install(self.profile_host, python=python)
 

@@ -25,7 +25,7 @@ from gimp_chroot import ensure_chroot
 from gimp_gui import GUI_PACKAGES, GimpGui, image_window_title
 from gimp_session import describe_failure
 
-import plugin_host
+import neurofilters.plugin_host as plugin_host
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -83,7 +83,7 @@ def _ok(process: subprocess.CompletedProcess[str], report: dict[str, Any], steps
 def _cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **env_extra}
     env.pop("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", None)
-    return subprocess.run([sys.executable, "-m", "plugin_host", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "neurofilters.plugin_host", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 # -- registration --------------------------------------------------------------------------------

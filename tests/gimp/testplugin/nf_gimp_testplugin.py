@@ -16,7 +16,7 @@ import os
 import signal
 from typing import Any
 
-from plugin_host import FilterSpec, ModelSpec, NeurofiltersError, Param, hookimpl
+from neurofilters.plugin_host import FilterSpec, ModelSpec, NeurofiltersError, Param, hookimpl
 
 #: How often this process loaded the test model (a warm worker loads it once).
 LOADS = {"count": 0}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
-from plugin_host import FilterContext, FilterSpec, Param, hookimpl
+from neurofilters.plugin_host import CommandSpec, FilterContext, FilterSpec, Param, hookimpl, save_image, validate_params
 
 PARAMS = (
     Param("dark", "colour", "#1d1a4f", "Colour of the shadows.", label="Shadow colour"),
@@ -40,5 +41,38 @@ def register_filters() -> list[FilterSpec]:
             category="Colour",
             params=PARAMS,
             run=run,
+        )
+    ]
+
+
+def configure_ramp(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``neurofilters duotone-ramp``."""
+    parser.add_argument("-o", "--output", required=True, help="image file to write (png, jpg, tif ...)")
+    parser.add_argument("--dark", default=PARAMS[0].default, help="shadow colour (#rrggbb)")
+    parser.add_argument("--light", default=PARAMS[1].default, help="highlight colour (#rrggbb)")
+    parser.add_argument("--width", type=int, default=256, help="width of the swatch in pixels")
+
+
+def run_ramp(args: argparse.Namespace) -> int:
+    """Write a swatch of the ramp between two colours, to preview a duotone."""
+    import numpy as np
+
+    values = validate_params(PARAMS, {"dark": args.dark, "light": args.light})
+    ramp = np.linspace(0.0, 1.0, max(2, args.width), dtype=np.float32)[None, :, None]
+    dark, light = (np.asarray(values[name], np.float32) for name in ("dark", "light"))
+    pixels = np.repeat(dark + ramp * (light - dark), 32, axis=0)
+    print(f"wrote {save_image(args.output, pixels)}")
+    return 0
+
+
+@hookimpl
+def register_commands() -> list[CommandSpec]:
+    """A subcommand of this plugin: ``neurofilters duotone-ramp -o swatch.png``."""
+    return [
+        CommandSpec(
+            name="duotone-ramp",
+            help="write a swatch of a duotone's colour ramp",
+            configure=configure_ramp,
+            run=run_ramp,
         )
     ]

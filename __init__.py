@@ -1,0 +1,39 @@
+"""neurofilters: neural image filters (DeepDream, class hallucination, saliency, texture, explorer).
+
+The Python API, for notebooks and scripts::
+
+    import neurofilters
+
+    neurofilters.list_filters()                                   # what is there
+    result = neurofilters.apply("deepdream", "photo.jpg", seed=7, steps=5)
+    result.save("dream.png")                                      # the bytes `neurofilters run` writes
+    model = neurofilters.load_model("lite0")                      # the zoo's models
+
+Subpackages: :mod:`neurofilters.plugin_host` (registry, declarations, image I/O,
+batch runner, GIMP worker, CLI; no Keras), :mod:`neurofilters.filters` (the
+filters and the model zoo) and :mod:`neurofilters.gimp_plugin` (the GIMP 3
+plug-in). Importing this package does not import Keras or TensorFlow.
+"""
+
+from .plugin_host.api import FilterInfo, Result, apply, describe, list_filters, load_model
+from .plugin_host.core.errors import (
+    ImageIOError,
+    ModelUnavailableError,
+    NeurofiltersError,
+    ParameterError,
+    RegistryError,
+)
+
+__all__ = [
+    "FilterInfo",
+    "ImageIOError",
+    "ModelUnavailableError",
+    "NeurofiltersError",
+    "ParameterError",
+    "RegistryError",
+    "Result",
+    "apply",
+    "describe",
+    "list_filters",
+    "load_model",
+]

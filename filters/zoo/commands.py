@@ -1,0 +1,67 @@
+"""The zoo's subcommands, ``layers`` and ``classify`` (registered through ``register_commands``).
+
+The ``configure_*`` functions only declare arguments (no Keras import); the
+``run_*`` functions load the model when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from neurofilters.plugin_host import ModelCache, ParameterError, get_registry, load_image, split_alpha, text_table
+
+__all__ = ["configure_classify", "configure_layers", "run_classify", "run_layers"]
+
+
+def _load_model(name: str) -> Any:
+    return ModelCache(get_registry().get_model).get(name)
+
+
+def configure_layers(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``neurofilters layers``."""
+    parser.add_argument("model", help="model name (see 'neurofilters models') or a .keras file")
+    parser.add_argument("--all", action="store_true", help="also list layers that are not good filter targets")
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    """Print the layer table of a model."""
+    model = _load_model(args.model)
+    rows = []
+    for info in model.layer_table():
+        if not args.all and not info.dream_target and info.kind not in ("conv", "block", "logits"):
+            continue
+        shape = "x".join("?" if d is None else str(d) for d in info.output_shape)
+        rows.append((info.name, info.alias or "-", info.kind, shape, f"{info.params:,}", "yes" if info.dream_target else ""))
+    print(text_table(rows, ("layer", "alias", "kind", "output (224 px input)", "params", "dream target")))
+    return 0
+
+
+def configure_classify(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``neurofilters classify``."""
+    parser.add_argument("image", help="input image")
+    parser.add_argument("--model", default="lite0", help="classifier model (default: lite0)")
+    parser.add_argument("--top", default="5", help="number of classes to print (default 5)")
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    """Print the top classes the model sees in an image."""
+    try:
+        top = int(args.top)
+        if top < 1:
+            raise ValueError
+    except ValueError:
+        raise ParameterError(f'"top" must be an integer >= 1. Received: top={args.top}', param="top", value=args.top) from None
+    image = load_image(args.image)
+    model = _load_model(args.model)
+    if getattr(model, "kind", None) != "classifier":
+        raise ParameterError(
+            f"Model {args.model!r} has no classifier head. Received: --model {args.model}; "
+            "use a classifier such as lite0 (see 'neurofilters models').",
+            param="model",
+            value=args.model,
+        )
+    rgb, _ = split_alpha(image.pixels)
+    for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=top), start=1):
+        print(f"{rank:>2}. {probability:7.2%}  {class_id:>4}  {name}")
+    return 0

@@ -1,0 +1,1 @@
+"""The batch runner's engine: input discovery, plans, name templates, journal, pipelines, execution and Ray."""

@@ -1,0 +1,1 @@
+"""The command line: argument parsing from declarations, the commands, progress and tables."""

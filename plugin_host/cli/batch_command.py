@@ -1,0 +1,248 @@
+"""The ``neurofilters batch`` subcommand: argparse wiring and the command itself.
+
+Exit codes: 0 every output is done (written now or skipped as already done),
+1 at least one file failed (the others were processed), 2 usage error
+(nothing was written), 130 interrupted (what finished is kept; rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..batch.template import DEFAULT_TEMPLATE, FORMAT_SUFFIXES, TEMPLATE_FIELDS
+
+__all__ = ["add_batch_parser", "run_batch_command", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: ``--batch-size`` default: 48 photos of 128 x 128 through deepdream took 0.60-0.66 of the
+#: one-by-one wall time at 4 and 0.54-0.65 at 8 (bench/bench_batch.py --batch-sizes; docs/batch.md).
+DEFAULT_BATCH_SIZE = 4
+
+_USAGE = "neurofilters batch INPUT... -o OUTDIR (--filter NAME [--PARAM VALUE ...] | --pipeline FILE) [options]"
+
+
+def add_batch_parser(subparsers: Any) -> None:
+    """Add the ``batch`` subcommand to the CLI's subparsers."""
+    batch = subparsers.add_parser(
+        "batch",
+        add_help=False,
+        allow_abbrev=False,
+        help="apply a filter (or a pipeline) to many images",
+        usage=_USAGE,
+        description="Filter files, folders and glob patterns into OUTDIR. Inputs are never overwritten; "
+        "outputs are written atomically; rerunning the same command skips finished files. "
+        "Exit codes: 0 all done, 1 some files failed, 2 usage error, 130 interrupted.",
+    )
+    batch.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or quoted glob patterns ('photos/**/*.jpg')")
+    batch.add_argument("-o", "--output", dest="outdir", metavar="OUTDIR", help="output folder (created if missing)")
+    what = batch.add_argument_group("what to apply")
+    what.add_argument("--filter", dest="filter_name", metavar="NAME", help="filter name (see 'neurofilters list')")
+    what.add_argument("--pipeline", metavar="FILE", help="TOML/YAML/JSON file chaining filters (see docs/batch.md)")
+    what.add_argument("--params", metavar="FILE", help="TOML/YAML/JSON file of the filter's parameters (flags override it)")
+    what.add_argument("--seed", default=None, help="base seed; each file's seed derives from it and its relative path (default 0)")
+    sel = batch.add_argument_group("input selection")
+    sel.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders; the tree is kept under OUTDIR")
+    sel.add_argument("--include", action="append", default=[], metavar="PATTERN", help="only files whose name or relative path matches (repeatable)")
+    sel.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="skip files whose name or relative path matches (repeatable)")
+    sel.add_argument("--all-frames", action="store_true", help="filter every frame of animated images (default: first frame only)")
+    sel.add_argument("--max-pixels", default=None, metavar="N", help="largest image accepted, in pixels; 0 = no limit (default: Pillow's decompression-bomb limit, ~89 million)")
+    sel.add_argument("--xcf", choices=("auto", "layers", "flatten"), default="auto",
+                     help="XCF inputs: filter each layer (written as a layered .xcf, or .ora with --format ora), "
+                     "or the flattened image (auto: layers unless --format is a flat format)")
+    out = batch.add_argument_group("outputs")
+    out.add_argument("--name", default=DEFAULT_TEMPLATE, metavar="TEMPLATE",
+                     help=f"output name template under OUTDIR (default {DEFAULT_TEMPLATE!r}); fields: "
+                     + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS) + "; the format's suffix is added")
+    out.add_argument("--format", default="auto", metavar="FORMAT",
+                     help="auto (same as the input where it can hold the result, else png), " + ", ".join(FORMAT_SUFFIXES))
+    out.add_argument("--quality", default="95", metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
+    out.add_argument("--overwrite", action="store_true", help="redo finished outputs and replace existing files")
+    out.add_argument("--allow-outdir-inside", action="store_true", help="accept an OUTDIR inside an input folder (it is never scanned)")
+    out.add_argument("--report", metavar="FILE.json", help="write a JSON report (per file: input, output, status, error, seconds, params hash)")
+    run = batch.add_argument_group("running")
+    run.add_argument("-n", "--dry-run", action="store_true", help="list what would be done and write nothing")
+    run.add_argument("-j", "--jobs", default="1", metavar="N", help="worker processes (default 1: one process, prefetching threads)")
+    run.add_argument("--prefetch", default="2", metavar="N", help="images decoded ahead of the filter (default 2)")
+    run.add_argument("--batch-size", default=str(DEFAULT_BATCH_SIZE), metavar="N",
+                     help=f"filter up to N consecutive images of equal size in one call, for filters that can "
+                     f"(deepdream); outputs are identical to one by one; 1 = one by one (default {DEFAULT_BATCH_SIZE}; "
+                     "--engine ray always runs one by one)")
+    run.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local (this machine) or ray (actors on a Ray cluster; needs 'pip install neurofilters[ray]')")
+    run.add_argument("--address", default=None, metavar="ADDR",
+                     help="Ray cluster address for --engine ray (default: start a local Ray instance)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    batch.add_argument("-h", "--help", action="store_true", help="show this help (with --filter NAME: also its parameters)")
+    batch.set_defaults(batch_parser=batch)
+
+
+def _usage(message: str) -> Exception:
+    from ..core.errors import UsageError
+
+    return UsageError(message)
+
+
+def _int(value: str | None, name: str, minimum: int, maximum: int | None = None) -> int | None:
+    from ..core.errors import ParameterError
+
+    if value is None:
+        return None
+    try:
+        number = int(value)
+        if number < minimum or (maximum is not None and number > maximum):
+            raise ValueError
+    except ValueError:
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ParameterError(f'"{name}" must be an integer {bound}. Received: {name}={value}', param=name, value=value) from None
+    return number
+
+
+def _printable(text: str) -> str:
+    """``text`` with the undecodable bytes of non-UTF-8 file names shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any) -> int:
+    """Run ``neurofilters batch`` with parsed ``args``; ``extra`` holds ``--PARAM VALUE`` pairs.
+
+    Returns:
+        The exit code (see the module docstring).
+
+    Raises:
+        UsageError, ParameterError, RegistryError: Usage problems (exit 2 in the CLI).
+    """
+    from ..batch.inputs import discover_inputs
+    from ..batch.journal import Journal, lock_outdir
+    from ..batch.pipeline import load_pipeline, single_step
+    from ..batch.plan import PlanSettings, build_plan, check_outdir
+    from ..batch.run import report_rows, write_report
+    from ..batch.template import check_template
+    from .args import filter_parser
+
+    parser: argparse.ArgumentParser = args.batch_parser
+    spec = registry.get_filter(args.filter_name) if args.filter_name else None
+    if args.help:
+        parser.print_help()
+        if spec is not None:
+            print()
+            filter_parser(spec).print_help()
+        return EXIT_OK
+    if spec is not None and args.pipeline:
+        raise _usage("give either --filter or --pipeline, not both")
+    if spec is None and not args.pipeline:
+        raise _usage(f"'batch' needs --filter NAME or --pipeline FILE; usage: {_USAGE}")
+    if not args.inputs or not args.outdir:
+        raise _usage(f"'batch' needs INPUT... and -o OUTDIR; usage: {_USAGE}")
+    if spec is None and (extra or args.params):
+        raise _usage(f"filter parameters ({' '.join(extra) or '--params'}) go into the pipeline file with --pipeline")
+    if spec is not None:
+        pipeline = single_step(spec, vars(filter_parser(spec).parse_args(extra)), params_file=args.params)
+    else:
+        pipeline = load_pipeline(args.pipeline, registry.get_filter)
+    seed = _int(args.seed, "seed", -(2**63)) if args.seed is not None else (pipeline.seed or 0)
+    quality = _int(args.quality, "quality", 1, 100)
+    jobs = _int(args.jobs, "jobs", 1, 256)
+    prefetch = _int(args.prefetch, "prefetch", 1, 64)
+    batch_size = _int(args.batch_size, "batch_size", 1, 256)
+    max_pixels = _int(args.max_pixels, "max_pixels", 0)
+    check_template(args.name)
+    if args.address and args.engine != "ray":
+        raise _usage(f"--address is for --engine ray. Received: --address {args.address} with --engine {args.engine}")
+    if args.engine == "ray" and not args.dry_run:
+        from ..batch.ray_engine import ray_available
+
+        if not ray_available():
+            raise _usage("--engine ray needs Ray, which is not installed; run \"pip install 'neurofilters[ray]'\" or use --engine local")
+
+    outdir = Path(args.outdir).expanduser().absolute()
+    if outdir.exists() and not outdir.is_dir():
+        raise _usage(f"OUTDIR must be a folder. Received: -o {args.outdir} (an existing file)")
+    discovery = discover_inputs(args.inputs, recursive=args.recursive, include=args.include, exclude=args.exclude, skip_dirs=[outdir])
+    check_outdir(outdir, discovery, allow_inside=args.allow_outdir_inside)
+    settings = PlanSettings(outdir, args.name, args.format, quality or 95, seed or 0, args.all_frames, args.xcf, args.overwrite)
+    journal = Journal(outdir)
+    plan = build_plan(discovery, pipeline, settings, journal)
+    header = {
+        "version": 1,
+        "pipeline": pipeline.describe(),
+        "pipeline_name": pipeline.name,
+        "seed": seed or 0,
+        "outdir": str(outdir),
+        "dry_run": bool(args.dry_run),
+    }
+    if args.dry_run:
+        for entry in plan.entries:
+            label = {"todo": "would write", "skipped": "done already", "failed": "cannot"}[entry.status]
+            note = f" ({entry.error})" if entry.error else ""
+            print(_printable(f"{label}: {entry.source.path} -> {entry.output or '-'}{note}"))
+        todo = len(plan.todo)
+        print(f"batch (dry run): {len(plan.entries)} outputs, {todo} to do, "
+              f"{sum(e.status == 'skipped' for e in plan.entries)} done already, {discovery.ignored} files ignored")
+        if args.report:
+            write_report(Path(args.report), header, report_rows(plan, None))
+        return EXIT_OK
+    if not plan.entries:
+        print("batch: no input files found (folders are scanned for image suffixes; see --include)", file=sys.stderr)
+        return EXIT_OK
+    lock = lock_outdir(outdir)
+    try:
+        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size)
+    finally:
+        lock.close()
+
+
+def _execute(
+    args: argparse.Namespace,
+    plan: Any,
+    pipeline: Any,
+    discovery: Any,
+    journal: Any,
+    header: dict[str, Any],
+    quality: int | None,
+    max_pixels: int | None,
+    jobs: int | None,
+    prefetch: int | None,
+    batch_size: int | None,
+) -> int:
+    """Run the planned batch (OUTDIR locked), print the summary, write the report; return the exit code."""
+    from ..batch.execute import RunOptions, cleanup_temporaries
+    from ..batch.run import report_rows, run_plan, summary_text, write_report
+
+    cleanup_temporaries(Path(entry.output).parent for entry in plan.entries if entry.output)
+    options = RunOptions(
+        steps=tuple((step.spec.name, step.values) for step in pipeline.steps),
+        quality=quality or 95,
+        max_pixels=max_pixels,
+        protect=tuple(os.fspath(f.path) for f in discovery.files),
+    )
+    from .progress import ProgressBar
+
+    bar = None if args.quiet else ProgressBar(f"batch {pipeline.name}")
+    try:
+        result = run_plan(plan, options, journal, jobs=jobs or 1, prefetch=prefetch or 2, progress=bar,
+                          engine=args.engine, address=args.address, batch_size=batch_size or 1)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = report_rows(plan, result)
+    header["wall_seconds"] = round(result.wall_seconds, 3)
+    header["compute_seconds"] = round(result.compute_seconds, 3)
+    header["interrupted"] = result.interrupted
+    if args.report:
+        write_report(Path(args.report), header, rows)
+    summary_text(rows, result.wall_seconds, stream=sys.stderr)
+    if discovery.ignored:
+        print(f"batch: {discovery.ignored} files in the input folders were ignored (not image suffixes, or "
+              "filtered by --include/--exclude)", file=sys.stderr)
+    if result.interrupted:
+        print("batch: interrupted; run the same command again to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if any(row["status"] == "failed" for row in rows) else EXIT_OK

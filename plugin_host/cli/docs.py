@@ -1,0 +1,65 @@
+"""Parameter tables derived from the declarations (for ``describe`` and the docs).
+
+The docs pages carry a generated block between ``<!-- params:NAME:start -->``
+and ``<!-- params:NAME:end -->`` markers; :func:`refresh_markdown` rewrites it
+and a test fails when a page is out of date with its filter's declaration.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from ..core.params import Param, format_value
+from ..core.specs import FilterSpec
+
+__all__ = ["param_rows", "markdown_table", "text_table", "refresh_markdown", "BLOCK_RE"]
+
+BLOCK_RE = re.compile(r"<!-- params:(?P<name>[a-z0-9-]+):start -->\n.*?<!-- params:(?P=name):end -->", re.S)
+_HEADERS = ("flag", "type", "default", "allowed", "description")
+
+
+def param_rows(params: Sequence[Param]) -> list[tuple[str, str, str, str, str]]:
+    """One row per parameter: flag, kind, default, allowed values, help."""
+    rows = []
+    for param in params:
+        default = format_value(param, param.default)
+        rows.append((param.flag, param.kind, default if default != "" else '""', param.allowed(), param.help))
+    return rows
+
+
+def markdown_table(spec: FilterSpec) -> str:
+    """The Markdown parameter table of a filter."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
+    for row in param_rows(spec.params):
+        flag, kind, default, allowed, help_text = row
+        lines.append(f"| `{cell(flag)}` | {cell(kind)} | `{cell(default)}` | {cell(allowed)} | {cell(help_text)} |")
+    return "\n".join(lines) + "\n"
+
+
+def text_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    """A plain-text table with aligned columns (the last column is not padded)."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers) - 1)]
+    out = []
+    for row in [headers, *rows]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)] + [str(row[-1])]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def refresh_markdown(text: str, filters: dict[str, FilterSpec]) -> str:
+    """Rewrite every generated parameter block in a Markdown page.
+
+    Raises:
+        KeyError: A block names a filter that is not registered.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        return f"<!-- params:{name}:start -->\n{markdown_table(filters[name])}<!-- params:{name}:end -->"
+
+    return BLOCK_RE.sub(replace, text)

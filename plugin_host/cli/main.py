@@ -1,0 +1,314 @@
+"""The ``neurofilters`` command.
+
+Exit codes: 0 success, 1 failure (the filter or I/O failed), 2 usage error
+(bad command line, unknown filter/model/parameter, invalid value),
+130 interrupted. Tracebacks are printed only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError, UsageError
+from ..core.quiet import QUIET_ENV
+from ..core.registry import Registry, get_registry
+from ..core.specs import FilterSpec
+from . import docs as _docs
+from .args import PROG, Parser, filter_parser
+
+__all__ = ["main", "build_parser", "UsageError"]
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("neurofilters")
+    except metadata.PackageNotFoundError:
+        return "source"
+
+
+def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand (the host's and those plugins register)."""
+    parser = Parser(
+        prog=PROG,
+        description="Neural image filters: DeepDream, class hallucination, saliency, texture transfer "
+        "and a network explorer, on the command line, on folders and inside GIMP 3.",
+        epilog="Run 'neurofilters describe FILTER' for a filter's parameters. "
+        "Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.",
+    )
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    sub.add_parser("list", help="list the filters", description="List every registered filter by category.")
+
+    describe = sub.add_parser("describe", help="show a filter's description and parameters")
+    describe.add_argument("filter", help="filter name (see 'neurofilters list')")
+    describe.add_argument("--markdown", action="store_true", help="print the parameter table as Markdown")
+
+    run = sub.add_parser(
+        "run",
+        add_help=False,
+        help="apply a filter to one image",
+        usage="neurofilters run FILTER INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]",
+        description="Apply FILTER to INPUT and write OUTPUT. Filter parameters are given as "
+        "--name value; 'neurofilters run FILTER --help' lists them.",
+    )
+    run.add_argument("filter", nargs="?", help="filter name")
+    run.add_argument("input", nargs="?", help="input image")
+    run.add_argument("-o", "--output", help="output image (format from the suffix: png, jpg, webp, tif, bmp)")
+    run.add_argument("--seed", default="0", help="seed of the filter's randomness (default 0)")
+    run.add_argument(
+        "--max-pixels",
+        default=None,
+        metavar="N",
+        help="largest input accepted, in pixels; 0 = no limit (default: Pillow's decompression-bomb limit)",
+    )
+    run.add_argument("-h", "--help", action="store_true", help="show this help (with the filter's parameters)")
+
+    parser.set_defaults(run_parser=run)
+
+    sub.add_parser("models", help="list the models of the zoo")
+    sub.add_parser("plugins", help="list the loaded plugins and the ones that failed")
+
+    from .batch_command import add_batch_parser
+
+    add_batch_parser(sub)
+
+    for command in (registry.commands.values() if registry is not None else ()):
+        command_parser = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
+        command.configurer()(command_parser)
+        command_parser.set_defaults(plugin_command=command)
+
+    gimp = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in")
+    gimp_sub = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=Parser)
+    for action, text in (("install", "install the plug-in for GIMP 3"), ("uninstall", "remove the plug-in")):
+        action_parser = gimp_sub.add_parser(action, help=text)
+        action_parser.add_argument(
+            "--gimp-dir", type=Path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
+        )
+    return parser
+
+
+def _print_failures(registry: Registry) -> None:
+    for failure in registry.failures:
+        print(f"{PROG}: warning: {failure}", file=sys.stderr)
+
+
+def _cmd_list(args: argparse.Namespace, registry: Registry) -> int:
+    _print_failures(registry)
+    by_category: dict[str, list[FilterSpec]] = {}
+    for spec in registry.filters.values():
+        by_category.setdefault(spec.category, []).append(spec)
+    if not by_category:
+        print("No filters are registered. 'neurofilters plugins' shows what failed to load.")
+        return 1
+    width = max(len(name) for name in registry.filters)
+    for category in sorted(by_category):
+        print(f"{category}:")
+        for spec in sorted(by_category[category], key=lambda s: s.name):
+            print(f"  {spec.name.ljust(width)}  {spec.summary}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace, registry: Registry) -> int:
+    spec = registry.get_filter(args.filter)
+    if args.markdown:
+        print(_docs.markdown_table(spec), end="")
+        return 0
+    print(f"{spec.title} ({spec.name}) - {spec.category}, output: {spec.output}")
+    print()
+    print(textwrap.fill(spec.summary, 100))
+    if spec.description:
+        print()
+        for paragraph in spec.description.strip().split("\n\n"):
+            print(textwrap.fill(" ".join(paragraph.split()), 100))
+    print()
+    print("Parameters:")
+    rows = _docs.param_rows(spec.params)
+    print(textwrap.indent(_docs.text_table([r[:4] for r in rows], ("flag", "type", "default", "allowed")), "  "))
+    print()
+    for flag, _, _, _, help_text in rows:
+        print(f"  {flag}: {help_text}")
+    print(f"\nUsage: neurofilters run {spec.name} INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> int:
+    run_parser: argparse.ArgumentParser = args.run_parser
+    if args.filter is None:
+        if args.help:
+            run_parser.print_help()
+            return 0
+        raise UsageError("missing FILTER (see 'neurofilters list')")
+    spec = registry.get_filter(args.filter)
+    parser = filter_parser(spec)
+    if args.help:
+        run_parser.print_help()
+        print()
+        parser.print_help()
+        return 0
+    if args.input is None or args.output is None:
+        stray = f" Received after the filter name: {' '.join(extra)}." if extra else ""
+        raise UsageError(
+            "'run' needs INPUT and -o OUTPUT before the filter's parameters, e.g. "
+            f"neurofilters run {spec.name} photo.jpg -o out.png --steps 5.{stray}"
+        )
+    try:
+        seed = int(args.seed)
+    except ValueError:
+        raise ParameterError(f'"seed" must be an integer. Received: seed={args.seed}', param="seed", value=args.seed) from None
+    given = vars(parser.parse_args(extra))
+
+    from ..core.call import apply_filter
+    from ..core.params import validate_params
+    from ..imageio.files import load_image, save_image
+    from ..imageio.values import load_image_params
+    from .progress import ProgressBar
+
+    values = validate_params(spec.params, given)
+    max_pixels = _max_pixels(args.max_pixels)
+    image = load_image(args.input, max_pixels=max_pixels)
+    values = load_image_params(spec.params, values, max_pixels=max_pixels)
+    output = Path(args.output)
+
+    def write_extra(name: str, pixels: Any) -> None:
+        # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
+        path = output.with_name(f"{output.stem}-{name}{output.suffix}")
+        save_image(path, pixels, protect=[args.input])
+
+    bar = ProgressBar(spec.name)
+    try:
+        result = apply_filter(spec, image.pixels, values, seed=seed, progress=bar, validated=True, emit=write_extra)
+    finally:
+        bar.close()
+    written = save_image(output, result, like=image, protect=[args.input])
+    print(f"wrote {written}")
+    return 0
+
+
+def _max_pixels(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise ParameterError(
+            f'"max-pixels" must be an integer >= 0 (0 = no limit). Received: max-pixels={text}',
+            param="max_pixels",
+            value=text,
+        ) from None
+    return value
+
+
+def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
+    _print_failures(registry)
+    rows = [
+        (spec.name, spec.kind, ", ".join(spec.aliases) or "-", spec.source or "-", spec.description)
+        for spec in registry.models.values()
+    ]
+    print(_docs.text_table(rows, ("name", "kind", "aliases", "weights", "description")))
+    print("\nAny Keras model file works too: --model path/to/model.keras")
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
+    rows = [
+        (
+            info.name,
+            f"{info.distribution} {info.version}",
+            ", ".join(info.filters) or "-",
+            ", ".join(info.models) or "-",
+            ", ".join(info.commands) or "-",
+        )
+        for info in registry.plugins
+    ]
+    print(_docs.text_table(rows, ("plugin", "distribution", "filters", "models", "commands")))
+    if registry.failures:
+        print("\nProblems:")
+        for failure in registry.failures:
+            print(f"  {failure}")
+    return 0
+
+
+def _cmd_gimp(args: argparse.Namespace, registry: Registry) -> int:
+    from ..gimp import installer
+
+    if args.gimp_command == "install":
+        _print_failures(registry)
+        path = installer.install(gimp_dir=args.gimp_dir)
+        print(f"installed the GIMP plug-in in {path}; restart GIMP and look under Filters > Neural")
+    elif args.gimp_command == "uninstall":
+        removed = installer.uninstall(gimp_dir=args.gimp_dir)
+        print(f"removed {removed}" if removed else "the GIMP plug-in was not installed")
+    else:
+        raise UsageError("'gimp' needs an action: install or uninstall")
+    return 0
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    registry = get_registry()
+    parser = build_parser(registry)
+    args, extra = parser.parse_known_args(argv)
+    extra = [word for word in extra if word != "--debug"]  # --debug is global wherever it stands
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command not in ("run", "batch") and extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
+    command = getattr(args, "plugin_command", None)
+    if command is not None:
+        return int(command.runner()(args) or 0)
+    if args.command == "run":
+        return _cmd_run(args, extra, registry)
+    if args.command == "batch":
+        from .batch_command import run_batch_command
+
+        return run_batch_command(args, extra, registry)
+    handler = globals()[f"_cmd_{args.command}"]
+    return handler(args, registry)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    if debug:
+        os.environ[QUIET_ENV] = "0"  # keep TensorFlow's native start-up messages
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return _dispatch(argv)
+    except (UsageError, ParameterError, RegistryError) as error:
+        if debug:
+            raise
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except FilterCancelled:
+        print(f"{PROG}: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except NeurofiltersError as error:
+        if debug:
+            raise
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # an unexpected failure: one line, traceback with --debug
+        if debug:
+            raise
+        print(f"{PROG}: error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Running one filter on one image: the contract between host and filter.
+
+The host turns whatever it loaded (grey, grey+alpha, RGB, RGBA) into the
+float32 ``H x W x 3`` image in [0, 1] every filter receives, keeps alpha aside
+and puts it back untouched afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .context import FilterContext, ModelCache, OutputSink, ProgressCallback
+from .errors import NeurofiltersError
+from .params import validate_params
+from .specs import FilterSpec
+
+__all__ = ["apply_filter", "apply_filter_batch", "derive_seed", "step_seed", "split_alpha", "join_alpha"]
+
+
+def split_alpha(pixels: Any) -> tuple[Any, Any | None]:
+    """Split ``H x W x C`` (C = 1, 2, 3 or 4) into RGB ``H x W x 3`` and alpha ``H x W`` (or None).
+
+    Raises:
+        NeurofiltersError: The array is not an image of a supported shape.
+    """
+    import numpy as np
+
+    array = np.asarray(pixels)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
+        raise NeurofiltersError(
+            f"Expected an image array of shape H x W x C with C in 1..4. Received: shape={array.shape}"
+        )
+    channels = array.shape[2]
+    alpha = array[:, :, channels - 1].copy() if channels in (2, 4) else None
+    colour = array[:, :, : 3 if channels >= 3 else 1]
+    if colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    return np.ascontiguousarray(colour, dtype=np.float32), alpha
+
+
+def join_alpha(rgb: Any, alpha: Any | None) -> Any:
+    """Put ``alpha`` back beside ``rgb`` (when the filter kept the image size)."""
+    import numpy as np
+
+    if alpha is None:
+        return rgb
+    if rgb.shape[:2] != alpha.shape[:2]:
+        return rgb  # a filter that changes the size (e.g. a layer table) has no alpha to keep
+    return np.concatenate([rgb, alpha[:, :, None].astype(rgb.dtype)], axis=2)
+
+
+def derive_seed(base_seed: int, key: str) -> int:
+    """A seed derived from ``base_seed`` and a label: a file's relative path, ``step2``, ``layer0``.
+
+    The one seed rule of the host: the batch runner gives each file
+    ``derive_seed(seed, relative path)``, each pipeline step after the first
+    :func:`step_seed`, each XCF layer ``derive_seed(file seed, "layerN")``, so a
+    file gets the same seed in every run, whatever else is in the batch.
+    """
+    # surrogateescape: a file name that is not UTF-8 keys its seed by its raw bytes (UTF-8 names are unchanged)
+    digest = hashlib.sha256(f"{int(base_seed)}\x00{key}".encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def step_seed(seed: int, number: int) -> int:
+    """The seed of pipeline step ``number`` (from 0) of an image whose seed is ``seed``."""
+    return seed if number == 0 else derive_seed(seed, f"step{number}")
+
+
+def _prepare(pixels: Any) -> tuple[Any, Any | None]:
+    """The filter's input: finite RGB in [0, 1], and alpha (or None) kept aside."""
+    import numpy as np
+
+    rgb, alpha = split_alpha(pixels)
+    if not np.all(np.isfinite(rgb)):
+        raise NeurofiltersError("The input image contains NaN or infinite values.")
+    alpha = None if alpha is None else np.clip(alpha, 0.0, 1.0).astype(np.float32)
+    return np.clip(rgb, 0.0, 1.0), alpha
+
+
+def _finish(spec: FilterSpec, result: Any, alpha: Any | None) -> Any:
+    """Check a filter's result and put alpha back."""
+    import numpy as np
+
+    result = np.asarray(result, dtype=np.float32)
+    if result.ndim != 3 or result.shape[2] != 3:
+        raise NeurofiltersError(
+            f"Filter {spec.name!r} returned an array of shape {result.shape}; expected H x W x 3."
+        )
+    return join_alpha(np.clip(result, 0.0, 1.0), alpha)
+
+
+def _check_loaded(spec: FilterSpec, params: Mapping[str, Any]) -> None:
+    import numpy as np
+
+    for param in spec.params:
+        value = params.get(param.name)
+        if param.kind == "image" and value is not None and not isinstance(value, np.ndarray):
+            raise NeurofiltersError(
+                f"Image parameter {param.name!r} reached the filter unloaded ({type(value).__name__}); "
+                "front ends load image parameters with imageio.values.load_image_params first."
+            )
+
+
+def apply_filter(
+    spec: FilterSpec,
+    pixels: Any,
+    values: Mapping[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+    models: ModelCache | None = None,
+    context: FilterContext | None = None,
+    validated: bool = False,
+    emit: OutputSink | None = None,
+) -> Any:
+    """Validate parameters, run ``spec`` on ``pixels`` and return the result.
+
+    Args:
+        spec: The filter.
+        pixels: float32 ``H x W x C`` in [0, 1], C = 1 (grey), 2 (grey+alpha),
+            3 (RGB) or 4 (RGBA).
+        values: User parameter values; missing ones take their defaults.
+        seed: Seed for the filter's randomness.
+        progress: ``callback(fraction, message)``.
+        models: A model cache to reuse between calls.
+        context: A ready context (overrides ``seed``, ``progress``, ``models`` and ``emit``).
+        validated: ``values`` already went through :func:`validate_params`.
+        emit: ``sink(name, pixels)`` for the filter's extra outputs.
+
+    Returns:
+        float32 ``h x w x 3`` (or ``x 4`` when the input had alpha and the size
+        was kept) in [0, 1].
+
+    Raises:
+        ParameterError: A parameter is invalid.
+        NeurofiltersError: The filter failed in a way it explained.
+    """
+    params = dict(values or {}) if validated else validate_params(spec.params, values or {})
+    _check_loaded(spec, params)
+    rgb, alpha = _prepare(pixels)
+    if context is None:
+        context = FilterContext(seed=seed, progress=progress, models=models, emit=emit)
+    context.alpha = alpha
+    result = _finish(spec, spec.runner()(rgb, params, context), alpha)
+    context.progress(1.0, "done")
+    return result
+
+
+def apply_filter_batch(
+    spec: FilterSpec,
+    images: Sequence[Any],
+    values: Mapping[str, Any],
+    *,
+    seeds: Sequence[int],
+    models: ModelCache,
+    progress: ProgressCallback | None = None,
+    emits: Sequence[OutputSink | None] | None = None,
+) -> list[Any]:
+    """:func:`apply_filter` for several images of one shape at once, through ``spec.batch_run``.
+
+    Args:
+        spec: A filter that declares ``batch_run``.
+        images: float32 ``H x W x C`` arrays of one shape (C = 1..4), in [0, 1].
+        values: Validated parameter values (shared, image parameters loaded).
+        seeds: One seed per image.
+        models: The process's model cache.
+        progress: ``callback(fraction, message)`` for the whole batch.
+        emits: One extra-output sink per image (or None).
+
+    Returns:
+        One result per image, as :func:`apply_filter` returns it.
+
+    Raises:
+        NeurofiltersError: An image is not finite, or the filter broke its contract.
+    """
+    batch_run = spec.batch_runner()
+    if batch_run is None:
+        raise NeurofiltersError(f"Filter {spec.name!r} declares no batch_run; run its images one by one.")
+    _check_loaded(spec, values)
+    sinks = list(emits) if emits is not None else [None] * len(images)
+    colours, alphas, contexts = [], [], []
+    for index, (pixels, seed) in enumerate(zip(images, seeds, strict=True)):
+        rgb, alpha = _prepare(pixels)
+        context = FilterContext(seed=seed, progress=progress if index == 0 else None, models=models, emit=sinks[index])
+        context.alpha = alpha
+        colours.append(rgb)
+        alphas.append(alpha)
+        contexts.append(context)
+    results = list(batch_run(colours, dict(values), contexts))
+    if len(results) != len(colours):
+        raise NeurofiltersError(
+            f"Filter {spec.name!r}: batch_run returned {len(results)} images for {len(colours)}; expected one per image."
+        )
+    outputs = [_finish(spec, result, alpha) for result, alpha in zip(results, alphas)]
+    contexts[0].progress(1.0, "done")
+    return outputs

@@ -1,0 +1,408 @@
+"""Parameter declarations: the one place a filter's parameters are described.
+
+A :class:`Param` carries everything the front ends need: the CLI builds its
+flags from it, the GIMP plug-in its procedure arguments (and so GIMP's dialog),
+the docs their tables, and :func:`validate_params` the checks every value goes
+through before a filter sees it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DeclarationError, ParameterError
+
+__all__ = ["KINDS", "Param", "ParamKind", "PARAM_KINDS", "validate_params", "parse_weighted_layers", "format_value"]
+
+@dataclass(frozen=True)
+class ParamKind:
+    """How one parameter kind is typed, described and carried by every front end.
+
+    Attributes:
+        python: The Python type of a validated value (docs).
+        allowed: The allowed values in words (errors, ``--help``, docs);
+            empty for ``int``/``float``, whose words come from their bounds.
+        metavar: The command line's placeholder (``N``, ``LAYER`` ...).
+        gimp_argument: The GIMP procedure argument that carries it (``int``,
+            ``double``, ``boolean``, ``choice``, ``string``, ``file``, ``color``),
+            written into the plug-in's manifest.
+    """
+
+    python: str
+    allowed: str
+    metavar: str
+    gimp_argument: str
+
+
+#: Every kind a parameter can be: the one table the CLI, validation, the GIMP
+#: manifest and the docs read.
+KINDS: dict[str, ParamKind] = {
+    "int": ParamKind("int", "", "N", "int"),
+    "float": ParamKind("float", "", "X", "double"),
+    "bool": ParamKind("bool", "true or false", "BOOL", "boolean"),
+    "choice": ParamKind("str (one of the choices)", "", "CHOICE", "choice"),
+    "string": ParamKind("str", "text", "TEXT", "string"),
+    "path": ParamKind("str (path of an existing file, or empty for none)", "the path of an existing file (or empty for none)", "FILE", "file"),
+    "image": ParamKind(
+        "float32 H x W x C array in [0, 1] (C = 1..4) loaded by the host, or None",
+        "an image file (or empty for none)", "IMAGE", "file",
+    ),
+    "colour": ParamKind("tuple[float, float, float] in [0, 1]", "a colour as #rrggbb or r,g,b with components 0-255", "COLOUR", "color"),
+    "class_label": ParamKind(
+        "int class id, or str class name resolved by the filter",
+        "a class id (integer >= 0) or a class name such as 'tiger cat'", "CLASS", "string",
+    ),
+    "layer": ParamKind("str (one layer name or alias of the model)", "a layer name or alias of the model (see 'neurofilters layers MODEL')", "LAYER", "string"),
+    "layers": ParamKind(
+        "tuple[tuple[str, float], ...] (layer names with weights)",
+        "layer names with optional weights, e.g. 'mixed3:1.0,mixed5:1.5'", "LAYER[:W],...", "string",
+    ),
+    "model": ParamKind("str (name of a registered model, or path of a .keras file)", "a model name (see 'neurofilters models') or the path of a .keras file", "MODEL", "choice"),
+}
+#: Every kind a parameter can be, with the Python type of its validated value.
+PARAM_KINDS: dict[str, str] = {name: kind.python for name, kind in KINDS.items()}
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+_LAYER_NAME_RE = re.compile(r"^[A-Za-z0-9_./\-]+$")
+_HEX_COLOUR_RE = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """Declaration of one filter parameter.
+
+    Attributes:
+        name: Python identifier in snake_case; the CLI flag is ``--name-with-dashes``.
+        kind: One of :data:`PARAM_KINDS`.
+        default: Value used when the user gives none; must itself be valid.
+        help: One sentence for ``--help``, GIMP tooltips and the docs.
+        label: Short label for dialogs; derived from ``name`` when empty.
+        minimum: Inclusive lower bound (``int`` and ``float``).
+        maximum: Inclusive upper bound (``int`` and ``float``).
+        choices: Allowed values (``choice``).
+        group: Section of dialogs and docs the parameter belongs to
+            (``"Layers"``, ``"Octaves"``, ``"Mask"`` ...); empty: the filter's main section.
+        advanced: A technical knob: shown folded away (GIMP's dialog expander,
+            ``--help`` after the essential ones), never needed for a good result.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    label: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = field(default=())
+    group: str = ""
+    advanced: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name) or keyword.iskeyword(self.name):
+            raise DeclarationError(
+                f"Parameter names must be snake_case identifiers. Received: name={self.name!r}"
+            )
+        if self.kind not in PARAM_KINDS:
+            raise DeclarationError(
+                f"Parameter {self.name!r} has an unknown kind. Received: kind={self.kind!r}; "
+                f"allowed: {', '.join(PARAM_KINDS)}"
+            )
+        if not self.help:
+            raise DeclarationError(f"Parameter {self.name!r} needs a help text.")
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
+        object.__setattr__(self, "choices", tuple(self.choices))
+        if self.kind == "choice" and not self.choices:
+            raise DeclarationError(f"Choice parameter {self.name!r} declares no choices.")
+        if self.kind != "choice" and self.choices:
+            raise DeclarationError(f"Only choice parameters take choices; {self.name!r} is {self.kind!r}.")
+        if self.kind not in ("int", "float") and (self.minimum is not None or self.maximum is not None):
+            raise DeclarationError(f"Only int and float parameters take bounds; {self.name!r} is {self.kind!r}.")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise DeclarationError(
+                f"Parameter {self.name!r}: minimum {self.minimum} is above maximum {self.maximum}."
+            )
+        try:
+            converted = self.convert(self.default, check_files=False)
+        except ParameterError as error:
+            raise DeclarationError(f"Default of parameter {self.name!r} is invalid: {error}") from None
+        object.__setattr__(self, "default", converted)
+
+    @property
+    def flag(self) -> str:
+        """The CLI flag, e.g. ``--octave-scale``."""
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """Describe the allowed values in words (used in errors and docs)."""
+        if self.kind == "int" or self.kind == "float":
+            noun = "an integer" if self.kind == "int" else "a number"
+            if self.minimum is not None and self.maximum is not None:
+                return f"{noun} between {_num(self.minimum)} and {_num(self.maximum)}"
+            if self.minimum is not None:
+                return f"{noun} >= {_num(self.minimum)}"
+            if self.maximum is not None:
+                return f"{noun} <= {_num(self.maximum)}"
+            return noun
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        return KINDS[self.kind].allowed
+
+    def _fail(self, value: Any, what: str | None = None) -> ParameterError:
+        shown = value if isinstance(value, str) else repr(value)
+        return ParameterError(
+            f'"{self.name}" must be {what or self.allowed()}. Received: {self.name}={shown}',
+            param=self.name,
+            value=value,
+        )
+
+    def convert(self, value: Any, *, check_files: bool = True) -> Any:
+        """Convert a user value (from the CLI, GIMP, JSON or Python) and check it.
+
+        Args:
+            value: The raw value; strings are parsed according to ``kind``.
+            check_files: Whether ``path`` parameters must name an existing file.
+
+        Returns:
+            The validated value, of the type listed in :data:`PARAM_KINDS`.
+
+        Raises:
+            ParameterError: The value is not acceptable; the message names the
+                parameter, the value received and what is allowed.
+        """
+        converter = getattr(self, "_convert_" + self.kind)
+        return converter(value, check_files) if self.kind in ("path", "image") else converter(value)
+
+    # -- one converter per kind -------------------------------------------------
+    def _bounded(self, number: float, original: Any) -> None:
+        if (self.minimum is not None and number < self.minimum) or (
+            self.maximum is not None and number > self.maximum
+        ):
+            raise self._fail(original)
+
+    def _convert_int(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise self._fail(value)
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            number = int(value)
+        else:
+            raise self._fail(value)
+        self._bounded(number, value)
+        return number
+
+    def _convert_float(self, value: Any) -> float:
+        if isinstance(value, bool):
+            raise self._fail(value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self._fail(value) from None
+        if not math.isfinite(number):
+            raise self._fail(value, "a finite number")
+        self._bounded(number, value)
+        return number
+
+    def _convert_bool(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise self._fail(value)
+
+    def _convert_choice(self, value: Any) -> str:
+        if isinstance(value, str) and value in self.choices:
+            return value
+        if isinstance(value, str):
+            folded = {choice.lower(): choice for choice in self.choices}
+            if value.strip().lower() in folded:
+                return folded[value.strip().lower()]
+        raise self._fail(value)
+
+    def _convert_string(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self._fail(value)
+        return value
+
+    def _convert_path(self, value: Any, check_files: bool) -> str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise self._fail(value)
+        if value and check_files and not os.path.isfile(value):
+            raise self._fail(value, "the path of an existing file (no file is there)")
+        return value
+
+    def _convert_image(self, value: Any, check_files: bool) -> Any:
+        # A path (checked here, loaded by the host before the filter runs), an
+        # already loaded image (array, Pillow image), or None / "" for none.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, (str, os.PathLike)):
+            return self._convert_path(value, check_files)
+        if hasattr(value, "__array__") or hasattr(value, "shape") or hasattr(value, "getbands") or hasattr(value, "pixels"):
+            return value
+        raise self._fail(value)
+
+    def _convert_colour(self, value: Any) -> tuple[float, float, float]:
+        components: Sequence[Any]
+        if isinstance(value, str):
+            match = _HEX_COLOUR_RE.match(value.strip())
+            if match:
+                digits = match.group(1)
+                return tuple(int(digits[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
+            components = [part.strip() for part in value.split(",")]
+            try:
+                numbers = [float(part) for part in components]
+            except ValueError:
+                raise self._fail(value) from None
+            if len(numbers) != 3 or not all(0 <= n <= 255 for n in numbers):
+                raise self._fail(value)
+            return tuple(n / 255.0 for n in numbers)  # type: ignore[return-value]
+        if isinstance(value, (tuple, list)) and len(value) == 3:
+            try:
+                numbers = [float(part) for part in value]
+            except (TypeError, ValueError):
+                raise self._fail(value) from None
+            if all(0.0 <= n <= 1.0 for n in numbers):
+                return tuple(numbers)  # type: ignore[return-value]
+        raise self._fail(value)
+
+    def _convert_class_label(self, value: Any) -> int | str:
+        if isinstance(value, bool):
+            raise self._fail(value)
+        if isinstance(value, int):
+            if value < 0:
+                raise self._fail(value)
+            return value
+        if isinstance(value, str) and value.strip():
+            text = value.strip()
+            if re.fullmatch(r"[+-]?\d+", text):
+                return self._convert_class_label(int(text))
+            return text
+        raise self._fail(value)
+
+    def _convert_layer(self, value: Any) -> str:
+        if isinstance(value, str) and _LAYER_NAME_RE.match(value.strip()):
+            return value.strip()
+        raise self._fail(value)
+
+    def _convert_layers(self, value: Any) -> tuple[tuple[str, float], ...]:
+        try:
+            return parse_weighted_layers(value)
+        except ValueError:
+            raise self._fail(value) from None
+
+    def _convert_model(self, value: Any) -> str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        raise self._fail(value)
+
+
+def parse_weighted_layers(value: Any) -> tuple[tuple[str, float], ...]:
+    """Parse ``"mixed3:1.0,mixed5:1.5"`` (or a sequence of pairs) into pairs.
+
+    A name without ``:weight`` gets weight 1.0.
+
+    Raises:
+        ValueError: The text is not a non-empty list of ``name[:weight]``.
+    """
+    pairs: list[tuple[str, float]] = []
+    if isinstance(value, str):
+        items: Iterable[Any] = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise ValueError(value)
+    for item in items:
+        if isinstance(item, str):
+            name, _, weight_text = item.strip().partition(":")
+            weight = float(weight_text) if weight_text.strip() else 1.0
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            name, weight = str(item[0]), float(item[1])
+        else:
+            raise ValueError(item)
+        name = name.strip()
+        if not _LAYER_NAME_RE.match(name) or not math.isfinite(weight):
+            raise ValueError(item)
+        pairs.append((name, weight))
+    if not pairs:
+        raise ValueError(value)
+    return tuple(pairs)
+
+
+def format_value(param: Param, value: Any) -> str:
+    """Render a validated value the way a user would type it (CLI, docs, GIMP)."""
+    if param.kind == "bool":
+        return "true" if value else "false"
+    if param.kind == "colour":
+        return "#" + "".join(f"{round(c * 255):02x}" for c in value)
+    if param.kind == "layers":
+        return ",".join(name if weight == 1.0 else f"{name}:{_num(weight)}" for name, weight in value)
+    if param.kind == "float":
+        return _num(value)
+    if param.kind == "image":
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        shape = getattr(value, "shape", None) or getattr(value, "size", None)
+        return f"<image {'x'.join(str(d) for d in shape)}>" if shape else "<image>"
+    return str(value)
+
+
+def validate_params(
+    params: Sequence[Param], values: Mapping[str, Any], *, check_files: bool = True
+) -> dict[str, Any]:
+    """Validate user values against declarations and fill in defaults.
+
+    Args:
+        params: The filter's declarations.
+        values: User values by parameter name (dashes are accepted for underscores).
+        check_files: Whether ``path`` parameters must name existing files.
+
+    Returns:
+        A new dict with one validated value per declared parameter.
+
+    Raises:
+        ParameterError: An unknown name (with the closest declared names) or
+            an unacceptable value.
+    """
+    by_name = {param.name: param for param in params}
+    result = {param.name: param.default for param in params}
+    for raw_name, value in values.items():
+        name = raw_name.replace("-", "_")
+        if name not in by_name:
+            close = difflib.get_close_matches(name, by_name, n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            allowed = ", ".join(by_name) or "none"
+            raise ParameterError(
+                f"Unknown parameter. Received: {raw_name}={value!r}; this filter takes: {allowed}.{hint}",
+                param=raw_name,
+                value=value,
+            )
+        result[name] = by_name[name].convert(value, check_files=check_files)
+    return result
+
+
+def _num(number: float) -> str:
+    """Format a number without a useless trailing ``.0``."""
+    if float(number).is_integer():
+        return str(int(number))
+    return repr(float(number))

@@ -1,0 +1,1 @@
+"""Image files: safe loading and atomic saving of every format, EXIF, and layered XCF/ORA documents."""
