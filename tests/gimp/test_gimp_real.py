@@ -36,6 +36,7 @@ ARG_TYPES = {
     "choice": "ParamChoice",
     "string": "ParamSpecString",
     "path": "ParamFile",
+    "image": "ParamFile",  # a file for now; the GIMP work turns it into a layer chooser
     "colour": "ParamColor",
     "class_label": "ParamSpecString",
     "layer": "ParamSpecString",
