@@ -40,6 +40,8 @@ bench: install
 
 docs: install
 	$(BIN)/python docs/update_param_tables.py
+	$(BIN)/python docs/build_site.py
+	@echo "open build/site/index.html"
 
 clean:
 	rm -rf $(VENV) build demo-output.png

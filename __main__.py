@@ -4,4 +4,5 @@ import sys
 
 from .plugin_host.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
