@@ -9,6 +9,7 @@ registration stay fast.
 """
 
 from .cli.docs import text_table
+from .cli.progress import ProgressBar
 from .core.call import apply_filter, join_alpha, split_alpha
 from .core.context import FilterContext, ModelCache, ProgressCallback
 from .core.errors import (
@@ -57,6 +58,7 @@ __all__ = [
     "ParameterError",
     "PluginFailure",
     "PluginInfo",
+    "ProgressBar",
     "ProgressCallback",
     "Registry",
     "RegistryError",

@@ -82,6 +82,8 @@ def torch_imagenet(images: Any) -> Any:
 
 #: Named input conventions a user's ``.keras`` model can declare.
 PREPROCESSING_MODES: dict[str, Callable[[Any], Any]] = {
+    "lite": lite0_input,
+    "hed": caffe_bgr(HED_MEAN_BGR),
     "0-255": pixels_0_255,
     "0-1": unit_range,
     "-1-1": symmetric_unit,

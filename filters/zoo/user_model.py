@@ -10,10 +10,12 @@ Conventions the zoo assumes, as nothing in a ``.keras`` file states them:
 - preprocessing: by default the images are scaled to 0..255 (``"0-255"``),
   the Keras 3 convention of models that rescale inside (``keras.applications``
   EfficientNet/ConvNeXt, models starting with a ``Rescaling`` layer). Other
-  modes: ``"0-1"``, ``"-1-1"``, ``"caffe"``, ``"torch"``; choose one with
-  :func:`load_user_model`'s ``preprocessing`` argument, or with a
-  ``<model>.keras.json`` file next to the model: ``{"preprocessing": "-1-1",
-  "labels": ["cat", "dog"]}``;
+  modes: ``"0-1"``, ``"-1-1"``, ``"caffe"``, ``"torch"``, ``"lite"``, ``"hed"``;
+  choose one with :func:`load_user_model`'s ``preprocessing`` argument, or with
+  a ``<model>.keras.json`` file next to the model: ``{"preprocessing": "-1-1",
+  "labels": ["cat", "dog"]}``. A model written by ``neurofilters finetune``
+  carries these settings inside its archive (``neurofilters.json``); a file
+  beside it overrides them;
 - kind: a single rank-2 output ``(B, classes)`` makes it a classifier (its
   output treated as logits; a final softmax still ranks classes the same);
   anything else is a backbone;
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 from neurofilters.plugin_host import ModelUnavailableError, ParameterError
@@ -34,11 +37,17 @@ from .labels import imagenet_labels
 from .model import ZooModel
 from .preprocessing import PREPROCESSING_MODES, preprocessing_function
 
-__all__ = ["DEFAULT_PREPROCESSING", "SETTINGS_SUFFIX", "load_user_model", "user_model_name"]
+__all__ = ["DEFAULT_PREPROCESSING", "EMBEDDED_SETTINGS", "SETTINGS_SUFFIX", "load_user_model", "user_model_name"]
 
 DEFAULT_PREPROCESSING = "0-255"
 #: Optional settings file: ``<model>.keras`` + this suffix.
 SETTINGS_SUFFIX = ".json"
+#: Settings inside the ``.keras`` archive itself (written by ``neurofilters finetune``).
+EMBEDDED_SETTINGS = "neurofilters.json"
+#: Keys the embedded settings may carry besides the ones a settings file takes (information only).
+_INFORMATIONAL_KEYS = {"base"}
+#: Keys only the embedded settings carry: the classification size and the base's good dream layers.
+_EMBEDDED_KEYS = {"image_size", "dream_layers"}
 
 
 def user_model_name(path: str | os.PathLike[str]) -> str:
@@ -95,7 +104,8 @@ def load_user_model(path: str | os.PathLike[str], *, preprocessing: str | None =
         if len(labels) != classes:
             raise ModelUnavailableError(f"{file}: the model has {classes} classes; its settings list {len(labels)} labels.")
     height, width = network.inputs[0].shape[1:3]
-    fixed = height if height is not None and height == width else None
+    fixed = height if height is not None and height == width else settings.get("image_size")
+    dream_layers = [(name, float(weight)) for name, weight in settings.get("dream_layers", []) if name in {l.name for l in network.layers}]
     return ZooModel(
         name=user_model_name(file),
         kind="classifier" if classifier else "backbone",
@@ -104,19 +114,48 @@ def load_user_model(path: str | os.PathLike[str], *, preprocessing: str | None =
         min_size=int(min(height, width)) if height is not None and width is not None else 32,
         input_size=fixed if classifier else None,
         labels=labels,
+        default_dream_layers=dream_layers,
+        dream_targets=[name for name, _ in dream_layers],
         preprocessing=f"{mode} ({PREPROCESSING_MODES[str(mode)].__doc__ or ''})".strip(),
         description=f"User model {file}",
     )
 
 
+def _embedded_settings(file: Path) -> dict:
+    """The settings inside the archive, without the informational keys (``{}`` when there are none)."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            if EMBEDDED_SETTINGS not in archive.namelist():
+                return {}
+            settings = json.loads(archive.read(EMBEDDED_SETTINGS).decode("utf-8"))
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ModelUnavailableError(f"Cannot read the settings inside {file}: {error}") from error
+    if not isinstance(settings, dict):
+        return _checked_settings(settings, f"{file} ({EMBEDDED_SETTINGS})")
+    extra = {key: settings[key] for key in _EMBEDDED_KEYS if key in settings}
+    size = extra.get("image_size")
+    layers = extra.get("dream_layers", [])
+    if (size is not None and (not isinstance(size, int) or size < 1)) or not all(
+        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], (int, float)) for pair in layers
+    ):
+        raise ModelUnavailableError(f"{file}: {EMBEDDED_SETTINGS} has a malformed image_size or dream_layers.")
+    plain = {key: value for key, value in settings.items() if key not in _INFORMATIONAL_KEYS | _EMBEDDED_KEYS}
+    return {**_checked_settings(plain, f"{file} ({EMBEDDED_SETTINGS})"), **extra}
+
+
 def _read_settings(file: Path) -> dict:
+    embedded = _embedded_settings(file)
     settings_file = file.with_name(file.name + SETTINGS_SUFFIX)
     if not settings_file.is_file():
-        return {}
+        return embedded
     try:
         settings = json.loads(settings_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelUnavailableError(f"Cannot read the model settings {settings_file}: {error}") from error
+    return {**embedded, **_checked_settings(settings, settings_file)}
+
+
+def _checked_settings(settings: object, settings_file: object) -> dict:
     labels = settings.get("labels", []) if isinstance(settings, dict) else None
     if (
         not isinstance(settings, dict)

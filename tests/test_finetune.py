@@ -1,0 +1,149 @@
+"""``neurofilters finetune`` on a small real dataset: crops of scikit-image's brick, grass and gravel photos."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neurofilters.plugin_host import ModelCache, ParameterError, get_registry
+
+CLASSES = ("brick", "grass", "gravel")
+
+
+def _cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "neurofilters", *args], capture_output=True, text=True, timeout=900, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three classes of 18 random crops each (64-160 px), plus one file that is not an image."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("textures")
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        picture = getattr(data, name)()
+        folder = root / name
+        folder.mkdir()
+        for index in range(18):
+            side = int(rng.integers(64, 160))
+            top, left = (int(rng.integers(0, extent - side)) for extent in picture.shape[:2])
+            Image.fromarray(picture[top : top + side, left : left + side]).convert("RGB").save(folder / f"{index:02d}.png")
+    (root / "grass" / "notes.png").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    output = tmp_path_factory.mktemp("model") / "textures.keras"
+    result = _cli("finetune", str(dataset), "-o", str(output), "--image-size", "96", "--epochs", "4", "-q")
+    assert result.returncode == 0, result.stderr
+    return output, result.stdout
+
+
+@pytest.mark.slow
+def test_finetune_learns_the_classes_and_reports(trained: tuple[Path, str]) -> None:
+    output, stdout = trained
+    assert "skipped" in stdout and "notes.png" in stdout  # the bad file is reported, not fatal
+    accuracy = float(stdout.split("validation accuracy ")[1].split("%")[0])
+    assert accuracy >= 95.0, stdout
+    for name in CLASSES:
+        assert name in stdout
+    assert output.with_name("textures-confusion.png").is_file()
+    assert not Path(str(output) + ".training").exists()  # the checkpoint is gone once the model is written
+    with zipfile.ZipFile(output) as archive:
+        settings = json.loads(archive.read("neurofilters.json"))
+    assert settings["labels"] == list(CLASSES) and settings["preprocessing"] == "lite" and settings["image_size"] == 96
+
+
+@pytest.mark.slow
+def test_the_model_loads_safely_and_classifies_with_its_class_names(trained: tuple[Path, str], dataset: Path) -> None:
+    output, _ = trained
+    model = ModelCache(get_registry().get_model).get(os.fspath(output))
+    assert model.kind == "classifier" and model.labels == list(CLASSES) and model.input_size == 96
+    result = _cli("classify", str(dataset / "gravel" / "03.png"), "--model", str(output), "--top", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "gravel"
+    dreamed = _cli("run", "deepdream", str(dataset / "brick" / "01.png"), "-o", str(output.parent / "dream.png"),
+                   "--model", str(output), "--steps", "2", "--octaves", "1")
+    assert dreamed.returncode == 0, dreamed.stderr  # the base's dream layers travel with the model
+
+
+@pytest.mark.slow
+def test_frozen_layers_keep_their_weights_bit_for_bit(dataset: Path, tmp_path: Path) -> None:
+    import keras
+
+    output = tmp_path / "partly.keras"
+    result = _cli("finetune", str(dataset), "-o", str(output), "--image-size", "64", "--epochs", "1", "--freeze", "120",
+                  "--augment", "none", "-q")
+    assert result.returncode == 0, result.stderr
+    base = ModelCache(get_registry().get_model).get("lite0").keras_model
+    tuned = keras.saving.load_model(output, compile=False, safe_mode=True)
+    base_layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    changed = []
+    tuned_names = {layer.name for layer in tuned.layers}
+    for number, layer in enumerate(base_layers):
+        if layer.name not in tuned_names:
+            continue  # the base's own classifier head is replaced
+        mine = tuned.get_layer(layer.name).get_weights()
+        same = all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), mine))
+        if number < 120 or isinstance(layer, keras.layers.BatchNormalization):
+            assert same, f"frozen layer {layer.name} changed"
+        elif layer.get_weights() and not same:
+            changed.append(layer.name)
+    assert changed, "the unfrozen layers after the first 120 were not trained"
+
+
+def test_bad_arguments_fail_before_any_model_loads(dataset: Path, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    for args, fragment in (
+        (["-o", str(tmp_path / "x.h5")], "must end in .keras"),
+        (["-o", str(tmp_path / "x.keras"), "--epochs", "0"], "Received: --epochs 0"),
+        (["-o", str(tmp_path / "x.keras"), "--augment", "rotate"], "Received: --augment rotate"),
+        (["-o", str(tmp_path / "no" / "x.keras")], "existing, writable folder"),
+    ):
+        result = _cli("finetune", str(dataset), *args)
+        assert result.returncode == 2 and fragment in result.stderr, (args, result.stderr)
+    result = _cli("finetune", str(dataset / "brick"), "-o", str(tmp_path / "x.keras"))
+    assert result.returncode == 2 and "at least two class folders" in result.stderr
+    assert time.perf_counter() - started < 120  # (five fresh interpreters, none loads a model)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_checkpoint(dataset: Path, tmp_path: Path) -> None:
+    output = tmp_path / "resumed.keras"
+    args = ["finetune", str(dataset), "-o", str(output), "--image-size", "64", "--epochs", "6", "--patience", "10"]
+    process = subprocess.Popen([sys.executable, "-m", "neurofilters", *args, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backup = Path(str(output) + ".training") / "backup"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None and not any(backup.rglob("*.json")):
+        time.sleep(0.2)  # wait for the first epoch's backup
+    assert process.poll() is None, "training ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not output.exists()
+    again = _cli(*args)
+    assert again.returncode == 0, again.stderr
+    resumed = int(again.stdout.split("resumed at epoch ")[1].split()[0])
+    assert resumed >= 2 and "after 6 epochs" in again.stdout, again.stdout
+    assert output.is_file() and not backup.exists()
+
+
+def test_checkpoint_of_other_settings_is_refused(dataset: Path, tmp_path: Path) -> None:
+    from neurofilters.filters.finetune.train import Settings, _Checkpoint
+
+    first = _Checkpoint(Settings(data_dir=str(dataset), output=str(tmp_path / "m.keras"), seed=1))
+    assert first.prepare() is False
+    with pytest.raises(ParameterError, match="other settings"):
+        _Checkpoint(Settings(data_dir=str(dataset), output=str(tmp_path / "m.keras"), seed=2)).prepare()
+    assert _Checkpoint(Settings(data_dir=str(dataset), output=str(tmp_path / "m.keras"), seed=1, epochs=3)).prepare() is True
