@@ -10,7 +10,6 @@ the high bytes and the metadata.
 from __future__ import annotations
 
 import functools
-import io
 import os
 import stat
 import struct

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ImageIOError, ParameterError
+from ..core.call import image_array
+from ..core.errors import ImageIOError, NeurofiltersError, ParameterError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -277,7 +278,9 @@ def load_image(path: str | os.PathLike[str], *, frame: int = 0, max_pixels: int 
                     "or corrupt (TIFFs often keep their directory at the end), or use an unsupported layout",
                 ) from None
             if head.startswith(b"\x89PNG\r\n\x1a\n"):
-                raise _read_error(file_path, "it starts like a PNG, but its header is truncated or corrupt") from None
+                raise _read_error(
+                    file_path, "it is not an image Pillow can read: it starts like a PNG, but its header is truncated or corrupt"
+                ) from None
             raise _read_error(
                 file_path,
                 f"it is not an image in a format Pillow can read (it starts with {head!r})",
@@ -740,13 +743,10 @@ def save_image(
     file_format = format_for_path(target)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ParameterError(f'"quality" must be an integer from 1 to 100. Received: quality={quality!r}', param="quality", value=quality)
-    array = np.asarray(pixels)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise ImageIOError(
-            f"Cannot save image '{target}': expected pixels of shape H x W x C with C in 1..4. Received: shape={array.shape}."
-        )
+    try:
+        array = image_array(pixels)
+    except NeurofiltersError as error:
+        raise ImageIOError(f"Cannot save image '{target}': {error}.") from None
     depth = _resolve_bit_depth(target, file_format, array, like, bit_depth)
     largest = _MAX_SIDE.get(file_format)
     if largest is not None and max(array.shape[:2]) > largest:
