@@ -435,6 +435,11 @@ def test_tiffs_pillow_cannot_open_are_read_with_tifffile(tmp_path: Path) -> None
     planar = random16(5, 6, 3)
     tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(planar, 2, 0), planarconfig="separate", photometric="rgb")
     np.testing.assert_array_equal(as_uint(load_image(tmp_path / "planar.tif").pixels, 65535), planar)
+    for channels in (2, 4):  # LZW strips: tifffile decodes them with imagecodecs
+        lzw = random16(6, 7, channels)
+        tifffile.imwrite(tmp_path / f"lzw{channels}.tif", lzw, photometric="minisblack" if channels == 2 else "rgb",
+                         extrasamples=("unassalpha",), compression="lzw")
+        np.testing.assert_array_equal(as_uint(load_image(tmp_path / f"lzw{channels}.tif").pixels, 65535), lzw)
 
 
 def test_tiff_written_here_is_deflated_with_unassociated_alpha_and_no_date(tmp_path: Path, tagged_jpeg: LoadedImage) -> None:
