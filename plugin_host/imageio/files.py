@@ -435,7 +435,7 @@ def _decode_high_depth(
         if not is_16_bit_colour(head):
             return None
         try:
-            samples, exif = decode_png(handle, *image.size)
+            samples, exif = decode_png(handle)
         except PngFormatError as error:
             reason = str(error)
             if "truncated" in reason:

@@ -44,9 +44,8 @@ class PngFormatError(ValueError):
 
 def is_16_bit_colour(head: bytes) -> bool:
     """Whether a PNG's first 33 bytes declare 16-bit grey+alpha, RGB or RGBA samples."""
-    return len(head) >= _IHDR_END and head.startswith(_SIGNATURE) and head[12:16] == b"IHDR" and (
-        head[24] == 16 and head[25] in _CHANNELS
-    )
+    is_png = len(head) >= _IHDR_END and head.startswith(_SIGNATURE) and head[12:16] == b"IHDR"
+    return is_png and head[24] == 16 and head[25] in _CHANNELS  # IHDR: bit depth, colour type
 
 
 def _scan(handle: BinaryIO) -> tuple[int, bytes | None]:
@@ -77,13 +76,13 @@ def _scan(handle: BinaryIO) -> tuple[int, bytes | None]:
                 exif = body  # (a damaged ancillary chunk is dropped, as libpng does)
 
 
-def decode_png(handle: BinaryIO, width: int, height: int) -> tuple[Any, bytes | None]:
+def decode_png(handle: BinaryIO) -> tuple[Any, bytes | None]:
     """Decode a 16-bit grey+alpha, RGB or RGBA PNG at full precision.
+
+    The caller has checked the declared size against its pixel limit.
 
     Args:
         handle: The open file (read from the start; its position is not kept).
-        width: Columns, as Pillow read them from ``IHDR`` (checked against the pixel limit).
-        height: Rows.
 
     Returns:
         ``(samples, exif)``: ``H x W x C`` uint16 (a ``tRNS`` colour key
@@ -99,6 +98,7 @@ def decode_png(handle: BinaryIO, width: int, height: int) -> tuple[Any, bytes | 
     head = handle.read(_IHDR_END)
     if not is_16_bit_colour(head):
         raise PngFormatError("it is not a 16-bit grey+alpha, RGB or RGBA PNG")
+    width, height = struct.unpack(">II", head[16:24])
     idat_bytes, exif = _scan(handle)
     raw_bytes = height * (1 + width * _CHANNELS[head[25]] * 2)
     if idat_bytes * _MAX_DEFLATE_RATIO < raw_bytes:
