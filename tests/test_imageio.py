@@ -1,14 +1,15 @@
 """Image loading and saving (neurofilters.plugin_host.imageio.files) on real files written to tmp_path.
 
-PNGs with every row filter and Adam7 interlacing are built here by a small,
-independent reference encoder (textbook Paeth formula), so the decoder is
-checked against known samples, and against Pillow's own (8-bit) reading.
+16-bit PNGs are decoded and encoded by libpng (imagecodecs). To check it
+independently, PNGs with every row filter and Adam7 interlacing are built here
+by a small reference encoder (textbook Paeth formula), and what the project
+writes is read back by a textbook reference decoder, with Pillow agreeing on
+the high bytes and the metadata.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import os
 import stat
 import struct
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from neurofilters.plugin_host import ImageIOError, ParameterError
@@ -103,6 +105,50 @@ def reference_png(samples: np.ndarray, kinds_for, *, interlace: bool = False, tr
     return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
 
 
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def reference_decode(data: bytes) -> tuple[np.ndarray, list[bytes], dict[bytes, bytes]]:
+    """Textbook decoding of a non-interlaced 8/16-bit PNG, one byte at a time, every CRC checked.
+
+    Returns:
+        The samples (``H x W x C``), the chunk types in file order, and the bodies of the other chunks.
+    """
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, order, bodies, idat = 8, [], {}, b""
+    while not order or order[-1] != b"IEND":
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
+        assert struct.unpack(">I", data[position + 8 + length : position + 12 + length])[0] == zlib.crc32(kind + body)
+        order.append(kind)
+        position += 12 + length
+        if kind == b"IDAT":
+            idat += body
+        else:
+            bodies[kind] = body
+    assert position == len(data)
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", bodies[b"IHDR"])
+    assert interlace == 0
+    channels = {0: 1, 4: 2, 2: 3, 6: 4}[colour]
+    bpp = channels * depth // 8
+    stream = zlib.decompress(idat)
+    rows = [[0] * (bpp + width * bpp)]  # a zero row above the image; each row starts with bpp zero bytes
+    for y in range(height):
+        kind, filtered = stream[y * (1 + width * bpp)], stream[y * (1 + width * bpp) + 1 : (y + 1) * (1 + width * bpp)]
+        above, row = rows[-1], [0] * bpp
+        for x, value in enumerate(filtered):
+            a, b, c = row[x], above[x + bpp], above[x]  # left, up, up-left
+            predicted = (0, a, b, (a + b) // 2, _paeth(a, b, c))[kind]
+            row.append((value + predicted) % 256)
+        rows.append(row)
+    raw = np.array([row[bpp:] for row in rows[1:]], np.uint8)
+    samples = raw.view(">u2").astype(np.uint16) if depth == 16 else raw
+    return samples.reshape(height, width, channels), order, bodies
+
+
 def random16(height: int, width: int, channels: int) -> np.ndarray:
     samples = RNG.integers(0, 65536, (height, width, channels), dtype=np.uint16)
     samples[0, 0, 0] = 12345
@@ -136,7 +182,7 @@ def noise8(height: int, width: int, channels: int) -> np.ndarray:
 def test_import_does_not_pull_heavy_libraries() -> None:
     code = (
         "import sys, neurofilters.plugin_host.imageio.files; "
-        "print(sorted(m for m in ('PIL', 'numpy', 'tifffile', 'keras', 'tensorflow') if m in sys.modules))"
+        "print(sorted(m for m in ('PIL', 'numpy', 'tifffile', 'imagecodecs', 'keras', 'tensorflow') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -298,31 +344,25 @@ def test_16_bit_png_round_trip_is_exact(tmp_path: Path, channels: int) -> None:
     assert again.read_bytes() == written.read_bytes()
 
 
-def _idat_filter_types(data: bytes, height: int, row_bytes: int) -> set[int]:
-    position, idat = 8, b""
-    while position < len(data):
-        length, kind = struct.unpack(">I4s", data[position : position + 8])
-        if kind == b"IDAT":
-            idat += data[position + 8 : position + 8 + length]
-        position += 12 + length
-    stream = zlib.decompress(idat)
-    return {stream[row * (row_bytes + 1)] for row in range(height)}
-
-
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_png_encoder_output_is_read_identically_by_pillow(channels: int) -> None:
-    height, width = 20, 30
-    ramp = (np.arange(height)[:, None, None] * 7 + np.arange(width)[None, :, None] * 3 + np.arange(channels) * 50) % 256
-    samples = (ramp + RNG.integers(0, 2, ramp.shape)).astype(np.uint8)
-    samples[1::2] = samples[::2]  # odd rows repeat the row above (Up wins), even rows are ramps (Sub wins)
-    data = encode_png(samples)
-    assert _idat_filter_types(data, height, width * channels) == {1, 2}
-    with Image.open(io.BytesIO(data)) as image:  # Pillow reads 8-bit PNGs of every kind exactly
-        assert image.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
-        np.testing.assert_array_equal(np.asarray(image).reshape(samples.shape), samples)
-    sixteen = samples.astype(np.uint16) * 257 + 3
-    data16 = encode_png(sixteen)
-    assert _idat_filter_types(data16, height, width * channels * 2) >= {1}
+def test_16_bit_png_written_here_is_exact_for_an_independent_decoder(tmp_path: Path, tagged_jpeg: LoadedImage, channels: int) -> None:
+    samples = random16(12, 17, channels)
+    samples[0, :, :] = 65535 - np.arange(17, dtype=np.uint16)[:, None] * 257  # low bytes that differ from the high ones
+    colour = channels >= 3
+    written = save_image(tmp_path / "out.png", samples, like=tagged_jpeg if colour else None, bit_depth=16)
+    decoded, order, bodies = reference_decode(written.read_bytes())
+    np.testing.assert_array_equal(decoded, samples)
+    expected_order = [b"IHDR", b"iCCP", b"eXIf"] if colour else [b"IHDR"]  # the sRGB profile is not given to grey
+    assert order[: len(expected_order)] == expected_order and set(order[len(expected_order) :]) == {b"IDAT", b"IEND"}
+    if colour:
+        name, profile = bodies[b"iCCP"].split(b"\x00", 1)
+        assert name == b"ICC profile" and zlib.decompress(profile[1:]) == srgb_profile()
+    with Image.open(written) as image:  # Pillow agrees on the high bytes and reads the metadata
+        pillow = np.asarray(image).reshape(12, 17, -1)
+        np.testing.assert_array_equal(pillow[:, :, [0, 3]] if channels == 2 else pillow, samples if channels == 1 else samples >> 8)
+        if colour:
+            assert image.info["icc_profile"] == srgb_profile()
+            assert image.getexif()[MAKE_TAG] == "NeuroCam" and image.getexif()[ORIENTATION_TAG] == 1
 
 
 FILTER_PATTERNS = {
@@ -374,7 +414,6 @@ def test_16_bit_png_colour_key_becomes_alpha(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_16_bit_tiff_round_trip_is_exact(tmp_path: Path, channels: int) -> None:
-    pytest.importorskip("tifffile")
     samples = random16(7, 12, channels)
     written = save_image(tmp_path / "out.tif", samples, like=None)  # uint16 input -> 16-bit by default
     loaded = load_image(written)
@@ -388,7 +427,6 @@ def test_16_bit_tiff_round_trip_is_exact(tmp_path: Path, channels: int) -> None:
 
 
 def test_tiffs_pillow_cannot_open_are_read_with_tifffile(tmp_path: Path) -> None:
-    tifffile = pytest.importorskip("tifffile")
     floats = RNG.random((4, 5, 3)).astype(np.float32) * 1.2
     tifffile.imwrite(tmp_path / "float.tif", floats, photometric="rgb")
     loaded = load_image(tmp_path / "float.tif")
@@ -397,6 +435,24 @@ def test_tiffs_pillow_cannot_open_are_read_with_tifffile(tmp_path: Path) -> None
     planar = random16(5, 6, 3)
     tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(planar, 2, 0), planarconfig="separate", photometric="rgb")
     np.testing.assert_array_equal(as_uint(load_image(tmp_path / "planar.tif").pixels, 65535), planar)
+    for channels in (2, 4):  # LZW strips: tifffile decodes them with imagecodecs
+        lzw = random16(6, 7, channels)
+        tifffile.imwrite(tmp_path / f"lzw{channels}.tif", lzw, photometric="minisblack" if channels == 2 else "rgb",
+                         extrasamples=("unassalpha",), compression="lzw")
+        np.testing.assert_array_equal(as_uint(load_image(tmp_path / f"lzw{channels}.tif").pixels, 65535), lzw)
+
+
+def test_tiff_written_here_is_deflated_with_unassociated_alpha_and_no_date(tmp_path: Path, tagged_jpeg: LoadedImage) -> None:
+    pixels = np.concatenate([tagged_jpeg.pixels, np.full((24, 16, 1), 0.25, np.float32)], axis=2)
+    written = save_image(tmp_path / "out.tif", pixels, like=tagged_jpeg, bit_depth=16)
+    with tifffile.TiffFile(written) as tif:
+        assert len(tif.pages) == 1
+        page = tif.pages[0]
+        tags = {tag.name: tag.value for tag in page.tags}
+        np.testing.assert_array_equal(page.asarray(), encode_pixels(pixels, 16))
+    assert tags["Compression"] == tifffile.COMPRESSION.ADOBE_DEFLATE and tags["BitsPerSample"] == (16,) * 4
+    assert tags["ExtraSamples"] == (tifffile.EXTRASAMPLE.UNASSALPHA,) and tags["InterColorProfile"] == srgb_profile()
+    assert not {"DateTime", "Software", "ImageDescription"} & set(tags)
 
 
 # ----------------------------------------------------------------------------- orientation and metadata
@@ -426,15 +482,31 @@ def test_all_orientations_match_pillow(tmp_path: Path, orientation: int) -> None
         np.testing.assert_array_equal(as_uint(loaded.pixels, 255), np.asarray(ImageOps.exif_transpose(image)))
 
 
-def test_orientation_applies_to_16_bit_pngs_too(tmp_path: Path) -> None:
+def _chunk_bounds(data: bytes) -> list[tuple[bytes, int, int]]:
+    """``(type, start, end)`` of every chunk."""
+    position, bounds = 8, []
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        bounds.append((kind, position, position + 12 + length))
+        position += 12 + length
+    return bounds
+
+
+@pytest.mark.parametrize("placement", ["before the image data", "after the image data"])
+def test_orientation_applies_to_16_bit_pngs_too(tmp_path: Path, placement: str) -> None:
     samples = random16(5, 7, 3)
+    data = encode_png(samples, exif=exif_bytes(6))
+    if placement == "after the image data":  # allowed by the PNG spec; Pillow only finds it when it decodes
+        (_, start, end), iend = next(b for b in _chunk_bounds(data) if b[0] == b"eXIf"), len(data) - 12
+        data = data[:start] + data[end:iend] + data[start:end] + data[iend:]
+        assert [kind for kind, *_ in _chunk_bounds(data)][-2:] == [b"eXIf", b"IEND"]
     path = tmp_path / "o16.png"
-    path.write_bytes(encode_png(samples, exif=exif_bytes(6)))
+    path.write_bytes(data)
     loaded = load_image(path)
     np.testing.assert_array_equal(as_uint(loaded.pixels, 65535), np.rot90(samples, -1))
     exif = Image.Exif()
     exif.load(loaded.exif)
-    assert exif[ORIENTATION_TAG] == 1
+    assert exif[ORIENTATION_TAG] == 1 and exif[MAKE_TAG] == "NeuroCam"
 
 
 @pytest.fixture
@@ -502,8 +574,9 @@ def test_truncated_files_are_errors_not_grey_pictures(tmp_path: Path, monkeypatc
     for name in ("full.jpg", "full.png", "full16.png"):
         truncated = _truncated_copy(tmp_path / name, tmp_path / f"cut-{name}")
         _assert_read_error(truncated, "truncated", "partial image is not loaded", "Re-export")
-    save_image(tmp_path / "full16.tif", random16(60, 80, 3))
-    _assert_read_error(_truncated_copy(tmp_path / "full16.tif", tmp_path / "cut16.tif"), "starts like a TIFF", "truncated")
+    for name, samples in (("full16.tif", random16(60, 80, 3)), ("full8.tif", noise8(60, 80, 3)), ("full16la.tif", random16(60, 80, 2))):
+        save_image(tmp_path / name, samples)
+        _assert_read_error(_truncated_copy(tmp_path / name, tmp_path / f"cut-{name}"), "truncated", "partial image is not loaded")
     # Even when another library switched Pillow to accept truncated files.
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     _assert_read_error(tmp_path / "cut-full.jpg", "truncated")
@@ -517,6 +590,38 @@ def test_corrupt_data_is_reported(tmp_path: Path) -> None:
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
         _assert_read_error(path, "corrupt")
+
+
+def test_16_bit_png_cut_at_any_chunk_boundary_is_truncated(tmp_path: Path) -> None:
+    """libpng (through imagecodecs) would read stale bytes past the end; the chunk scan refuses such files first."""
+    data = save_image(tmp_path / "full.png", random16(60, 80, 3), bit_depth=16).read_bytes()
+    bounds = _chunk_bounds(data)
+    assert [kind for kind, *_ in bounds].count(b"IDAT") >= 3
+    cuts = {end for _, _, end in bounds[:-1]} | {(start + end) // 2 for _, start, end in bounds[1:]}
+    first_idat = next(start for kind, start, _ in bounds if kind == b"IDAT")
+    for cut in sorted(cuts):
+        path = tmp_path / f"cut{cut}.png"
+        path.write_bytes(data[:cut])
+        _assert_read_error(path, "truncated", *(["partial image is not loaded"] if cut > first_idat else []))
+
+
+def test_16_bit_png_damaged_behind_valid_crcs_is_corrupt(tmp_path: Path) -> None:
+    data = save_image(tmp_path / "full.png", random16(30, 40, 4), bit_depth=16).read_bytes()
+    kind, start, end = next(b for b in _chunk_bounds(data) if b[0] == b"IDAT")
+    body = bytearray(data[start + 8 : end - 4])
+    body[len(body) // 2] ^= 0x55  # the CRC is recomputed: only zlib's own check can notice
+    forged = tmp_path / "forged.png"
+    forged.write_bytes(data[:start] + _png_chunk(b"IDAT", bytes(body)) + data[end:])
+    _assert_read_error(forged, "corrupt", "libpng")
+
+
+def test_16_bit_png_with_a_hostile_size_allocates_nothing(tmp_path: Path) -> None:
+    ihdr = struct.pack(">IIBBBBB", 1_000_000, 1_000_000, 16, 6, 0, 0, 0)  # 8 TB of RGBA16 declared
+    body = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + _png_chunk(b"IEND", b"")
+    path = tmp_path / "hostile.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    _assert_read_error(path, "1000000 x 1000000", "limit")
+    _assert_read_error(path, "truncated", "cannot hold 1000000 x 1000000 pixels", max_pixels=0)
 
 
 def _bomb_png(path: Path, width: int, height: int) -> Path:

@@ -16,14 +16,25 @@ from .errors import NeurofiltersError
 from .params import validate_params
 from .specs import FilterSpec
 
-__all__ = ["apply_filter", "apply_filter_batch", "derive_seed", "step_seed", "split_alpha", "join_alpha"]
+__all__ = [
+    "apply_filter",
+    "apply_filter_batch",
+    "derive_seed",
+    "step_seed",
+    "image_array",
+    "split_alpha",
+    "join_alpha",
+]
 
 
-def split_alpha(pixels: Any) -> tuple[Any, Any | None]:
-    """Split ``H x W x C`` (C = 1, 2, 3 or 4) into RGB ``H x W x 3`` and alpha ``H x W`` (or None).
+def image_array(pixels: Any) -> Any:
+    """``pixels`` as an ``H x W x C`` NumPy array, C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA).
+
+    A 2-D array is grey. The dtype is left as it is.
 
     Raises:
-        NeurofiltersError: The array is not an image of a supported shape.
+        NeurofiltersError: The array is not ``H x W`` or ``H x W x C`` with
+            C in 1..4 and H, W >= 1.
     """
     import numpy as np
 
@@ -34,6 +45,18 @@ def split_alpha(pixels: Any) -> tuple[Any, Any | None]:
         raise NeurofiltersError(
             f"Expected an image array of shape H x W x C with C in 1..4. Received: shape={array.shape}"
         )
+    return array
+
+
+def split_alpha(pixels: Any) -> tuple[Any, Any | None]:
+    """Split ``H x W x C`` (C = 1, 2, 3 or 4) into RGB ``H x W x 3`` and alpha ``H x W`` (or None).
+
+    Raises:
+        NeurofiltersError: The array is not an image of a supported shape.
+    """
+    import numpy as np
+
+    array = image_array(pixels)
     channels = array.shape[2]
     alpha = array[:, :, channels - 1].copy() if channels in (2, 4) else None
     colour = array[:, :, : 3 if channels >= 3 else 1]

@@ -5,11 +5,11 @@ Everything is read into one representation, :class:`LoadedImage`: float32
 upright (EXIF orientation applied), with the source's precision, ICC profile
 and EXIF kept so :func:`save_image` can write a result "like" its input.
 
-Pillow does the work, except where it loses precision: 16-bit colour PNGs
-(Pillow keeps only the high byte) are decoded by :mod:`._imageio_png`;
-16-bit colour TIFFs, and TIFF layouts Pillow cannot open at all (16-bit
-grey+alpha, float RGB), are read with ``tifffile`` when it is installed;
-16-bit output is encoded by :mod:`._imageio_png` / :mod:`._imageio_tiff`.
+Pillow does the work, except where it loses precision or cannot write:
+16-bit grey+alpha, RGB and RGBA PNGs (Pillow keeps only the high byte) are
+decoded and encoded by libpng through :mod:`.png`; 16-bit colour TIFFs and
+TIFF layouts Pillow cannot open at all (16-bit grey+alpha, float RGB) are
+read, and every TIFF is written, with ``tifffile`` through :mod:`.tiff`.
 
 Importing this module is cheap: Pillow and NumPy are imported by the
 functions that need them.
@@ -22,12 +22,13 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ImageIOError, ParameterError
+from ..core.call import image_array
+from ..core.errors import ImageIOError, NeurofiltersError, ParameterError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -144,8 +145,9 @@ def _pillow_guard() -> Iterator[None]:
     Pillow's own decompression-bomb check is disabled (ours replaces it, with
     an adjustable limit), truncated files are errors whatever
     ``ImageFile.LOAD_TRUNCATED_IMAGES`` says elsewhere, and the warnings
-    Pillow and tifffile emit about damaged files are silenced: every problem
-    that matters ends as one ImageIOError with a plain explanation.
+    Pillow, tifffile and imagecodecs (libpng) emit about damaged files are
+    silenced: every problem that matters ends as one ImageIOError with a
+    plain explanation.
     """
     import logging
     import warnings
@@ -154,13 +156,17 @@ def _pillow_guard() -> Iterator[None]:
 
     with _PILLOW_GLOBALS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tifffile_logger = logging.getLogger("tifffile")
-        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, tifffile_logger.disabled
-        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, tifffile_logger.disabled = None, False, True
+        loggers = [logging.getLogger(name) for name in ("tifffile", "imagecodecs")]
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, [logger.disabled for logger in loggers]
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = None, False
+        for logger in loggers:
+            logger.disabled = True
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, tifffile_logger.disabled = saved
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved[:2]
+            for logger, disabled in zip(loggers, saved[2]):
+                logger.disabled = disabled
 
 
 def _describe(error: BaseException) -> str:
@@ -271,6 +277,10 @@ def load_image(path: str | os.PathLike[str], *, frame: int = 0, max_pixels: int 
                     "it starts like a TIFF, but neither Pillow nor tifffile can read it: it may be truncated "
                     "or corrupt (TIFFs often keep their directory at the end), or use an unsupported layout",
                 ) from None
+            if head.startswith(b"\x89PNG\r\n\x1a\n"):
+                raise _read_error(
+                    file_path, "it is not an image Pillow can read: it starts like a PNG, but its header is truncated or corrupt"
+                ) from None
             raise _read_error(
                 file_path,
                 f"it is not an image in a format Pillow can read (it starts with {head!r})",
@@ -309,6 +319,10 @@ def _load_opened(image: Image.Image, handle: Any, path: Path, frame: int, limit:
             text = str(error)
             if "truncated" in text or isinstance(error, EOFError):
                 raise _read_error(path, f"the file is truncated ({_describe(error)}); a partial image is not loaded") from None
+            if file_format == "TIFF":  # libtiff says "decoder error" for strips cut off too
+                from .tiff import check_complete
+
+                _tiff_call(path, check_complete, path, frame)
             raise _read_error(path, f"the image data is corrupt ({_describe(error)})") from None
         pixels, bit_depth, keeps_profile = pixels_from_pil(image, path=path)
         icc_profile = (image.info.get("icc_profile") or None) if keeps_profile else None
@@ -332,6 +346,16 @@ def _load_opened(image: Image.Image, handle: Any, path: Path, frame: int, limit:
     )
 
 
+def _tiff_call(path: Path, function: Callable[..., Any], *args: Any) -> Any:
+    """Call a :mod:`.tiff` reader, turning its ``TiffFormatError`` into the ImageIOError users see."""
+    from .tiff import TiffFormatError
+
+    try:
+        return function(*args)
+    except TiffFormatError as error:
+        raise _read_error(path, f"{error}; a partial image is not loaded") from None
+
+
 def _load_tiff_without_pillow(path: Path, frame: int, limit: int | None) -> LoadedImage | None:
     """TIFF layouts Pillow cannot open (e.g. 16-bit grey+alpha), read with ``tifffile`` if installed."""
     import numpy as np
@@ -343,7 +367,7 @@ def _load_tiff_without_pillow(path: Path, frame: int, limit: int | None) -> Load
         _check_frame(path, frame, n_pages)
         _check_size(path, (width, height), limit)
 
-    page = read_tiff_page(path, frame, check)
+    page = _tiff_call(path, read_tiff_page, path, frame, check)
     if page is None:
         return None
     samples = page.samples
@@ -401,26 +425,25 @@ def _decode_high_depth(
     """
     import numpy as np
 
-    from .png import PngFormatError, decode_png, read_png_header
+    from .png import PngFormatError, decode_png, is_16_bit_colour
 
     if image.format == "PNG" and n_frames == 1:
         position = handle.tell()
         handle.seek(0)
-        header = read_png_header(handle.read(33))
+        head = handle.read(33)
         handle.seek(position)  # where Pillow left it
-        if header is None or header.bit_depth != 16 or header.colour_type not in (2, 4, 6):
+        if not is_16_bit_colour(head):
             return None
-        handle.seek(0)
         try:
-            png = decode_png(handle.read())
+            samples, exif = decode_png(handle)
         except PngFormatError as error:
             reason = str(error)
             if "truncated" in reason:
                 reason += "; a partial image is not loaded"
             raise _read_error(path, reason) from None
-        pixels = png.samples.astype(np.float32)
+        pixels = samples.astype(np.float32)
         pixels /= 65535.0
-        return pixels, 16, png.icc_profile, png.exif
+        return pixels, 16, image.info.get("icc_profile") or None, exif
     if image.format == "TIFF" and image.mode in ("RGB", "RGBA", "LA"):
         bits = image.tag_v2.get(258, (8,))  # type: ignore[attr-defined]
         bits = bits if isinstance(bits, tuple) else (bits,)
@@ -428,7 +451,7 @@ def _decode_high_depth(
             return None
         from .tiff import read_tiff_page
 
-        page = read_tiff_page(path, frame, lambda *_: None)  # size and frame already checked
+        page = _tiff_call(path, read_tiff_page, path, frame, lambda *_: None)  # size and frame already checked
         channels = len(image.getbands())
         if page is None or page.samples.dtype != np.uint16 or page.samples.shape != (image.size[1], image.size[0], channels):
             return None
@@ -720,13 +743,10 @@ def save_image(
     file_format = format_for_path(target)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ParameterError(f'"quality" must be an integer from 1 to 100. Received: quality={quality!r}', param="quality", value=quality)
-    array = np.asarray(pixels)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise ImageIOError(
-            f"Cannot save image '{target}': expected pixels of shape H x W x C with C in 1..4. Received: shape={array.shape}."
-        )
+    try:
+        array = image_array(pixels)
+    except NeurofiltersError as error:
+        raise ImageIOError(f"Cannot save image '{target}': {error}.") from None
     depth = _resolve_bit_depth(target, file_format, array, like, bit_depth)
     largest = _MAX_SIDE.get(file_format)
     if largest is not None and max(array.shape[:2]) > largest:
@@ -791,13 +811,14 @@ def _write(
     temporary: Path, samples: Any, file_format: str, quality: int, icc_profile: bytes | None, exif: bytes | None
 ) -> None:
     """Encode ``samples`` (uint8/uint16 H x W x C) into ``temporary``."""
-    from .png import encode_png
-    from .tiff import encode_tiff
-
     if file_format == "TIFF":
-        temporary.write_bytes(encode_tiff(samples, icc_profile=icc_profile))
+        from .tiff import write_tiff
+
+        write_tiff(temporary, samples, icc_profile=icc_profile)
         return
     if file_format == "PNG" and samples.dtype.itemsize == 2:
+        from .png import encode_png
+
         temporary.write_bytes(encode_png(samples, icc_profile=icc_profile, exif=exif))
         return
     from PIL import Image

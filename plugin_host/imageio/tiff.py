@@ -1,110 +1,80 @@
-"""16-bit TIFF: a small writer, and full-precision reading through ``tifffile``.
+"""TIFF through ``tifffile``: writing 8- and 16-bit files, and reading what Pillow reads at 8 bits or not at all.
 
-Pillow reads 16-bit RGB(A) TIFFs at 8 bits and cannot write them. The writer
-here produces baseline little-endian TIFFs (one IFD, Adobe-deflate strips,
-unassociated alpha, optional ICC profile); reading uses ``tifffile`` when it
-is installed (LZW-compressed files additionally need ``imagecodecs``).
+Pillow reads 16-bit RGB(A) TIFFs at 8 bits, cannot open 16-bit grey+alpha
+or float RGB ones, and writes none of them. ``tifffile`` does all of this
+(with ``imagecodecs`` for LZW and other codecs); this module only maps its
+pages to the layouts :mod:`neurofilters.plugin_host.imageio.files` loads.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import NeurofiltersError
-from .png import integer_samples
 
-__all__ = ["TiffPage", "encode_tiff", "read_tiff_page"]
-
-_SHORT, _LONG, _RATIONAL, _UNDEFINED = 3, 4, 5, 7
-_TYPE_SIZES = {_SHORT: 2, _LONG: 4, _RATIONAL: 8, _UNDEFINED: 1}
-_STRIP_BYTES = 1 << 18
+__all__ = ["TiffFormatError", "TiffPage", "check_complete", "read_tiff_page", "write_tiff"]
 
 
-def encode_tiff(samples: Any, *, icc_profile: bytes | None = None, compress_level: int = 6) -> bytes:
-    """Encode an 8- or 16-bit image as a baseline TIFF.
+class TiffFormatError(ValueError):
+    """A TIFF page that cannot be decoded (the message says why)."""
 
-    The output depends only on the arguments (no dates, no software tag).
+
+def write_tiff(path: Path, samples: Any, *, icc_profile: bytes | None = None) -> None:
+    """Write ``H x W x C`` uint8 or uint16 samples as a deflate-compressed TIFF.
+
+    C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA (alpha stored unassociated). No
+    date, no software tag and one thread, so equal arguments give equal bytes.
 
     Args:
-        samples: ``H x W x C`` (or ``H x W``) uint8 or uint16; C = 1 grey,
-            2 grey+alpha, 3 RGB, 4 RGBA (alpha is stored unassociated).
+        path: The file to write.
+        samples: The pixels.
         icc_profile: Stored in tag 34675.
-        compress_level: zlib level 1-9 of the deflate strips.
+    """
+    import tifffile
 
-    Returns:
-        The file's bytes.
+    channels = samples.shape[2]
+    tifffile.imwrite(
+        path,
+        samples[:, :, 0] if channels == 1 else samples,
+        photometric="rgb" if channels >= 3 else "minisblack",
+        extrasamples=("unassalpha",) if channels in (2, 4) else None,
+        compression="adobe_deflate",
+        compressionargs={"level": 6},
+        iccprofile=icc_profile or None,
+        resolution=(72, 72),
+        resolutionunit="inch",
+        metadata=None,
+        software=False,
+        maxworkers=1,
+    )
+
+
+def _check_complete(page: Any, file_size: int) -> None:
+    ends = [int(offset) + int(count) for offset, count in zip(page.dataoffsets, page.databytecounts)]
+    if ends and max(ends) > file_size:
+        raise TiffFormatError(
+            f"the file is truncated (its image data needs {max(ends):,} bytes, the file has {file_size:,})"
+        )
+
+
+def check_complete(path: Path, frame: int) -> None:
+    """Refuse a page whose image data runs past the end of the file.
 
     Raises:
-        ValueError: ``samples`` has an unsupported shape or dtype.
+        TiffFormatError: The file is truncated. (Nothing is raised when
+            ``tifffile`` cannot parse the file at all.)
     """
-    import numpy as np
+    import tifffile
 
-    array = integer_samples(samples)
-    height, width, channels = array.shape
-    bits = array.dtype.itemsize * 8
-    row_bytes = width * channels * array.dtype.itemsize
-    rows_per_strip = max(1, min(height, _STRIP_BYTES // row_bytes))
-    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-    strips = [
-        zlib.compress(data[start * row_bytes : min(height, start + rows_per_strip) * row_bytes], compress_level)
-        for start in range(0, height, rows_per_strip)
-    ]
-
-    # Layout: header | strips | out-of-line tag values | IFD.
-    body = bytearray(b"II*\x00\x00\x00\x00\x00")
-    strip_offsets = []
-    for strip in strips:
-        strip_offsets.append(len(body))
-        body += strip
-        if len(body) % 2:
-            body += b"\x00"
-    tags: list[tuple[int, int, list[int] | bytes]] = [
-        (256, _LONG, [width]),
-        (257, _LONG, [height]),
-        (258, _SHORT, [bits] * channels),
-        (259, _SHORT, [8]),  # Adobe deflate
-        (262, _SHORT, [2 if channels >= 3 else 1]),  # RGB / BlackIsZero
-        (273, _LONG, strip_offsets),
-        (277, _SHORT, [channels]),
-        (278, _LONG, [rows_per_strip]),
-        (279, _LONG, [len(strip) for strip in strips]),
-        (282, _RATIONAL, [72, 1]),
-        (283, _RATIONAL, [72, 1]),
-        (284, _SHORT, [1]),  # chunky
-        (296, _SHORT, [2]),  # inch
-    ]
-    if channels in (2, 4):
-        tags.append((338, _SHORT, [2]))  # unassociated alpha
-    if icc_profile:
-        tags.append((34675, _UNDEFINED, bytes(icc_profile)))
-    tags.sort(key=lambda tag: tag[0])
-
-    entries = []
-    for tag, kind, values in tags:
-        if kind == _UNDEFINED:
-            payload, count = bytes(values), len(values)
-        elif kind == _RATIONAL:
-            payload, count = struct.pack(f"<{len(values)}I", *values), len(values) // 2
-        else:
-            code = "H" if kind == _SHORT else "I"
-            payload, count = struct.pack(f"<{len(values)}{code}", *values), len(values)
-        if len(payload) <= 4:
-            entries.append(struct.pack("<HHI", tag, kind, count) + payload.ljust(4, b"\x00"))
-        else:
-            offset = len(body)
-            body += payload
-            if len(body) % 2:
-                body += b"\x00"
-            entries.append(struct.pack("<HHII", tag, kind, count, offset))
-    ifd_offset = len(body)
-    body += struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
-    body[4:8] = struct.pack("<I", ifd_offset)
-    return bytes(body)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page, file_size = tif.pages[frame], tif.filehandle.size
+    except Exception:  # noqa: BLE001 - an unparseable file is the caller's error to report
+        return
+    _check_complete(page, file_size)
 
 
 @dataclass
@@ -127,7 +97,7 @@ class TiffPage:
 
 
 def read_tiff_page(path: Path, frame: int, check: Callable[[int, int, int], None]) -> TiffPage | None:
-    """Read a grey(+alpha) or RGB(A) TIFF page with ``tifffile``, for files Pillow cannot open.
+    """Read a grey(+alpha) or RGB(A) TIFF page with ``tifffile``, for files Pillow cannot open or reads at 8 bits.
 
     Args:
         path: The file.
@@ -136,15 +106,15 @@ def read_tiff_page(path: Path, frame: int, check: Callable[[int, int, int], None
             raises to refuse the page (frame out of range, too many pixels).
 
     Returns:
-        The page, or ``None`` when ``tifffile`` is missing or the page is not
-        a layout this function maps (grey/RGB, 1-4 samples of 8/16-bit
-        unsigned or 32/64-bit float).
+        The page, or ``None`` when ``tifffile`` cannot read it or it is not a
+        layout this function maps (grey/RGB, 1-4 samples of 8/16-bit unsigned
+        or 32/64-bit float).
+
+    Raises:
+        TiffFormatError: The page's image data runs past the end of the file.
     """
-    try:
-        import tifffile
-    except ImportError:
-        return None
     import numpy as np
+    import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
@@ -165,9 +135,10 @@ def read_tiff_page(path: Path, frame: int, check: Callable[[int, int, int], None
             icc = icc_tag.value if icc_tag is not None else None  # tag values are read lazily
             orientation_tag = page.tags.get(274)
             orientation = int(orientation_tag.value) if orientation_tag is not None else 1
+            _check_complete(page, tif.filehandle.size)
             array = page.asarray()
             axes = page.axes
-    except NeurofiltersError:  # raised by check()
+    except (NeurofiltersError, TiffFormatError):  # refused by check() or truncated
         raise
     except Exception:  # noqa: BLE001 - e.g. zlib.error on truncated strips, codecs tifffile lacks
         return None
