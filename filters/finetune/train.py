@@ -282,12 +282,15 @@ class _Checkpoint:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def finetune(settings: Settings, progress: Callable[[float, str], None] | None = None) -> Report:
+def finetune(
+    settings: Settings, progress: Callable[[float, str], None] | None = None, callbacks: Sequence[Any] = ()
+) -> Report:
     """Train a new head (and the unfrozen layers) on the folders; write the ``.keras`` file.
 
     Args:
         settings: From :func:`parse_settings`.
         progress: ``callback(fraction, message)``.
+        callbacks: More Keras callbacks for ``fit`` (timing, logging).
 
     Returns:
         The validation report.
@@ -336,6 +339,7 @@ def finetune(settings: Settings, progress: Callable[[float, str], None] | None =
             keras.callbacks.BackupAndRestore(os.fspath(checkpoint.folder / "backup"), delete_checkpoint=False),
             keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=settings.patience, restore_best_weights=True),
             _progress_callback(keras, settings, report_progress, epochs, resuming),
+            *callbacks,
         ],
     )
     predictions = np.argmax(np.asarray(network.predict(x[val_index], batch_size=settings.batch_size, verbose=0)), axis=1)
