@@ -158,6 +158,7 @@ class _Bytes:
     def __init__(self, data: bytes, path: str, version: int) -> None:
         self.data = data
         self.path = path
+        self.version = version
         self.pointer = 8 if version >= 11 else 4
 
     def need(self, at: int, size: int, what: str) -> None:
@@ -271,6 +272,8 @@ def _read_buffer(
     check_pixel_limit(where, width, height, max_pixels)
     digit = _KIND_DIGIT[kind]
     _, dtype, scale = PRECISIONS[digit]
+    if reader.version < 12:  # GIMP 2.10 before XCF 12 stored high bit-depth components little-endian
+        dtype = dtype.replace(">", "<")
     component = np.dtype(dtype).itemsize
     if bpp != channels * component:
         raise ImageIOError(
