@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class Task:
         frame: Frame to read.
         seed: The file's seed.
         params_hash: Hash of everything that determines the output.
-        layered: Filter each XCF layer and write a layered ``.ora``.
+        layered: Filter each raster layer of an XCF (groups, masks and precision kept) and write a layered file.
     """
 
     index: int
@@ -148,6 +149,8 @@ def decode(task: Task, options: RunOptions) -> Any:
         from ..imageio.layered import composite, read_xcf
 
         layered = read_xcf(source, max_pixels=options.max_pixels)
+        for warning in layered.warnings:  # what the output cannot keep (GIMP 3 non-destructive filters)
+            print(f"warning: {source}: {warning}", file=sys.stderr, flush=True)
         if task.layered:
             return layered
         return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source)

@@ -254,9 +254,9 @@ def _composite_into(canvas: Any, layers: tuple[Layer, ...]) -> None:
                 mask = np.zeros(canvas.shape[:2], np.float32)
                 _paint_mask(mask, layer)
                 group[..., 3] *= mask
-            _paint(canvas, group, 0, 0, layer.opacity, layer.composite_op)
+            _paint(canvas, group, 0, 0, layer.opacity, _op(layer))
         else:
-            _paint(canvas, _masked(layer), layer.x, layer.y, layer.opacity, layer.composite_op)
+            _paint(canvas, _masked(layer), layer.x, layer.y, layer.opacity, _op(layer))
 
 
 def _paint_mask(target: Any, layer: Layer) -> None:
@@ -350,6 +350,11 @@ def _png_bytes(pixels: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _op(layer: Layer) -> str:
+    """The layer's OpenRaster composite-op: from its GIMP mode when it has one."""
+    return ora_op(layer.mode) if layer.mode is not None else layer.composite_op
+
+
 def _stack_xml(image: LayeredImage) -> tuple[str, list[tuple[str, Any]]]:
     """``stack.xml`` (groups as nested stacks) and the ``(archive name, pixels)`` of every layer PNG."""
     lines = [
@@ -361,7 +366,7 @@ def _stack_xml(image: LayeredImage) -> tuple[str, list[tuple[str, Any]]]:
 
     def common(layer: Layer) -> str:
         return (f"name={quoteattr(layer.name)} opacity=\"{layer.opacity:.6f}\" "
-                f"visibility=\"{'visible' if layer.visible else 'hidden'}\" composite-op=\"{layer.composite_op}\"")
+                f"visibility=\"{'visible' if layer.visible else 'hidden'}\" composite-op=\"{_op(layer)}\"")
 
     def emit(layers: tuple[Layer, ...], depth: int) -> None:
         pad = "  " * depth

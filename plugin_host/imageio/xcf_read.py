@@ -264,12 +264,12 @@ def _read_buffer(
     from .files import check_pixel_limit
 
     width, height, bpp = reader.u32(at, where), reader.u32(at + 4, where), reader.u32(at + 8, where)
+    check_pixel_limit(where, width, height, max_pixels)  # the tile data's own size (a damaged header may understate it)
     if expected is not None and (width, height) != expected:
         raise ImageIOError(
             f"The XCF file {reader.path} is damaged: {where} stores {width} x {height} pixels, "
             f"its header says {expected[0]} x {expected[1]}."
         )
-    check_pixel_limit(where, width, height, max_pixels)
     digit = _KIND_DIGIT[kind]
     _, dtype, scale = PRECISIONS[digit]
     if reader.version < 12:  # GIMP 2.10 before XCF 12 stored high bit-depth components little-endian
@@ -394,6 +394,7 @@ def read_xcf_tree(path: str | os.PathLike[str], *, max_pixels: int | None = None
     except ValueError:
         raise ImageIOError(f"The XCF file {name} has an unknown precision {code} (XCF version {version}).") from None
     reader = _Bytes(data, name, version)
+    _check_layer_pointers(reader, 30 if version >= 4 else 26)
 
     try:
         from gimpformats.gimpXcfDocument import GimpDocument
@@ -457,6 +458,22 @@ def read_xcf_tree(path: str | os.PathLike[str], *, max_pixels: int | None = None
             path=tuple(raw.itemPath) if raw.itemPath else (), pixels=pixels, mask=mask, apply_mask=apply_mask, filters=filters,
         ))
     return RawImage(width, height, version, base, kind, linear, layers)
+
+
+def _check_layer_pointers(reader: _Bytes, at: int) -> None:
+    """Every layer and channel pointer lands inside the file (else: truncated), before ``gimpformats`` follows them."""
+    _, at = reader.skip_props(at, "the image properties")
+    for kind in ("layer", "channel"):
+        for number in range(len(reader.data) // reader.pointer + 1):
+            pointer = reader.ptr(at, f"the {kind} list")
+            at += reader.pointer
+            if pointer == 0:
+                break
+            if pointer + 12 > len(reader.data):
+                raise ImageIOError(
+                    f"The XCF file {reader.path} is truncated or damaged: {kind} {number + 1} points to byte {pointer:,}, "
+                    f"past the end of the file ({len(reader.data):,} bytes)."
+                )
 
 
 def _opacity(props: dict[int, bytes]) -> float:
