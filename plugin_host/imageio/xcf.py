@@ -129,7 +129,7 @@ class _Encoder:
         tiles = []
         for y in range(0, height, _TILE):
             for x in range(0, width, _TILE):
-                tiles.append(zlib.compress(self._components(values[y : y + _TILE, x : x + _TILE], colour), 6))
+                tiles.append(zlib.compress(self._components(values[y : y + _TILE, x : x + _TILE], colour), 1))
         hierarchy_at = self.size
         level_at = hierarchy_at + 12 + 16  # width, height, bpp; one level pointer and the terminating zero
         self.append(struct.pack(">III", width, height, bpp) + _ptr(level_at) + _ptr(0))

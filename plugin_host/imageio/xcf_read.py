@@ -222,34 +222,38 @@ def _check_header(data: bytes, path: str) -> tuple[int, int, int, int, int]:
 
 def _decode_rle(data: bytes, at: int, end: int, bpp: int, count: int, where: str) -> bytes:
     """GIMP's RLE: each of the ``bpp`` byte planes run-length coded in turn; returns interleaved bytes."""
+    import numpy as np
+
     planes = []
     for _plane in range(bpp):
         out = bytearray()
-        while len(out) < count:
+        done = 0
+        while done < count:
             if at >= end:
                 raise ValueError(f"RLE data of {where} ends early")
             op = data[at]
-            at += 1
-            if op <= 126:
-                out += data[at : at + 1] * (op + 1)
-                at += 1
-            elif op == 127:
-                run = (data[at] << 8) | data[at + 1]
-                out += data[at + 2 : at + 3] * run
-                at += 3
-            elif op == 128:
-                run = (data[at] << 8) | data[at + 1]
-                out += data[at + 2 : at + 2 + run]
-                at += 2 + run
-            else:
+            if op < 127:  # a short run of one byte
+                out += data[at + 1 : at + 2] * (op + 1)
+                at += 2
+                done += op + 1
+            elif op > 128:  # a short stretch of literal bytes
                 run = 256 - op
-                out += data[at : at + run]
-                at += run
+                out += data[at + 1 : at + 1 + run]
+                at += 1 + run
+                done += run
+            elif op == 127:  # a long run of one byte
+                run = (data[at + 1] << 8) | data[at + 2]
+                out += data[at + 3 : at + 4] * run
+                at += 4
+                done += run
+            else:  # a long stretch of literal bytes
+                run = (data[at + 1] << 8) | data[at + 2]
+                out += data[at + 3 : at + 3 + run]
+                at += 3 + run
+                done += run
         if len(out) != count:
-            raise ValueError(f"RLE data of {where} overruns its tile")
-        planes.append(bytes(out))
-    import numpy as np
-
+            raise ValueError(f"RLE data of {where} overruns its tile or ends early")
+        planes.append(out)
     stacked = np.frombuffer(b"".join(planes), dtype=np.uint8).reshape(bpp, count)
     return stacked.T.tobytes()
 
@@ -338,17 +342,28 @@ def _to_rgba(values: Any, layer_type: int, linear: bool, colormap: Any) -> Any:
     """Stored channels -> float32 RGBA with perceptual (sRGB) colour in [0, 1]."""
     import numpy as np
 
-    h, w, c = values.shape
-    alpha = values[..., -1:] if layer_type in (1, 3, 5) else np.ones((h, w, 1), np.float32)
+    h, w, _ = values.shape
+    rgba = np.empty((h, w, 4), np.float32)
+    if layer_type in (1, 3, 5):
+        np.clip(values[..., -1], 0.0, 1.0, out=rgba[..., 3])
+    else:
+        rgba[..., 3] = 1.0
     if layer_type in (4, 5):
         index = np.clip(np.round(values[..., 0] * 255), 0, 255).astype(np.intp)
         table = np.zeros((256, 3), np.float32)
         if colormap is not None and len(colormap):
             table[: len(colormap)] = colormap[:256]
-        return np.concatenate([table[index], alpha], axis=2)
-    colour = values[..., :3] if layer_type in (0, 1) else np.repeat(values[..., :1], 3, axis=2)
-    colour = _srgb_encode(colour) if linear else np.clip(colour, 0.0, 1.0)
-    return np.concatenate([colour, np.clip(alpha, 0.0, 1.0)], axis=2).astype(np.float32)
+        rgba[..., :3] = table[index]
+        return rgba
+    if layer_type in (0, 1):
+        rgba[..., :3] = values[..., :3]
+    else:
+        rgba[..., :3] = values[..., :1]
+    if linear:
+        rgba[..., :3] = _srgb_encode(rgba[..., :3])
+    else:
+        np.clip(rgba[..., :3], 0.0, 1.0, out=rgba[..., :3])
+    return rgba
 
 
 _CHANNELS = {0: 3, 1: 4, 2: 1, 3: 2, 4: 1, 5: 2}
