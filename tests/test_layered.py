@@ -241,6 +241,27 @@ def test_batch_filters_each_xcf_layer(tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "Per-layer XCF output needs a layered format" in wrong.stderr
 
 
+def test_batch_keeps_the_tree_and_applies_masks_by_option(tmp_path: Path) -> None:
+    site = install_test_plugin(tmp_path / "site")
+    original = tree_image()
+    source = write_xcf(tmp_path / "in" / "tree.xcf", original)
+    for masks in ("keep", "apply"):
+        done = run_batch(site, str(source), "-o", str(tmp_path / masks), "--filter", "bt-invert", "--xcf-masks", masks)
+        assert done.returncode == 0, done.stderr
+        result = read_xcf(tmp_path / masks / "tree.xcf")
+        assert (result.precision, result.linear) == ("u16", True)  # 16-bit in, 16-bit out
+        leaves = raster_layers(result)
+        for before, after in zip(raster_layers(original), leaves, strict=True):
+            np.testing.assert_allclose(after.pixels[..., :3], 1 - before.pixels[..., :3], atol=2e-4)
+            alpha = before.pixels[..., 3] * (before.mask if masks == "apply" and before.mask is not None and before.apply_mask else 1)
+            np.testing.assert_allclose(after.pixels[..., 3], alpha, atol=2e-4)
+        if masks == "keep":
+            assert _tree(result) == _tree(original)
+        else:
+            assert [layer.mask is None for layer in leaves] == [True, True, False, True]  # "a"'s mask is switched off: kept
+            assert result.layers[0].mask is not None  # a group's mask stays (it masks the filtered group as before)
+
+
 def test_xcf_pixel_limit_is_checked_before_allocating(tmp_path: Path) -> None:
     path = write_xcf(tmp_path / "a.xcf", sample_image())  # canvas 100 x 80, layers up to 90 x 70
     with pytest.raises(ImageIOError, match=r"100 x 80 = 8,000 pixels, more than the limit of 7,000 pixels.*--max-pixels 8000"):

@@ -41,6 +41,7 @@ class Task:
         seed: The file's seed.
         params_hash: Hash of everything that determines the output.
         layered: Filter each raster layer of an XCF (groups, masks and precision kept) and write a layered file.
+        masks: Per-layer XCF: ``keep`` layer masks as masks, or ``apply`` them to the filtered layers' alpha.
     """
 
     index: int
@@ -52,6 +53,7 @@ class Task:
     seed: int
     params_hash: str
     layered: bool = False
+    masks: str = "keep"
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def compute(
         emit: Where the filters' extra outputs go (:func:`extra_output_writer`).
     """
     if task.layered:
-        from ..imageio.layered import map_layers
+        from ..imageio.layered import apply_masks, map_layers
 
         count = len(decoded.layers)
 
@@ -221,7 +223,8 @@ def compute(
             layer_emit = None if emit is None else (lambda name, pixels: emit(f"layer{index}-{name}", pixels))
             return _run_steps(layer.pixels, steps, file_seed(task.seed, f"layer{index}"), models, report, layer_emit)
 
-        return map_layers(decoded, one_layer)
+        filtered = map_layers(decoded, one_layer)
+        return apply_masks(filtered) if task.masks == "apply" else filtered
     return _run_steps(decoded.pixels, steps, task.seed, models, progress, emit)
 
 

@@ -294,14 +294,17 @@ def composite(image: LayeredImage, *, max_pixels: int | None = None, source: str
 
 
 def apply_masks(image: LayeredImage) -> LayeredImage:
-    """A copy with every raster layer's applied mask multiplied into its alpha (and the masks removed)."""
+    """A copy with every raster layer's applied mask multiplied into its alpha (and removed).
+
+    Masks switched off in GIMP (``apply_mask`` false) and groups' masks stay as they are.
+    """
 
     def bake(layers: tuple[Layer, ...]) -> tuple[Layer, ...]:
         out = []
         for layer in layers:
             if layer.children is not None:
                 out.append(replace(layer, children=bake(layer.children)))
-            elif layer.mask is not None:
+            elif layer.mask is not None and layer.apply_mask:
                 out.append(replace(layer, pixels=_masked(layer), mask=None))
             else:
                 out.append(layer)
