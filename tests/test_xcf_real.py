@@ -2,7 +2,7 @@
 
 GIMP 3 (``gimp-console-3.0`` in the Debian trixie chroot of ``tests/gimp/gimp_chroot.py``,
 built when absent) writes a corpus in the test (``tests/gimp/xcf_corpus.py``): two layers
-with offsets and opacity, nested groups, a layer mask, every layer mode, a text layer,
+with offsets and opacity (and a channel and a path, ignored), nested groups, a layer mask, every layer mode, a text layer,
 16/32-bit integer, half, float and double images (linear and perceptual), grey and
 indexed images, a layer with a non-destructive filter. GIMP also exports every layer's
 pixels itself, so each layer we read is compared with GIMP's own export; then the batch
@@ -16,7 +16,7 @@ import json
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ class Gimp:
         self.work = root / self.inside.lstrip("/")
         self.work.mkdir(parents=True)
 
-    def run(self, task: str, files: list[str] = ()) -> None:  # type: ignore[assignment]
+    def run(self, task: str, files: Sequence[str] = ()) -> None:
         code = (CORPUS_SCRIPT.read_text().replace("@WORK@", self.inside).replace("@TASK@", task)
                 .replace("@FILES@", json.dumps(list(files))))
         with GimpChroot(self.root) as chroot:
@@ -131,6 +131,8 @@ def test_every_layer_equals_gimps_own_export(gimp: Gimp) -> None:
             if theirs["mask"]:
                 mask = np.round(ours.mask * 255).astype(np.int16)
                 assert np.abs(mask - gimp.pixels(theirs, "mask", 1)).max() <= 1, (name, ours.name)
+    stored = (gimp.work / "offsets.xcf").read_bytes()
+    assert b"saved selection" in stored and b"outline" in stored  # a channel and a path were there, and ignored
     modes = {layer.mode for layer in read_xcf(gimp.work / "modes.xcf").layers}
     assert len(modes) >= 55, sorted(modes)  # every mode GIMP 3 lets a layer have
     assert any(layer.text for layer in read_xcf(gimp.work / "text.xcf").layers)

@@ -60,6 +60,11 @@ def build():
     new_layer(image, "sticker", 70, 50, 2, x=13, y=7, opacity=60.0)
     hidden = new_layer(image, "hidden note", 20, 10, 3, x=-5, y=80)
     hidden.set_visible(False)
+    channel = Gimp.Channel.new(image, "saved selection", 120, 90, 50.0, Gegl.Color.new("red"))
+    image.insert_channel(channel, None, 0)  # channels and paths are ignored by the reader
+    path = Gimp.Path.new(image, "outline")
+    path.stroke_new_from_points(Gimp.PathStrokeType.BEZIER, [10, 10, 10, 10, 10, 10, 60, 40, 60, 40, 60, 40], False)
+    image.insert_path(path, None, 0)
     save(image, "offsets.xcf")
 
     # nested groups
