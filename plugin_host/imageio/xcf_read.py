@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,7 @@ def precision_of(version: int, code: int) -> tuple[str, bool]:
 
 # -- tolerance for gimpformats ------------------------------------------------------------------
 _INSTALLED = False
+_INSTALL_LOCK = threading.Lock()
 
 
 def _install_tolerance() -> None:
@@ -85,8 +87,13 @@ def _install_tolerance() -> None:
     so values ``gimpformats`` decodes wrongly or not at all are read from it.
     """
     global _INSTALLED
-    if _INSTALLED:
-        return
+    with _INSTALL_LOCK:
+        if not _INSTALLED:
+            _wrap_gimpformats()
+            _INSTALLED = True
+
+
+def _wrap_gimpformats() -> None:
     from gimpformats import GimpIOBase as base_module
     from gimpformats import GimpPrecision
 
@@ -114,7 +121,6 @@ def _install_tolerance() -> None:
 
     base_module.GimpIOBase._propertyDecode = tolerant_property
     GimpPrecision.Precision.decode = tolerant_precision
-    _INSTALLED = True
 
 
 # -- the raw tree --------------------------------------------------------------------------------
