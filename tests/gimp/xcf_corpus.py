@@ -78,6 +78,11 @@ def build():
     new_layer(image, "b", 40, 20, 6, parent=inner, x=50, y=5, mode=Gimp.LayerMode.MULTIPLY)
     new_layer(image, "c", 25, 65, 7, parent=inner, position=1, x=2, y=3, opacity=80.0)
     inner.set_opacity(70.0)
+    group_mask = inner.create_mask(Gimp.AddMaskType.WHITE)
+    inner.add_mask(group_mask)
+    gw, gh = group_mask.get_width(), group_mask.get_height()
+    group_mask.get_buffer().set(Gegl.Rectangle.new(0, 0, gw, gh), "Y u8", bytes((255 - y * 3) % 256 for y in range(gh) for x in range(gw)))
+    group_mask.get_buffer().flush()
     save(image, "groups.xcf")
 
     # a layer mask
