@@ -17,6 +17,7 @@ from PIL import Image
 from neurofilters.plugin_host import ImageIOError
 from neurofilters.plugin_host.imageio.layered import (
     Layer, LayeredImage, apply_masks, composite, map_layers, raster_layers, read_ora, read_xcf, write_ora)
+from neurofilters.plugin_host.imageio.files import load_image
 from neurofilters.plugin_host.imageio.xcf import encode_xcf, write_xcf
 from test_batch_support import install_test_plugin, run_batch
 
@@ -260,6 +261,9 @@ def test_batch_keeps_the_tree_and_applies_masks_by_option(tmp_path: Path) -> Non
         else:
             assert [layer.mask is None for layer in leaves] == [True, True, False, True]  # "a"'s mask is switched off: kept
             assert result.layers[0].mask is not None  # a group's mask stays (it masks the filtered group as before)
+    flat = run_batch(site, str(source), "-o", str(tmp_path / "flat"), "--filter", "bt-invert", "--xcf", "flatten")
+    assert flat.returncode == 0, flat.stderr
+    assert load_image(tmp_path / "flat" / "tree.png").bit_depth == 16  # a flattened 16-bit XCF gives a 16-bit PNG
 
 
 def test_xcf_pixel_limit_is_checked_before_allocating(tmp_path: Path) -> None:

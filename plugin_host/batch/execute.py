@@ -155,7 +155,8 @@ def decode(task: Task, options: RunOptions) -> Any:
             print(f"warning: {source}: {warning}", file=sys.stderr, flush=True)
         if task.layered:
             return layered
-        return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source)
+        depth = 8 if layered.precision == "u8" else 16  # a flattened 16-bit or float XCF gives a 16-bit PNG/TIFF
+        return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source, bit_depth=depth)
     from ..imageio.files import load_image
 
     return load_image(source, frame=task.frame, max_pixels=options.max_pixels)
@@ -255,7 +256,7 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
         return writer(output, layered, protect=protected)
     from ..imageio.files import save_image
 
-    like = decoded if not isinstance(decoded, _FlatXcf) else None
+    like = decoded  # a LoadedImage, or a flattened XCF (its bit depth; no ICC or EXIF)
     protected.check(output)  # (save_image's own protect= compares with each input in turn: slow for big batches)
     return save_image(output, result, like=like, quality=options.quality)
 
