@@ -213,9 +213,9 @@ def compute(
         emit: Where the filters' extra outputs go (:func:`extra_output_writer`).
     """
     if task.layered:
-        from ..imageio.layered import apply_masks, map_layers
+        from ..imageio.layered import apply_masks, map_layers, raster_layers
 
-        count = len(decoded.layers)
+        count = len(raster_layers(decoded))  # the layers filtered (inside groups too)
 
         def one_layer(index: int, layer: Any) -> Any:
             report = None
