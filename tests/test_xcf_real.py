@@ -189,3 +189,56 @@ def test_batch_output_opens_in_gimp_with_the_same_tree(gimp: Gimp, tmp_path: Pat
             if before["mask"]:
                 expected[..., 3] = np.round(expected[..., 3] * gimp.pixels(before, "mask", 1) / 255)
             _close(gimp.pixels(after), np.round(expected).astype(np.uint8), 1, (stem, before["name"]))
+
+
+# -- GIMP 2.10 ---------------------------------------------------------------------------------------
+GIMP210_ENV = "NEUROFILTERS_GIMP210_ROOT"
+
+
+def test_gimp_2_10_files_are_read_equal_to_gimp_2_10s_own_export(tmp_path: Path) -> None:
+    """Files GIMP 2.10 itself saves (every precision, RLE, groups, a mask), compared with its own PNG export.
+
+    Needs a Debian 12 root with GIMP 2.10 (which has Script-Fu, no Python), given by
+    ``$NEUROFILTERS_GIMP210_ROOT``; build one (about 6 minutes, 700 MB) as root with
+    ``debootstrap --variant=minbase bookworm ROOT`` then, inside it, ``apt-get install
+    --no-install-recommends gimp``. Skipped where none is given.
+    """
+    import os
+    import subprocess
+
+    from PIL import Image
+
+    root = Path(os.environ.get(GIMP210_ENV, "/nonexistent"))
+    if not (root / "usr/bin/gimp-console-2.10").exists():
+        pytest.skip(f"no GIMP 2.10 root: set ${GIMP210_ENV} to a Debian 12 root with the gimp package")
+    inside = f"/tmp/nf-xcf210-{uuid.uuid4().hex[:8]}"
+    work = root / inside.lstrip("/")
+    work.mkdir(parents=True)
+    try:
+        script = (Path(__file__).resolve().parent / "gimp" / "xcf_corpus_210.scm").read_text().replace("@WORK@", inside)
+        (work / "corpus.scm").write_text(script)
+        command = (f"mount -t proc proc {root}/proc && exec timeout -k 5 240 chroot {root} /usr/bin/env -i HOME=/root "
+                   f"LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin GIMP2_DIRECTORY={inside}/profile gimp-console-2.10 -i "
+                   f"-b '(load \"{inside}/corpus.scm\")' -b '(gimp-quit 0)'")
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", command],
+                              capture_output=True, text=True, timeout=300)
+        assert "executed successfully" in done.stdout + done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
+        expected_precision = {"u8": ("u8", False), "u16-linear": ("u16", True), "float": ("float", False),
+                              "half-linear": ("half", True), "u32": ("u32", False), "double-linear": ("double", True)}
+        for name, precision in expected_precision.items():
+            image = read_xcf(work / f"{name}.xcf")
+            assert (image.precision, image.linear) == precision, name
+            tree = [(l.name, l.is_group, l.x, l.y, round(l.opacity, 2), l.mode, l.mask is not None) for l in _layers(image)]
+            assert tree == [("outer", True, 5, 7, 1.0, 28, False), ("inner", True, 30, 10, 1.0, 28, False),
+                            ("b", False, 30, 10, 1.0, 28, True), ("a", False, 5, 7, 0.6, 30, False),
+                            ("bg", False, 0, 0, 1.0, 28, False)], name
+            layers = {layer.name: layer for layer in _layers(image) if not layer.is_group}
+            for layer_name, layer in layers.items():
+                with Image.open(work / f"{name}.{layer_name}.png") as png:
+                    exported = np.asarray(png.convert("RGBA"))
+                _close(np.round(layer.pixels * 255).astype(np.uint8), exported, 1, (name, layer_name))
+            with Image.open(work / f"{name}.bmask.png") as png:
+                mask = np.asarray(png.convert("L")).astype(np.int16)
+            assert np.abs(np.round(layers["b"].mask * 255).astype(np.int16) - mask).max() <= 1, name
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
