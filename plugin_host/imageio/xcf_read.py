@@ -39,6 +39,7 @@ TILE = 64
 _PROP_END, _PROP_COLORMAP, _PROP_OPACITY, _PROP_MODE = 0, 1, 6, 7
 _PROP_COMPRESSION, _PROP_FLOAT_OPACITY, _PROP_APPLY_MASK = 17, 33, 11
 _PROP_TEXT_LAYER_FLAGS = 26
+_PROP_VISIBLE = 8
 _MAX_PROPS = 100_000
 
 #: Component kinds by GIMP's precision hundreds digit: name, numpy dtype (big-endian), integer scale.
@@ -473,7 +474,7 @@ def read_xcf_tree(path: str | os.PathLike[str], *, max_pixels: int | None = None
         apply_mask = props.get(_PROP_APPLY_MASK, b"\x00\x00\x00\x01")[-1:] != b"\x00"
         layers.append(RawLayer(
             name=layer_name, x=int(raw.xOffset), y=int(raw.yOffset), width=layer_w, height=layer_h,
-            visible=bool(raw.visible), opacity=opacity, mode=int(mode), is_group=is_group,
+            visible=bool(raw.visible) if _PROP_VISIBLE in props else True, opacity=opacity, mode=int(mode), is_group=is_group,
             is_text=_PROP_TEXT_LAYER_FLAGS in props or any(
                 getattr(p, "name", "") == "gimp-text-layer" for p in getattr(raw, "parasites", [])),
             path=tuple(raw.itemPath) if raw.itemPath else (), pixels=pixels, mask=mask, apply_mask=apply_mask, filters=filters,
