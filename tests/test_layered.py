@@ -242,6 +242,7 @@ def test_batch_filters_each_xcf_layer(tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "Per-layer XCF output needs a layered format" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_batch_keeps_the_tree_and_applies_masks_by_option(tmp_path: Path) -> None:
     site = install_test_plugin(tmp_path / "site")
     original = tree_image()
