@@ -1,11 +1,13 @@
-"""Layered files: XCF reading and writing, OpenRaster writing, and XCF inputs in a batch."""
+"""Layered files: the XCF layer tree (groups, masks, precisions) read and written, OpenRaster, bad files, XCF inputs in a batch."""
 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import xml.etree.ElementTree as ET
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,9 @@ import pytest
 from PIL import Image
 
 from neurofilters.plugin_host import ImageIOError
-from neurofilters.plugin_host.imageio.layered import Layer, LayeredImage, composite, read_ora, read_xcf, write_ora
+from neurofilters.plugin_host.imageio.layered import (
+    Layer, LayeredImage, apply_masks, composite, map_layers, raster_layers, read_ora, read_xcf, write_ora)
+from neurofilters.plugin_host.imageio.files import load_image
 from neurofilters.plugin_host.imageio.xcf import encode_xcf, write_xcf
 from test_batch_support import install_test_plugin, run_batch
 
@@ -42,7 +46,7 @@ def _quantized(pixels: np.ndarray) -> np.ndarray:
 def test_xcf_round_trip_keeps_layers(tmp_path: Path) -> None:
     original = sample_image()
     path = write_xcf(tmp_path / "a.xcf", original)
-    assert path.read_bytes().startswith(b"gimp xcf file\x00")
+    assert path.read_bytes().startswith(b"gimp xcf v013\x00")
     loaded = read_xcf(path)
     assert (loaded.width, loaded.height) == (100, 80)
     assert [(l.name, l.x, l.y, l.visible, l.composite_op) for l in loaded.layers] == [
@@ -85,11 +89,133 @@ def test_composite_normal_and_multiply() -> None:
     np.testing.assert_allclose(multiplied[0, 0, :3], [0.1, 0.1, 0.1], atol=1e-6)
 
 
+def tree_image(precision: str = "u16", linear: bool = True) -> LayeredImage:
+    """A group inside a group, a masked layer, a masked group, GIMP mode numbers; 16-bit linear by default."""
+    rng = np.random.default_rng(5)
+
+    def pixels(h: int, w: int) -> np.ndarray:
+        return rng.random((h, w, 4)).astype(np.float32)
+
+    inner = Layer("inner", None, 30, 5, opacity=0.7, mode=28, children=(
+        Layer("b", pixels(20, 40), 30, 5, mode=30),
+        Layer("c", pixels(65, 25), 31, 6, opacity=0.8, mode=52),
+    ))
+    outer = Layer("outer", None, 10, 5, mode=61, mask=rng.random((66, 60)).astype(np.float32), children=(
+        inner, Layer("a", pixels(30, 30), 10, 10, mode=28, mask=rng.random((30, 30)).astype(np.float32), apply_mask=False),
+    ))
+    background = pixels(80, 100)
+    background[..., 3] = 1
+    return LayeredImage(100, 80, (outer, Layer("bg", background, mode=28)), precision, linear)
+
+
+def _tree(image: LayeredImage) -> list[tuple]:
+    from neurofilters.plugin_host.imageio.layered import _walk
+
+    return [(l.name, l.is_group, l.x, l.y, l.visible, round(l.opacity, 4), l.mode, l.apply_mask,
+             None if l.mask is None else l.mask.shape) for l in _walk(image.layers)]
+
+
+@pytest.mark.parametrize(("precision", "linear", "tolerance"), [
+    ("u8", False, 0.5 / 255), ("u16", True, 1e-4), ("u32", False, 1e-6), ("half", True, 2e-3), ("float", False, 0), ("double", True, 1e-6)])
+def test_xcf_tree_and_precision_round_trip(tmp_path: Path, precision: str, linear: bool, tolerance: float) -> None:
+    original = tree_image(precision, linear)
+    loaded = read_xcf(write_xcf(tmp_path / "tree.xcf", original))
+    assert (loaded.precision, loaded.linear) == (precision, linear)
+    assert _tree(loaded) == _tree(original)
+    for mine, theirs in zip(raster_layers(original), raster_layers(loaded), strict=True):
+        np.testing.assert_allclose(theirs.pixels, mine.pixels, atol=tolerance + 1e-6)
+    np.testing.assert_allclose(loaded.layers[0].mask, original.layers[0].mask, atol=tolerance + 1e-6)
+    flat = composite(loaded)
+    assert flat.shape == (80, 100, 4) and flat[..., 3].min() == pytest.approx(1.0)
+
+
+def test_map_layers_reaches_layers_inside_groups() -> None:
+    image = tree_image()
+    seen: list[tuple[int, str]] = []
+
+    def invert(index: int, layer: Layer) -> np.ndarray:
+        seen.append((index, layer.name))
+        return 1 - layer.pixels[..., :3]
+
+    result = map_layers(image, invert)
+    assert seen == [(0, "b"), (1, "c"), (2, "a"), (3, "bg")]
+    assert _tree(result) == _tree(image)
+    for before, after in zip(raster_layers(image), raster_layers(result), strict=True):
+        np.testing.assert_allclose(after.pixels[..., :3], 1 - before.pixels[..., :3])
+        np.testing.assert_array_equal(after.pixels[..., 3], before.pixels[..., 3])
+
+
+def test_ora_keeps_groups_and_bakes_masks(tmp_path: Path) -> None:
+    image = tree_image("u8", False)
+    path = write_ora(tmp_path / "tree.ora", image)
+    with zipfile.ZipFile(path) as archive:
+        stack = ET.fromstring(archive.read("stack.xml"))
+    outer = stack.find("./stack/stack")
+    assert outer is not None and outer.attrib["name"] == "outer" and outer.attrib["isolation"] == "auto"
+    assert [n.attrib["name"] for n in outer] == ["inner", "a"]
+    loaded = read_ora(path)
+    assert [(l.name, l.is_group, l.x, l.y) for l in raster_layers(loaded)] == [
+        (l.name, l.is_group, l.x, l.y) for l in raster_layers(image)]
+    assert loaded.layers[0].children[0].children[0].composite_op == "svg:multiply"  # from GIMP's mode 30
+    masked = raster_layers(image)[2]  # "a": its mask is not applied (apply_mask=False), so alpha is unchanged
+    np.testing.assert_allclose(raster_layers(loaded)[2].pixels[..., 3], masked.pixels[..., 3], atol=0.5 / 255 + 1e-6)
+    baked = apply_masks(replace(image, layers=(replace(image.layers[0], children=(
+        image.layers[0].children[0], replace(masked, apply_mask=True))), image.layers[1])))
+    np.testing.assert_allclose(raster_layers(baked)[2].pixels[..., 3], masked.pixels[..., 3] * masked.mask, atol=1e-6)
+
+
+def _patch(data: bytearray, old: bytes, new: bytes) -> None:
+    at = data.index(old)
+    data[at : at + len(old)] = new
+
+
+def test_unknown_properties_and_modes_are_skipped_by_their_length(tmp_path: Path) -> None:
+    """A newer GIMP's properties (ids and values gimpformats does not know) never break a read."""
+    data = bytearray(encode_xcf(tree_image("u8", False)))
+    # the first layer's PROP_ACTIVE_LAYER (2, empty) becomes an unknown id 77; its PROP_FLOAT_OPACITY (33) an unknown 99
+    _patch(data, struct.pack(">II", 2, 0), struct.pack(">II", 77, 0))
+    _patch(data, struct.pack(">II", 33, 4), struct.pack(">II", 99, 4))
+    _patch(data, struct.pack(">III", 7, 4, 61), struct.pack(">III", 7, 4, 99))  # a mode number past GIMP 3's list
+    path = tmp_path / "future.xcf"
+    path.write_bytes(bytes(data))
+    loaded = read_xcf(path)
+    assert loaded.layers[0].mode == 99 and loaded.layers[0].composite_op == "svg:src-over"
+    assert [l.name for l in raster_layers(loaded)] == ["b", "c", "a", "bg"]
+
+
 def test_bad_xcf_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "bad.xcf"
-    path.write_bytes(b"gimp xcf file\x00\x00\x00")
-    with pytest.raises(ImageIOError, match="Cannot read the XCF file .*bad.xcf"):
-        read_xcf(path)
+    import tracemalloc
+
+    def message(data: bytes, **kwargs: object) -> str:
+        path = tmp_path / "bad.xcf"
+        path.write_bytes(data)
+        with pytest.raises(ImageIOError) as caught:
+            read_xcf(path, **kwargs)
+        assert "bad.xcf" in str(caught.value)
+        return str(caught.value)
+
+    good = encode_xcf(tree_image("u8", False))
+    assert "is empty (0 bytes)" in message(b"")
+    assert "is not an XCF file" in message(b"\x89PNG\r\n\x1a\n" + good[8:])
+    assert "is truncated" in message(b"gimp x")  # the start of a header
+    assert "truncated" in message(good[:20])
+    for cut in range(30, len(good), max(1, len(good) // 60)):  # every cut gives our error, never a crash
+        assert re.search("truncated|damaged", message(good[:cut])), cut
+    huge = bytearray(good)
+    struct.pack_into(">II", huge, 14, 200_000, 200_000)
+    assert "more than the limit" in message(bytes(huge))
+    # a small file declaring a huge layer (checks disabled): refused from its tile table, before any allocation
+    liar = bytearray(good)
+    struct.pack_into(">II", liar, 14, 60_000, 60_000)
+    _patch(liar, struct.pack(">III", 40, 20, 1), struct.pack(">III", 60_000, 60_000, 1))  # layer "b": its header ...
+    _patch(liar, struct.pack(">III", 40, 20, 4), struct.pack(">III", 60_000, 60_000, 4))  # ... and its pixel hierarchy
+    tracemalloc.start()
+    try:
+        text = message(bytes(liar), max_pixels=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert re.search("truncated|damaged", text) and peak < 50e6, (text, peak)
 
 
 def test_batch_filters_each_xcf_layer(tmp_path: Path) -> None:
@@ -116,6 +242,31 @@ def test_batch_filters_each_xcf_layer(tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "Per-layer XCF output needs a layered format" in wrong.stderr
 
 
+@pytest.mark.slow
+def test_batch_keeps_the_tree_and_applies_masks_by_option(tmp_path: Path) -> None:
+    site = install_test_plugin(tmp_path / "site")
+    original = tree_image()
+    source = write_xcf(tmp_path / "in" / "tree.xcf", original)
+    for masks in ("keep", "apply"):
+        done = run_batch(site, str(source), "-o", str(tmp_path / masks), "--filter", "bt-invert", "--xcf-masks", masks)
+        assert done.returncode == 0, done.stderr
+        result = read_xcf(tmp_path / masks / "tree.xcf")
+        assert (result.precision, result.linear) == ("u16", True)  # 16-bit in, 16-bit out
+        leaves = raster_layers(result)
+        for before, after in zip(raster_layers(original), leaves, strict=True):
+            np.testing.assert_allclose(after.pixels[..., :3], 1 - before.pixels[..., :3], atol=2e-4)
+            alpha = before.pixels[..., 3] * (before.mask if masks == "apply" and before.mask is not None and before.apply_mask else 1)
+            np.testing.assert_allclose(after.pixels[..., 3], alpha, atol=2e-4)
+        if masks == "keep":
+            assert _tree(result) == _tree(original)
+        else:
+            assert [layer.mask is None for layer in leaves] == [True, True, False, True]  # "a"'s mask is switched off: kept
+            assert result.layers[0].mask is not None  # a group's mask stays (it masks the filtered group as before)
+    flat = run_batch(site, str(source), "-o", str(tmp_path / "flat"), "--filter", "bt-invert", "--xcf", "flatten")
+    assert flat.returncode == 0, flat.stderr
+    assert load_image(tmp_path / "flat" / "tree.png").bit_depth == 16  # a flattened 16-bit XCF gives a 16-bit PNG
+
+
 def test_xcf_pixel_limit_is_checked_before_allocating(tmp_path: Path) -> None:
     path = write_xcf(tmp_path / "a.xcf", sample_image())  # canvas 100 x 80, layers up to 90 x 70
     with pytest.raises(ImageIOError, match=r"100 x 80 = 8,000 pixels, more than the limit of 7,000 pixels.*--max-pixels 8000"):
@@ -131,8 +282,8 @@ def test_xcf_pixel_limit_is_checked_before_allocating(tmp_path: Path) -> None:
 
     # a layer header that understates the pixel data behind it: the tile hierarchy's size is checked too
     data = bytearray(encode_xcf(LayeredImage(20, 20, (Layer("liar", np.ones((40, 40, 4), np.float32)),))))
-    header_size = len(b"gimp xcf file\x00") + 12 + (8 + 1) + 8  # magic, size and base type, compression and end props
-    (layer_at,) = struct.unpack_from(">I", data, header_size)
+    header_size = len(b"gimp xcf v013\x00") + 16 + (8 + 1) + 8  # magic, size, base type, precision, compression and end props
+    (layer_at,) = struct.unpack_from(">Q", data, header_size)
     struct.pack_into(">II", data, layer_at, 4, 4)
     liar = tmp_path / "liar.xcf"
     liar.write_bytes(bytes(data))

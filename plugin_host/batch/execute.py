@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ class Task:
         frame: Frame to read.
         seed: The file's seed.
         params_hash: Hash of everything that determines the output.
-        layered: Filter each XCF layer and write a layered ``.ora``.
+        layered: Filter each raster layer of an XCF (groups, masks and precision kept) and write a layered file.
+        masks: Per-layer XCF: ``keep`` layer masks as masks, or ``apply`` them to the filtered layers' alpha.
     """
 
     index: int
@@ -51,6 +53,7 @@ class Task:
     seed: int
     params_hash: str
     layered: bool = False
+    masks: str = "keep"
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,12 @@ def decode(task: Task, options: RunOptions) -> Any:
         from ..imageio.layered import composite, read_xcf
 
         layered = read_xcf(source, max_pixels=options.max_pixels)
+        for warning in layered.warnings:  # what the output cannot keep (GIMP 3 non-destructive filters)
+            print(f"warning: {source}: {warning}", file=sys.stderr, flush=True)
         if task.layered:
             return layered
-        return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source)
+        depth = 8 if layered.precision == "u8" else 16  # a flattened 16-bit or float XCF gives a 16-bit PNG/TIFF
+        return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source, bit_depth=depth)
     from ..imageio.files import load_image
 
     return load_image(source, frame=task.frame, max_pixels=options.max_pixels)
@@ -207,9 +213,9 @@ def compute(
         emit: Where the filters' extra outputs go (:func:`extra_output_writer`).
     """
     if task.layered:
-        from ..imageio.layered import map_layers
+        from ..imageio.layered import apply_masks, map_layers, raster_layers
 
-        count = len(decoded.layers)
+        count = len(raster_layers(decoded))  # the layers filtered (inside groups too)
 
         def one_layer(index: int, layer: Any) -> Any:
             report = None
@@ -218,7 +224,8 @@ def compute(
             layer_emit = None if emit is None else (lambda name, pixels: emit(f"layer{index}-{name}", pixels))
             return _run_steps(layer.pixels, steps, file_seed(task.seed, f"layer{index}"), models, report, layer_emit)
 
-        return map_layers(decoded, one_layer)
+        filtered = map_layers(decoded, one_layer)
+        return apply_masks(filtered) if task.masks == "apply" else filtered
     return _run_steps(decoded.pixels, steps, task.seed, models, progress, emit)
 
 
@@ -249,7 +256,7 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
         return writer(output, layered, protect=protected)
     from ..imageio.files import save_image
 
-    like = decoded if not isinstance(decoded, _FlatXcf) else None
+    like = decoded  # a LoadedImage, or a flattened XCF (its bit depth; no ICC or EXIF)
     protected.check(output)  # (save_image's own protect= compares with each input in turn: slow for big batches)
     return save_image(output, result, like=like, quality=options.quality)
 

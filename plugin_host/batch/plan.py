@@ -35,6 +35,7 @@ class PlanSettings:
     all_frames: bool = False
     xcf_mode: str = "auto"  # auto | layers | flatten
     overwrite: bool = False
+    xcf_masks: str = "keep"  # keep | apply (per-layer XCF: masks kept as masks, or applied to the filtered pixels)
 
 
 @dataclass
@@ -162,9 +163,10 @@ def build_plan(discovery: Discovery, pipeline: Pipeline, settings: PlanSettings,
             taken[real] = source
             digest = params_hash(
                 {"v": HASH_VERSION, "pipeline": hashed, "seed": seed, "format": fmt, "quality": settings.quality,
-                 "frame": frame, "layered": layered}
+                 "frame": frame, "layered": layered, **({"masks": "apply"} if layered and settings.xcf_masks == "apply" else {})}
             )
-            task = Task(index, str(source.path), key, str(output), fmt, frame, seed, digest, layered)
+            task = Task(index, str(source.path), key, str(output), fmt, frame, seed, digest, layered,
+                        masks=settings.xcf_masks if layered else "keep")
             entry = PlanEntry(source, task, "todo", output=str(output))
             if real in inputs:
                 entry.status, entry.error, entry.task = "failed", f"the output {output} is an input file; refusing to overwrite it", None

@@ -57,6 +57,8 @@ def add_batch_parser(subparsers: Any) -> None:
     sel.add_argument("--xcf", choices=("auto", "layers", "flatten"), default="auto",
                      help="XCF inputs: filter each layer (written as a layered .xcf, or .ora with --format ora), "
                      "or the flattened image (auto: layers unless --format is a flat format)")
+    sel.add_argument("--xcf-masks", choices=("keep", "apply"), default="keep",
+                     help="per-layer XCF: keep layer masks as masks (default), or apply them to the filtered layers' alpha")
     out = batch.add_argument_group("outputs")
     out.add_argument("--name", default=DEFAULT_TEMPLATE, metavar="TEMPLATE",
                      help=f"output name template under OUTDIR (default {DEFAULT_TEMPLATE!r}); fields: "
@@ -167,7 +169,8 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         raise _usage(f"OUTDIR must be a folder. Received: -o {args.outdir} (an existing file)")
     discovery = discover_inputs(args.inputs, recursive=args.recursive, include=args.include, exclude=args.exclude, skip_dirs=[outdir])
     check_outdir(outdir, discovery, allow_inside=args.allow_outdir_inside)
-    settings = PlanSettings(outdir, args.name, args.format, quality or 95, seed or 0, args.all_frames, args.xcf, args.overwrite)
+    settings = PlanSettings(outdir, args.name, args.format, quality or 95, seed or 0, args.all_frames, args.xcf, args.overwrite,
+                            args.xcf_masks)
     journal = Journal(outdir)
     plan = build_plan(discovery, pipeline, settings, journal)
     header = {
