@@ -91,28 +91,32 @@ def test_bad_parameter_value_and_name_exit_2(tmp_path: Path, capsys: pytest.Capt
     source = tmp_path / "in.png"
     Image.new("RGB", (8, 8), "gray").save(source)
     assert main(["run", "deepdream", str(source), "-o", str(tmp_path / "o.png"), "--steps", "-3"]) == 2
-    assert "Received: steps=-3" in capsys.readouterr().err
+    assert "--steps must be an integer between 1 and 1000. Received: --steps -3" in capsys.readouterr().err
     assert main(["run", "deepdream", str(source), "-o", str(tmp_path / "o.png"), "--stepz", "3"]) == 2
-    assert "unrecognized arguments: --stepz" in capsys.readouterr().err
+    assert "unrecognized arguments: --stepz 3; did you mean --steps?" in capsys.readouterr().err
     assert main(["run", "deepdream", str(source), "-o", str(tmp_path / "o.png"), "--seed", "x"]) == 2
-    assert '"seed" must be an integer. Received: seed=x' in capsys.readouterr().err
+    assert "--seed must be an integer between 0 and" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
 
 
-def test_missing_input_is_a_failure_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png")]) == 1
+def test_missing_input_is_a_usage_error_exit_2_as_in_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
-    assert "absent.png" in err and "Traceback" not in err
+    assert "Input not found. Received:" in err and "absent.png" in err and "Traceback" not in err
+    (tmp_path / "broken.png").write_bytes(b"not a png")  # there, but unreadable: a failure
+    assert main(["run", "deepdream", str(tmp_path / "broken.png"), "-o", str(tmp_path / "o.png"), "-q"]) == 1
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = run_cli("--debug", "run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png"))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    result = run_cli("--debug", "run", "deepdream", str(tmp_path / "broken.png"), "-o", str(tmp_path / "o.png"))
     assert result.returncode == 1
     assert "Traceback" in result.stderr
 
 
 def test_example_plugin_is_listed_described_and_run(example_site: Path, tmp_path: Path) -> None:
-    env = {"PYTHONPATH": str(example_site), "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD": ""}
+    path = os.pathsep.join(p for p in (str(example_site), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD": ""}
     listed = run_cli("list", env=env)
     assert listed.returncode == 0, listed.stderr
     assert "Colour:" in listed.stdout and "duotone" in listed.stdout
@@ -149,11 +153,12 @@ def test_example_plugin_is_listed_described_and_run(example_site: Path, tmp_path
 
     bad = run_cli("run", "duotone", str(source), "-o", str(out), "--curve", "wavy", env=env)
     assert bad.returncode == 2
-    assert 'must be one of linear, smooth. Received: curve=wavy' in bad.stderr
+    assert 'must be one of linear, smooth. Received: --curve wavy' in bad.stderr
 
 
 def test_debug_is_global_wherever_it_stands(tmp_path: Path) -> None:
-    result = run_cli("run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png"), "--debug")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    result = run_cli("run", "deepdream", str(tmp_path / "broken.png"), "-o", str(tmp_path / "o.png"), "--debug")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ImageIOError" in result.stderr
     assert "unrecognized arguments" not in result.stderr
@@ -173,7 +178,7 @@ def test_max_pixels_limits_and_overrides(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert "--max-pixels 1200" in err and not out.exists()
     assert main(["run", "deepdream", str(source), "-o", str(out), "--max-pixels", "-5"]) == 2
-    assert '"max-pixels" must be an integer >= 0 (0 = no limit). Received: max-pixels=-5' in capsys.readouterr().err
+    assert "--max-pixels must be an integer >= 0 (0 = no limit). Received: --max-pixels -5" in capsys.readouterr().err
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path) -> None:

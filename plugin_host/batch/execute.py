@@ -104,7 +104,12 @@ def describe_error(error: BaseException) -> str:
 def resolve_steps(
     steps: Sequence[tuple[str, dict[str, Any]]], max_pixels: int | None = None
 ) -> list[tuple[Any, dict[str, Any]]]:
-    """Turn ``(name, values)`` pairs into ``(FilterSpec, values)``, image parameters loaded once per process."""
+    """Turn ``(name, values)`` pairs into ``(FilterSpec, values)``, image parameters loaded once per process.
+
+    The loaded values keep the names the user gave (``ParamValues.given``), which
+    :func:`~..core.call.apply_filter` hands to the filter as ``context.given``.
+    """
+    from ..core.params import ParamValues
     from ..core.registry import get_registry
     from ..imageio.values import load_image_params
 
@@ -112,7 +117,10 @@ def resolve_steps(
     resolved = []
     for name, values in steps:
         spec = registry.get_filter(name)
-        resolved.append((spec, load_image_params(spec.params, values, max_pixels=max_pixels)))
+        loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
+        if isinstance(values, ParamValues):
+            loaded = ParamValues(loaded, values.given)
+        resolved.append((spec, loaded))
     return resolved
 
 
@@ -258,8 +266,29 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
 _WORKER: dict[str, Any] = {}
 
 
+def _die_with_parent(parent: int, interval: float = 0.2) -> None:
+    """Exit this worker as soon as the batch process that started it is gone (``kill -9`` included).
+
+    A worker outliving its batch would write into OUTDIR without its lock or
+    journal; what it left half-written is a temporary file the next run removes.
+    """
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def worker_init(options: RunOptions) -> None:
-    """Initializer of a worker process: resolve the filters once, keep one model cache."""
+    """Initializer of a worker process: resolve the filters once, keep one model cache.
+
+    The worker dies with the batch process, and leaves Ctrl-C to it (the batch
+    records what finished, then stops its workers).
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_die_with_parent, args=(os.getppid(),), name="die-with-parent", daemon=True).start()
     _WORKER["options"] = options
     _WORKER["steps"] = resolve_steps(options.steps, options.max_pixels)
     _WORKER["models"] = ModelCache()

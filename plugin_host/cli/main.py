@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError, UsageError
+from ..core.params import shorten
 from ..core.quiet import QUIET_ENV
 from ..core.registry import Registry, get_registry
 from ..core.specs import FilterSpec
@@ -63,8 +64,10 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     )
     run.add_argument("filter", nargs="?", help="filter name")
     run.add_argument("input", nargs="?", help="input image")
-    run.add_argument("-o", "--output", help="output image (format from the suffix: png, jpg, webp, tif, bmp)")
-    run.add_argument("--seed", default="0", help="seed of the filter's randomness (default 0)")
+    run.add_argument("-o", "--output", help="output image (format from the suffix: png, jpg, webp, tif, bmp); "
+                     "a missing folder is created, as 'batch' does with OUTDIR")
+    run.add_argument("--seed", default="0", help="seed of the filter's randomness, an integer >= 0 (default 0)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no status line or progress bar")
     run.add_argument(
         "--max-pixels",
         default=None,
@@ -125,23 +128,67 @@ def _cmd_describe(args: argparse.Namespace, registry: Registry) -> int:
         return 0
     print(f"{spec.title} ({spec.name}) - {spec.category}, output: {spec.output}")
     print()
-    print(textwrap.fill(spec.summary, 100))
+    print(textwrap.fill(spec.summary, 80))
     if spec.description:
         print()
         for paragraph in spec.description.strip().split("\n\n"):
-            print(textwrap.fill(" ".join(paragraph.split()), 100))
-    print()
-    print("Parameters:")
-    rows = _docs.param_rows(spec.params)
-    print(textwrap.indent(_docs.text_table([r[:4] for r in rows], ("flag", "type", "default", "allowed")), "  "))
-    print()
-    for flag, _, _, _, help_text in rows:
-        print(f"  {flag}: {help_text}")
+            print(textwrap.fill(" ".join(paragraph.split()), 80))
+    essential = [param for param in spec.params if not param.advanced]
+    advanced = [param for param in spec.params if param.advanced]
+    for title, params in (("Parameters", essential), ("Advanced parameters (rarely needed)", advanced)):
+        if not params:
+            continue
+        rows = [(flag, default, f"{help_text} Allowed: {allowed}.") for flag, _, default, allowed, help_text in _docs.param_rows(params)]
+        print()
+        print(_docs.text_table(rows, ("flag", "default", "what it does"), title=f"{title}:"))
     print(f"\nUsage: neurofilters run {spec.name} INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]")
+    print("Bool flags: --flag, --flag true|false, --no-flag.")
     return 0
 
 
+def check_output_path(text: str, inputs: Sequence[str] = ()) -> Path:
+    """Check ``-o OUTPUT`` before any model loads: its format, its folder (created if missing), writability.
+
+    The rule is the batch command's for OUTDIR: a missing folder is created.
+
+    Returns:
+        The output path.
+
+    Raises:
+        UsageError: Unknown format suffix, an existing folder named as the file,
+            a folder that cannot be created or written, or an input named as the output.
+    """
+    from ..core.errors import ImageIOError
+    from ..imageio.files import format_for_path
+
+    output = Path(text).expanduser()
+    try:
+        format_for_path(output)
+    except ImageIOError as error:
+        raise UsageError(str(error).replace("Cannot save image", "Cannot write -o", 1)) from None
+    if output.is_dir():
+        raise UsageError(f"-o must name an image file, not a folder. Received: -o {text}")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"Cannot create the output folder {folder}: {error.strerror or error}. Received: -o {text}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"The output folder {folder} is not writable. Received: -o {text}")
+    for source in inputs:
+        try:
+            same = output.exists() and os.path.samefile(source, output)
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(f"The output would overwrite the input; choose another -o. Received: -o {text}")
+    return output
+
+
 def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> int:
+    from ..core.params import parse_seed
+    from .args import flag_error, parse_filter_flags
+
     run_parser: argparse.ArgumentParser = args.run_parser
     if args.filter is None:
         if args.help:
@@ -149,49 +196,64 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
             return 0
         raise UsageError("missing FILTER (see 'neurofilters list')")
     spec = registry.get_filter(args.filter)
-    parser = filter_parser(spec)
+    command = f"{PROG} run {spec.name}"
     if args.help:
         run_parser.print_help()
         print()
-        parser.print_help()
+        filter_parser(spec).print_help()
         return 0
     if args.input is None or args.output is None:
-        stray = f" Received after the filter name: {' '.join(extra)}." if extra else ""
+        stray = f" Received after the filter name: {shorten(' '.join(extra))}." if extra else ""
         raise UsageError(
             "'run' needs INPUT and -o OUTPUT before the filter's parameters, e.g. "
             f"neurofilters run {spec.name} photo.jpg -o out.png --steps 5.{stray}"
         )
+    # Everything the command line can get wrong is checked here, before any model loads.
+    given = parse_filter_flags(spec, extra, host_flags=_option_names(run_parser))
     try:
-        seed = int(args.seed)
-    except ValueError:
-        raise ParameterError(f'"seed" must be an integer. Received: seed={args.seed}', param="seed", value=args.seed) from None
-    given = vars(parser.parse_args(extra))
+        seed = parse_seed(args.seed)
+        from ..core.params import validate_params
+
+        values = validate_params(spec.params, given)
+        max_pixels = _max_pixels(args.max_pixels)
+    except ParameterError as error:
+        raise flag_error(error, spec.params, command) from None
+    if not os.path.exists(args.input):
+        raise ParameterError(f"Input not found. Received: {args.input}; give an existing image file.", param="input", value=args.input)
+    output = check_output_path(args.output, [args.input])
 
     from ..core.call import apply_filter
-    from ..core.params import validate_params
     from ..imageio.files import load_image, save_image
     from ..imageio.values import load_image_params
     from .progress import ProgressBar
 
-    values = validate_params(spec.params, given)
-    max_pixels = _max_pixels(args.max_pixels)
-    image = load_image(args.input, max_pixels=max_pixels)
-    values = load_image_params(spec.params, values, max_pixels=max_pixels)
-    output = Path(args.output)
-
-    def write_extra(name: str, pixels: Any) -> None:
-        # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
-        path = output.with_name(f"{output.stem}-{name}{output.suffix}")
-        save_image(path, pixels, protect=[args.input])
-
-    bar = ProgressBar(spec.name)
+    bar = None if args.quiet else ProgressBar(spec.name, status=f"reading {Path(args.input).name}…")
     try:
-        result = apply_filter(spec, image.pixels, values, seed=seed, progress=bar, validated=True, emit=write_extra)
+        image = load_image(args.input, max_pixels=max_pixels)
+        try:
+            loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
+        except ParameterError as error:
+            raise flag_error(error, spec.params, command) from None
+
+        def write_extra(name: str, pixels: Any) -> None:
+            # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
+            path = output.with_name(f"{output.stem}-{name}{output.suffix}")
+            save_image(path, pixels, protect=[args.input])
+
+        if bar is not None:
+            bar.status(f"starting {spec.name} (loading the network library)…")
+        result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
+                              given=values.given)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     written = save_image(output, result, like=image, protect=[args.input])
     print(f"wrote {written}")
     return 0
+
+
+def _option_names(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
 
 
 def _max_pixels(text: str | None) -> int | None:
@@ -203,7 +265,7 @@ def _max_pixels(text: str | None) -> int | None:
             raise ValueError
     except ValueError:
         raise ParameterError(
-            f'"max-pixels" must be an integer >= 0 (0 = no limit). Received: max-pixels={text}',
+            f'"max_pixels" must be an integer >= 0 (0 = no limit). Received: max_pixels={shorten(text)}',
             param="max_pixels",
             value=text,
         ) from None
@@ -264,7 +326,10 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     if args.command not in ("run", "batch") and extra:
-        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
+        from .args import unknown_flags_message
+
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        raise UsageError(unknown_flags_message(extra, _option_names(sub), f"{PROG} {args.command}"))
     command = getattr(args, "plugin_command", None)
     if command is not None:
         return int(command.runner()(args) or 0)
@@ -298,6 +363,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        except (OSError, ValueError):
+            pass
+        return 0
     except NeurofiltersError as error:
         if debug:
             raise
