@@ -155,7 +155,15 @@ def decode(task: Task, options: RunOptions) -> Any:
     if source.suffix.lower() == ".xcf":
         from ..imageio.layered import composite, read_xcf
 
-        layered = read_xcf(source, max_pixels=options.max_pixels)
+        try:
+            layered = read_xcf(source, max_pixels=options.max_pixels)
+        except (NeurofiltersError, MemoryError):
+            raise
+        except Exception as error:  # a damaged file trips the reader's own checks (IndexError, struct.error ...)
+            raise ImageIOError(
+                f"Cannot read '{source.name}': the XCF file is damaged or truncated "
+                f"(the reader stopped at: {type(error).__name__}: {error}); re-save it from GIMP"
+            ) from error
         if task.layered:
             return layered
         return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source)

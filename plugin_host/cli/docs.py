@@ -42,7 +42,12 @@ def markdown_table(spec: FilterSpec) -> str:
 
 
 def text_table(
-    rows: Sequence[Sequence[str]], headers: Sequence[str], *, width: int | None = None, title: str | None = None
+    rows: Sequence[Sequence[str]],
+    headers: Sequence[str],
+    *,
+    width: int | None = None,
+    title: str | None = None,
+    keep: Sequence[int] = (0,),
 ) -> str:
     """A plain-text table (``rich``) that fits ``width`` columns, wrapping long cells.
 
@@ -52,6 +57,8 @@ def text_table(
         width: Characters per line; default the terminal's width (80 when
             standard output is not a terminal), at most 120.
         title: A line above the table.
+        keep: Columns never wrapped (names a user copies); the others wrap, and
+            fold words longer than their column.
 
     Returns:
         The table as text, no colour codes, lines right-stripped.
@@ -65,7 +72,9 @@ def text_table(
 
     if width is None:
         width = min(shutil.get_terminal_size((80, 24)).columns, 120)
-    table = Table(*headers, box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
+    for index, header in enumerate(headers):
+        table.add_column(header, no_wrap=index in keep, overflow="fold")
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     buffer = io.StringIO()

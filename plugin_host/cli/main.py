@@ -274,27 +274,23 @@ def _max_pixels(text: str | None) -> int | None:
 
 def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
     _print_failures(registry)
-    rows = [
-        (spec.name, spec.kind, ", ".join(spec.aliases) or "-", spec.source or "-", spec.description)
-        for spec in registry.models.values()
-    ]
-    print(_docs.text_table(rows, ("name", "kind", "aliases", "weights", "description")))
+    rows = []
+    for spec in registry.models.values():
+        aliases = f" Also called: {', '.join(spec.aliases)}." if spec.aliases else ""
+        weights = f" Weights: {spec.source}." if spec.source else ""
+        rows.append((spec.name, spec.kind, f"{spec.description}{aliases}{weights}"))
+    print(_docs.text_table(rows, ("name", "kind", "description")))
     print("\nAny Keras model file works too: --model path/to/model.keras")
+    print("A model's layers, and which dream well: neurofilters layers MODEL")
     return 0
 
 
 def _cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
-    rows = [
-        (
-            info.name,
-            f"{info.distribution} {info.version}",
-            ", ".join(info.filters) or "-",
-            ", ".join(info.models) or "-",
-            ", ".join(info.commands) or "-",
-        )
-        for info in registry.plugins
-    ]
-    print(_docs.text_table(rows, ("plugin", "distribution", "filters", "models", "commands")))
+    for info in registry.plugins:
+        print(f"{info.name} ({info.distribution} {info.version})")
+        for what, names in (("filters", info.filters), ("models", info.models), ("commands", info.commands)):
+            if names:
+                print(textwrap.fill(", ".join(names), 80, initial_indent=f"  {what}: ", subsequent_indent="    "))
     if registry.failures:
         print("\nProblems:")
         for failure in registry.failures:
