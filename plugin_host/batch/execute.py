@@ -157,19 +157,39 @@ def decode(task: Task, options: RunOptions) -> Any:
 
         try:
             layered = read_xcf(source, max_pixels=options.max_pixels)
-        except (NeurofiltersError, MemoryError):
+        except MemoryError:
             raise
-        except Exception as error:  # a damaged file trips the reader's own checks (IndexError, struct.error ...)
-            raise ImageIOError(
-                f"Cannot read '{source.name}': the XCF file is damaged or truncated "
-                f"(the reader stopped at: {type(error).__name__}: {error}); re-save it from GIMP"
-            ) from error
+        except Exception as error:
+            raise _xcf_error(source, error) from error
         if task.layered:
             return layered
         return _FlatXcf(composite(layered, max_pixels=options.max_pixels, source=source), source)
     from ..imageio.files import load_image
 
     return load_image(source, frame=task.frame, max_pixels=options.max_pixels)
+
+
+def _xcf_error(source: Path, error: Exception) -> Exception:
+    """What the batch reports for an XCF that does not read: the reader's reason when it gave
+    one, else what is wrong with the file (not a bare ``IndexError: tuple index out of range``)."""
+    try:
+        with open(source, "rb") as stream:
+            magic = stream.read(9)
+    except OSError:
+        magic = b"gimp xcf "
+    if magic != b"gimp xcf ":
+        return ImageIOError(f"Cannot read '{source.name}': it is not an XCF file (it does not start with 'gimp xcf').")
+    text = str(error)
+    if isinstance(error, NeurofiltersError):
+        if not re.search(r"\b\w*(Error|error): ", text):
+            return error  # the reader's own explanation (a pixel limit, a file without layers ...)
+        detail = text.split(": ", 1)[-1]  # past "Cannot read the XCF file PATH"
+    else:
+        detail = f"{type(error).__name__}: {error}"
+    return ImageIOError(
+        f"Cannot read '{source.name}': the XCF file is damaged or truncated (its data ends or "
+        f"contradicts itself where the reader expected more: {detail}); re-save it from GIMP."
+    )
 
 
 @dataclass
