@@ -202,7 +202,7 @@ def test_everything_the_command_line_gets_wrong_fails_before_any_model_loads(tmp
     Image.new("RGB", (8, 8), "gray").save(source)
     (tmp_path / "folder.png").mkdir()
     cases = [
-        (["-o", str(tmp_path / "x.gif")], "must be one of .png"),
+        (["-o", str(tmp_path / "x.gif")], "must be one of .png, .jpg"),
         (["-o", str(tmp_path / "folder.png")], "-o must name an image file, not a folder"),
         (["-o", str(tmp_path / "o.png"), "--seed", "-5"], "--seed must be an integer between 0 and"),
         (["-o", str(tmp_path / "o.png"), "--stepsize", "0.1"], "did you mean --step-size?"),

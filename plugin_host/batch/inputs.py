@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..core.errors import ParameterError
+from ..core.params import shorten
 
 __all__ = ["IMAGE_SUFFIXES", "InputFile", "Discovery", "discover_inputs", "is_inside"]
 
@@ -211,7 +212,7 @@ def discover_inputs(
             files = [f for f in files if not any(is_inside(f, s) for s in skip_dirs)]
             if not files:
                 raise ParameterError(
-                    f"The pattern matched no file. Received: {text!r}; check the pattern "
+                    f"The pattern matched no file. Received: {shorten(repr(text))}; check the pattern "
                     "(quote it so the shell does not expand it; '**' crosses folders).",
                     param="input",
                     value=text,
@@ -223,13 +224,13 @@ def discover_inputs(
                 add(file, base, rel, scanned=True)
         elif reason := broken_link(path):
             raise ParameterError(
-                f"Input {text!r} is {reason}; give an image file, a folder or a glob pattern.",
+                f"Input {shorten(repr(text))} is {reason}; give an image file, a folder or a glob pattern.",
                 param="input",
                 value=text,
             )
         else:
             raise ParameterError(
-                f"Input not found. Received: {text!r}; give existing files, folders or glob patterns.",
+                f"Input not found. Received: {shorten(repr(text))}; give existing files, folders or glob patterns.",
                 param="input",
                 value=text,
             )

@@ -158,30 +158,32 @@ def check_output_path(text: str, inputs: Sequence[str] = ()) -> Path:
         UsageError: Unknown format suffix, an existing folder named as the file,
             a folder that cannot be created or written, or an input named as the output.
     """
-    from ..core.errors import ImageIOError
-    from ..imageio.files import format_for_path
+    from ..imageio.files import SAVE_FORMATS
 
     output = Path(text).expanduser()
-    try:
-        format_for_path(output)
-    except ImageIOError as error:
-        raise UsageError(str(error).replace("Cannot save image", "Cannot write -o", 1)) from None
+    if output.suffix.lower() not in SAVE_FORMATS:
+        raise UsageError(
+            f"-o takes its format from the file suffix, which must be one of {', '.join(SAVE_FORMATS)}. "
+            f"Received: -o {shorten(text)}"
+        )
     if output.is_dir():
-        raise UsageError(f"-o must name an image file, not a folder. Received: -o {text}")
+        raise UsageError(f"-o must name an image file, not a folder. Received: -o {shorten(text)}")
     folder = output.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(f"Cannot create the output folder {folder}: {error.strerror or error}. Received: -o {text}") from None
+        raise UsageError(
+            f"Cannot create the output folder {shorten(str(folder))}: {error.strerror or error}. Received: -o {shorten(text)}"
+        ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"The output folder {folder} is not writable. Received: -o {text}")
+        raise UsageError(f"The output folder {shorten(str(folder))} is not writable. Received: -o {shorten(text)}")
     for source in inputs:
         try:
             same = output.exists() and os.path.samefile(source, output)
         except OSError:
             same = False
         if same:
-            raise UsageError(f"The output would overwrite the input; choose another -o. Received: -o {text}")
+            raise UsageError(f"The output would overwrite the input; choose another -o. Received: -o {shorten(text)}")
     return output
 
 
@@ -219,7 +221,9 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     except ParameterError as error:
         raise flag_error(error, spec.params, command) from None
     if not os.path.exists(args.input):
-        raise ParameterError(f"Input not found. Received: {args.input}; give an existing image file.", param="input", value=args.input)
+        raise ParameterError(
+            f"Input not found. Received: {shorten(args.input)}; give an existing image file.", param="input", value=args.input
+        )
     output = check_output_path(args.output, [args.input])
 
     from ..core.call import apply_filter
