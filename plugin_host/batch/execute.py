@@ -306,17 +306,21 @@ def _die_with_parent(parent: int, interval: float = 0.2) -> None:
             os._exit(1)
 
 
-def worker_init(options: RunOptions) -> None:
+def worker_init(options: RunOptions, pool_worker: bool = False) -> None:
     """Initializer of a worker process: resolve the filters once, keep one model cache.
 
-    The worker dies with the batch process, and leaves Ctrl-C to it (the batch
-    records what finished, then stops its workers).
+    Args:
+        options: The run's settings.
+        pool_worker: A ``--jobs`` worker of the batch process (not a Ray actor,
+            whose parent is Ray's): it dies with the batch process, and leaves
+            Ctrl-C to it (the batch records what finished, then stops its workers).
     """
-    import signal
-    import threading
+    if pool_worker:
+        import signal
+        import threading
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_die_with_parent, args=(os.getppid(),), name="die-with-parent", daemon=True).start()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_die_with_parent, args=(os.getppid(),), name="die-with-parent", daemon=True).start()
     _WORKER["options"] = options
     _WORKER["steps"] = resolve_steps(options.steps, options.max_pixels)
     _WORKER["models"] = ModelCache()

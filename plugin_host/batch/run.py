@@ -199,6 +199,7 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
     pending = list(reversed(tasks))
     deaths: dict[int, int] = {}
     started: dict[int, int] = {}  # task index -> when it was handed to a worker (ns)
+    submitted: dict[int, Task] = {}
 
     def died(task: Task, error: BaseException) -> None:
         deaths[task.index] = deaths.get(task.index, 0) + 1
@@ -209,7 +210,7 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
 
     while pending:
         broken = False
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init, initargs=(options,))
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init, initargs=(options, True))
         running: dict[Future[list[Outcome]], list[Task]] = {}
         try:
             while (pending or running) and not broken:
@@ -227,6 +228,7 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
                             chunk.append(pending.pop())
                     for task in chunk:
                         started[task.index] = time.time_ns()
+                        submitted[task.index] = task
                         tracker.journal.start(Path(task.output), task.params_hash, Path(task.source))
                     try:
                         running[pool.submit(worker_run_group, chunk)] = chunk
@@ -264,10 +266,11 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
             _stop_workers(pool)
             # outputs are renamed into place whole, after their extra outputs: one that is
             # there was finished by a worker whose answer Ctrl-C cut off; record it
-            for chunk in running.values():
-                for task in chunk:
-                    if task.index not in tracker.result.outcomes and _written_since(task, started[task.index]):
-                        tracker.finish(task, Outcome(task.index, "ok"))
+            # (every task handed out is looked at: Ctrl-C may have come between taking a
+            # finished chunk off `running` and recording it)
+            for task in submitted.values():
+                if task.index not in tracker.result.outcomes and _written_since(task, started[task.index]):
+                    tracker.finish(task, Outcome(task.index, "ok"))
             running.clear()
             broken = True
             raise
