@@ -255,3 +255,16 @@ def test_a_damaged_xcf_is_reported_with_a_reason(tmp_path: Path, capsys: pytest.
     assert rows["short.xcf"]["status"] == "failed" and "the XCF file is damaged or truncated" in rows["short.xcf"]["error"]
     assert "'other.xcf': it is not an XCF file" in rows["other.xcf"]["error"]
     capsys.readouterr()
+
+
+def test_a_default_given_explicitly_changes_the_parameter_hash(tmp_path: Path) -> None:
+    """``--chroma 1`` can give other bytes than no --chroma (presets), so a rerun must not skip it as done."""
+    from neurofilters.plugin_host import get_registry
+
+    spec = get_registry().get_filter("deepdream")
+    plain = single_step(spec, {"model": "vgg16-hed"})
+    explicit = single_step(spec, {"model": "vgg16-hed", "chroma": "1"})
+    other = single_step(spec, {"model": "vgg16-hed", "chroma": "0.5"})
+    hashes = {params_hash(p.hash_data()) for p in (plain, explicit, other)}
+    assert len(hashes) == 3
+    assert "given_defaults" not in plain.hash_data()[0]  # unchanged hashes where nothing is ambiguous

@@ -53,7 +53,15 @@ class Step:
         (:meth:`describe`'s text can round, e.g. colours to ``#rrggbb``; the
         hash must tell apart every pair of values that can give different outputs.)
         """
-        return {"filter": self.spec.name, "params": {p.name: self.values[p.name] for p in self.spec.params}}
+        data: dict[str, Any] = {"filter": self.spec.name, "params": {p.name: self.values[p.name] for p in self.spec.params}}
+        # A value set explicitly to its default can differ from leaving it out (a preset fills
+        # only what was not given): such names are part of the hash. Without them the hash is
+        # what it always was, so journals of earlier runs stay valid.
+        given = getattr(self.values, "given", frozenset())
+        explicit = sorted(p.name for p in self.spec.params if p.name in given and self.values[p.name] == p.default)
+        if explicit:
+            data["given_defaults"] = explicit
+        return data
 
 
 @dataclass(frozen=True)
