@@ -34,7 +34,9 @@ client that the worker is alive, and a frozen worker shows that it is not:
   plus pixels; answered by any number of ``{"type": "progress", "fraction",
   "message"}`` and ``{"type": "heartbeat"}`` and then ``{"type": "result",
   "width", "height", "channels", "dtype", "compute_seconds"}`` plus pixels,
-  or ``{"type": "error", "kind", "message"}``.
+  or ``{"type": "error", "kind", "message"}``. An optional ``"given"`` lists the
+  parameters the user set (a preset changes only the others); without it every
+  value sent counts as set.
 - ``shutdown``: waits for a running filter, then answers ``{"type": "bye"}``;
   the worker exits.
 
