@@ -19,7 +19,10 @@ from ..core.params import KINDS, Param, shown_value
 from ..core.specs import FilterSpec
 from . import docs as _docs
 
-__all__ = ["PROG", "Parser", "filter_parser", "metavar", "parse_filter_flags", "flag_error", "suggest_flag"]
+__all__ = [
+    "PROG", "Parser", "filter_parser", "metavar", "option_names", "parse_filter_flags", "flag_error", "suggest_flag",
+    "unknown_flags_message",
+]
 
 PROG = "neurofilters"
 
@@ -41,15 +44,16 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
-    def option_names(self) -> list[str]:
-        """Every ``--long`` option this parser knows."""
-        return [name for action in self._actions for name in action.option_strings if name.startswith("--")]
-
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
-            raise UsageError(unknown_flags_message(extra, self.option_names(), self.prog))
+            raise UsageError(unknown_flags_message(extra, option_names(self), self.prog))
         return parsed
+
+
+def option_names(parser: argparse.ArgumentParser) -> list[str]:
+    """Every ``--long`` option ``parser`` knows (the candidates of a suggestion)."""
+    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
 
 
 def suggest_flag(word: str, known: Iterable[str]) -> str | None:
@@ -158,7 +162,7 @@ def parse_filter_flags(spec: FilterSpec, words: Sequence[str], *, prog: str | No
     parser = filter_parser(spec, prog)
     parsed, extra = parser.parse_known_args(list(words))
     if extra:
-        raise UsageError(unknown_flags_message(extra, [*parser.option_names(), *host_flags], parser.prog))
+        raise UsageError(unknown_flags_message(extra, [*option_names(parser), *host_flags], parser.prog))
     return vars(parsed)
 
 

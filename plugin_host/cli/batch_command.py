@@ -90,10 +90,6 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
-def _option_names(parser: argparse.ArgumentParser) -> list[str]:
-    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
-
-
 def _int(value: str | None, name: str, minimum: int, maximum: int | None = None) -> int | None:
     from ..core.errors import ParameterError
     from ..core.params import shorten
@@ -133,7 +129,7 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     from ..batch.template import check_template
     from ..core.errors import ParameterError
     from ..core.params import parse_seed, validate_params
-    from .args import PROG, filter_parser, flag_error, parse_filter_flags
+    from .args import PROG, filter_parser, flag_error, option_names, parse_filter_flags
 
     parser: argparse.ArgumentParser = args.batch_parser
     spec = registry.get_filter(args.filter_name) if args.filter_name else None
@@ -153,7 +149,7 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         raise _usage(f"filter parameters ({' '.join(extra) or '--params'}) go into the pipeline file with --pipeline")
     if spec is not None:
         command = f"{PROG} batch --filter {spec.name}"
-        flags = parse_filter_flags(spec, extra, prog=command, host_flags=_option_names(parser))
+        flags = parse_filter_flags(spec, extra, prog=command, host_flags=option_names(parser))
         try:
             validate_params(spec.params, flags)  # the flags alone first, so errors name them as typed
         except ParameterError as error:

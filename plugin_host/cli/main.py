@@ -97,6 +97,8 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         action_parser.add_argument(
             "--gimp-dir", type=Path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
         )
+    for command_parser in [*sub.choices.values(), *gimp_sub.choices.values()]:  # suggestions for a mistyped flag
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -188,8 +190,8 @@ def check_output_path(text: str, inputs: Sequence[str] = ()) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> int:
-    from ..core.params import parse_seed
-    from .args import flag_error, parse_filter_flags
+    from ..core.params import parse_seed, validate_params
+    from .args import flag_error, option_names, parse_filter_flags
 
     run_parser: argparse.ArgumentParser = args.run_parser
     if args.filter is None:
@@ -211,11 +213,9 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
             f"neurofilters run {spec.name} photo.jpg -o out.png --steps 5.{stray}"
         )
     # Everything the command line can get wrong is checked here, before any model loads.
-    given = parse_filter_flags(spec, extra, host_flags=_option_names(run_parser))
+    given = parse_filter_flags(spec, extra, host_flags=option_names(run_parser))
     try:
         seed = parse_seed(args.seed)
-        from ..core.params import validate_params
-
         values = validate_params(spec.params, given)
         max_pixels = _max_pixels(args.max_pixels)
     except ParameterError as error:
@@ -254,10 +254,6 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     written = save_image(output, result, like=image, protect=[args.input])
     print(f"wrote {written}")
     return 0
-
-
-def _option_names(parser: argparse.ArgumentParser) -> list[str]:
-    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
 
 
 def _max_pixels(text: str | None) -> int | None:
@@ -326,10 +322,9 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     if args.command not in ("run", "batch") and extra:
-        from .args import unknown_flags_message
+        from .args import option_names, unknown_flags_message
 
-        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
-        raise UsageError(unknown_flags_message(extra, _option_names(sub), f"{PROG} {args.command}"))
+        raise UsageError(unknown_flags_message(extra, option_names(args.command_parser), args.command_parser.prog))
     command = getattr(args, "plugin_command", None)
     if command is not None:
         return int(command.runner()(args) or 0)
