@@ -91,19 +91,13 @@ def metavar(kind: str) -> str:
 
 
 class _BoolFlag(argparse.Action):
-    """``--detail`` (true), ``--detail true|false|yes|no|1|0`` and ``--no-detail`` (false)."""
+    """``--detail`` (true) and ``--detail true|false|yes|no|1|0``."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         self.positive = option_strings[0]
-        negative = "--no-" + self.positive[2:]
-        super().__init__([*option_strings, negative], dest, nargs="?", metavar="BOOL", **kwargs)
+        super().__init__(option_strings, dest, nargs="?", metavar="BOOL", **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
-        if option is not None and option.startswith("--no-"):
-            if values is not None:
-                raise UsageError(f"{option} takes no value. Received: {option} {shown_value(values)}")
-            setattr(namespace, self.dest, False)
-            return
         if values is None:
             setattr(namespace, self.dest, True)
             return
@@ -114,6 +108,16 @@ class _BoolFlag(argparse.Action):
                 f"Received: {self.positive} {shown_value(values)}"
             )
         setattr(namespace, self.dest, word in _TRUE)
+
+
+class _NegativeFlag(argparse.Action):
+    """``--no-detail``: the bool parameter set to false."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None) -> None:
+        setattr(namespace, self.dest, False)
 
 
 def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:
@@ -141,7 +145,9 @@ def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:
             default = _docs.param_rows([param])[0][2]
             text = f"{param.help} Allowed: {param.allowed()}. Default: {default}."
             if param.kind == "bool":
-                group.add_argument(param.flag, dest=param.name, action=_BoolFlag, help=text)
+                negative = "--no-" + param.flag[2:]
+                group.add_argument(param.flag, dest=param.name, action=_BoolFlag, help=f"{text} {negative} sets false.")
+                group.add_argument(negative, dest=param.name, action=_NegativeFlag, help=argparse.SUPPRESS)
             else:
                 group.add_argument(param.flag, dest=param.name, metavar=metavar(param.kind), help=text)
     return parser
