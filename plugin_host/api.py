@@ -16,7 +16,7 @@ from typing import Any
 
 from .core.call import apply_filter
 from .core.context import ModelCache, ProgressCallback
-from .core.params import Param, format_value, validate_params
+from .core.params import MAX_SEED, Param, format_value, shown_value, validate_params
 from .core.registry import get_registry
 from .core.specs import FilterSpec
 from .imageio.files import LoadedImage, save_image
@@ -189,10 +189,14 @@ def apply(
         >>> out.shape
         (32, 32, 3)
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 or seed > MAX_SEED:
         from .core.errors import ParameterError
 
-        raise ParameterError(f'"seed" must be an integer >= 0. Received: seed={seed!r}', param="seed", value=seed)
+        raise ParameterError(
+            f'"seed" must be an integer between 0 and {MAX_SEED}. Received: seed={shown_value(seed)}',
+            param="seed",
+            value=seed,
+        )
     spec = get_registry().get_filter(filter)
     given = {**dict(params or {}), **values}
     validated = validate_params(spec.params, given)
@@ -201,6 +205,6 @@ def apply(
     outputs: dict[str, Any] = {}
     pixels = apply_filter(
         spec, source.pixels, loaded, seed=seed, progress=progress, models=_models(), validated=True,
-        emit=outputs.__setitem__,
+        emit=outputs.__setitem__, given=validated.given,  # the keyword arguments (and params keys) count as set
     )
     return Result(pixels, outputs, source)

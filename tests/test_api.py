@@ -57,6 +57,16 @@ def test_bad_values_fail_before_any_model_loads(photo: Path) -> None:
         neurofilters.apply("deepdream", 42)
 
 
+def test_hostile_values_give_short_parameter_errors(photo: Path) -> None:
+    """Huge integers (repr() of one over 4,300 digits raises) and huge strings: the usual error, cut."""
+    for values in ({"seed": 10**5000}, {"steps": 10**5000}, {"steps": "9" * 5000}, {"octave_scale": 10**400},
+                   {"layers": [["block5", None]]}, {"layers": "x y" * 50_000}):
+        with pytest.raises(neurofilters.ParameterError) as caught:
+            neurofilters.apply("deepdream", photo, **values)
+        assert len(str(caught.value)) < 600, str(caught.value)[:200]
+
+
+
 def test_result_saves_the_bytes_the_cli_writes(photo: Path, tmp_path: Path) -> None:
     result = neurofilters.apply("deepdream", photo, seed=7, **QUICK)
     assert result.shape == (40, 48, 3) and result.pixels.dtype == np.float32

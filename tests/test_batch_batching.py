@@ -136,7 +136,7 @@ def test_batch_size_flag_is_checked_and_explained(site: Path, tmp_path: Path) ->
     write_photo(tmp_path / "in" / "a.png")
     bad = _run(site, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--filter", "bb-noise", "--batch-size", "0")
     assert bad.returncode == 2
-    assert '"batch_size" must be an integer between 1 and 256. Received: batch_size=0' in bad.stderr
+    assert "--batch-size must be an integer between 1 and 256. Received: --batch-size 0" in bad.stderr
     assert not (tmp_path / "out").exists()
     shown = _run(site, "--help", "--filter", "bb-noise")
     assert shown.returncode == 0 and "--batch-size N" in shown.stdout and "identical" in shown.stdout

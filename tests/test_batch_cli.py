@@ -102,9 +102,9 @@ def test_dry_run_writes_nothing(site: Path, photos: Path, tmp_path: Path) -> Non
         (["--name", "{bogus}"], "Unknown field {bogus}"),
         (["--name", "flat", "--format", "png"], "Two inputs would write the same output"),
         (["--format", "gif"], "Unknown output format. Received: --format gif"),
-        (["--quality", "0"], '"quality" must be an integer between 1 and 100. Received: quality=0'),
-        (["--strenght", "1"], "unrecognized arguments: --strenght"),
-        (["--strength", "7"], "Received: strength=7"),
+        (["--quality", "0"], "--quality must be an integer between 1 and 100. Received: --quality 0"),
+        (["--strenght", "1"], "unrecognized arguments: --strenght 1; did you mean --strength?"),
+        (["--strength", "7"], "Received: --strength 7 (see 'neurofilters batch --filter bt-noise --help')"),
     ],
 )
 def test_usage_errors_exit_2_and_write_nothing(site: Path, photos: Path, tmp_path: Path, extra: list[str], fragment: str) -> None:

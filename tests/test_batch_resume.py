@@ -132,3 +132,79 @@ def test_ctrl_c_exits_130_and_the_rerun_finishes(site: Path, corpus: Path, tmp_p
     finished = run_batch(site, *args)
     assert finished.returncode == 0 and f"{len(partial)} skipped" in finished.stderr
     assert len(tree_bytes(tmp_path / "out")) == N_FILES
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (read from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process parents from /proc (Linux)")
+def test_jobs_workers_die_with_a_killed_batch_and_the_rerun_is_byte_identical(site: Path, corpus: Path, tmp_path: Path) -> None:
+    """kill -9 of the batch process alone (not its group): its --jobs workers must not go on writing."""
+    args = [str(corpus), "-r", "--filter", "bt-noise", "--delay", "0.3", "--seed", "5", "-q", "--jobs", "2"]
+    out = tmp_path / "out"
+    process = subprocess.Popen([*batch_command(), *args, "-o", str(out)], env=plugin_env(site),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _done_lines(out) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers = _children(process.pid)
+    assert process.poll() is None and len(workers) >= 2
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers), "worker processes outlived the killed batch"
+    written = len(tree_bytes(out))
+    time.sleep(0.5)
+    assert len(tree_bytes(out)) == written < N_FILES  # nobody writes into OUTDIR any more
+
+    resumed = run_batch(site, *args, "-o", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    reference = run_batch(site, *args, "-o", str(tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
+    assert tree_bytes(out) == tree_bytes(tmp_path / "reference")
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_jobs_records_what_finished(site: Path, corpus: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches the batch and its workers (one process group): every finished output is counted."""
+    out = tmp_path / "out"
+    report = tmp_path / "r.json"
+    args = [str(corpus), "-r", "--filter", "bt-noise", "--delay", "0.25", "-q", "--jobs", "2", "-o", str(out),
+            "--report", str(report)]
+    process = subprocess.Popen([*batch_command(), *args], env=plugin_env(site), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while _done_lines(out) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    on_disk = len(tree_bytes(out))
+    counts = json.loads(report.read_text())["counts"]
+    assert 3 <= on_disk < N_FILES
+    assert counts.get("ok", 0) == on_disk and f"{on_disk} done" in err, (counts, err)
+    finished = run_batch(site, *args)
+    assert finished.returncode == 0 and f"{on_disk} skipped" in finished.stderr

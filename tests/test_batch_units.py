@@ -163,3 +163,108 @@ def test_params_hash_covers_validated_values_not_their_rounded_text(tmp_path: Pa
         assert digest("128,0,0") == digest("#800000")  # the same value however it is typed
     finally:
         reset_registry()
+
+
+# --------------------------------------------------------------------------- hostile input
+@pytest.mark.parametrize("template", ["{stem.__class__.__mro__}", "{stem[0]}", "{index:{stem}}", "{seed.real}"])
+def test_template_fields_allow_no_attribute_index_or_nested_access(template: str) -> None:
+    with pytest.raises(ParameterError, match="plain names, without"):
+        check_template(template)
+    check_template("{relpath}/{stem}_{index:04d}")  # format specs of the plain fields stay
+
+
+def test_template_errors_cut_a_huge_template() -> None:
+    with pytest.raises(ParameterError) as caught:
+        check_template("{nope}" + "x" * 100_000)
+    assert len(str(caught.value)) < 600
+
+
+def test_symlink_loops_follow_one_rule(tmp_path: Path) -> None:
+    """Met in a folder (with or without -r) or by a pattern: skipped and reported; named: a usage error."""
+    folder = tmp_path / "in"
+    write_photo(folder / "a.png")
+    write_photo(folder / "sub" / "b.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "sub" / "gone.png").symlink_to(folder / "missing.png")
+    flat = discover_inputs([str(folder)])
+    assert [f.path.name for f in flat.files] == ["a.png"]
+    assert flat.unreadable == [(str(folder / "loop.png"), "a symbolic link loop")]
+    deep = discover_inputs([str(folder)], recursive=True)
+    assert sorted(f.path.name for f in deep.files) == ["a.png", "b.png"]
+    assert sorted(reason for _, reason in deep.unreadable) == ["a symbolic link loop", "a symbolic link to a missing file"]
+    globbed = discover_inputs([str(folder / "*.png")])
+    assert [f.path.name for f in globbed.files] == ["a.png"] and len(globbed.unreadable) == 1
+    with pytest.raises(ParameterError, match="is a symbolic link loop"):
+        discover_inputs([str(folder / "loop.png")])
+
+
+def test_output_names_up_to_255_bytes_are_written(tmp_path: Path) -> None:
+    """The temporary name must not push a long (but legal) name over the 255-byte limit."""
+    from neurofilters.plugin_host import save_image
+
+    for length in (242, 251):
+        target = tmp_path / ("n" * (length - 4) + ".png")
+        assert len(target.name.encode()) == length
+        save_image(target, np.full((4, 4, 3), 0.5, np.float32))
+        assert target.exists()
+    assert sorted(p.name[:2] for p in tmp_path.iterdir()) == ["nn", "nn"]  # no temporary left
+
+
+def test_pipeline_layer_weights_must_be_numbers(tmp_path: Path) -> None:
+    from neurofilters.plugin_host import get_registry
+    from neurofilters.plugin_host.batch.pipeline import parse_pipeline
+
+    data = {"steps": [{"filter": "deepdream", "params": {"layers": [["block5", None]]}}]}
+    with pytest.raises(ParameterError, match='"layers" must be layer names'):
+        parse_pipeline(data, get_registry().get_filter)
+    data = {"steps": [{"filter": "deepdream", "params": {"octave_scale": 10**400}}]}
+    with pytest.raises(ParameterError, match='"octave_scale" must be'):
+        parse_pipeline(data, get_registry().get_filter)
+    with pytest.raises(ParameterError, match='"seed" must be an integer between 0'):
+        parse_pipeline({"seed": -5, "steps": [{"filter": "deepdream"}]}, get_registry().get_filter)
+
+
+def test_pipeline_and_params_files_record_what_the_user_wrote(tmp_path: Path) -> None:
+    from neurofilters.plugin_host import get_registry
+
+    spec = get_registry().get_filter("deepdream")
+    params = tmp_path / "p.toml"
+    params.write_text('model = "vgg16-hed"\nchroma = 1.0\n')
+    step = single_step(spec, {"steps": "3"}, params_file=params).steps[0]
+    assert step.values.given == {"model", "chroma", "steps"}
+    assert step.values["chroma"] == 1.0
+
+
+def test_a_damaged_xcf_is_reported_with_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The batch names the file and says it is damaged (not 'IndexError: tuple index out of range')."""
+    from neurofilters.plugin_host.cli.main import main
+    from neurofilters.plugin_host.imageio.layered import Layer, LayeredImage
+    from neurofilters.plugin_host.imageio.xcf import write_xcf
+
+    pixels = np.random.default_rng(0).random((16, 20, 4)).astype(np.float32)
+    good = write_xcf(tmp_path / "good.xcf", LayeredImage(20, 16, (Layer("a", pixels),)))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "short.xcf").write_bytes(good.read_bytes()[:10])
+    (tmp_path / "in" / "other.xcf").write_bytes(b"PNG? no: some other file" * 4)
+    report = tmp_path / "r.json"
+    assert main(["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--filter", "deepdream", "-q",
+                 "--report", str(report)]) == 1
+    import json
+
+    rows = {Path(row["input"]).name: row for row in json.loads(report.read_text())["files"]}
+    assert rows["short.xcf"]["status"] == "failed" and "the XCF file is damaged or truncated" in rows["short.xcf"]["error"]
+    assert "'other.xcf': it is not an XCF file" in rows["other.xcf"]["error"]
+    capsys.readouterr()
+
+
+def test_a_default_given_explicitly_changes_the_parameter_hash(tmp_path: Path) -> None:
+    """``--chroma 1`` can give other bytes than no --chroma (presets), so a rerun must not skip it as done."""
+    from neurofilters.plugin_host import get_registry
+
+    spec = get_registry().get_filter("deepdream")
+    plain = single_step(spec, {"model": "vgg16-hed"})
+    explicit = single_step(spec, {"model": "vgg16-hed", "chroma": "1"})
+    other = single_step(spec, {"model": "vgg16-hed", "chroma": "0.5"})
+    hashes = {params_hash(p.hash_data()) for p in (plain, explicit, other)}
+    assert len(hashes) == 3
+    assert "given_defaults" not in plain.hash_data()[0]  # unchanged hashes where nothing is ambiguous

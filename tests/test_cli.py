@@ -91,28 +91,32 @@ def test_bad_parameter_value_and_name_exit_2(tmp_path: Path, capsys: pytest.Capt
     source = tmp_path / "in.png"
     Image.new("RGB", (8, 8), "gray").save(source)
     assert main(["run", "deepdream", str(source), "-o", str(tmp_path / "o.png"), "--steps", "-3"]) == 2
-    assert "Received: steps=-3" in capsys.readouterr().err
+    assert "--steps must be an integer between 1 and 1000. Received: --steps -3" in capsys.readouterr().err
     assert main(["run", "deepdream", str(source), "-o", str(tmp_path / "o.png"), "--stepz", "3"]) == 2
-    assert "unrecognized arguments: --stepz" in capsys.readouterr().err
+    assert "unrecognized arguments: --stepz 3; did you mean --steps?" in capsys.readouterr().err
     assert main(["run", "deepdream", str(source), "-o", str(tmp_path / "o.png"), "--seed", "x"]) == 2
-    assert '"seed" must be an integer. Received: seed=x' in capsys.readouterr().err
+    assert "--seed must be an integer between 0 and" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
 
 
-def test_missing_input_is_a_failure_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png")]) == 1
+def test_missing_input_is_a_usage_error_exit_2_as_in_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
-    assert "absent.png" in err and "Traceback" not in err
+    assert "Input not found. Received:" in err and "absent.png" in err and "Traceback" not in err
+    (tmp_path / "broken.png").write_bytes(b"not a png")  # there, but unreadable: a failure
+    assert main(["run", "deepdream", str(tmp_path / "broken.png"), "-o", str(tmp_path / "o.png"), "-q"]) == 1
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = run_cli("--debug", "run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png"))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    result = run_cli("--debug", "run", "deepdream", str(tmp_path / "broken.png"), "-o", str(tmp_path / "o.png"))
     assert result.returncode == 1
     assert "Traceback" in result.stderr
 
 
 def test_example_plugin_is_listed_described_and_run(example_site: Path, tmp_path: Path) -> None:
-    env = {"PYTHONPATH": str(example_site), "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD": ""}
+    path = os.pathsep.join(p for p in (str(example_site), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD": ""}
     listed = run_cli("list", env=env)
     assert listed.returncode == 0, listed.stderr
     assert "Colour:" in listed.stdout and "duotone" in listed.stdout
@@ -149,11 +153,12 @@ def test_example_plugin_is_listed_described_and_run(example_site: Path, tmp_path
 
     bad = run_cli("run", "duotone", str(source), "-o", str(out), "--curve", "wavy", env=env)
     assert bad.returncode == 2
-    assert 'must be one of linear, smooth. Received: curve=wavy' in bad.stderr
+    assert 'must be one of linear, smooth. Received: --curve wavy' in bad.stderr
 
 
 def test_debug_is_global_wherever_it_stands(tmp_path: Path) -> None:
-    result = run_cli("run", "deepdream", str(tmp_path / "absent.png"), "-o", str(tmp_path / "o.png"), "--debug")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    result = run_cli("run", "deepdream", str(tmp_path / "broken.png"), "-o", str(tmp_path / "o.png"), "--debug")
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ImageIOError" in result.stderr
     assert "unrecognized arguments" not in result.stderr
@@ -173,7 +178,7 @@ def test_max_pixels_limits_and_overrides(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert "--max-pixels 1200" in err and not out.exists()
     assert main(["run", "deepdream", str(source), "-o", str(out), "--max-pixels", "-5"]) == 2
-    assert '"max-pixels" must be an integer >= 0 (0 = no limit). Received: max-pixels=-5' in capsys.readouterr().err
+    assert "--max-pixels must be an integer >= 0 (0 = no limit). Received: --max-pixels -5" in capsys.readouterr().err
 
 
 def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path) -> None:
@@ -188,3 +193,124 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
     assert outputs[0] != outputs[2]
+
+
+# --------------------------------------------------------------------------- fail fast, parse as people expect
+def test_everything_the_command_line_gets_wrong_fails_before_any_model_loads(tmp_path: Path) -> None:
+    """Output path, seed, flags: exit 2 without importing a deep-learning framework."""
+    source = tmp_path / "in.png"
+    Image.new("RGB", (8, 8), "gray").save(source)
+    (tmp_path / "folder.png").mkdir()
+    cases = [
+        (["-o", str(tmp_path / "x.gif")], "must be one of .png, .jpg"),
+        (["-o", str(tmp_path / "folder.png")], "-o must name an image file, not a folder"),
+        (["-o", str(tmp_path / "o.png"), "--seed", "-5"], "--seed must be an integer between 0 and"),
+        (["-o", str(tmp_path / "o.png"), "--stepsize", "0.1"], "did you mean --step-size?"),
+        (["-o", str(tmp_path / "o.png"), "--step", "5"], "did you mean --steps?"),
+        (["-o", str(tmp_path / "o.png"), "--detail", "maybe"], "--detail must be true or false"),
+        (["-o", str(tmp_path / "o.png"), "--steps", "1" * 5000], "(5000 characters)"),
+        (["-o", str(tmp_path / "sub" / "o.png"), "--octaves", "0"], "--octaves must be an integer between 1 and"),
+    ]
+    code = (
+        "import sys, json\nfrom neurofilters.plugin_host.cli.main import main\n"
+        f"cases = json.loads(sys.argv[1])\nsource = {str(source)!r}\n"
+        "for extra, _ in cases:\n    print('RC', main(['run', 'deepdream', source, *extra]), flush=True)\n"
+        "print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))\n"
+    )
+    import json
+
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True, timeout=120)
+    assert result.stdout.count("RC 2") == len(cases), result.stdout + result.stderr
+    assert "HEAVY []" in result.stdout
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == len(cases), result.stderr
+    for (_, fragment), line in zip(cases, errors):
+        assert fragment in line and len(line) < 600, line
+    assert not (tmp_path / "sub").exists()  # parameters are checked before the output folder is made
+
+
+def test_bool_flags_take_true_false_and_no_and_prefixes_are_off() -> None:
+    from neurofilters.plugin_host import UsageError, get_registry
+    from neurofilters.plugin_host.cli.args import parse_filter_flags
+
+    spec = get_registry().get_filter("deepdream")
+    assert parse_filter_flags(spec, ["--detail", "false"]) == {"detail": False}
+    assert parse_filter_flags(spec, ["--detail", "TRUE", "--steps", "3"]) == {"detail": True, "steps": "3"}
+    assert parse_filter_flags(spec, ["--detail"]) == {"detail": True}
+    assert parse_filter_flags(spec, ["--no-detail"]) == {"detail": False}
+    with pytest.raises(UsageError, match="--no-detail: ignored explicit argument 'yes'"):
+        parse_filter_flags(spec, ["--no-detail=yes"])
+    with pytest.raises(UsageError, match="unrecognized arguments: --octave 2; did you mean --octaves?"):
+        parse_filter_flags(spec, ["--octave", "2"])  # a prefix of --octaves and --octave-scale: not accepted
+
+
+def test_output_folder_is_created_as_batch_creates_outdir(tmp_path: Path) -> None:
+    from neurofilters.plugin_host.cli.main import check_output_path
+
+    target = check_output_path(str(tmp_path / "new" / "deeper" / "o.png"))
+    assert target.parent.is_dir()
+    source = tmp_path / "in.png"
+    Image.new("RGB", (8, 8), "gray").save(source)
+    from neurofilters.plugin_host import UsageError
+
+    with pytest.raises(UsageError, match="would overwrite the input"):
+        check_output_path(str(source), [str(source)])
+
+
+def test_batch_flag_errors_point_to_batch_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.png"
+    Image.new("RGB", (8, 8), "gray").save(source)
+    base = ["batch", str(source), "-o", str(tmp_path / "out"), "--filter", "deepdream"]
+    assert main([*base, "--stepsize", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean --step-size?" in err and "(see 'neurofilters batch --filter deepdream --help')" in err
+    assert main([*base, "--steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--steps must be an integer between 1 and 1000. Received: --steps 0" in err and "neurofilters batch" in err
+    assert main([*base, "--seed", "-5"]) == 2
+    assert "--seed must be an integer between 0 and" in capsys.readouterr().err
+    assert main([*base, "--jobz", "2"]) == 2
+    assert "did you mean --jobs?" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_describe_and_models_fit_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["describe", "deepdream"], ["models"], ["plugins"]):
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        assert all(len(line) <= 80 for line in out.splitlines()), (command, max(out.splitlines(), key=len))
+    assert main(["describe", "deepdream"]) == 0
+    out = capsys.readouterr().out
+    assert "Advanced parameters" in out and "--no-flag" in out
+
+
+@pytest.mark.slow
+def test_an_explicit_value_beats_the_preset_in_cli_batch_and_api(tmp_path: Path) -> None:
+    """``--model vgg16-hed --chroma 1``: chroma 1 is the default, but given, so vgg16-classic's chroma must not replace it."""
+    import neurofilters
+    from skimage import data
+
+    source = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()[100:148, 180:244]).save(source)
+    fast = ["--model", "vgg16-hed", "--steps", "2", "--octaves", "1"]
+    cli = {}
+    for label, extra in (("preset", []), ("given", ["--chroma", "1"])):
+        out = tmp_path / f"cli-{label}.png"
+        assert main(["run", "deepdream", str(source), "-o", str(out), "-q", *fast, *extra]) == 0
+        cli[label] = out.read_bytes()
+    assert cli["preset"] != cli["given"]
+
+    api = {}
+    for label, extra in (("preset", {}), ("given", {"chroma": 1})):
+        result = neurofilters.apply("deepdream", str(source), model="vgg16-hed", steps=2, octaves=1, **extra)
+        api[label] = result.save(tmp_path / f"api-{label}.png").read_bytes()
+    assert api == cli  # the same call from both front ends
+
+    batch = {}
+    for label, text in (("preset", ""), ("given", "chroma = 1\n")):
+        params = tmp_path / f"{label}.toml"
+        params.write_text('model = "vgg16-hed"\nsteps = 2\noctaves = 1\n' + text)
+        outdir = tmp_path / f"batch-{label}"
+        assert main(["batch", str(source), "-o", str(outdir), "--filter", "deepdream", "--params", str(params), "-q"]) == 0
+        batch[label] = (outdir / "cat.png").read_bytes()
+    assert batch["preset"] != batch["given"]

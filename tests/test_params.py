@@ -145,3 +145,71 @@ def test_label_is_derived_and_format_round_trips() -> None:
     for param in ALL:
         rendered = format_value(param, param.default)
         assert param.convert(rendered, check_files=False) == param.default
+
+
+# --------------------------------------------------------------------------- hostile input
+def test_huge_integer_strings_are_parameter_errors_with_a_short_echo() -> None:
+    """Over 4,300 digits int() raises ValueError; the user gets the usual error, the echo cut."""
+    huge = "1" * 5000
+    with pytest.raises(ParameterError) as caught:
+        validate_params(ALL, {"steps": huge})
+    message = str(caught.value)
+    assert message.startswith('"steps" must be an integer between 1 and 500. Received: steps=111')
+    assert "(5000 characters)" in message and len(message) < 400
+    with pytest.raises(ParameterError) as caught:
+        validate_params(ALL, {"steps": 10**5000})  # an int object that repr() cannot print
+    assert "digits>" in str(caught.value)
+
+
+def test_huge_integer_for_a_float_parameter_is_a_parameter_error() -> None:
+    with pytest.raises(ParameterError, match='"step_size" must be'):
+        validate_params(ALL, {"step_size": 10**400})  # float() raises OverflowError
+    with pytest.raises(ParameterError, match='"layers" must be'):
+        validate_params(ALL, {"layers": [["mixed3", 10**400]]})
+
+
+@pytest.mark.parametrize("bad", [[["block5", None]], [["block5", True]], [[5, 1.0]], [["block5", [1]]], "block5:x"])
+def test_layer_weights_in_list_form_must_be_numbers(bad: object) -> None:
+    with pytest.raises(ParameterError, match='"layers" must be layer names with optional weights'):
+        validate_params(ALL, {"layers": bad})
+    assert validate_params(ALL, {"layers": [["block5", 2], ["block6", "0.5"]]})["layers"] == (("block5", 2.0), ("block6", 0.5))
+
+
+def test_echoed_values_are_cut() -> None:
+    long_text = "x" * 100_000
+    for values in ({"steps": long_text}, {long_text: 1}, {"tint": long_text}):
+        with pytest.raises(ParameterError) as caught:
+            validate_params(ALL, values)
+        assert len(str(caught.value)) < 600, len(str(caught.value))
+
+
+def test_validated_values_remember_what_was_given() -> None:
+    """The names the user set, even to the default value (presets change only the others)."""
+    values = validate_params(ALL, {"steps": 10, "step-size": "0.5"})
+    assert values.given == {"steps", "step_size"}
+    assert values["steps"] == STEPS.default
+    assert validate_params(ALL, {}).given == frozenset()
+
+
+def test_seeds_are_integers_from_0() -> None:
+    from neurofilters.plugin_host.core.params import MAX_SEED, parse_seed
+
+    assert parse_seed("7") == 7 and parse_seed(0) == 0 and parse_seed(str(MAX_SEED)) == MAX_SEED
+    for bad in ("-5", -5, "x", True, 1.5, "9" * 5000, MAX_SEED + 1):
+        with pytest.raises(ParameterError, match='"seed" must be an integer between 0 and'):
+            parse_seed(bad)
+
+
+def test_the_worker_reads_a_header_with_a_huge_integer_as_a_protocol_error() -> None:
+    """json.loads raises ValueError on an integer over 4,300 digits: the connection must survive it."""
+    import socket
+
+    from neurofilters.plugin_host.gimp import worker
+
+    header = ('{"type": "run", "seed": ' + "1" * 5000 + "}").encode()
+    left, right = socket.socketpair()
+    with left, right:
+        frame = worker._FRAME
+        left.sendall(frame.pack(worker.MAGIC, len(header), 0) + header)
+        with pytest.raises(worker.ProtocolError, match="not readable JSON"):
+            worker.recv_message(right)

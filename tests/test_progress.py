@@ -22,26 +22,32 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_quiet_during_the_first_second() -> None:
+def test_a_terminal_says_what_happens_at_once_then_draws_the_bar_with_eta() -> None:
+    """On a terminal the status line appears before any progress report (model loading is silent otherwise)."""
+    import re
+
     clock, stream = FakeClock(), Terminal()
+    bar = ProgressBar("dream", stream=stream, clock=clock, status="reading cat.png…")
+    assert "reading cat.png…" in stream.getvalue()  # drawn at construction, not after a delay
+    bar.status("loading model lite0")
+    clock.now += 5  # set-up (model loading) before the first report does not count in the ETA
+    bar(0.0, "compiling")
+    clock.now += 10
+    bar(0.25, "octave 1/4")
+    bar.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", stream.getvalue())
+    assert "loading model lite0" in text and "compiling…" in text
+    assert re.search(r"25%\s+00:15<00:30 octave 1/4", text), text
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_logs_stay_quiet_during_the_first_second() -> None:
+    clock, stream = FakeClock(), io.StringIO()
     bar = ProgressBar("dream", stream=stream, clock=clock)
     clock.now += 0.5
     bar(0.9, "almost")
     bar.close()
     assert stream.getvalue() == ""
-
-
-def test_draws_percentage_and_eta_on_a_terminal() -> None:
-    clock, stream = FakeClock(), Terminal()
-    bar = ProgressBar("dream", stream=stream, clock=clock, width=10)
-    clock.now += 5  # set-up (model loading) before the first report does not count in the ETA
-    bar(0.0, "loading")
-    clock.now += 10
-    bar(0.25, "octave 1/4")
-    text = stream.getvalue()
-    assert text.split("\r")[-1].startswith("dream  25% |##        | 00:15<00:30 octave 1/4")
-    bar.close()
-    assert stream.getvalue().endswith("\n")
 
 
 def test_eta_starts_when_the_fraction_first_moves() -> None:

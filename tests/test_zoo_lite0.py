@@ -126,13 +126,24 @@ def test_an_unknown_layer_gets_suggestions(lite0: ZooModel) -> None:
     assert "Received: layer='blok5_expand_act'" in message
     assert "Did you mean: block5_expand_act" in message
     assert caught.value.param == "layer"
+    # among equally close names, the useful layers come first: the default block5, then block2
+    # (recommended), before block1/block3/block4 (plain dream targets)
+    assert lite0.suggest_layers("blok5") == ["block5", "block2", "block15"]
+    assert lite0.suggest_layers("blockk") [:2] == ["block5", "block2"]
     with pytest.raises(ParameterError, match="at least one layer"):
         lite0.feature_model([])
 
 
 def test_layer_table(lite0: ZooModel) -> None:
     table = {info.name: info for info in lite0.layer_table()}
-    assert table["block5_expand_act"] == LayerInfo("block5_expand_act", "block5", "ReLU", (1, 28, 28, 240), 0, True)
+    # an activation reports the weights of the stage it ends: expand conv (40 x 240, no bias) + BN (4 x 240)
+    assert table["block5_expand_act"] == LayerInfo(
+        "block5_expand_act", "block5", "ReLU", (1, 28, 28, 240), 40 * 240 + 4 * 240, True, True, "cells, eyes"
+    )
+    assert table["block5_expand_conv"].params == 40 * 240 and table["block5_expand_bn"].params == 4 * 240
+    recommended = sorted(info.alias for info in table.values() if info.recommended)
+    assert recommended == ["block10", "block2", "block5", "block9"]  # not every dream target
+    assert "stripes" in table["block3_expand_act"].note and not table["block3_expand_act"].recommended
     assert table["block10_expand_act"].output_shape == (1, 14, 14, 672)
     assert table["logits"].output_shape == (1, 1000) and table["logits"].params == 1_281_000
     assert table["block3_project_bn"].dream_target is False
@@ -147,3 +158,16 @@ def test_handle_attributes(lite0: ZooModel) -> None:
     assert tuple(lite0.keras_model.inputs[0].shape) == (None, None, None, 3)
     tiny = np.asarray(lite0.logits_model()(np.zeros((1, lite0.min_size, lite0.min_size, 3), np.float32)))
     assert tiny.shape == (1, 1000)
+
+
+def test_layers_command_shows_real_weights_and_marks_only_the_recommended(capsys: pytest.CaptureFixture[str]) -> None:
+    from neurofilters.plugin_host.cli.main import main
+
+    assert main(["layers", "lite0"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("block")]
+    assert len(rows) == 15 and all(int(row[3].replace(",", "")) > 0 for row in rows)
+    starred = [row[1] for row in rows if "★" in row]
+    assert starred == ["block2", "block5", "block9", "block10"]
+    assert "--layers block5,block10" in out
+    assert all(len(line) <= 80 for line in out.splitlines()), out

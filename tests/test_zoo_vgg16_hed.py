@@ -70,6 +70,22 @@ def test_aliases_and_dream_targets(vgg: ZooModel) -> None:
         "block3_conv1", "block3_conv2", "block3_conv3", "block4_conv1", "block4_conv2", "block4_conv3"
     ]
     assert vgg.default_dream_layers == (("block3_conv3", 1.0), ("block4_conv3", 1.0))
+    assert table["block4_conv3"].params == 3 * 3 * 512 * 512 + 512 and table["block4_conv3"].recommended
+    assert table["block1_pool"].params == 3 * 3 * 3 * 64 + 64 + 3 * 3 * 64 * 64 + 64  # a pool reports its block
+
+
+def test_layers_command_lists_blocks_1_to_5_and_marks_the_edge_block(capsys: pytest.CaptureFixture[str]) -> None:
+    """``neurofilters layers vgg16-hed``: every block's convolutions, block 5 marked edge-specialised, in 80 columns."""
+    from neurofilters.plugin_host.cli.main import main
+
+    assert main(["layers", "vgg16-hed"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("block")}
+    assert {f"block{b}_conv1" for b in range(1, 6)} <= set(rows)
+    assert all("edge-specialised" in rows[f"block5_conv{c}"] for c in (1, 2, 3))
+    assert not any("edge-specialised" in rows[f"block{b}_conv1"] for b in range(1, 5))
+    assert "★ default" in rows["block3_conv3"] and "★ default" not in rows["block3_conv1"]
+    assert all(len(line) <= 80 for line in out.splitlines()), out
 
 
 def test_a_backbone_has_no_logits(vgg: ZooModel, coffee: np.ndarray) -> None:

@@ -285,7 +285,7 @@ def run_batch(
     Raises:
         ParameterError, ModelUnavailableError: As :func:`~neurofilters.filters.deepdream.engine.run`.
     """
-    resolved = apply_preset(params)
+    resolved = apply_preset(params, getattr(contexts[0], "given", None))
     if int(resolved.get("frames", 0)) > 0 or resolved.get("guide"):
         # Frame sequences write files per image, and guided objectives are built per call.
         return [run(image, params, context) for image, context in zip(images, contexts)]

@@ -23,7 +23,7 @@ gradient; octave changes and detail re-injection work in place.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -103,18 +103,21 @@ if not {name for name in DreamSettings.__dataclass_fields__} <= set(_DEFAULTS): 
     raise RuntimeError("DreamSettings has a field that PARAMS does not declare")
 
 
-def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``params`` with the chosen preset filled into parameters left at their default.
+def apply_preset(params: Mapping[str, Any], given: Collection[str] | None = None) -> dict[str, Any]:
+    """Return ``params`` with the chosen preset filled into the parameters the user did not set.
 
     ``preset="auto"`` picks the tuned preset of the chosen model
     (:data:`~neurofilters.filters.deepdream.plugin.MODEL_PRESETS`; none for Lite0, whose
-    settings are the declared defaults).
+    settings are the declared defaults). An explicit value always wins, even one equal
+    to the default (``--model vgg16-hed --chroma 1`` keeps chroma 1).
 
     Args:
         params: Validated parameters (every declared name present).
+        given: The names the user set (``context.given``). ``None`` (unknown: a
+            context made by hand) counts a value differing from its default as set.
 
     Returns:
-        A new dict; values the user changed are kept.
+        A new dict; values the user set are kept.
     """
     from neurofilters.plugin_host import validate_params
 
@@ -125,7 +128,8 @@ def apply_preset(params: Mapping[str, Any]) -> dict[str, Any]:
     preset = PRESETS.get(name, {})
     overrides = validate_params(PARAMS, preset, check_files=False)
     for key in preset:
-        if result.get(key, _DEFAULTS[key]) == _DEFAULTS[key]:
+        explicit = key in given if given is not None else result.get(key, _DEFAULTS[key]) != _DEFAULTS[key]
+        if not explicit:
             result[key] = overrides[key]
     return result
 
@@ -789,7 +793,7 @@ def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) ->
             range, missing frame folder, unreadable mask or guide).
         ModelUnavailableError: The model's weights are not available.
     """
-    params = apply_preset(params)
+    params = apply_preset(params, getattr(context, "given", None))
     frames = int(params.get("frames", 0))
     settings = settings_from_params(params)
     context.progress(0.0, f"loading model {settings.model}")

@@ -7,6 +7,7 @@ The ``configure_*`` functions only declare arguments (no Keras import); the
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any
 
 from neurofilters.plugin_host import ModelCache, ParameterError, get_registry, load_image, split_alpha, text_table
@@ -24,16 +25,31 @@ def configure_layers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="also list layers that are not good filter targets")
 
 
+def _dream_cell(model: Any, info: Any) -> str:
+    """The "for dreaming" cell: default / recommended / good, and the layer's note."""
+    level = model.usefulness(info.name) if hasattr(model, "usefulness") else int(info.dream_target)
+    word = {3: "★ default", 2: "★ recommended", 1: "" if info.note else "usable", 0: ""}[level]
+    return "; ".join(part for part in (word, info.note) if part)
+
+
 def run_layers(args: argparse.Namespace) -> int:
-    """Print the layer table of a model."""
+    """Print the layer table of a model: the layers that dream well (all layers with ``--all``)."""
     model = _load_model(args.model)
     rows = []
     for info in model.layer_table():
-        if not args.all and not info.dream_target and info.kind not in ("conv", "block", "logits"):
+        if not args.all and not (info.dream_target or info.recommended or info.note):
             continue
-        shape = "x".join("?" if d is None else str(d) for d in info.output_shape)
-        rows.append((info.name, info.alias or "-", info.kind, shape, f"{info.params:,}", "yes" if info.dream_target else ""))
-    print(text_table(rows, ("layer", "alias", "kind", "output (224 px input)", "params", "dream target")))
+        shape = "x".join("?" if d is None else str(d) for d in info.output_shape[1:])
+        rows.append((info.name, info.alias or "-", shape, f"{info.params:,}", _dream_cell(model, info)))
+    print(text_table(rows, ("layer", "alias", "output", "weights", "for dreaming")))
+    aliases = {raw: alias for alias, raw in reversed(list(model.aliases.items()))}
+    default = ",".join(aliases.get(name, name) for name, _ in model.default_dream_layers)
+    print()
+    print(textwrap.fill(
+        f"Output shapes for a 224 px input. Weights: the layer's own, or those of the stage an "
+        f"activation ends. Default dream layers: --layers {default or '(none)'}."
+        + ("" if args.all else " Every layer: --all."), 80,
+    ))
     return 0
 
 

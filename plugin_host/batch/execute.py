@@ -107,7 +107,12 @@ def describe_error(error: BaseException) -> str:
 def resolve_steps(
     steps: Sequence[tuple[str, dict[str, Any]]], max_pixels: int | None = None
 ) -> list[tuple[Any, dict[str, Any]]]:
-    """Turn ``(name, values)`` pairs into ``(FilterSpec, values)``, image parameters loaded once per process."""
+    """Turn ``(name, values)`` pairs into ``(FilterSpec, values)``, image parameters loaded once per process.
+
+    The loaded values keep the names the user gave (``ParamValues.given``), which
+    :func:`~..core.call.apply_filter` hands to the filter as ``context.given``.
+    """
+    from ..core.params import ParamValues
     from ..core.registry import get_registry
     from ..imageio.values import load_image_params
 
@@ -115,7 +120,10 @@ def resolve_steps(
     resolved = []
     for name, values in steps:
         spec = registry.get_filter(name)
-        resolved.append((spec, load_image_params(spec.params, values, max_pixels=max_pixels)))
+        loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
+        if isinstance(values, ParamValues):
+            loaded = ParamValues(loaded, values.given)
+        resolved.append((spec, loaded))
     return resolved
 
 
@@ -150,7 +158,12 @@ def decode(task: Task, options: RunOptions) -> Any:
     if source.suffix.lower() == ".xcf":
         from ..imageio.layered import composite, read_xcf
 
-        layered = read_xcf(source, max_pixels=options.max_pixels)
+        try:
+            layered = read_xcf(source, max_pixels=options.max_pixels)
+        except MemoryError:
+            raise
+        except Exception as error:
+            raise _xcf_error(source, error) from error
         for warning in layered.warnings:  # what the output cannot keep (GIMP 3 non-destructive filters)
             print(f"warning: {source}: {warning}", file=sys.stderr, flush=True)
         if task.layered:
@@ -160,6 +173,29 @@ def decode(task: Task, options: RunOptions) -> Any:
     from ..imageio.files import load_image
 
     return load_image(source, frame=task.frame, max_pixels=options.max_pixels)
+
+
+def _xcf_error(source: Path, error: Exception) -> Exception:
+    """What the batch reports for an XCF that does not read: the reader's reason when it gave
+    one, else what is wrong with the file (not a bare ``IndexError: tuple index out of range``)."""
+    try:
+        with open(source, "rb") as stream:
+            magic = stream.read(9)
+    except OSError:
+        magic = b"gimp xcf "
+    if magic != b"gimp xcf ":
+        return ImageIOError(f"Cannot read '{source.name}': it is not an XCF file (it does not start with 'gimp xcf').")
+    text = str(error)
+    if isinstance(error, NeurofiltersError):
+        if not re.search(r"\b\w*(Error|error): ", text):
+            return error  # the reader's own explanation (a pixel limit, a file without layers ...)
+        detail = text.split(": ", 1)[-1]  # past "Cannot read the XCF file PATH"
+    else:
+        detail = f"{type(error).__name__}: {error}"
+    return ImageIOError(
+        f"Cannot read '{source.name}': the XCF file is damaged or truncated (its data ends or "
+        f"contradicts itself where the reader expected more: {detail}); re-save it from GIMP."
+    )
 
 
 @dataclass
@@ -265,8 +301,33 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
 _WORKER: dict[str, Any] = {}
 
 
-def worker_init(options: RunOptions) -> None:
-    """Initializer of a worker process: resolve the filters once, keep one model cache."""
+def _die_with_parent(parent: int, interval: float = 0.2) -> None:
+    """Exit this worker as soon as the batch process that started it is gone (``kill -9`` included).
+
+    A worker outliving its batch would write into OUTDIR without its lock or
+    journal; what it left half-written is a temporary file the next run removes.
+    """
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def worker_init(options: RunOptions, pool_worker: bool = False) -> None:
+    """Initializer of a worker process: resolve the filters once, keep one model cache.
+
+    Args:
+        options: The run's settings.
+        pool_worker: A ``--jobs`` worker of the batch process (not a Ray actor,
+            whose parent is Ray's): it dies with the batch process, and leaves
+            Ctrl-C to it (the batch records what finished, then stops its workers).
+    """
+    if pool_worker:
+        import signal
+        import threading
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_die_with_parent, args=(os.getppid(),), name="die-with-parent", daemon=True).start()
     _WORKER["options"] = options
     _WORKER["steps"] = resolve_steps(options.steps, options.max_pixels)
     _WORKER["models"] = ModelCache()

@@ -8,6 +8,7 @@ always gets the same seed whatever else is in the batch.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import glob
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..core.errors import ParameterError
+from ..core.params import shorten
 
 __all__ = ["IMAGE_SUFFIXES", "InputFile", "Discovery", "discover_inputs", "is_inside"]
 
@@ -61,12 +63,18 @@ class Discovery:
             in them (``*.png``, ``photos/*.jpg``): their sub-folders are not inputs.
         ignored: Files seen while scanning that do not look like images or
             that the include/exclude patterns filtered out.
+        unreadable: ``(path, reason)`` of symbolic links met while scanning that
+            lead nowhere (a loop, a missing target): skipped and reported. The
+            one rule for such links: named as an input they are a usage error,
+            met in a folder (with or without ``-r``) or by a pattern they are
+            skipped with a warning.
     """
 
     files: list[InputFile] = field(default_factory=list)
     roots: list[Path] = field(default_factory=list)
     flat_roots: list[Path] = field(default_factory=list)
     ignored: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def is_inside(path: Path, folder: Path) -> bool:
@@ -90,10 +98,31 @@ def _wanted(rel: PurePosixPath, include: Sequence[str], exclude: Sequence[str]) 
     return not any(matches(p) for p in exclude)
 
 
-def _walk(folder: Path, recursive: bool, skip: Sequence[Path]) -> Iterable[Path]:
+def broken_link(path: Path) -> str:
+    """Why ``path`` is a symbolic link that leads nowhere (``a symbolic link loop``), or "" when it is not."""
+    if not os.path.islink(path):
+        return ""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return "a symbolic link to a missing file"
+    return ""
+
+
+def _walk(folder: Path, recursive: bool, skip: Sequence[Path], unreadable: list[tuple[str, str]] | None = None) -> Iterable[Path]:
+    def usable(path: Path) -> bool:
+        reason = broken_link(path)
+        if reason and unreadable is not None:
+            unreadable.append((str(path), reason))
+        return not reason
+
     if not recursive:
         for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-            if entry.is_file() and not entry.name.startswith("."):
+            if entry.name.startswith(".") or not usable(entry):
+                continue
+            if entry.is_file():
                 yield entry
         return
     skip_real = {os.path.realpath(s) for s in skip}
@@ -103,7 +132,7 @@ def _walk(folder: Path, recursive: bool, skip: Sequence[Path]) -> Iterable[Path]
             if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) not in skip_real
         )
         for name in sorted(filenames):
-            if not name.startswith("."):
+            if not name.startswith(".") and usable(Path(dirpath, name)):
                 yield Path(dirpath, name)
 
 
@@ -170,17 +199,20 @@ def discover_inputs(
             add(path, path.parent, PurePosixPath(path.name), scanned=False)
         elif path.is_dir():
             found.roots.append(path.absolute())
-            for file in _walk(path, recursive, skip_dirs):
+            for file in _walk(path, recursive, skip_dirs, found.unreadable):
                 add(file, path, PurePosixPath(file.relative_to(path).as_posix()), scanned=True)
         elif set(text) & _GLOB_MAGIC:
             base = _glob_base(str(path))
             (found.roots if _reaches_subfolders(str(path)) else found.flat_roots).append(base.absolute())
             matches = sorted(glob.glob(str(path), recursive=True))
+            for match in matches:
+                if reason := broken_link(Path(match)):
+                    found.unreadable.append((match, reason))
             files = [Path(m) for m in matches if Path(m).is_file()]
             files = [f for f in files if not any(is_inside(f, s) for s in skip_dirs)]
             if not files:
                 raise ParameterError(
-                    f"The pattern matched no file. Received: {text!r}; check the pattern "
+                    f"The pattern matched no file. Received: {shorten(repr(text))}; check the pattern "
                     "(quote it so the shell does not expand it; '**' crosses folders).",
                     param="input",
                     value=text,
@@ -190,9 +222,15 @@ def discover_inputs(
                 if any(part.startswith(".") for part in rel.parts):
                     continue
                 add(file, base, rel, scanned=True)
+        elif reason := broken_link(path):
+            raise ParameterError(
+                f"Input {shorten(repr(text))} is {reason}; give an image file, a folder or a glob pattern.",
+                param="input",
+                value=text,
+            )
         else:
             raise ParameterError(
-                f"Input not found. Received: {text!r}; give existing files, folders or glob patterns.",
+                f"Input not found. Received: {shorten(repr(text))}; give existing files, folders or glob patterns.",
                 param="input",
                 value=text,
             )

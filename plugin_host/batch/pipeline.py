@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ParameterError
-from ..core.params import format_value, validate_params
+from ..core.params import format_value, parse_seed, shown_value, validate_params
 from ..core.specs import FilterSpec
 
 __all__ = ["Step", "Pipeline", "load_mapping_file", "load_pipeline", "parse_pipeline", "single_step"]
@@ -53,7 +53,15 @@ class Step:
         (:meth:`describe`'s text can round, e.g. colours to ``#rrggbb``; the
         hash must tell apart every pair of values that can give different outputs.)
         """
-        return {"filter": self.spec.name, "params": {p.name: self.values[p.name] for p in self.spec.params}}
+        data: dict[str, Any] = {"filter": self.spec.name, "params": {p.name: self.values[p.name] for p in self.spec.params}}
+        # A value set explicitly to its default can differ from leaving it out (a preset fills
+        # only what was not given): such names are part of the hash. Without them the hash is
+        # what it always was, so journals of earlier runs stay valid.
+        given = getattr(self.values, "given", frozenset())
+        explicit = sorted(p.name for p in self.spec.params if p.name in given and self.values[p.name] == p.default)
+        if explicit:
+            data["given_defaults"] = explicit
+        return data
 
 
 @dataclass(frozen=True)
@@ -160,28 +168,31 @@ def parse_pipeline(data: Mapping[str, Any], get_filter: Any, *, source: str = "<
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, Sequence) or isinstance(raw_steps, str) or not raw_steps:
         raise ParameterError(
-            f"{source}: needs a non-empty list of steps ([[steps]] tables with filter = \"NAME\"). Received: steps={raw_steps!r}",
+            f"{source}: needs a non-empty list of steps ([[steps]] tables with filter = \"NAME\"). Received: steps={shown_value(raw_steps)}",
             value=source,
         )
     steps = []
     for number, raw in enumerate(raw_steps, start=1):
         if not isinstance(raw, Mapping) or not isinstance(raw.get("filter"), str):
-            raise ParameterError(f"{source}: step {number} needs filter = \"NAME\". Received: {raw!r}", value=source)
+            raise ParameterError(f"{source}: step {number} needs filter = \"NAME\". Received: {shown_value(raw)}", value=source)
         extra = set(raw) - {"filter", "params"}
         if extra:
             raise ParameterError(f"{source}: step {number} has unknown keys {sorted(extra)}; allowed: filter, params", value=source)
         params = raw.get("params", {})
         if not isinstance(params, Mapping):
-            raise ParameterError(f"{source}: step {number} params must be a table. Received: {params!r}", value=source)
+            raise ParameterError(f"{source}: step {number} params must be a table. Received: {shown_value(params)}", value=source)
         spec = get_filter(raw["filter"])
         steps.append(Step(spec, _validate(spec, params, f"{source} step {number} ({spec.name})")))
     seed = data.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ParameterError(f"{source}: seed must be an integer. Received: seed={seed!r}", param="seed", value=seed)
+    if seed is not None:
+        try:
+            seed = parse_seed(seed)
+        except ParameterError as error:
+            raise ParameterError(f"{source}: {error}", param="seed", value=seed) from None
     name = data.get("name") or "+".join(step.spec.name for step in steps)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
         raise ParameterError(
-            f"{source}: name must be letters, digits, '.', '_', '+' or '-' (it goes into file names). Received: name={name!r}",
+            f"{source}: name must be letters, digits, '.', '_', '+' or '-' (it goes into file names). Received: name={shown_value(name)}",
             value=source,
         )
     return Pipeline(steps=tuple(steps), name=name, seed=seed, source=source)

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.errors import ParameterError
+from ..core.params import shorten
 from .execute import Task
 from .inputs import Discovery, InputFile, is_inside
 from .journal import Journal, file_seed, params_hash
 from .pipeline import Pipeline
 from .template import OutputNameError, output_format, render_output
-from ..core.errors import ParameterError
 
 __all__ = ["PlanEntry", "Plan", "PlanSettings", "build_plan", "check_outdir", "frame_count"]
 
@@ -156,7 +157,7 @@ def build_plan(discovery: Discovery, pipeline: Pipeline, settings: PlanSettings,
             if real in taken:
                 raise ParameterError(
                     f"Two inputs would write the same output {output}: {taken[real].path} and {source.path}. "
-                    f"Received: --name {settings.template!r}; {_collision_advice(taken[real], source)}",
+                    f"Received: --name {shorten(repr(settings.template))}; {_collision_advice(taken[real], source)}",
                     param="name",
                     value=settings.template,
                 )

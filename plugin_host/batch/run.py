@@ -14,6 +14,7 @@ each file is still journaled, timed, written and reported on its own.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import threading
@@ -197,6 +198,8 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
         batch_size = 1
     pending = list(reversed(tasks))
     deaths: dict[int, int] = {}
+    started: dict[int, int] = {}  # task index -> when it was handed to a worker (ns)
+    submitted: dict[int, Task] = {}
 
     def died(task: Task, error: BaseException) -> None:
         deaths[task.index] = deaths.get(task.index, 0) + 1
@@ -207,7 +210,7 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
 
     while pending:
         broken = False
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init, initargs=(options,))
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init, initargs=(options, True))
         running: dict[Future[list[Outcome]], list[Task]] = {}
         try:
             while (pending or running) and not broken:
@@ -224,6 +227,8 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
                         while len(chunk) < size and pending and pending[-1].index not in deaths:
                             chunk.append(pending.pop())
                     for task in chunk:
+                        started[task.index] = time.time_ns()
+                        submitted[task.index] = task
                         tracker.journal.start(Path(task.output), task.params_hash, Path(task.source))
                     try:
                         running[pool.submit(worker_run_group, chunk)] = chunk
@@ -257,10 +262,40 @@ def _run_processes(tasks: list[Task], options: RunOptions, tracker: _Tracker, jo
                 for task, outcome in zip(chunk, outcomes):
                     tracker.finish(task, outcome)
             running.clear()
+        except KeyboardInterrupt:
+            _stop_workers(pool)
+            # outputs are renamed into place whole, after their extra outputs: one that is
+            # there was finished by a worker whose answer Ctrl-C cut off; record it
+            # (every task handed out is looked at: Ctrl-C may have come between taking a
+            # finished chunk off `running` and recording it)
+            for task in submitted.values():
+                if task.index not in tracker.result.outcomes and _written_since(task, started[task.index]):
+                    tracker.finish(task, Outcome(task.index, "ok"))
+            running.clear()
+            broken = True
+            raise
         finally:
             for future in running:
                 future.cancel()
             pool.shutdown(wait=not broken, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's worker processes now (Ctrl-C: the user is not waiting for the files in work)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+            process.join(5)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _written_since(task: Task, since_ns: int) -> bool:
+    """Whether ``task``'s output was (completely) written after ``since_ns``."""
+    try:
+        return os.stat(task.output).st_mtime_ns >= since_ns - 50_000_000  # file times lag the clock by a tick
+    except OSError:
+        return False
 
 
 def run_plan(

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from ..core.errors import ParameterError
+from ..core.params import shorten
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -50,6 +51,11 @@ _SUFFIX_FORMATS = {
 _FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 
 
+def _shown(text: str) -> str:
+    """A template or name as an error message echoes it: quoted, cut to about 200 characters."""
+    return shorten(repr(text))
+
+
 class OutputNameError(ParameterError):
     """The template is fine, but one file's values give an unusable output name
     (a backslash or NUL in its name, a path leaving OUTDIR, an empty name):
@@ -65,12 +71,21 @@ def check_template(template: str) -> None:
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as error:
-        raise ParameterError(f"Bad output name template ({error}). Received: --name {template!r}", param="name", value=template) from None
-    for name in fields:
-        base = name.split(".")[0].split("[")[0]
-        if base not in TEMPLATE_FIELDS:
+        raise ParameterError(f"Bad output name template ({error}). Received: --name {_shown(template)}", param="name", value=template) from None
+    specs = [spec or "" for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+    for name, spec in zip(fields, specs):
+        if name != name.split(".")[0].split("[")[0] or "{" in spec:
+            # {stem.__class__} or {index:{stem}}: attribute, index and nested access could
+            # reach far beyond the file's values; only the plain documented fields are allowed
             raise ParameterError(
-                f"Unknown field {{{name}}} in the output name template. Received: --name {template!r}; "
+                f"Output name template fields are plain names, without '.', '[' or nested fields. Received: "
+                f"--name {_shown(template)}; fields: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}",
+                param="name",
+                value=template,
+            )
+        if name not in TEMPLATE_FIELDS:
+            raise ParameterError(
+                f"Unknown field {{{name}}} in the output name template. Received: --name {_shown(template)}; "
                 f"fields: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}",
                 param="name",
                 value=template,
@@ -78,13 +93,13 @@ def check_template(template: str) -> None:
     literal = "".join(text for text, _, _, _ in string.Formatter().parse(template))
     if template.startswith(("/", "\\", "~")) or (len(template) > 1 and template[1] == ":"):
         raise ParameterError(
-            f"The output name template must be relative to OUTDIR. Received: --name {template!r}",
+            f"The output name template must be relative to OUTDIR. Received: --name {_shown(template)}",
             param="name",
             value=template,
         )
     if ".." in PurePosixPath(literal.replace("\\", "/")).parts or "\\" in literal:
         raise ParameterError(
-            f"The output name template must stay inside OUTDIR (no '..', no backslashes). Received: --name {template!r}",
+            f"The output name template must stay inside OUTDIR (no '..', no backslashes). Received: --name {_shown(template)}",
             param="name",
             value=template,
         )
@@ -134,27 +149,27 @@ def render_output(template: str, fields: Mapping[str, object], outdir: Path, fmt
     try:
         text = template.format_map(dict(fields))
     except (KeyError, IndexError, ValueError, AttributeError) as error:
-        raise ParameterError(f"Cannot render the output name template ({error}). Received: --name {template!r}", param="name", value=template) from None
+        raise ParameterError(f"Cannot render the output name template ({error}). Received: --name {_shown(template)}", param="name", value=template) from None
     if "\x00" in text or "\\" in text:
         raise OutputNameError(
-            f"The output name would contain a backslash or NUL (from the input's name). Received: {text!r} from "
-            f"--name {template!r}; rename the file, or leave the fields holding it out of the template",
+            f"The output name would contain a backslash or NUL (from the input's name). Received: {_shown(text)} from "
+            f"--name {_shown(template)}; rename the file, or leave the fields holding it out of the template",
             param="name",
             value=template,
         )
     rel = PurePosixPath(text)
     if rel.is_absolute():
-        raise OutputNameError(f"The output name template produced an absolute path. Received: {text!r} from --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output name template produced an absolute path. Received: {_shown(text)} from --name {_shown(template)}", param="name", value=template)
     parts = [p for p in rel.parts if p not in (".", "")]
     if ".." in parts:
-        raise OutputNameError(f"The output name template produced a path leaving OUTDIR. Received: {text!r} from --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output name template produced a path leaving OUTDIR. Received: {_shown(text)} from --name {_shown(template)}", param="name", value=template)
     if not parts:
-        raise OutputNameError(f"The output name template produced an empty name. Received: --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output name template produced an empty name. Received: --name {_shown(template)}", param="name", value=template)
     suffix = FORMAT_SUFFIXES[fmt]
     if not parts[-1].lower().endswith(suffix):
         parts[-1] += suffix
     path = Path(outdir, *parts)
     real_out = os.path.realpath(outdir)
     if os.path.commonpath([os.path.realpath(path), real_out]) != real_out:
-        raise OutputNameError(f"The output {path} would land outside OUTDIR (through a symlink). Received: --name {template!r}", param="name", value=template)
+        raise OutputNameError(f"The output {path} would land outside OUTDIR (through a symlink). Received: --name {_shown(template)}", param="name", value=template)
     return path

@@ -94,6 +94,7 @@ def _usage(message: str) -> Exception:
 
 def _int(value: str | None, name: str, minimum: int, maximum: int | None = None) -> int | None:
     from ..core.errors import ParameterError
+    from ..core.params import shorten
 
     if value is None:
         return None
@@ -103,7 +104,8 @@ def _int(value: str | None, name: str, minimum: int, maximum: int | None = None)
             raise ValueError
     except ValueError:
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ParameterError(f'"{name}" must be an integer {bound}. Received: {name}={value}', param=name, value=value) from None
+        flag = "--" + name.replace("_", "-")
+        raise ParameterError(f"{flag} must be an integer {bound}. Received: {flag} {shorten(value)}", param=name, value=value) from None
     return number
 
 
@@ -127,7 +129,9 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     from ..batch.plan import PlanSettings, build_plan, check_outdir
     from ..batch.run import report_rows, write_report
     from ..batch.template import check_template
-    from .args import filter_parser
+    from ..core.errors import ParameterError
+    from ..core.params import parse_seed, validate_params
+    from .args import PROG, filter_parser, flag_error, option_names, parse_filter_flags
 
     parser: argparse.ArgumentParser = args.batch_parser
     spec = registry.get_filter(args.filter_name) if args.filter_name else None
@@ -146,10 +150,19 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     if spec is None and (extra or args.params):
         raise _usage(f"filter parameters ({' '.join(extra) or '--params'}) go into the pipeline file with --pipeline")
     if spec is not None:
-        pipeline = single_step(spec, vars(filter_parser(spec).parse_args(extra)), params_file=args.params)
+        command = f"{PROG} batch --filter {spec.name}"
+        flags = parse_filter_flags(spec, extra, prog=command, host_flags=option_names(parser))
+        try:
+            validate_params(spec.params, flags)  # the flags alone first, so errors name them as typed
+        except ParameterError as error:
+            raise flag_error(error, spec.params, command) from None
+        pipeline = single_step(spec, flags, params_file=args.params)
     else:
         pipeline = load_pipeline(args.pipeline, registry.get_filter)
-    seed = _int(args.seed, "seed", -(2**63)) if args.seed is not None else (pipeline.seed or 0)
+    try:
+        seed = parse_seed(args.seed) if args.seed is not None else (pipeline.seed or 0)
+    except ParameterError as error:
+        raise flag_error(error, (), f"{PROG} batch") from None
     quality = _int(args.quality, "quality", 1, 100)
     jobs = _int(args.jobs, "jobs", 1, 256)
     prefetch = _int(args.prefetch, "prefetch", 1, 64)
@@ -169,6 +182,8 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         raise _usage(f"OUTDIR must be a folder. Received: -o {args.outdir} (an existing file)")
     discovery = discover_inputs(args.inputs, recursive=args.recursive, include=args.include, exclude=args.exclude, skip_dirs=[outdir])
     check_outdir(outdir, discovery, allow_inside=args.allow_outdir_inside)
+    for path, reason in discovery.unreadable:
+        print(_printable(f"batch: warning: skipped {path}: {reason}"), file=sys.stderr)
     settings = PlanSettings(outdir, args.name, args.format, quality or 95, seed or 0, args.all_frames, args.xcf, args.overwrite,
                             args.xcf_masks)
     journal = Journal(outdir)

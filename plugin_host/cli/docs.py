@@ -41,14 +41,45 @@ def markdown_table(spec: FilterSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def text_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
-    """A plain-text table with aligned columns (the last column is not padded)."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers) - 1)]
-    out = []
-    for row in [headers, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)] + [str(row[-1])]
-        out.append("  ".join(cells).rstrip())
-    return "\n".join(out)
+def text_table(
+    rows: Sequence[Sequence[str]],
+    headers: Sequence[str],
+    *,
+    width: int | None = None,
+    title: str | None = None,
+    keep: Sequence[int] = (0,),
+) -> str:
+    """A plain-text table (``rich``) that fits ``width`` columns, wrapping long cells.
+
+    Args:
+        rows: The cells, one sequence per row.
+        headers: The column titles.
+        width: Characters per line; default the terminal's width (80 when
+            standard output is not a terminal), at most 120.
+        title: A line above the table.
+        keep: Columns never wrapped (names a user copies); the others wrap, and
+            fold words longer than their column.
+
+    Returns:
+        The table as text, no colour codes, lines right-stripped.
+    """
+    import io
+    import shutil
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    if width is None:
+        width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
+    for index, header in enumerate(headers):
+        table.add_column(header, no_wrap=index in keep, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, no_color=True, highlight=False, emoji=False, markup=False, color_system=None).print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")
 
 
 def refresh_markdown(text: str, filters: dict[str, FilterSpec]) -> str:

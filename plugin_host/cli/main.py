@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError, UsageError
+from ..core.params import shorten
 from ..core.quiet import QUIET_ENV
 from ..core.registry import Registry, get_registry
 from ..core.specs import FilterSpec
@@ -63,8 +64,10 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     )
     run.add_argument("filter", nargs="?", help="filter name")
     run.add_argument("input", nargs="?", help="input image")
-    run.add_argument("-o", "--output", help="output image (format from the suffix: png, jpg, webp, tif, bmp)")
-    run.add_argument("--seed", default="0", help="seed of the filter's randomness (default 0)")
+    run.add_argument("-o", "--output", help="output image (format from the suffix: png, jpg, webp, tif, bmp); "
+                     "a missing folder is created, as 'batch' does with OUTDIR")
+    run.add_argument("--seed", default="0", help="seed of the filter's randomness, an integer >= 0 (default 0)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no status line or progress bar")
     run.add_argument(
         "--max-pixels",
         default=None,
@@ -94,6 +97,8 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         action_parser.add_argument(
             "--gimp-dir", type=Path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
         )
+    for command_parser in [*sub.choices.values(), *gimp_sub.choices.values()]:  # suggestions for a mistyped flag
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -125,23 +130,69 @@ def _cmd_describe(args: argparse.Namespace, registry: Registry) -> int:
         return 0
     print(f"{spec.title} ({spec.name}) - {spec.category}, output: {spec.output}")
     print()
-    print(textwrap.fill(spec.summary, 100))
+    print(textwrap.fill(spec.summary, 80))
     if spec.description:
         print()
         for paragraph in spec.description.strip().split("\n\n"):
-            print(textwrap.fill(" ".join(paragraph.split()), 100))
-    print()
-    print("Parameters:")
-    rows = _docs.param_rows(spec.params)
-    print(textwrap.indent(_docs.text_table([r[:4] for r in rows], ("flag", "type", "default", "allowed")), "  "))
-    print()
-    for flag, _, _, _, help_text in rows:
-        print(f"  {flag}: {help_text}")
+            print(textwrap.fill(" ".join(paragraph.split()), 80))
+    essential = [param for param in spec.params if not param.advanced]
+    advanced = [param for param in spec.params if param.advanced]
+    for title, params in (("Parameters", essential), ("Advanced parameters (rarely needed)", advanced)):
+        if not params:
+            continue
+        rows = [(flag, default, f"{help_text} Allowed: {allowed}.") for flag, _, default, allowed, help_text in _docs.param_rows(params)]
+        print()
+        print(_docs.text_table(rows, ("flag", "default", "what it does"), title=f"{title}:"))
     print(f"\nUsage: neurofilters run {spec.name} INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]")
+    print("Bool flags: --flag, --flag true|false, --no-flag.")
     return 0
 
 
+def check_output_path(text: str, inputs: Sequence[str] = ()) -> Path:
+    """Check ``-o OUTPUT`` before any model loads: its format, its folder (created if missing), writability.
+
+    The rule is the batch command's for OUTDIR: a missing folder is created.
+
+    Returns:
+        The output path.
+
+    Raises:
+        UsageError: Unknown format suffix, an existing folder named as the file,
+            a folder that cannot be created or written, or an input named as the output.
+    """
+    from ..imageio.files import SAVE_FORMATS
+
+    output = Path(text).expanduser()
+    if output.suffix.lower() not in SAVE_FORMATS:
+        raise UsageError(
+            f"-o takes its format from the file suffix, which must be one of {', '.join(SAVE_FORMATS)}. "
+            f"Received: -o {shorten(text)}"
+        )
+    if output.is_dir():
+        raise UsageError(f"-o must name an image file, not a folder. Received: -o {shorten(text)}")
+    folder = output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"Cannot create the output folder {shorten(str(folder))}: {error.strerror or error}. Received: -o {shorten(text)}"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"The output folder {shorten(str(folder))} is not writable. Received: -o {shorten(text)}")
+    for source in inputs:
+        try:
+            same = output.exists() and os.path.samefile(source, output)
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(f"The output would overwrite the input; choose another -o. Received: -o {shorten(text)}")
+    return output
+
+
 def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> int:
+    from ..core.params import parse_seed, validate_params
+    from .args import flag_error, option_names, parse_filter_flags
+
     run_parser: argparse.ArgumentParser = args.run_parser
     if args.filter is None:
         if args.help:
@@ -149,46 +200,57 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
             return 0
         raise UsageError("missing FILTER (see 'neurofilters list')")
     spec = registry.get_filter(args.filter)
-    parser = filter_parser(spec)
+    command = f"{PROG} run {spec.name}"
     if args.help:
         run_parser.print_help()
         print()
-        parser.print_help()
+        filter_parser(spec).print_help()
         return 0
     if args.input is None or args.output is None:
-        stray = f" Received after the filter name: {' '.join(extra)}." if extra else ""
+        stray = f" Received after the filter name: {shorten(' '.join(extra))}." if extra else ""
         raise UsageError(
             "'run' needs INPUT and -o OUTPUT before the filter's parameters, e.g. "
             f"neurofilters run {spec.name} photo.jpg -o out.png --steps 5.{stray}"
         )
+    # Everything the command line can get wrong is checked here, before any model loads.
+    given = parse_filter_flags(spec, extra, host_flags=option_names(run_parser))
     try:
-        seed = int(args.seed)
-    except ValueError:
-        raise ParameterError(f'"seed" must be an integer. Received: seed={args.seed}', param="seed", value=args.seed) from None
-    given = vars(parser.parse_args(extra))
+        seed = parse_seed(args.seed)
+        values = validate_params(spec.params, given)
+        max_pixels = _max_pixels(args.max_pixels)
+    except ParameterError as error:
+        raise flag_error(error, spec.params, command) from None
+    if not os.path.exists(args.input):
+        raise ParameterError(
+            f"Input not found. Received: {shorten(args.input)}; give an existing image file.", param="input", value=args.input
+        )
+    output = check_output_path(args.output, [args.input])
 
     from ..core.call import apply_filter
-    from ..core.params import validate_params
     from ..imageio.files import load_image, save_image
     from ..imageio.values import load_image_params
     from .progress import ProgressBar
 
-    values = validate_params(spec.params, given)
-    max_pixels = _max_pixels(args.max_pixels)
-    image = load_image(args.input, max_pixels=max_pixels)
-    values = load_image_params(spec.params, values, max_pixels=max_pixels)
-    output = Path(args.output)
-
-    def write_extra(name: str, pixels: Any) -> None:
-        # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
-        path = output.with_name(f"{output.stem}-{name}{output.suffix}")
-        save_image(path, pixels, protect=[args.input])
-
-    bar = ProgressBar(spec.name)
+    bar = None if args.quiet else ProgressBar(spec.name, status=f"reading {Path(args.input).name}…")
     try:
-        result = apply_filter(spec, image.pixels, values, seed=seed, progress=bar, validated=True, emit=write_extra)
+        image = load_image(args.input, max_pixels=max_pixels)
+        try:
+            loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
+        except ParameterError as error:
+            raise flag_error(error, spec.params, command) from None
+
+        def write_extra(name: str, pixels: Any) -> None:
+            # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
+            path = output.with_name(f"{output.stem}-{name}{output.suffix}")
+            save_image(path, pixels, protect=[args.input])
+
+        if bar is not None:
+            bar.status(f"starting {spec.name} (loading the network library)…")
+        result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
+                              given=values.given)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     written = save_image(output, result, like=image, protect=[args.input])
     print(f"wrote {written}")
     return 0
@@ -203,7 +265,7 @@ def _max_pixels(text: str | None) -> int | None:
             raise ValueError
     except ValueError:
         raise ParameterError(
-            f'"max-pixels" must be an integer >= 0 (0 = no limit). Received: max-pixels={text}',
+            f'"max_pixels" must be an integer >= 0 (0 = no limit). Received: max_pixels={shorten(text)}',
             param="max_pixels",
             value=text,
         ) from None
@@ -212,27 +274,23 @@ def _max_pixels(text: str | None) -> int | None:
 
 def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
     _print_failures(registry)
-    rows = [
-        (spec.name, spec.kind, ", ".join(spec.aliases) or "-", spec.source or "-", spec.description)
-        for spec in registry.models.values()
-    ]
-    print(_docs.text_table(rows, ("name", "kind", "aliases", "weights", "description")))
+    rows = []
+    for spec in registry.models.values():
+        aliases = f" Also called: {', '.join(spec.aliases)}." if spec.aliases else ""
+        weights = f" Weights: {spec.source}." if spec.source else ""
+        rows.append((spec.name, spec.kind, f"{spec.description}{aliases}{weights}"))
+    print(_docs.text_table(rows, ("name", "kind", "description")))
     print("\nAny Keras model file works too: --model path/to/model.keras")
+    print("A model's layers, and which dream well: neurofilters layers MODEL")
     return 0
 
 
 def _cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
-    rows = [
-        (
-            info.name,
-            f"{info.distribution} {info.version}",
-            ", ".join(info.filters) or "-",
-            ", ".join(info.models) or "-",
-            ", ".join(info.commands) or "-",
-        )
-        for info in registry.plugins
-    ]
-    print(_docs.text_table(rows, ("plugin", "distribution", "filters", "models", "commands")))
+    for info in registry.plugins:
+        print(f"{info.name} ({info.distribution} {info.version})")
+        for what, names in (("filters", info.filters), ("models", info.models), ("commands", info.commands)):
+            if names:
+                print(textwrap.fill(", ".join(names), 80, initial_indent=f"  {what}: ", subsequent_indent="    "))
     if registry.failures:
         print("\nProblems:")
         for failure in registry.failures:
@@ -264,7 +322,9 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     if args.command not in ("run", "batch") and extra:
-        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
+        from .args import option_names, unknown_flags_message
+
+        raise UsageError(unknown_flags_message(extra, option_names(args.command_parser), args.command_parser.prog))
     command = getattr(args, "plugin_command", None)
     if command is not None:
         return int(command.runner()(args) or 0)
@@ -298,6 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        except (OSError, ValueError):
+            pass
+        return 0
     except NeurofiltersError as error:
         if debug:
             raise

@@ -1,10 +1,10 @@
-"""A terminal progress bar with ETA that stays quiet for short work."""
+"""Progress on the terminal: a status line from the first second, then a bar with ETA (rich), sparse lines in logs."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["ProgressBar"]
 
@@ -17,11 +17,17 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressBar:
-    """Draws ``label  42% |#####     | 00:12<00:17 octave 2/4`` on a terminal.
+    """What a long command is doing, from its first second to its end.
 
-    Nothing is drawn during the first ``delay`` seconds, so quick work stays
-    silent. On a terminal the bar redraws in place; elsewhere (logs, CI) it
-    writes a line at most every ``log_interval`` seconds.
+    On a terminal a ``rich`` live line appears at once: a spinner with what is
+    happening (``starting deepdream…``, ``loading model lite0…``, ``compiling…``)
+    while nothing is measurable yet, then the bar with the percentage, elapsed
+    time and ETA once the fraction moves. Elsewhere (logs, CI) it writes a plain
+    line (``label  42% |#####     | 00:12<00:17 octave 2/4``) at most every
+    ``log_interval`` seconds, and nothing during the first ``delay`` seconds.
+
+    The ETA counts from the last report before the fraction first moved, so
+    set-up reported at 0 % (model loading, tracing) does not distort it.
     """
 
     def __init__(
@@ -33,16 +39,18 @@ class ProgressBar:
         width: int = 24,
         log_interval: float = 10.0,
         clock: object = time.monotonic,
+        status: str = "",
     ) -> None:
-        """Create a bar.
+        """Create a bar (on a terminal it starts showing at once).
 
         Args:
             label: Shown before the bar (the filter or file name).
             stream: Where to draw; standard error by default.
-            delay: Seconds of silence before the first draw.
-            width: Characters of the bar itself.
+            delay: Seconds of silence before the first line when ``stream`` is not a terminal.
+            width: Characters of the bar itself in log lines.
             log_interval: Seconds between lines when ``stream`` is not a terminal.
             clock: A ``time.monotonic``-like function (tests pass their own).
+            status: The first status shown (default ``starting LABEL…``).
         """
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
@@ -55,28 +63,68 @@ class ProgressBar:
         self._drawn = False
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._first: tuple[float, float] | None = None  # (time, fraction) of the first report
+        self._live: Any = None
+        self._shown = ""
+        self._task: Any = None
+        if self._tty:
+            self._start_live(status or f"starting {label}…")
+
+    # -- the terminal display (rich) -----------------------------------------------
+    def _start_live(self, status: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
+
+        console = Console(file=self.stream, highlight=False)
+        self._live = Progress(
+            SpinnerColumn(finished_text="✓"),
+            TextColumn("[bold]{task.fields[label]}"),
+            BarColumn(bar_width=None if console.width < 60 else 24),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[times]}"),
+            TextColumn("{task.fields[message]}"),
+            console=console,
+            get_time=self._clock,  # type: ignore[arg-type]
+            refresh_per_second=8,
+            transient=False,
+        )
+        self._task = self._live.add_task("", total=None, label=self.label, times="", message=status)
+        self._live.start()
+        self._drawn = True
+
+    def status(self, message: str) -> None:
+        """Say what is happening before any fraction is known (``reading photo.jpg…``)."""
+        if self._live is not None:
+            self._live.update(self._task, message=message, refresh=True)
 
     def __call__(self, fraction: float, message: str = "") -> None:
         """Update the bar (the signature of a filter progress callback)."""
         now = self._clock()  # type: ignore[operator]
         elapsed = now - self._start
         if self._first is None or fraction <= self._first[1]:
-            # The ETA's origin is the last report before the fraction first moves, so
-            # set-up reported at 0 % (model loading, tracing) does not inflate it.
             self._first = (now, fraction)
+        eta = self._eta(now, fraction)
+        if self._live is not None:
+            moving = fraction > 0 or eta is not None
+            times = f"{_clock(elapsed)}<{_clock(eta) if eta is not None else '--:--'}" if moving else _clock(elapsed)
+            shown = f"{message}…" if message and not moving and not message.endswith("…") else message
+            changed = shown != self._shown
+            self._shown = shown
+            self._live.update(
+                self._task, total=1.0 if moving else None, completed=min(max(fraction, 0.0), 1.0),
+                times=times, message=shown, refresh=changed,  # a new stage shows at once
+            )
+            return
         if elapsed < self.delay:
             return
-        if not self._tty and now - self._last_draw < self.log_interval and fraction < 1.0:
+        if now - self._last_draw < self.log_interval and fraction < 1.0:
             return
         self._last_draw = now
         self._drawn = True
-        eta = self._eta(now, fraction)
-        self.stream.write(("\r" if self._tty else "") + self.render(fraction, message, elapsed, eta) + ("" if self._tty else "\n"))
+        self.stream.write(self.render(fraction, message, elapsed, eta) + "\n")
         self.stream.flush()
 
     def _eta(self, now: float, fraction: float) -> float | None:
-        """Seconds left, from the rate since the last report before the fraction first
-        moved (set-up time such as model loading does not distort the estimate)."""
+        """Seconds left, from the rate since the last report before the fraction first moved."""
         assert self._first is not None
         first_time, first_fraction = self._first
         if fraction >= 1.0:
@@ -86,7 +134,7 @@ class ProgressBar:
         return (now - first_time) / (fraction - first_fraction) * (1.0 - fraction)
 
     def render(self, fraction: float, message: str, elapsed: float, eta: float | None) -> str:
-        """The bar's text for a given state (``eta`` in seconds, or None when unknown)."""
+        """A log line for a given state (``eta`` in seconds, or None when unknown)."""
         fraction = min(max(fraction, 0.0), 1.0)
         filled = int(fraction * self.width)
         remaining = _clock(eta) if eta is not None else "--:--"
@@ -94,10 +142,10 @@ class ProgressBar:
             f"{self.label} {fraction * 100:3.0f}% |{'#' * filled}{' ' * (self.width - filled)}| "
             f"{_clock(elapsed)}<{remaining} {message}"
         )
-        return text.ljust(79) if self._tty else text.rstrip()
+        return text.rstrip()
 
     def close(self) -> None:
-        """End the bar's line (if anything was drawn)."""
-        if self._drawn and self._tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Stop the live display (its last state stays on the terminal)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

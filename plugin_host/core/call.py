@@ -8,7 +8,7 @@ and puts it back untouched afterwards.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .context import FilterContext, ModelCache, OutputSink, ProgressCallback
@@ -140,6 +140,7 @@ def apply_filter(
     context: FilterContext | None = None,
     validated: bool = False,
     emit: OutputSink | None = None,
+    given: Iterable[str] | None = None,
 ) -> Any:
     """Validate parameters, run ``spec`` on ``pixels`` and return the result.
 
@@ -154,6 +155,10 @@ def apply_filter(
         context: A ready context (overrides ``seed``, ``progress``, ``models`` and ``emit``).
         validated: ``values`` already went through :func:`validate_params`.
         emit: ``sink(name, pixels)`` for the filter's extra outputs.
+        given: The parameters the user set explicitly (``context.given``).
+            Default: the keys of ``values`` when this call validates them;
+            for validated values, their ``given`` (values straight from
+            :func:`validate_params` carry it), else unknown (``None``).
 
     Returns:
         float32 ``h x w x 3`` (or ``x 4`` when the input had alpha and the size
@@ -163,11 +168,18 @@ def apply_filter(
         ParameterError: A parameter is invalid.
         NeurofiltersError: The filter failed in a way it explained.
     """
-    params = dict(values or {}) if validated else validate_params(spec.params, values or {})
+    if validated:
+        params = dict(values or {})
+        names = given if given is not None else getattr(values, "given", None)
+    else:
+        checked = validate_params(spec.params, values or {})
+        params, names = dict(checked), (given if given is not None else checked.given)
     _check_loaded(spec, params)
     rgb, alpha = _prepare(pixels)
     if context is None:
-        context = FilterContext(seed=seed, progress=progress, models=models, emit=emit)
+        context = FilterContext(seed=seed, progress=progress, models=models, emit=emit, given=names)
+    elif names is not None:
+        context.given = frozenset(names)
     context.alpha = alpha
     result = _finish(spec, spec.runner()(rgb, params, context), alpha)
     context.progress(1.0, "done")
@@ -183,6 +195,7 @@ def apply_filter_batch(
     models: ModelCache,
     progress: ProgressCallback | None = None,
     emits: Sequence[OutputSink | None] | None = None,
+    given: Iterable[str] | None = None,
 ) -> list[Any]:
     """:func:`apply_filter` for several images of one shape at once, through ``spec.batch_run``.
 
@@ -194,6 +207,8 @@ def apply_filter_batch(
         models: The process's model cache.
         progress: ``callback(fraction, message)`` for the whole batch.
         emits: One extra-output sink per image (or None).
+        given: The parameters the user set explicitly (default: ``values.given``
+            when ``values`` came from :func:`validate_params`, else unknown).
 
     Returns:
         One result per image, as :func:`apply_filter` returns it.
@@ -206,10 +221,13 @@ def apply_filter_batch(
         raise NeurofiltersError(f"Filter {spec.name!r} declares no batch_run; run its images one by one.")
     _check_loaded(spec, values)
     sinks = list(emits) if emits is not None else [None] * len(images)
+    names = given if given is not None else getattr(values, "given", None)
     colours, alphas, contexts = [], [], []
     for index, (pixels, seed) in enumerate(zip(images, seeds, strict=True)):
         rgb, alpha = _prepare(pixels)
-        context = FilterContext(seed=seed, progress=progress if index == 0 else None, models=models, emit=sinks[index])
+        context = FilterContext(
+            seed=seed, progress=progress if index == 0 else None, models=models, emit=sinks[index], given=names
+        )
         context.alpha = alpha
         colours.append(rgb)
         alphas.append(alpha)

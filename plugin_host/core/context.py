@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import FilterCancelled, ModelUnavailableError, NeurofiltersError
@@ -90,6 +90,13 @@ class FilterContext:
             ``None``. The host puts alpha back untouched after the filter;
             filters may read it (e.g. to use it as a mask) but never return it.
         outputs: Extra outputs emitted while no sink was given, by name.
+        given: The parameters the user set explicitly (CLI flags typed, keys
+            written in a batch pipeline or ``--params`` file, keyword arguments
+            of the Python API, what the GIMP plug-in says was set), whatever
+            their values. A preset or an ``auto`` setting changes only the
+            others: an explicit value always wins, even one equal to the default.
+            ``None`` when the caller did not say (a context made by hand);
+            filters then treat a value differing from its default as given.
     """
 
     def __init__(
@@ -101,8 +108,10 @@ class FilterContext:
         models: ModelCache | None = None,
         alpha: Any | None = None,
         emit: OutputSink | None = None,
+        given: Iterable[str] | None = None,
     ) -> None:
         self.seed = int(seed)
+        self.given: frozenset[str] | None = None if given is None else frozenset(given)
         self.alpha = alpha
         self.outputs: dict[str, Any] = {}
         self._emit = emit

@@ -19,7 +19,73 @@ from typing import Any
 
 from .errors import DeclarationError, ParameterError
 
-__all__ = ["KINDS", "Param", "ParamKind", "PARAM_KINDS", "validate_params", "parse_weighted_layers", "format_value"]
+__all__ = [
+    "KINDS", "Param", "ParamKind", "PARAM_KINDS", "ParamValues", "validate_params", "parse_weighted_layers",
+    "format_value", "shorten", "shown_value", "MAX_SEED", "parse_seed",
+]
+
+#: Largest seed: NumPy's generators take any integer >= 0; 2**63 - 1 keeps it one machine word.
+MAX_SEED = 2**63 - 1
+
+#: Longest echo of a user value in an error message (a 100,000-character value is cut).
+ECHO_LIMIT = 200
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to about ``limit`` characters for an error message (``… (N characters)``)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}… ({len(text)} characters)"
+
+
+def shown_value(value: Any) -> str:
+    """A user value as an error message echoes it: strings as typed, others by ``repr``, both cut.
+
+    Huge integers are never turned into text (``repr`` of an integer over
+    4,300 digits raises ``ValueError``); their digit count is shown instead.
+    """
+    if isinstance(value, str):
+        return shorten(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 600:
+        return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    try:
+        return shorten(repr(value))
+    except ValueError:  # a container holding a huge integer
+        return f"<{type(value).__name__} that cannot be shown>"
+
+
+def parse_seed(value: Any, name: str = "seed") -> int:
+    """A seed from the command line, a file or Python: an integer between 0 and :data:`MAX_SEED`.
+
+    Raises:
+        ParameterError: Anything else (the message names the value received and the range).
+    """
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*\+?\d{1,19}\s*", value):
+        number = int(value)
+    if number is None or not 0 <= number <= MAX_SEED:
+        raise ParameterError(
+            f'"{name}" must be an integer between 0 and {MAX_SEED}. Received: {name}={shown_value(value)}',
+            param=name,
+            value=value,
+        )
+    return number
+
+
+class ParamValues(dict):  # type: ignore[type-arg]
+    """Validated values of one filter call (every declared name), and the names the user gave.
+
+    Attributes:
+        given: The parameters the user set explicitly (whatever their value), as
+            opposed to those filled in with their defaults. Presets change only
+            the others (:attr:`~neurofilters.plugin_host.FilterContext.given`).
+    """
+
+    def __init__(self, values: Mapping[str, Any] = (), given: Iterable[str] = ()) -> None:  # type: ignore[assignment]
+        super().__init__(values)
+        self.given: frozenset[str] = frozenset(given)
 
 @dataclass(frozen=True)
 class ParamKind:
@@ -158,7 +224,7 @@ class Param:
         return KINDS[self.kind].allowed
 
     def _fail(self, value: Any, what: str | None = None) -> ParameterError:
-        shown = value if isinstance(value, str) else repr(value)
+        shown = shown_value(value)
         return ParameterError(
             f'"{self.name}" must be {what or self.allowed()}. Received: {self.name}={shown}',
             param=self.name,
@@ -197,6 +263,9 @@ class Param:
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
         elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            digits = value.strip().lstrip("+-").lstrip("0")
+            if len(digits) > 300:  # int() refuses over 4,300 digits; no bound of ours is anywhere near
+                raise self._fail(value)
             number = int(value)
         else:
             raise self._fail(value)
@@ -208,7 +277,7 @@ class Param:
             raise self._fail(value)
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond a float's range
             raise self._fail(value) from None
         if not math.isfinite(number):
             raise self._fail(value, "a finite number")
@@ -304,7 +373,7 @@ class Param:
     def _convert_layers(self, value: Any) -> tuple[tuple[str, float], ...]:
         try:
             return parse_weighted_layers(value)
-        except ValueError:
+        except (ValueError, TypeError, OverflowError):
             raise self._fail(value) from None
 
     def _convert_model(self, value: Any) -> str:
@@ -333,9 +402,17 @@ def parse_weighted_layers(value: Any) -> tuple[tuple[str, float], ...]:
     for item in items:
         if isinstance(item, str):
             name, _, weight_text = item.strip().partition(":")
-            weight = float(weight_text) if weight_text.strip() else 1.0
+            try:
+                weight = float(weight_text) if weight_text.strip() else 1.0
+            except OverflowError:
+                raise ValueError(item) from None
         elif isinstance(item, (list, tuple)) and len(item) == 2:
-            name, weight = str(item[0]), float(item[1])
+            if not isinstance(item[0], str) or isinstance(item[1], bool) or not isinstance(item[1], (int, float, str)):
+                raise ValueError(item)  # e.g. ["block5", null]: a weight must be a number
+            try:
+                name, weight = item[0], float(item[1])
+            except OverflowError:
+                raise ValueError(item) from None
         else:
             raise ValueError(item)
         name = name.strip()
@@ -369,7 +446,7 @@ def format_value(param: Param, value: Any) -> str:
 
 def validate_params(
     params: Sequence[Param], values: Mapping[str, Any], *, check_files: bool = True
-) -> dict[str, Any]:
+) -> ParamValues:
     """Validate user values against declarations and fill in defaults.
 
     Args:
@@ -378,26 +455,31 @@ def validate_params(
         check_files: Whether ``path`` parameters must name existing files.
 
     Returns:
-        A new dict with one validated value per declared parameter.
+        A new dict with one validated value per declared parameter; its
+        ``given`` holds the names present in ``values`` (what the user set).
 
     Raises:
         ParameterError: An unknown name (with the closest declared names) or
             an unacceptable value.
     """
     by_name = {param.name: param for param in params}
-    result = {param.name: param.default for param in params}
+    result = ParamValues({param.name: param.default for param in params})
+    given = set()
     for raw_name, value in values.items():
-        name = raw_name.replace("-", "_")
+        name = str(raw_name).replace("-", "_")
         if name not in by_name:
             close = difflib.get_close_matches(name, by_name, n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             allowed = ", ".join(by_name) or "none"
             raise ParameterError(
-                f"Unknown parameter. Received: {raw_name}={value!r}; this filter takes: {allowed}.{hint}",
+                f"Unknown parameter. Received: {shorten(str(raw_name))}={shown_value(value)}; "
+                f"this filter takes: {allowed}.{hint}",
                 param=raw_name,
                 value=value,
             )
         result[name] = by_name[name].convert(value, check_files=check_files)
+        given.add(name)
+    result.given = frozenset(given)
     return result
 
 

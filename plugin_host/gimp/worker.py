@@ -34,7 +34,9 @@ client that the worker is alive, and a frozen worker shows that it is not:
   plus pixels; answered by any number of ``{"type": "progress", "fraction",
   "message"}`` and ``{"type": "heartbeat"}`` and then ``{"type": "result",
   "width", "height", "channels", "dtype", "compute_seconds"}`` plus pixels,
-  or ``{"type": "error", "kind", "message"}``.
+  or ``{"type": "error", "kind", "message"}``. An optional ``"given"`` lists the
+  parameters the user set (a preset changes only the others); without it every
+  value sent counts as set.
 - ``shutdown``: waits for a running filter, then answers ``{"type": "bye"}``;
   the worker exits.
 
@@ -69,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.context import FilterContext, ModelCache
-from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError
+from ..core.errors import FilterCancelled, NeurofiltersError, RegistryError
 from ..core.params import KINDS, Param, format_value
 
 __all__ = [
@@ -154,8 +156,8 @@ def recv_message(sock: socket.socket) -> tuple[dict[str, Any], bytearray]:
         raise ProtocolError(f"Message too large. Received: header={json_size} bytes, payload={payload_size} bytes")
     try:
         header = json.loads(_recv_exact(sock, json_size).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ProtocolError(f"The message header is not JSON: {error}") from None
+    except (UnicodeDecodeError, ValueError) as error:  # ValueError: also an integer over 4,300 digits
+        raise ProtocolError(f"The message header is not readable JSON: {error}") from None
     if not isinstance(header, dict):
         raise ProtocolError(f"Expected a JSON object. Received: {type(header).__name__}")
     payload = _recv_exact(sock, payload_size) if payload_size else bytearray()
@@ -570,7 +572,7 @@ class Worker:
 
     def _run(self, channel: _Channel, header: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], bytes]:
         from ..core.call import apply_filter
-        from ..core.params import validate_params
+        from ..core.params import parse_seed, shown_value, validate_params
         from ..imageio.values import load_image_params
 
         self.calls += 1
@@ -586,15 +588,19 @@ class Worker:
             values = header.get("values") or {}
             if not isinstance(values, dict):
                 raise ProtocolError(f"Expected the parameter values as an object. Received: {values!r:.100}")
-            seed = header.get("seed", 0)
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise ParameterError(f'"seed" must be an integer. Received: seed={seed!r}', param="seed", value=seed)
-            params = load_image_params(spec.params, validate_params(spec.params, values))
+            seed = parse_seed(header.get("seed", 0))
+            checked = validate_params(spec.params, values)
+            # "given": the names the user set in the dialog (presets change only the others);
+            # absent, every value sent counts as set.
+            given = header.get("given", sorted(checked.given))
+            if not isinstance(given, list) or not all(isinstance(n, str) and n in checked for n in given):
+                raise ProtocolError(f"Expected \"given\" as a list of parameter names. Received: given={shown_value(given)}")
+            params = load_image_params(spec.params, checked)
             dtype = header.get("dtype", "u8")
             image = decode_pixels(payload, header.get("width"), header.get("height"), header.get("channels"), dtype)
             context = FilterContext(seed=seed, progress=_ProgressSender(channel), models=self.models)
             started = time.perf_counter()
-            result = apply_filter(spec, image, params, context=context, validated=True)
+            result = apply_filter(spec, image, params, context=context, validated=True, given=given)
             self.last_compute_seconds = time.perf_counter() - started
             height, width, channels = result.shape
             return (

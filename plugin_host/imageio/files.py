@@ -859,7 +859,9 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     folder = target.parent
-    temporary = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    # the name's hint fits in 255 bytes only for names up to 240 bytes; longer names get a short one
+    hint = target.name if len(os.fsencode(target.name)) <= 240 else "nf"
+    temporary = folder / f".{hint}.{secrets.token_hex(4)}.tmp"
     try:
         # O_EXCL: never follow or reuse an existing file; mode 0o666 lets the umask decide.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
