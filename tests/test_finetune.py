@@ -105,7 +105,6 @@ def test_frozen_layers_keep_their_weights_bit_for_bit(dataset: Path, tmp_path: P
 
 
 def test_bad_arguments_fail_before_any_model_loads(dataset: Path, tmp_path: Path) -> None:
-    started = time.perf_counter()
     for args, fragment in (
         (["-o", str(tmp_path / "x.h5")], "must end in .keras"),
         (["-o", str(tmp_path / "x.keras"), "--epochs", "0"], "Received: --epochs 0"),
@@ -116,7 +115,6 @@ def test_bad_arguments_fail_before_any_model_loads(dataset: Path, tmp_path: Path
         assert result.returncode == 2 and fragment in result.stderr, (args, result.stderr)
     result = _cli("finetune", str(dataset / "brick"), "-o", str(tmp_path / "x.keras"))
     assert result.returncode == 2 and "at least two class folders" in result.stderr
-    assert time.perf_counter() - started < 120  # (five fresh interpreters, none loads a model)
 
 
 @pytest.mark.slow
