@@ -39,6 +39,7 @@ _STARTED = time.perf_counter()
 import errno  # noqa: E402
 import fcntl  # noqa: E402
 import hashlib  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -47,11 +48,13 @@ import socket  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 
 PLUG_IN_NAME = "neurofilters"
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
-PROTOCOL_VERSION = 2
+#: The wire protocol module, installed beside this file by ``neurofilters gimp install``.
+WIRE_NAME = "wire.py"
 PROCEDURE_PREFIX = "neurofilters-"
 MENU_ROOT = "<Image>/Filters/Neural"
 #: Arguments every procedure has besides the filter's own parameters.
@@ -83,8 +86,6 @@ WORKER_INACTIVITY_TIMEOUT = 60.0
 HEARTBEAT_DIVISOR = 4.0
 #: Seconds to wait for a killed worker to release its socket.
 _KILL_WAIT = 10.0
-_FRAME = struct.Struct("!4sIQ")
-_MAGIC = b"NFW1"
 _INT_LIMIT = 2**31 - 1
 _FLOAT_LIMIT = 1e15
 _NICK_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -96,7 +97,7 @@ KIND_TO_ARGUMENT = {
     "choice": "choice",
     "string": "string",
     "path": "file",
-    "image": "file",
+    "image": "drawable",
     "colour": "color",
     "class_label": "string",
     "layer": "string",
@@ -111,6 +112,30 @@ class WorkerError(Exception):
 
 class _WorkerStuck(Exception):
     """Internal: the worker accepted a connection but stayed silent too long."""
+
+
+def _load_wire():
+    """The shared wire module: ``wire.py`` beside this file (installed), else the source tree's.
+
+    Loaded by path, not imported by name, so this file never imports the
+    project (``plugin_host.gimp.wire`` is the same file in a checkout).
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = (
+        os.path.join(here, WIRE_NAME),
+        os.path.join(os.path.dirname(here), "plugin_host", "gimp", WIRE_NAME),
+    )
+    for path in candidates:
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location("_neurofilters_gimp_wire", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    return None
+
+
+wire = _load_wire()
+PROTOCOL_VERSION = wire.PROTOCOL_VERSION if wire is not None else None
 
 
 # -- the manifest -----------------------------------------------------------------------------
@@ -140,6 +165,11 @@ def load_manifest(directory: str | None = None) -> dict:
         raise WorkerError(
             f"The neurofilters manifest {path} has format {received!r}; this plug-in reads format "
             f"{MANIFEST_FORMAT}. Run 'neurofilters gimp install' again and restart GIMP."
+        )
+    if wire is None:
+        raise WorkerError(
+            f"The neurofilters wire module {os.path.join(plugin_directory(), WIRE_NAME)} is missing. "
+            "Run 'neurofilters gimp install' again and restart GIMP."
         )
     manifest["_digest"] = hashlib.sha256(raw).hexdigest()
     return manifest
@@ -200,34 +230,6 @@ def runtime_directory() -> str:
     return path
 
 
-def _send(sock: socket.socket, header: dict, payload: bytes = b"") -> None:
-    body = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    sock.sendall(_FRAME.pack(_MAGIC, len(body), len(payload)) + body)
-    if payload:
-        sock.sendall(payload)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytearray:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
-    while received < size:
-        count = sock.recv_into(view[received:], min(size - received, 1 << 22))
-        if count == 0:
-            raise ConnectionResetError("connection closed")
-        received += count
-    return buffer
-
-
-def _recv(sock: socket.socket) -> tuple:
-    magic, json_size, payload_size = _FRAME.unpack(bytes(_recv_exact(sock, _FRAME.size)))
-    if magic != _MAGIC:
-        raise WorkerError(f"The worker answered with something that is not a neurofilters message: {bytes(magic)!r}")
-    header = json.loads(bytes(_recv_exact(sock, json_size)).decode("utf-8"))
-    payload = _recv_exact(sock, payload_size) if payload_size else bytearray()
-    return header, payload
-
-
 class _DetachedProcess(subprocess.Popen):
     """A child meant to outlive this object (the worker): no "still running" ResourceWarning."""
 
@@ -251,6 +253,7 @@ class WorkerClient:
         self.log_path = os.path.join(self.directory, f"w-{key[:16]}.log")
         self.started_worker = False
         self.worker_pid = None
+        self._active = None
         self.start_timeout = self._timeout(START_TIMEOUT_ENV, WORKER_START_TIMEOUT)
         self.hello_timeout = self._timeout(HELLO_TIMEOUT_ENV, WORKER_HELLO_TIMEOUT)
         self.inactivity_timeout = self._timeout(INACTIVITY_TIMEOUT_ENV, WORKER_INACTIVITY_TIMEOUT)
@@ -288,7 +291,7 @@ class WorkerClient:
                     if time.monotonic() >= deadline:
                         raise TimeoutError() from None
                     time.sleep(0.05)
-            hello, _ = _recv(sock)
+            hello, _ = wire.recv_message(sock)
         except TimeoutError:
             sock.close()
             raise _WorkerStuck() from None
@@ -297,17 +300,18 @@ class WorkerClient:
             if error.errno in (None, errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE):
                 return None, None  # nobody listens, or a worker that was exiting: start a new one
             raise WorkerError(f"Cannot connect to the neurofilters worker at {self.socket_path}: {error}") from None
+        except wire.ProtocolError as error:
+            sock.close()
+            raise WorkerError(f"The process at {self.socket_path} is not a neurofilters worker: {error}") from None
         except (ValueError, struct.error):
             sock.close()
             return None, None
-        if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
+        try:
+            pid = wire.check_hello(hello)
+        except wire.ProtocolError as error:
             sock.close()
-            raise WorkerError(
-                f"The neurofilters worker speaks protocol {hello.get('protocol')!r}; this plug-in speaks "
-                f"{PROTOCOL_VERSION}. Run 'neurofilters gimp install' with the same neurofilters version and restart GIMP."
-            )
-        pid = hello.get("pid")
-        return sock, pid if isinstance(pid, int) and pid > 0 else None
+            raise WorkerError(str(error)) from None
+        return sock, pid or None
 
     def _locked_pid(self) -> int | None:
         """The pid of the worker holding this socket's lock file, or ``None`` when no process holds it."""
@@ -473,6 +477,7 @@ class WorkerClient:
             WorkerError: The worker died, or answered with an error.
         """
         sock = self.connect()
+        self._active = sock
         pid = self.worker_pid
         # Every send and every receive must make progress within the inactivity timeout;
         # the worker sends a heartbeat four times as often while it works.
@@ -480,9 +485,9 @@ class WorkerClient:
         header = {**header, "heartbeat": self.inactivity_timeout / HEARTBEAT_DIVISOR}
         try:
             try:
-                _send(sock, header, payload)
+                wire.send_message(sock, header, payload)
                 while True:
-                    reply, data = _recv(sock)
+                    reply, data = wire.recv_message(sock)
                     kind = reply.get("type")
                     if kind == "heartbeat":
                         continue
@@ -504,6 +509,7 @@ class WorkerClient:
                     f"The next call starts a fresh worker. {self._log_text()}"
                 ) from None
         finally:
+            self._active = None
             sock.close()
         if reply.get("type") == "error":
             raise WorkerError(str(reply.get("message", "The worker reported an error without a message.")))
@@ -524,35 +530,72 @@ class WorkerClient:
             return
         try:
             sock.settimeout(self.inactivity_timeout)
-            _send(sock, {"op": "shutdown", "heartbeat": self.inactivity_timeout / HEARTBEAT_DIVISOR})
-            while _recv(sock)[0].get("type") == "heartbeat":
+            wire.send_message(sock, {"op": "shutdown", "heartbeat": self.inactivity_timeout / HEARTBEAT_DIVISOR})
+            while wire.recv_message(sock)[0].get("type") == "heartbeat":
                 pass  # it finishes a running filter first
         except (OSError, ValueError, struct.error):
             pass
         finally:
             sock.close()
 
-    def run(self, filter_name: str, values: dict, seed: int, width: int, height: int, channels: int, dtype: str, pixels: bytes, progress=None) -> tuple:
+    def run(
+        self,
+        filter_name: str,
+        values: dict,
+        seed: int,
+        width: int,
+        height: int,
+        channels: int,
+        dtype: str,
+        pixels: bytes,
+        progress=None,
+        images=(),
+        given=None,
+    ) -> tuple:
         """Run a filter on raw pixels.
 
+        Args:
+            filter_name, values, seed: The filter and its values (as GIMP hands them over).
+            width, height, channels, dtype, pixels: The image (row-major, ``u8`` or ``f32``).
+            progress: ``progress(fraction, message)``.
+            images: Image parameters given as pixels: ``(image header, pixels)`` pairs, the
+                header from ``wire.image_header(..., name=PARAM)``.
+            given: Names of the parameters the user set explicitly (``None``: unknown).
+
         Returns:
-            ``(reply, payload)``: the reply has ``width``, ``height``, ``channels``
-            and ``dtype`` of the returned pixels, and ``compute_seconds``.
+            ``(reply, pixels)``: the reply has ``width``, ``height``, ``channels``
+            and ``dtype`` of the returned pixels, ``compute_seconds``, and
+            ``outputs``: the extra outputs' image headers, each with its
+            ``pixels`` added (a memoryview).
 
         Raises:
             WorkerError: A parameter was rejected, the filter failed or the worker died.
         """
-        header = {
-            "op": "run",
-            "filter": filter_name,
-            "values": values,
-            "seed": seed,
-            "width": width,
-            "height": height,
-            "channels": channels,
-            "dtype": dtype,
-        }
-        return self.request(header, pixels, progress)
+        main = wire.image_header(width, height, channels, dtype)
+        try:
+            headers, payload = wire.pack_images([(main, pixels), *images])
+        except wire.ProtocolError as error:
+            raise WorkerError(str(error)) from None
+        header = {"op": "run", "filter": filter_name, "values": values, "seed": seed, **main, "images": headers[1:]}
+        if given is not None:
+            header["given"] = sorted(given)
+        reply, data = self.request(header, payload, progress)
+        outputs = reply.get("outputs") or []
+        try:
+            parts = wire.split_images(data, [wire.image_header(reply["width"], reply["height"], reply["channels"], reply["dtype"]), *outputs])
+        except (wire.ProtocolError, KeyError) as error:
+            raise WorkerError(f"The worker's result is malformed: {error}") from None
+        reply["outputs"] = [{**output, "pixels": part} for output, part in zip(outputs, parts[1:])]
+        return reply, parts[0]
+
+    def cancel(self) -> None:
+        """Stop the call in progress from another thread (the worker stops the filter at its next progress)."""
+        sock = self._active
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _log_call(entry: dict) -> None:

@@ -35,6 +35,12 @@ TESTPLUGIN_DIR = HERE / "gimp" / "testplugin"
 PLUGIN_FILE = HERE.parent / "gimp_plugin" / "neurofilters.py"
 
 
+def worker_pythonpath() -> str:
+    """PYTHONPATH for workers: the test plugin, then this process's PYTHONPATH (a checkout's package root)."""
+    rest = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry and entry != os.fspath(TESTPLUGIN_DIR)]
+    return os.pathsep.join([os.fspath(TESTPLUGIN_DIR), *rest])
+
+
 def load_plugin_module() -> Any:
     """The plug-in file as a module (outside GIMP it never imports ``gi``)."""
     spec = importlib.util.spec_from_file_location("_nf_gimp_plugin_under_test", PLUGIN_FILE)
@@ -53,7 +59,7 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     os.chmod(base, 0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", os.fspath(base))
     monkeypatch.delenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.fspath(TESTPLUGIN_DIR))
+    monkeypatch.setenv("PYTHONPATH", worker_pythonpath())
     monkeypatch.syspath_prepend(os.fspath(TESTPLUGIN_DIR))
     plugin_host.reset_registry()
     try:
@@ -82,7 +88,7 @@ def make_client(name: str = "t", idle: float = 60, **env: str) -> Any:
     manifest = {
         "format": 1,
         "python": sys.executable,
-        "env": {"PYTHONPATH": os.fspath(TESTPLUGIN_DIR), "NEUROFILTERS_WORKER_IDLE_TIMEOUT": str(idle), **env},
+        "env": {"PYTHONPATH": os.environ["PYTHONPATH"], "NEUROFILTERS_WORKER_IDLE_TIMEOUT": str(idle), **env},
         "_digest": f"{name}-{time.monotonic_ns()}",
     }
     return PLUGIN.WorkerClient(manifest)
@@ -176,8 +182,14 @@ def test_unknown_parameter_and_unknown_filter_are_explained(runtime_dir):
 
 def test_wrong_pixel_count_is_a_protocol_error(runtime_dir):
     client = make_client()
-    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 576 bytes of u8 pixels for 16x12x3. Received: 10 bytes"):
+    message = r"Expected 576 bytes of u8 pixels for 16x12x3. Received: 10 bytes"
+    with pytest.raises(PLUGIN.WorkerError, match=message):  # caught by the client before sending
         client.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", b"0123456789")
+    header = {"op": "run", "filter": "nf-test-invert", "values": {}, "width": 16, "height": 12, "channels": 3, "dtype": "u8"}
+    with pytest.raises(PLUGIN.WorkerError, match=message):  # and by the worker, for any other client
+        client.request(header, b"0123456789")
+    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 586 bytes of pixels for 2 image\(s\). Received: 576 bytes"):
+        client.request({**header, "images": [{"name": "x", "width": 1, "height": 10, "channels": 1, "dtype": "u8"}]}, _pixels().tobytes())
 
 
 def test_crash_is_reported_and_the_next_call_starts_a_fresh_worker(runtime_dir):
