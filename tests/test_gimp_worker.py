@@ -577,3 +577,41 @@ def test_sigterm_removes_the_socket(runtime_dir):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_image_parameters_travel_as_pixels_and_extra_outputs_come_back(runtime_dir):
+    """A GIMP layer chosen for an image parameter arrives as that layer's pixels; emitted outputs return in order."""
+    client = make_client()
+    image = _pixels(12, 16, 3)
+    overlay = np.random.default_rng(5).integers(0, 256, (6, 5, 4), dtype=np.uint8)  # RGBA, smaller than the image
+    header = PLUGIN.wire.image_header(5, 6, 4, "u8", name="overlay")
+    values = {"mix": 0.25, "frames": 2, "grey_map": True}
+    reply, data = client.run(
+        "nf-test-blend", values, 3, 16, 12, 3, "u8", image.tobytes(), images=[(header, overlay.tobytes())], given=["mix"]
+    )
+    spec = plugin_host.get_registry().get_filter("nf-test-blend")
+    context = plugin_host.FilterContext(seed=3)
+    expected = plugin_host.apply_filter(spec, image.astype(np.float32) / 255, {**values, "overlay": overlay.astype(np.float32) / 255}, context=context)
+    assert np.array_equal(np.frombuffer(data, np.uint8).reshape(12, 16, 3), np.round(expected * 255).astype(np.uint8))
+    assert [(o["name"], o["width"], o["height"], o["channels"]) for o in reply["outputs"]] == [
+        ("frame-00000", 16, 12, 3),
+        ("frame-00001", 16, 12, 3),
+        ("grey", 16, 12, 1),
+    ]
+    for output in reply["outputs"]:
+        want = np.round(context.outputs[output["name"]] * 255).astype(np.uint8)
+        got = np.frombuffer(output["pixels"], np.uint8).reshape(want.shape)
+        assert np.array_equal(got, want), output["name"]
+    # Without the overlay the corner is untouched: the pixels really were used.
+    _, plain = client.run("nf-test-blend", {"mix": 0.25}, 3, 16, 12, 3, "u8", image.tobytes())
+    assert np.array_equal(np.frombuffer(plain, np.uint8).reshape(12, 16, 3), image)
+
+
+def test_images_and_given_are_checked(runtime_dir):
+    client = make_client()
+    image = _pixels().tobytes()
+    mix = PLUGIN.wire.image_header(2, 2, 1, "u8", name="mix")
+    with pytest.raises(PLUGIN.WorkerError, match="Images may only be sent for image parameters. Received: an image named 'mix'"):
+        client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, images=[(mix, b"0123")])
+    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 'given' as a list of the filter's parameter names. Received: given=\['nope'\]"):
+        client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, given=["nope"])
