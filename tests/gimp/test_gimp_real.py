@@ -41,6 +41,7 @@ ARG_TYPES = {
     "layer": "ParamSpecString",
     "layers": "ParamSpecString",
     "model": "ParamChoice",
+    "image": "ParamDrawable",
 }
 INVERT = "neurofilters-nf-test-invert"
 
@@ -123,8 +124,8 @@ def test_every_registered_filter_has_a_procedure_with_its_declared_arguments(ins
                 assert argument["default"] == param.default, where
             elif param.kind == "colour":
                 pass  # GIMP 3.0.4 does not pass colour defaults to other processes: see the tint test
-            elif param.kind == "path":
-                pass  # a file argument has no default file (empty = none)
+            elif param.kind in ("path", "image"):
+                pass  # a file or drawable argument has no default (empty = none)
             elif param.kind == "bool":
                 assert argument["default"] is param.default, where
             else:  # string arguments: the text converts to the declared default
@@ -596,6 +597,108 @@ def test_one_undo_restores_the_image_exactly(installed_gimp, with_test_plugin):
         assert [layer["name"] for layer in entry["undone"]] == ["L1", "L0"], entry
         for layer in entry["undone"]:
             assert np.array_equal(session.read_layer(layer, 3), by_name[layer["name"]]), layer
+
+
+def test_image_parameter_from_a_layer_and_extra_outputs_as_new_layers(installed_gimp, with_test_plugin):
+    """A layer chosen for an image parameter reaches the filter; emitted outputs become layers above the result."""
+    session = installed_gimp.session
+    pixels = _image(seed=21)
+    overlay = _image(height=10, width=20, channels=4, seed=22)
+    steps = [
+        session.image_step(pixels),
+        {
+            "do": "layer", "name": "Overlay", "pixels": session.write_pixels("overlay.raw", overlay),
+            "width": 20, "height": 10, "format": "R'G'B'A u8", "type": "RGBA_IMAGE",
+        },
+        {
+            "do": "run",
+            "procedure": "neurofilters-nf-test-blend",
+            "args": {"overlay": {"layer": "Overlay"}, "mix": 0.75, "frames": 2, "grey-map": True, "seed": 4},
+        },
+        {"do": "dump", "prefix": f"{session.inside}/blend", "format": "R'G'B' u8"},
+    ]
+    report, process = session.run_job(steps)
+    _ok(process, report, 4)
+    assert _step(report, 2)["status"] == "SUCCESS", describe_failure(process, report)
+    layers = _step(report, 3)["layers"]
+    assert [layer["name"] for layer in layers] == [
+        "Background (Test Blend: grey)",
+        "Background (Test Blend: frame-00001)",
+        "Background (Test Blend: frame-00000)",
+        "Background",
+        "Overlay",
+    ]
+    spec = plugin_host.get_registry().get_filter("nf-test-blend")
+    context = plugin_host.FilterContext(seed=4)
+    values = {"overlay": overlay.astype(np.float32) / 255, "mix": 0.75, "frames": 2, "grey_map": True}
+    expected = plugin_host.apply_filter(spec, pixels.astype(np.float32) / 255, values, context=context)
+    assert np.abs(session.read_layer(layers[3], 3).astype(int) - np.round(expected * 255)).max() <= 1
+    assert np.abs(session.read_layer(layers[3], 3)[:10, :20].astype(int) - pixels[:10, :20]).max() > 10  # the overlay arrived
+    for layer in layers[:3]:
+        want = context.outputs[layer["name"].split(": ")[1].rstrip(")")]
+        got = session.read_layer(layer, 3).astype(int)
+        assert np.abs(got - np.round(np.broadcast_to(want, (48, 64, 3)) * 255)).max() <= 1, layer["name"]
+
+
+DIALOG_BATCH = """
+import json
+from gi.repository import Gimp, Gio
+image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
+Gimp.Display.new(image)
+layer = image.get_layers()[0]
+image.set_selected_layers([layer])
+procedure = Gimp.get_pdb().lookup_procedure("{procedure}")
+config = procedure.create_config()
+config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+config.set_property("image", image)
+config.set_core_object_array("drawables", [layer])
+result = procedure.run(config)
+open("{done}", "w").write(json.dumps({{"status": result.index(0).value_nick, "layers": len(image.get_layers())}}))
+"""
+
+
+def test_dialog_groups_parameters_previews_without_blocking_and_logs_no_warnings(installed_gimp, tmp_path):
+    """The real deepdream dialog under Xvfb: opens without GTK/GIMP warnings, previews in the worker, cancels cleanly."""
+    from make_screenshots import read_xwd
+
+    ensure_chroot(extra_packages=(*GUI_PACKAGES, "x11-apps"))
+    session = installed_gimp.session
+    Image.fromarray(_image(height=384, width=512, seed=5)).save(session.host / "dialog.png")
+    done = f"{session.inside}/dialog-done.json"
+    calls = f"{session.inside}/dialog-calls.jsonl"
+    for stale in (done, calls):
+        session.chroot.host_path(stale).unlink(missing_ok=True)
+    code = DIALOG_BATCH.format(photo=f"{session.inside}/dialog.png", procedure="neurofilters-deepdream", done=done)
+    with GimpGui(session, code, env={"NEUROFILTERS_GIMP_LOG": calls}) as gui:
+        dialog = gui.window("^DeepDream")
+        shot = f"{session.inside}/dialog-before.xwd"
+        time.sleep(1.0)
+        # The preview (Alt+P) runs in the worker while the dialog keeps answering: a window dump works meanwhile.
+        gui.press(dialog, "alt+p")
+        assert session.chroot.run(["xwd", "-id", dialog, "-silent", "-out", shot], env={"DISPLAY": gui.display}, timeout=30).returncode == 0
+        busy = read_xwd(session.chroot.host_path(shot))
+        deadline = time.monotonic() + 240
+        calls_path = session.chroot.host_path(calls)
+        while time.monotonic() < deadline and not (calls_path.exists() and '"status": "done"' in calls_path.read_text()):
+            time.sleep(0.5)
+        time.sleep(0.5)
+        after = f"{session.inside}/dialog-after.xwd"
+        session.chroot.run(["xwd", "-id", dialog, "-silent", "-out", after], env={"DISPLAY": gui.display}, timeout=30)
+        Image.fromarray(read_xwd(session.chroot.host_path(after))).save(tmp_path / "dialog.png")
+        gui.press(dialog, "Escape")  # Cancel: nothing changes
+        result = gui.wait_for_file(done, timeout=60)
+        log = gui.log_path.read_text(errors="replace")
+    assert result == {"status": "cancel", "layers": 1}, log[-3000:]
+    assert busy.shape[0] > 300 and busy.shape[1] > 400
+    previews = [json.loads(line) for line in calls_path.read_text().splitlines() if '"preview"' in line]
+    assert previews and previews[-1]["status"] == "done", (previews, log[-3000:])
+    assert max(previews[-1]["size"]) <= 256 and previews[-1]["size"] == [256, 192]
+    problems = [
+        line for line in log.splitlines()
+        if "neurofilters" in line.lower() or "CRITICAL" in line or "mnemonic" in line or "Gtk-WARNING" in line and "display" not in line
+    ]
+    problems = [line for line in problems if "CRITICAL" in line or "WARNING" in line or "mnemonic" in line or "Traceback" in line]
+    assert not problems, "\n".join(problems[:20])
 
 
 # -- a real neural filter ---------------------------------------------------------------------------
