@@ -236,7 +236,12 @@ def dialog_sections(info: dict) -> dict:
 
 
 def widget_kind(param: dict) -> str:
-    """The dialog widget of a parameter: ``slider``, ``spin``, ``check``, ``combo``, ``drawable``, ``file``, ``colour`` or ``entry``."""
+    """The dialog widget of a parameter.
+
+    One of ``slider``, ``spin``, ``check``, ``combo``, ``drawable``, ``file``,
+    ``colour``, ``layers`` (a text field with a list of the model's good layers)
+    or ``entry``.
+    """
     kind = param["kind"]
     if kind in ("int", "float"):
         low, high = param.get("minimum"), param.get("maximum")
@@ -250,6 +255,8 @@ def widget_kind(param: dict) -> str:
         "image": "drawable",
         "path": "file",
         "colour": "colour",
+        "layer": "layers",
+        "layers": "layers",
     }.get(kind, "entry")
 
 
@@ -1049,8 +1056,13 @@ class FilterDialog:
         self.dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
         self._preview_client = None
         self._preview_generation = 0
+        self._layer_combos = []
+        self._layers_generation = 0
+        self._closed = False
+        self._filling = False
         self._build()
         config.connect("notify", self._on_notify)
+        self.load_layers()  # also warms the worker (model loaded) for the preview and the run
 
     # layout --------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -1139,7 +1151,71 @@ class FilterDialog:
             return GimpUi.prop_file_chooser_button_new(self.config, name, param.get("label") or param["name"], Gtk.FileChooserAction.OPEN), False
         if kind == "colour":
             return GimpUi.prop_color_select_new(self.config, name, 64, 20, GimpUi.ColorAreaType.FLAT), False
+        if kind == "layers":
+            return self._layer_combo(name, param), False
         return GimpUi.prop_entry_new(self.config, name, -1), False
+
+    # the model's layers ---------------------------------------------------------------------
+    def _layer_combo(self, name: str, param: dict):
+        """A text field bound to the argument, with a list of the chosen model's good layers (filled from the worker)."""
+        Gtk, GObject = self.Gtk, gi.GObject
+        combo = Gtk.ComboBoxText.new_with_entry()
+        if param["kind"] == "layers" and param.get("default_text"):
+            combo.append_text(str(param["default_text"]))
+        flags = GObject.BindingFlags.BIDIRECTIONAL | GObject.BindingFlags.SYNC_CREATE
+        self.config.bind_property(
+            name, combo.get_child(), "text", flags, lambda _binding, value: value or "", lambda _binding, value: value or ""
+        )
+        self._layer_combos.append((combo, param))
+        return combo
+
+    def _model_argument(self):
+        """The argument of the filter's first ``model`` parameter, or ``None``."""
+        return next((argument_name(param["name"]) for param in self.info["params"] if param["kind"] == "model"), None)
+
+    def load_layers(self) -> None:
+        """Ask the worker (in a thread) for the chosen model's good layers and offer them in the layer fields."""
+        argument = self._model_argument()
+        if not self._layer_combos or argument is None:
+            return
+        values, _ = read_values(self.config, self.info, self.manifest)
+        model = next(values[param["name"]] for param in self.info["params"] if argument_name(param["name"]) == argument)
+        self._layers_generation += 1
+        generation = self._layers_generation
+        manifest = self.manifest
+
+        def work():
+            try:
+                reply, _ = WorkerClient(manifest).request({"op": "layers", "model": model})
+                layers = list(reply.get("layers") or [])
+            except Exception:  # noqa: BLE001 - without a list the field stays a plain text field
+                layers = []
+            self._idle(lambda: generation == self._layers_generation and not self._closed and self._fill_layers(model, layers))
+
+        threading.Thread(target=work, name="neurofilters-layers", daemon=True).start()
+
+    def _fill_layers(self, model: str, layers: list) -> None:
+        _log_call({"layers": model, "offered": layers})
+        self._filling = True
+        try:
+            self._refill(model, layers)
+        finally:
+            self._filling = False
+
+    def _refill(self, model: str, layers: list) -> None:
+        for combo, param in self._layer_combos:
+            entry = combo.get_child()
+            text = entry.get_text()
+            combo.remove_all()
+            if param["kind"] == "layers" and param.get("default_text"):
+                combo.append_text(str(param["default_text"]))
+            for layer in layers:
+                combo.append_text(layer)
+            entry.set_text(text)
+            combo.set_tooltip_text(
+                f"{param.get('help', '')} The list holds {model}'s recommended layers; "
+                + ("type several with weights, e.g. 'a:1,b:0.5'." if param["kind"] == "layers" else "or type any layer name.")
+            )
 
     # preview -------------------------------------------------------------------------------
     def _preview_frame(self):
@@ -1186,7 +1262,7 @@ class FilterDialog:
         _log_call({"preview": self.info["name"], "status": "started", "size": [width, height], "values": values, "given": given})
 
         def progress(fraction, message):
-            self._idle(lambda: generation == self._preview_generation and self._show_status(message or "Working…", fraction))
+            self._idle(lambda: generation == self._preview_generation and not self._closed and self._show_status(message or "Working…", fraction))
 
         def work():
             try:
@@ -1194,7 +1270,7 @@ class FilterDialog:
                 outcome = (reply, bytes(data), None)
             except Exception as error:  # noqa: BLE001 - shown in the dialog, never raised in a thread
                 outcome = (None, None, str(error))
-            self._idle(lambda: generation == self._preview_generation and self._show_preview(*outcome))
+            self._idle(lambda: generation == self._preview_generation and not self._closed and self._show_preview(*outcome))
 
         threading.Thread(target=work, name="neurofilters-preview", daemon=True).start()
 
@@ -1242,7 +1318,11 @@ class FilterDialog:
 
     # running -------------------------------------------------------------------------------
     def _on_notify(self, _config, pspec) -> None:
+        if self._filling:
+            return  # our own refill of a layer list, not the user
         self.touched.add(pspec.get_name())
+        if pspec.get_name() == self._model_argument():
+            self.load_layers()
 
     def _touched_params(self) -> set:
         return {self._by_argument[name] for name in self.touched if name in self._by_argument}
@@ -1257,6 +1337,7 @@ class FilterDialog:
         try:
             accepted = self.dialog.run()
         finally:
+            self._closed = True
             self.cancel_preview()
             self._preview_generation += 1
             self.dialog.destroy()
@@ -1291,8 +1372,12 @@ def run_filter(procedure, run_mode, image, drawables, config, info: dict, manife
     Gimp = gi.Gimp
     touched = set()
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        dialog = FilterDialog(procedure, config, info, manifest, drawables[0] if drawables else None)
-        accepted, touched = dialog.run()
+        try:
+            accepted, touched = FilterDialog(procedure, config, info, manifest, drawables[0] if drawables else None).run()
+        except Exception as error:  # a bug in the dialog must still end as a GIMP error, not a crash
+            return GimpHost.error(
+                procedure, f"{info['title']}: the neurofilters dialog failed: {type(error).__name__}: {error}. Please report it."
+            )
         if not accepted:
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, gi.GLib.Error())
     host = GimpHost(info["title"], max(1, len(drawables or [])))

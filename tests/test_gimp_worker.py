@@ -615,3 +615,14 @@ def test_images_and_given_are_checked(runtime_dir):
         client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, images=[(mix, b"0123")])
     with pytest.raises(PLUGIN.WorkerError, match=r"Expected 'given' as a list of the filter's parameter names. Received: given=\['nope'\]"):
         client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, given=["nope"])
+
+
+def test_layers_of_a_model_for_the_dialogs_list(runtime_dir):
+    """The dialog's layer list: the model's good dream targets (aliases first), loaded in the worker."""
+    client = make_client()
+    reply, _ = client.request({"op": "layers", "model": "nf-test-model"})
+    assert reply == {"type": "layers", "model": "nf-test-model", "layers": ["block1", "block2_add"]}
+    reply, _ = client.request({"op": "layers", "model": "no-such-model"})
+    assert reply["layers"] == [] and "no-such-model" in reply["reason"]
+    with pytest.raises(PLUGIN.WorkerError, match="Expected a model name. Received: model=None"):
+        client.request({"op": "layers"})

@@ -38,6 +38,11 @@ the client that the worker is alive, and a frozen worker shows that it is not:
   "compute_seconds"}`` plus pixels: the result, then the filter's extra outputs
   (``context.emit``), one per named image header of ``outputs``; or ``{"type":
   "error", "kind", "message"}``.
+- ``layers``: ``{"model"}``; loads the model (warming the worker for the run
+  that follows) and answers ``{"type": "layers", "model", "layers"}``: the
+  names (aliases where the zoo has them) of the layers its layer table marks
+  as good dream targets, for the dialog's layer list (empty, with a
+  ``reason``, where the model has no table or cannot load).
 - ``shutdown``: waits for a running filter, then answers ``{"type": "bye"}``;
   the worker exits.
 
@@ -482,6 +487,10 @@ class Worker:
         op = header.get("op")
         if op == "ping":
             channel.send(self._status())
+        elif op == "layers":
+            with _Heartbeat(channel, self._heartbeat_interval(header), self.cancel_grace), self._busy:
+                reply = self._layers(header)
+            channel.send(reply)
         elif op == "shutdown":
             with _Heartbeat(channel, self._heartbeat_interval(header), self.cancel_grace), self._busy:
                 with contextlib.suppress(OSError):
@@ -503,7 +512,7 @@ class Worker:
             channel.send(reply, pixels)
         else:
             channel.send(
-                {"type": "error", "kind": "ProtocolError", "message": f"Unknown op. Received: op={op!r}; expected ping, run or shutdown."},
+                {"type": "error", "kind": "ProtocolError", "message": f"Unknown op. Received: op={op!r:.100}; expected ping, run, layers or shutdown."},
             )
 
     def _status(self) -> dict[str, Any]:
@@ -519,6 +528,26 @@ class Worker:
             "idle_timeout": self.idle_timeout,
             "last_compute_seconds": self.last_compute_seconds,
         }
+
+    def _layers(self, header: Mapping[str, Any]) -> dict[str, Any]:
+        """The layers of a model that are good dream targets (for the dialog's layer list); loads the model.
+
+        A model handle without a ``layer_table()`` (or a model that cannot load)
+        gives an empty list with the reason: the dialog then keeps a free text field.
+        """
+        name = header.get("model")
+        if not isinstance(name, str) or not name:
+            return {"type": "error", "kind": "ProtocolError", "message": f"Expected a model name. Received: model={name!r:.100}"}
+        try:
+            handle = self.models.get(name)
+            table = getattr(handle, "layer_table", None)
+            rows = table() if callable(table) else []
+        except NeurofiltersError as error:
+            return {"type": "layers", "model": name, "layers": [], "reason": str(error)}
+        except Exception as error:  # a model plugin's bug: the dialog still works with a text field
+            return {"type": "layers", "model": name, "layers": [], "reason": f"{type(error).__name__}: {error}"}
+        good = [getattr(row, "alias", None) or row.name for row in rows if getattr(row, "dream_target", False)]
+        return {"type": "layers", "model": name, "layers": good}
 
     def _run(self, channel: _Channel, header: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], bytes]:
         from ..core.call import apply_filter

@@ -692,7 +692,10 @@ def test_dialog_groups_parameters_previews_without_blocking_and_logs_no_warnings
     assert busy.shape[0] > 300 and busy.shape[1] > 400
     previews = [json.loads(line) for line in calls_path.read_text().splitlines() if '"preview"' in line]
     assert previews and previews[-1]["status"] == "done", (previews, log[-3000:])
-    assert max(previews[-1]["size"]) <= 256 and previews[-1]["size"] == [256, 192]
+    assert previews[-1]["size"] == [256, 192]  # the 512 x 384 layer, downscaled
+    assert previews[0]["given"] == []  # nothing changed in the dialog: presets decide
+    offered = [json.loads(line) for line in calls_path.read_text().splitlines() if '"offered"' in line]
+    assert offered and offered[-1]["layers"] == "lite0" and len(offered[-1]["offered"]) >= 3, offered
     problems = [
         line for line in log.splitlines()
         if "neurofilters" in line.lower() or "CRITICAL" in line or "mnemonic" in line or "Gtk-WARNING" in line and "display" not in line

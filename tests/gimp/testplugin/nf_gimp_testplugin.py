@@ -119,9 +119,22 @@ def _blend(image: Any, params: dict[str, Any], context: Any) -> Any:
     return result.astype(np.float32)
 
 
+class _TestModel(dict):
+    """The test model's handle: a name and a layer table like the zoo's (two good dream targets)."""
+
+    def layer_table(self) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [
+            SimpleNamespace(name="stem_conv", alias=None, dream_target=False),
+            SimpleNamespace(name="block1_add", alias="block1", dream_target=True),
+            SimpleNamespace(name="block2_add", alias=None, dream_target=True),
+        ]
+
+
 def _load_model() -> dict[str, str]:
     LOADS["count"] += 1
-    return {"name": "nf-test-model"}
+    return _TestModel(name="nf-test-model")
 
 
 @hookimpl
