@@ -2,9 +2,9 @@
 
 Installs the plug-in (built-in filters only) into a fresh profile, opens
 scikit-image's cat photo in the GIMP window, runs ``Filters > Neural > Dream >
-DeepDream...`` interactively, photographs the dialog GIMP generated from the
-filter's parameter declarations, presses OK and photographs the window with
-the result.
+DeepDream...`` interactively, asks for a preview (Alt+P) and waits for it,
+photographs the dialog the plug-in built from the filter's parameter
+declarations, presses OK and photographs the window with the result.
 
 Run as root (installs ``xvfb x11-apps xdotool`` into the chroot once)::
 
@@ -134,6 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             dialog = _wait_for_window(chroot, "^DeepDream")
             time.sleep(3)  # let it draw
+            _xdotool(chroot, "windowfocus", "--sync", dialog)
+            _xdotool(chroot, "key", "--clearmodifiers", "alt+p")
+            calls = chroot.host_path(f"{session.inside}/calls.jsonl")
+            deadline = time.monotonic() + 300
+            while not (calls.exists() and '"status": "done"' in calls.read_text()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("The dialog's preview did not finish within 5 minutes")
+                time.sleep(1)
+            time.sleep(2)
             dialog_xwd = _grab(chroot, session, ["-id", dialog], "dialog")
             _xdotool(chroot, "windowfocus", "--sync", dialog)
             _xdotool(chroot, "key", "--clearmodifiers", "Return")
