@@ -2,18 +2,27 @@
 """neurofilters for GIMP 3: every registered neural filter under Filters > Neural.
 
 ``neurofilters gimp install`` copies this file to
-``<GIMP profile>/plug-ins/neurofilters/neurofilters.py`` and writes
-``manifest.json`` beside it: the filters with their parameter declarations,
-the project's Python interpreter and the environment its worker needs.
+``<GIMP profile>/plug-ins/neurofilters/neurofilters.py``, the wire protocol
+module it shares with the worker (``plugin_host/gimp/wire.py``) beside it as
+``wire.py``, and writes ``manifest.json``: the filters with their parameter
+declarations, the project's Python interpreter and the environment its worker
+needs.
 
 This file runs inside GIMP's own Python, which has neither NumPy nor Keras: it
 uses the standard library and GObject introspection only. At GIMP start-up it
 registers one procedure per filter from the manifest (no TensorFlow import,
 milliseconds). When a filter runs it reads the drawable's pixels as raw bytes,
-sends them to the project's worker (``python -m neurofilters.plugin_host.gimp.worker``) over a
+sends them (with the pixels of layers chosen for image parameters) to the
+project's worker (``python -m neurofilters.plugin_host.gimp.worker``) over a
 Unix socket in a user-only directory, shows the worker's progress and writes
 the result back through GIMP's shadow buffer, so the selection applies and
-the whole call is one undo step. The worker stays alive between calls with its
+the whole call is one undo step; extra outputs become layers above it.
+
+The file is in layers: the worker client and the dialog's plan (sections from
+``group``/``advanced``, widgets, mnemonics, what counts as "given") are plain
+Python; :class:`GimpHost` holds the few calls into GIMP (read pixels and the
+selection, write pixels, add a layer, progress, error), like G'MIC-Qt's host
+API; :class:`FilterDialog`, :func:`run_filter` and :func:`main` put them together. The worker stays alive between calls with its
 models loaded and exits after an idle timeout.
 
 Never a hang: the plug-in waits at most ``NEUROFILTERS_GIMP_START_TIMEOUT``

@@ -579,7 +579,8 @@ class Worker:
             parts = wire.split_images(payload, [main, *extra])
             image = decode_pixels(parts[0], main["width"], main["height"], main["channels"], dtype)
             values = {**values, **_image_values(spec.params, extra, parts[1:])}
-            params = load_image_params(spec.params, validate_params(spec.params, values))
+            # A plain dict: GIMP sends every value, so "given" comes from the request alone (see _make_context).
+            params = dict(load_image_params(spec.params, validate_params(spec.params, values)))
             context = _make_context(seed, _ProgressSender(channel), self.models, given)
             started = time.perf_counter()
             result = apply_filter(spec, image, params, context=context, validated=True)
