@@ -146,6 +146,7 @@ def test_reinstalling_after_adding_a_third_party_plugin_registers_its_filters(in
         "neurofilters-nf-test-crash",
         "neurofilters-nf-test-slow",
         "neurofilters-nf-test-stall",
+        "neurofilters-nf-test-blend",
         "neurofilters-nf-test-thumbnail",
     }
 
