@@ -626,3 +626,16 @@ def test_layers_of_a_model_for_the_dialogs_list(runtime_dir):
     assert reply["layers"] == [] and "no-such-model" in reply["reason"]
     with pytest.raises(PLUGIN.WorkerError, match="Expected a model name. Received: model=None"):
         client.request({"op": "layers"})
+
+
+def test_given_names_reach_the_filter_where_the_host_tracks_them(runtime_dir):
+    """GIMP sends every value; only the names in the request's 'given' count as set by the user."""
+    import inspect
+
+    client = make_client()
+    reply, _ = client.run("nf-test-blend", {"mix": 0.5, "frames": 0}, 0, 16, 12, 3, "u8", _pixels().tobytes(), given=["mix"])
+    names = [output["name"] for output in reply["outputs"]]
+    if "given" in inspect.signature(plugin_host.FilterContext).parameters:
+        assert names == ["given-mix"]
+    else:  # the host has no FilterContext.given yet: the worker checks the names and keeps them back
+        assert names == []

@@ -116,6 +116,10 @@ def _blend(image: Any, params: dict[str, Any], context: Any) -> Any:
         context.emit(f"frame-{index:05d}", result * (index + 1) / params["frames"])
     if params["grey_map"]:
         context.emit("grey", result.mean(axis=2, keepdims=True))
+    given = getattr(context, "given", None)
+    if not params["frames"] and given:  # reports what reached the filter as explicitly given
+        for name in sorted(given):
+            context.emit("given-" + name.replace("_", "-"), result[:1, :1])
     return result.astype(np.float32)
 
 
