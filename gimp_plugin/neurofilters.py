@@ -1077,10 +1077,13 @@ class FilterDialog:
     def _build(self) -> None:
         Gtk = self.Gtk
         sections = dialog_sections(self.info)
-        everything = sections["essential"] + [p for _, params in sections["groups"] + sections["advanced"] for p in params]
-        labels = mnemonic_labels([param.get("label") or param["name"] for param in everything] + ["Seed", "Output", ADVANCED_TITLE])
-        keys = [param["name"] for param in everything] + [SEED_ARGUMENT, OUTPUT_ARGUMENT, ADVANCED_TITLE]
-        self._labels = dict(zip(keys, labels))
+        # Mnemonics in the order a user meets the controls: the essential ones get the free letters first.
+        seed_and_output = [{"name": SEED_ARGUMENT, "label": "Seed"}, {"name": OUTPUT_ARGUMENT, "label": "Output"}]
+        grouped = [p for _, params in sections["groups"] for p in params]
+        advanced = [p for _, params in sections["advanced"] for p in params]
+        ordered = sections["essential"] + seed_and_output + grouped + [{"name": ADVANCED_TITLE, "label": ADVANCED_TITLE}] + advanced
+        labels = mnemonic_labels([param.get("label") or param["name"] for param in ordered])
+        self._labels = dict(zip([param["name"] for param in ordered], labels))
 
         left = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=12)
         left.pack_start(self._grid(sections["essential"], extra=True), False, False, 0)
