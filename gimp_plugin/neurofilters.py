@@ -1069,9 +1069,19 @@ class FilterDialog:
         self._layers_generation = 0
         self._closed = False
         self._filling = False
+        self._restore_colour_defaults()
         self._build()
         config.connect("notify", self._on_notify)
         self.load_layers()  # also warms the worker (model loaded) for the preview and the run
+
+    def _restore_colour_defaults(self) -> None:
+        """Show declared colours, not black: GIMP 3.0.4 hands a caller's unset colour over as transparent black."""
+        for param in self.info["params"]:
+            if param["kind"] == "colour":
+                name = argument_name(param["name"])
+                colour = self.config.get_property(name)
+                if colour is None or read_colour(colour, [-1.0]) == [-1.0]:
+                    self.config.set_property(name, make_colour(param["default"]))
 
     # layout --------------------------------------------------------------------------------
     def _build(self) -> None:

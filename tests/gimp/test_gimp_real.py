@@ -648,55 +648,73 @@ image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{phot
 Gimp.Display.new(image)
 layer = image.get_layers()[0]
 image.set_selected_layers([layer])
-procedure = Gimp.get_pdb().lookup_procedure("{procedure}")
-config = procedure.create_config()
-config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
-config.set_property("image", image)
-config.set_core_object_array("drawables", [layer])
-result = procedure.run(config)
-open("{done}", "w").write(json.dumps({{"status": result.index(0).value_nick, "layers": len(image.get_layers())}}))
+for index, name in enumerate({procedures}):
+    procedure = Gimp.get_pdb().lookup_procedure(name)
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [layer])
+    result = procedure.run(config)
+    with open("{done}-%d.json" % index, "w") as handle:
+        handle.write(json.dumps({{"status": result.index(0).value_nick, "layers": len(image.get_layers())}}))
 """
 
 
-def test_dialog_groups_parameters_previews_without_blocking_and_logs_no_warnings(installed_gimp, tmp_path):
-    """The real deepdream dialog under Xvfb: opens without GTK/GIMP warnings, previews in the worker, cancels cleanly."""
+def test_dialogs_group_parameters_preview_without_blocking_and_log_no_warnings(installed_gimp, with_test_plugin, tmp_path):
+    """Real dialogs under Xvfb: every widget kind (test filter) and DeepDream's, without GTK/GIMP warnings.
+
+    The test filter's dialog previews in the worker while the dialog keeps answering (a window dump
+    works meanwhile) and offers its model's good layers; DeepDream's dialog (33 parameters: GIMP
+    logged a CRITICAL and a missing mnemonic per control before) opens and cancels cleanly.
+    """
     from make_screenshots import read_xwd
 
     ensure_chroot(extra_packages=(*GUI_PACKAGES, "x11-apps"))
     session = installed_gimp.session
     Image.fromarray(_image(height=384, width=512, seed=5)).save(session.host / "dialog.png")
-    done = f"{session.inside}/dialog-done.json"
+    done = f"{session.inside}/dialog-done"
     calls = f"{session.inside}/dialog-calls.jsonl"
-    for stale in (done, calls):
+    for stale in [calls, *(f"{done}-{index}.json" for index in range(2))]:
         session.chroot.host_path(stale).unlink(missing_ok=True)
-    code = DIALOG_BATCH.format(photo=f"{session.inside}/dialog.png", procedure="neurofilters-deepdream", done=done)
+    procedures = [INVERT, "neurofilters-deepdream"]
+    code = DIALOG_BATCH.format(photo=f"{session.inside}/dialog.png", procedures=procedures, done=done)
+    calls_path = session.chroot.host_path(calls)
+
+    def dump(window: str, name: str) -> np.ndarray:
+        inside = f"{session.inside}/{name}.xwd"
+        result = session.chroot.run(["xwd", "-id", window, "-silent", "-out", inside], env={"DISPLAY": gui.display}, timeout=30)
+        assert result.returncode == 0, result.stderr
+        picture = read_xwd(session.chroot.host_path(inside))
+        Image.fromarray(picture).save(tmp_path / f"{name}.png")
+        return picture
+
     with GimpGui(session, code, env={"NEUROFILTERS_GIMP_LOG": calls}) as gui:
-        dialog = gui.window("^DeepDream")
-        shot = f"{session.inside}/dialog-before.xwd"
+        dialog = gui.window("^Test Invert")
         time.sleep(1.0)
-        # The preview (Alt+P) runs in the worker while the dialog keeps answering: a window dump works meanwhile.
-        gui.press(dialog, "alt+p")
-        assert session.chroot.run(["xwd", "-id", dialog, "-silent", "-out", shot], env={"DISPLAY": gui.display}, timeout=30).returncode == 0
-        busy = read_xwd(session.chroot.host_path(shot))
-        deadline = time.monotonic() + 240
-        calls_path = session.chroot.host_path(calls)
+        gui.press(dialog, "alt+p")  # Preview
+        busy = dump(dialog, "invert-busy")
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (calls_path.exists() and '"status": "done"' in calls_path.read_text()):
-            time.sleep(0.5)
+            time.sleep(0.3)
         time.sleep(0.5)
-        after = f"{session.inside}/dialog-after.xwd"
-        session.chroot.run(["xwd", "-id", dialog, "-silent", "-out", after], env={"DISPLAY": gui.display}, timeout=30)
-        Image.fromarray(read_xwd(session.chroot.host_path(after))).save(tmp_path / "dialog.png")
+        dump(dialog, "invert-preview")
         gui.press(dialog, "Escape")  # Cancel: nothing changes
-        result = gui.wait_for_file(done, timeout=60)
+        first = gui.wait_for_file(f"{done}-0.json", timeout=60)
+        dialog = gui.window("^DeepDream")
+        time.sleep(1.5)
+        dump(dialog, "deepdream")
+        gui.press(dialog, "Escape")
+        second = gui.wait_for_file(f"{done}-1.json", timeout=60)
         log = gui.log_path.read_text(errors="replace")
-    assert result == {"status": "cancel", "layers": 1}, log[-3000:]
-    assert busy.shape[0] > 300 and busy.shape[1] > 400
-    previews = [json.loads(line) for line in calls_path.read_text().splitlines() if '"preview"' in line]
-    assert previews and previews[-1]["status"] == "done", (previews, log[-3000:])
-    assert previews[-1]["size"] == [256, 192]  # the 512 x 384 layer, downscaled
+    assert first == second == {"status": "cancel", "layers": 1}, log[-3000:]
+    assert busy.shape[0] > 200 and busy.shape[1] > 300
+    entries = [json.loads(line) for line in calls_path.read_text().splitlines()]
+    previews = [entry for entry in entries if entry.get("preview") == "nf-test-invert"]
+    assert [entry["status"] for entry in previews] == ["started", "done"], (previews, log[-3000:])
+    assert previews[0]["size"] == previews[1]["size"] == [256, 192]  # the 512 x 384 layer, downscaled
     assert previews[0]["given"] == []  # nothing changed in the dialog: presets decide
-    offered = [json.loads(line) for line in calls_path.read_text().splitlines() if '"offered"' in line]
-    assert offered and offered[-1]["layers"] == "lite0" and len(offered[-1]["offered"]) >= 3, offered
+    offered = [entry for entry in entries if entry.get("layers") == "nf-test-model"]
+    assert offered and offered[-1]["offered"] == ["block1", "block2_add"], entries
     # The plug-in's stderr goes to GIMP's log: GTK/GLib warnings, GIMP's mnemonic checks, tracebacks.
     problems = [
         line for line in log.splitlines()
