@@ -17,13 +17,13 @@ import neurofilters.plugin_host as plugin_host
 from neurofilters.plugin_host.gimp import installer
 from neurofilters.plugin_host.gimp import worker as _worker
 
-from test_gimp_worker import PLUGIN, PLUGIN_FILE, TESTPLUGIN_DIR, runtime_dir  # noqa: F401 - runtime_dir is a fixture
+from test_gimp_worker import PLUGIN, PLUGIN_FILE, TESTPLUGIN_DIR, runtime_dir, worker_pythonpath  # noqa: F401 - runtime_dir is a fixture
 
 
 @pytest.fixture()
 def with_test_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.fspath(TESTPLUGIN_DIR))
+    monkeypatch.setenv("PYTHONPATH", worker_pythonpath())
     monkeypatch.syspath_prepend(os.fspath(TESTPLUGIN_DIR))
     plugin_host.reset_registry()
 
@@ -108,13 +108,13 @@ def test_reinstall_after_adding_a_plugin_lists_it_and_changes_the_file_time(tmp_
     before = path.stat().st_mtime
     assert "nf-test-invert" not in [f["name"] for f in first["filters"]]
     monkeypatch.delenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD")
-    monkeypatch.setenv("PYTHONPATH", os.fspath(TESTPLUGIN_DIR))
+    monkeypatch.setenv("PYTHONPATH", worker_pythonpath())
     monkeypatch.syspath_prepend(os.fspath(TESTPLUGIN_DIR))
     plugin_host.reset_registry()
     installer.install(tmp_path)
     second = json.loads((path.parent / "manifest.json").read_text())
     assert "nf-test-invert" in [f["name"] for f in second["filters"]]
-    assert second["env"]["PYTHONPATH"] == os.fspath(TESTPLUGIN_DIR)
+    assert second["env"]["PYTHONPATH"] == worker_pythonpath()
     assert path.stat().st_mtime >= before + 1  # GIMP compares whole seconds before re-registering
 
 
@@ -196,9 +196,36 @@ def test_plugin_maps_every_parameter_kind():
     assert set(PLUGIN.KIND_TO_ARGUMENT) == set(plugin_host.PARAM_KINDS)
 
 
-def test_plugin_and_worker_speak_the_same_protocol():
-    assert PLUGIN.PROTOCOL_VERSION == _worker.PROTOCOL_VERSION
-    assert PLUGIN._MAGIC == _worker.MAGIC and PLUGIN._FRAME.format == _worker._FRAME.format
+def test_plugin_and_worker_share_one_wire_module(tmp_path):
+    """The framing exists once: the worker imports wire.py, the installer copies that very file beside the plug-in."""
+    from neurofilters.plugin_host.gimp import wire
+
+    assert os.path.samefile(PLUGIN.wire.__file__, wire.__file__) and PLUGIN.PROTOCOL_VERSION == _worker.PROTOCOL_VERSION == wire.PROTOCOL_VERSION
+    assert _worker.send_message is wire.send_message and _worker.recv_message is wire.recv_message
+    for name in ("_FRAME", "_MAGIC", "_send", "_recv", "_recv_exact"):
+        assert not hasattr(PLUGIN, name), f"the plug-in file has its own {name}"
+    target = installer.install(tmp_path / "profile", python=sys.executable)
+    copied = target.parent / installer.WIRE_NAME
+    assert copied.read_bytes() == Path(wire.__file__).read_bytes()
+    # The installed plug-in loads the copy beside it, not the source tree's.
+    spec = __import__("importlib.util").util.spec_from_file_location("_nf_installed_plugin", target)
+    module = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert Path(module.wire.__file__) == copied
+    copied.unlink()
+    with pytest.raises(module.WorkerError, match="wire module .* is missing"):
+        module.__dict__["wire"] = module._load_wire()
+        module.load_manifest(os.fspath(target.parent))
+
+
+def test_wire_module_is_standard_library_only():
+    from neurofilters.plugin_host.gimp import wire
+
+    tree = ast.parse(Path(wire.__file__).read_text())
+    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
+    assert modules <= set(sys.stdlib_module_names), modules
+    ast.parse(Path(wire.__file__).read_text(), feature_version=(3, 8))
 
 
 def test_argument_names_and_choice_nicks():

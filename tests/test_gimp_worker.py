@@ -35,6 +35,12 @@ TESTPLUGIN_DIR = HERE / "gimp" / "testplugin"
 PLUGIN_FILE = HERE.parent / "gimp_plugin" / "neurofilters.py"
 
 
+def worker_pythonpath() -> str:
+    """PYTHONPATH for workers: the test plugin, then this process's PYTHONPATH (a checkout's package root)."""
+    rest = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry and entry != os.fspath(TESTPLUGIN_DIR)]
+    return os.pathsep.join([os.fspath(TESTPLUGIN_DIR), *rest])
+
+
 def load_plugin_module() -> Any:
     """The plug-in file as a module (outside GIMP it never imports ``gi``)."""
     spec = importlib.util.spec_from_file_location("_nf_gimp_plugin_under_test", PLUGIN_FILE)
@@ -53,7 +59,7 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     os.chmod(base, 0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", os.fspath(base))
     monkeypatch.delenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.setenv("PYTHONPATH", os.fspath(TESTPLUGIN_DIR))
+    monkeypatch.setenv("PYTHONPATH", worker_pythonpath())
     monkeypatch.syspath_prepend(os.fspath(TESTPLUGIN_DIR))
     plugin_host.reset_registry()
     try:
@@ -82,7 +88,7 @@ def make_client(name: str = "t", idle: float = 60, **env: str) -> Any:
     manifest = {
         "format": 1,
         "python": sys.executable,
-        "env": {"PYTHONPATH": os.fspath(TESTPLUGIN_DIR), "NEUROFILTERS_WORKER_IDLE_TIMEOUT": str(idle), **env},
+        "env": {"PYTHONPATH": os.environ["PYTHONPATH"], "NEUROFILTERS_WORKER_IDLE_TIMEOUT": str(idle), **env},
         "_digest": f"{name}-{time.monotonic_ns()}",
     }
     return PLUGIN.WorkerClient(manifest)
@@ -176,8 +182,14 @@ def test_unknown_parameter_and_unknown_filter_are_explained(runtime_dir):
 
 def test_wrong_pixel_count_is_a_protocol_error(runtime_dir):
     client = make_client()
-    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 576 bytes of u8 pixels for 16x12x3. Received: 10 bytes"):
+    message = r"Expected 576 bytes of u8 pixels for 16x12x3. Received: 10 bytes"
+    with pytest.raises(PLUGIN.WorkerError, match=message):  # caught by the client before sending
         client.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", b"0123456789")
+    header = {"op": "run", "filter": "nf-test-invert", "values": {}, "width": 16, "height": 12, "channels": 3, "dtype": "u8"}
+    with pytest.raises(PLUGIN.WorkerError, match=message):  # and by the worker, for any other client
+        client.request(header, b"0123456789")
+    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 586 bytes of pixels for 2 image\(s\). Received: 576 bytes"):
+        client.request({**header, "images": [{"name": "x", "width": 1, "height": 10, "channels": 1, "dtype": "u8"}]}, _pixels().tobytes())
 
 
 def test_crash_is_reported_and_the_next_call_starts_a_fresh_worker(runtime_dir):
@@ -565,3 +577,65 @@ def test_sigterm_removes_the_socket(runtime_dir):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_image_parameters_travel_as_pixels_and_extra_outputs_come_back(runtime_dir):
+    """A GIMP layer chosen for an image parameter arrives as that layer's pixels; emitted outputs return in order."""
+    client = make_client()
+    image = _pixels(12, 16, 3)
+    overlay = np.random.default_rng(5).integers(0, 256, (6, 5, 4), dtype=np.uint8)  # RGBA, smaller than the image
+    header = PLUGIN.wire.image_header(5, 6, 4, "u8", name="overlay")
+    values = {"mix": 0.25, "frames": 2, "grey_map": True}
+    reply, data = client.run(
+        "nf-test-blend", values, 3, 16, 12, 3, "u8", image.tobytes(), images=[(header, overlay.tobytes())], given=["mix"]
+    )
+    spec = plugin_host.get_registry().get_filter("nf-test-blend")
+    context = plugin_host.FilterContext(seed=3)
+    expected = plugin_host.apply_filter(spec, image.astype(np.float32) / 255, {**values, "overlay": overlay.astype(np.float32) / 255}, context=context)
+    assert np.array_equal(np.frombuffer(data, np.uint8).reshape(12, 16, 3), np.round(expected * 255).astype(np.uint8))
+    assert [(o["name"], o["width"], o["height"], o["channels"]) for o in reply["outputs"]] == [
+        ("frame-00000", 16, 12, 3),
+        ("frame-00001", 16, 12, 3),
+        ("grey", 16, 12, 1),
+    ]
+    for output in reply["outputs"]:
+        want = np.round(context.outputs[output["name"]] * 255).astype(np.uint8)
+        got = np.frombuffer(output["pixels"], np.uint8).reshape(want.shape)
+        assert np.array_equal(got, want), output["name"]
+    # Without the overlay the corner is untouched: the pixels really were used.
+    _, plain = client.run("nf-test-blend", {"mix": 0.25}, 3, 16, 12, 3, "u8", image.tobytes())
+    assert np.array_equal(np.frombuffer(plain, np.uint8).reshape(12, 16, 3), image)
+
+
+def test_images_and_given_are_checked(runtime_dir):
+    client = make_client()
+    image = _pixels().tobytes()
+    mix = PLUGIN.wire.image_header(2, 2, 1, "u8", name="mix")
+    with pytest.raises(PLUGIN.WorkerError, match="Images may only be sent for image parameters. Received: an image named 'mix'"):
+        client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, images=[(mix, b"0123")])
+    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 'given' as a list of the filter's parameter names. Received: given=\['nope'\]"):
+        client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, given=["nope"])
+
+
+def test_layers_of_a_model_for_the_dialogs_list(runtime_dir):
+    """The dialog's layer list: the model's good dream targets (aliases first), loaded in the worker."""
+    client = make_client()
+    reply, _ = client.request({"op": "layers", "model": "nf-test-model"})
+    assert reply == {"type": "layers", "model": "nf-test-model", "layers": ["block1", "block2_add"]}
+    reply, _ = client.request({"op": "layers", "model": "no-such-model"})
+    assert reply["layers"] == [] and "no-such-model" in reply["reason"]
+    with pytest.raises(PLUGIN.WorkerError, match="Expected a model name. Received: model=None"):
+        client.request({"op": "layers"})
+
+
+def test_given_names_reach_the_filter_where_the_host_tracks_them(runtime_dir):
+    """GIMP sends every value; only the names in the request's 'given' count as set by the user."""
+    import inspect
+
+    client = make_client()
+    reply, _ = client.run("nf-test-blend", {"mix": 0.5, "frames": 0}, 0, 16, 12, 3, "u8", _pixels().tobytes(), given=["mix"])
+    names = [output["name"] for output in reply["outputs"]]
+    if "given" in inspect.signature(plugin_host.FilterContext).parameters:
+        assert names == ["given-mix"]
+    else:  # the host has no FilterContext.given yet: the worker checks the names and keeps them back
+        assert names == []

@@ -118,7 +118,7 @@ KINDS: dict[str, ParamKind] = {
     "path": ParamKind("str (path of an existing file, or empty for none)", "the path of an existing file (or empty for none)", "FILE", "file"),
     "image": ParamKind(
         "float32 H x W x C array in [0, 1] (C = 1..4) loaded by the host, or None",
-        "an image file (or empty for none)", "IMAGE", "file",
+        "an image file (or empty for none)", "IMAGE", "drawable",
     ),
     "colour": ParamKind("tuple[float, float, float] in [0, 1]", "a colour as #rrggbb or r,g,b with components 0-255", "COLOUR", "color"),
     "class_label": ParamKind(

@@ -2,8 +2,9 @@
 
 ``neurofilters gimp install`` calls :func:`install`: it copies the plug-in
 file to ``<GIMP profile>/plug-ins/neurofilters/neurofilters.py`` (GIMP 3 only
-loads a plug-in from a folder of the same name, with the run bit set) and
-writes ``manifest.json`` beside it: every registered filter with its parameter
+loads a plug-in from a folder of the same name, with the run bit set), the
+wire protocol module it shares with the worker (``wire.py``) and writes
+``manifest.json`` beside it: every registered filter with its parameter
 declarations, the interpreter of the project's environment and the
 environment variables that decide which filters its worker sees. GIMP
 registers the procedures from that JSON, so its start-up never imports
@@ -28,6 +29,7 @@ from typing import Any
 __all__ = [
     "MANIFEST_NAME",
     "PLUGIN_NAME",
+    "WIRE_NAME",
     "default_gimp_dir",
     "install",
     "manifest_data",
@@ -41,6 +43,9 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 #: The plug-in file GIMP runs, shipped as package data of ``neurofilters.gimp_plugin``.
 _PLUGIN_SOURCE = Path(__file__).resolve().parents[2] / "gimp_plugin" / "neurofilters.py"
+#: The wire protocol module both ends share; copied beside the plug-in file under this name.
+WIRE_NAME = "wire.py"
+_WIRE_SOURCE = Path(__file__).resolve().parent / "wire.py"
 #: Environment variables recorded for the worker (prefixes end with ``_``).
 RECORDED_VARIABLES = (
     "NEUROFILTERS_",
@@ -168,6 +173,7 @@ def install(gimp_dir: Path | None = None, python: str = sys.executable) -> Path:
     manifest_path = folder / MANIFEST_NAME
     old_mtime = target.stat().st_mtime if target.exists() else 0.0
     _write_atomically(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    _write_atomically(folder / WIRE_NAME, _WIRE_SOURCE.read_bytes())  # before the plug-in, which imports it
     _write_atomically(target, _PLUGIN_SOURCE.read_bytes())
     target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     # GIMP re-registers a plug-in only when its file's modification time changes (whole seconds).
@@ -207,7 +213,7 @@ def uninstall(gimp_dir: Path | None = None) -> Path | None:
     if not folder.exists():
         return None
     unexpected = sorted(
-        entry.name for entry in folder.iterdir() if entry.name not in (f"{PLUGIN_NAME}.py", MANIFEST_NAME, "__pycache__")
+        entry.name for entry in folder.iterdir() if entry.name not in (f"{PLUGIN_NAME}.py", WIRE_NAME, MANIFEST_NAME, "__pycache__")
     )
     if unexpected:
         raise RuntimeError(

@@ -17,26 +17,32 @@ Also::
 
     python -m neurofilters.plugin_host.gimp.worker --describe    # the filters as JSON (the GIMP manifest)
 
-Protocol (version :data:`PROTOCOL_VERSION`): every message is a 16-byte
-frame header ``!4sIQ`` (magic ``b"NFW1"``, JSON length, payload length), a
-UTF-8 JSON object, then the raw payload (pixels, row-major ``H x W x C``,
-``u8`` or little-endian ``f32``). On accepting a connection the worker first
-sends ``{"type": "hello", "pid", "protocol"}`` at once, even while it runs
-another call (a client that gets no hello reached a dying or stuck worker).
-Requests have an ``"op"`` and may ask for ``"heartbeat": SECONDS``; while a
-request is being handled the worker sends ``{"type": "heartbeat"}`` whenever
-it sent nothing for that long (default :data:`DEFAULT_HEARTBEAT`), from a
-thread of its own, so a slow filter that reports no progress still shows the
-client that the worker is alive, and a frozen worker shows that it is not:
+Protocol (version :data:`PROTOCOL_VERSION`; framing and pixel layout in
+:mod:`.wire`, the module the plug-in shares): on accepting a connection the
+worker first sends ``{"type": "hello", "pid", "protocol"}`` at once, even while
+it runs another call (a client that gets no hello reached a dying or stuck
+worker). Requests have an ``"op"`` and may ask for ``"heartbeat": SECONDS``;
+while a request is being handled the worker sends ``{"type": "heartbeat"}``
+whenever it sent nothing for that long (default :data:`DEFAULT_HEARTBEAT`),
+from a thread of its own, so a slow filter that reports no progress still shows
+the client that the worker is alive, and a frozen worker shows that it is not:
 
 - ``ping``: answered by ``{"type": "pong", "pid", "calls", "models", ...}``.
-- ``run``: ``{"filter", "values", "seed", "width", "height", "channels", "dtype"}``
-  plus pixels; answered by any number of ``{"type": "progress", "fraction",
-  "message"}`` and ``{"type": "heartbeat"}`` and then ``{"type": "result",
-  "width", "height", "channels", "dtype", "compute_seconds"}`` plus pixels,
-  or ``{"type": "error", "kind", "message"}``. An optional ``"given"`` lists the
-  parameters the user set (a preset changes only the others); without it every
-  value sent counts as set.
+- ``run``: ``{"filter", "values", "seed", "width", "height", "channels", "dtype",
+  "images", "given"}`` plus pixels: the image, then one image per entry of
+  ``images`` (named image headers of image parameters, e.g. a GIMP layer
+  chosen as deepdream's guide); ``given`` (optional) lists the parameters the
+  user set explicitly. Answered by any number of ``{"type": "progress",
+  "fraction", "message"}`` and ``{"type": "heartbeat"}`` and then ``{"type":
+  "result", "width", "height", "channels", "dtype", "outputs",
+  "compute_seconds"}`` plus pixels: the result, then the filter's extra outputs
+  (``context.emit``), one per named image header of ``outputs``; or ``{"type":
+  "error", "kind", "message"}``.
+- ``layers``: ``{"model"}``; loads the model (warming the worker for the run
+  that follows) and answers ``{"type": "layers", "model", "layers"}``: the
+  names (aliases where the zoo has them) of the layers its layer table marks
+  as good dream targets, for the dialog's layer list (empty, with a
+  ``reason``, where the model has no table or cannot load).
 - ``shutdown``: waits for a running filter, then answers ``{"type": "bye"}``;
   the worker exits.
 
@@ -73,6 +79,8 @@ from typing import Any
 from ..core.context import FilterContext, ModelCache
 from ..core.errors import FilterCancelled, NeurofiltersError, RegistryError
 from ..core.params import KINDS, Param, format_value
+from . import wire
+from .wire import MAGIC, PROTOCOL_VERSION, recv_message, send_message
 
 __all__ = [
     "CANCEL_GRACE_ENV",
@@ -93,11 +101,7 @@ __all__ = [
     "send_message",
 ]
 
-PROTOCOL_VERSION = 2
-MAGIC = b"NFW1"
-_FRAME = struct.Struct("!4sIQ")
-_MAX_JSON = 16 * 1024 * 1024
-_MAX_PAYLOAD = 8 * 1024 * 1024 * 1024
+_FRAME = wire.FRAME
 IDLE_TIMEOUT_ENV = "NEUROFILTERS_WORKER_IDLE_TIMEOUT"
 DEFAULT_IDLE_TIMEOUT = 600.0
 #: Seconds of silence after which the worker sends a heartbeat while it handles a request.
@@ -110,62 +114,15 @@ DEFAULT_CANCEL_GRACE = 30.0
 _ACCEPT_POLL = 0.25
 #: Seconds between two progress messages (the last one always goes out).
 _PROGRESS_INTERVAL = 0.1
-_DTYPES = {"u8": ("uint8", 1), "f32": ("<f4", 4)}
+_NUMPY_TYPES = {"u8": "uint8", "f32": "<f4"}
 
 
-class ProtocolError(NeurofiltersError):
+class ProtocolError(NeurofiltersError, wire.ProtocolError):
     """A peer sent something that is not a well-formed protocol message."""
 
 
-# -- framing ------------------------------------------------------------------------------
-def send_message(sock: socket.socket, header: Mapping[str, Any], payload: bytes | bytearray | memoryview = b"") -> None:
-    """Send one framed message (JSON ``header`` and raw ``payload``)."""
-    body = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    view = memoryview(payload).cast("B")
-    sock.sendall(_FRAME.pack(MAGIC, len(body), view.nbytes) + body)
-    if view.nbytes:
-        sock.sendall(view)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytearray:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
-    while received < size:
-        count = sock.recv_into(view[received:], min(size - received, 1 << 22))
-        if count == 0:
-            raise ConnectionResetError(f"The peer closed the connection after {received} of {size} bytes.")
-        received += count
-    return buffer
-
-
-def recv_message(sock: socket.socket) -> tuple[dict[str, Any], bytearray]:
-    """Receive one framed message.
-
-    Returns:
-        The JSON header and the payload.
-
-    Raises:
-        ConnectionError: The peer closed the connection.
-        ProtocolError: The bytes are not a protocol message.
-    """
-    magic, json_size, payload_size = _FRAME.unpack(_recv_exact(sock, _FRAME.size))
-    if magic != MAGIC:
-        raise ProtocolError(f"Expected a message starting with {MAGIC!r}. Received: {bytes(magic)!r}")
-    if json_size > _MAX_JSON or payload_size > _MAX_PAYLOAD:
-        raise ProtocolError(f"Message too large. Received: header={json_size} bytes, payload={payload_size} bytes")
-    try:
-        header = json.loads(_recv_exact(sock, json_size).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:  # ValueError: also an integer over 4,300 digits
-        raise ProtocolError(f"The message header is not readable JSON: {error}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(f"Expected a JSON object. Received: {type(header).__name__}")
-    payload = _recv_exact(sock, payload_size) if payload_size else bytearray()
-    return header, payload
-
-
 # -- pixels -------------------------------------------------------------------------------
-def decode_pixels(payload: bytes | bytearray, width: int, height: int, channels: int, dtype: str) -> Any:
+def decode_pixels(payload: bytes | bytearray | memoryview, width: int, height: int, channels: int, dtype: str) -> Any:
     """Turn raw ``H x W x C`` pixels into the float32 image in [0, 1] filters take.
 
     Raises:
@@ -173,17 +130,14 @@ def decode_pixels(payload: bytes | bytearray, width: int, height: int, channels:
     """
     import numpy as np
 
-    if dtype not in _DTYPES:
-        raise ProtocolError(f"Pixel type must be one of {', '.join(_DTYPES)}. Received: dtype={dtype!r}")
-    if not all(isinstance(n, int) and n > 0 for n in (width, height)) or channels not in (1, 2, 3, 4):
-        raise ProtocolError(f"Bad image size. Received: width={width}, height={height}, channels={channels}")
-    numpy_type, size = _DTYPES[dtype]
-    expected = width * height * channels * size
-    if len(payload) != expected:
-        raise ProtocolError(
-            f"Expected {expected} bytes of {dtype} pixels for {width}x{height}x{channels}. Received: {len(payload)} bytes"
-        )
-    array = np.frombuffer(payload, dtype=numpy_type).reshape(height, width, channels)
+    header = wire.image_header(width, height, channels, dtype)
+    try:
+        expected = wire.image_nbytes(header)
+    except wire.ProtocolError as error:
+        raise ProtocolError(str(error)) from None
+    if memoryview(payload).nbytes != expected:
+        raise ProtocolError(wire.size_error(header, memoryview(payload).nbytes))
+    array = np.frombuffer(payload, dtype=_NUMPY_TYPES[dtype]).reshape(height, width, channels)
     if dtype == "u8":
         return array.astype(np.float32) / np.float32(255.0)
     return array.astype(np.float32)
@@ -198,7 +152,7 @@ def encode_pixels(image: Any, dtype: str) -> bytes:
         return np.ascontiguousarray(np.round(array * 255.0).astype(np.uint8)).tobytes()
     if dtype == "f32":
         return np.ascontiguousarray(array.astype("<f4")).tobytes()
-    raise ProtocolError(f"Pixel type must be one of {', '.join(_DTYPES)}. Received: dtype={dtype!r}")
+    raise ProtocolError(f"Pixel type must be one of {', '.join(wire.DTYPES)}. Received: dtype={dtype!r}")
 
 
 # -- the manifest -------------------------------------------------------------------------
@@ -505,13 +459,13 @@ class Worker:
         conn.settimeout(self.idle_timeout)
         channel = _Channel(conn)
         try:
-            channel.send({"type": "hello", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
+            channel.send(wire.hello(os.getpid()))
         except OSError:
             return
         while not self._stop:
             try:
                 header, payload = recv_message(conn)
-            except ProtocolError as error:
+            except wire.ProtocolError as error:
                 with contextlib.suppress(OSError):
                     channel.send({"type": "error", "kind": "ProtocolError", "message": str(error)})
                 return
@@ -532,6 +486,10 @@ class Worker:
         op = header.get("op")
         if op == "ping":
             channel.send(self._status())
+        elif op == "layers":
+            with _Heartbeat(channel, self._heartbeat_interval(header), self.cancel_grace), self._busy:
+                reply = self._layers(header)
+            channel.send(reply)
         elif op == "shutdown":
             with _Heartbeat(channel, self._heartbeat_interval(header), self.cancel_grace), self._busy:
                 with contextlib.suppress(OSError):
@@ -553,7 +511,7 @@ class Worker:
             channel.send(reply, pixels)
         else:
             channel.send(
-                {"type": "error", "kind": "ProtocolError", "message": f"Unknown op. Received: op={op!r}; expected ping, run or shutdown."},
+                {"type": "error", "kind": "ProtocolError", "message": f"Unknown op. Received: op={op!r:.100}; expected ping, run, layers or shutdown."},
             )
 
     def _status(self) -> dict[str, Any]:
@@ -570,9 +528,29 @@ class Worker:
             "last_compute_seconds": self.last_compute_seconds,
         }
 
+    def _layers(self, header: Mapping[str, Any]) -> dict[str, Any]:
+        """The layers of a model that are good dream targets (for the dialog's layer list); loads the model.
+
+        A model handle without a ``layer_table()`` (or a model that cannot load)
+        gives an empty list with the reason: the dialog then keeps a free text field.
+        """
+        name = header.get("model")
+        if not isinstance(name, str) or not name:
+            return {"type": "error", "kind": "ProtocolError", "message": f"Expected a model name. Received: model={name!r:.100}"}
+        try:
+            handle = self.models.get(name)
+            table = getattr(handle, "layer_table", None)
+            rows = table() if callable(table) else []
+        except NeurofiltersError as error:
+            return {"type": "layers", "model": name, "layers": [], "reason": str(error)}
+        except Exception as error:  # a model plugin's bug: the dialog still works with a text field
+            return {"type": "layers", "model": name, "layers": [], "reason": f"{type(error).__name__}: {error}"}
+        good = [getattr(row, "alias", None) or row.name for row in rows if getattr(row, "dream_target", False)]
+        return {"type": "layers", "model": name, "layers": good}
+
     def _run(self, channel: _Channel, header: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], bytes]:
         from ..core.call import apply_filter
-        from ..core.params import parse_seed, shown_value, validate_params
+        from ..core.params import parse_seed, validate_params
         from ..imageio.values import load_image_params
 
         self.calls += 1
@@ -589,31 +567,40 @@ class Worker:
             if not isinstance(values, dict):
                 raise ProtocolError(f"Expected the parameter values as an object. Received: {values!r:.100}")
             seed = parse_seed(header.get("seed", 0))
-            checked = validate_params(spec.params, values)
-            # "given": the names the user set in the dialog (presets change only the others);
-            # absent, every value sent counts as set.
-            given = header.get("given", sorted(checked.given))
-            if not isinstance(given, list) or not all(isinstance(n, str) and n in checked for n in given):
-                raise ProtocolError(f"Expected \"given\" as a list of parameter names. Received: given={shown_value(given)}")
-            params = load_image_params(spec.params, checked)
+            given = _given_names(header.get("given"), spec.params)
             dtype = header.get("dtype", "u8")
-            image = decode_pixels(payload, header.get("width"), header.get("height"), header.get("channels"), dtype)
-            context = FilterContext(seed=seed, progress=_ProgressSender(channel), models=self.models)
+            main = wire.image_header(header.get("width"), header.get("height"), header.get("channels"), dtype)
+            extra = header.get("images") or []
+            if not isinstance(extra, list):
+                raise ProtocolError(f"Expected the image parameters as a list. Received: {extra!r:.100}")
+            parts = wire.split_images(payload, [main, *extra])
+            image = decode_pixels(parts[0], main["width"], main["height"], main["channels"], dtype)
+            values = {**values, **_image_values(spec.params, extra, parts[1:])}
+            # A plain dict: GIMP sends every value, so "given" comes from the request alone (see _make_context).
+            params = dict(load_image_params(spec.params, validate_params(spec.params, values)))
+            context = _make_context(seed, _ProgressSender(channel), self.models, given)
             started = time.perf_counter()
             result = apply_filter(spec, image, params, context=context, validated=True, given=given)
             self.last_compute_seconds = time.perf_counter() - started
             height, width, channels = result.shape
+            images = [(wire.image_header(width, height, channels, dtype), encode_pixels(result, dtype))]
+            for output_name, pixels in context.outputs.items():
+                out_height, out_width, out_channels = pixels.shape
+                images.append(
+                    (wire.image_header(out_width, out_height, out_channels, dtype, output_name), encode_pixels(pixels, dtype))
+                )
+            headers, data = wire.pack_images(images)
             return (
                 {
                     "type": "result",
-                    "width": width,
-                    "height": height,
-                    "channels": channels,
-                    "dtype": dtype,
+                    **headers[0],
+                    "outputs": headers[1:],
                     "compute_seconds": self.last_compute_seconds,
                 },
-                encode_pixels(result, dtype),
+                data,
             )
+        except wire.ProtocolError as error:
+            return {"type": "error", "kind": "ProtocolError", "message": str(error)}, b""
         except (BrokenPipeError, ConnectionError):
             raise
         except FilterCancelled as error:
@@ -630,6 +617,46 @@ class Worker:
                 },
                 b"",
             )
+
+
+def _given_names(given: Any, params: Any) -> frozenset[str] | None:
+    """The parameter names the user set explicitly (``None``: the client did not say).
+
+    Raises:
+        ProtocolError: ``given`` is not a list of declared parameter names.
+    """
+    if given is None:
+        return None
+    declared = {param.name for param in params}
+    if not isinstance(given, list) or not all(isinstance(name, str) and name in declared for name in given):
+        raise ProtocolError(
+            f"Expected 'given' as a list of the filter's parameter names. Received: given={given!r:.200}"
+        )
+    return frozenset(given)
+
+
+def _image_values(params: Any, headers: list[Any], parts: list[memoryview]) -> dict[str, Any]:
+    """Image parameters sent as pixels (a GIMP drawable), decoded to float32 arrays in [0, 1] by name.
+
+    Raises:
+        ProtocolError: An image names no image parameter of the filter.
+    """
+    import numpy as np
+
+    kinds = {param.name: param.kind for param in params}
+    arrays = {}
+    for header, part in zip(headers, parts):
+        name = header.get("name")
+        if kinds.get(name) != "image":
+            raise ProtocolError(f"Images may only be sent for image parameters. Received: an image named {name!r:.100}")
+        array = decode_pixels(part, header["width"], header["height"], header["channels"], header["dtype"])
+        arrays[name] = np.clip(array, 0.0, 1.0)  # GIMP's float layers may hold values outside [0, 1]
+    return arrays
+
+
+def _make_context(seed: int, progress: Any, models: ModelCache, given: frozenset[str] | None) -> FilterContext:
+    """The filter's context; ``given`` (the names the user set in the dialog) lets presets change only the others."""
+    return FilterContext(seed=seed, progress=progress, models=models, given=given)
 
 
 class _ProgressSender:

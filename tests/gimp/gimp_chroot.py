@@ -333,9 +333,11 @@ def _inside(path: str, directory: str) -> bool:
 def python_bind_paths(python: str = sys.executable, root: Path | None = None) -> list[Path]:
     """Host directories the project's interpreter needs, to bind-mount into the chroot at the same place.
 
-    The interpreter's prefix, its base installation and every ``sys.path``
-    entry (editable installs point at the source tree), reduced to the
-    outermost directories.
+    The interpreter's prefix, its base installation, every ``sys.path``
+    entry (editable installs point at the source tree) and every
+    ``$PYTHONPATH`` entry with the resolved targets of the links in it (a
+    package root holding ``neurofilters -> /path/to/a/checkout`` brings that
+    checkout), reduced to the outermost directories.
 
     Args:
         python: The interpreter.
@@ -358,7 +360,7 @@ def python_bind_paths(python: str = sys.executable, root: Path | None = None) ->
     import json
 
     output = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout
-    candidates = sorted({os.path.realpath(p) for p in json.loads(output) if p and os.path.exists(p)})
+    candidates = sorted({os.path.realpath(p) for p in json.loads(output) + _pythonpath_targets() if p and os.path.exists(p)})
     paths: list[str] = []
     for candidate in candidates:
         directory = candidate if os.path.isdir(candidate) else os.path.dirname(candidate)
@@ -374,6 +376,18 @@ def python_bind_paths(python: str = sys.executable, root: Path | None = None) ->
                 "/usr (pyenv, uv, actions/setup-python, conda)."
             )
     return [Path(path) for path in paths]
+
+
+def _pythonpath_targets() -> list[str]:
+    """``$PYTHONPATH``'s entries, and where the symbolic links directly inside them point."""
+    targets = []
+    for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        targets.append(entry)
+        with contextlib.suppress(OSError):
+            for child in os.scandir(entry):
+                if child.is_symlink():
+                    targets.append(os.path.realpath(child.path))
+    return targets
 
 
 #: Environment variable that marks the processes of one :class:`GimpChroot` (GIMP, plug-ins, workers).

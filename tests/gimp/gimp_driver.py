@@ -12,9 +12,11 @@ in order; each adds an entry to the report written as JSON to ``JOB["report"]``:
   "precision"}``: a new image with one layer filled from raw pixels
   (``format`` a babl format such as ``"R'G'B'A u8"``), or ``{"do": "image",
   "load": PATH}`` to load a file with GIMP's own loaders.
+- ``{"do": "layer", "name", "pixels", "width", "height", "format", "type"}``: one more
+  layer at the bottom of the image (the selected layer stays selected).
 - ``{"do": "select", "x", "y", "width", "height", "feather"}``: a rectangular selection.
 - ``{"do": "run", "procedure", "args": {...}}``: run a procedure on the image's
-  selected layer. Colours are ``{"colour": [r, g, b]}``, files ``{"file": PATH}``.
+  selected layer. Colours are ``{"colour": [r, g, b]}``, files ``{"file": PATH}``, layers ``{"layer": NAME}``.
   Reports status, error message and seconds.
 - ``{"do": "dump", "prefix": PATH, "format"}``: every layer's pixels to
   ``PREFIX-<index>.raw`` with its name, size and offsets.
@@ -100,6 +102,19 @@ def _new_image(step):
     return {"layers": 1}
 
 
+def _add_layer(step):
+    selected = _image.get_selected_layers()
+    layer = Gimp.Layer.new(
+        _image, step["name"], step["width"], step["height"], getattr(Gimp.ImageType, step["type"]), 100.0, Gimp.LayerMode.NORMAL
+    )
+    _image.insert_layer(layer, None, len(_image.get_layers()))
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, step["width"], step["height"]), step["format"], open(step["pixels"], "rb").read())
+    buffer.flush()
+    _image.set_selected_layers(selected)
+    return {"layers": len(_image.get_layers())}
+
+
 def _select(step):
     _image.select_rectangle(Gimp.ChannelOps.REPLACE, step["x"], step["y"], step["width"], step["height"])
     if step.get("feather"):
@@ -115,6 +130,8 @@ def _value(raw):
             Babl.format("R'G'B'A double"), GLib.Bytes.new(_struct.pack("4d", red, green, blue, 1.0))
         )
         return colour
+    if isinstance(raw, dict) and "layer" in raw:
+        return next(layer for layer in _image.get_layers() if layer.get_name() == raw["layer"])
     if isinstance(raw, dict) and "file" in raw:
         return Gio.File.new_for_path(raw["file"]) if raw["file"] else None
     return raw
@@ -173,6 +190,7 @@ def _send_signal(step):
 _ACTIONS = {
     "procedures": _procedures,
     "image": _new_image,
+    "layer": _add_layer,
     "select": _select,
     "run": _run,
     "dump": _dump,

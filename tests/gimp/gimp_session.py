@@ -37,10 +37,15 @@ def batch_code(job: Mapping[str, Any]) -> str:
 def plugin_environment(*, with_test_plugin: bool = True, idle_timeout: float = 120) -> dict[str, str | None]:
     """Environment for installing: entry points on, the test plugin findable, a short worker idle timeout.
 
+    The worker gets this process's ``PYTHONPATH`` too (after the test plugin), so
+    the tests run the checkout they were started from, whatever its path (the
+    chroot binds every entry, see ``gimp_chroot.python_bind_paths``).
+
     Returns:
         Variables to set (``None`` = unset).
     """
-    paths = [os.fspath(TESTPLUGIN_DIR)] if with_test_plugin else []
+    own = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path and path != os.fspath(TESTPLUGIN_DIR)]
+    paths = ([os.fspath(TESTPLUGIN_DIR)] if with_test_plugin else []) + own
     return {
         "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD": None,
         "PYTHONPATH": os.pathsep.join(paths) or None,

@@ -2,9 +2,9 @@
 
 Installs the plug-in (built-in filters only) into a fresh profile, opens
 scikit-image's cat photo in the GIMP window, runs ``Filters > Neural > Dream >
-DeepDream...`` interactively, photographs the dialog GIMP generated from the
-filter's parameter declarations, presses OK and photographs the window with
-the result.
+DeepDream...`` interactively, asks for a preview (Alt+P) and waits for it,
+photographs the dialog the plug-in built from the filter's parameter
+declarations, presses OK and photographs the window with the result.
 
 Run as root (installs ``xvfb x11-apps xdotool`` into the chroot once)::
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,11 +27,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, os.fspath(HERE))
 
 from gimp_chroot import GimpChroot, ensure_chroot, python_bind_paths  # noqa: E402
+from gimp_gui import GimpGui  # noqa: E402
 from gimp_session import GimpSession, plugin_environment  # noqa: E402
 
-DISPLAY = ":99"
-SCREEN = (1600, 1400)
 GUI_BATCH = """
+import os
 import time
 from gi.repository import Gimp, Gio
 image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{photo}"))
@@ -48,27 +47,15 @@ config.set_core_object_array("drawables", [layer])
 result = procedure.run(config)
 Gimp.displays_flush()
 open("{done}", "w").write(result.index(0).value_nick)
+started = time.time()
+while not os.path.exists("{done}.release") and time.time() - started < 300:  # GIMP quits after this code
+    time.sleep(0.2)
 """
 
 
-def _xdotool(chroot: GimpChroot, *args: str) -> str:
-    result = chroot.run(["xdotool", *args], env={"DISPLAY": DISPLAY}, timeout=30)
-    return result.stdout.strip()
-
-
-def _wait_for_window(chroot: GimpChroot, name: str, timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = _xdotool(chroot, "search", "--onlyvisible", "--name", name).split()
-        if found:
-            return found[-1]
-        time.sleep(0.5)
-    raise RuntimeError(f"No window named {name!r} appeared within {timeout:g} s")
-
-
-def _grab(chroot: GimpChroot, session: GimpSession, target: list[str], name: str) -> Path:
+def _grab(gui: GimpGui, session: GimpSession, window: str, name: str) -> Path:
     inside = f"{session.inside}/{name}.xwd"
-    result = chroot.run(["xwd", *target, "-silent", "-out", inside], env={"DISPLAY": DISPLAY}, timeout=60)
+    result = gui.chroot.run(["xwd", "-id", window, "-silent", "-out", inside], env={"DISPLAY": gui.display}, timeout=60)
     if result.returncode != 0:
         raise RuntimeError(f"xwd failed: {result.stderr}")
     return Path(inside)
@@ -108,51 +95,33 @@ def main(argv: list[str] | None = None) -> int:
     with GimpChroot(root, python_bind_paths(sys.executable)) as chroot:
         session = GimpSession(chroot, "nf-shots")
         session.install()
-        (session.profile_host / "gimprc").write_text("(show-welcome-dialog no)\n(show-tips no)\n")
         Image.fromarray(np.asarray(data.chelsea())).save(session.host / "chelsea.png")
         done = f"{session.inside}/done.txt"
-        xvfb = chroot.popen(
-            ["Xvfb", DISPLAY, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(2)
-        gimp = chroot.popen(
-            ["gimp-3.0", "--no-splash", "--batch-interpreter=python-fu-eval", "-b", "-"],
-            env={
-                "DISPLAY": DISPLAY,
-                "GIMP3_DIRECTORY": session.profile_inside,
-                "NO_AT_BRIDGE": "1",
-                "NEUROFILTERS_GIMP_LOG": f"{session.inside}/calls.jsonl",
-            },
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        gimp.stdin.write(GUI_BATCH.format(photo=f"{session.inside}/chelsea.png", done=done))
-        gimp.stdin.close()
-        try:
-            dialog = _wait_for_window(chroot, "^DeepDream")
+        calls = chroot.host_path(f"{session.inside}/calls.jsonl")
+        code = GUI_BATCH.format(photo=f"{session.inside}/chelsea.png", done=done)
+        with GimpGui(session, code, env={"NEUROFILTERS_GIMP_LOG": f"{session.inside}/calls.jsonl"}) as gui:
+            dialog = gui.window("^DeepDream", timeout=300)
             time.sleep(3)  # let it draw
-            dialog_xwd = _grab(chroot, session, ["-id", dialog], "dialog")
-            _xdotool(chroot, "windowfocus", "--sync", dialog)
-            _xdotool(chroot, "key", "--clearmodifiers", "Return")
+            gui.press(dialog, "alt+p")
+            deadline = time.monotonic() + 300
+            while not (calls.exists() and '"status": "done"' in calls.read_text()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"The dialog's preview did not finish within 5 minutes.\n{gui.log()}")
+                time.sleep(1)
+            time.sleep(2)
+            dialog_xwd = _grab(gui, session, dialog, "dialog")
+            gui.press(dialog, "Return")
             deadline = time.monotonic() + 900
             while not chroot.host_path(done).exists():
                 if time.monotonic() > deadline:
-                    raise RuntimeError("DeepDream did not finish within 15 minutes")
+                    raise RuntimeError(f"DeepDream did not finish within 15 minutes.\n{gui.log()}")
                 time.sleep(1)
             time.sleep(3)
-            window = _wait_for_window(chroot, "integer.*GIMP")  # the image window's title names the precision
-            result_xwd = _grab(chroot, session, ["-id", window], "result")
-            status = chroot.host_path(done).read_text()
-            print(f"DeepDream finished: {status}")
-            print(chroot.host_path(f"{session.inside}/calls.jsonl").read_text().strip())
-        finally:
-            gimp.kill()
-            xvfb.kill()
-            gimp.wait()
-            xvfb.wait()
+            window = gui.window("integer.*GIMP")  # the image window's title names the precision
+            result_xwd = _grab(gui, session, window, "result")
+            chroot.host_path(done + ".release").write_text("")
+            print(f"DeepDream finished: {chroot.host_path(done).read_text()}")
+            print(calls.read_text().strip())
         args.out.mkdir(parents=True, exist_ok=True)
         for source, name in ((dialog_xwd, "gimp-dialog.png"), (result_xwd, "gimp-result.png")):
             picture = Image.fromarray(read_xwd(chroot.host_path(source)))

@@ -101,9 +101,44 @@ def _thumbnail(image: Any, params: dict[str, Any], context: Any) -> Any:
     return image[::factor, ::factor].copy()
 
 
+def _blend(image: Any, params: dict[str, Any], context: Any) -> Any:
+    """Mixes an image parameter into the top-left corner and emits extra outputs (frames, a grey map)."""
+    import numpy as np
+
+    result = image.copy()
+    overlay = params["overlay"]
+    if overlay is not None:
+        colour = overlay[:, :, :3] if overlay.shape[2] >= 3 else np.repeat(overlay[:, :, :1], 3, axis=2)
+        height, width = min(colour.shape[0], result.shape[0]), min(colour.shape[1], result.shape[1])
+        mix = params["mix"]
+        result[:height, :width] = (1.0 - mix) * result[:height, :width] + mix * colour[:height, :width]
+    for index in range(params["frames"]):
+        context.emit(f"frame-{index:05d}", result * (index + 1) / params["frames"])
+    if params["grey_map"]:
+        context.emit("grey", result.mean(axis=2, keepdims=True))
+    given = getattr(context, "given", None)
+    if not params["frames"] and given:  # reports what reached the filter as explicitly given
+        for name in sorted(given):
+            context.emit("given-" + name.replace("_", "-"), result[:1, :1])
+    return result.astype(np.float32)
+
+
+class _TestModel(dict):
+    """The test model's handle: a name and a layer table like the zoo's (two good dream targets)."""
+
+    def layer_table(self) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [
+            SimpleNamespace(name="stem_conv", alias=None, dream_target=False),
+            SimpleNamespace(name="block1_add", alias="block1", dream_target=True),
+            SimpleNamespace(name="block2_add", alias=None, dream_target=True),
+        ]
+
+
 def _load_model() -> dict[str, str]:
     LOADS["count"] += 1
-    return {"name": "nf-test-model"}
+    return _TestModel(name="nf-test-model")
 
 
 @hookimpl
@@ -153,6 +188,20 @@ def register_filters() -> list[FilterSpec]:
                 Param("seconds", "float", 1.0, "How long to sleep.", minimum=0.0, maximum=3600.0),
             ),
             _stall,
+        ),
+        FilterSpec(
+            "nf-test-blend",
+            "Test Blend",
+            "An image parameter, grouped and advanced parameters, extra outputs.",
+            "Mixes the overlay image into the top-left corner; emits frames and a grey map.",
+            "Testing",
+            (
+                Param("mix", "float", 0.5, "Share of the overlay.", minimum=0.0, maximum=1.0),
+                Param("overlay", "image", None, "Image mixed into the top-left corner.", group="Overlay"),
+                Param("frames", "int", 0, "Extra outputs frame-00000...", minimum=0, maximum=8, group="Outputs"),
+                Param("grey_map", "bool", False, "Emit a one-channel 'grey' output.", group="Outputs", advanced=True),
+            ),
+            _blend,
         ),
         FilterSpec(
             "nf-test-thumbnail",
