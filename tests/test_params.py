@@ -211,5 +211,5 @@ def test_the_worker_reads_a_header_with_a_huge_integer_as_a_protocol_error() -> 
     with left, right:
         frame = worker._FRAME
         left.sendall(frame.pack(worker.MAGIC, len(header), 0) + header)
-        with pytest.raises(worker.ProtocolError, match="not readable JSON"):
+        with pytest.raises(worker.wire.ProtocolError, match="header is not JSON"):  # the connection loop answers these
             worker.recv_message(right)
