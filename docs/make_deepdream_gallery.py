@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python docs/make_deepdream_gallery.py [--width 224] [--steps N]
+    .venv/bin/python docs/make_deepdream_gallery.py [--width 224] [--steps N] [--only-defaults]
 
 Writes ``docs/assets/deepdream-<model>-layers.jpg`` (a labelled sheet per
 model: the photo dreamed at successive layers, every other setting at the
@@ -60,12 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=224)
     parser.add_argument("--steps", type=int, default=0, help="steps per octave (0 = the model's default)")
+    parser.add_argument("--only-defaults", action="store_true", help="only the two pictures of the default settings")
     args = parser.parse_args()
     ASSETS.mkdir(exist_ok=True)
     spec = build_registry(autoload=False).get_filter("deepdream")
     models = ModelCache()
     image = photo(args.width)
-    for model, layers in LAYERS.items():
+    for model, layers in ({} if args.only_defaults else LAYERS).items():
         tiles = [to_image(image, "original")]
         for layer in layers:
             values = {"model": model, "layers": layer, **({"steps": args.steps} if args.steps else {})}

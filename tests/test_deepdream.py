@@ -86,7 +86,8 @@ def test_auto_preset_follows_the_model() -> None:
     vgg = engine.apply_preset(validate_params(PARAMS, {"model": "vgg16-hed"}))
     assert vgg["chroma"] == PRESETS["vgg16-classic"]["chroma"] < 1 and vgg["normalize"] == "mean-abs"
     plain = engine.apply_preset(validate_params(PARAMS, {"model": "vgg16-hed", "preset": "none"}))
-    assert plain["chroma"] == 1.0 and plain["normalize"] == "std"
+    declared = {param.name: param.default for param in PARAMS}
+    assert plain["chroma"] == declared["chroma"] and plain["normalize"] == "std" == declared["normalize"]
     mine = engine.apply_preset(validate_params(PARAMS, {"model": "vgg16-hed", "chroma": 0.5}))
     assert mine["chroma"] == 0.5
 
@@ -100,11 +101,15 @@ def cat256(chelsea: np.ndarray) -> np.ndarray:
 
 
 def test_default_schedule_raises_the_objective(spec, cat256, models) -> None:
-    """The default settings at least triple the objective they climb, on each embedded model.
+    """The default settings raise the objective they climb by 2.5x (Lite0) and 3x (VGG16).
 
     Lite0 dreams through a copy whose ReLU6 units are plain ReLUs (``relu6="unbounded"``,
-    the default), with the squared-activation loss; VGG16 with its tuned preset. Figures
-    for other photos and sizes are in docs/filters/deepdream.md.
+    the default), with the squared-activation loss; VGG16 with its tuned preset. Octaves
+    follow the image size (2 at 256 px, 1 at 128 px). The defaults damp colour changes
+    (chroma 0.3), so Lite0's objective rises less than with free colours (2.9 here, 4.5
+    before): a gentler dream that keeps faces, chosen from the contact sheets of
+    docs/make_deepdream_defaults_sheet.py. Figures for other photos and sizes are in
+    docs/filters/deepdream.md.
     """
     ratios = {}
     for values, image in (({}, cat256), ({"model": "vgg16-hed"}, cat256[::2, ::2].copy())):
@@ -114,7 +119,7 @@ def test_default_schedule_raises_the_objective(spec, cat256, models) -> None:
         before = engine.objective_value(image, model, settings)
         ratios[settings.model] = engine.objective_value(out, model, settings) / before
     print("objective after / before, default schedule:", ratios)
-    assert ratios["lite0"] >= 3.0, ratios
+    assert ratios["lite0"] >= 2.5, ratios
     assert ratios["vgg16-hed"] >= 3.0, ratios
 
 
@@ -364,6 +369,33 @@ def test_progress_moves_and_cancel_stops(spec, cat, models) -> None:
     context._progress = cancel_after_a_while
     with pytest.raises(FilterCancelled):
         apply_filter(spec, cat, {"steps": 5}, context=context)
+
+
+def test_long_dreams_announce_their_duration(spec, cat, models, monkeypatch) -> None:
+    """After the first timed step every message carries the expected duration when it is long."""
+    messages: list[str] = []
+    quick = engine.OctaveProgress([(100, 100), (140, 140)], settings_for(FAST), lambda f, m: messages.append(m))
+    for step in (1, 2, 3):
+        quick.reporter(0)(step, 1.0)
+    assert quick.expected_s is not None and not any("in all" in m for m in messages)  # a short dream stays quiet
+    monkeypatch.setattr(engine, "LONG_DREAM_S", 0.0)
+    messages.clear()
+    dream(spec, cat, FAST, models, progress=lambda f, m: messages.append(m))
+    steps = [m for m in messages if "step" in m]
+    assert "in all" not in steps[0] and all("in all" in m for m in steps[1:]), steps
+    assert engine._duration(42) == "42 s" and engine._duration(600) == "10 min" and engine._duration(5400) == "1 h 30 min"
+
+
+def test_auto_octaves_grow_with_the_image() -> None:
+    """octaves=0: 2 octaves at 300 px, 4 at 1000 px, 6 at 3000 px (scale 1.4); 1 for tiny images."""
+    counts = {side: engine.auto_octaves(side, side * 2 // 3, 1.4) for side in (64, 300, 1000, 3000, 100000)}
+    assert counts == {64: 1, 300: 2, 1000: 4, 3000: 6, 100000: 11}
+    assert engine.auto_octaves(200, 1000, 1.4) == engine.auto_octaves(1000, 1000, 1.4)  # the longer side counts
+    assert engine.auto_octaves(1000, 1000, 1.2) > engine.auto_octaves(1000, 1000, 1.4)  # same range, finer steps
+    settings = settings_for({})
+    assert settings.octaves == 0
+    _, shapes = engine.dream_schedule(667, 1000, settings, 32)
+    assert len(shapes) == 4 and shapes[-1] == (667, 1000)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ gradient; octave changes and detail re-injection work in place.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "OctaveProgress",
     "apply_preset",
     "ascend",
+    "auto_octaves",
     "budget_pixels",
     "build_objective",
     "dream",
@@ -575,13 +577,42 @@ def min_size_of(model: Any) -> int:
     return int(getattr(model, "min_size", 32) or 32)
 
 
+#: ``octaves=0`` (auto): the smallest octave's longer side is about this times the square
+#: root of the image's longer side, so the largest patterns grow with the picture, but more
+#: slowly than it (chosen from ``docs/make_deepdream_defaults_sheet.py``'s contact sheets).
+AUTO_OCTAVE_FACTOR = 12.0
+
+
+def auto_octaves(height: int, width: int, scale: float) -> int:
+    """The number of octaves ``octaves=0`` means for an ``height x width`` image.
+
+    The smallest octave's longer side is about ``AUTO_OCTAVE_FACTOR * sqrt(side)``
+    (``side`` = the image's longer side): with scale 1.4, 2 octaves at 300 px, 4 at
+    1000 px, 6 at 3000 px. Fewer octaves keep small pictures (faces) recognisable;
+    more let the patterns grow on large ones.
+
+    Args:
+        height: Image height.
+        width: Image width.
+        scale: Size ratio between neighbouring octaves (> 1).
+
+    Returns:
+        An octave count between 1 and 12.
+    """
+    side = max(height, width, 1)
+    ratio = side / (AUTO_OCTAVE_FACTOR * math.sqrt(side))
+    if ratio <= 1.0:
+        return 1
+    return int(min(12, max(1, 1 + round(math.log(ratio) / math.log(scale)))))
+
+
 def dream_schedule(height: int, width: int, settings: DreamSettings, min_size: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     """The working size of an ``height x width`` image and its octave sizes, smallest first."""
     work_shape = _working_size(height, width, min_size)
     shapes = octave_shapes(
         work_shape[0],
         work_shape[1],
-        settings.octaves,
+        settings.octaves or auto_octaves(height, width, settings.octave_scale),
         settings.octave_scale,
         upscale_octaves=settings.upscale_octaves,
         min_size=min_size,
@@ -669,8 +700,28 @@ class DreamState:
         return result
 
 
+#: A dream expected to take at least this many seconds says so in its progress messages.
+LONG_DREAM_S = 20.0
+
+
+def _duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min"``, ``"1 h 20 min"``: a rough, readable duration."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60)} min"
+
+
 class OctaveProgress:
-    """Progress over the octaves of a dream: each octave weighs its area times the steps."""
+    """Progress over the octaves of a dream: each octave weighs its area times the steps.
+
+    It also estimates the whole dream's duration from the first timed step (the
+    second step of the smallest octave: the first one may include tracing), and
+    when that is at least :data:`LONG_DREAM_S` every later message ends with it
+    ("about 2 min in all"), so a long dream says so within its first few percent.
+    Timing only changes messages, never pixels.
+    """
 
     def __init__(
         self, shapes: Sequence[tuple[int, int]], settings: DreamSettings, progress: Callable[[float, str], None] | None
@@ -682,17 +733,33 @@ class OctaveProgress:
         self.areas = [h * w for h, w in self.shapes]
         self.total = float(sum(self.areas) * self.steps)
         self.done = 0.0
+        #: Expected seconds for the whole dream (``None`` until a step was timed).
+        self.expected_s: float | None = None
+        self._start = time.perf_counter()
+        self._last: float | None = None
         if progress is not None:
             # The model is loaded and the step compiled: the progress bar's ETA starts here.
             progress(0.0, f"octave 1/{len(self.shapes)}")
+
+    def _estimate(self, area: float, work_done: float) -> None:
+        """Time the step just finished (``area`` pixels) and extrapolate to the remaining work."""
+        now = time.perf_counter()
+        if self.expected_s is None and self._last is not None:
+            per_pixel = (now - self._last) / max(area, 1.0)
+            self.expected_s = (now - self._start) + per_pixel * (self.total - work_done)
+        self._last = now
 
     def reporter(self, index: int) -> Callable[[int, float], None]:
         """``report(step, loss)`` for octave ``index``."""
 
         def report(step: int, loss: float) -> None:
+            work_done = self.done + self.areas[index] * step
+            self._estimate(self.areas[index], work_done)
             if self.progress is not None:
-                fraction = (self.done + self.areas[index] * step) / self.total
+                fraction = work_done / self.total
                 message = f"octave {index + 1}/{len(self.shapes)}, step {step}/{self.steps}, loss {loss:.4g}"
+                if self.expected_s is not None and self.expected_s >= LONG_DREAM_S:
+                    message += f"; about {_duration(self.expected_s)} in all"
                 self.progress(0.98 * fraction, message)
 
         return report
