@@ -13,7 +13,7 @@ from ..gradients import PRECISIONS, RELU6_MODES
 __all__ = ["MODEL_PRESETS", "PARAMS", "PRESETS", "register_filters", "deepdream_spec"]
 
 #: Named settings. A preset only changes the parameters the user did not set
-#: default value; anything set explicitly wins over the preset.
+#: (``context.given``); anything set explicitly wins over the preset.
 PRESETS: dict[str, dict[str, object]] = {
     # The tuned settings of the chosen model (see MODEL_PRESETS); Lite0's are the defaults.
     "auto": {},
