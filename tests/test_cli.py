@@ -209,7 +209,7 @@ def test_everything_the_command_line_gets_wrong_fails_before_any_model_loads(tmp
         (["-o", str(tmp_path / "o.png"), "--step", "5"], "did you mean --steps?"),
         (["-o", str(tmp_path / "o.png"), "--detail", "maybe"], "--detail must be true or false"),
         (["-o", str(tmp_path / "o.png"), "--steps", "1" * 5000], "(5000 characters)"),
-        (["-o", str(tmp_path / "sub" / "o.png"), "--octaves", "0"], "--octaves must be an integer between 1 and"),
+        (["-o", str(tmp_path / "sub" / "o.png"), "--octaves", "99"], "--octaves must be an integer between 0 and"),
     ]
     code = (
         "import sys, json\nfrom neurofilters.plugin_host.cli.main import main\n"
