@@ -126,8 +126,8 @@ def describe(name: str) -> FilterInfo:
 
     Example:
         >>> import neurofilters
-        >>> neurofilters.describe("deepdream").defaults()["steps"]
-        '10'
+        >>> neurofilters.describe("deepdream").defaults()["octaves"]
+        '0'
     """
     return _info(get_registry().get_filter(name))
 

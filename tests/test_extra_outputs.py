@@ -30,13 +30,28 @@ def _photo(path: Path, seed: int) -> Path:
     return path
 
 
+def _command_modules() -> set[Path]:
+    """Files of the registered plugin commands: commands (not filters) may read and write files."""
+    from neurofilters.plugin_host import build_registry
+
+    files = set()
+    for command in build_registry(autoload=False).commands.values():
+        for target in (command.run, command.configure):
+            module = target.partition(":")[0] if isinstance(target, str) else target.__module__
+            if module.startswith("neurofilters.filters."):
+                files.add(ROOT.joinpath(*module.split(".")[1:]).with_suffix(".py"))
+    return files
+
+
 def test_filters_never_open_or_write_files() -> None:
     """No filter module calls open(), Image.open, .save, np.save/np.load, os.makedirs or shutil."""
     forbidden = {"open", "save", "savez", "savez_compressed", "load", "makedirs", "mkdir", "write_bytes", "write_text"}
     allowed_modules = {"zoo"}  # the zoo reads its packaged weight files and keeps a verified cache
+    commands = _command_modules()
+    assert ROOT / "filters" / "finetune" / "train.py" in commands  # (the rule below really exempts commands)
     offenders = []
     for path in sorted((ROOT / "filters").rglob("*.py")):
-        if allowed_modules & set(path.relative_to(ROOT / "filters").parts):
+        if allowed_modules & set(path.relative_to(ROOT / "filters").parts) or path in commands:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
