@@ -206,6 +206,14 @@ class _Walker:
             self.replacements[key] = _replacement(layer, self.guided, self.rule)
         return self.replacements[key]
 
+    def prepare(self, model: Any) -> None:
+        """Build every replacement (linear twins copy weights) before any tracing starts."""
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                self.prepare(layer)
+            else:
+                self._replacement_for(layer)
+
     def run(self, model: Any, inputs: Any, record: dict[str, Any], watch: dict[str, str], delta: Any) -> Any:
         """Run ``model`` on ``inputs``; outputs of the layers named in ``watch`` go to ``record``."""
 
@@ -270,6 +278,9 @@ def saliency_step(
     prepared = _prepared(network)
     walker = _Walker(prepared, guided, rule)
     head = getattr(model, "_classifier_head", None)
+    walker.prepare(prepared)
+    if head is not None:
+        walker.prepare(head)
     head_side = int(getattr(model, "_head_input_size", None) or getattr(model, "input_size", None) or 224)
     watch: dict[str, str] = {}
     if cam_layer is not None:

@@ -67,7 +67,7 @@ def saliency_spec() -> FilterSpec:
         params=PARAMS,
         run="neurofilters.filters.saliency.engine:run",
         output="layer",
-        preview_params={"method": "guided-grad-cam"},
+        preview_params={"method": "grad-cam", "output": "heatmap"},
     )
 
 
