@@ -28,13 +28,16 @@ Forward = Callable[[Any, Any, Any, Any], tuple[Any, Any]]
 StepFn = Callable[[np.ndarray, np.ndarray, tuple[int, int]], tuple[Any, Any, Any, Any]]
 
 
-def compile_step(forward: Forward, *, with_activation: bool) -> StepFn:
+def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True) -> StepFn:
     """Compile ``forward`` with its derivatives for the active Keras backend.
 
     Args:
         forward: See :data:`Forward`.
         with_activation: Whether ``forward`` records a layer activation whose
             gradient is wanted (CAM methods).
+        freeze: TensorFlow: fold the weights into the graph as constants
+            (faster); ``False`` keeps them as variables, so later changes to
+            the weights (the sanity checks' randomisation) are seen.
 
     Returns:
         See :data:`StepFn`. The gradient is of the *sum* of the per-sample
@@ -45,7 +48,7 @@ def compile_step(forward: Forward, *, with_activation: bool) -> StepFn:
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow(forward, with_activation)
+        return _tensorflow(forward, with_activation, freeze)
     if backend == "jax":
         return _jax(forward, with_activation)
     if backend == "torch":
@@ -56,7 +59,7 @@ def compile_step(forward: Forward, *, with_activation: bool) -> StepFn:
     )
 
 
-def _tensorflow(forward: Forward, with_activation: bool) -> StepFn:
+def _tensorflow(forward: Forward, with_activation: bool, freeze: bool) -> StepFn:
     import tensorflow as tf
 
     def step(images: Any, selector: Any, spot: Any) -> tuple[Any, ...]:
@@ -72,11 +75,14 @@ def _tensorflow(forward: Forward, with_activation: bool) -> StepFn:
         tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([2], tf.int32)
     )
     compiled = concrete
-    try:  # weights as constants: grappler fuses convolutions with what follows (6x faster here)
+    try:
+        if not freeze:
+            raise LookupError
+        # weights as constants: grappler fuses convolutions with what follows (6x faster here)
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
         compiled = convert_variables_to_constants_v2(concrete)
-    except Exception:  # unusual graphs: keep the variables
+    except Exception:  # unfrozen on request, or an unusual graph: keep the variables
         pass
 
     def run(images: np.ndarray, selector: np.ndarray, spot: tuple[int, int]) -> tuple[Any, Any, Any, Any]:

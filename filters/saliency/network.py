@@ -38,7 +38,7 @@ from keras import ops
 from ..gradients._network import prepare_network
 from ._autodiff import StepFn, compile_step
 
-__all__ = ["GUIDED_RELU6_RULES", "Target", "default_cam_layer", "guided_relu", "saliency_step", "spatial_layers"]
+__all__ = ["GUIDED_RELU6_RULES", "Target", "default_cam_layer", "forget", "prepared_network", "guided_relu", "saliency_step", "spatial_layers"]
 
 #: How a guided backward pass treats a saturated ReLU6 unit.
 GUIDED_RELU6_RULES = ("active", "unsaturated")
@@ -179,6 +179,19 @@ def default_cam_layer(network: Any) -> str:
     return names[-1]
 
 
+def forget(network: Any) -> None:
+    """Drop the cached prepared clone and compiled steps of ``network`` (a throw-away clone)."""
+    with _LOCK:
+        _PREPARED.pop(id(network), None)
+        for key in [key for key, entry in _STEPS.items() if entry[0] is network]:
+            del _STEPS[key]
+
+
+def prepared_network(network: Any) -> Any:
+    """The network the steps of ``network`` run: its batch-norm-folded clone (or itself when nothing folds)."""
+    return _prepared(network)
+
+
 def _prepared(network: Any) -> Any:
     """The batch-norm-folded clone of ``network`` (cached; the original is never changed)."""
     with _LOCK:
@@ -251,6 +264,7 @@ def saliency_step(
     target: Target,
     cam_layer: str | None,
     rule: str = "active",
+    freeze: bool = True,
 ) -> StepFn:
     """The compiled ``step(images, selector, spot)`` for a zoo model, cached per configuration.
 
@@ -265,12 +279,14 @@ def saliency_step(
         cam_layer: Raw name of the layer whose activation and gradient are
             returned too, or ``None``.
         rule: Guided ReLU6 rule (:data:`GUIDED_RELU6_RULES`).
+        freeze: Fold the weights into the compiled step (TensorFlow); ``False``
+            keeps reading the prepared network's variables.
 
     Returns:
         See :data:`neurofilters.filters.saliency._autodiff.StepFn`.
     """
     network = model.keras_model
-    key = (id(network), bool(guided), target, cam_layer, rule if guided else None)
+    key = (id(network), bool(guided), target, cam_layer, rule if guided else None, bool(freeze))
     with _LOCK:
         entry = _STEPS.get(key)
     if entry is not None and entry[0] is network:
@@ -309,7 +325,7 @@ def saliency_step(
             scores = ops.sum(values * selector[None, :], axis=-1)
         return scores, record.get("cam")
 
-    step = compile_step(forward, with_activation=cam_layer is not None)
+    step = compile_step(forward, with_activation=cam_layer is not None, freeze=freeze)
     with _LOCK:
         if len(_STEPS) > 32:
             _STEPS.clear()
