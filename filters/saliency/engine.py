@@ -122,7 +122,9 @@ def _resolve_class(model: Any, value: int | str, image: np.ndarray) -> int:
                 f'"class_label" top-N must have N between 1 and {count}. Received: class_label={value!r}',
                 param="class_label", value=value,
             )
-        logits = np.asarray(model.logits_model()(image[None], training=False), np.float64)[0]
+        import keras
+
+        logits = np.asarray(keras.ops.convert_to_numpy(model.logits_model()(image[None], training=False)), np.float64)[0]
         return int(np.argsort(-logits, kind="stable")[rank - 1])
     return resolve_class(value, labels, param="class_label")
 

@@ -62,8 +62,22 @@ def upsample(values: np.ndarray, size: tuple[int, int], mode: str = "bilinear") 
     return np.asarray(image.resize((width, height), resample), dtype=np.float32)
 
 
-def _batches(total: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + size, total)) for start in range(0, total, size)]
+def _batches(total: int, size: int) -> tuple[int, list[tuple[int, int]]]:
+    """Equal chunks of at most ``size``: ``(chunk size, [(start, stop), ...])``.
+
+    Every network call gets the same batch shape (the last chunk is padded by
+    the caller), so a run compiles and tunes one shape only.
+    """
+    count = -(-total // max(size, 1))
+    chunk = -(-total // count)
+    return chunk, [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
+
+
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+    """``batch`` with its last sample repeated up to ``size`` samples."""
+    if len(batch) == size:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - len(batch), axis=0)], axis=0)
 
 
 def smoothgrad(
@@ -73,11 +87,11 @@ def smoothgrad(
     """Mean of ``|dS/dx|`` over noisy copies: float32 ``h x w x 3``."""
     sigma = float(noise) * float(image.max() - image.min())
     total = np.zeros(image.shape, np.float64)
-    chunks = _batches(samples, batch_size)
+    chunk, chunks = _batches(samples, batch_size)
     for index, (start, stop) in enumerate(chunks):
         noisy = image[None] + rng.normal(0.0, sigma, (stop - start, *image.shape)).astype(np.float32)
-        _, grads, _, _ = step(noisy.astype(np.float32), selector, spot)
-        total += np.abs(grads).sum(axis=0)
+        _, grads, _, _ = step(_padded(noisy.astype(np.float32), chunk), selector, spot)
+        total += np.abs(grads[: stop - start]).sum(axis=0)
         if progress is not None:
             progress((index + 1) / len(chunks), f"SmoothGrad: {stop} of {samples} samples")
     return (total / samples).astype(np.float32)
@@ -91,11 +105,11 @@ def integrated_gradients(
     alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
     difference = (image - baseline).astype(np.float32)
     total = np.zeros(image.shape, np.float64)
-    chunks = _batches(steps, batch_size)
+    chunk, chunks = _batches(steps, batch_size)
     for index, (start, stop) in enumerate(chunks):
         path = baseline[None] + alphas[start:stop, None, None, None] * difference[None]
-        _, grads, _, _ = step(path.astype(np.float32), selector, spot)
-        total += grads.sum(axis=0)
+        _, grads, _, _ = step(_padded(path.astype(np.float32), chunk), selector, spot)
+        total += grads[: stop - start].sum(axis=0)
         if progress is not None:
             progress((index + 1) / len(chunks), f"Integrated gradients: {stop} of {steps} steps")
     return (difference * total / steps).astype(np.float32)
