@@ -46,7 +46,7 @@ def test_every_method_leaves_the_model_unchanged(lite0, chelsea: np.ndarray) -> 
 
 def test_map_comes_back_at_the_input_size_for_every_output(lite0, chelsea: np.ndarray) -> None:
     image = np.ascontiguousarray(chelsea[30:250, 60:420])  # 220 x 360, not the network's size
-    results = {out: neurofilters.apply("saliency", image, method="grad-cam", output=out) for out in ("grey", "heatmap", "mask")}
+    results = {out: neurofilters.apply("saliency", image, method="grad-cam", display=out) for out in ("grey", "heatmap", "mask")}
     grey = results["grey"].outputs["saliency"]
     assert grey.shape == (220, 360, 1) and grey.dtype == np.float32
     assert grey.min() >= 0 and grey.max() == pytest.approx(1.0)
@@ -65,13 +65,13 @@ def test_map_comes_back_at_the_input_size_for_every_output(lite0, chelsea: np.nd
 
 def test_class_by_name_id_and_rank(lite0, chelsea: np.ndarray) -> None:
     image = np.ascontiguousarray(chelsea)
-    by_name = neurofilters.apply("saliency", image, method="grad-cam", output="grey", class_label="tiger cat")
-    by_id = neurofilters.apply("saliency", image, method="grad-cam", output="grey", class_label=282)
+    by_name = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label="tiger cat")
+    by_id = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label=282)
     np.testing.assert_array_equal(by_name.pixels, by_id.pixels)
-    other = neurofilters.apply("saliency", image, method="grad-cam", output="grey", class_label="espresso")
+    other = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label="espresso")
     assert np.corrcoef(other.pixels[..., 0].ravel(), by_id.pixels[..., 0].ravel())[0, 1] < 0.9
-    top1 = neurofilters.apply("saliency", image, method="grad-cam", output="grey")
-    top2 = neurofilters.apply("saliency", image, method="grad-cam", output="grey", class_label="top-2")
+    top1 = neurofilters.apply("saliency", image, method="grad-cam", display="grey")
+    top2 = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label="top-2")
     assert not np.array_equal(top1.pixels, top2.pixels)
     with pytest.raises(ParameterError, match="tiger cat"):
         neurofilters.apply("saliency", image, method="grad-cam", class_label="tigre cat")
@@ -95,7 +95,7 @@ def test_neuron_map_sits_in_its_receptive_field(lite0, coffee: np.ndarray) -> No
     for x, y in ((0.25, 0.3), (0.75, 0.7)):
         result = neurofilters.apply(
             "saliency", image, method="gradient", target="neuron", target_layer="block5_project_bn", channel=7,
-            neuron_x=x, neuron_y=y, output="grey",
+            neuron_x=x, neuron_y=y, display="grey",
         )
         grey = result.outputs["saliency"][..., 0]
         rows, cols = np.nonzero(grey > 0.05)
@@ -107,13 +107,13 @@ def test_neuron_map_sits_in_its_receptive_field(lite0, coffee: np.ndarray) -> No
 
 def test_smoothgrad_and_integrated_gradients_are_deterministic(lite0, coffee: np.ndarray) -> None:
     image = np.ascontiguousarray(coffee[::3, ::3])
-    a = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=3, output="grey")
-    b = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=3, output="grey")
-    c = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=4, output="grey")
+    a = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=3, display="grey")
+    b = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=3, display="grey")
+    c = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=4, display="grey")
     np.testing.assert_array_equal(a.pixels, b.pixels)
     assert not np.array_equal(a.pixels, c.pixels)
     # Batching does not change the result beyond float rounding.
-    d = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=3, output="grey", batch_size=4)
+    d = neurofilters.apply("saliency", image, method="smoothgrad", samples=6, seed=3, display="grey", batch_size=4)
     np.testing.assert_allclose(a.outputs["saliency"], d.outputs["saliency"], atol=1e-4)
     # Integrated gradients' completeness: attributions sum to S(x) - S(baseline).
     from neurofilters.filters.saliency.engine import explain
@@ -132,11 +132,26 @@ def test_relu_backbone_channel_target_and_class_refusal(chelsea: np.ndarray) -> 
         neurofilters.apply("saliency", image, model="vgg16-hed", method="grad-cam")
     guided = neurofilters.apply(
         "saliency", image, model="vgg16-hed", method="guided-backprop", target="channel",
-        target_layer="block4_conv3", channel=11, output="grey",
+        target_layer="block4_conv3", channel=11, display="grey",
     ).outputs["saliency"]
     plain = neurofilters.apply(
         "saliency", image, model="vgg16-hed", method="gradient", target="channel",
-        target_layer="block4_conv3", channel=11, output="grey",
+        target_layer="block4_conv3", channel=11, display="grey",
     ).outputs["saliency"]
     assert guided.shape == image.shape[:2] + (1,) and guided.max() > 0
     assert np.corrcoef(guided.ravel(), plain.ravel())[0, 1] < 0.95  # the guided ReLUs changed the backward pass
+
+
+def test_command_line_writes_the_result_and_the_map_beside_it(tmp_path, chelsea: np.ndarray) -> None:
+    from PIL import Image
+
+    from neurofilters.plugin_host.cli.main import main
+
+    photo = tmp_path / "cat.png"
+    Image.fromarray((chelsea[::2, ::2] * 255).astype(np.uint8)).save(photo)
+    out = tmp_path / "where.png"
+    # --class abbreviates --class-label; --output is the host's output file, so the look is --display.
+    assert main(["run", "saliency", str(photo), "-o", str(out), "--class", "tiger cat", "--display", "grey"]) == 0
+    with Image.open(out) as result, Image.open(tmp_path / "where-saliency.png") as extra:
+        assert result.size == extra.size == (chelsea.shape[1] // 2 + chelsea.shape[1] % 2, chelsea.shape[0] // 2)
+        np.testing.assert_array_equal(np.asarray(result.convert("L")), np.asarray(extra.convert("L")))

@@ -245,11 +245,11 @@ def run(image: np.ndarray, params: dict[str, Any], context: FilterContext) -> np
     )
     context.progress(0.9, f"Rendering the {method} map of {what}")
     smoothing = params["smoothing"]
-    if params["output"] == "mask" and method in SPARSE_METHODS and smoothing <= 0:
+    if params["display"] == "mask" and method in SPARSE_METHODS and smoothing <= 0:
         smoothing = 1.0  # a mask of scattered pixels is no mask
     grey = saliency_map(explanation, image.shape[:2], method, smoothing)
     context.emit("saliency", grey[:, :, None])
-    result = render(image, grey, output=params["output"], colormap=params["colormap"],
+    result = render(image, grey, output=params["display"], colormap=params["colormap"],
                     opacity=params["opacity"], mask_coverage=params["mask_coverage"])
     context.progress(1.0, f"{method} map of {what}")
     return result

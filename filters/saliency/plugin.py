@@ -40,7 +40,7 @@ PARAMS: tuple[Param, ...] = (
     Param("noise", "float", 0.15, "SmoothGrad: noise standard deviation as a fraction of the image's value range (0.1-0.2 works best).", minimum=0.0, maximum=1.0, group="SmoothGrad"),
     Param("steps", "int", 32, "Integrated gradients: points on the path from the baseline to the image.", minimum=1, maximum=1000, group="Integrated gradients"),
     Param("baseline", "choice", "black", "Integrated gradients: the image the path starts from: black, mid grey, white, or a heavily blurred copy of the image.", choices=("black", "grey", "white", "blur"), group="Integrated gradients"),
-    Param("output", "choice", "heatmap", "Result: the map as a grey image (white = salient), a colour heat map blended over the photo, or a black-and-white mask of the most salient area.", choices=("heatmap", "grey", "mask")),
+    Param("display", "choice", "heatmap", "Result: the map as a grey image (white = salient), a colour heat map blended over the photo, or a black-and-white mask of the most salient area.", choices=("heatmap", "grey", "mask")),
     Param("colormap", "choice", "turbo", "Colours of the heat map, from low to high saliency.", choices=COLORMAPS, group="Display"),
     Param("opacity", "float", 0.5, "Heat map opacity over the photo (0 = photo only, 1 = heat map only).", minimum=0.0, maximum=1.0, group="Display"),
     Param("mask_coverage", "float", 0.25, "Mask: share of the image the mask covers (the most salient pixels).", minimum=0.01, maximum=0.99, group="Display"),
@@ -67,7 +67,7 @@ def saliency_spec() -> FilterSpec:
         params=PARAMS,
         run="neurofilters.filters.saliency.engine:run",
         output="layer",
-        preview_params={"method": "grad-cam", "output": "heatmap"},
+        preview_params={"method": "grad-cam", "display": "heatmap"},
     )
 
 
