@@ -10,7 +10,7 @@ Writes into ``docs/assets/``:
   Lite0's top class, as grey maps (top row) and heat maps over the photo (bottom row);
 * ``saliency-vgg16-hed.jpg``: the same for the VGG16-HED backbone, which has no
   classes: the maps explain its most active channel of ``block4_conv3``;
-* ``saliency-sanity.png``: ``neurofilters saliency-check lite0`` as a figure:
+* ``saliency-sanity.jpg``: ``neurofilters saliency-check lite0`` as a figure:
   each method's map as Lite0's weights are randomised from the logits down;
 * ``saliency-default.jpg``: the filter's defaults (Grad-CAM heat map) on the photo.
 
@@ -93,9 +93,8 @@ def main() -> None:
                 pixels = apply_filter(spec, image, {**values, "method": method, "display": output}, seed=0, models=models)
                 row.append(to_image(pixels, method))
             print(model, method, flush=True)
-        half = 1 + len(METHODS) // 2  # two lines of four per output: web-size width
-        rows = [grey_row[:half], grey_row[half:] + [Image.new("RGB", grey_row[0].size, (255, 255, 255))],
-                heat_row[:half], heat_row[half:] + [Image.new("RGB", heat_row[0].size, (255, 255, 255))]]
+        half = (len(METHODS) + 1) // 2  # two lines of four per output: web-size width
+        rows = [grey_row[:half], grey_row[half:], heat_row[:half], heat_row[half:]]
         sheet(rows).save(ASSETS / f"saliency-{model}.jpg", quality=82, optimize=True)
     default = apply_filter(spec, photo(480), {}, seed=0, models=models)
     to_image(default, "saliency defaults: grad-cam heat map, lite0 top class").save(
@@ -112,7 +111,7 @@ def main() -> None:
     for method, values in report.correlations.items():
         print(f"{method:22s}", " ".join(f"{value:+.2f}" for value in values))
     figure = (sanity_figure(report, cell=96) * 255 + 0.5).astype(np.uint8)
-    Image.fromarray(figure).save(ASSETS / "saliency-sanity.png", optimize=True)
+    Image.fromarray(figure).save(ASSETS / "saliency-sanity.jpg", quality=85, optimize=True)
 
 
 if __name__ == "__main__":
