@@ -101,12 +101,12 @@ def main() -> None:
         ASSETS / "saliency-default.jpg", quality=85, optimize=True
     )
 
-    from neurofilters.filters.saliency.engine import _resolve_class, network_size, resize_rgb
+    from neurofilters.filters.saliency.engine import resolve_target_class, network_size, resize_rgb
     from neurofilters.filters.saliency.sanity import cascading_randomisation, sanity_figure
 
     lite0 = models.get("lite0")
     seen = resize_rgb(image, network_size(lite0, *image.shape[:2]))
-    report = cascading_randomisation(lite0, seen, _resolve_class(lite0, "top-1", seen), methods=METHODS,
+    report = cascading_randomisation(lite0, seen, resolve_target_class(lite0, "top-1", seen), methods=METHODS,
                                      levels=args.levels, samples=16, steps=16)
     for method, values in report.correlations.items():
         print(f"{method:22s}", " ".join(f"{value:+.2f}" for value in values))

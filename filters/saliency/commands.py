@@ -56,7 +56,7 @@ def run_check(args: argparse.Namespace) -> int:
     """Run the check and print one row per randomisation level, one column per method."""
     import numpy as np
 
-    from .engine import _resolve_class, _spatial_layer, network_size, resize_rgb
+    from .engine import resolve_target_class, spatial_layer, network_size, resize_rgb
     from .sanity import cascading_randomisation, sanity_figure
 
     methods = [name.strip() for name in str(args.methods).split(",") if name.strip()]
@@ -78,8 +78,8 @@ def run_check(args: argparse.Namespace) -> int:
     rgb, _ = split_alpha(loaded.pixels)
     rgb = np.ascontiguousarray(rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb[:, :, :1], 3, axis=2), np.float32)
     image = resize_rgb(rgb, network_size(model, *rgb.shape[:2]))
-    class_id = _resolve_class(model, args.class_label, image)
-    cam_layer = _spatial_layer(model, args.layer, "layer")
+    class_id = resolve_target_class(model, args.class_label, image)
+    cam_layer = spatial_layer(model, args.layer, "layer")
     name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
     print(f"Explaining class {class_id} ({name}); CAM layer {cam_layer}; randomising from the logits down.")
     report = cascading_randomisation(

@@ -19,7 +19,7 @@ from .network import Target, default_cam_layer, saliency_step, spatial_layers
 from .plugin import CAM_METHODS
 from .render import normalise, render, smooth
 
-__all__ = ["Explanation", "explain", "network_size", "resize_rgb", "run"]
+__all__ = ["Explanation", "explain", "network_size", "resize_rgb", "resolve_target_class", "run", "saliency_map", "spatial_layer"]
 
 #: Methods whose map is sparse (per pixel): normalised by a high percentile, not the maximum.
 SPARSE_METHODS = ("guided-backprop", "gradient", "smoothgrad", "integrated-gradients", "guided-grad-cam")
@@ -89,7 +89,12 @@ def _layer_output_size(network: Any, layer: str, size: tuple[int, int]) -> tuple
     return int(spec.shape[1]), int(spec.shape[2]), int(spec.shape[3])
 
 
-def _spatial_layer(model: Any, name: str, param: str) -> str:
+def spatial_layer(model: Any, name: str, param: str) -> str:
+    """Resolve a layer parameter to a raw layer name with a spatial output ('auto': the last convolutional block).
+
+    Raises:
+        ParameterError: Unknown layer (with suggestions) or one without an ``H x W x C`` output.
+    """
     network = model.keras_model
     if name == "auto":
         return default_cam_layer(network)
@@ -111,7 +116,12 @@ def _class_count(model: Any) -> int:
     return int(output.shape[-1])
 
 
-def _resolve_class(model: Any, value: int | str, image: np.ndarray) -> int:
+def resolve_target_class(model: Any, value: int | str, image: np.ndarray) -> int:
+    """The class id ``value`` names: ``top-N`` (ranked on ``image`` as the network sees it), an id or a name.
+
+    Raises:
+        ParameterError: Out-of-range rank or id, or an unknown name (with suggestions).
+    """
     count = _class_count(model)
     labels = model.labels if model.labels and len(model.labels) == count else [f"class {i}" for i in range(count)]
     match = _TOP_RE.match(str(value).strip()) if isinstance(value, str) else None
@@ -175,19 +185,19 @@ def explain(
         )
     size = network_size(model, *image.shape[:2])
     seen = resize_rgb(image, size)
-    cam_layer = _spatial_layer(model, params["layer"], "layer") if method in CAM_METHODS else None
+    cam_layer = spatial_layer(model, params["layer"], "layer") if method in CAM_METHODS else None
     class_id: int | None = None
     class_name: str | None = None
     target_layer: str | None = None
     spot = (0, 0)
     if target_kind == "class":
-        class_id = _resolve_class(model, params["class_label"], seen)
+        class_id = resolve_target_class(model, params["class_label"], seen)
         selector = np.zeros(_class_count(model), np.float32)
         selector[class_id] = 1.0
         class_name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
         target = Target("class")
     else:
-        target_layer = _spatial_layer(model, params["target_layer"], "target_layer")
+        target_layer = spatial_layer(model, params["target_layer"], "target_layer")
         rows, cols, channels = _layer_output_size(network, target_layer, size)
         if params["channel"] >= channels:
             raise ParameterError(
