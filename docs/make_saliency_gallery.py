@@ -71,11 +71,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--levels", type=int, default=8, help="layer groups randomised in the sanity figure")
+    parser.add_argument("--parts", default="methods,sanity", help="what to render: methods, sanity or both (default)")
     args = parser.parse_args()
     ASSETS.mkdir(exist_ok=True)
     spec = build_registry(autoload=False).get_filter("saliency")
     models = ModelCache()
     image = photo(args.width)
+    if "methods" in args.parts:
+        render_methods(spec, models, image)
+    if "sanity" in args.parts:
+        render_sanity(models, image, args.levels)
+
+
+def render_methods(spec, models: ModelCache, image: np.ndarray) -> None:
+    """Every method side by side for each embedded model, and the defaults."""
     channel = busiest_channel(models, image, "block4_conv3")
     settings = {
         "lite0": ({"model": "lite0"}, "lite0, top class"),
@@ -101,13 +110,16 @@ def main() -> None:
         ASSETS / "saliency-default.jpg", quality=85, optimize=True
     )
 
+
+def render_sanity(models: ModelCache, image: np.ndarray, levels: int) -> None:
+    """The cascading-randomisation figure of Lite0."""
     from neurofilters.filters.saliency.engine import resolve_target_class, network_size, resize_rgb
     from neurofilters.filters.saliency.sanity import cascading_randomisation, sanity_figure
 
     lite0 = models.get("lite0")
     seen = resize_rgb(image, network_size(lite0, *image.shape[:2]))
     report = cascading_randomisation(lite0, seen, resolve_target_class(lite0, "top-1", seen), methods=METHODS,
-                                     levels=args.levels, samples=16, steps=16)
+                                     levels=levels, samples=16, steps=16)
     for method, values in report.correlations.items():
         print(f"{method:22s}", " ".join(f"{value:+.2f}" for value in values))
     figure = (sanity_figure(report, cell=96) * 255 + 0.5).astype(np.uint8)
