@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	# The torch backend's gradient test needs a CPU build of PyTorch; "+cpu" is never
 	# served by PyPI itself, so where no such build is at hand this skips quickly
 	# instead of downloading a multi-GB CUDA build (the test then skips, saying why).
-	$(BIN)/python -m pip install --quiet "torch==2.13.0+cpu" 2>/dev/null || echo "note: no CPU build of torch 2.13 here; the torch backend test will skip"
+	# captum (the saliency tests' guided-backprop peer) comes with it, never pulling a CUDA torch.
+	$(BIN)/python -m pip install --quiet "torch==2.13.0+cpu" "captum==0.9.0" 2>/dev/null || echo "note: no CPU build of torch 2.13 here; the torch backend and captum tests will skip"
 	touch $(STAMP)
 
 demo: install

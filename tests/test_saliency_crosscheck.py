@@ -1,0 +1,258 @@
+"""Cross-checks of every saliency method against independent implementations on the same model and image.
+
+* tf-keras-vis 0.8.7 (TensorFlow, eager ``GradientTape``): gradient, SmoothGrad
+  (statistically: it draws its own noise), Grad-CAM and Grad-CAM++. It is given
+  Lite0's own Keras network (input = the preprocessed image), so its gradients
+  are ours times the constant 128 / 255 of the preprocessing; its Grad-CAM is
+  told not to move to another layer (``seek_penultimate_conv_layer=False``) and
+  not to normalise or resize.
+* captum 0.9.0 (PyTorch): guided backpropagation and guided Grad-CAM, on a port
+  of Lite0's pretrained weights to a torch module written here. captum guides
+  only ``nn.ReLU`` modules, so the ReLU6 units are ``nn.ReLU`` subclasses whose
+  forward pass is ReLU6 and whose own gradient is that of our guided-ReLU6
+  rule: ReLU's (rule "active") or ReLU6's (rule "unsaturated").
+* integrated gradients: captum's ``IntegratedGradients`` on the same port with
+  the same midpoint rule.
+
+Pearson r >= 0.99 for the deterministic methods.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neurofilters
+from neurofilters.filters.saliency.engine import resize_rgb
+from neurofilters.filters.saliency.methods import compute
+from neurofilters.filters.saliency.network import Target, saliency_step
+
+pytestmark = [
+    pytest.mark.slow,
+    # tf-keras-vis passes a list to a one-input model (Keras warns) and imports a deprecated SciPy
+    # namespace; captum warns that it sets hooks. Those are the peers' warnings, not ours.
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+CLASS = 282  # tiger cat
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return neurofilters.load_model("lite0")
+
+
+@pytest.fixture(scope="module")
+def image(chelsea: np.ndarray) -> np.ndarray:
+    return resize_rgb(chelsea, (224, 224))
+
+
+@pytest.fixture(scope="module")
+def selector() -> np.ndarray:
+    one_hot = np.zeros(1000, np.float32)
+    one_hot[CLASS] = 1.0
+    return one_hot
+
+
+@pytest.fixture(scope="module")
+def steps(lite0):
+    return {
+        "plain": saliency_step(lite0, guided=False, target=Target("class"), cam_layer=None),
+        "cam": saliency_step(lite0, guided=False, target=Target("class"), cam_layer="head_act"),
+        "active": saliency_step(lite0, guided=True, target=Target("class"), cam_layer=None, rule="active"),
+        "unsaturated": saliency_step(lite0, guided=True, target=Target("class"), cam_layer=None, rule="unsaturated"),
+    }
+
+
+# -- tf-keras-vis ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def preprocessed(image: np.ndarray) -> np.ndarray:
+    return ((image * 255.0 - 127.0) / 128.0)[None].astype(np.float32)
+
+
+def test_gradient_and_smoothgrad_match_tf_keras_vis(lite0, image, preprocessed, selector, steps) -> None:
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    saliency = Saliency(lite0.keras_model, clone=False)
+    theirs = saliency(CategoricalScore([CLASS]), preprocessed, normalize_map=False)[0]
+    ours = compute("gradient", image, plain=steps["plain"], guided=None, selector=selector)
+    assert pearson(ours.map, theirs) >= 0.99
+    np.testing.assert_allclose(ours.map.mean(), theirs.mean() * 255.0 / 128.0, rtol=0.01)
+
+    # SmoothGrad draws noise inside: compare statistically with the same noise level and count.
+    samples, noise = 12, 0.2
+    theirs_smooth = saliency(CategoricalScore([CLASS]), preprocessed, smooth_samples=samples, smooth_noise=noise,
+                             normalize_map=False)[0]
+    first = compute("smoothgrad", image, plain=steps["plain"], guided=None, selector=selector, samples=samples,
+                    noise=noise, rng=np.random.default_rng(1))
+    second = compute("smoothgrad", image, plain=steps["plain"], guided=None, selector=selector, samples=samples,
+                     noise=noise, rng=np.random.default_rng(2))
+    between_ours = pearson(first.map, second.map)
+    ours_theirs = pearson(first.map, theirs_smooth)
+    # As close to theirs as two of our own runs are to each other, and far from the plain gradient.
+    assert ours_theirs > 0.85 * between_ours
+    assert ours_theirs > 5 * abs(pearson(theirs_smooth, theirs))
+    # Same mean magnitude: same noise level, same |gradient| averaging.
+    np.testing.assert_allclose(first.map.mean(), theirs_smooth.mean() * 255.0 / 128.0, rtol=0.1)
+
+
+def test_grad_cam_and_grad_cam_plus_plus_match_tf_keras_vis(lite0, image, preprocessed, selector, steps) -> None:
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    options = dict(penultimate_layer="head_act", seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)
+    for method, peer in (("grad-cam", Gradcam), ("grad-cam++", GradcamPlusPlus)):
+        theirs = peer(lite0.keras_model, clone=False)(CategoricalScore([CLASS]), preprocessed, **options)[0]
+        ours = compute(method, image, plain=steps["cam"], guided=None, selector=selector)
+        assert ours.raw.shape == theirs.shape == (7, 7)
+        assert pearson(np.maximum(ours.raw, 0.0), theirs) >= 0.99, method
+
+
+# -- captum ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def torch_lite0(lite0):
+    """Lite0's pretrained weights in torch modules, one per ReLU6 rule."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from neurofilters.filters.zoo.lite0 import STAGES
+
+    network = lite0.keras_model
+
+    class ReLU6ActiveRule(nn.ReLU):
+        """ReLU6 forward; ReLU's gradient (our 'active' rule). An nn.ReLU, so captum guides it."""
+
+        def forward(self, x):  # noqa: D102
+            rectified = torch.relu(x)
+            return rectified - (rectified - torch.clamp(rectified, max=6.0)).detach()
+
+    class ReLU6UnsaturatedRule(nn.ReLU):
+        """ReLU6 forward and gradient (our 'unsaturated' rule). An nn.ReLU, so captum guides it."""
+
+        def forward(self, x):  # noqa: D102
+            return torch.clamp(x, 0.0, 6.0)
+
+    def same_padding(x, kernel, stride):
+        def total(n):
+            return max((-(-n // stride) - 1) * stride + kernel - n, 0)
+
+        rows, cols = total(x.shape[2]), total(x.shape[3])
+        return F.pad(x, (cols // 2, cols - cols // 2, rows // 2, rows - rows // 2))
+
+    class ConvNorm(nn.Module):
+        def __init__(self, conv, norm, act, depthwise=False):
+            super().__init__()
+            kernel = conv.get_weights()[0]
+            self.size, self.stride = kernel.shape[0], conv.strides[0]
+            if depthwise:
+                channels = kernel.shape[2]
+                self.conv = nn.Conv2d(channels, channels, self.size, self.stride, groups=channels, bias=False)
+                self.conv.weight.data = torch.tensor(np.transpose(kernel, (2, 3, 0, 1)).copy())
+            else:
+                self.conv = nn.Conv2d(kernel.shape[2], kernel.shape[3], self.size, self.stride, bias=False)
+                self.conv.weight.data = torch.tensor(np.transpose(kernel, (3, 2, 0, 1)).copy())
+            gamma, beta, mean, variance = norm.get_weights()
+            self.norm = nn.BatchNorm2d(len(gamma), eps=norm.epsilon)
+            self.norm.weight.data, self.norm.bias.data = torch.tensor(gamma), torch.tensor(beta)
+            self.norm.running_mean.data, self.norm.running_var.data = torch.tensor(mean), torch.tensor(variance)
+            self.act = act() if act else None
+
+        def forward(self, x):  # noqa: D102
+            x = self.norm(self.conv(same_padding(x, self.size, self.stride)))
+            return self.act(x) if self.act else x
+
+    class Block(nn.Module):
+        def __init__(self, index, expand, residual, act):
+            super().__init__()
+            get = network.get_layer
+            prefix = f"block{index}"
+            self.expand = ConvNorm(get(f"{prefix}_expand_conv"), get(f"{prefix}_expand_bn"), act) if expand else None
+            self.depthwise = ConvNorm(get(f"{prefix}_dwconv"), get(f"{prefix}_dw_bn"), act, depthwise=True)
+            self.project = ConvNorm(get(f"{prefix}_project_conv"), get(f"{prefix}_project_bn"), None)
+            self.residual = residual
+
+        def forward(self, x):  # noqa: D102
+            y = self.project(self.depthwise(self.expand(x) if self.expand else x))
+            return y + x if self.residual else y
+
+    class Lite0(nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.stem = ConvNorm(network.get_layer("stem_conv"), network.get_layer("stem_bn"), act)
+            blocks, index = [], 0
+            for repeats, _, stride, expand, channels_in, channels_out in STAGES:
+                for repeat in range(repeats):
+                    first_in = channels_in if repeat == 0 else channels_out
+                    step = stride if repeat == 0 else 1
+                    blocks.append(Block(index, expand != 1, step == 1 and first_in == channels_out, act))
+                    index += 1
+            self.blocks = nn.Sequential(*blocks)
+            self.head = ConvNorm(network.get_layer("head_conv"), network.get_layer("head_bn"), act)
+            kernel, bias = network.get_layer("logits").get_weights()
+            self.fc = nn.Linear(kernel.shape[0], kernel.shape[1])
+            self.fc.weight.data, self.fc.bias.data = torch.tensor(kernel.T.copy()), torch.tensor(bias)
+
+        def forward(self, rgb):  # noqa: D102
+            x = self.head(self.blocks(self.stem((rgb * 255.0 - 127.0) / 128.0)))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    return {"active": Lite0(ReLU6ActiveRule).eval(), "unsaturated": Lite0(ReLU6UnsaturatedRule).eval()}
+
+
+def _nchw(image: np.ndarray):
+    import torch
+
+    return torch.tensor(np.transpose(image, (2, 0, 1))[None].copy()).requires_grad_(True)
+
+
+def _hwc(tensor) -> np.ndarray:
+    return tensor.detach().numpy()[0].transpose(1, 2, 0)
+
+
+def test_the_torch_port_computes_lite0s_logits(lite0, image, torch_lite0) -> None:
+    import torch
+
+    with torch.no_grad():
+        ported = torch_lite0["active"](_nchw(image)).numpy()[0]
+    np.testing.assert_allclose(ported, np.asarray(lite0.logits_model()(image[None]))[0], atol=1e-4)
+
+
+def test_guided_backprop_and_guided_grad_cam_match_captum(lite0, image, selector, steps, torch_lite0) -> None:
+    from captum.attr import GuidedBackprop, GuidedGradCam
+
+    guided = {}
+    for rule in ("active", "unsaturated"):
+        theirs = _hwc(GuidedBackprop(torch_lite0[rule]).attribute(_nchw(image), target=CLASS))
+        ours = compute("guided-backprop", image, plain=steps["plain"], guided=steps[rule], selector=selector)
+        assert pearson(ours.raw, theirs) >= 0.99, rule
+        guided[rule] = ours.raw
+    # The two ReLU6 rules really differ (saturated units matter on Lite0).
+    assert pearson(guided["active"], guided["unsaturated"]) < 0.9
+    port = torch_lite0["active"]
+    theirs = _hwc(GuidedGradCam(port, port.head.act).attribute(_nchw(image), target=CLASS))
+    ours = compute("guided-grad-cam", image, plain=steps["cam"], guided=steps["active"], selector=selector,
+                   cam_upsampling="nearest")
+    assert pearson(ours.raw, theirs) >= 0.99
+
+
+def test_integrated_gradients_match_captum(lite0, image, selector, steps, torch_lite0) -> None:
+    from captum.attr import IntegratedGradients
+
+    count = 8
+    theirs = IntegratedGradients(torch_lite0["unsaturated"]).attribute(
+        _nchw(image), baselines=0.0 * _nchw(image), target=CLASS, n_steps=count, method="riemann_middle"
+    )
+    ours = compute("integrated-gradients", image, plain=steps["plain"], guided=None, selector=selector, steps=count)
+    assert pearson(ours.raw, _hwc(theirs)) >= 0.99
