@@ -123,6 +123,7 @@ def test_grad_cam_and_grad_cam_plus_plus_match_tf_keras_vis(lite0, image, prepro
 @pytest.fixture(scope="module")
 def torch_lite0(lite0):
     """Lite0's pretrained weights in torch modules, one per ReLU6 rule."""
+    pytest.importorskip("torch", reason="the captum peer needs PyTorch's CPU build (make install adds it where one is at hand)")
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -230,6 +231,7 @@ def test_the_torch_port_computes_lite0s_logits(lite0, image, torch_lite0) -> Non
 
 
 def test_guided_backprop_and_guided_grad_cam_match_captum(lite0, image, selector, steps, torch_lite0) -> None:
+    pytest.importorskip("captum", reason="captum 0.9.0 comes with PyTorch's CPU build (make install)")
     from captum.attr import GuidedBackprop, GuidedGradCam
 
     guided = {}
@@ -248,6 +250,7 @@ def test_guided_backprop_and_guided_grad_cam_match_captum(lite0, image, selector
 
 
 def test_integrated_gradients_match_captum(lite0, image, selector, steps, torch_lite0) -> None:
+    pytest.importorskip("captum", reason="captum 0.9.0 comes with PyTorch's CPU build (make install)")
     from captum.attr import IntegratedGradients
 
     count = 8
