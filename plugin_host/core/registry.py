@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "neurofilters.filters.zoo.plugin",
     "neurofilters.filters.deepdream.plugin",
     "neurofilters.filters.finetune.plugin",
+    "neurofilters.filters.hallucinate.plugin",
 )
 _BUILTIN_DIST = "neurofilters"
 #: Subcommands of the host itself; a plugin cannot take these names.
