@@ -84,14 +84,22 @@ def test_atlas_in_a_real_headless_browser(atlas: Path, tmp_path: Path) -> None:
         page.goto((atlas / "index.html").as_uri())
         page.wait_for_load_state("load")
         images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
-        page.locator("#block2_expand_act").scroll_into_view_if_needed()
+        boxes = page.evaluate(
+            "Array.from(document.querySelectorAll('img.vis')).map(i => {const r = i.getBoundingClientRect();"
+            " return [i.getAttribute('src'), r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]})"
+        )
         shot = tmp_path / "atlas.png"
-        page.screenshot(path=str(shot))
+        page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert errors == []
     assert len(images) == 2 * 2 * (1 + 2)  # layers x channels x (visualisation + patches)
     assert all(complete and width > 0 for _, complete, width in images), images
     pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
     assert pixels.std() > 20  # not a blank page
-    colourful = (pixels.max(axis=2) - pixels.min(axis=2)) > 40
-    assert colourful.mean() > 0.01  # the visualisations and patches were drawn
+    # each visualisation is on the screenshot where the page put it, as written
+    assert len(boxes) == 4
+    for src, x, y, width, height in boxes:
+        drawn = pixels[round(y) : round(y) + round(height), round(x) : round(x) + round(width)]
+        written = np.asarray(Image.open(atlas / src).convert("RGB"), np.float32)
+        assert drawn.shape == written.shape, src
+        assert np.abs(drawn - written).mean() < 4.0, src

@@ -47,7 +47,8 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 th{background:#eee}tr.chosen{background:#fff3c4}.num{text-align:right}
 .cards{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #ddd;padding:6px;width:min-content}
 .card h3{margin:0 0 4px;font-size:13px}.card img.vis{display:block}
-.patches{display:flex;flex-wrap:wrap;gap:2px;margin-top:4px}.patches img{width:54px;height:54px}
+.patches{display:grid;grid-template-columns:repeat(3,1fr);gap:2px;margin-top:4px}.patches img{width:100%;height:auto}
+summary{cursor:pointer;font-weight:bold;margin:1em 0}
 .note{color:#666;font-size:13px}
 """
 
@@ -178,14 +179,16 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
         f"<title>{e(model.name)} atlas</title><style>{_STYLE}</style></head><body>",
         f"<h1>Atlas of {e(model.name)}</h1>",
         f'<p class="note">{e(model.description)} Input: {e(model.preprocessing)}. {len(table)} layers, {learnables:,} learnables.</p>',
-        "<h2>Layers</h2><p class=\"note\">Activation shapes for a 224 x 224 input (height x width x channels).</p>",
+        "<p>Visualised layers: " + ", ".join(f'<a href="#{e(layer)}">{e(layer)}</a>' for layer in layers) + "</p>",
+        f"<details><summary>Layer table ({len(table)} layers)</summary>",
+        "<p class=\"note\">Activation shapes for a 224 x 224 input (height x width x channels).</p>",
         "<table><thead><tr><th>name</th><th>type</th><th>activation shape</th><th>learnables</th></tr></thead><tbody>",
-        *rows, "</tbody></table>",
+        *rows, "</tbody></table></details>",
     ]
     for layer in layers:
         parts.append(f'<h2 id="{e(layer)}">{e(layer)}</h2>')
         note = "Each card: what raises the channel most (a feature visualisation)"
-        note += f", then the patches of the {image_count} images that activate it most (exact receptive fields, score above)." if found else "."
+        note += f", then the patches of the {image_count} images that activate it most (exact receptive fields; the score and file name show on hovering)." if found else "."
         parts.append(f'<p class="note">{note}</p><div class="cards">')
         for channel in range(counts[layer]):
             card = [f'<div class="card"><h3>channel {channel}</h3>',

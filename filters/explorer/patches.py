@@ -5,7 +5,8 @@ size into batches and run to the layer once; each image keeps its best
 positions (neighbours within half a receptive field are suppressed), and the
 ``k`` best over the folder are cropped at their exact receptive field
 (:mod:`.receptive`; the part outside the image shows as grey) and labelled
-with their score and file name.
+with their score and file name. A background thread decodes the next images
+while the network runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from .features import spatial_layer, work_image
 from .receptive import receptive_field
 from .render import grid, label_tile, resize
 
-__all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_sheet", "run_patches_command", "top_patches"]
+__all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_sheet", "prefetched", "run_patches_command", "top_patches"]
 
 #: File suffixes taken from a folder.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
@@ -90,6 +91,24 @@ def load_work_image(path: Path, size: int, min_size: int = 32) -> np.ndarray:
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
     return work_image(rgb, size, min_size)
+
+
+def prefetched(paths: Sequence[Path], size: int, min_size: int = 32, ahead: int = 32) -> Iterator[np.ndarray]:
+    """Working-size images of ``paths`` in order, decoded by a background thread up to ``ahead`` images early.
+
+    Decoding and resizing (Pillow, NumPy) overlap the network's forward passes, which release the GIL.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="explore-load") as pool:
+        pending: deque[Any] = deque()
+        for path in paths:
+            pending.append(pool.submit(load_work_image, path, size, min_size))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _best_positions(values: np.ndarray, count: int, radius: int) -> list[tuple[float, int, int]]:
@@ -161,7 +180,7 @@ def top_patches(
         if progress is not None:
             progress(done / len(paths), f"{done}/{len(paths)} images")
 
-    source = images if images is not None else (load_work_image(path, size, model.min_size) for path in paths)
+    source = images if images is not None else prefetched(paths, size, model.min_size, ahead=2 * batch_size)
     for path, image in zip(paths, source):
         shape = image.shape[:2]
         buckets.setdefault(shape, []).append((str(path), image))
