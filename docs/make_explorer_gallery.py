@@ -71,7 +71,7 @@ def inversions(photo: np.ndarray, steps: int) -> None:
     tiles = [label_tile(work, "photo")]
     for layer in ("stem_act", "block2_expand_act", "block5_expand_act", "block10_expand_act"):
         result = invert(model, layer, work, steps=steps, rng=np.random.default_rng(0))
-        tiles.append(label_tile(result.image, f"{layer}  pixel RMS {result.pixel_error:.3f}"))
+        tiles.append(label_tile(result.image, f"{layer.replace('_expand_act', '').replace('_act', '')}: RMS {result.pixel_error:.3f}"))
         print(f"{layer}: feature error {result.feature_error:.4f}, pixel RMS error {result.pixel_error:.4f}", flush=True)
     _save(grid(tiles, columns=5), "explorer-inversion.jpg")
 
@@ -99,7 +99,7 @@ def _cli(*args: str) -> str:
 
 def sheets(folder: Path, scratch: Path) -> None:
     """A patch sheet and a similar-image query, through the commands."""
-    _cli("explore", "patches", "lite0", "block10", "37", str(folder), "-o", str(scratch / "patches.png"), "-k", "12", "--tile", "112")
+    _cli("explore", "patches", "lite0", "block6", "52", str(folder), "-o", str(scratch / "patches.png"), "-k", "12", "--tile", "112")
     _save(np.asarray(Image.open(scratch / "patches.png").convert("RGB"), np.float32) / 255, "explorer-patches.jpg")
     from skimage import data
 
