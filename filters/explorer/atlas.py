@@ -33,7 +33,7 @@ from neurofilters.plugin_host import (
     save_image,
 )
 
-from .commands import positive_int
+from .options import positive_int
 from .features import spatial_layer
 from .patches import Patch, crop_field, find_images, load_work_image
 from .receptive import receptive_field

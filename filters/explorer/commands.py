@@ -8,20 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurofilters.plugin_host import ParameterError
-
-__all__ = ["configure_atlas", "configure_explore", "positive_int", "run_atlas", "run_explore"]
-
-
-def positive_int(name: str, value: str, minimum: int = 1) -> int:
-    """``value`` as an integer >= ``minimum``, or a :class:`ParameterError` naming the flag."""
-    try:
-        number = int(value)
-        if number < minimum:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ParameterError(f'"{name}" must be an integer >= {minimum}. Received: {name}={value}', param=name, value=value) from None
-    return number
+__all__ = ["configure_atlas", "configure_explore", "run_atlas", "run_explore"]
 
 
 def configure_explore(parser: argparse.ArgumentParser) -> None:

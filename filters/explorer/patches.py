@@ -32,7 +32,7 @@ from neurofilters.plugin_host import (
     split_alpha,
 )
 
-from .commands import positive_int
+from .options import positive_int
 from .features import spatial_layer, work_image
 from .receptive import receptive_field
 from .render import grid, label_tile, resize
@@ -210,12 +210,12 @@ def patch_sheet(
     *,
     size: int = 224,
     tile: int = 128,
-    load: Callable[[Path], np.ndarray] | None = None,
+    loader: Callable[[Path], np.ndarray] | None = None,
 ) -> np.ndarray:
     """A contact sheet of the patches' receptive fields (unclipped: the padding shows grey), labelled."""
     tiles = []
     for patch in patches:
-        image = load(Path(patch.path)) if load is not None else load_work_image(Path(patch.path), size, model.min_size)
+        image = loader(Path(patch.path)) if loader is not None else load_work_image(Path(patch.path), size, model.min_size)
         field = receptive_field(model.keras_model, layer, image.shape[:2])
         crop = crop_field(image, field.box(patch.y, patch.x, clip=False))
         tiles.append(label_tile(resize(crop, tile, tile), f"{patch.score:.2f}  {Path(patch.path).name}"))

@@ -26,7 +26,7 @@ import numpy as np
 
 from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, atomic_write, get_registry, save_image
 
-from .commands import positive_int
+from .options import positive_int
 from .features import spatial_layer
 from .patches import find_images, load_work_image
 from .render import grid, label_tile, resize
