@@ -137,9 +137,14 @@ def write_atlas(
             target = folder / f"vis-{channel:04d}.png"
             if not target.is_file():
                 objective = Objective(layer, "channel", channel, f"channel {channel} of {layer}")
+                share = 0.9 if images else 1.0
+
+                def step_report(step: int, value: float, _done: int = done, _channel: int = channel, _layer: str = layer) -> None:
+                    report(share * (_done + step / steps) / total, f"{_layer} channel {_channel}: step {step}/{steps}")
+
                 picture = visualize(
                     model, objective, height=size, width=size, steps=steps, recipe=RECIPES["robust"],
-                    rng=np.random.default_rng(channel_seed(seed, layer, channel)),
+                    rng=np.random.default_rng(channel_seed(seed, layer, channel)), progress=step_report,
                 )
                 save_image(target, picture)
             done += 1
