@@ -151,14 +151,30 @@ def test_patches_are_the_best_positions_cropped_at_their_receptive_field(photo_f
 
 @pytest.mark.slow
 def test_explore_patches_command_writes_a_sheet(photo_folder: Path, tmp_path: Path) -> None:
+    """The real command line, in its own process."""
     sheet = tmp_path / "sheet.png"
     done = _cli("explore", "patches", "lite0", "block3", "7", str(photo_folder), "-o", str(sheet), "-k", "4", "--size", "96", "--tile", "64")
     assert done.returncode == 0, done.stderr
     with Image.open(sheet) as picture:
         assert picture.width > 2 * 64 and picture.height > 64
     assert done.stdout.count("(y=") == 4
-    bad = _cli("explore", "patches", "lite0", "block3", "999", str(photo_folder), "-o", str(sheet))
-    assert bad.returncode == 2 and "between 0 and 143" in bad.stderr
+
+
+@pytest.mark.slow
+def test_explore_errors_name_the_value(photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from neurofilters.plugin_host.cli.main import main
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    sheet = str(tmp_path / "sheet.png")
+    assert main(["explore", "patches", "lite0", "block3", "999", str(photo_folder), "-o", sheet]) == 2
+    assert "between 0 and 143" in capsys.readouterr().err
+    assert main(["explore", "patches", "lite0", "block3", "1", str(photo_folder), "-o", sheet, "-k", "0"]) == 2
+    assert 'Received: top=0' in capsys.readouterr().err
+    assert main(["explore", "similar", str(tmp_path / "missing.png"), str(photo_folder), "--layer", "block3"]) == 2
+    assert "missing.png" in capsys.readouterr().err
+    assert main(["explore", "similar", str(photo_folder / "coffee.png"), str(tmp_path / "nowhere"), "--layer", "block3"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert not Path(sheet).exists()
 
 
 def test_similar_ranks_the_cropped_copy_first_and_caches(photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,13 +208,16 @@ def test_similar_ranks_the_cropped_copy_first_and_caches(photo_folder: Path, tmp
     paths[0].with_name("extra.png").unlink()
 
 
-@pytest.mark.slow
-def test_explore_similar_command(photo_folder: Path, tmp_path: Path) -> None:
-    import os
+def test_explore_similar_command(photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from neurofilters.plugin_host.cli.main import main
 
-    env = {**os.environ, "NEUROFILTERS_CACHE_DIR": str(tmp_path / "cache")}
-    done = _cli("explore", "similar", str(photo_folder.parent / "astronaut-query.png"), str(photo_folder), "--layer", "block3", "--top", "3", "--size", "96", "-o", str(tmp_path / "s.png"), env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].endswith("zz-astronaut-crop.png")
+    monkeypatch.setenv("NEUROFILTERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = ["explore", "similar", str(photo_folder.parent / "astronaut-query.png"), str(photo_folder), "--layer", "block3",
+            "--top", "3", "--size", "96", "-o", str(tmp_path / "s.png")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("zz-astronaut-crop.png")
     assert list((tmp_path / "cache" / "features").glob("*.npz"))
     assert (tmp_path / "s.png").is_file()
+    assert main(args) == 0 and capsys.readouterr().out == out  # from the cache: the same ranking
