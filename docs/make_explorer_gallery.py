@@ -5,7 +5,7 @@
 * ``explorer-inversion.jpg``: the cat rebuilt from four Lite0 layers, with the errors;
 * ``explorer-patches.jpg``: ``explore patches`` over crops of scikit-image's photos;
 * ``explorer-similar.jpg``: ``explore similar`` (a query and its best matches);
-* ``explorer-atlas.png``: a screenshot of a small atlas in headless Chromium.
+* ``explorer-atlas.jpg``: a screenshot of a small atlas in headless Chromium.
 
 Usage: ``python docs/make_explorer_gallery.py [--steps 200]`` (several minutes on a 2-core CPU).
 """
@@ -121,9 +121,9 @@ def atlas_screenshot(folder: Path, scratch: Path, steps: int) -> None:
         page = browser.new_page(viewport={"width": 1000, "height": 760})
         page.goto((site / "index.html").as_uri())
         page.wait_for_load_state("load")
-        page.screenshot(path=str(ASSETS / "explorer-atlas.png"))
+        page.screenshot(path=str(ASSETS / "explorer-atlas.jpg"), type="jpeg", quality=85)
         browser.close()
-    print(f"wrote {ASSETS / 'explorer-atlas.png'}")
+    print(f"wrote {ASSETS / 'explorer-atlas.jpg'}")
 
 
 def main() -> int:
