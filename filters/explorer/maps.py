@@ -77,15 +77,23 @@ def map_over_image(values: np.ndarray, field: Any, height: int, width: int) -> n
     value lands on the pixels its position sees, including at TF "same"
     asymmetric borders.
     """
-    from scipy.ndimage import map_coordinates
-
     work_h, work_w = field.input_shape
     centre_y = field.rows.start + (field.rows.size - 1) / 2.0
     centre_x = field.cols.start + (field.cols.size - 1) / 2.0
     ys = ((np.arange(height) + 0.5) * work_h / height - 0.5 - centre_y) / field.rows.jump
     xs = ((np.arange(width) + 0.5) * work_w / width - 0.5 - centre_x) / field.cols.jump
-    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
-    return map_coordinates(values.astype(np.float32), [grid_y, grid_x], order=1, mode="nearest").astype(np.float32)
+    top, bottom, wy = _linear_weights(ys, values.shape[0])
+    left, right, wx = _linear_weights(xs, values.shape[1])
+    rows = values[top] * (1 - wy)[:, None] + values[bottom] * wy[:, None]
+    return (rows[:, left] * (1 - wx)[None, :] + rows[:, right] * wx[None, :]).astype(np.float32)
+
+
+def _linear_weights(coordinates: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower and upper neighbours and the upper weight of fractional indices (edges held)."""
+    clipped = np.clip(coordinates, 0, length - 1)
+    lower = np.floor(clipped).astype(np.int64)
+    upper = np.minimum(lower + 1, length - 1)
+    return lower, upper, (clipped - lower).astype(np.float32)
 
 
 def run_activation_maps(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) -> np.ndarray:
