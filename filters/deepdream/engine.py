@@ -321,12 +321,15 @@ def _activation_bytes_per_pixel(model: Any, names: Sequence[str], value_bytes: i
         return 2048.0
 
 
-def build_objective(model: Any, settings: DreamSettings) -> _Objective:
+def build_objective(model: Any, settings: DreamSettings, loss_fn: Any = None) -> _Objective:
     """Resolve layers, check the channel, compile the gradient function (cached without guide).
 
     Args:
         model: A zoo model handle.
         settings: The dream's settings.
+        loss_fn: Optional objective hook: ``loss_fn(outputs) -> (B,)`` on the outputs of
+            ``settings.layers`` (``keras.ops``), used instead of the layer objective
+            (the ``hallucinate`` filter's class objective on ``logits``). Cached by identity.
 
     Returns:
         The compiled objective.
@@ -340,14 +343,14 @@ def build_objective(model: Any, settings: DreamSettings) -> _Objective:
     names = tuple(name for name, _ in layers)
     weights = tuple(weight for _, weight in layers)
     precision = resolve_precision(settings.precision, model)
-    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss, settings.relu6, precision)
+    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss, settings.relu6, precision, loss_fn)
     if settings.guide is None and key in _OBJECTIVE_CACHE:
         return _OBJECTIVE_CACHE[key]
     _check_channel(settings, names, model)
     features = gradient_feature_model(model, list(names), relu6=settings.relu6, precision=precision)
     guides = _guide_features(features, settings.guide) if settings.guide is not None else None
     objective = _Objective(
-        make_gradient_fn(features, _make_loss_fn(settings, weights, guides)),
+        make_gradient_fn(features, loss_fn or _make_loss_fn(settings, weights, guides)),
         features,
         names,
         _MEMORY_FACTOR * _activation_bytes_per_pixel(model, names, 2 if precision == "bfloat16" else 4),
@@ -777,6 +780,7 @@ def dream(
     rng: np.random.Generator,
     mask: np.ndarray | None = None,
     progress: Callable[[float, str], None] | None = None,
+    loss_fn: Any = None,
 ) -> np.ndarray:
     """Dream one image.
 
@@ -787,11 +791,12 @@ def dream(
         rng: Source of the jitter rolls.
         mask: Optional float ``H x W`` in [0, 1]: 1 = dream, 0 = keep (exactly).
         progress: ``progress(fraction, message)`` (e.g. ``context.progress``).
+        loss_fn: Optional objective hook (see :func:`build_objective`).
 
     Returns:
         The dreamed float32 ``H x W x 3`` image (a new array).
     """
-    objective = build_objective(model, settings)
+    objective = build_objective(model, settings, loss_fn)
     state = DreamState(image, mask, settings, min_size_of(model))
     octaves = OctaveProgress(state.shapes, settings, progress)
     for index, shape in enumerate(state.shapes):

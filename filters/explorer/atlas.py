@@ -1,0 +1,235 @@
+"""``neurofilters atlas MODEL -o DIR``: a static, self-contained HTML site about a network.
+
+``DIR/index.html`` (no server, no network, no script) holds the layer table
+(name, type, activation shape, learnables: the ``analyzeNetwork`` columns),
+and per chosen layer one card per channel: its feature visualisation (the
+hallucinate machinery, :func:`neurofilters.filters.hallucinate.visualize.visualize`,
+raising the channel's mean) and, given ``--images``, its top-activating
+patches (exact receptive fields). Every picture is a PNG beside the page,
+written atomically; a rerun with the same settings skips the pictures already
+there (resumable), and each channel's seed is derived from the run's seed and
+the layer and channel, so the same settings give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurofilters.plugin_host import (
+    ModelCache,
+    ParameterError,
+    ProgressBar,
+    UsageError,
+    atomic_write,
+    get_registry,
+    save_image,
+)
+
+from .options import positive_int
+from .features import spatial_layer
+from .patches import Patch, crop_field, find_images, load_work_image
+from .receptive import receptive_field
+from .render import resize
+
+__all__ = ["channel_seed", "default_layers", "run_atlas_command", "write_atlas"]
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;background:#fafafa;color:#222}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
+th{background:#eee}tr.chosen{background:#fff3c4}.num{text-align:right}
+.cards{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #ddd;padding:6px;width:min-content}
+.card h3{margin:0 0 4px;font-size:13px}.card img.vis{display:block}
+.patches{display:grid;grid-template-columns:repeat(3,1fr);gap:2px;margin-top:4px}.patches img{width:100%;height:auto}
+summary{cursor:pointer;font-weight:bold;margin:1em 0}
+.note{color:#666;font-size:13px}
+"""
+
+
+def channel_seed(seed: int, layer: str, channel: int) -> int:
+    """The seed of one channel's visualisation: from the run's seed, the layer's name and the channel."""
+    digest = hashlib.sha256(f"{seed}\0{layer}\0{channel}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def default_layers(model: Any) -> list[str]:
+    """Three layers from shallow to deep among the model's dream targets (else its spatial layers)."""
+    table = model.layer_table(224)
+    candidates = [info.name for info in table if info.dream_target] or [info.name for info in table if len(info.output_shape) == 4]
+    if len(candidates) <= 3:
+        return candidates
+    return [candidates[0], candidates[len(candidates) // 2], candidates[-1]]
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_write(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def _top_patches_per_channel(
+    model: Any, layers: Sequence[str], channels: int, paths: Sequence[Path], size: int, count: int,
+    progress: Callable[[float, str], None],
+) -> dict[tuple[str, int], list[Patch]]:
+    """For each (layer, channel), the ``count`` images with the highest maximum activation (one position each)."""
+    feature = model.feature_model(list(layers))
+    best: dict[tuple[str, int], list[Patch]] = {(layer, c): [] for layer in layers for c in range(channels)}
+    for done, path in enumerate(paths, start=1):
+        image = load_work_image(path, size, model.min_size)
+        outputs = feature(image[None], training=False)
+        for layer, output in zip(layers, outputs):
+            maps = np.asarray(output, np.float32)[0]
+            for c in range(min(channels, maps.shape[-1])):
+                flat = int(np.argmax(maps[:, :, c]))
+                y, x = divmod(flat, maps.shape[1])
+                entry = best[(layer, c)]
+                entry.append(Patch(float(maps[y, x, c]), str(path), y, x))
+                entry.sort(key=lambda p: (-p.score, p.path))
+                del entry[count:]
+        progress(done / len(paths), f"patches: {done}/{len(paths)} images")
+    return best
+
+
+def write_atlas(
+    model: Any,
+    output: Path,
+    *,
+    layers: Sequence[str],
+    channels: int,
+    steps: int,
+    size: int,
+    seed: int,
+    images: Sequence[Path] = (),
+    patches: int = 6,
+    work_size: int = 224,
+    progress: Callable[[float, str], None] | None = None,
+) -> Path:
+    """Write the atlas into ``output`` and return ``index.html``'s path (see the module docstring)."""
+    from ..hallucinate.objectives import Objective
+    from ..hallucinate.visualize import RECIPES, visualize
+
+    report = progress or (lambda fraction, message: None)
+    output.mkdir(parents=True, exist_ok=True)
+    settings = {"model": model.name, "layers": list(layers), "channels": channels, "steps": steps, "size": size,
+                "seed": seed, "images": [str(p) for p in images], "patches": patches, "work_size": work_size}
+    state = output / "atlas.json"
+    if state.is_file() and json.loads(state.read_text()) != settings:
+        raise UsageError(
+            f"{output} holds an atlas made with other settings ({state}); choose a new folder or delete it. "
+            f"Received: {settings}"
+        )
+    _write_text(state, json.dumps(settings, indent=1))
+    table = model.layer_table(224)
+    shapes = {info.name: info.output_shape for info in table}
+    counts = {layer: min(channels, int(shapes[layer][-1])) for layer in layers}
+    total = sum(counts.values())
+    done = 0
+    for layer in layers:
+        folder = output / layer
+        folder.mkdir(exist_ok=True)
+        for channel in range(counts[layer]):
+            target = folder / f"vis-{channel:04d}.png"
+            if not target.is_file():
+                objective = Objective(layer, "channel", channel, f"channel {channel} of {layer}")
+                share = 0.9 if images else 1.0
+
+                def step_report(step: int, value: float, _done: int = done, _channel: int = channel, _layer: str = layer) -> None:
+                    report(share * (_done + step / steps) / total, f"{_layer} channel {_channel}: step {step}/{steps}")
+
+                picture = visualize(
+                    model, objective, height=size, width=size, steps=steps, recipe=RECIPES["robust"],
+                    rng=np.random.default_rng(channel_seed(seed, layer, channel)), progress=step_report,
+                )
+                save_image(target, picture)
+            done += 1
+            report(0.9 * done / total if images else done / total, f"{layer} channel {channel}")
+    found: dict[tuple[str, int], list[Patch]] = {}
+    if images:
+        found = _top_patches_per_channel(
+            model, layers, channels, images, work_size, patches,
+            lambda fraction, message: report(0.9 + 0.1 * fraction, message),
+        )
+        for (layer, channel), chosen in found.items():
+            for rank, patch in enumerate(chosen):
+                target = output / layer / f"patch-{channel:04d}-{rank:02d}.png"
+                if not target.is_file():
+                    image = load_work_image(Path(patch.path), work_size, model.min_size)
+                    field = receptive_field(model.keras_model, layer, image.shape[:2])
+                    save_image(target, resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), 96, 96))
+    index = output / "index.html"
+    _write_text(index, _page(model, table, layers, counts, found, len(images)))
+    report(1.0, f"wrote {index}")
+    return index
+
+
+def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[str, int],
+          found: dict[tuple[str, int], list[Patch]], image_count: int) -> str:
+    """The HTML of ``index.html``."""
+    e = html.escape
+    rows = []
+    for info in table:
+        shape = " x ".join("?" if d is None else str(d) for d in info.output_shape[1:])
+        link = f'<a href="#{e(info.name)}">{e(info.name)}</a>' if info.name in layers else e(info.name)
+        chosen = ' class="chosen"' if info.name in layers else ""
+        rows.append(f'<tr{chosen}><td>{link}</td><td>{e(info.kind)}</td><td>{shape}</td><td class="num">{info.params:,}</td></tr>')
+    learnables = sum(info.params for info in table)
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(model.name)} atlas</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Atlas of {e(model.name)}</h1>",
+        f'<p class="note">{e(model.description)} Input: {e(model.preprocessing)}. {len(table)} layers, {learnables:,} learnables.</p>',
+        "<p>Visualised layers: " + ", ".join(f'<a href="#{e(layer)}">{e(layer)}</a>' for layer in layers) + "</p>",
+        f"<details><summary>Layer table ({len(table)} layers)</summary>",
+        "<p class=\"note\">Activation shapes for a 224 x 224 input (height x width x channels).</p>",
+        "<table><thead><tr><th>name</th><th>type</th><th>activation shape</th><th>learnables</th></tr></thead><tbody>",
+        *rows, "</tbody></table></details>",
+    ]
+    for layer in layers:
+        parts.append(f'<h2 id="{e(layer)}">{e(layer)}</h2>')
+        note = "Each card: what raises the channel most (a feature visualisation)"
+        note += f", then the patches of the {image_count} images that activate it most (exact receptive fields; the score and file name show on hovering)." if found else "."
+        parts.append(f'<p class="note">{note}</p><div class="cards">')
+        for channel in range(counts[layer]):
+            card = [f'<div class="card"><h3>channel {channel}</h3>',
+                    f'<img class="vis" src="{e(layer)}/vis-{channel:04d}.png" alt="visualisation of channel {channel}">']
+            if found:
+                card.append('<div class="patches">')
+                for rank, patch in enumerate(found[(layer, channel)]):
+                    title = e(f"{patch.score:.2f} {Path(patch.path).name}")
+                    card.append(f'<img src="{e(layer)}/patch-{channel:04d}-{rank:02d}.png" title="{title}" alt="{title}">')
+                card.append("</div>")
+            card.append("</div>")
+            parts.append("".join(card))
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def run_atlas_command(args: argparse.Namespace) -> int:
+    """``neurofilters atlas MODEL -o DIR [--layers ...] [--channels N] [--images FOLDER]``."""
+    channels = positive_int("channels", args.channels)
+    steps = positive_int("steps", args.steps)
+    size = positive_int("size", args.size, 32)
+    patches = positive_int("patches", args.patches)
+    seed = positive_int("seed", args.seed, 0)
+    images = find_images(args.images) if args.images else []
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ParameterError(f'"output" must be a folder. Received: output={args.output!r}', param="output", value=args.output)
+    model = ModelCache(get_registry().get_model).get(args.model)
+    if args.layers:
+        layers = [spatial_layer(model, name, param="layers") for name in args.layers.split(",") if name.strip()]
+    else:
+        layers = default_layers(model)
+    index = write_atlas(
+        model, output, layers=layers, channels=channels, steps=steps, size=size, seed=seed, images=images,
+        patches=patches, progress=ProgressBar("atlas"),
+    )
+    print(f"wrote {index}")
+    return 0

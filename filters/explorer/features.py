@@ -1,0 +1,57 @@
+"""A layer's activations for images: resolve and check the layer, size the images, run the network in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from neurofilters.plugin_host import ParameterError
+
+from .render import resize
+
+__all__ = ["activations", "spatial_layer", "work_image", "work_shape"]
+
+
+def spatial_layer(model: Any, layer: str, *, param: str = "layer") -> str:
+    """The raw name of ``layer`` after checking it has ``H x W x C`` outputs.
+
+    Raises:
+        ParameterError: Unknown layer (with suggestions) or a layer without spatial positions.
+    """
+    raw = model.resolve_layer(layer)
+    shapes = {info.name: info.output_shape for info in model.layer_table(224)}
+    if len(shapes[raw]) != 4:
+        raise ParameterError(
+            f'"{param}" must be a convolutional layer (H x W x C output). Received: {param}={layer!r} with output '
+            f"shape {shapes[raw]}. Run 'neurofilters layers {model.name}' to see the layers.",
+            param=param,
+            value=layer,
+        )
+    return raw
+
+
+def work_shape(height: int, width: int, work_size: int, min_size: int = 32) -> tuple[int, int]:
+    """``(h, w)`` with the longer side ``work_size`` (0: unchanged), aspect kept, sides >= ``min_size``."""
+    if work_size <= 0:
+        return max(height, min_size), max(width, min_size)
+    factor = work_size / max(height, width)
+    return max(min_size, round(height * factor)), max(min_size, round(width * factor))
+
+
+def work_image(image: np.ndarray, work_size: int, min_size: int = 32) -> np.ndarray:
+    """``image`` resized (bicubic) so its longer side is ``work_size`` (0: kept, small images enlarged to ``min_size``)."""
+    height, width = work_shape(image.shape[0], image.shape[1], work_size, min_size)
+    return resize(np.asarray(image[:, :, :3], np.float32), height, width)
+
+
+def activations(model: Any, layers: Sequence[str], images: np.ndarray, batch_size: int = 16) -> list[np.ndarray]:
+    """Outputs of ``layers`` for ``images`` (``B x H x W x 3`` in [0, 1]), one float32 array per layer."""
+    feature = model.feature_model(list(layers))
+    chunks: list[list[np.ndarray]] = [[] for _ in layers]
+    for start in range(0, len(images), batch_size):
+        outputs = feature(np.ascontiguousarray(images[start : start + batch_size], np.float32), training=False)
+        for index, output in enumerate(outputs):
+            chunks[index].append(np.asarray(output, np.float32))
+    return [np.concatenate(parts) for parts in chunks]

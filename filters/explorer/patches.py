@@ -1,0 +1,251 @@
+"""``explore patches``: the positions of a folder's images that most activate a channel, as a contact sheet.
+
+Images are loaded by the host's loader, resized to a working size, grouped by
+size into batches and run to the layer once; each image keeps its best
+positions (neighbours within half a receptive field are suppressed), and the
+``k`` best over the folder are cropped at their exact receptive field
+(:mod:`.receptive`; the part outside the image shows as grey) and labelled
+with their score and file name. A background thread decodes the next images
+while the network runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurofilters.plugin_host import (
+    ModelCache,
+    NeurofiltersError,
+    ParameterError,
+    ProgressBar,
+    get_registry,
+    load_image,
+    save_image,
+    split_alpha,
+)
+
+from .options import positive_int
+from .features import spatial_layer, work_image
+from .receptive import receptive_field
+from .render import grid, label_tile, resize
+
+__all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_sheet", "prefetched", "run_patches_command", "top_patches"]
+
+#: File suffixes taken from a folder.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+
+
+@dataclass(frozen=True, order=True)
+class Patch:
+    """One highly activating position.
+
+    Attributes:
+        score: The channel's activation there.
+        path: The image file.
+        y: Row in the layer's output.
+        x: Column in the layer's output.
+    """
+
+    score: float
+    path: str
+    y: int
+    x: int
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by path.
+
+    Raises:
+        ParameterError: Not a folder, or no image in it.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ParameterError(f'"folder" must be an existing folder of images. Received: folder={str(folder)!r}', param="folder", value=str(folder))
+    found = sorted(
+        path for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+    if not found:
+        raise ParameterError(
+            f'"folder" holds no images ({", ".join(sorted(IMAGE_SUFFIXES))}). Received: folder={str(folder)!r}',
+            param="folder", value=str(folder),
+        )
+    return found
+
+
+def load_work_image(path: Path, size: int, min_size: int = 32) -> np.ndarray:
+    """An image file as float32 RGB in [0, 1], resized so its longer side is ``size``."""
+    loaded = load_image(path)
+    rgb, _ = split_alpha(np.asarray(loaded.pixels, np.float32))
+    if rgb.ndim == 2:
+        rgb = rgb[:, :, None]
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    return work_image(rgb, size, min_size)
+
+
+def prefetched(paths: Sequence[Path], size: int, min_size: int = 32, ahead: int = 32) -> Iterator[np.ndarray]:
+    """Working-size images of ``paths`` in order, decoded by a background thread up to ``ahead`` images early.
+
+    Decoding and resizing (Pillow, NumPy) overlap the network's forward passes, which release the GIL.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="explore-load") as pool:
+        pending: deque[Any] = deque()
+        for path in paths:
+            pending.append(pool.submit(load_work_image, path, size, min_size))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _best_positions(values: np.ndarray, count: int, radius: int) -> list[tuple[float, int, int]]:
+    """Up to ``count`` maxima of ``values`` (``h x w``), each at least ``radius`` cells from the ones before."""
+    flat = np.argsort(-values, axis=None, kind="stable")
+    chosen: list[tuple[float, int, int]] = []
+    for index in flat:
+        y, x = divmod(int(index), values.shape[1])
+        if all(max(abs(y - cy), abs(x - cx)) > radius for _, cy, cx in chosen):
+            chosen.append((float(values[y, x]), y, x))
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+def top_patches(
+    model: Any,
+    layer: str,
+    channel: int,
+    paths: Sequence[Path],
+    *,
+    k: int = 16,
+    per_image: int = 1,
+    size: int = 224,
+    batch_size: int = 16,
+    progress: Callable[[float, str], None] | None = None,
+    images: Iterable[np.ndarray] | None = None,
+) -> list[Patch]:
+    """The ``k`` most activating positions of ``channel`` over the images, best first.
+
+    Args:
+        model: A zoo model handle.
+        layer: Raw layer name (spatial).
+        channel: Channel index.
+        paths: Image files (also the names in the result).
+        k: Positions to return.
+        per_image: Most positions from one image.
+        size: Longer side the images are resized to.
+        batch_size: Images of equal size per forward pass.
+        progress: ``progress(fraction, message)``.
+        images: The images already at working size (then ``paths`` only names them).
+
+    Returns:
+        :class:`Patch` list, highest score first (ties: path, then position).
+    """
+    feature = model.feature_model([layer])
+    heap: list[tuple[float, str, int, int]] = []
+    buckets: dict[tuple[int, int], list[tuple[str, np.ndarray]]] = {}
+    fields: dict[tuple[int, int], Any] = {}
+    done = 0
+
+    def flush(shape: tuple[int, int]) -> None:
+        nonlocal done
+        entries = buckets.pop(shape)
+        batch = np.stack([image for _, image in entries])
+        maps = np.asarray(feature(batch, training=False)[0][..., channel], np.float32)
+        if shape not in fields:
+            fields[shape] = receptive_field(model.keras_model, layer, shape)
+        field = fields[shape]
+        radius = max(1, field.rows.size // (2 * field.rows.jump))
+        for (name, _), values in zip(entries, maps):
+            for score, y, x in _best_positions(values, per_image, radius):
+                item = (score, name, -y, -x)
+                if len(heap) < k:
+                    heapq.heappush(heap, item)
+                elif item > heap[0]:
+                    heapq.heapreplace(heap, item)
+        done += len(entries)
+        if progress is not None:
+            progress(done / len(paths), f"{done}/{len(paths)} images")
+
+    source = images if images is not None else prefetched(paths, size, model.min_size, ahead=2 * batch_size)
+    for path, image in zip(paths, source):
+        shape = image.shape[:2]
+        buckets.setdefault(shape, []).append((str(path), image))
+        if len(buckets[shape]) >= batch_size:
+            flush(shape)
+    for shape in list(buckets):
+        flush(shape)
+    ordered = sorted(heap, key=lambda item: (-item[0], item[1], -item[2], -item[3]))
+    return [Patch(score, name, -ny, -nx) for score, name, ny, nx in ordered]
+
+
+def crop_field(image: np.ndarray, box: tuple[int, int, int, int], fill: float = 0.5) -> np.ndarray:
+    """The ``(top, left, bottom, right)`` box of ``image``; parts outside the image are ``fill`` grey."""
+    top, left, bottom, right = box
+    out = np.full((bottom - top, right - left, 3), fill, np.float32)
+    height, width = image.shape[:2]
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
+    if y1 > y0 and x1 > x0:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1, :3]
+    return out
+
+
+def patch_sheet(
+    model: Any,
+    layer: str,
+    patches: Sequence[Patch],
+    *,
+    size: int = 224,
+    tile: int = 128,
+    loader: Callable[[Path], np.ndarray] | None = None,
+) -> np.ndarray:
+    """A contact sheet of the patches' receptive fields (unclipped: the padding shows grey), labelled."""
+    tiles = []
+    for patch in patches:
+        image = loader(Path(patch.path)) if loader is not None else load_work_image(Path(patch.path), size, model.min_size)
+        field = receptive_field(model.keras_model, layer, image.shape[:2])
+        crop = crop_field(image, field.box(patch.y, patch.x, clip=False))
+        tiles.append(label_tile(resize(crop, tile, tile), f"{patch.score:.2f}  {Path(patch.path).name}"))
+    return grid(tiles)
+
+
+def run_patches_command(args: argparse.Namespace) -> int:
+    """``neurofilters explore patches MODEL LAYER CHANNEL FOLDER -o sheet.png``."""
+    k = positive_int("top", args.top)
+    per_image = positive_int("per-image", args.per_image)
+    size = positive_int("size", args.size, 32)
+    tile = positive_int("tile", args.tile, 16)
+    batch_size = positive_int("batch-size", args.batch_size)
+    channel = positive_int("channel", args.channel, 0)
+    paths = find_images(args.folder)
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise ParameterError(f'"output" must be in an existing folder. Received: output={args.output!r}', param="output", value=args.output)
+    model = ModelCache(get_registry().get_model).get(args.model)
+    layer = spatial_layer(model, args.layer)
+    channels = int(model.layer_table(224)[[info.name for info in model.layer_table(224)].index(layer)].output_shape[-1])
+    if channel >= channels:
+        raise ParameterError(f'"channel" must be between 0 and {channels - 1} for layer {layer!r}. Received: channel={channel}', param="channel", value=channel)
+    bar = ProgressBar("explore patches")
+    patches = top_patches(model, layer, channel, paths, k=k, per_image=per_image, size=size, batch_size=batch_size, progress=bar)
+    if not patches:
+        raise NeurofiltersError("No position was found (are the images too small for the layer?).")
+    sheet = patch_sheet(model, layer, patches, size=size, tile=tile)
+    save_image(output, sheet, protect=paths)
+    for rank, patch in enumerate(patches, start=1):
+        print(f"{rank:>3}. {patch.score:9.3f}  {patch.path}  (y={patch.y}, x={patch.x})")
+    print(f"wrote {output}")
+    return 0

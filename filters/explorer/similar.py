@@ -1,0 +1,160 @@
+"""``explore similar``: rank a folder's images by feature similarity to a query, with a feature cache.
+
+An image's descriptor at a layer is the per-channel mean and standard
+deviation of its activations over all positions (spatial statistics, so a
+slightly cropped or shifted copy keeps nearly the same descriptor),
+L2-normalised; images are ranked by cosine similarity. Early layers thus
+match colour and texture, late layers content.
+
+The cache (one ``.npz`` per model, layer, size and folder under the weight
+cache folder, ``$NEUROFILTERS_CACHE_DIR``) keeps each file's descriptor with
+its size and modification time; a later query recomputes only new or
+changed files, and the cache is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, atomic_write, get_registry, save_image
+
+from .options import positive_int
+from .features import spatial_layer
+from .patches import find_images, load_work_image
+from .render import grid, label_tile, resize
+
+__all__ = ["FeatureCache", "cache_file", "descriptor", "folder_descriptors", "rank", "run_similar_command"]
+
+
+def descriptor(maps: np.ndarray) -> np.ndarray:
+    """The L2-normalised per-channel mean and standard deviation of ``h x w x C`` activations (float32 ``2C``)."""
+    flat = maps.reshape(-1, maps.shape[-1]).astype(np.float64)
+    vector = np.concatenate([flat.mean(axis=0), flat.std(axis=0)])
+    return (vector / max(np.linalg.norm(vector), 1e-12)).astype(np.float32)
+
+
+def cache_file(model: str, layer: str, size: int, folder: Path) -> Path:
+    """Where the descriptors of ``folder``'s images at ``layer`` are cached."""
+    from ..zoo.cache import cache_dir
+
+    key = hashlib.sha256(f"{model}\0{layer}\0{size}\0{os.fspath(folder.resolve())}".encode()).hexdigest()[:16]
+    return cache_dir() / "features" / f"{model}-{layer}-{size}-{key}.npz"
+
+
+class FeatureCache:
+    """Descriptors of files, valid while a file's size and modification time are unchanged."""
+
+    def __init__(self, path: Path | None) -> None:
+        """Read the cache at ``path`` (``None``: no cache; an unreadable file counts as empty)."""
+        self.path = path
+        self.entries: dict[str, tuple[int, int, np.ndarray]] = {}
+        self.changed = False
+        if path is None or not path.is_file():
+            return
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                index = json.loads(str(data["index"]))
+                vectors = data["vectors"]
+            for row, (name, size, mtime) in enumerate(index):
+                self.entries[name] = (int(size), int(mtime), vectors[row])
+        except (OSError, ValueError, KeyError):
+            self.entries = {}
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int]:
+        status = path.stat()
+        return status.st_size, status.st_mtime_ns
+
+    def get(self, path: Path) -> np.ndarray | None:
+        """The cached descriptor of ``path``, or ``None`` if missing or stale."""
+        entry = self.entries.get(os.fspath(path.resolve()))
+        if entry is None or entry[:2] != self._stamp(path):
+            return None
+        return entry[2]
+
+    def put(self, path: Path, vector: np.ndarray) -> None:
+        """Remember ``path``'s descriptor."""
+        self.entries[os.fspath(path.resolve())] = (*self._stamp(path), vector)
+        self.changed = True
+
+    def save(self) -> None:
+        """Write the cache atomically (when something changed)."""
+        if self.path is None or not self.changed or not self.entries:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        names = sorted(self.entries)
+        index = json.dumps([[name, self.entries[name][0], self.entries[name][1]] for name in names])
+        vectors = np.stack([self.entries[name][2] for name in names])
+        with atomic_write(self.path) as temporary, open(temporary, "wb") as stream:
+            np.savez(stream, index=np.array(index), vectors=vectors)
+        self.changed = False
+
+
+def folder_descriptors(
+    model: Any,
+    layer: str,
+    paths: Sequence[Path],
+    *,
+    size: int = 224,
+    cache: FeatureCache | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> np.ndarray:
+    """Descriptors of ``paths`` (``N x 2C``), from the cache where valid, else computed (and cached)."""
+    feature = model.feature_model([layer])
+    vectors: list[np.ndarray | None] = [cache.get(path) if cache is not None else None for path in paths]
+    missing = [index for index, vector in enumerate(vectors) if vector is None]
+    for done, index in enumerate(missing, start=1):
+        image = load_work_image(paths[index], size, model.min_size)
+        maps = np.asarray(feature(image[None], training=False)[0][0], np.float32)
+        vectors[index] = descriptor(maps)
+        if cache is not None:
+            cache.put(paths[index], vectors[index])
+        if progress is not None:
+            progress(done / len(missing), f"{done}/{len(missing)} images")
+    if cache is not None:
+        cache.save()
+    return np.stack([vector for vector in vectors if vector is not None])
+
+
+def rank(query: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of ``vectors`` by decreasing cosine similarity to ``query``, and the similarities."""
+    similarities = vectors @ query
+    order = np.argsort(-similarities, kind="stable")
+    return order, similarities[order]
+
+
+def run_similar_command(args: argparse.Namespace) -> int:
+    """``neurofilters explore similar QUERY FOLDER --layer L``."""
+    top = positive_int("top", args.top)
+    size = positive_int("size", args.size, 32)
+    paths = find_images(args.folder)
+    query_path = Path(args.query)
+    if not query_path.is_file():
+        raise ParameterError(f'"query" must be an existing image file. Received: query={args.query!r}', param="query", value=args.query)
+    model = ModelCache(get_registry().get_model).get(args.model)
+    layer = spatial_layer(model, args.layer)
+    cache = None if args.no_cache else FeatureCache(cache_file(model.name, layer, size, Path(args.folder)))
+    vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=ProgressBar("explore similar"))
+    feature = model.feature_model([layer])
+    query_image = load_work_image(query_path, size, model.min_size)
+    query = descriptor(np.asarray(feature(query_image[None], training=False)[0][0], np.float32))
+    order, similarities = rank(query, vectors)
+    shown = list(zip(order[:top], similarities[:top]))
+    for place, (index, similarity) in enumerate(shown, start=1):
+        print(f"{place:>3}. {similarity:.4f}  {paths[index]}")
+    if args.output:
+        tile = 160
+        tiles = [label_tile(resize(query_image, tile, tile), f"query  {query_path.name}")]
+        for index, similarity in shown:
+            tiles.append(label_tile(resize(load_work_image(paths[index], size, model.min_size), tile, tile), f"{similarity:.3f}  {paths[index].name}"))
+        save_image(args.output, grid(tiles), protect=[*paths, query_path])
+        print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,1 @@
+"""Class hallucination: activation maximisation, class dreams, adversarial images and universal class noise."""

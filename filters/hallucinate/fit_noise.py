@@ -1,0 +1,156 @@
+"""The ``neurofilters fit-noise FOLDER --class K -o noise.npz`` command: a universal class noise.
+
+Photos are read with the host's loader (``neurofilters.plugin_host.load_image``)
+and split, by the seed, into a training part and a held-out part. After every
+epoch a checkpoint (``OUT.partial.npz``) is written atomically; a rerun with
+the same arguments resumes from it. At the end the command writes ``OUT``
+(``noise``, ``bound``, ``target``, ``model``, fooling rates) and ``OUT``'s
+stem + ``.png``, the 16-bit image the ``add-noise`` filter loads, and prints
+the targeted fooling rate on the held-out photos (top-1 = the class, through
+``add-noise`` and :meth:`ZooModel.classify`, the way a user would check it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from neurofilters.plugin_host import (
+    ModelCache,
+    ParameterError,
+    UsageError,
+    atomic_write,
+    get_registry,
+    load_image,
+    save_image,
+    split_alpha,
+)
+
+__all__ = ["configure", "evaluate", "run"]
+
+_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``neurofilters fit-noise``."""
+    parser.add_argument("folder", help="folder of photos (searched recursively)")
+    parser.add_argument("--class", dest="target", required=True, help="target class: ImageNet id or name")
+    parser.add_argument("-o", "--output", required=True, help="the noise file to write (.npz; a 16-bit .png is written beside it)")
+    parser.add_argument("--model", default="lite0", help="classifier (default lite0)")
+    parser.add_argument("--epsilon", type=float, default=10.0, help="L-infinity bound in 1/255 units (default 10, at most 31)")
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training photos (default 20)")
+    parser.add_argument("--batch-size", type=int, default=8, help="photos per step (default 8)")
+    parser.add_argument("--held-out", type=float, default=0.3, help="share of the photos kept for measuring (default 0.3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the photo order (default 0)")
+
+
+def _photos(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise UsageError(f"FOLDER must be a folder of photos. Received: {folder}")
+    files = sorted(path for path in folder.rglob("*") if path.suffix.lower() in _SUFFIXES and path.is_file())
+    if len(files) < 2:
+        raise UsageError(f"fit-noise needs at least 2 photos in the folder. Received: {len(files)} in {folder}")
+    return files
+
+
+def _rgb(path: Path) -> Any:
+    import numpy as np
+
+    pixels, _ = split_alpha(load_image(path).pixels)
+    if pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)
+    return np.asarray(pixels, np.float32)
+
+
+def evaluate(model: Any, noise: Any, images: list[Any], target: int) -> float:
+    """Share of ``images`` whose top-1 is ``target`` after adding ``noise`` (add-noise, then classify)."""
+    from .noise import add_noise
+
+    if not images:
+        return float("nan")
+    hits = sum(model.classify(add_noise(image, noise), top=1)[0][0] == target for image in images)
+    return hits / len(images)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit the noise, write the checkpoints and the outputs, print the fooling rates."""
+    import numpy as np
+
+    from ..zoo.labels import resolve_class
+    from ..zoo.model import CENTRE_CROP_FRACTION, centre_crop_resize
+    from .noise import encode_noise_image, fit_universal_noise, quantise, window_matrix
+
+    if not 0.0 < args.epsilon <= 31.0:
+        raise ParameterError(f'"epsilon" must be in (0, 31]. Received: epsilon={args.epsilon}', param="epsilon", value=args.epsilon)
+    if not 0.0 < args.held_out < 1.0:
+        raise ParameterError(f'"held-out" must be between 0 and 1. Received: held-out={args.held_out}', param="held_out", value=args.held_out)
+    if args.epochs < 1 or args.batch_size < 1:
+        raise ParameterError(f'"epochs" and "batch-size" must be >= 1. Received: {args.epochs}, {args.batch_size}', param="epochs", value=args.epochs)
+    output = Path(args.output)
+    if output.suffix.lower() != ".npz":
+        raise UsageError(f"-o must name a .npz file. Received: {output}")
+    files = _photos(Path(args.folder))
+    model = ModelCache(get_registry().get_model).get(args.model)
+    if getattr(model, "kind", None) != "classifier":
+        raise ParameterError(f"fit-noise needs a classifier model. Received: --model {args.model}", param="model", value=args.model)
+    target = resolve_class(args.target, model.labels, param="class")
+    bound = args.epsilon / 255.0
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(files))
+    held = max(1, int(round(len(files) * args.held_out)))
+    train_files = [files[i] for i in sorted(order[held:])]
+    test_files = [files[i] for i in sorted(order[:held])]
+    side = int(model.input_size or 224)
+    noise_side = int(round(side / CENTRE_CROP_FRACTION))
+    photos = []
+    for path in train_files:
+        image = _rgb(path)
+        matrix = window_matrix(image.shape[0], image.shape[1], noise_side, side, CENTRE_CROP_FRACTION)
+        photos.append((centre_crop_resize(image, side), matrix))
+    fingerprint = json.dumps(
+        {"files": [str(p) for p in train_files], "target": target, "model": args.model, "bound": bound, "seed": args.seed,
+         "batch": args.batch_size}, sort_keys=True
+    )
+    checkpoint = output.with_name(output.name[: -len(".npz")] + ".partial.npz")
+    start, done = None, 0
+    if checkpoint.is_file():
+        with np.load(checkpoint, allow_pickle=False) as saved:
+            if str(saved["fingerprint"]) == fingerprint:
+                start, done = saved["noise"], int(saved["epoch"])
+                print(f"resuming from {checkpoint} (epoch {done}/{args.epochs})", file=sys.stderr)
+    began = time.monotonic()
+
+    def on_epoch(epoch: int, noise: Any) -> None:
+        total = done + epoch
+        with atomic_write(checkpoint) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, noise=noise, epoch=total, fingerprint=fingerprint)
+        elapsed = time.monotonic() - began
+        eta = elapsed / epoch * (args.epochs - total)
+        bar = "#" * int(30 * total / args.epochs)
+        print(f"\r[{bar:<30}] epoch {total}/{args.epochs}  ETA {eta:5.0f} s", end="", file=sys.stderr, flush=True)
+
+    noise = start if start is not None else np.zeros((noise_side, noise_side, 3), np.float32)
+    if done < args.epochs:
+        noise = fit_universal_noise(
+            photos, model, target, bound=bound, side=noise_side, epochs=args.epochs - done, batch_size=args.batch_size,
+            rng=np.random.default_rng([args.seed, done]), start=start, on_epoch=on_epoch,
+        )
+        print(file=sys.stderr)
+    noise = quantise(noise, bound)
+    train_rate = evaluate(model, noise, [_rgb(p) for p in train_files], target)
+    test_rate = evaluate(model, noise, [_rgb(p) for p in test_files], target)
+    with atomic_write(output) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, noise=noise, bound=bound, target=target, model=args.model, png_gain=4.0,
+                 fooling_train=train_rate, fooling_held_out=test_rate)
+    png = output.with_suffix(".png")
+    save_image(png, encode_noise_image(noise), bit_depth=16)
+    checkpoint.unlink(missing_ok=True)
+    print(f"noise for class {target} ({model.labels[target]}), |r|max = {np.abs(noise).max() * 255:.3f}/255 "
+          f"(bound {args.epsilon}/255)")
+    print(f"fooling rate: training {train_rate:.1%} ({len(train_files)} photos), held-out {test_rate:.1%} ({len(test_files)} photos)")
+    print(f"wrote {output} and {png}")
+    return 0

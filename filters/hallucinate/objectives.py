@@ -1,0 +1,99 @@
+"""What a hallucination raises: a class (log-probability) or a channel or neuron of any layer.
+
+Resolves the user's ``class`` / ``layer`` / ``channel`` parameters against a
+zoo model (class names with near-miss suggestions come from
+:func:`neurofilters.filters.zoo.labels.resolve_class`) and gives the
+per-sample score as a ``keras.ops`` function of the layer's output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from neurofilters.plugin_host import ParameterError
+
+__all__ = ["Objective", "class_objective", "resolve_objective"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A score per sample on one layer's output.
+
+    Attributes:
+        layer: Raw layer name (``logits`` for a class).
+        kind: ``"class"``, ``"channel"`` or ``"neuron"``.
+        index: Class id or channel index.
+        label: Words for messages (``"class 130 (flamingo)"``).
+    """
+
+    layer: str
+    kind: str
+    index: int
+    label: str
+
+    def score(self, outputs: Any) -> Any:
+        """``(B,)`` scores of a batch of the layer's outputs (``keras.ops``)."""
+        from keras import ops
+
+        if self.kind == "class":
+            # The log-probability: raising it lowers the other classes too (p -> 1).
+            return outputs[:, self.index] + ops.log_softmax(outputs, axis=-1)[:, self.index]
+        if self.kind == "neuron":
+            height, width = ops.shape(outputs)[1], ops.shape(outputs)[2]
+            return outputs[:, height // 2, width // 2, self.index]
+        return ops.mean(outputs[..., self.index], axis=(1, 2))
+
+
+def class_objective(model: Any, value: int | str, *, param: str = "target") -> Objective:
+    """The objective "raise the probability of class ``value``" (an id or a name).
+
+    Raises:
+        ParameterError: Not a classifier, unknown class (with suggestions).
+    """
+    from ..zoo.labels import resolve_class
+
+    if getattr(model, "kind", None) != "classifier" or not model.labels:
+        raise ParameterError(
+            f'"{param}" needs a classifier model; {model.name!r} has no class logits. '
+            "Choose one such as lite0 (see 'neurofilters models'), or set a layer and a channel.",
+            param="model",
+            value=model.name,
+        )
+    index = resolve_class(value, model.labels, param=param)
+    return Objective("logits", "class", index, f"class {index} ({model.labels[index]})")
+
+
+def resolve_objective(model: Any, params: dict[str, Any]) -> Objective:
+    """The objective the parameters ask for: ``layer`` logits (or empty) -> the class, else a channel/neuron.
+
+    Args:
+        model: A zoo model handle.
+        params: Validated parameters with ``target``, ``layer``, ``channel``, ``neuron``.
+
+    Raises:
+        ParameterError: Unknown class, layer, or a channel out of range.
+    """
+    layer = str(params.get("layer") or "").strip()
+    if not layer or layer in ("logits", "class"):
+        return class_objective(model, params["target"])
+    raw = model.resolve_layer(layer)
+    shapes = {info.name: info.output_shape for info in model.layer_table(224)}
+    shape = shapes[raw]
+    channel = int(params.get("channel", 0))
+    if len(shape) != 4:
+        raise ParameterError(
+            f'"layer" must be a convolutional layer (H x W x C output) for a channel objective. '
+            f"Received: layer={layer!r} with output shape {shape}; leave layer empty to use --class.",
+            param="layer",
+            value=layer,
+        )
+    if not 0 <= channel < int(shape[-1]):
+        raise ParameterError(
+            f'"channel" must be between 0 and {int(shape[-1]) - 1} for layer {raw!r}. Received: channel={channel}',
+            param="channel",
+            value=channel,
+        )
+    kind = "neuron" if params.get("neuron") else "channel"
+    return Objective(raw, kind, channel, f"{kind} {channel} of {raw}")
+

@@ -1,0 +1,91 @@
+"""Declarations of ``hallucinate``, ``adversarial``, ``add-noise`` and the ``fit-noise`` command (light: no numpy/Keras)."""
+
+from __future__ import annotations
+
+from neurofilters.plugin_host import CommandSpec, FilterSpec, Param, hookimpl
+
+__all__ = ["ADD_NOISE_PARAMS", "ADVERSARIAL_PARAMS", "HALLUCINATE_PARAMS", "register_commands", "register_filters"]
+
+HALLUCINATE_PARAMS: tuple[Param, ...] = (
+    # Named "target" (flag --target, as in adversarial): the host refuses Python keywords such as "class" as names.
+    Param("target", "class_label", "flamingo", "Class to show: an ImageNet id (130) or name ('flamingo', 'tiger cat'); close names are suggested for typos.", label="Class"),
+    Param("start", "choice", "noise", "noise: a class visualisation of the image's size from a seeded start (the image only gives the size); image: the class dreamed into the photo with DeepDream's octave engine.", choices=("noise", "image")),
+    Param("model", "model", "lite0", "Classifier (or any network, with a layer and a channel) to visualise."),
+    Param("layer", "layer", "logits", "Layer of the objective: 'logits' raises the class; any other layer raises the channel below.", group="Objective", advanced=True),
+    Param("channel", "int", 0, "Channel of a non-logits layer to raise.", minimum=0, group="Objective", advanced=True),
+    Param("neuron", "bool", False, "Raise only the channel's centre neuron instead of its mean.", group="Objective", advanced=True),
+    Param("steps", "int", 128, "Optimisation steps (start=noise) or steps per octave (start=image).", minimum=1, maximum=4096),
+    Param("recipe", "choice", "robust", "noise: 'robust' (strong random views, 4 per step; transfers to other networks) or 'lucid' (Lucid's standard transforms, one view per step).", choices=("robust", "lucid"), advanced=True),
+    Param("work_size", "int", 224, "start=noise: the longer side the image is optimised at (the network's scale); the result is resized to the image's size.", minimum=64, maximum=1024, advanced=True),
+    Param("learning_rate", "float", 0.05, "start=noise: Adam's step on the spectrum.", minimum=1e-4, maximum=1.0, advanced=True),
+    Param("octaves", "int", 3, "start=image: number of scales.", minimum=1, maximum=8, group="Dream"),
+    Param("step_size", "float", 0.01, "start=image: gradient-ascent step in pixel units.", minimum=1e-4, maximum=0.5, group="Dream"),
+)
+
+ADVERSARIAL_PARAMS: tuple[Param, ...] = (
+    Param("target", "class_label", "flamingo", "Class the network should see: an ImageNet id or name.", label="Target class"),
+    Param("epsilon", "float", 8.0, "Largest change of any pixel, in 1/255 units (L-infinity bound).", minimum=0.5, maximum=64.0),
+    Param("model", "model", "lite0", "Classifier to fool."),
+    Param("steps", "int", 40, "Projected-gradient steps.", minimum=1, maximum=1000),
+)
+
+ADD_NOISE_PARAMS: tuple[Param, ...] = (
+    Param("noise", "image", None, "The noise: the 16-bit PNG written by 'neurofilters fit-noise' (value 0.5 = no change; see the docs).", label="Noise image"),
+    Param("strength", "float", 1.0, "Multiplier of the noise (1 = as learned).", minimum=0.0, maximum=8.0),
+)
+
+
+@hookimpl
+def register_filters() -> list[FilterSpec]:
+    """``hallucinate``, ``adversarial`` and ``add-noise``."""
+    return [
+        FilterSpec(
+            name="hallucinate",
+            title="Hallucinate class",
+            summary="Show what the network thinks a class (or a channel) looks like, from noise or dreamed into the photo.",
+            description=(
+                "Activation maximisation with a spectral, colour-decorrelated parameterisation and "
+                "random views (transformation robustness), or a class objective in DeepDream's octave engine."
+            ),
+            category="Dream",
+            params=HALLUCINATE_PARAMS,
+            run="neurofilters.filters.hallucinate.run:run_hallucinate",
+            preview_params={"steps": 2, "work_size": 64, "octaves": 1},
+        ),
+        FilterSpec(
+            name="adversarial",
+            title="Adversarial image",
+            summary="Change the photo invisibly so the network sees another class (targeted, L-infinity).",
+            description=(
+                "Projected gradient descent on the target's cross-entropy within an L-infinity ball of "
+                "epsilon/255; reports the top-5 before and after and the PSNR."
+            ),
+            category="Dream",
+            params=ADVERSARIAL_PARAMS,
+            run="neurofilters.filters.hallucinate.adversarial:run_adversarial",
+            preview_params={"steps": 2},
+        ),
+        FilterSpec(
+            name="add-noise",
+            title="Add universal noise",
+            summary="Add a saved universal class noise (from 'neurofilters fit-noise') to the image.",
+            description="The noise is resized to the image and added, times the strength; pixels are clipped to [0, 1].",
+            category="Dream",
+            params=ADD_NOISE_PARAMS,
+            run="neurofilters.filters.hallucinate.noise:run_add_noise",
+            preview_params={},
+        ),
+    ]
+
+
+@hookimpl
+def register_commands() -> list[CommandSpec]:
+    """``fit-noise``: learn a universal class noise over a folder of images."""
+    return [
+        CommandSpec(
+            name="fit-noise",
+            help="learn a universal class-K noise over a folder of images (writes .npz and a 16-bit PNG)",
+            configure="neurofilters.filters.hallucinate.fit_noise:configure",
+            run="neurofilters.filters.hallucinate.fit_noise:run",
+        )
+    ]

@@ -1,0 +1,127 @@
+"""``neurofilters atlas``: a static site, deterministic and resumable, checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neurofilters.plugin_host import ModelCache, get_registry
+
+
+
+def _chromium() -> str | None:
+    """Debian's chromium: found, or installed with apt-get where this runs as root (as the GIMP tests install debootstrap)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]):
+        try:
+            subprocess.run(command, check=True, capture_output=True, timeout=600, env=env)
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = _chromium()
+    if path is None:
+        pytest.skip("needs Debian's chromium package (apt-get install chromium; installed automatically when run as root)")
+    return path
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def atlas(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from skimage import data
+
+    from neurofilters.filters.explorer.atlas import write_atlas
+
+    photos = tmp_path_factory.mktemp("photos")
+    for name in ("chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()).resize((120, 90)).save(photos / f"{name}.png")
+    model = ModelCache(get_registry().get_model).get("lite0")
+    out = tmp_path_factory.mktemp("atlas")
+    reports: list[float] = []
+    write_atlas(model, out, layers=["block2_expand_act", "block6_expand_act"], channels=2, steps=4, size=48, seed=1,
+                images=sorted(photos.iterdir()), patches=2, work_size=96, progress=lambda f, m: reports.append(f))
+    assert reports[-1] == 1.0 and any(0 < f < 1 for f in reports)
+    return out
+
+
+@pytest.mark.slow
+def test_atlas_is_deterministic_and_resumes(atlas: Path, tmp_path: Path) -> None:
+    from neurofilters.filters.explorer.atlas import write_atlas
+
+    model = ModelCache(get_registry().get_model).get("lite0")
+    settings = __import__("json").loads((atlas / "atlas.json").read_text())
+    again = tmp_path / "again"
+    # a run interrupted after its first picture: resume by rerunning; the result is byte-identical
+    shutil.copytree(atlas, again)
+    for picture in sorted(again.rglob("*.png"))[1:]:
+        picture.unlink()
+    (again / "index.html").unlink()
+    first_mtime = sorted(again.rglob("*.png"))[0].stat().st_mtime_ns
+    write_atlas(model, again, layers=settings["layers"], channels=2, steps=4, size=48, seed=1,
+                images=[Path(p) for p in settings["images"]], patches=2, work_size=96)
+    assert _digest(again) == _digest(atlas)
+    assert sorted(again.rglob("*.png"))[0].stat().st_mtime_ns == first_mtime  # kept, not redone
+    from neurofilters.plugin_host import UsageError
+
+    with pytest.raises(UsageError, match="other settings"):
+        write_atlas(model, again, layers=settings["layers"], channels=3, steps=4, size=48, seed=1)
+
+
+@pytest.mark.slow
+def test_atlas_page_is_self_contained(atlas: Path) -> None:
+    page = (atlas / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    for header in ("name", "type", "activation shape", "learnables"):
+        assert f"<th>{header}</th>" in page
+    assert "block6_expand_act" in page and "56 x 56 x 144" in page
+
+
+@pytest.mark.slow
+def test_atlas_in_a_real_headless_browser(atlas: Path, tmp_path: Path, chromium: str) -> None:
+    """Chromium loads index.html from disk: no console error, no failed request, every image decoded; the screenshot has content."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    errors: list[str] = []
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
+        page.goto((atlas / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        boxes = page.evaluate(
+            "Array.from(document.querySelectorAll('img.vis')).map(i => {const r = i.getBoundingClientRect();"
+            " return [i.getAttribute('src'), r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]})"
+        )
+        shot = tmp_path / "atlas.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(images) == 2 * 2 * (1 + 2)  # layers x channels x (visualisation + patches)
+    assert all(complete and width > 0 for _, complete, width in images), images
+    pixels = np.asarray(Image.open(shot).convert("RGB"), np.float32)
+    assert pixels.std() > 20  # not a blank page
+    # each visualisation is on the screenshot where the page put it, as written
+    assert len(boxes) == 4
+    for src, x, y, width, height in boxes:
+        drawn = pixels[round(y) : round(y) + round(height), round(x) : round(x) + round(width)]
+        written = np.asarray(Image.open(atlas / src).convert("RGB"), np.float32)
+        assert drawn.shape == written.shape, src
+        assert np.abs(drawn - written).mean() < 4.0, src

@@ -1,0 +1,132 @@
+"""Class hallucination: parameterisation, objectives, the filters on the real Lite0/Lite1, the noise format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import neurofilters
+from neurofilters.filters.hallucinate.noise import PNG_GAIN, add_noise, decode_noise_image, encode_noise_image, quantise, window_matrix
+from neurofilters.filters.parameterization import frequency_scale, image_to_spectrum, random_transforms, ROBUST_TRANSFORMS, spectrum_to_image
+from neurofilters.plugin_host import ParameterError
+
+
+def _saturation(image: np.ndarray) -> float:
+    """Mean HSV saturation."""
+    high, low = image.max(axis=2), image.min(axis=2)
+    return float(np.mean((high - low) / np.maximum(high, 1e-6)))
+
+
+def _local_contrast(image: np.ndarray, size: int = 8) -> float:
+    """Mean standard deviation of the luminance in size x size blocks."""
+    grey = image @ np.float32([0.299, 0.587, 0.114])
+    h, w = (grey.shape[0] // size) * size, (grey.shape[1] // size) * size
+    blocks = grey[:h, :w].reshape(h // size, size, w // size, size)
+    return float(blocks.std(axis=(1, 3)).mean())
+
+
+def test_spectrum_round_trip_reproduces_a_photo(coffee: np.ndarray) -> None:
+    from keras import ops
+
+    photo = coffee[:96, :128]
+    scale = frequency_scale(96, 128)
+    spectrum = image_to_spectrum(photo, scale)
+    back = np.asarray(ops.convert_to_numpy(spectrum_to_image(ops.convert_to_tensor(spectrum), ops.convert_to_tensor(scale))))[0]
+    inside = (photo > 0.01) & (photo < 0.99)
+    assert np.abs(back - photo)[inside].max() < 1e-4
+
+
+def test_spectrum_scale_is_lucids() -> None:
+    scale = frequency_scale(8, 8)
+    # f = 0 and the lowest frequency share 1 / (1/8) = 8; times sqrt(64) / 4 = 2.
+    assert scale[0, 0] == pytest.approx(16.0)
+    assert scale[0, 1] == pytest.approx(16.0)
+    assert scale[4, 4] == pytest.approx(1.0 / np.hypot(0.5, 0.5) * 2.0, rel=1e-6)
+
+
+def test_identity_view_keeps_the_image_and_views_are_seeded() -> None:
+    first = random_transforms(np.random.default_rng(5), 3, 40, 50, ROBUST_TRANSFORMS)
+    again = random_transforms(np.random.default_rng(5), 3, 40, 50, ROBUST_TRANSFORMS)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first[0], first[1])
+
+
+def test_noise_png_encoding_respects_the_bound_exactly() -> None:
+    rng = np.random.default_rng(0)
+    bound = 10 / 255
+    noise = quantise(rng.uniform(-2 * bound, 2 * bound, (17, 19, 3)), bound)
+    assert np.abs(noise).max() <= bound
+    codes = np.round(encode_noise_image(noise).astype(np.float64) * 65535)
+    decoded = decode_noise_image((codes / 65535).astype(np.float32))
+    np.testing.assert_allclose(decoded, noise, atol=1e-7)
+    assert PNG_GAIN * bound < 0.5
+
+
+def test_add_noise_stretches_and_clips() -> None:
+    image = np.full((10, 20, 3), 0.5, np.float32)
+    noise = np.full((4, 4, 3), 0.1, np.float32)
+    out = add_noise(image, noise, strength=2.0)
+    np.testing.assert_allclose(out, 0.7, atol=1e-6)
+    assert add_noise(image, noise, strength=8.0).max() == 1.0
+
+
+def test_window_matrix_cuts_the_classifiers_crop() -> None:
+    import keras
+
+    from neurofilters.filters.zoo.model import centre_crop_resize
+
+    # A noise that is a horizontal ramp, stretched over a 300 x 400 photo: the classifier's
+    # central 262-px square spans the middle 65.6 % of the width.
+    ramp = np.repeat(np.linspace(0, 1, 256, dtype=np.float32)[None, :, None], 256, axis=0).repeat(3, axis=2)
+    matrix = window_matrix(300, 400, 256, 224, 0.875)
+    window = np.asarray(keras.ops.image.affine_transform(ramp[None], matrix[None], interpolation="bilinear", fill_mode="nearest"))[0, :224, :224]
+    stretched = add_noise(np.zeros((300, 400, 3), np.float32), ramp)
+    expected = centre_crop_resize(stretched, 224)
+    assert np.abs(window[:, 2:-2] - expected[:, 2:-2]).max() < 0.01
+
+
+def test_class_names_get_suggestions() -> None:
+    with pytest.raises(ParameterError, match="flamingo"):
+        neurofilters.apply("hallucinate", np.zeros((64, 64, 3), np.float32), target="flamingoo", steps=1, work_size=64)
+
+
+@pytest.mark.slow
+def test_noise_start_reaches_the_class_is_colourful_and_deterministic() -> None:
+    # Two classes far apart in ImageNet, at a small size (the full 10-class run is bench/bench_hallucinate.py).
+    lite0 = neurofilters.load_model("lite0")
+    canvas = np.zeros((128, 128, 3), np.float32)
+    for target in (1, 980):  # goldfish, volcano
+        result = neurofilters.apply("hallucinate", canvas, seed=3, target=target, steps=96, work_size=128)
+        image = result.pixels
+        top = lite0.classify(image, top=1)[0]
+        assert top[0] == target and top[2] >= 0.9, top
+        # A grey start (sigmoid of ~0) has saturation ~0.01 and block contrast ~0.001;
+        # the photos of tests/conftest.py have 0.2-0.5 and 0.03-0.08.
+        assert _saturation(image) > 0.12
+        assert _local_contrast(image) > 0.03
+    again = neurofilters.apply("hallucinate", canvas, seed=3, target=980, steps=96, work_size=128).pixels
+    np.testing.assert_array_equal(again, image)
+
+
+@pytest.mark.slow
+def test_adversarial_flips_the_class_within_epsilon(coffee: np.ndarray) -> None:
+    lite0 = neurofilters.load_model("lite0")
+    photo = coffee[::2, ::2].copy()
+    result = neurofilters.apply("adversarial", photo, target="flamingo", epsilon=4, steps=20)
+    assert np.abs(result.pixels - photo).max() <= 4 / 255 + 1e-6
+    assert lite0.classify(result.pixels, top=1)[0][0] == 130
+    assert "perturbation" in result.outputs
+    from neurofilters.filters.hallucinate.adversarial import psnr
+
+    assert psnr(photo, result.pixels) > 35.0
+
+
+@pytest.mark.slow
+def test_image_start_dreams_the_class_into_the_photo(chelsea: np.ndarray) -> None:
+    lite0 = neurofilters.load_model("lite0")
+    photo = chelsea[::2, ::2].copy()
+    result = neurofilters.apply("hallucinate", photo, start="image", target="flamingo", steps=20, octaves=2, step_size=0.02)
+    probabilities = {index: p for index, _, p in lite0.classify(result.pixels, top=1000)}
+    before = {index: p for index, _, p in lite0.classify(photo, top=1000)}
+    assert before[130] < 0.001 and probabilities[130] > 0.5
+    assert np.abs(result.pixels - photo).mean() < 0.15  # still the photo
