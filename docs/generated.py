@@ -11,7 +11,7 @@ checks:
   ``photo.jpg`` (a 128 px sample photo), ``notes.txt`` (not an image) and
   ``photos/`` (two photos), so help texts, tables and error messages shown in
   the docs are the ones the command prints. It runs the real entry point
-  (``plugin_host.cli.main.main``) in this process, 100 columns wide.
+  (``plugin_host.cli.main.main``) in this process, 80 columns wide (the width of a code block on the site).
 * ``<!-- bench:start -->`` ... ``<!-- bench:end -->``: the tables of
   ``bench/results.json``.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RESULTS = ROOT / "bench" / "results.json"
-COLUMNS = 100
+COLUMNS = 80
 
 CLI_RE = re.compile(r"<!-- cli:start (?P<args>[^\n]*?) -->\n.*?<!-- cli:end -->", re.S)
 BENCH_RE = re.compile(r"<!-- bench:start -->\n.*?<!-- bench:end -->", re.S)
