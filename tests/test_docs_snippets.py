@@ -4,8 +4,11 @@ The convention: an HTML comment ``<!-- test: run -->`` on the line before a
 ```` ```python ```` or ```` ```bash ```` block (invisible on the site) makes the
 block a test. It runs in a scratch folder holding ``photo.jpg`` (a 128 px sample
 photo), ``notes.txt`` and ``photos/`` (two photos; see ``docs/generated.py``).
-Python blocks run in this process, each with fresh globals; bash blocks run
-with ``bash -e`` and a ``neurofilters`` command on ``PATH`` that is this
+Python blocks run in this process, each with fresh globals. A bash block
+whose every line is a ``neurofilters ...`` command runs those commands through
+the command's entry point (``plugin_host.cli.main.main``) in this process, so
+TensorFlow and the models load once (each must exit 0); any other bash block
+runs with ``bash -e`` and a ``neurofilters`` command on ``PATH`` that is this
 interpreter's ``python -m neurofilters``. Keep marked examples small.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -59,6 +63,12 @@ def test_example_runs(lang: str, code: str, tmp_path: Path) -> None:
     with generated.scratch_folder() as folder:
         if lang == "python":
             exec(compile(code, "<docs example>", "exec"), {"__name__": "__docs__"})  # noqa: S102
+            return
+        commands = [line for line in code.splitlines() if line.strip()]
+        if all(line.split()[0] == "neurofilters" for line in commands):
+            for line in commands:
+                output = generated.run_cli(" ".join(shlex.split(line, comments=True)[1:]), folder)
+                assert "[exit status" not in output.splitlines()[-1], output
             return
         shim = tmp_path / "bin" / "neurofilters"
         shim.parent.mkdir()
