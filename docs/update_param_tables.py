@@ -32,8 +32,8 @@ def main(argv: list[str]) -> int:
             stale.append(page)
             if "--check" not in argv:
                 page.write_text(fresh)
-    if "--no-cli" not in argv:
-        stale += [page for page in generated.refresh_all(write="--check" not in argv) if page not in stale]
+    fresh_pages = generated.refresh_all(write="--check" not in argv, commands="--no-cli" not in argv)
+    stale += [page for page in fresh_pages if page not in stale]
     for page in stale:
         print(("out of date: " if "--check" in argv else "updated: ") + str(page.relative_to(DOCS.parent)))
     return 1 if stale and "--check" in argv else 0
