@@ -78,3 +78,21 @@ def test_benchmark_block_is_rendered_from_results_json() -> None:
     changed = json.loads(json.dumps(results))
     changed["models"][0]["ratio"] = 9.87
     assert "**9.87**" in generated.refresh_page(text, results=changed)
+
+
+def test_the_gallery_commands_reproduce_the_gallery_settings() -> None:
+    """The command each gallery section shows, parsed by the CLI, gives the values the script used."""
+    import shlex
+
+    import make_gallery  # docs/make_gallery.py
+
+    from neurofilters.plugin_host.cli.args import parse_filter_flags
+    from neurofilters.plugin_host.core.params import validate_params
+
+    for spec in build_registry(autoload=False).filters.values():
+        values, flags = make_gallery.settings(spec, 32)
+        images = {param.name for param in spec.params if param.kind == "image"}
+        typed = parse_filter_flags(spec, shlex.split(flags))
+        from_cli = validate_params(spec.params, {k: v for k, v in typed.items() if k not in images}, check_files=False)
+        from_script = validate_params(spec.params, {k: v for k, v in values.items() if k not in images}, check_files=False)
+        assert dict(from_cli) == dict(from_script), spec.name
