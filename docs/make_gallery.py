@@ -46,6 +46,12 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 }
 #: Per filter: the photos it runs on (default: all of PHOTOS), for slow filters.
 PHOTOS_FOR: dict[str, tuple[str, ...]] = {}
+#: Per filter: more rows, each (label, values over the filter's declared
+#: defaults -- not its preview_params --, photos); their pictures are
+#: ``gallery-<filter>-<label>-<photo>.jpg``.
+VARIANTS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
+    "deepdream": [("vgg16-hed", {"model": "vgg16-hed"}, ("astronaut", "chelsea", "coffee"))],
+}
 SEED = 0
 QUALITY = 82
 
@@ -71,9 +77,16 @@ def save_jpeg(pixels: np.ndarray, path: Path) -> None:
     Image.fromarray((pixels * 255 + 0.5).astype(np.uint8)).save(path, quality=QUALITY, optimize=True, progressive=True)
 
 
-def settings(spec: Any, size: int) -> tuple[dict[str, Any], str]:
-    """The filter's gallery values (image parameters as photo names) and their CLI flags."""
-    values = {**spec.preview_params, **OVERRIDES.get(spec.name, {})}
+def settings(spec: Any, size: int, extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """The filter's gallery values (image parameters loaded) and their CLI flags.
+
+    Args:
+        spec: The filter.
+        size: The pictures' longer side (for image parameters naming a photo).
+        extra: A variant's values (over the declared defaults); None: the
+            filter's ``preview_params`` updated by its ``OVERRIDES``.
+    """
+    values = dict(extra) if extra is not None else {**spec.preview_params, **OVERRIDES.get(spec.name, {})}
     images = {param.name for param in spec.params if param.kind == "image"}
     plain = {key: value for key, value in values.items() if key not in images or value is None}
     validated = validate_params(spec.params, plain, check_files=False)
@@ -90,21 +103,32 @@ def settings(spec: Any, size: int) -> tuple[dict[str, Any], str]:
     return loaded, " ".join(flags)
 
 
-def entry_markdown(spec: Any, flags: str, photos: tuple[str, ...]) -> str:
-    """One filter's section of the gallery page."""
-    page = DOCS / "filters" / f"{spec.name}.md"
-    title = f"[{spec.title}](filters/{spec.name}.md)" if page.is_file() else spec.title
+def row_markdown(spec: Any, flags: str, stem: str, photos: tuple[str, ...]) -> str:
+    """One row of a filter's section: the command, then its pictures."""
     command = f"neurofilters run {spec.name} photo.jpg -o out.png {flags}".rstrip()
     figures = "\n".join(
-        f'<figure markdown="span">![{spec.title} on {photo}](assets/gallery-{spec.name}-{photo}.jpg)'
+        f'<figure markdown="span">![{spec.title} on {photo}](assets/{stem}-{photo}.jpg)'
         f"<figcaption>{photo}</figcaption></figure>"
         for photo in photos
     )
-    return (
-        f"<!-- gallery-filter:{spec.name} -->\n## {title}\n\n{spec.summary}\n\n"
-        f"```bash\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
-        "<!-- /gallery-filter -->\n"
-    )
+    return f"```bash\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
+
+
+def entry_markdown(spec: Any, rows: list[str]) -> str:
+    """One filter's section of the gallery page."""
+    page = DOCS / "filters" / f"{spec.name}.md"
+    title = f"[{spec.title}](filters/{spec.name}.md)" if page.is_file() else spec.title
+    return f"<!-- gallery-filter:{spec.name} -->\n## {title}\n\n{spec.summary}\n\n{''.join(rows)}<!-- /gallery-filter -->\n"
+
+
+def render(spec: Any, size: int, extra: dict[str, Any] | None, stem: str, photos: tuple[str, ...]) -> str:
+    """Run the filter on ``photos``, write the pictures ``<stem>-<photo>.jpg``; return the row's Markdown."""
+    values, flags = settings(spec, size, extra)
+    for photo in photos:
+        result = neurofilters.apply(spec.name, load_photo(photo, size), seed=SEED, params=values)
+        save_jpeg(result.pixels, ASSETS / f"{stem}-{photo}.jpg")
+        print(f"{stem} on {photo}", flush=True)
+    return row_markdown(spec, flags, stem, photos)
 
 
 def originals_markdown(size: int) -> str:
@@ -140,13 +164,10 @@ def main(argv: list[str]) -> int:
         if args.only is not None and spec.name not in args.only and spec.name in old_entries:
             entries.append(old_entries[spec.name])
             continue
-        values, flags = settings(spec, args.size)
-        photos = PHOTOS_FOR.get(spec.name, PHOTOS)
-        for photo in photos:
-            result = neurofilters.apply(spec.name, load_photo(photo, args.size), seed=SEED, params=values)
-            save_jpeg(result.pixels, ASSETS / f"gallery-{spec.name}-{photo}.jpg")
-            print(f"{spec.name} on {photo}", flush=True)
-        entries.append(entry_markdown(spec, flags, photos))
+        rows = [render(spec, args.size, None, f"gallery-{spec.name}", PHOTOS_FOR.get(spec.name, PHOTOS))]
+        for label, extra, photos in VARIANTS.get(spec.name, []):
+            rows.append(render(spec, args.size, extra, f"gallery-{spec.name}-{label}", photos))
+        entries.append(entry_markdown(spec, rows))
     body = originals_markdown(args.size) + "\n".join(entries)
     PAGE.write_text(BLOCK_RE.sub(lambda _: f"<!-- gallery:start -->\n{body}<!-- gallery:end -->", text))
     print(f"updated {PAGE.relative_to(DOCS.parent)}")

@@ -89,8 +89,10 @@ def test_the_gallery_commands_reproduce_the_gallery_settings() -> None:
     from neurofilters.plugin_host.cli.args import parse_filter_flags
     from neurofilters.plugin_host.core.params import validate_params
 
-    for spec in build_registry(autoload=False).filters.values():
-        values, flags = make_gallery.settings(spec, 32)
+    rows = [(spec, None) for spec in build_registry(autoload=False).filters.values()]
+    rows += [(spec, extra) for spec, _ in list(rows) for _, extra, _ in make_gallery.VARIANTS.get(spec.name, [])]
+    for spec, extra in rows:
+        values, flags = make_gallery.settings(spec, 32, extra)
         images = {param.name for param in spec.params if param.kind == "image"}
         typed = parse_filter_flags(spec, shlex.split(flags))
         from_cli = validate_params(spec.params, {k: v for k, v in typed.items() if k not in images}, check_files=False)
