@@ -7,7 +7,7 @@ checks:
 
 * ``<!-- cli:start ARGS -->`` ... ``<!-- cli:end -->``: what ``neurofilters ARGS``
   prints (standard output, then standard error) and its exit status, in a
-  ``text`` code block. The command runs in a scratch folder holding
+  ``text`` code block of class ``nf-output`` (which wraps long lines on the site). The command runs in a scratch folder holding
   ``photo.jpg`` (a 128 px sample photo), ``notes.txt`` (not an image) and
   ``photos/`` (two photos), so help texts, tables and error messages shown in
   the docs are the ones the command prints. It runs the real entry point
@@ -91,7 +91,7 @@ def run_cli(args: str, folder: Path) -> str:
 
 def cli_block(args: str, output: str) -> str:
     """The Markdown of a command block."""
-    return f"<!-- cli:start {args} -->\n```text\n{output}\n```\n<!-- cli:end -->"
+    return f"<!-- cli:start {args} -->\n```{{.text .nf-output}}\n{output}\n```\n<!-- cli:end -->"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
