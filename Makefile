@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-tf test-jax bench docs clean
+.PHONY: install demo test test-tf test-jax bench docs gallery clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ docs: install
 	$(BIN)/python docs/update_param_tables.py
 	$(BIN)/python docs/build_site.py
 	@echo "open build/site/index.html"
+
+# The gallery page: every registered filter on the sample photos (seeded; rerun after adding a filter).
+gallery: install
+	$(BIN)/python docs/make_gallery.py
 
 clean:
 	rm -rf $(VENV) build demo-output.png

@@ -1,8 +1,11 @@
 """Regenerate the parameter tables in the docs from the filters' declarations.
 
 Every ``<!-- params:NAME:start --> ... <!-- params:NAME:end -->`` block in
-``docs/**/*.md`` is rewritten from filter NAME's declaration. ``--check``
-only reports pages that are out of date (exit 1), as the test suite does.
+``docs/**/*.md`` is rewritten from filter NAME's declaration; the command
+output blocks (``<!-- cli:start ARGS -->``) and benchmark blocks
+(``<!-- bench:start -->``) are rewritten by ``docs/generated.py``. ``--check``
+only reports pages that are out of date (exit 1), as the test suite does;
+``--no-cli`` skips the command blocks (they load models: ~30 s).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 from neurofilters.plugin_host import build_registry
 from neurofilters.plugin_host.cli.docs import refresh_markdown
+
+import generated  # docs/generated.py, beside this script
 
 DOCS = Path(__file__).resolve().parent
 
@@ -27,6 +32,8 @@ def main(argv: list[str]) -> int:
             stale.append(page)
             if "--check" not in argv:
                 page.write_text(fresh)
+    fresh_pages = generated.refresh_all(write="--check" not in argv, commands="--no-cli" not in argv)
+    stale += [page for page in fresh_pages if page not in stale]
     for page in stale:
         print(("out of date: " if "--check" in argv else "updated: ") + str(page.relative_to(DOCS.parent)))
     return 1 if stale and "--check" in argv else 0

@@ -43,3 +43,61 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     api_page = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "max_pixels" in api_page and "to_pil" in api_page  # apply's arguments, Result's methods: from the docstrings
     assert (tmp_path / "site" / "filters" / "deepdream" / "index.html").is_file()
+
+
+def _nav_pages() -> set[str]:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    config = yaml.load((DOCS.parent / "mkdocs.yml").read_text(), Loader=_Loader)
+    pages: set[str] = set()
+
+    def walk(items: object) -> None:
+        if isinstance(items, str):
+            pages.add(items)
+        elif isinstance(items, list):
+            for item in items:
+                walk(item)
+        elif isinstance(items, dict):
+            for value in items.values():
+                walk(value)
+
+    walk(config["nav"])
+    return pages
+
+
+def test_every_filter_has_its_own_page_naming_every_parameter() -> None:
+    """Iterates the registry: a filter merged later needs docs/filters/NAME.md with every flag in it."""
+    filters = build_registry(autoload=False).filters
+    nav = _nav_pages()
+    for name, spec in filters.items():
+        page = DOCS / "filters" / f"{name}.md"
+        assert page.is_file(), f"filter {name!r} has no page: write docs/filters/{name}.md"
+        text = page.read_text()
+        missing = [param.flag for param in spec.params if f"`{param.flag}`" not in text]
+        assert not missing, f"docs/filters/{name}.md does not mention {missing}"
+        assert f"filters/{name}.md" in nav, f"docs/filters/{name}.md is not in mkdocs.yml's nav"
+
+
+def test_every_page_is_in_the_nav() -> None:
+    pages = {str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md") if "examples" not in page.parts}
+    assert pages - _nav_pages() == set(), "pages missing from mkdocs.yml's nav"
+
+
+def test_the_gallery_shows_every_filter_with_existing_pictures() -> None:
+    """Fails after a new filter is merged until 'make gallery' is rerun."""
+    import re
+
+    text = (DOCS / "gallery.md").read_text()
+    shown = set(re.findall(r"<!-- gallery-filter:([a-z0-9-]+) -->", text))
+    filters = set(build_registry(autoload=False).filters)
+    assert filters - shown == set(), "filters missing from the gallery: run 'make gallery'"
+    pictures = re.findall(r"\]\((assets/gallery-[^)]+)\)", text)
+    assert len(pictures) >= 2 * len(shown)
+    for picture in pictures:
+        assert (DOCS / picture).is_file(), picture
+    total = sum(path.stat().st_size for path in (DOCS / "assets").glob("gallery-*"))
+    assert total < 8 * 2**20, f"the gallery's pictures take {total / 2**20:.1f} MB: keep them at web size"

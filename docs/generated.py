@@ -1,0 +1,179 @@
+"""The generated blocks of the docs pages: real command output and benchmark figures.
+
+Besides the parameter tables (``<!-- params:NAME:start -->``, see
+``neurofilters.plugin_host.cli.docs``), a page may hold two kinds of block that
+``docs/update_param_tables.py`` rewrites and ``tests/test_docs_generated.py``
+checks:
+
+* ``<!-- cli:start ARGS -->`` ... ``<!-- cli:end -->``: what ``neurofilters ARGS``
+  prints (standard output, then standard error) and its exit status, in a
+  ``text`` code block of class ``nf-output`` (which wraps long lines on the site). The command runs in a scratch folder holding
+  ``photo.jpg`` (a 128 px sample photo), ``notes.txt`` (not an image) and
+  ``photos/`` (two photos), so help texts, tables and error messages shown in
+  the docs are the ones the command prints. It runs the real entry point
+  (``plugin_host.cli.main.main``) in this process, 80 columns wide (the width of a code block on the site).
+* ``<!-- bench:start -->`` ... ``<!-- bench:end -->``: the tables of
+  ``bench/results.json``.
+
+Hand-written because no mkdocs plugin runs a command at check time and fails a
+test when its output in the page went stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shlex
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RESULTS = ROOT / "bench" / "results.json"
+COLUMNS = 80
+
+CLI_RE = re.compile(r"<!-- cli:start (?P<args>[^\n]*?) -->\n.*?<!-- cli:end -->", re.S)
+BENCH_RE = re.compile(r"<!-- bench:start -->\n.*?<!-- bench:end -->", re.S)
+
+
+@contextlib.contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A temporary working folder with the sample files the documented commands use."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="nf-docs-") as name:
+        folder = Path(name)
+        photo = Image.fromarray(data.astronaut()).resize((128, 128), Image.BICUBIC)
+        photo.save(folder / "photo.jpg", quality=90)
+        (folder / "notes.txt").write_text("not an image\n")
+        (folder / "photos").mkdir()
+        photo.save(folder / "photos" / "a.png")
+        Image.fromarray(np.asarray(Image.fromarray(data.chelsea()).resize((128, 96)))).save(folder / "photos" / "b.png")
+        os.chdir(folder)
+        try:
+            yield folder
+        finally:
+            os.chdir(previous)
+
+
+def run_cli(args: str, folder: Path) -> str:
+    """``neurofilters ARGS`` as the docs show it: the command line, its output and exit status."""
+    from neurofilters.plugin_host.cli.main import main
+
+    saved = {key: os.environ.get(key) for key in ("COLUMNS", "NO_COLOR", "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD")}
+    os.environ.update(COLUMNS=str(COLUMNS), NO_COLOR="1", NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD="1")
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(shlex.split(args))
+            except SystemExit as exit_:  # argparse's --help and usage errors
+                status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    text = (out.getvalue() + err.getvalue()).replace(str(folder) + os.sep, "").replace(str(folder), ".")
+    lines = [f"$ neurofilters {args}", *(line.rstrip() for line in text.rstrip("\n").splitlines())]
+    if status:
+        lines.append(f"[exit status {status}]")
+    return "\n".join(lines)
+
+
+def cli_block(args: str, output: str) -> str:
+    """The Markdown of a command block."""
+    return f"<!-- cli:start {args} -->\n```{{.text .nf-output}}\n{output}\n```\n<!-- cli:end -->"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def bench_markdown(results: dict) -> str:
+    """The benchmark tables of ``bench/results.json`` (the sections it holds)."""
+    parts = [
+        f"Measured on {results.get('cpu', '?')} ({results.get('cpu_count', '?')} cores), TensorFlow "
+        f"{results.get('tensorflow', '?')}; load average at the start "
+        f"{', '.join(f'{x:.1f}' for x in results.get('load_average_start', []))}."
+    ]
+    if results.get("models"):
+        rows = []
+        for entry in results["models"]:
+            rows.append([
+                f"`{entry['model']}`, {entry.get('precision', '')}", str(entry.get("steps_per_octave", "")),
+                f"{entry['ours_s_median']:.1f} s", f"{entry['reference_s_median']:.1f} s", f"**{entry['ratio']:.2f}**",
+                f"{entry['ratio_equal_work']:.2f}" if "ratio_equal_work" in entry else "–",
+                f"{100 * entry['peak_fraction_ours']:.0f} %" if "peak_fraction_ours" in entry else "–",
+            ])
+        parts.append("**DeepDream against the TF tutorial's loop** (same image, layers and steps; medians of "
+                     f"{results['models'][0].get('rounds', '?')} rounds; ratio = ours / tutorial, lower is faster; "
+                     "steps per octave; peak = numpy's float32 sgemm rate in the same rounds):")
+        parts.append(_table(["model, precision", "steps", "ours", "tutorial", "ratio",
+                             "ratio, equal work", "of peak"], rows))
+        parts.append("Layers: " + "; ".join(
+            f"`{entry['model']}`: " + ", ".join(f"`{x}`" for x in entry.get("layers", [])) for entry in results["models"]) + ".")
+    if results.get("rss"):
+        rows = [[entry["size"], f"`{entry['model']}`", f"{entry['peak_rss_gb']:.2f} GB", f"{entry['seconds']:.1f} s"]
+                for entry in results["rss"]]
+        parts.append("**Peak memory of one DeepDream run** (tiled; resident set of the process):")
+        parts.append(_table(["image", "model", "peak RSS", "time"], rows))
+    if results.get("rise"):
+        rows = []
+        for entry in results["rise"]:
+            photos = ", ".join(f"{p['photo']} {p['size']}: {p['rise']:.1f}x" for p in entry.get("photos", []))
+            rows.append([f"`{entry['model']}`", f"**{entry['median_rise']:.1f}x**", photos])
+        parts.append("**How much the objective rises** with the default settings (final / initial):")
+        parts.append(_table(["model", "median rise", "per photo"], rows))
+    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise"}
+    for key in sorted(set(results) - known):
+        parts.append(f"**{key}** (raw):\n\n```json\n{json.dumps(results[key], indent=1)[:2000]}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
+def refresh_page(text: str, run: Callable[[str], str] | None = None, results: dict | None = None) -> str:
+    """Rewrite the command and benchmark blocks of one page.
+
+    Args:
+        text: The page's Markdown.
+        run: Gives a command's output block body for its ARGS (``run_cli`` in a
+            scratch folder); None leaves command blocks as they are.
+        results: ``bench/results.json``'s content; None reads the file.
+    """
+    if run is not None:
+        text = CLI_RE.sub(lambda match: cli_block(match.group("args"), run(match.group("args"))), text)
+    if BENCH_RE.search(text):
+        data = results if results is not None else json.loads(RESULTS.read_text())
+        text = BENCH_RE.sub(lambda _: f"<!-- bench:start -->\n{bench_markdown(data)}<!-- bench:end -->", text)
+    return text
+
+
+def refresh_all(write: bool, commands: bool = True) -> list[Path]:
+    """Refresh every page's command (unless ``commands`` is false) and benchmark blocks.
+
+    Returns:
+        The pages that changed (written when ``write``).
+    """
+    pages = sorted(DOCS.rglob("*.md"))
+    changed = []
+    with scratch_folder() as folder:
+        for page in pages:
+            text = page.read_text()
+            if not (CLI_RE.search(text) or BENCH_RE.search(text)):
+                continue
+            fresh = refresh_page(text, (lambda args: run_cli(args, folder)) if commands else None)
+            if fresh != text:
+                changed.append(page)
+                if write:
+                    page.write_text(fresh)
+    return changed

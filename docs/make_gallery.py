@@ -1,0 +1,178 @@
+"""Generate the docs gallery: every registered filter on several photos (``make gallery``).
+
+Usage::
+
+    .venv/bin/python docs/make_gallery.py [--size 256] [--only NAME ...]
+
+For each filter of the registry (so a filter merged later appears on the next
+run), the filter runs on scikit-image's public-domain sample photos at
+``--size`` pixels on the longer side, with its ``preview_params`` updated by the
+small ``OVERRIDES`` table below (the gallery wants better-looking results than
+a smoke test), from the embedded models, seed 0. It writes
+``docs/assets/gallery-<filter>-<photo>.jpg`` (and the originals as
+``gallery-original-<photo>.jpg``) and rewrites the block between
+``<!-- gallery:start -->`` and ``<!-- gallery:end -->`` in ``docs/gallery.md``.
+``--only`` reruns some filters and keeps the other filters' entries.
+Everything is seeded: a rerun on the same machine gives the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import neurofilters
+from neurofilters.plugin_host import build_registry
+from neurofilters.plugin_host.core.params import format_value, validate_params
+
+DOCS = Path(__file__).resolve().parent
+ASSETS = DOCS / "assets"
+PAGE = DOCS / "gallery.md"
+BLOCK_RE = re.compile(r"<!-- gallery:start -->\n.*?<!-- gallery:end -->", re.S)
+ENTRY_RE = re.compile(r"<!-- gallery-filter:(?P<name>[a-z0-9-]+) -->\n.*?<!-- /gallery-filter -->\n", re.S)
+
+#: The photos: scikit-image's sample images (brick and grass are textures).
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass")
+#: Per filter: parameter values over its preview_params. An image parameter may
+#: name one of PHOTOS (``"brick"``): the script passes that photo's pixels.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "deepdream": {"steps": 8, "octaves": 3},
+}
+#: Per filter: the photos it runs on (default: all of PHOTOS), for slow filters.
+PHOTOS_FOR: dict[str, tuple[str, ...]] = {}
+#: Per filter: more rows, each (label, values over the filter's declared
+#: defaults -- not its preview_params --, photos); their pictures are
+#: ``gallery-<filter>-<label>-<photo>.jpg``.
+VARIANTS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
+    "deepdream": [("vgg16-hed", {"model": "vgg16-hed"}, ("astronaut", "chelsea", "coffee"))],
+}
+SEED = 0
+QUALITY = 82
+
+
+def load_photo(name: str, size: int) -> np.ndarray:
+    """A sample photo as float32 RGB in [0, 1], ``size`` pixels on its longer side."""
+    from skimage import data
+
+    pixels = getattr(data, name)()
+    picture = Image.fromarray(pixels).convert("RGB")
+    scale = size / max(picture.size)
+    picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))), Image.LANCZOS)
+    return np.asarray(picture, np.float32) / 255.0
+
+
+def save_jpeg(pixels: np.ndarray, path: Path) -> None:
+    """Write float pixels (grey or RGB, in [0, 1]) as a web JPEG."""
+    pixels = np.clip(np.asarray(pixels, np.float32), 0.0, 1.0)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3]
+    Image.fromarray((pixels * 255 + 0.5).astype(np.uint8)).save(path, quality=QUALITY, optimize=True, progressive=True)
+
+
+def settings(spec: Any, size: int, extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """The filter's gallery values (image parameters loaded) and their CLI flags.
+
+    Args:
+        spec: The filter.
+        size: The pictures' longer side (for image parameters naming a photo).
+        extra: A variant's values (over the declared defaults); None: the
+            filter's ``preview_params`` updated by its ``OVERRIDES``.
+    """
+    values = dict(extra) if extra is not None else {**spec.preview_params, **OVERRIDES.get(spec.name, {})}
+    images = {param.name for param in spec.params if param.kind == "image"}
+    plain = {key: value for key, value in values.items() if key not in images or value is None}
+    validated = validate_params(spec.params, plain, check_files=False)
+    flags = []
+    for param in spec.params:
+        if param.name in images:
+            if values.get(param.name) is not None:
+                flags.append(f"{param.flag} {values[param.name]}.png")
+            continue
+        text, default = format_value(param, validated[param.name]), format_value(param, param.default)
+        if text != default:
+            flags.append(f"{param.flag} {text}")
+    loaded = {key: (load_photo(value, size) if key in images and isinstance(value, str) else value) for key, value in values.items()}
+    return loaded, " ".join(flags)
+
+
+def row_markdown(spec: Any, flags: str, stem: str, photos: tuple[str, ...]) -> str:
+    """One row of a filter's section: the command, then its pictures."""
+    command = f"neurofilters run {spec.name} photo.jpg -o out.png {flags}".rstrip()
+    figures = "\n".join(
+        f'<figure markdown="span">![{spec.title} on {photo}](assets/{stem}-{photo}.jpg)'
+        f"<figcaption>{photo}</figcaption></figure>"
+        for photo in photos
+    )
+    return f"```bash\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
+
+
+def entry_markdown(spec: Any, rows: list[str]) -> str:
+    """One filter's section of the gallery page."""
+    page = DOCS / "filters" / f"{spec.name}.md"
+    title = f"[{spec.title}](filters/{spec.name}.md)" if page.is_file() else spec.title
+    return f"<!-- gallery-filter:{spec.name} -->\n## {title}\n\n{spec.summary}\n\n{''.join(rows)}<!-- /gallery-filter -->\n"
+
+
+def render(spec: Any, size: int, extra: dict[str, Any] | None, stem: str, photos: tuple[str, ...]) -> str:
+    """Run the filter on ``photos``, write the pictures ``<stem>-<photo>.jpg``; return the row's Markdown."""
+    values, flags = settings(spec, size, extra)
+    for photo in photos:
+        result = neurofilters.apply(spec.name, load_photo(photo, size), seed=SEED, params=values)
+        save_jpeg(result.pixels, ASSETS / f"{stem}-{photo}.jpg")
+        print(f"{stem} on {photo}", flush=True)
+    return row_markdown(spec, flags, stem, photos)
+
+
+def originals_markdown(size: int) -> str:
+    """The gallery's first row: the photos themselves."""
+    figures = "\n".join(
+        f'<figure markdown="span">![{photo}](assets/gallery-original-{photo}.jpg)<figcaption>{photo}</figcaption></figure>'
+        for photo in PHOTOS
+    )
+    return f"## The photos\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
+
+
+def main(argv: list[str]) -> int:
+    """Run every filter (or ``--only`` some) and rewrite the gallery page."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="longer side of each picture, in pixels")
+    parser.add_argument("--only", nargs="*", default=None, help="filters to (re)generate; the others keep their entries")
+    args = parser.parse_args(argv)
+    ASSETS.mkdir(exist_ok=True)
+    registry = build_registry(autoload=False)
+    specs = sorted(registry.filters.values(), key=lambda spec: (spec.category, spec.name))
+    unknown = set(args.only or ()) - set(registry.filters)
+    if unknown:
+        parser.error(f"unknown filters: {', '.join(sorted(unknown))}. Registered: {', '.join(sorted(registry.filters))}")
+    for photo in PHOTOS:
+        save_jpeg(load_photo(photo, args.size), ASSETS / f"gallery-original-{photo}.jpg")
+    text = PAGE.read_text()
+    block = BLOCK_RE.search(text)
+    if block is None:
+        parser.error(f"{PAGE} has no <!-- gallery:start --> ... <!-- gallery:end --> block")
+    old_entries = {match.group("name"): match.group(0) for match in ENTRY_RE.finditer(block.group(0))}
+    entries = []
+    for spec in specs:
+        if args.only is not None and spec.name not in args.only and spec.name in old_entries:
+            entries.append(old_entries[spec.name])
+            continue
+        rows = [render(spec, args.size, None, f"gallery-{spec.name}", PHOTOS_FOR.get(spec.name, PHOTOS))]
+        for label, extra, photos in VARIANTS.get(spec.name, []):
+            rows.append(render(spec, args.size, extra, f"gallery-{spec.name}-{label}", photos))
+        entries.append(entry_markdown(spec, rows))
+    body = originals_markdown(args.size) + "\n".join(entries)
+    PAGE.write_text(BLOCK_RE.sub(lambda _: f"<!-- gallery:start -->\n{body}<!-- gallery:end -->", text))
+    print(f"updated {PAGE.relative_to(DOCS.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
