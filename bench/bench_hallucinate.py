@@ -1,0 +1,195 @@
+"""Benchmark and quality measurement of class hallucination, adversarial images and universal noise.
+
+Parts (choose with ``--parts``):
+
+* ``quality``: 10 classes spread over ImageNet, generated on Lite0 from noise with
+  the ``robust`` recipe and with the Lucid-style baseline (``lucid`` recipe:
+  Lucid's standard transforms, one view per step, 128 px); for each, p on Lite0,
+  mean saturation and block contrast, and the target's rank and p on Lite1
+  (never used for generating): the transfer test.
+* ``speed``: wall time to reach p >= 0.9 on Lite0 for one class, ours (robust
+  recipe, checked every 8 steps) vs tf-keras-vis 0.8.7 ``ActivationMaximization``
+  (its defaults: jitter 4, rotate 1, TV 1.0, L1 0.3 regularisers... on Lite0's
+  logits model, checked every 8 steps), same machine, same run.
+* ``adversarial``: 10 photos (scikit-image), targeted at 10 classes, at
+  epsilon 2, 4 and 8 /255: success (top-1 = target through ``classify``) and PSNR.
+* ``noise``: universal noise for one class over crops of scikit-image photos,
+  fooling rate on the held-out part at 10/255, bound checked.
+
+Results are printed and written to ``bench/results_hallucinate.json``.
+Run: ``PYTHONPATH=... python bench/bench_hallucinate.py --parts quality,speed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = (1, 130, 207, 291, 323, 417, 817, 949, 980, 985)
+
+
+def _saturation(image: np.ndarray) -> float:
+    high, low = image.max(axis=2), image.min(axis=2)
+    return float(np.mean((high - low) / np.maximum(high, 1e-6)))
+
+
+def _contrast(image: np.ndarray, size: int = 8) -> float:
+    grey = image @ np.float32([0.299, 0.587, 0.114])
+    h, w = (grey.shape[0] // size) * size, (grey.shape[1] // size) * size
+    return float(grey[:h, :w].reshape(h // size, size, w // size, size).std(axis=(1, 3)).mean())
+
+
+def _rank(model, image: np.ndarray, target: int) -> tuple[int, float]:
+    ranking = model.classify(image, top=1000)
+    ids = [entry[0] for entry in ranking]
+    return ids.index(target) + 1, ranking[ids.index(target)][2]
+
+
+def quality(steps: int, classes: tuple[int, ...]) -> dict:
+    from neurofilters.filters.hallucinate.objectives import class_objective
+    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
+
+    lite0, lite1 = load_lite0(), load_lite1()
+    out: dict = {}
+    for recipe, size in (("robust", 224), ("lucid", 128)):
+        rows = []
+        for target in classes:
+            began = time.perf_counter()
+            image = visualize(lite0, class_objective(lite0, target), height=size, width=size, steps=steps,
+                              recipe=RECIPES[recipe], rng=np.random.default_rng(0))
+            seconds = time.perf_counter() - began
+            _, p0 = _rank(lite0, image, target)
+            rank1, p1 = _rank(lite1, image, target)
+            row = {"class": target, "label": lite0.labels[target], "p_lite0": p0, "rank_lite1": rank1, "p_lite1": p1,
+                   "saturation": _saturation(image), "contrast": _contrast(image), "seconds": seconds}
+            print(recipe, row, flush=True)
+            rows.append(row)
+        out[recipe] = {
+            "rows": rows,
+            "p_lite0_ge_0.9": sum(r["p_lite0"] >= 0.9 for r in rows),
+            "lite1_top5": sum(r["rank_lite1"] <= 5 for r in rows),
+            "median_rank_lite1": statistics.median(r["rank_lite1"] for r in rows),
+        }
+        print(recipe, {k: v for k, v in out[recipe].items() if k != "rows"}, flush=True)
+    return out
+
+
+def speed(target: int = 130, max_steps: int = 512) -> dict:
+    import keras
+
+    from neurofilters.filters.hallucinate.objectives import class_objective
+    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.zoo.lite0 import load_lite0
+
+    lite0 = load_lite0()
+    reached = {}
+
+    def until(step: int, image: np.ndarray) -> bool:
+        p = _rank(lite0, image, target)[1]
+        if p >= 0.9:
+            reached["ours_steps"] = step
+        return p >= 0.9
+
+    began = time.perf_counter()
+    visualize(lite0, class_objective(lite0, target), height=224, width=224, steps=max_steps, recipe=RECIPES["robust"],
+              rng=np.random.default_rng(0), until=until)
+    ours = time.perf_counter() - began
+
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+    from tf_keras_vis.activation_maximization.callbacks import Callback
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    logits = lite0.logits_model()
+
+    class Stop(Callback):
+        def __init__(self) -> None:
+            self.step = 0
+            self.done = False
+
+        def __call__(self, i, values, grads, scores, model_outputs, **kwargs) -> None:
+            self.step = i + 1
+            if self.step % 8 == 0 and not self.done:
+                image = np.clip(np.asarray(values[0])[0], 0.0, 1.0)
+                if _rank(lite0, image, target)[1] >= 0.9:
+                    self.done = True
+                    raise StopIteration
+
+    visualizer = ActivationMaximization(keras.Model(logits.inputs, logits.outputs), clone=False)
+    stop = Stop()
+    began = time.perf_counter()
+    try:
+        visualizer(CategoricalScore([target]), steps=max_steps, callbacks=[stop],
+                   seed_input=np.random.default_rng(0).uniform(0.4, 0.6, (1, 224, 224, 3)).astype(np.float32),
+                   input_range=(0.0, 1.0))
+    except StopIteration:
+        pass
+    theirs = time.perf_counter() - began
+    result = {"ours_seconds": ours, "ours_steps": reached.get("ours_steps"), "tf_keras_vis_seconds": theirs,
+              "tf_keras_vis_steps": stop.step, "tf_keras_vis_reached": stop.done, "ratio": ours / theirs}
+    print("speed", result, flush=True)
+    return result
+
+
+def _photos() -> list[np.ndarray]:
+    from skimage import data
+
+    names = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "immunohistochemistry", "hubble_deep_field",
+             "retina", "colorwheel", "cat")
+    photos = []
+    for name in names:
+        loader = getattr(data, name, None)
+        if loader is None:
+            continue
+        image = loader()
+        if image.ndim == 3 and image.shape[2] >= 3:
+            photos.append(image[:, :, :3].astype(np.float32) / 255.0)
+    return photos
+
+
+def adversarial() -> dict:
+    from neurofilters.filters.hallucinate.adversarial import attack, psnr
+    from neurofilters.filters.zoo.lite0 import load_lite0
+
+    lite0 = load_lite0()
+    photos = _photos()
+    out = {}
+    for eps in (2, 4, 8):
+        hits, psnrs = 0, []
+        for index, photo in enumerate(photos):
+            target = CLASSES[index % len(CLASSES)]
+            result = attack(photo, lite0, target, eps / 255.0, 40)
+            hits += lite0.classify(np.round(result * 255) / 255, top=1)[0][0] == target
+            psnrs.append(psnr(photo, result))
+        out[f"eps{eps}"] = {"success": hits, "photos": len(photos), "min_psnr": min(psnrs), "median_psnr": statistics.median(psnrs)}
+        print("adversarial", eps, out[f"eps{eps}"], flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="quality,speed,adversarial")
+    parser.add_argument("--steps", type=int, default=128)
+    args = parser.parse_args()
+    results: dict = {"cpu": platform.processor() or platform.machine()}
+    parts = args.parts.split(",")
+    if "quality" in parts:
+        results["quality"] = quality(args.steps, CLASSES)
+    if "speed" in parts:
+        results["speed"] = speed()
+    if "adversarial" in parts:
+        results["adversarial"] = adversarial()
+    path = Path(__file__).with_name("results_hallucinate.json")
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous.update(results)
+    path.write_text(json.dumps(previous, indent=1))
+
+
+if __name__ == "__main__":
+    main()
