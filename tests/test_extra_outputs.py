@@ -34,6 +34,8 @@ def test_filters_never_open_or_write_files() -> None:
     """No filter module calls open(), Image.open, .save, np.save/np.load, os.makedirs or shutil."""
     forbidden = {"open", "save", "savez", "savez_compressed", "load", "makedirs", "mkdir", "write_bytes", "write_text"}
     allowed_modules = {"zoo"}  # the zoo reads its packaged weight files and keeps a verified cache
+    # Plugin commands (not filters) may read and write files: `neurofilters fit-noise` writes its noise and checkpoints.
+    allowed_modules |= {"fit_noise.py"}
     offenders = []
     for path in sorted((ROOT / "filters").rglob("*.py")):
         if allowed_modules & set(path.relative_to(ROOT / "filters").parts):
