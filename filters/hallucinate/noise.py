@@ -67,7 +67,7 @@ def add_noise(image: np.ndarray, noise: np.ndarray, strength: float = 1.0) -> np
 def run_add_noise(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) -> np.ndarray:
     """The ``add-noise`` filter (without a noise image the picture is returned unchanged, and said so)."""
     if params.get("noise") is None:
-        context.progress(1.0, "no --noise image given (the PNG written by 'neurofilters fit-noise'): image unchanged")
+        context.progress(0.5, "no --noise image given (the PNG written by 'neurofilters fit-noise'): image unchanged")
         return np.asarray(image, np.float32).copy()
     context.progress(0.1, "adding the noise")
     return add_noise(image, decode_noise_image(params["noise"]), float(params["strength"]))
