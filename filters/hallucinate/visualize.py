@@ -71,8 +71,10 @@ def _cached_trainer(model: Any, objective: Objective, height: int, width: int, r
         _TRAINERS[key] = (_trainer(model, objective, spectral, recipe.learning_rate), spectral)
     trainer, spectral = _TRAINERS[key]
     spectral.spectrum.assign(np.asarray(initial, np.float32))
+    # Fresh Adam state (step count, moments); the learning rate stays.
     for variable in trainer.optimizer.variables:
-        variable.assign(np.zeros(variable.shape, variable.dtype))
+        if variable.name != "learning_rate":
+            variable.assign(np.zeros(variable.shape, variable.dtype))
     return trainer, spectral
 
 
