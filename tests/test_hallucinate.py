@@ -133,8 +133,49 @@ def test_adversarial_flips_the_class_within_epsilon(coffee: np.ndarray) -> None:
 def test_image_start_dreams_the_class_into_the_photo(chelsea: np.ndarray) -> None:
     lite0 = neurofilters.load_model("lite0")
     photo = chelsea
-    result = neurofilters.apply("hallucinate", photo, start="image", target="flamingo", steps=10, octaves=3)
+    result = neurofilters.apply("hallucinate", photo, start="image", target="flamingo", dream_steps=10, octaves=3)
     probabilities = {index: p for index, _, p in lite0.classify(result.pixels, top=1000)}
     before = {index: p for index, _, p in lite0.classify(photo, top=1000)}
     assert before[130] < 0.001 and probabilities[130] > 0.5
     assert np.abs(result.pixels - photo).mean() < 0.15  # still the photo
+
+
+@pytest.mark.slow
+def test_fit_noise_writes_bounded_noise_and_resumes(tmp_path, chelsea: np.ndarray, coffee: np.ndarray, monkeypatch, capsys) -> None:
+    from argparse import Namespace
+
+    from PIL import Image
+
+    from neurofilters.filters.hallucinate import fit_noise, noise
+    from neurofilters.plugin_host import load_image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, photo in enumerate((chelsea, coffee, chelsea[::-1], coffee[:, ::-1])):
+        Image.fromarray((photo[::3, ::3] * 255).round().astype(np.uint8)).save(folder / f"p{index}.png")
+    output = tmp_path / "noise.npz"
+    args = Namespace(folder=str(folder), target="flamingo", output=str(output), model="lite0", epsilon=10.0,
+                     epochs=2, batch_size=4, held_out=0.25, seed=0)
+    real_fit = noise.fit_universal_noise
+
+    def interrupted(*positional, **keywords):
+        keywords["epochs"] = 1
+        real_fit(*positional, **keywords)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(noise, "fit_universal_noise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit_noise.run(args)
+    checkpoint = tmp_path / "noise.partial.npz"
+    assert checkpoint.is_file() and not output.exists()
+    monkeypatch.setattr(noise, "fit_universal_noise", real_fit)
+    assert fit_noise.run(args) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert not checkpoint.exists()
+    with np.load(output) as saved:
+        learned = saved["noise"]
+        assert int(saved["target"]) == 130
+    assert 0 < np.abs(learned).max() <= 10 / 255
+    # The PNG the add-noise filter loads holds the same noise.
+    decoded = noise.decode_noise_image(load_image(output.with_suffix(".png")).pixels)
+    np.testing.assert_allclose(decoded, learned, atol=1e-6)
