@@ -6,7 +6,8 @@ Parts (choose with ``--parts``):
   the ``robust`` recipe and with the Lucid-style baseline (``lucid`` recipe:
   Lucid's standard transforms, one view per step, 128 px); for each, p on Lite0,
   mean saturation and block contrast, and the target's rank and p on Lite1
-  (never used for generating): the transfer test.
+  (never used for generating): the transfer test. ``--variants lucid:224`` adds the Lucid
+  recipe at the robust recipe's size.
 * ``speed``: wall time to reach p >= 0.9 on Lite0 for one class, ours (robust
   recipe, checked every 8 steps) vs tf-keras-vis 0.8.7 ``ActivationMaximization``
   (its defaults: jitter 4, rotate 1, TV 1.0, L1 0.3 regularisers... on Lite0's
@@ -52,14 +53,14 @@ def _rank(model, image: np.ndarray, target: int) -> tuple[int, float]:
     return ids.index(target) + 1, ranking[ids.index(target)][2]
 
 
-def quality(steps: int, classes: tuple[int, ...]) -> dict:
+def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int], ...] = (("robust", 224), ("lucid", 128))) -> dict:
     from neurofilters.filters.hallucinate.objectives import class_objective
     from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
     from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
 
     lite0, lite1 = load_lite0(), load_lite1()
     out: dict = {}
-    for recipe, size in (("robust", 224), ("lucid", 128)):
+    for recipe, size in variants:
         rows = []
         for target in classes:
             began = time.perf_counter()
@@ -72,13 +73,14 @@ def quality(steps: int, classes: tuple[int, ...]) -> dict:
                    "saturation": _saturation(image), "contrast": _contrast(image), "seconds": seconds}
             print(recipe, row, flush=True)
             rows.append(row)
-        out[recipe] = {
+        key = recipe if (recipe, size) in (("robust", 224), ("lucid", 128)) else f"{recipe}-{size}"
+        out[key] = {
             "rows": rows,
             "p_lite0_ge_0.9": sum(r["p_lite0"] >= 0.9 for r in rows),
             "lite1_top5": sum(r["rank_lite1"] <= 5 for r in rows),
             "median_rank_lite1": statistics.median(r["rank_lite1"] for r in rows),
         }
-        print(recipe, {k: v for k, v in out[recipe].items() if k != "rows"}, flush=True)
+        print(key, {k: v for k, v in out[key].items() if k != "rows"}, flush=True)
     return out
 
 
@@ -213,11 +215,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="quality,speed,adversarial")
     parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--variants", default="robust:224,lucid:128", help="recipe:size pairs of the quality part")
     args = parser.parse_args()
     results: dict = {"cpu": platform.processor() or platform.machine()}
     parts = args.parts.split(",")
     if "quality" in parts:
-        results["quality"] = quality(args.steps, CLASSES)
+        variants = tuple((name, int(size)) for name, size in (item.split(":") for item in args.variants.split(",")))
+        results.setdefault("quality", {}).update(quality(args.steps, CLASSES, variants))
     if "speed" in parts:
         results["speed"] = speed()
     if "adversarial" in parts:
@@ -226,7 +230,11 @@ def main() -> None:
         results["noise"] = universal_noise()
     path = Path(__file__).with_name("results_hallucinate.json")
     previous = json.loads(path.read_text()) if path.exists() else {}
-    previous.update(results)
+    for name, value in results.items():
+        if isinstance(value, dict) and isinstance(previous.get(name), dict):
+            previous[name].update(value)
+        else:
+            previous[name] = value
     path.write_text(json.dumps(previous, indent=1))
 
 
