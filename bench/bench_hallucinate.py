@@ -190,7 +190,7 @@ def photo_folder(folder: Path, per_photo: int = 4, seed: int = 0) -> Path:
     return folder
 
 
-def universal_noise(target: int = 130, epsilon: float = 10.0, epochs: int = 20) -> dict:
+def universal_noise(target: int = 130, epsilon: float = 10.0, epochs: int = 40) -> dict:
     import tempfile
     from argparse import Namespace
 

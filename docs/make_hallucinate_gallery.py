@@ -105,7 +105,7 @@ def noise() -> None:
         folder = photo_folder(Path(temporary) / "photos")
         output = Path(temporary) / "noise.npz"
         fit_noise.run(Namespace(folder=str(folder), target="flamingo", output=str(output), model="lite0", epsilon=10.0,
-                                epochs=20, batch_size=8, held_out=0.3, seed=0))
+                                epochs=40, batch_size=8, held_out=0.3, seed=0))
         png = output.with_suffix(".png")
         loaded = load_image(png).pixels
         visible = np.clip(0.5 + decode_noise_image(loaded) * (0.5 / (10 / 255)), 0, 1)

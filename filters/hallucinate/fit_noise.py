@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="the noise file to write (.npz; a 16-bit .png is written beside it)")
     parser.add_argument("--model", default="lite0", help="classifier (default lite0)")
     parser.add_argument("--epsilon", type=float, default=10.0, help="L-infinity bound in 1/255 units (default 10, at most 31)")
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training photos (default 20)")
+    parser.add_argument("--epochs", type=int, default=40, help="passes over the training photos (default 40)")
     parser.add_argument("--batch-size", type=int, default=8, help="photos per step (default 8)")
     parser.add_argument("--held-out", type=float, default=0.3, help="share of the photos kept for measuring (default 0.3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the photo order (default 0)")

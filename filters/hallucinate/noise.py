@@ -89,6 +89,22 @@ def window_matrix(height: int, width: int, noise_side: int, out_side: int, fract
     return np.asarray([sx, 0.0, start_x + 0.5 * sx - 0.5, 0.0, sy, start_y + 0.5 * sy - 0.5, 0.0, 0.0], np.float32)
 
 
+def _jittered(matrices: np.ndarray, side: int, jitter: float, rng: np.random.Generator) -> np.ndarray:
+    """Window matrices randomly zoomed (about the window's centre) and shifted (noise coordinates)."""
+    result = np.array(matrices, np.float32, copy=True)
+    if not jitter:
+        return result
+    for row in result:
+        zoom = float(np.exp(rng.uniform(-jitter, jitter)))
+        dy, dx = rng.uniform(-jitter, jitter, 2) * side
+        half = 112.0  # the centre of a 224-px output grid; exact centring does not matter for a random zoom
+        for scale_index, offset_index, shift in ((0, 2, dx), (4, 5, dy)):
+            centre = row[offset_index] + row[scale_index] * half
+            row[scale_index] *= zoom
+            row[offset_index] = centre - row[scale_index] * half + shift
+    return result
+
+
 def fit_universal_noise(
     photos: Sequence[tuple[np.ndarray, np.ndarray]],
     model: Any,
@@ -101,6 +117,7 @@ def fit_universal_noise(
     rng: np.random.Generator,
     start: np.ndarray | None = None,
     learning_rate: float = 0.005,
+    jitter: float = 0.15,
     on_epoch: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Learn one noise that makes the photos read as ``target``.
@@ -117,6 +134,9 @@ def fit_universal_noise(
         rng: Seeded generator (photo order).
         start: A noise to continue from (resuming), else zeros.
         learning_rate: Adam's step.
+        jitter: Each step sees the noise's window moved by up to this share of the noise
+            side and zoomed by up to ``1 +- jitter``, so the noise works wherever it
+            falls on a photo (without it, it overfits the training photos' windows).
         on_epoch: ``on_epoch(epoch, noise)`` after every epoch (checkpoints, progress).
 
     Returns:
@@ -166,7 +186,7 @@ def fit_universal_noise(
         order = rng.permutation(len(photos))
         for begin in range(0, len(order), batch_size):
             chosen = order[begin : begin + batch_size]
-            trainer.train_on_batch([crops[chosen], matrices[chosen]], labels[chosen])
+            trainer.train_on_batch([crops[chosen], _jittered(matrices[chosen], side, jitter, rng)], labels[chosen])
         if on_epoch is not None:
             on_epoch(epoch + 1, np.asarray(layer.noise.numpy(), np.float32))
     return np.clip(np.asarray(layer.noise.numpy(), np.float32), -bound, bound)
