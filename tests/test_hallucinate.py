@@ -108,6 +108,7 @@ def test_noise_start_reaches_the_class_and_is_not_grey_mush() -> None:
         assert _local_contrast(image) > 0.03
 
 
+@pytest.mark.slow
 def test_noise_start_is_deterministic_and_seeded() -> None:
     canvas = np.zeros((64, 80, 3), np.float32)
     first = neurofilters.apply("hallucinate", canvas, seed=3, target=980, steps=4, work_size=80).pixels
