@@ -120,20 +120,23 @@ def run(args: argparse.Namespace) -> int:
     if checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as saved:
             if str(saved["fingerprint"]) == fingerprint:
-                start, done = saved["noise"], int(saved["epoch"])
+                start, done = saved["state"], int(saved["epoch"])
                 print(f"resuming from {checkpoint} (epoch {done}/{args.epochs})", file=sys.stderr)
     began = time.monotonic()
 
     def on_epoch(epoch: int, noise: Any) -> None:
         total = done + epoch
         with atomic_write(checkpoint) as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, noise=noise, epoch=total, fingerprint=fingerprint)
+            np.savez(handle, state=noise, epoch=total, fingerprint=fingerprint)
         elapsed = time.monotonic() - began
         eta = elapsed / epoch * (args.epochs - total)
         bar = "#" * int(30 * total / args.epochs)
         print(f"\r[{bar:<30}] epoch {total}/{args.epochs}  ETA {eta:5.0f} s", end="", file=sys.stderr, flush=True)
 
-    noise = start if start is not None else np.zeros((noise_side, noise_side, 3), np.float32)
+    if done >= args.epochs and start is not None:
+        from ..octaves import resize_image
+
+        noise = np.clip(resize_image(np.asarray(start, np.float32), (noise_side, noise_side), "bilinear"), -bound, bound)
     if done < args.epochs:
         noise = fit_universal_noise(
             photos, model, target, bound=bound, side=noise_side, epochs=args.epochs - done, batch_size=args.batch_size,
