@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from neurofilters.plugin_host import CommandSpec, FilterSpec, Param, hookimpl
+
+#: A small real noise learned by fit-noise (flamingo, 10/255, 64 px), shipped for previews and smoke tests.
+PREVIEW_NOISE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preview-noise.png")
 
 __all__ = ["ADD_NOISE_PARAMS", "ADVERSARIAL_PARAMS", "HALLUCINATE_PARAMS", "register_commands", "register_filters"]
 
@@ -74,7 +79,7 @@ def register_filters() -> list[FilterSpec]:
             category="Dream",
             params=ADD_NOISE_PARAMS,
             run="neurofilters.filters.hallucinate.noise:run_add_noise",
-            preview_params={},
+            preview_params={"noise": PREVIEW_NOISE},
         ),
     ]
 
