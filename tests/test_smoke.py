@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from neurofilters.plugin_host import apply_filter, build_registry
+from neurofilters.plugin_host.imageio.values import load_image_params
 
 FILTERS = sorted(build_registry(autoload=False).filters)
 
@@ -21,7 +22,9 @@ def test_filter_runs_on_a_small_photo(name: str, chelsea: np.ndarray) -> None:
     alpha = np.linspace(0, 1, image.shape[0] * image.shape[1], dtype=np.float32).reshape(image.shape[:2])
     rgba = np.concatenate([image, alpha[:, :, None]], axis=2)
     reports: list[float] = []
-    result = apply_filter(spec, rgba, spec.preview_params, seed=1, progress=lambda f, m: reports.append(f))
+    # Image parameters of the preview (a shipped sample file) are loaded as every front end loads them.
+    preview = load_image_params(spec.params, spec.preview_params)
+    result = apply_filter(spec, rgba, preview, seed=1, progress=lambda f, m: reports.append(f))
     assert result.dtype == np.float32
     assert np.isfinite(result).all() and result.min() >= 0 and result.max() <= 1
     assert reports and reports[-1] == 1.0

@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="the noise file to write (.npz; a 16-bit .png is written beside it)")
     parser.add_argument("--model", default="lite0", help="classifier (default lite0)")
     parser.add_argument("--epsilon", type=float, default=10.0, help="L-infinity bound in 1/255 units (default 10, at most 31)")
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training photos (default 20)")
+    parser.add_argument("--epochs", type=int, default=40, help="passes over the training photos (default 40)")
     parser.add_argument("--batch-size", type=int, default=8, help="photos per step (default 8)")
     parser.add_argument("--held-out", type=float, default=0.3, help="share of the photos kept for measuring (default 0.3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the photo order (default 0)")
@@ -120,20 +120,23 @@ def run(args: argparse.Namespace) -> int:
     if checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as saved:
             if str(saved["fingerprint"]) == fingerprint:
-                start, done = saved["noise"], int(saved["epoch"])
+                start, done = saved["state"], int(saved["epoch"])
                 print(f"resuming from {checkpoint} (epoch {done}/{args.epochs})", file=sys.stderr)
     began = time.monotonic()
 
     def on_epoch(epoch: int, noise: Any) -> None:
         total = done + epoch
         with atomic_write(checkpoint) as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, noise=noise, epoch=total, fingerprint=fingerprint)
+            np.savez(handle, state=noise, epoch=total, fingerprint=fingerprint)
         elapsed = time.monotonic() - began
         eta = elapsed / epoch * (args.epochs - total)
         bar = "#" * int(30 * total / args.epochs)
         print(f"\r[{bar:<30}] epoch {total}/{args.epochs}  ETA {eta:5.0f} s", end="", file=sys.stderr, flush=True)
 
-    noise = start if start is not None else np.zeros((noise_side, noise_side, 3), np.float32)
+    if done >= args.epochs and start is not None:
+        from ..octaves import resize_image
+
+        noise = np.clip(resize_image(np.asarray(start, np.float32), (noise_side, noise_side), "bilinear"), -bound, bound)
     if done < args.epochs:
         noise = fit_universal_noise(
             photos, model, target, bound=bound, side=noise_side, epochs=args.epochs - done, batch_size=args.batch_size,

@@ -67,7 +67,7 @@ def add_noise(image: np.ndarray, noise: np.ndarray, strength: float = 1.0) -> np
 def run_add_noise(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) -> np.ndarray:
     """The ``add-noise`` filter (without a noise image the picture is returned unchanged, and said so)."""
     if params.get("noise") is None:
-        context.progress(1.0, "no --noise image given (the PNG written by 'neurofilters fit-noise'): image unchanged")
+        context.progress(0.5, "no --noise image given (the PNG written by 'neurofilters fit-noise'): image unchanged")
         return np.asarray(image, np.float32).copy()
     context.progress(0.1, "adding the noise")
     return add_noise(image, decode_noise_image(params["noise"]), float(params["strength"]))
@@ -89,6 +89,22 @@ def window_matrix(height: int, width: int, noise_side: int, out_side: int, fract
     return np.asarray([sx, 0.0, start_x + 0.5 * sx - 0.5, 0.0, sy, start_y + 0.5 * sy - 0.5, 0.0, 0.0], np.float32)
 
 
+def _jittered(matrices: np.ndarray, side: int, jitter: float, rng: np.random.Generator) -> np.ndarray:
+    """Window matrices randomly zoomed (about the window's centre) and shifted (noise coordinates)."""
+    result = np.array(matrices, np.float32, copy=True)
+    if not jitter:
+        return result
+    for row in result:
+        zoom = float(np.exp(rng.uniform(-jitter, jitter)))
+        dy, dx = rng.uniform(-jitter, jitter, 2) * side
+        half = 112.0  # the centre of a 224-px output grid; exact centring does not matter for a random zoom
+        for scale_index, offset_index, shift in ((0, 2, dx), (4, 5, dy)):
+            centre = row[offset_index] + row[scale_index] * half
+            row[scale_index] *= zoom
+            row[offset_index] = centre - row[scale_index] * half + shift
+    return result
+
+
 def fit_universal_noise(
     photos: Sequence[tuple[np.ndarray, np.ndarray]],
     model: Any,
@@ -101,6 +117,8 @@ def fit_universal_noise(
     rng: np.random.Generator,
     start: np.ndarray | None = None,
     learning_rate: float = 0.005,
+    jitter: float = 0.15,
+    coarseness: int = 1,
     on_epoch: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Learn one noise that makes the photos read as ``target``.
@@ -115,9 +133,15 @@ def fit_universal_noise(
         epochs: Passes over the photos.
         batch_size: Photos per step.
         rng: Seeded generator (photo order).
-        start: A noise to continue from (resuming), else zeros.
+        start: The coarse state to continue from (what ``on_epoch`` received), else zeros.
         learning_rate: Adam's step.
-        on_epoch: ``on_epoch(epoch, noise)`` after every epoch (checkpoints, progress).
+        jitter: Each step sees the noise's window moved by up to this share of the noise
+            side and zoomed by up to ``1 +- jitter``, so the noise works wherever it
+            falls on a photo (without it, it overfits the training photos' windows).
+        coarseness: The noise is learned at ``side / coarseness`` and enlarged bilinearly:
+            smoother noise generalises better to photos not seen while fitting.
+        on_epoch: ``on_epoch(epoch, state)`` after every epoch with the coarse state
+            (checkpoints, progress; Adam's moments are not part of it).
 
     Returns:
         float32 ``side x side x 3`` noise within the bound.
@@ -127,19 +151,30 @@ def fit_universal_noise(
 
     from ..gradients import gradient_feature_model
 
+    coarse = max(8, side // max(1, int(coarseness)))
+
     class Noise(keras.layers.Layer):
         def __init__(self) -> None:
             super().__init__(name="noise")
-            initial = np.zeros((side, side, 3), np.float32) if start is None else np.asarray(start, np.float32)
+            if start is None:
+                initial = np.zeros((coarse, coarse, 3), np.float32)
+            elif np.shape(start)[:2] == (coarse, coarse):
+                initial = np.asarray(start, np.float32)
+            else:
+                initial = np.asarray(resize_image(np.asarray(start, np.float32), (coarse, coarse), "bilinear"), np.float32)
             self.noise = self.add_weight(
-                shape=(side, side, 3),
+                shape=(coarse, coarse, 3),
                 initializer=keras.initializers.Constant(initial),
                 constraint=lambda w: ops.clip(w, -bound, bound),
                 name="noise",
             )
 
+        def full(self) -> Any:
+            """The noise at its full side (bilinear: a convex combination, so within the bound)."""
+            return ops.image.resize(self.noise[None], (side, side), interpolation="bilinear")[0]
+
         def call(self, crops: Any, matrices: Any) -> Any:
-            batch = ops.broadcast_to(self.noise[None], (ops.shape(matrices)[0], side, side, 3))
+            batch = ops.broadcast_to(self.full()[None], (ops.shape(matrices)[0], side, side, 3))
             window = ops.image.affine_transform(batch, matrices, interpolation="bilinear", fill_mode="nearest")
             window = window[:, : ops.shape(crops)[1], : ops.shape(crops)[2], :]
             return ops.clip(crops + window, 0.0, 1.0)
@@ -166,7 +201,7 @@ def fit_universal_noise(
         order = rng.permutation(len(photos))
         for begin in range(0, len(order), batch_size):
             chosen = order[begin : begin + batch_size]
-            trainer.train_on_batch([crops[chosen], matrices[chosen]], labels[chosen])
+            trainer.train_on_batch([crops[chosen], _jittered(matrices[chosen], side, jitter, rng)], labels[chosen])
         if on_epoch is not None:
             on_epoch(epoch + 1, np.asarray(layer.noise.numpy(), np.float32))
-    return np.clip(np.asarray(layer.noise.numpy(), np.float32), -bound, bound)
+    return np.clip(np.asarray(ops.convert_to_numpy(layer.full()), np.float32), -bound, bound)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from neurofilters.plugin_host import CommandSpec, FilterSpec, Param, hookimpl
+
+#: A small real noise learned by fit-noise (flamingo, 10/255, 64 px), shipped for previews and smoke tests.
+PREVIEW_NOISE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preview-noise.png")
 
 __all__ = ["ADD_NOISE_PARAMS", "ADVERSARIAL_PARAMS", "HALLUCINATE_PARAMS", "register_commands", "register_filters"]
 
@@ -14,11 +19,12 @@ HALLUCINATE_PARAMS: tuple[Param, ...] = (
     Param("layer", "layer", "logits", "Layer of the objective: 'logits' raises the class; any other layer raises the channel below.", group="Objective", advanced=True),
     Param("channel", "int", 0, "Channel of a non-logits layer to raise.", minimum=0, group="Objective", advanced=True),
     Param("neuron", "bool", False, "Raise only the channel's centre neuron instead of its mean.", group="Objective", advanced=True),
-    Param("steps", "int", 128, "Optimisation steps (start=noise) or steps per octave (start=image).", minimum=1, maximum=4096),
+    Param("steps", "int", 128, "start=noise: optimisation steps.", minimum=1, maximum=4096),
     Param("recipe", "choice", "robust", "noise: 'robust' (strong random views, 4 per step; transfers to other networks) or 'lucid' (Lucid's standard transforms, one view per step).", choices=("robust", "lucid"), advanced=True),
     Param("work_size", "int", 224, "start=noise: the longer side the image is optimised at (the network's scale); the result is resized to the image's size.", minimum=64, maximum=1024, advanced=True),
     Param("learning_rate", "float", 0.05, "start=noise: Adam's step on the spectrum.", minimum=1e-4, maximum=1.0, advanced=True),
     Param("octaves", "int", 3, "start=image: number of scales.", minimum=1, maximum=8, group="Dream"),
+    Param("dream_steps", "int", 10, "start=image: gradient-ascent steps per octave.", minimum=1, maximum=1000, group="Dream"),
     Param("step_size", "float", 0.01, "start=image: gradient-ascent step in pixel units.", minimum=1e-4, maximum=0.5, group="Dream"),
 )
 
@@ -50,7 +56,7 @@ def register_filters() -> list[FilterSpec]:
             category="Dream",
             params=HALLUCINATE_PARAMS,
             run="neurofilters.filters.hallucinate.run:run_hallucinate",
-            preview_params={"steps": 2, "work_size": 64, "octaves": 1},
+            preview_params={"steps": 2, "work_size": 64, "octaves": 1, "dream_steps": 2},
         ),
         FilterSpec(
             name="adversarial",
@@ -73,7 +79,7 @@ def register_filters() -> list[FilterSpec]:
             category="Dream",
             params=ADD_NOISE_PARAMS,
             run="neurofilters.filters.hallucinate.noise:run_add_noise",
-            preview_params={},
+            preview_params={"noise": PREVIEW_NOISE},
         ),
     ]
 

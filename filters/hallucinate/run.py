@@ -109,7 +109,7 @@ def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: Filte
     if params["start"] == "image":
         result = dream_class(
             np.asarray(image, np.float32), model, objective,
-            steps=int(params["steps"]), octaves=int(params["octaves"]), step_size=float(params["step_size"]),
+            steps=int(params["dream_steps"]), octaves=int(params["octaves"]), step_size=float(params["step_size"]),
             rng=rng, progress=context.progress,
         )
     else:

@@ -56,6 +56,28 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+#: Compiled trainers by (model, objective, size, recipe): tracing one costs seconds, a run reuses it.
+_TRAINERS: dict[tuple[Any, ...], tuple[Any, SpectralImage]] = {}
+
+
+def _cached_trainer(model: Any, objective: Objective, height: int, width: int, recipe: Recipe, initial: np.ndarray) -> tuple[Any, SpectralImage]:
+    """A compiled trainer with its spectrum set to ``initial`` and a fresh optimiser state."""
+    key = (id(model), model.name, objective, height, width, recipe)
+    if key not in _TRAINERS:
+        settings = recipe.transforms
+        spectral = SpectralImage(height, width, initial, pad=settings.pad, fill=settings.fill, decay=recipe.decay)
+        if len(_TRAINERS) >= 4:
+            _TRAINERS.clear()
+        _TRAINERS[key] = (_trainer(model, objective, spectral, recipe.learning_rate), spectral)
+    trainer, spectral = _TRAINERS[key]
+    spectral.spectrum.assign(np.asarray(initial, np.float32))
+    # Fresh Adam state (step count, moments); the learning rate stays.
+    for variable in trainer.optimizer.variables:
+        if variable.name != "learning_rate":
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+    return trainer, spectral
+
+
 def _trainer(model: Any, objective: Objective, spectral: SpectralImage, learning_rate: float) -> Any:
     """A Keras model from view matrices to per-view objectives, compiled with Adam on the spectrum only."""
     import keras
@@ -117,8 +139,7 @@ def visualize(
     else:
         initial = initial_spectrum(rng, height, width)
     settings = recipe.transforms
-    spectral = SpectralImage(height, width, initial, pad=settings.pad, fill=settings.fill, decay=recipe.decay)
-    trainer = _trainer(model, objective, spectral, recipe.learning_rate)
+    trainer, spectral = _cached_trainer(model, objective, height, width, recipe, initial)
     targets = np.zeros((recipe.copies,), np.float32)
     for step in range(steps):
         views = random_transforms(rng, recipe.copies, height, width, settings)

@@ -1,0 +1,242 @@
+"""Benchmark and quality measurement of class hallucination, adversarial images and universal noise.
+
+Parts (choose with ``--parts``):
+
+* ``quality``: 10 classes spread over ImageNet, generated on Lite0 from noise with
+  the ``robust`` recipe and with the Lucid-style baseline (``lucid`` recipe:
+  Lucid's standard transforms, one view per step, 128 px); for each, p on Lite0,
+  mean saturation and block contrast, and the target's rank and p on Lite1
+  (never used for generating): the transfer test. ``--variants lucid:224`` adds the Lucid
+  recipe at the robust recipe's size.
+* ``speed``: wall time to reach p >= 0.9 on Lite0 for one class, ours (robust
+  recipe, checked every 8 steps) vs tf-keras-vis 0.8.7 ``ActivationMaximization``
+  (its defaults: jitter 4, rotate 1, TV 1.0, L1 0.3 regularisers... on Lite0's
+  logits model, checked every 8 steps), same machine, same run.
+* ``adversarial``: 10 photos (scikit-image), targeted at 10 classes, at
+  epsilon 2, 4 and 8 /255: success (top-1 = target through ``classify``) and PSNR.
+* ``noise``: universal noise for one class (``fit-noise``) over 4 random crops of each
+  scikit-image photo (40 files), targeted fooling rate on the held-out 30 % at 10/255,
+  the largest |r| reported (crops of one photo can fall on both sides of the split).
+
+Results are printed and written to ``bench/results_hallucinate.json``.
+Run: ``PYTHONPATH=... python bench/bench_hallucinate.py --parts quality,speed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = (1, 130, 207, 291, 323, 417, 817, 949, 980, 985)
+
+
+def _saturation(image: np.ndarray) -> float:
+    high, low = image.max(axis=2), image.min(axis=2)
+    return float(np.mean((high - low) / np.maximum(high, 1e-6)))
+
+
+def _contrast(image: np.ndarray, size: int = 8) -> float:
+    grey = image @ np.float32([0.299, 0.587, 0.114])
+    h, w = (grey.shape[0] // size) * size, (grey.shape[1] // size) * size
+    return float(grey[:h, :w].reshape(h // size, size, w // size, size).std(axis=(1, 3)).mean())
+
+
+def _rank(model, image: np.ndarray, target: int) -> tuple[int, float]:
+    ranking = model.classify(image, top=1000)
+    ids = [entry[0] for entry in ranking]
+    return ids.index(target) + 1, ranking[ids.index(target)][2]
+
+
+def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int], ...] = (("robust", 224), ("lucid", 128))) -> dict:
+    from neurofilters.filters.hallucinate.objectives import class_objective
+    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
+
+    lite0, lite1 = load_lite0(), load_lite1()
+    out: dict = {}
+    for recipe, size in variants:
+        rows = []
+        for target in classes:
+            began = time.perf_counter()
+            image = visualize(lite0, class_objective(lite0, target), height=size, width=size, steps=steps,
+                              recipe=RECIPES[recipe], rng=np.random.default_rng(0))
+            seconds = time.perf_counter() - began
+            _, p0 = _rank(lite0, image, target)
+            rank1, p1 = _rank(lite1, image, target)
+            row = {"class": target, "label": lite0.labels[target], "p_lite0": p0, "rank_lite1": rank1, "p_lite1": p1,
+                   "saturation": _saturation(image), "contrast": _contrast(image), "seconds": seconds}
+            print(recipe, row, flush=True)
+            rows.append(row)
+        key = recipe if (recipe, size) in (("robust", 224), ("lucid", 128)) else f"{recipe}-{size}"
+        out[key] = {
+            "rows": rows,
+            "p_lite0_ge_0.9": sum(r["p_lite0"] >= 0.9 for r in rows),
+            "lite1_top5": sum(r["rank_lite1"] <= 5 for r in rows),
+            "median_rank_lite1": statistics.median(r["rank_lite1"] for r in rows),
+        }
+        print(key, {k: v for k, v in out[key].items() if k != "rows"}, flush=True)
+    return out
+
+
+def speed(target: int = 130, max_steps: int = 512) -> dict:
+    import keras
+
+    from neurofilters.filters.hallucinate.objectives import class_objective
+    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.zoo.lite0 import load_lite0
+
+    lite0 = load_lite0()
+    reached = {}
+
+    def until(step: int, image: np.ndarray) -> bool:
+        p = _rank(lite0, image, target)[1]
+        if p >= 0.9:
+            reached["ours_steps"] = step
+        return p >= 0.9
+
+    began = time.perf_counter()
+    visualize(lite0, class_objective(lite0, target), height=224, width=224, steps=max_steps, recipe=RECIPES["robust"],
+              rng=np.random.default_rng(0), until=until)
+    ours = time.perf_counter() - began
+
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+    from tf_keras_vis.activation_maximization.callbacks import Callback
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    logits = lite0.logits_model()
+
+    class Stop(Callback):
+        def __init__(self) -> None:
+            self.step = 0
+            self.done = False
+
+        def __call__(self, i, values, grads, scores, model_outputs, **kwargs) -> None:
+            self.step = i + 1
+            if self.step % 8 == 0 and not self.done:
+                image = np.clip(np.asarray(values[0])[0], 0.0, 1.0)
+                if _rank(lite0, image, target)[1] >= 0.9:
+                    self.done = True
+                    raise StopIteration
+
+    visualizer = ActivationMaximization(keras.Model(logits.inputs, logits.outputs), clone=False)
+    stop = Stop()
+    began = time.perf_counter()
+    try:
+        visualizer(CategoricalScore([target]), steps=max_steps, callbacks=[stop],
+                   seed_input=np.random.default_rng(0).uniform(0.4, 0.6, (1, 224, 224, 3)).astype(np.float32),
+                   input_range=(0.0, 1.0))
+    except StopIteration:
+        pass
+    theirs = time.perf_counter() - began
+    result = {"ours_seconds": ours, "ours_steps": reached.get("ours_steps"), "tf_keras_vis_seconds": theirs,
+              "tf_keras_vis_steps": stop.step, "tf_keras_vis_reached": stop.done, "ratio": ours / theirs}
+    print("speed", result, flush=True)
+    return result
+
+
+def _photos() -> list[np.ndarray]:
+    from skimage import data
+
+    # The ten distinct photos scikit-image ships without a download (coins is grey: repeated to RGB).
+    names = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+             "colorwheel", "logo", "coins")
+    photos = []
+    for name in names:
+        image = getattr(data, name)()
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        photos.append(image[:, :, :3].astype(np.float32) / 255.0)
+    return photos
+
+
+def adversarial() -> dict:
+    from neurofilters.filters.hallucinate.adversarial import attack, psnr
+    from neurofilters.filters.zoo.lite0 import load_lite0
+
+    lite0 = load_lite0()
+    photos = _photos()
+    out = {}
+    for eps in (2, 4, 8):
+        hits, psnrs = 0, []
+        for index, photo in enumerate(photos):
+            target = CLASSES[index % len(CLASSES)]
+            result = attack(photo, lite0, target, eps / 255.0, 40)
+            hits += lite0.classify(np.round(result * 255) / 255, top=1)[0][0] == target
+            psnrs.append(psnr(photo, result))
+        out[f"eps{eps}"] = {"success": hits, "photos": len(photos), "min_psnr": min(psnrs), "median_psnr": statistics.median(psnrs)}
+        print("adversarial", eps, out[f"eps{eps}"], flush=True)
+    return out
+
+
+def photo_folder(folder: Path, per_photo: int = 4, seed: int = 0) -> Path:
+    """Write ``per_photo`` random crops (40-90 % of each side) of every scikit-image photo as PNGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, photo in enumerate(_photos()):
+        height, width = photo.shape[:2]
+        for crop in range(per_photo):
+            h, w = int(height * rng.uniform(0.4, 0.9)), int(width * rng.uniform(0.4, 0.9))
+            top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+            pixels = (photo[top : top + h, left : left + w] * 255).round().astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"photo{index:02d}-{crop}.png")
+    return folder
+
+
+def universal_noise(target: int = 130, epsilon: float = 10.0, epochs: int = 40) -> dict:
+    import tempfile
+    from argparse import Namespace
+
+    from neurofilters.filters.hallucinate import fit_noise
+
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = photo_folder(Path(temporary) / "photos")
+        output = Path(temporary) / "noise.npz"
+        began = time.perf_counter()
+        fit_noise.run(Namespace(folder=str(folder), target=str(target), output=str(output), model="lite0",
+                                epsilon=epsilon, epochs=epochs, batch_size=8, held_out=0.3, seed=0))
+        seconds = time.perf_counter() - began
+        with np.load(output) as saved:
+            result = {"class": target, "epsilon": epsilon, "max_abs_255": float(np.abs(saved["noise"]).max() * 255),
+                      "fooling_train": float(saved["fooling_train"]), "fooling_held_out": float(saved["fooling_held_out"]),
+                      "photos": len(list(folder.glob("*.png"))), "seconds": seconds}
+    print("noise", result, flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="quality,speed,adversarial")
+    parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--variants", default="robust:224,lucid:128", help="recipe:size pairs of the quality part")
+    args = parser.parse_args()
+    results: dict = {"cpu": platform.processor() or platform.machine()}
+    parts = args.parts.split(",")
+    if "quality" in parts:
+        variants = tuple((name, int(size)) for name, size in (item.split(":") for item in args.variants.split(",")))
+        results.setdefault("quality", {}).update(quality(args.steps, CLASSES, variants))
+    if "speed" in parts:
+        results["speed"] = speed()
+    if "adversarial" in parts:
+        results["adversarial"] = adversarial()
+    if "noise" in parts:
+        results["noise"] = universal_noise()
+    path = Path(__file__).with_name("results_hallucinate.json")
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    for name, value in results.items():
+        if isinstance(value, dict) and isinstance(previous.get(name), dict):
+            previous[name].update(value)
+        else:
+            previous[name] = value
+    path.write_text(json.dumps(previous, indent=1))
+
+
+if __name__ == "__main__":
+    main()
