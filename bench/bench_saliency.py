@@ -89,7 +89,7 @@ def main() -> int:
         saliency(score, preprocessed, smooth_samples=args.samples, smooth_noise=0.2)
 
     def ours_smoothgrad() -> None:
-        params = defaults | {"method": "smoothgrad", "class_label": CLASS, "samples": args.samples, "noise": 0.2}
+        params = defaults | {"method": "smoothgrad", "class_": CLASS, "samples": args.samples, "noise": 0.2}
         explanation = explain(model, image, params, rng=np.random.default_rng(0))
         saliency_map(explanation, image.shape[:2], "smoothgrad", 0.0)
 
@@ -97,7 +97,7 @@ def main() -> int:
         gradcam(score, preprocessed, penultimate_layer="head_act", seek_penultimate_conv_layer=False)
 
     def ours_gradcam() -> None:
-        explanation = explain(model, image, defaults | {"method": "grad-cam", "class_label": CLASS})
+        explanation = explain(model, image, defaults | {"method": "grad-cam", "class_": CLASS})
         saliency_map(explanation, image.shape[:2], "grad-cam", 0.0)
 
     pairs = {"smoothgrad": (ours_smoothgrad, theirs_smoothgrad), "grad-cam": (ours_gradcam, theirs_gradcam)}

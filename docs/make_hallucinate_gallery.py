@@ -62,7 +62,7 @@ def dreams(steps: int) -> None:
 
     photo = data.chelsea().astype(np.float32) / 255.0
     panels = [photo] + [
-        neurofilters.apply("hallucinate", photo, seed=0, start="image", target=target, dream_steps=steps, octaves=3).pixels
+        neurofilters.apply("hallucinate", photo, seed=0, start="image", class_=target, dream_steps=steps, octaves=3).pixels
         for target in ("flamingo", "daisy", "goldfish")
     ]
     width = 300

@@ -199,7 +199,7 @@ def procedure_name(filter_name: str) -> str:
 
 def argument_name(param_name: str) -> str:
     """The GIMP argument of a filter parameter: dashes for underscores, reserved names suffixed."""
-    name = param_name.replace("_", "-")
+    name = param_name.rstrip("_").replace("_", "-")  # class_ -> class (a keyword in Python only)
     return name + "-param" if name in RESERVED_ARGUMENTS else name
 
 

@@ -87,7 +87,7 @@ def test_window_matrix_cuts_the_classifiers_crop() -> None:
 
 def test_class_names_get_suggestions() -> None:
     with pytest.raises(ParameterError, match="flamingo"):
-        neurofilters.apply("hallucinate", np.zeros((64, 64, 3), np.float32), target="flamingoo", steps=1, work_size=64)
+        neurofilters.apply("hallucinate", np.zeros((64, 64, 3), np.float32), class_="flamingoo", steps=1, work_size=64)
 
 
 @pytest.mark.slow
@@ -96,7 +96,7 @@ def test_noise_start_reaches_the_class_and_is_not_grey_mush() -> None:
     lite0 = neurofilters.load_model("lite0")
     canvas = np.zeros((128, 128, 3), np.float32)
     for target in (1, 980):  # goldfish, volcano
-        result = neurofilters.apply("hallucinate", canvas, seed=3, target=target, steps=96, work_size=128)
+        result = neurofilters.apply("hallucinate", canvas, seed=3, class_=target, steps=96, work_size=128)
         image = result.pixels
         top = lite0.classify(image, top=1)[0]
         assert top[0] == target and top[2] >= 0.9, top
@@ -111,9 +111,9 @@ def test_noise_start_reaches_the_class_and_is_not_grey_mush() -> None:
 @pytest.mark.slow
 def test_noise_start_is_deterministic_and_seeded() -> None:
     canvas = np.zeros((64, 80, 3), np.float32)
-    first = neurofilters.apply("hallucinate", canvas, seed=3, target=980, steps=4, work_size=80).pixels
-    again = neurofilters.apply("hallucinate", canvas, seed=3, target=980, steps=4, work_size=80).pixels
-    other = neurofilters.apply("hallucinate", canvas, seed=4, target=980, steps=4, work_size=80).pixels
+    first = neurofilters.apply("hallucinate", canvas, seed=3, class_=980, steps=4, work_size=80).pixels
+    again = neurofilters.apply("hallucinate", canvas, seed=3, class_=980, steps=4, work_size=80).pixels
+    other = neurofilters.apply("hallucinate", canvas, seed=4, class_=980, steps=4, work_size=80).pixels
     assert first.shape == (64, 80, 3)
     np.testing.assert_array_equal(again, first)
     assert np.abs(other - first).max() > 1e-3
@@ -136,7 +136,7 @@ def test_adversarial_flips_the_class_within_epsilon(coffee: np.ndarray) -> None:
 def test_image_start_dreams_the_class_into_the_photo(chelsea: np.ndarray) -> None:
     lite0 = neurofilters.load_model("lite0")
     photo = chelsea
-    result = neurofilters.apply("hallucinate", photo, start="image", target="flamingo", dream_steps=10, octaves=3)
+    result = neurofilters.apply("hallucinate", photo, start="image", class_="flamingo", dream_steps=10, octaves=3)
     probabilities = {index: p for index, _, p in lite0.classify(result.pixels, top=1000)}
     before = {index: p for index, _, p in lite0.classify(photo, top=1000)}
     assert before[130] < 0.001 and probabilities[130] > 0.5

@@ -65,18 +65,18 @@ def test_map_comes_back_at_the_input_size_for_every_output(lite0, chelsea: np.nd
 
 def test_class_by_name_id_and_rank(lite0, chelsea: np.ndarray) -> None:
     image = np.ascontiguousarray(chelsea)
-    by_name = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label="tiger cat")
-    by_id = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label=282)
+    by_name = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_="tiger cat")
+    by_id = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_=282)
     np.testing.assert_array_equal(by_name.pixels, by_id.pixels)
-    other = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label="espresso")
+    other = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_="espresso")
     assert np.corrcoef(other.pixels[..., 0].ravel(), by_id.pixels[..., 0].ravel())[0, 1] < 0.9
     top1 = neurofilters.apply("saliency", image, method="grad-cam", display="grey")
-    top2 = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_label="top-2")
+    top2 = neurofilters.apply("saliency", image, method="grad-cam", display="grey", class_="top-2")
     assert not np.array_equal(top1.pixels, top2.pixels)
     with pytest.raises(ParameterError, match="tiger cat"):
-        neurofilters.apply("saliency", image, method="grad-cam", class_label="tigre cat")
+        neurofilters.apply("saliency", image, method="grad-cam", class_="tigre cat")
     with pytest.raises(ParameterError, match="between 0 and 999"):
-        neurofilters.apply("saliency", image, method="grad-cam", class_label=1000)
+        neurofilters.apply("saliency", image, method="grad-cam", class_=1000)
 
 
 def test_bad_layers_and_channels_are_refused_with_the_fix(lite0, chelsea: np.ndarray) -> None:
@@ -119,7 +119,7 @@ def test_smoothgrad_and_integrated_gradients_are_deterministic(lite0, coffee: np
     from neurofilters.filters.saliency.engine import explain
     from neurofilters.filters.saliency.plugin import PARAMS
 
-    params = {p.name: p.default for p in PARAMS} | {"method": "integrated-gradients", "steps": 64, "class_label": 967}
+    params = {p.name: p.default for p in PARAMS} | {"method": "integrated-gradients", "steps": 64, "class_": 967}
     explanation = explain(lite0, image, params)
     seen = explanation.image
     logits = np.asarray(lite0.logits_model()(np.stack([seen, np.zeros_like(seen)])), np.float64)[:, 967]
@@ -150,7 +150,8 @@ def test_command_line_writes_the_result_and_the_map_beside_it(tmp_path, chelsea:
     photo = tmp_path / "cat.png"
     Image.fromarray((chelsea[::2, ::2] * 255).astype(np.uint8)).save(photo)
     out = tmp_path / "where.png"
-    # --class abbreviates --class-label; --output is the host's output file, so the look is --display.
+    # --class is the class_ parameter (a Python keyword takes a trailing underscore); --output is the
+    # host's output file, so the look is --display.
     assert main(["run", "saliency", str(photo), "-o", str(out), "--class", "tiger cat", "--display", "grey"]) == 0
     with Image.open(out) as result, Image.open(tmp_path / "where-saliency.png") as extra:
         assert result.size == extra.size == (chelsea.shape[1] // 2 + chelsea.shape[1] % 2, chelsea.shape[0] // 2)

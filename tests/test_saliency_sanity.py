@@ -105,7 +105,7 @@ def pointing_game(model, cases, methods=METHODS, tolerance: int = 15) -> dict[st
     hits = {method: 0 for method in methods}
     for composite, (top, left, bottom, right), class_id in cases:
         for method in methods:
-            params = DEFAULTS | {"method": method, "class_label": class_id, "samples": 8, "steps": 8}
+            params = DEFAULTS | {"method": method, "class_": class_id, "samples": 8, "steps": 8}
             explanation = explain(model, composite, params, rng=np.random.default_rng(0))
             grey = saliency_map(explanation, composite.shape[:2], method, 0.0)
             row, col = np.unravel_index(np.argmax(grey), grey.shape)

@@ -69,14 +69,14 @@ def resolve_objective(model: Any, params: dict[str, Any]) -> Objective:
 
     Args:
         model: A zoo model handle.
-        params: Validated parameters with ``target``, ``layer``, ``channel``, ``neuron``.
+        params: Validated parameters with ``class_`` (the flag ``--class``), ``layer``, ``channel``, ``neuron``.
 
     Raises:
         ParameterError: Unknown class, layer, or a channel out of range.
     """
     layer = str(params.get("layer") or "").strip()
     if not layer or layer in ("logits", "class"):
-        return class_objective(model, params["target"])
+        return class_objective(model, params["class_"], param="class_")
     raw = model.resolve_layer(layer)
     shapes = {info.name: info.output_shape for info in model.layer_table(224)}
     shape = shapes[raw]

@@ -12,8 +12,7 @@ PREVIEW_NOISE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "previe
 __all__ = ["ADD_NOISE_PARAMS", "ADVERSARIAL_PARAMS", "HALLUCINATE_PARAMS", "register_commands", "register_filters"]
 
 HALLUCINATE_PARAMS: tuple[Param, ...] = (
-    # Named "target" (flag --target, as in adversarial): the host refuses Python keywords such as "class" as names.
-    Param("target", "class_label", "flamingo", "Class to show: an ImageNet id (130) or name ('flamingo', 'tiger cat'); close names are suggested for typos.", label="Class"),
+    Param("class_", "class_label", "flamingo", "Class to show: an ImageNet id (130) or name ('flamingo', 'tiger cat'); close names are suggested for typos.", label="Class"),
     Param("start", "choice", "noise", "noise: a class visualisation of the image's size from a seeded start (the image only gives the size); image: the class dreamed into the photo with DeepDream's octave engine.", choices=("noise", "image")),
     Param("model", "model", "lite0", "Classifier (or any network, with a layer and a channel) to visualise."),
     Param("layer", "layer", "logits", "Layer of the objective: 'logits' raises the class; any other layer raises the channel below.", group="Objective", advanced=True),

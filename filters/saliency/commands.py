@@ -30,7 +30,7 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``neurofilters saliency-check``."""
     parser.add_argument("model", help="classifier model (see 'neurofilters models') or a .keras file")
     parser.add_argument("image", help="input image")
-    parser.add_argument("--class", dest="class_label", default="top-1",
+    parser.add_argument("--class", dest="class_", default="top-1",
                         help="class to explain: top-1 (default), top-N, an id or a name")
     parser.add_argument("--methods", default=_DEFAULT_METHODS, help=f"comma-separated methods (default: {_DEFAULT_METHODS})")
     parser.add_argument("--layer", default="auto", help="CAM layer (default: the last convolutional block)")
@@ -78,7 +78,7 @@ def run_check(args: argparse.Namespace) -> int:
     rgb, _ = split_alpha(loaded.pixels)
     rgb = np.ascontiguousarray(rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb[:, :, :1], 3, axis=2), np.float32)
     image = resize_rgb(rgb, network_size(model, *rgb.shape[:2]))
-    class_id = resolve_target_class(model, args.class_label, image)
+    class_id = resolve_target_class(model, args.class_, image)
     cam_layer = spatial_layer(model, args.layer, "layer")
     name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
     print(f"Explaining class {class_id} ({name}); CAM layer {cam_layer}; randomising from the logits down.")

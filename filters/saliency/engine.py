@@ -129,14 +129,14 @@ def resolve_target_class(model: Any, value: int | str, image: np.ndarray) -> int
         rank = int(match.group(1))
         if not 1 <= rank <= count:
             raise ParameterError(
-                f'"class_label" top-N must have N between 1 and {count}. Received: class_label={value!r}',
-                param="class_label", value=value,
+                f'"class" top-N must have N between 1 and {count}. Received: class={value!r}',
+                param="class_", value=value,
             )
         import keras
 
         logits = np.asarray(keras.ops.convert_to_numpy(model.logits_model()(image[None], training=False)), np.float64)[0]
         return int(np.argsort(-logits, kind="stable")[rank - 1])
-    return resolve_class(value, labels, param="class_label")
+    return resolve_class(value, labels, param="class_")
 
 
 def _baseline(kind: str, image: np.ndarray) -> np.ndarray:
@@ -191,7 +191,7 @@ def explain(
     target_layer: str | None = None
     spot = (0, 0)
     if target_kind == "class":
-        class_id = resolve_target_class(model, params["class_label"], seen)
+        class_id = resolve_target_class(model, params["class_"], seen)
         selector = np.zeros(_class_count(model), np.float32)
         selector[class_id] = 1.0
         class_name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"

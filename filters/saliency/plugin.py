@@ -29,7 +29,7 @@ COLORMAPS = ("turbo", "jet", "inferno", "viridis", "grey")
 PARAMS: tuple[Param, ...] = (
     Param("method", "choice", "grad-cam", "What to compute: a per-pixel gradient map (guided-backprop, gradient, smoothgrad, integrated-gradients) or a class activation map of a layer (grad-cam, grad-cam++), or both multiplied (guided-grad-cam).", choices=METHODS),
     Param("model", "model", "lite0", "Network to explain: an embedded model (lite0; vgg16-hed has no classes, use a channel or neuron target), a Keras Applications name or a .keras file."),
-    Param("class_label", "class_label", "top-1", "Class to explain: 'top-1' (the network's best guess), 'top-2' ... 'top-5', a class id (282) or a name ('tiger cat'). Only for the class target.", label="Class", group="Target"),
+    Param("class_", "class_label", "top-1", "Class to explain: 'top-1' (the network's best guess), 'top-2' ... 'top-5', a class id (282) or a name ('tiger cat'). Only for the class target.", label="Class", group="Target"),
     Param("target", "choice", "class", "Explain a class score, the mean of one channel of a layer, or one neuron (that channel at one position; its map shows the neuron's receptive field).", choices=("class", "channel", "neuron"), group="Target"),
     Param("target_layer", "layer", "auto", "Layer of the channel or neuron target; 'auto' is the last convolutional block.", group="Target"),
     Param("channel", "int", 0, "Channel of the target layer for the channel and neuron targets.", minimum=0, group="Target"),

@@ -175,7 +175,8 @@ class Param:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name) or keyword.iskeyword(self.name):
             raise DeclarationError(
-                f"Parameter names must be snake_case identifiers. Received: name={self.name!r}"
+                f"Parameter names must be snake_case identifiers (a Python keyword takes a trailing "
+                f"underscore: class_ is the flag --class). Received: name={self.name!r}"
             )
         if self.kind not in PARAM_KINDS:
             raise DeclarationError(
@@ -185,7 +186,7 @@ class Param:
         if not self.help:
             raise DeclarationError(f"Parameter {self.name!r} needs a help text.")
         if not self.label:
-            object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
+            object.__setattr__(self, "label", self.name.rstrip("_").replace("_", " ").capitalize())
         object.__setattr__(self, "choices", tuple(self.choices))
         if self.kind == "choice" and not self.choices:
             raise DeclarationError(f"Choice parameter {self.name!r} declares no choices.")
@@ -206,7 +207,8 @@ class Param:
     @property
     def flag(self) -> str:
         """The CLI flag, e.g. ``--octave-scale``."""
-        return "--" + self.name.replace("_", "-")
+        # A trailing underscore only keeps a Python keyword out of the way: class_ is --class.
+        return "--" + self.name.rstrip("_").replace("_", "-")
 
     def allowed(self) -> str:
         """Describe the allowed values in words (used in errors and docs)."""
@@ -467,6 +469,8 @@ def validate_params(
     given = set()
     for raw_name, value in values.items():
         name = str(raw_name).replace("-", "_")
+        if name not in by_name and name + "_" in by_name:
+            name += "_"  # "class" names the parameter class_ (a keyword's spelling in Python)
         if name not in by_name:
             close = difflib.get_close_matches(name, by_name, n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
