@@ -77,6 +77,14 @@ def test_the_model_loads_safely_and_classifies_with_its_class_names(trained: tup
     dreamed = _cli("run", "deepdream", str(dataset / "brick" / "01.png"), "-o", str(output.parent / "dream.png"),
                    "--model", str(output), "--steps", "2", "--octaves", "1")
     assert dreamed.returncode == 0, dreamed.stderr  # the base's dream layers travel with the model
+    # the class filters take the user's class names
+    for filter_name, extra in (("hallucinate", ["--steps", "4", "--work-size", "64"]), ("saliency", ["--method", "grad-cam"])):
+        done = _cli("run", filter_name, str(dataset / "brick" / "01.png"), "-o", str(output.parent / f"{filter_name}.png"),
+                    "--model", str(output), "--class", "gravel", *extra)
+        assert done.returncode == 0, (filter_name, done.stderr)
+    wrong = _cli("run", "saliency", str(dataset / "brick" / "01.png"), "-o", str(output.parent / "x.png"),
+                 "--model", str(output), "--class", "gravle")
+    assert wrong.returncode == 2 and "gravel" in wrong.stderr  # a near miss is suggested from the user's names
 
 
 @pytest.mark.slow

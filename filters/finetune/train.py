@@ -320,7 +320,7 @@ def finetune(
     if len(pooled.shape) == 4:
         pooled = keras.layers.GlobalAveragePooling2D(name="finetune_pool")(pooled)
     pooled = keras.layers.Dropout(0.2, name="finetune_dropout")(pooled)
-    logits = keras.layers.Dense(len(data.class_names), name="classes")(pooled)
+    logits = keras.layers.Dense(len(data.class_names), name="logits")(pooled)  # the zoo's name for class logits
     network = keras.Model(copy.inputs, logits, name=Path(settings.output).stem)
     size = (settings.image_size, settings.image_size, 3)
     trainer = keras.Sequential([keras.Input(size), *_augmentation(settings), network]) if settings.augment else network
