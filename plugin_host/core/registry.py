@@ -48,6 +48,7 @@ TRACE_ENV = "NEUROFILTERS_TRACE_HOOKS"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "neurofilters.filters.zoo.plugin",
     "neurofilters.filters.deepdream.plugin",
+    "neurofilters.filters.texture.plugin",
 )
 _BUILTIN_DIST = "neurofilters"
 #: Subcommands of the host itself; a plugin cannot take these names.
