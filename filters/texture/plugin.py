@@ -41,7 +41,7 @@ STYLE_PARAMS: tuple[Param, ...] = (
     Param("style2", "image", None, "A second style image, blended with the first by --style2-weight.", label="Second style", group="Styles"),
     Param("style2_weight", "float", 0.5, "Share of the second style in the blend (0..1); the first gets the rest.", minimum=0.0, maximum=1.0, label="Second style share", group="Styles"),
     Param("style_scale", "float", 1.0, "Scale the style images by this factor before analysis (larger strokes below 1 ... above 1 smaller).", minimum=0.05, maximum=4.0, group="Styles"),
-    Param("content_weight", "float", 0.05, "Weight of the content distance (relative squared feature error at the content layer).", minimum=0.0, maximum=1e6),
+    Param("content_weight", "float", 1.0, "Weight of the content distance (relative squared feature error at the content layer).", minimum=0.0, maximum=1e6),
     Param("style_weight", "float", 1.0, "Weight of the style distance (relative squared Gram error, summed over style layers).", minimum=0.0, maximum=1e6),
     Param("tv_weight", "float", 0.0, "Weight of the total variation (mean squared neighbour difference) against pixel noise.", minimum=0.0, maximum=1e6, label="TV weight"),
     Param("keep_colours", "bool", False, "Keep the input's colours: only the brightness of the result comes from the transfer.", label="Keep original colours"),
