@@ -7,7 +7,7 @@ Usage::
 Writes into ``docs/assets/``: ``texture-synthesis.jpg`` (each sample beside a texture synthesised
 from it, at the filter's defaults), ``texture-tileable.jpg`` (a ``--tileable`` texture repeated
 2 x 2: no seams) and ``texture-style.jpg`` (content, style, the transfer, the transfer with
-``--keep-colours``). Samples: scikit-image's brick, grass and gravel, and with ``--patterns`` (a
+``--keep-colours``). Samples: scikit-image's brick and gravel, and with ``--patterns`` (a
 folder of GIMP ``.pat`` files, e.g. Debian's gimp-data) one of GIMP's own patterns, read by the same
 loader as ``--source``. Seeded: reruns give the same images. Takes several minutes on a CPU.
 """
@@ -65,9 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     size = args.size
     canvas = np.zeros((size, size, 3), np.float32)
-    samples = [(_grey_rgb(name, 256), f"scikit-image {name}") for name in ("brick", "grass", "gravel")]
+    samples = [(_grey_rgb(name, 256), f"scikit-image {name}") for name in ("brick", "gravel")]
     if args.patterns is not None:
-        for name in ("Food/java.pat", "Stone/granite1.pat"):
+        for name in ("Food/java.pat",):
             path = args.patterns / name
             if path.is_file():
                 samples.append((load_image(path).pixels[:, :, :3], f"GIMP {path.stem}.pat"))
@@ -82,6 +82,9 @@ def main() -> None:
         sample = samples[0][0]
         tile = neurofilters.apply("texture", canvas, seed=2, source=sample, steps=args.steps, tileable=True).pixels
         _sheet([[(np.tile(tile, (2, 2, 1)), f"--tileable, {size} px tile repeated 2 x 2")]], 2 * 192).save(ASSETS / "texture-tileable.jpg", quality=88)
+        from neurofilters.plugin_host.imageio.files import save_image
+
+        save_image(ASSETS / "texture-tileable.pat", tile)  # the same tile as a GIMP pattern
         print("tileable done", flush=True)
     if args.only in (None, "style"):
         import skimage.data
