@@ -30,7 +30,7 @@ _ENGINE = (
 TEXTURE_PARAMS: tuple[Param, ...] = (
     Param("source", "image", None, "The texture sample to imitate: an image file or a GIMP pattern (.pat)."),
     Param("tileable", "bool", False, "Make the result wrap around seamlessly (circular statistics and padding), for use as a fill pattern."),
-    Param("match_colours", "bool", True, "Match the result's colour histograms to the sample's afterwards.", label="Match colours"),
+    Param("match_colours", "bool", True, "Give the result the sample's colours afterwards: their mean and covariance (a grey sample gives a grey result), then each channel's histogram.", label="Match colours"),
     Param("source_scale", "float", 1.0, "Scale the sample by this factor before analysis (below 1: larger texture elements relative to the sample's pixels are seen as smaller).", minimum=0.05, maximum=4.0),
     Param("layers", "layers", "auto", f"Layers whose Gram matrices are matched, with weights; auto = {DEFAULT_TEXTURE_LAYERS} on vgg16-hed (DeepTextures' conv1_1 + pool1-4).", group="Network", advanced=True),
     *_ENGINE,

@@ -14,7 +14,7 @@ from ..octaves import resize_image
 from .engine import GramEngine, Objective, optimise
 from .plugin import DEFAULT_TEXTURE_LAYERS
 
-__all__ = ["build_engine", "octave_sizes", "rgb_of", "match_histograms", "run_texture", "synthesise"]
+__all__ = ["build_engine", "octave_sizes", "rgb_of", "match_colours", "match_histograms", "run_texture", "synthesise"]
 
 #: Context around each tile core: covers block4's receptive field radius (30 px), a multiple of 16.
 TILE_MARGIN = 32
@@ -101,6 +101,27 @@ def resize_wrapped(image: np.ndarray, shape: tuple[int, int], wrap: bool) -> np.
     big = resize_image(padded, (round(padded.shape[0] * sy), round(padded.shape[1] * sx)))
     y0, x0 = round(pad * sy), round(pad * sx)
     return np.ascontiguousarray(big[y0 : y0 + shape[0], x0 : x0 + shape[1]])
+
+
+def _sqrt_psd(matrix: np.ndarray, inverse: bool = False) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    values = np.clip(values, 0.0, None)
+    if inverse:
+        values = np.where(values > 1e-8, 1.0 / np.sqrt(np.maximum(values, 1e-8)), 0.0)
+    else:
+        values = np.sqrt(values)
+    return (vectors * values) @ vectors.T
+
+
+def match_colours(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Give ``image`` the colour mean and covariance of ``reference`` (a grey reference makes it grey), then each
+    channel ``reference``'s value distribution (rank mapping)."""
+    pixels = image.reshape(-1, 3).astype(np.float64)
+    ref = reference.reshape(-1, 3).astype(np.float64)
+    mean, ref_mean = pixels.mean(axis=0), ref.mean(axis=0)
+    transform = _sqrt_psd(np.cov(ref, rowvar=False)) @ _sqrt_psd(np.cov(pixels, rowvar=False) + 1e-8 * np.eye(3), inverse=True)
+    coloured = ((pixels - mean) @ transform.T + ref_mean).reshape(image.shape).astype(np.float32)
+    return match_histograms(coloured, reference)
 
 
 def match_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -215,7 +236,7 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
         progress=context.progress,
     )
     if params.get("match_colours", True):
-        result = match_histograms(result, sample)
+        result = match_colours(result, sample)
     context.progress(1.0, "done")
     return np.clip(result, 0.0, 1.0).astype(np.float32)
 
