@@ -30,11 +30,26 @@ class CompiledNetwork:
         forward: ``forward(image) -> [numpy (h, w, c) per layer]`` for one float32 ``(H, W, 3)`` image.
     """
 
-    def __init__(self, forward: Callable[[np.ndarray], list[np.ndarray]], make_grad: Callable[[ExtrasLoss, int], Any]) -> None:
+    def __init__(
+        self, forward: Callable[[np.ndarray], list[np.ndarray]], make_grad: Callable[[ExtrasLoss, int], Any], make_map: Callable[[ExtrasLoss, int], Any]
+    ) -> None:
         """Hold the backend's compiled functions (built by :func:`compile_network`)."""
         self.forward = forward
         self._make_grad = make_grad
+        self._make_map = make_map
         self._grads: dict[int, Any] = {}
+        self._maps: dict[int, Any] = {}
+
+    def forward_map(self, key: int, map_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``map_fn(outputs, extras)`` (a list of tensors) of the forward pass, compiled once per ``key``.
+
+        Statistics such as Gram matrices are computed inside the graph: numpy's BLAS threads,
+        idle while the network runs, can take a tenth of a second to wake on a busy machine.
+        """
+        fn = self._maps.get(key)
+        if fn is None:
+            fn = self._maps[key] = self._make_map(map_fn, len(extras))
+        return fn(np.asarray(image, np.float32), [np.asarray(extra, np.float32) for extra in extras])
 
     def value_and_grad(self, key: int, loss_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
         """Loss and its gradient with respect to ``image``.
@@ -106,7 +121,19 @@ def _tensorflow(feature_model: Any) -> CompiledNetwork:
 
         return run
 
-    return CompiledNetwork(forward, make_grad)
+    def make_map(map_fn: ExtrasLoss, n_extras: int) -> Any:
+        extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
+
+        @tf.function(input_signature=[image_spec, extra_specs])
+        def mapped(image: tf.Tensor, extras: list[tf.Tensor]) -> list[tf.Tensor]:
+            return list(map_fn([output[0] for output in _as_list(feature_model(image[None], training=False))], extras))
+
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> list[np.ndarray]:
+            return [value.numpy() for value in mapped(tf.convert_to_tensor(image), [tf.convert_to_tensor(extra) for extra in extras])]
+
+        return run
+
+    return CompiledNetwork(forward, make_grad, make_map)
 
 
 def _jax(feature_model: Any) -> CompiledNetwork:
@@ -141,4 +168,13 @@ def _jax(feature_model: Any) -> CompiledNetwork:
 
         return run
 
-    return CompiledNetwork(forward, make_grad)
+    def make_map(map_fn: ExtrasLoss, n_extras: int) -> Any:
+        del n_extras
+        mapped = jax.jit(lambda image, extras, trainable, non_trainable: list(map_fn(outputs_of(image, trainable, non_trainable), extras)))
+
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> list[np.ndarray]:
+            return [np.array(value) for value in mapped(jnp.asarray(image), [jnp.asarray(extra) for extra in extras], trainable, non_trainable)]
+
+        return run
+
+    return CompiledNetwork(forward, make_grad, make_map)

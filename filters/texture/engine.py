@@ -160,6 +160,42 @@ class GramEngine:
         assert out is not None
         return out
 
+    def _stats_map(self) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+        from keras import ops
+
+        n_style, has_content = self.n_style, self.has_content
+
+        def stats(outputs: Sequence[Any], extras: Sequence[Any]) -> list[Any]:
+            out = []
+            for index in range(n_style):
+                feature = outputs[index]
+                flat = ops.reshape(feature, (-1, ops.shape(feature)[-1]))
+                out.append(ops.matmul(ops.transpose(flat * ops.reshape(extras[index], (-1, 1))), flat))
+            if has_content:
+                out.append(ops.sum(extras[n_style][:, :, None] * ops.square(outputs[-1] - extras[n_style + 1])))
+            return out
+
+        return stats
+
+    def _masks(self, window_shape: tuple[int, int], tile: _Tile) -> list[np.ndarray]:
+        masks = []
+        for shape, stride in zip(self._feature_shapes(window_shape), self.strides):
+            mask = np.zeros(shape, np.float32)
+            mask[self._crop(np.empty(shape), tile, stride)] = 1.0
+            masks.append(mask)
+        return masks
+
+    def _content_extras(self, objective: Objective | None, tile: _Tile, pad: int, mask: np.ndarray) -> list[np.ndarray]:
+        """The content mask and target for one window (a zero mask when there is no content target)."""
+        channels = objective.content_target.shape[-1] if objective is not None and objective.content_target is not None else 1
+        target = np.zeros(mask.shape + (channels,), np.float32)
+        if objective is None or objective.content_target is None:
+            return [np.zeros_like(mask), target]
+        ys, xs = self._crop(np.empty(mask.shape), tile, self.strides[-1])
+        block = self._content_block(objective, tile, pad, (ys.stop - ys.start, xs.stop - xs.start))
+        target[ys.start : ys.start + block.shape[0], xs.start : xs.start + block.shape[1]] = block
+        return [mask, target]
+
     def _forward_stats(self, image: np.ndarray, wrap: bool, objective: Objective | None) -> tuple[list[np.ndarray], list[int], float]:
         height, width = image.shape[:2]
         tiles, pad = self._tiles(height, width, wrap)
@@ -167,22 +203,23 @@ class GramEngine:
         sums: list[np.ndarray] = []
         counts = [0] * self.n_style
         content = 0.0
+        stats = self._stats_map()
         for tile in tiles:
             window = canvas[tile.window[0] : tile.window[1], tile.window[2] : tile.window[3]]
-            features = self.network.forward(window)
+            masks = self._masks(window.shape[:2], tile)
+            extras = masks[: self.n_style]
+            if self.has_content:
+                extras += self._content_extras(objective, tile, pad, masks[-1])
+            values = self.network.forward_map(id(self), stats, window, extras)
             for index in range(self.n_style):
-                ys, xs = self._crop(features[index], tile, self.strides[index])
-                flat = features[index][ys, xs].reshape(-1, features[index].shape[-1])
-                product = (flat.T @ flat).astype(np.float64)
+                product = np.asarray(values[index], np.float64)
                 if len(sums) <= index:
                     sums.append(product)
                 else:
                     sums[index] += product
-                counts[index] += flat.shape[0]
-            if objective is not None and objective.content_target is not None and self.has_content:
-                ys, xs = self._crop(features[-1], tile, self.strides[-1])
-                target = self._content_block(objective, tile, pad, features[-1][ys, xs].shape)
-                content += float(np.sum((features[-1][ys, xs].astype(np.float64) - target) ** 2))
+                counts[index] += int(masks[index].sum())
+            if self.has_content:
+                content += float(values[-1])
         return sums, counts, content
 
     def _content_block(self, objective: Objective, tile: _Tile, pad: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -242,22 +279,12 @@ class GramEngine:
         for tile in tiles:
             wy0, wy1, wx0, wx1 = tile.window
             window = canvas[wy0:wy1, wx0:wx1]
+            masks = self._masks(window.shape[:2], tile)
             extras: list[np.ndarray] = []
-            shapes = self._feature_shapes(window.shape[:2])
             for index in range(self.n_style):
-                mask = np.zeros(shapes[index], np.float32)
-                mask[self._crop(np.empty(shapes[index]), tile, self.strides[index])] = 1.0
-                extras += [mask, kernels[index]]
+                extras += [masks[index], kernels[index]]
             if self.has_content:
-                shape = shapes[-1]
-                mask = np.zeros(shape, np.float32)
-                target = np.zeros(shape + (objective.content_target.shape[-1] if objective.content_target is not None else 1,), np.float32)
-                if use_content:
-                    ys, xs = self._crop(np.empty(shape), tile, self.strides[-1])
-                    mask[ys, xs] = 1.0
-                    block = self._content_block(objective, tile, pad, (ys.stop - ys.start, xs.stop - xs.start))
-                    target[ys.start : ys.start + block.shape[0], xs.start : xs.start + block.shape[1]] = block
-                extras += [mask, target, np.float32(content_coefficient)]
+                extras += [*self._content_extras(objective if use_content else None, tile, pad, masks[-1]), np.float32(content_coefficient)]
             _, tile_gradient = self.network.value_and_grad(id(self), loss_fn, window, extras)
             gradient[wy0:wy1, wx0:wx1] += tile_gradient
         if pad:
