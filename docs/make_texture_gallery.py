@@ -27,10 +27,13 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def _grey_rgb(name: str, size: int) -> np.ndarray:
+    """A scikit-image grey texture, the whole picture scaled to ``size`` (more repeats of its elements)."""
     import skimage.data
 
-    grey = np.asarray(getattr(skimage.data, name)(), np.float32)[:size, :size] / 255.0
-    return np.repeat(grey[:, :, None], 3, axis=2)
+    from neurofilters.filters.octaves import resize_image
+
+    grey = np.asarray(getattr(skimage.data, name)(), np.float32) / 255.0
+    return np.clip(resize_image(np.repeat(grey[:, :, None], 3, axis=2), (size, size)), 0.0, 1.0)
 
 
 def _u8(image: np.ndarray) -> Image.Image:
