@@ -52,6 +52,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "neurofilters.filters.saliency.plugin",
     "neurofilters.filters.hallucinate.plugin",
     "neurofilters.filters.explorer.plugin",
+    "neurofilters.filters.texture.plugin",
 )
 _BUILTIN_DIST = "neurofilters"
 #: Subcommands of the host itself; a plugin cannot take these names.

@@ -56,6 +56,7 @@ SAVE_FORMATS: dict[str, str] = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".bmp": "BMP",
+    ".pat": "PAT",  # GIMP pattern (plugin_host/imageio/pat.py)
 }
 #: Formats that store 16 bits per channel.
 HIGH_DEPTH_FORMATS = frozenset({"PNG", "TIFF"})
@@ -64,7 +65,7 @@ _EXIF_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 #: Formats written without alpha: transparent areas are composited over white.
 #: (Pillow writes RGBA BMPs as 32-bit BI_RGB, which readers, Pillow included, take as opaque.)
 _NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
-_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}
+_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383, "PAT": 10000}
 _JPEG_MAX_EXIF = 65533  # one APP1 segment
 _MODES_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _SUPPORTED_MODES = "1, L, P, LA, PA, RGB, RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV, I;16, I;16L, I;16B, I, F"
@@ -257,6 +258,8 @@ def load_image(path: str | os.PathLike[str], *, frame: int = 0, max_pixels: int 
         raise _read_error(file_path, "it is a directory, not a file", "Give the path of an image file.")
     if size == 0:
         raise _read_error(file_path, "the file is empty (0 bytes)")
+    if file_path.suffix.lower() == ".pat":
+        return _load_pat(file_path, limit)
 
     try:
         handle = open(file_path, "rb")  # noqa: SIM115 - closed below, Pillow reads it lazily
@@ -354,6 +357,19 @@ def _tiff_call(path: Path, function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)
     except TiffFormatError as error:
         raise _read_error(path, f"{error}; a partial image is not loaded") from None
+
+
+def _load_pat(path: Path, limit: int | None) -> LoadedImage:
+    """Read a GIMP pattern (:mod:`.pat`) as an 8-bit image."""
+    from .pat import decode_pat
+
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise _read_error(path, f"it cannot be opened ({error.strerror})", "Check its permissions.") from None
+    samples, _ = decode_pat(data, path=path)
+    _check_size(path, (samples.shape[1], samples.shape[0]), limit)
+    return LoadedImage(samples.astype("float32") / 255.0, 8, None, None, "PAT", 1, path)
 
 
 def _load_tiff_without_pillow(path: Path, frame: int, limit: int | None) -> LoadedImage | None:
@@ -785,7 +801,12 @@ def save_image(
 
     try:
         with atomic_write(target) as temporary:
-            _write(temporary, samples, file_format, quality, icc_profile, exif)
+            if file_format == "PAT":  # GIMP pattern, named after the file
+                from .pat import encode_pat, pattern_name
+
+                temporary.write_bytes(encode_pat(samples, pattern_name(target)))
+            else:
+                _write(temporary, samples, file_format, quality, icc_profile, exif)
     except ImageIOError:
         raise
     except Exception as error:  # noqa: BLE001 - encoder failures become one error type

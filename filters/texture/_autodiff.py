@@ -1,0 +1,180 @@
+"""Compiled forward passes and input gradients whose loss takes per-call constants.
+
+:func:`neurofilters.filters.gradients.make_gradient_fn` differentiates a loss of
+the outputs alone; the Gram engine needs losses that also read arrays which
+change every step (the Gram mismatch matrices, feature masks, content targets).
+Those arrays are passed as arguments of the compiled step instead of being
+frozen into it, so one trace serves every step, tile and octave. TensorFlow
+(``tf.function`` with shape-free signatures) and JAX (``jax.jit`` of
+``jax.value_and_grad`` over a stateless call) are supported; the loss itself is
+written with ``keras.ops``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CompiledNetwork", "compile_network"]
+
+#: ``loss_fn(outputs, extras) -> scalar`` written with ``keras.ops``.
+ExtrasLoss = Callable[[Sequence[Any], Sequence[Any]], Any]
+
+
+class CompiledNetwork:
+    """A feature model's compiled forward pass and loss gradients.
+
+    Attributes:
+        forward: ``forward(image) -> [numpy (h, w, c) per layer]`` for one float32 ``(H, W, 3)`` image.
+    """
+
+    def __init__(
+        self, forward: Callable[[np.ndarray], list[np.ndarray]], make_grad: Callable[[ExtrasLoss, int], Any], make_map: Callable[[ExtrasLoss, int], Any]
+    ) -> None:
+        """Hold the backend's compiled functions (built by :func:`compile_network`)."""
+        self.forward = forward
+        self._make_grad = make_grad
+        self._make_map = make_map
+        self._grads: dict[int, Any] = {}
+        self._maps: dict[int, Any] = {}
+
+    def forward_map(self, key: int, map_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``map_fn(outputs, extras)`` (a list of tensors) of the forward pass, compiled once per ``key``.
+
+        Statistics such as Gram matrices are computed inside the graph: numpy's BLAS threads,
+        idle while the network runs, can take a tenth of a second to wake on a busy machine.
+        """
+        fn = self._maps.get(key)
+        if fn is None:
+            fn = self._maps[key] = self._make_map(map_fn, len(extras))
+        return fn(np.asarray(image, np.float32), [np.asarray(extra, np.float32) for extra in extras])
+
+    def value_and_grad(self, key: int, loss_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
+        """Loss and its gradient with respect to ``image``.
+
+        Args:
+            key: Identifies ``loss_fn`` (the step is compiled once per key and number of extras).
+            loss_fn: The loss of the outputs and the extras.
+            image: float32 ``(H, W, 3)``.
+            extras: float32 arrays the loss reads.
+
+        Returns:
+            ``(loss, gradient)``, the gradient float32 ``(H, W, 3)``.
+        """
+        fn = self._grads.get(key)
+        if fn is None:
+            fn = self._grads[key] = self._make_grad(loss_fn, len(extras))
+        return fn(np.asarray(image, np.float32), [np.asarray(extra, np.float32) for extra in extras])
+
+
+def compile_network(feature_model: Any) -> CompiledNetwork:
+    """Compile ``feature_model`` (RGB [0, 1] ``(B, H, W, 3)`` -> list of layer outputs) for the active backend.
+
+    Raises:
+        RuntimeError: The Keras backend is neither TensorFlow nor JAX.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tensorflow(feature_model)
+    if backend == "jax":
+        return _jax(feature_model)
+    raise RuntimeError(
+        f"The texture filters support the Keras backends tensorflow and jax. Received: KERAS_BACKEND={backend!r}; "
+        "set KERAS_BACKEND=tensorflow (the default) or jax."
+    )
+
+
+def _as_list(outputs: Any) -> list[Any]:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _tensorflow(feature_model: Any) -> CompiledNetwork:
+    import tensorflow as tf
+
+    image_spec = tf.TensorSpec([None, None, 3], tf.float32)
+
+    @tf.function(input_signature=[image_spec])
+    def forward_graph(image: tf.Tensor) -> list[tf.Tensor]:
+        return [output[0] for output in _as_list(feature_model(image[None], training=False))]
+
+    def forward(image: np.ndarray) -> list[np.ndarray]:
+        return [output.numpy() for output in forward_graph(tf.convert_to_tensor(np.asarray(image, np.float32)))]
+
+    def make_grad(loss_fn: ExtrasLoss, n_extras: int) -> Any:
+        extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
+
+        @tf.function(input_signature=[image_spec, extra_specs])
+        def step(image: tf.Tensor, extras: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                tape.watch(image)
+                outputs = [output[0] for output in _as_list(feature_model(image[None], training=False))]
+                loss = loss_fn(outputs, extras)
+            return loss, tape.gradient(loss, image)
+
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray]:
+            loss, gradient = step(tf.convert_to_tensor(image), [tf.convert_to_tensor(extra) for extra in extras])
+            return float(loss.numpy()), gradient.numpy()
+
+        return run
+
+    def make_map(map_fn: ExtrasLoss, n_extras: int) -> Any:
+        extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
+
+        @tf.function(input_signature=[image_spec, extra_specs])
+        def mapped(image: tf.Tensor, extras: list[tf.Tensor]) -> list[tf.Tensor]:
+            return list(map_fn([output[0] for output in _as_list(feature_model(image[None], training=False))], extras))
+
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> list[np.ndarray]:
+            return [value.numpy() for value in mapped(tf.convert_to_tensor(image), [tf.convert_to_tensor(extra) for extra in extras])]
+
+        return run
+
+    return CompiledNetwork(forward, make_grad, make_map)
+
+
+def _jax(feature_model: Any) -> CompiledNetwork:
+    import jax
+    import jax.numpy as jnp
+
+    if not feature_model.built:
+        feature_model(np.zeros((1, 64, 64, 3), np.float32), training=False)
+    trainable = [variable.value for variable in feature_model.trainable_variables]
+    non_trainable = [variable.value for variable in feature_model.non_trainable_variables]
+
+    def outputs_of(image: Any, trainable: Any, non_trainable: Any) -> list[Any]:
+        outputs, _ = feature_model.stateless_call(trainable, non_trainable, image[None], training=False)
+        return [output[0] for output in _as_list(outputs)]
+
+    forward_jit = jax.jit(outputs_of)
+
+    def forward(image: np.ndarray) -> list[np.ndarray]:
+        return [np.array(output) for output in forward_jit(jnp.asarray(image, jnp.float32), trainable, non_trainable)]
+
+    def make_grad(loss_fn: ExtrasLoss, n_extras: int) -> Any:
+        del n_extras
+
+        def objective(image: Any, extras: list[Any], trainable: Any, non_trainable: Any) -> Any:
+            return loss_fn(outputs_of(image, trainable, non_trainable), extras)
+
+        step = jax.jit(jax.value_and_grad(objective))
+
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray]:
+            loss, gradient = step(jnp.asarray(image), [jnp.asarray(extra) for extra in extras], trainable, non_trainable)
+            return float(loss), np.array(gradient)
+
+        return run
+
+    def make_map(map_fn: ExtrasLoss, n_extras: int) -> Any:
+        del n_extras
+        mapped = jax.jit(lambda image, extras, trainable, non_trainable: list(map_fn(outputs_of(image, trainable, non_trainable), extras)))
+
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> list[np.ndarray]:
+            return [np.array(value) for value in mapped(jnp.asarray(image), [jnp.asarray(extra) for extra in extras], trainable, non_trainable)]
+
+        return run
+
+    return CompiledNetwork(forward, make_grad, make_map)

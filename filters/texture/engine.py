@@ -1,0 +1,397 @@
+"""The Gram-matrix optimiser shared by ``texture`` and ``style-transfer``: tiles, losses, L-BFGS/Adam, octaves.
+
+One evaluation of the objective runs in two passes over tiles of the image
+(one tile when the image is small):
+
+1. forward only: every tile's core features are added into per-layer Gram sums
+   (and the content distance is measured), giving the exact loss;
+2. per tile, the closed-form Gram gradient (:mod:`.gram`) is back-propagated
+   through the network as ``½ Σ mask · (F K) · F`` with ``K = 4c(G - Ĝ)/M``,
+   plus the content term, and the tile's input gradient is added into the image's.
+
+Memory is therefore bounded by one tile's activations whatever the image size
+(Gatys/DeepTextures differentiate the whole image). Tiles overlap by a margin
+so the network sees each core with its surroundings; with ``wrap`` the image
+is padded circularly first, so the statistics (and the result) wrap around.
+Scipy's L-BFGS-B (with pixel bounds, as DeepTextures) optimises images up to
+``LBFGS_MAX_PIXELS``; larger ones use Adam, whose state is two float32 images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._autodiff import CompiledNetwork
+from .gram import relative_weight
+
+__all__ = ["GramEngine", "LBFGS_MAX_PIXELS", "Objective", "optimise", "fold_wrap"]
+
+#: Largest image (pixels) optimised with L-BFGS-B; its history costs 2 x maxcor float64 copies.
+LBFGS_MAX_PIXELS = 1200 * 1200
+_LBFGS_HISTORY = 20
+
+
+@dataclass
+class Objective:
+    """What an image is optimised towards.
+
+    Attributes:
+        style_targets: One target Gram matrix (``N x N``) per style layer.
+        style_weights: One weight per style layer (relative errors, see :func:`relative_weight`).
+        content_target: Content features of the whole image at the content layer (``h x w x N``) or ``None``.
+        content_weight: Weight of the relative content distance.
+        tv_weight: Weight of the mean squared neighbour difference (pixels in 0..1).
+    """
+
+    style_targets: list[np.ndarray]
+    style_weights: list[float]
+    content_target: np.ndarray | None = None
+    content_weight: float = 0.0
+    tv_weight: float = 0.0
+    coefficients: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Turn the per-layer weights into coefficients of ``Σ(G - Ĝ)²``."""
+        self.coefficients = [relative_weight(t, w) / (4.0 * t.shape[0] ** 2) for t, w in zip(self.style_targets, self.style_weights)]
+        self._content_norm = float(np.sum(np.asarray(self.content_target, np.float64) ** 2)) if self.content_target is not None else 1.0
+
+
+@dataclass(frozen=True)
+class _Tile:
+    core: tuple[int, int, int, int]  # y0, y1, x0, x1 in canvas coordinates
+    window: tuple[int, int, int, int]
+
+
+def _axis_spans(length: int, offset: int, canvas: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    spans = []
+    count = max(1, math.ceil(length / tile))
+    size = math.ceil(length / count)
+    size = math.ceil(size / 16) * 16 if count > 1 else length
+    start = 0
+    while start < length:
+        stop = min(length, start + size)
+        c0, c1 = offset + start, offset + stop
+        spans.append((c0, c1, max(0, c0 - margin), min(canvas, c1 + margin)))
+        start = stop
+    return spans
+
+
+def fold_wrap(gradient: np.ndarray, margin: int, height: int, width: int) -> np.ndarray:
+    """Sum a gradient over a circularly padded canvas back onto the ``height x width`` image."""
+    out = gradient
+    for axis, length in ((0, height), (1, width)):
+        folded = np.take(out, range(margin, margin + length), axis=axis).copy()
+        index = (np.arange(out.shape[axis]) - margin) % length
+        outside = np.r_[0:margin, margin + length : out.shape[axis]]
+        np.add.at(folded, (slice(None),) * axis + (index[outside],), np.take(out, outside, axis=axis))
+        out = folded
+    return out
+
+
+class GramEngine:
+    """Loss and gradient of an :class:`Objective` for images of any size, in tiles.
+
+    Args:
+        network: The compiled feature model; its outputs are the style layers, then
+            the content layer (when ``has_content``).
+        n_style: Number of style layers.
+        has_content: Whether the last output is a content layer.
+        tile: Largest tile core side.
+        margin: Context around each core (a multiple of the deepest stride).
+        strides: Each output's stride relative to the input.
+    """
+
+    def __init__(self, network: CompiledNetwork, n_style: int, has_content: bool, tile: int, margin: int, strides: Sequence[int]) -> None:
+        """Keep the network and the tiling geometry."""
+        self.network = network
+        self.n_style = n_style
+        self.has_content = has_content
+        self.tile = max(16, int(tile) // 16 * 16)
+        self.margin = int(margin)
+        self.strides = list(strides)
+        self.evaluations = 0
+
+    # ------------------------------------------------------------------ geometry
+    def _tiles(self, height: int, width: int, wrap: bool) -> tuple[list[_Tile], int]:
+        pad = self.margin if wrap else 0
+        rows = _axis_spans(height, pad, height + 2 * pad, self.tile, self.margin)
+        cols = _axis_spans(width, pad, width + 2 * pad, self.tile, self.margin)
+        if not wrap and len(rows) == 1 and len(cols) == 1:
+            return [_Tile((0, height, 0, width), (0, height, 0, width))], 0
+        return [_Tile((r[0], r[1], c[0], c[1]), (r[2], r[3], c[2], c[3])) for r in rows for c in cols], pad
+
+    def _crop(self, feature: np.ndarray, tile: _Tile, stride: int) -> tuple[slice, slice]:
+        (cy0, cy1, cx0, cx1), (wy0, _, wx0, _) = tile.core, tile.window
+        y0, x0 = (cy0 - wy0) // stride, (cx0 - wx0) // stride
+        y1 = min(feature.shape[0], y0 + math.ceil((cy1 - cy0) / stride))
+        x1 = min(feature.shape[1], x0 + math.ceil((cx1 - cx0) / stride))
+        return slice(y0, y1), slice(x0, x1)
+
+    def _canvas(self, image: np.ndarray, pad: int) -> np.ndarray:
+        return np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="wrap") if pad else image
+
+    # ------------------------------------------------------------------ statistics
+    def gram_targets(self, image: np.ndarray, wrap: bool = False) -> list[np.ndarray]:
+        """The style layers' Gram matrices of ``image`` (float64 ``N x N``), accumulated over tiles."""
+        sums, count, _ = self._forward_stats(image, wrap, None)
+        return [s / max(m, 1) for s, m in zip(sums, count)]
+
+    def content_features(self, image: np.ndarray) -> np.ndarray:
+        """The content layer's features of the whole ``image`` (assembled from tiles)."""
+        height, width = image.shape[:2]
+        tiles, pad = self._tiles(height, width, False)
+        stride = self.strides[-1]
+        out: np.ndarray | None = None
+        for tile in tiles:
+            window = image[tile.window[0] : tile.window[1], tile.window[2] : tile.window[3]]
+            feature = self.network.forward(window)[-1]
+            if out is None:
+                out = np.zeros((math.ceil(height / stride), math.ceil(width / stride), feature.shape[-1]), np.float32)
+            ys, xs = self._crop(feature, tile, stride)
+            y0, x0 = tile.core[0] // stride, tile.core[2] // stride
+            block = feature[ys, xs]
+            out[y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = block
+        assert out is not None
+        return out
+
+    def _stats_map(self) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+        from keras import ops
+
+        n_style, has_content = self.n_style, self.has_content
+
+        def stats(outputs: Sequence[Any], extras: Sequence[Any]) -> list[Any]:
+            out = []
+            for index in range(n_style):
+                feature = outputs[index]
+                flat = ops.reshape(feature, (-1, ops.shape(feature)[-1]))
+                out.append(ops.matmul(ops.transpose(flat * ops.reshape(extras[index], (-1, 1))), flat))
+            if has_content:
+                out.append(ops.sum(extras[n_style][:, :, None] * ops.square(outputs[-1] - extras[n_style + 1])))
+            return out
+
+        return stats
+
+    def _masks(self, window_shape: tuple[int, int], tile: _Tile) -> list[np.ndarray]:
+        masks = []
+        for shape, stride in zip(self._feature_shapes(window_shape), self.strides):
+            mask = np.zeros(shape, np.float32)
+            mask[self._crop(np.empty(shape), tile, stride)] = 1.0
+            masks.append(mask)
+        return masks
+
+    def _content_extras(self, objective: Objective | None, tile: _Tile, pad: int, mask: np.ndarray) -> list[np.ndarray]:
+        """The content mask and target for one window (a zero mask when there is no content target)."""
+        channels = objective.content_target.shape[-1] if objective is not None and objective.content_target is not None else 1
+        target = np.zeros(mask.shape + (channels,), np.float32)
+        if objective is None or objective.content_target is None:
+            return [np.zeros_like(mask), target]
+        ys, xs = self._crop(np.empty(mask.shape), tile, self.strides[-1])
+        block = self._content_block(objective, tile, pad, (ys.stop - ys.start, xs.stop - xs.start))
+        target[ys.start : ys.start + block.shape[0], xs.start : xs.start + block.shape[1]] = block
+        return [mask, target]
+
+    def _forward_stats(self, image: np.ndarray, wrap: bool, objective: Objective | None) -> tuple[list[np.ndarray], list[int], float]:
+        height, width = image.shape[:2]
+        tiles, pad = self._tiles(height, width, wrap)
+        canvas = self._canvas(image, pad)
+        sums: list[np.ndarray] = []
+        counts = [0] * self.n_style
+        content = 0.0
+        stats = self._stats_map()
+        for tile in tiles:
+            window = canvas[tile.window[0] : tile.window[1], tile.window[2] : tile.window[3]]
+            masks = self._masks(window.shape[:2], tile)
+            extras = masks[: self.n_style]
+            if self.has_content:
+                extras += self._content_extras(objective, tile, pad, masks[-1])
+            values = self.network.forward_map(id(self), stats, window, extras)
+            for index in range(self.n_style):
+                product = np.asarray(values[index], np.float64)
+                if len(sums) <= index:
+                    sums.append(product)
+                else:
+                    sums[index] += product
+                counts[index] += int(masks[index].sum())
+            if self.has_content:
+                content += float(values[-1])
+        return sums, counts, content
+
+    def _content_block(self, objective: Objective, tile: _Tile, pad: int, shape: tuple[int, ...]) -> np.ndarray:
+        stride = self.strides[-1]
+        y0, x0 = (tile.core[0] - pad) // stride, (tile.core[2] - pad) // stride
+        assert objective.content_target is not None
+        return objective.content_target[y0 : y0 + shape[0], x0 : x0 + shape[1]]
+
+    # ------------------------------------------------------------------ objective
+    def _backward_loss(self) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+        from keras import ops
+
+        n_style, has_content = self.n_style, self.has_content
+
+        def loss(outputs: Sequence[Any], extras: Sequence[Any]) -> Any:
+            total = 0.0
+            for index in range(n_style):
+                feature = outputs[index]
+                mask, kernel = extras[2 * index], extras[2 * index + 1]
+                flat = ops.reshape(feature, (-1, ops.shape(feature)[-1]))
+                total = total + 0.5 * ops.sum(ops.reshape(mask, (-1, 1)) * ops.matmul(flat, kernel) * flat)
+            if has_content:
+                mask, target, coefficient = extras[2 * n_style], extras[2 * n_style + 1], extras[2 * n_style + 2]
+                total = total + coefficient * ops.sum(mask[:, :, None] * ops.square(outputs[-1] - target))
+            return total
+
+        return loss
+
+    def loss_and_gradient(self, image: np.ndarray, objective: Objective, wrap: bool = False) -> tuple[float, np.ndarray, dict[str, float]]:
+        """The objective's value, its gradient with respect to ``image`` and the parts of the loss.
+
+        Args:
+            image: float32 ``(H, W, 3)`` in [0, 1].
+            objective: Targets and weights.
+            wrap: Circular statistics (the image is treated as a torus).
+
+        Returns:
+            ``(loss, gradient, parts)``: ``parts`` has ``style``, ``content`` and ``tv``.
+        """
+        self.evaluations += 1
+        height, width = image.shape[:2]
+        sums, counts, content_sq = self._forward_stats(image, wrap, objective)
+        style_loss = 0.0
+        kernels = []
+        for index in range(self.n_style):
+            difference = sums[index] / counts[index] - objective.style_targets[index]
+            coefficient = objective.coefficients[index]
+            style_loss += coefficient * float(np.sum(difference**2))
+            kernels.append((4.0 * coefficient * difference / counts[index]).astype(np.float32))
+        use_content = objective.content_target is not None and self.has_content and objective.content_weight > 0
+        content_coefficient = objective.content_weight / objective._content_norm if use_content else 0.0
+        content_loss = content_coefficient * content_sq
+        tiles, pad = self._tiles(height, width, wrap)
+        canvas = self._canvas(image, pad)
+        gradient = np.zeros(canvas.shape, np.float32)
+        loss_fn = self._backward_loss()
+        for tile in tiles:
+            wy0, wy1, wx0, wx1 = tile.window
+            window = canvas[wy0:wy1, wx0:wx1]
+            masks = self._masks(window.shape[:2], tile)
+            extras: list[np.ndarray] = []
+            for index in range(self.n_style):
+                extras += [masks[index], kernels[index]]
+            if self.has_content:
+                extras += [*self._content_extras(objective if use_content else None, tile, pad, masks[-1]), np.float32(content_coefficient)]
+            _, tile_gradient = self.network.value_and_grad(id(self), loss_fn, window, extras)
+            gradient[wy0:wy1, wx0:wx1] += tile_gradient
+        if pad:
+            gradient = fold_wrap(gradient, pad, height, width)
+        tv_loss, tv_gradient = total_variation(image, objective.tv_weight, wrap)
+        gradient = gradient + tv_gradient
+        total = style_loss + content_loss + tv_loss
+        return total, gradient.astype(np.float32), {"style": style_loss, "content": content_loss, "tv": tv_loss}
+
+    def _feature_shapes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
+        return [(math.ceil(size[0] / s), math.ceil(size[1] / s)) for s in self.strides]
+
+
+def total_variation(image: np.ndarray, weight: float, wrap: bool) -> tuple[float, np.ndarray]:
+    """``weight · mean over pixels of (Δx² + Δy²)`` and its gradient (neighbours wrap around when ``wrap``)."""
+    if weight <= 0:
+        return 0.0, np.zeros_like(image)
+    pixels = image.shape[0] * image.shape[1]
+    gradient = np.zeros_like(image, dtype=np.float64)
+    loss = 0.0
+    for axis in (0, 1):
+        if wrap:
+            diff = np.roll(image, -1, axis=axis).astype(np.float64) - image
+            loss += float(np.sum(diff**2))
+            gradient += -2 * diff + 2 * np.roll(diff, 1, axis=axis)
+        else:
+            diff = np.diff(image.astype(np.float64), axis=axis)
+            loss += float(np.sum(diff**2))
+            pad_after = [(0, 0)] * 3
+            pad_after[axis] = (0, 1)
+            pad_before = [(0, 0)] * 3
+            pad_before[axis] = (1, 0)
+            gradient += -2 * np.pad(diff, pad_after) + 2 * np.pad(diff, pad_before)
+    return weight * loss / pixels, (weight * gradient / pixels).astype(np.float32)
+
+
+def optimise(
+    evaluate: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    start: np.ndarray,
+    steps: int,
+    *,
+    progress: Callable[[int, float], None] | None = None,
+    method: str = "auto",
+    learning_rate: float = 0.02,
+) -> tuple[np.ndarray, list[float]]:
+    """Minimise ``evaluate`` over images in [0, 1].
+
+    Args:
+        evaluate: ``image -> (loss, gradient)``.
+        start: The first image, float32 ``(H, W, 3)``.
+        steps: Iterations (L-BFGS-B may evaluate a few more times for its line search).
+        progress: Called with ``(iteration, loss)`` after each iteration.
+        method: ``"lbfgs"``, ``"adam"`` or ``"auto"`` (L-BFGS-B up to :data:`LBFGS_MAX_PIXELS`).
+        learning_rate: Adam's step in pixel units.
+
+    Returns:
+        The best image found and the loss after each iteration.
+    """
+    shape = start.shape
+    if method == "auto":
+        method = "lbfgs" if shape[0] * shape[1] <= LBFGS_MAX_PIXELS else "adam"
+    history: list[float] = []
+    if method == "lbfgs":
+        from scipy.optimize import Bounds, minimize
+
+        best: dict[str, Any] = {"loss": math.inf, "x": start.copy()}
+
+        def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
+            image = flat.reshape(shape).astype(np.float32)
+            loss, gradient = evaluate(image)
+            if loss < best["loss"]:
+                best["loss"], best["x"] = loss, image
+            return loss, gradient.astype(np.float64).ravel()
+
+        def callback(intermediate: Any) -> None:
+            history.append(float(best["loss"]))
+            if progress is not None:
+                progress(len(history), history[-1])
+
+        minimize(
+            fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
+            callback=callback,
+            options={"maxiter": int(steps), "maxfun": int(steps * 1.5) + 5, "maxcor": _LBFGS_HISTORY, "ftol": 0.0, "gtol": 0.0},
+        )
+        return np.asarray(best["x"], np.float32), history
+    image = start.astype(np.float32).copy()
+    first = np.zeros_like(image)
+    second = np.zeros_like(image)
+    beta1, beta2 = 0.9, 0.999
+    best_image, best_loss = image.copy(), math.inf
+    for step in range(1, int(steps) + 1):
+        loss, gradient = evaluate(image)
+        if loss < best_loss:
+            best_loss, best_image = loss, image.copy()
+        first = beta1 * first + (1 - beta1) * gradient
+        second = beta2 * second + (1 - beta2) * gradient * gradient
+        rate = learning_rate * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        image = np.clip(image - rate * first / (np.sqrt(second) + 1e-12), 0.0, 1.0).astype(np.float32)
+        history.append(float(min(best_loss, loss)))
+        if progress is not None:
+            progress(step, history[-1])
+    loss, _ = evaluate(image)
+    if loss < best_loss:
+        best_image = image
+    return best_image, history
+
+
+def elapsed(since: float) -> float:
+    """Seconds since ``since`` (``time.perf_counter``)."""
+    return time.perf_counter() - since

@@ -1,0 +1,88 @@
+"""Declarations of the ``texture`` and ``style-transfer`` filters (imported when the registry is built: keep it light).
+
+No Keras, TensorFlow or numpy here: :mod:`.synthesis` and :mod:`.style` are imported only when a filter runs.
+"""
+
+from __future__ import annotations
+
+from neurofilters.plugin_host import FilterSpec, Param, hookimpl
+
+from ..gradients import PRECISIONS
+
+__all__ = ["STYLE_PARAMS", "TEXTURE_PARAMS", "DEFAULT_STYLE_LAYERS", "DEFAULT_TEXTURE_LAYERS", "register_filters"]
+
+#: DeepTextures' layers (conv1_1 and pool1-pool4) on VGG16: blocks 1-4 of the embedded backbone.
+DEFAULT_TEXTURE_LAYERS = "block1_conv1:1,block1_pool:1,block2_pool:1,block3_pool:1,block4_pool:1"
+#: keras-io's style layers without block 5 (HED trained it for edges): conv1 of blocks 1-4.
+DEFAULT_STYLE_LAYERS = "block1_conv1:1,block2_conv1:1,block3_conv1:1,block4_conv1:1"
+#: keras-io's content layer is block5_conv2; block 4's counterpart on the HED backbone.
+DEFAULT_CONTENT_LAYER = "block4_conv2"
+
+_ENGINE = (
+    Param("steps", "int", 100, "Optimiser iterations per octave (L-BFGS; Adam above about 1.4 megapixels).", minimum=1, maximum=5000),
+    Param("octaves", "int", 0, "Coarse-to-fine scales, each half the size of the next (0 = automatic: halve while the smaller side stays at least 64 px, at most 4).", minimum=0, maximum=8),
+    Param("model", "model", "vgg16-hed", "Network whose feature statistics are matched: the embedded VGG16 backbone (vgg16-hed) or any zoo model with --layers naming its layers."),
+    Param("precision", "choice", "auto", "Arithmetic of the network: auto (bfloat16 where it is about twice as fast, float32 elsewhere), float32 or bfloat16.", choices=PRECISIONS, group="Engine", advanced=True),
+    Param("optimizer", "choice", "auto", "auto: L-BFGS-B with pixel bounds up to about 1.4 megapixels, Adam above (L-BFGS keeps 40 float64 copies of the image).", choices=("auto", "lbfgs", "adam"), group="Engine", advanced=True),
+    Param("tile_size", "int", 512, "Largest tile fed to the network; Gram statistics are summed over tiles, so memory stays bounded for any output size.", minimum=64, maximum=8192, group="Engine", advanced=True),
+)
+
+TEXTURE_PARAMS: tuple[Param, ...] = (
+    Param("source", "image", None, "The texture sample to imitate: an image file or a GIMP pattern (.pat)."),
+    Param("tileable", "bool", False, "Make the result wrap around seamlessly (circular statistics and padding), for use as a fill pattern."),
+    Param("match_colours", "bool", True, "Give the result the sample's colours afterwards: their mean and covariance (a grey sample gives a grey result), then each channel's histogram.", label="Match colours"),
+    Param("source_scale", "float", 1.0, "Scale the sample by this factor before analysis (below 1: larger texture elements relative to the sample's pixels are seen as smaller).", minimum=0.05, maximum=4.0),
+    Param("layers", "layers", "auto", f"Layers whose Gram matrices are matched, with weights; auto = {DEFAULT_TEXTURE_LAYERS} on vgg16-hed (DeepTextures' conv1_1 + pool1-4).", group="Network", advanced=True),
+    *_ENGINE,
+)
+
+STYLE_PARAMS: tuple[Param, ...] = (
+    Param("style", "image", None, "The style image whose textures and colours are painted onto the input."),
+    Param("style2", "image", None, "A second style image, blended with the first by --style2-weight.", label="Second style", group="Styles"),
+    Param("style2_weight", "float", 0.5, "Share of the second style in the blend (0..1); the first gets the rest.", minimum=0.0, maximum=1.0, label="Second style share", group="Styles"),
+    Param("style_scale", "float", 1.0, "Scale the style images by this factor before analysis (larger strokes below 1 ... above 1 smaller).", minimum=0.05, maximum=4.0, group="Styles"),
+    Param("content_weight", "float", 1.0, "Weight of the content distance (relative squared feature error at the content layer).", minimum=0.0, maximum=1e6),
+    Param("style_weight", "float", 1.0, "Weight of the style distance (relative squared Gram error, summed over style layers).", minimum=0.0, maximum=1e6),
+    Param("tv_weight", "float", 0.0, "Weight of the total variation (mean squared neighbour difference) against pixel noise.", minimum=0.0, maximum=1e6, label="TV weight"),
+    Param("keep_colours", "bool", False, "Keep the input's colours: only the brightness of the result comes from the transfer.", label="Keep original colours"),
+    Param("start", "choice", "content", "Start the optimisation from the input (keras-io) or from noise (Gatys).", choices=("content", "noise"), group="Network", advanced=True),
+    Param("style_layers", "layers", "auto", f"Style layers with weights; auto = {DEFAULT_STYLE_LAYERS} on vgg16-hed.", group="Network", advanced=True),
+    Param("content_layer", "layer", "auto", f"Content layer; auto = {DEFAULT_CONTENT_LAYER} on vgg16-hed.", group="Network", advanced=True),
+    *_ENGINE,
+)
+
+
+@hookimpl
+def register_filters() -> list[FilterSpec]:
+    """Register ``texture`` and ``style-transfer``."""
+    return [
+        FilterSpec(
+            name="texture",
+            title="Texture synthesis",
+            summary="Synthesise a new texture like a sample (Gram matrices of VGG features), any size, optionally tileable.",
+            description=(
+                "Starts from noise and descends on the difference between the Gram matrices of the network's "
+                "activations for the result and for the sample (Gatys et al.), coarse to fine, with Gram statistics "
+                "summed over tiles so any size fits in memory. The output has the input's size; the input's pixels "
+                "are not used. --tileable makes a seamless pattern; write it as a .pat to use it in GIMP."
+            ),
+            category="Texture",
+            params=TEXTURE_PARAMS,
+            run="neurofilters.filters.texture.synthesis:run_texture",
+            preview_params={"steps": 3, "octaves": 1, "precision": "float32"},
+        ),
+        FilterSpec(
+            name="style-transfer",
+            title="Style transfer",
+            summary="Paint the input with the style of one or two images (Gatys et al.), keeping its content.",
+            description=(
+                "Optimises the image so its deep features stay close to the input's at the content layer while "
+                "the Gram matrices of the style layers approach those of the style image(s), blended by weight. "
+                "Optionally keeps the input's colours. Coarse to fine and tiled, so large images fit in memory."
+            ),
+            category="Texture",
+            params=STYLE_PARAMS,
+            run="neurofilters.filters.texture.style:run_style_transfer",
+            preview_params={"steps": 3, "octaves": 1, "precision": "float32"},
+        ),
+    ]

@@ -1,0 +1,243 @@
+"""The ``texture`` filter: Gram-matrix texture synthesis from a sample, coarse to fine, optionally tileable."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from neurofilters.plugin_host import ParameterError
+
+from ..octaves import resize_image
+from .engine import GramEngine, Objective, optimise
+from .plugin import DEFAULT_TEXTURE_LAYERS
+
+__all__ = ["build_engine", "octave_sizes", "rgb_of", "match_colours", "match_histograms", "run_texture", "synthesise"]
+
+#: Context around each tile core: covers block4's receptive field radius (30 px), a multiple of 16.
+TILE_MARGIN = 32
+_MIN_OCTAVE_SIDE = 64
+
+
+def rgb_of(pixels: np.ndarray) -> np.ndarray:
+    """float32 ``H x W x 3`` from a ``H x W x C`` image parameter (grey repeated, alpha composited over its mean colour)."""
+    array = np.asarray(pixels, np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    colour = array[:, :, :1].repeat(3, axis=2) if array.shape[2] in (1, 2) else array[:, :, :3]
+    if array.shape[2] in (2, 4):
+        alpha = array[:, :, -1:]
+        weight = max(float(alpha.sum()), 1e-6)
+        mean = (colour * alpha).reshape(-1, 3).sum(axis=0) / weight
+        colour = colour * alpha + mean * (1.0 - alpha)
+    return np.ascontiguousarray(np.clip(colour, 0.0, 1.0), dtype=np.float32)
+
+
+def resolve_layers(model: Any, layers: Any, auto: str, param: str) -> list[tuple[str, float]]:
+    """Raw layer names and weights: ``auto`` means ``auto`` on VGG-like networks (``blockN_...`` names)."""
+    from neurofilters.plugin_host import parse_weighted_layers
+
+    if layers in ("auto", None) or (isinstance(layers, tuple) and len(layers) == 1 and layers[0][0] == "auto"):
+        try:
+            return [(model.resolve_layer(name), weight) for name, weight in parse_weighted_layers(auto)]
+        except ParameterError:
+            raise ParameterError(
+                f'"{param}" must name layers of model {model.name!r} (its layers are not VGG\'s). Received: {param}=auto. '
+                f"Give e.g. --{param.replace('_', '-')} LAYER:1,LAYER:1 (see 'neurofilters layers {model.name}').",
+                param=param,
+                value="auto",
+            ) from None
+    if isinstance(layers, str):
+        layers = parse_weighted_layers(layers)
+    return [(model.resolve_layer(name), float(weight)) for name, weight in layers]
+
+
+def build_engine(context: Any, params: dict[str, Any], layer_names: Sequence[str], content_layer: str | None) -> GramEngine:
+    """The tiled Gram engine on ``params['model']`` for ``layer_names`` (+ a content layer)."""
+    from ..gradients import gradient_feature_model, resolve_precision
+    from ._autodiff import compile_network
+
+    model = context.load_model(params["model"])
+    names = list(layer_names) + ([content_layer] if content_layer else [])
+    precision = resolve_precision(params.get("precision", "auto"), model)
+    feature_model = gradient_feature_model(model, names, precision=precision)
+    network = compile_network(feature_model)
+    probe = network.forward(np.zeros((64, 64, 3), np.float32))
+    strides = [max(1, round(64 / output.shape[0])) for output in probe]
+    deepest = max(strides)
+    margin = max(TILE_MARGIN, deepest * 2)
+    margin = math.ceil(margin / deepest) * deepest
+    if 16 % deepest and deepest % 16:
+        raise ParameterError(
+            f'"layers" must have strides that are powers of two up to 16 for tiling. Received: strides={strides}',
+            param="layers",
+            value=list(names),
+        )
+    return GramEngine(network, len(layer_names), content_layer is not None, int(params.get("tile_size", 512)), margin, strides)
+
+
+def octave_sizes(height: int, width: int, octaves: int) -> list[tuple[int, int]]:
+    """Sizes from coarse to fine, each half the next; ``octaves=0`` picks a count (smaller side >= 128, at most 4)."""
+    if octaves <= 0:
+        octaves = 1
+        while octaves < 4 and min(height, width) / 2**octaves >= _MIN_OCTAVE_SIDE:
+            octaves += 1
+    sizes = []
+    for level in range(octaves - 1, -1, -1):
+        scale = 2.0**-level
+        sizes.append((max(16, round(height * scale)), max(16, round(width * scale))))
+    return sizes
+
+
+def resize_wrapped(image: np.ndarray, shape: tuple[int, int], wrap: bool) -> np.ndarray:
+    """Resize; with ``wrap`` the image is treated as periodic (no seam appears at the borders)."""
+    if not wrap:
+        return resize_image(image, shape)
+    pad = 4
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="wrap")
+    sy, sx = shape[0] / image.shape[0], shape[1] / image.shape[1]
+    big = resize_image(padded, (round(padded.shape[0] * sy), round(padded.shape[1] * sx)))
+    y0, x0 = round(pad * sy), round(pad * sx)
+    return np.ascontiguousarray(big[y0 : y0 + shape[0], x0 : x0 + shape[1]])
+
+
+def _sqrt_psd(matrix: np.ndarray, inverse: bool = False) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    values = np.clip(values, 0.0, None)
+    if inverse:
+        values = np.where(values > 1e-8, 1.0 / np.sqrt(np.maximum(values, 1e-8)), 0.0)
+    else:
+        values = np.sqrt(values)
+    return (vectors * values) @ vectors.T
+
+
+def match_colours(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Give ``image`` the colour mean and covariance of ``reference`` (a grey reference makes it grey), then each
+    channel ``reference``'s value distribution (rank mapping)."""
+    pixels = image.reshape(-1, 3).astype(np.float64)
+    ref = reference.reshape(-1, 3).astype(np.float64)
+    mean, ref_mean = pixels.mean(axis=0), ref.mean(axis=0)
+    transform = _sqrt_psd(np.cov(ref, rowvar=False)) @ _sqrt_psd(np.cov(pixels, rowvar=False) + 1e-8 * np.eye(3), inverse=True)
+    coloured = ((pixels - mean) @ transform.T + ref_mean).reshape(image.shape).astype(np.float32)
+    return match_histograms(coloured, reference)
+
+
+def match_histograms(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Give each channel of ``image`` the value distribution of ``reference``'s (rank mapping)."""
+    out = np.empty_like(image)
+    for channel in range(image.shape[2]):
+        values = image[:, :, channel].ravel()
+        order = np.argsort(values, kind="stable")
+        quantiles = np.sort(reference[:, :, channel].ravel())
+        positions = np.linspace(0, quantiles.size - 1, values.size)
+        mapped = np.empty(values.size, np.float32)
+        mapped[order] = np.interp(positions, np.arange(quantiles.size), quantiles)
+        out[:, :, channel] = mapped.reshape(image.shape[:2])
+    return out
+
+
+def noise_like(sample: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise with the sample's mean colour and colour covariance (grey samples give grey noise)."""
+    colours = sample.reshape(-1, 3).astype(np.float64)
+    mean = colours.mean(axis=0)
+    factor = np.linalg.cholesky(np.cov(colours, rowvar=False) + 1e-6 * np.eye(3))
+    noise = rng.standard_normal(size=(shape[0], shape[1], 3)) @ factor.T
+    return np.clip(mean + noise, 0.0, 1.0).astype(np.float32)
+
+
+def synthesise(
+    engine: GramEngine,
+    sample: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    steps: int,
+    octaves: int,
+    wrap: bool,
+    rng: np.random.Generator,
+    optimizer: str = "auto",
+    weights: Sequence[float] | None = None,
+    progress: Any = None,
+) -> tuple[np.ndarray, list[float]]:
+    """Synthesise a ``shape`` texture like ``sample``.
+
+    Args:
+        engine: The Gram engine (style layers only).
+        sample: float32 ``h x w x 3`` in [0, 1].
+        shape: ``(height, width)`` of the result.
+        steps: Optimiser iterations per octave.
+        octaves: Coarse-to-fine scales (0 = automatic).
+        wrap: Tileable result.
+        rng: Source of the starting noise.
+        optimizer: ``auto``, ``lbfgs`` or ``adam``.
+        weights: Per-layer weights (default 1 each).
+        progress: ``progress(fraction, message)``.
+
+    Returns:
+        The texture and the loss history of every iteration (all octaves).
+    """
+    sizes = octave_sizes(shape[0], shape[1], octaves)
+    weights = list(weights) if weights is not None else [1.0] * engine.n_style
+    image = noise_like(sample, sizes[0], rng)
+    history: list[float] = []
+    total_work = sum(h * w for h, w in sizes) * steps
+    done = 0.0
+    for index, size in enumerate(sizes):
+        scale = size[0] / shape[0]
+        if index:
+            image = resize_wrapped(image, size, wrap)
+        level_sample = sample if abs(scale - 1.0) < 1e-6 else resize_image(sample, (max(16, round(sample.shape[0] * scale)), max(16, round(sample.shape[1] * scale))))
+        objective = Objective(engine.gram_targets(level_sample), weights)
+        level_work = size[0] * size[1]
+
+        def report(step: int, loss: float, _done: float = done, _work: float = level_work, _index: int = index) -> None:
+            if progress is not None:
+                fraction = min(0.999, (_done + _work * step) / total_work)
+                progress(fraction, f"octave {_index + 1}/{len(sizes)}, step {step}/{steps}, loss {loss:.4g}")
+
+        def evaluate(x: np.ndarray, _objective: Objective = objective) -> tuple[float, np.ndarray]:
+            loss, gradient, _ = engine.loss_and_gradient(x, _objective, wrap=wrap)
+            return loss, gradient
+
+        image, level_history = optimise(evaluate, image, steps, progress=report, method=optimizer)
+        history += level_history
+        done += level_work * steps
+    return image, history
+
+
+def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.ndarray:
+    """The ``texture`` filter: a new texture like ``params['source']`` (or like the input) of the input's size."""
+    source = params.get("source")
+    sample = rgb_of(source) if source is not None else np.asarray(image[:, :, :3], np.float32)
+    if params.get("source_scale", 1.0) != 1.0:
+        factor = float(params["source_scale"])
+        sample = resize_image(sample, (max(16, round(sample.shape[0] * factor)), max(16, round(sample.shape[1] * factor))))
+    if min(sample.shape[:2]) < 16:
+        raise ParameterError(
+            f'"source" must be at least 16 x 16 pixels. Received: {sample.shape[1]} x {sample.shape[0]}. Give a larger sample or a --source-scale above 1.',
+            param="source",
+            value=f"{sample.shape[1]}x{sample.shape[0]}",
+        )
+    model = context.load_model(params["model"])
+    layers = resolve_layers(model, params.get("layers", "auto"), DEFAULT_TEXTURE_LAYERS, "layers")
+    context.progress(0.0, "preparing the network")
+    engine = build_engine(context, params, [name for name, _ in layers], None)
+    result, _ = synthesise(
+        engine,
+        sample,
+        image.shape[:2],
+        steps=int(params["steps"]),
+        octaves=int(params["octaves"]),
+        wrap=bool(params["tileable"]),
+        rng=context.rng(1),
+        optimizer=params.get("optimizer", "auto"),
+        weights=[weight for _, weight in layers],
+        progress=context.progress,
+    )
+    if params.get("match_colours", True):
+        result = match_colours(result, sample)
+    context.progress(1.0, "done")
+    return np.clip(result, 0.0, 1.0).astype(np.float32)
+
+
