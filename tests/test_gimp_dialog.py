@@ -71,7 +71,7 @@ def test_given_is_what_differs_from_the_default_or_was_touched(deepdream):
     values = {p["name"]: p["default_text"] if p["kind"] in ("layers", "layer") else p["default"] for p in deepdream["params"]}
     values = {**values, "guide": "", "mask": ""}
     assert PLUGIN.given_names(deepdream, values) == []
-    changed = {**values, "chroma": 0.3, "model": "vgg16-hed", "guide": "", "layers": "block5_expand_act:1"}
+    changed = {**values, "chroma": 0.5, "model": "vgg16-hed", "guide": "", "layers": "block5_expand_act:1"}
     assert PLUGIN.given_names(deepdream, changed) == ["model", "layers", "chroma"]
     # Touched in the dialog and set back to the default: still the user's explicit choice.
     assert PLUGIN.given_names(deepdream, values, touched={"chroma"}) == ["chroma"]

@@ -113,7 +113,7 @@ def test_unknown_names_suggest_close_matches() -> None:
     with pytest.raises(RegistryError, match=r"Received: 'deepdraem'\. Did you mean: deepdream\?"):
         registry.get_filter("deepdraem")
     with pytest.raises(RegistryError, match="Did you mean: lite0"):
-        registry.get_model("lite1")
+        registry.get_model("lite9")
 
 
 def test_model_aliases_resolve() -> None:

@@ -123,6 +123,8 @@ def load_user_model(path: str | os.PathLike[str], *, preprocessing: str | None =
 
 def _embedded_settings(file: Path) -> dict:
     """The settings inside the archive, without the informational keys (``{}`` when there are none)."""
+    if not zipfile.is_zipfile(file):
+        return {}  # not a .keras archive at all: Keras' own loader says so
     try:
         with zipfile.ZipFile(file) as archive:
             if EMBEDDED_SETTINGS not in archive.namelist():
