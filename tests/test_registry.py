@@ -112,7 +112,7 @@ def test_unknown_names_suggest_close_matches() -> None:
     registry = build_registry()
     with pytest.raises(RegistryError, match=r"Received: 'deepdraem'\. Did you mean: deepdream\?"):
         registry.get_filter("deepdraem")
-    with pytest.raises(RegistryError, match="Did you mean: lite0"):
+    with pytest.raises(RegistryError, match="Did you mean: lite1, lite0"):
         registry.get_model("lite9")
 
 
