@@ -43,9 +43,21 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass")
 #: name one of PHOTOS (``"brick"``): the script passes that photo's pixels.
 OVERRIDES: dict[str, dict[str, Any]] = {
     "deepdream": {"steps": 8, "octaves": 3},
+    "activation-maps": {"display": "overlay", "work_size": 224},
+    "hallucinate": {"start": "image", "class_": "flamingo", "dream_steps": 10, "octaves": 3},
+    "adversarial": {"target": "flamingo", "epsilon": 4, "steps": 10},
+    "feature-inversion": {"steps": 60},
+    "texture": {"steps": 30, "octaves": 2},
+    "style-transfer": {"style": "rocket", "steps": 30, "octaves": 2},
 }
 #: Per filter: the photos it runs on (default: all of PHOTOS), for slow filters.
-PHOTOS_FOR: dict[str, tuple[str, ...]] = {}
+PHOTOS_FOR: dict[str, tuple[str, ...]] = {
+    "hallucinate": ("astronaut", "chelsea", "coffee"),
+    "adversarial": ("chelsea", "coffee"),
+    "feature-inversion": ("chelsea", "coffee"),
+    "texture": ("brick", "grass"),
+    "style-transfer": ("astronaut", "chelsea"),
+}
 #: Per filter: more rows, each (label, values over the filter's declared
 #: defaults -- not its preview_params --, photos); their pictures are
 #: ``gallery-<filter>-<label>-<photo>.jpg``.
@@ -94,12 +106,16 @@ def settings(spec: Any, size: int, extra: dict[str, Any] | None = None) -> tuple
     for param in spec.params:
         if param.name in images:
             if values.get(param.name) is not None:
-                flags.append(f"{param.flag} {values[param.name]}.png")
+                shown = f"{values[param.name]}.png" if values[param.name] in PHOTOS else Path(str(values[param.name])).name
+                flags.append(f"{param.flag} {shown}")
             continue
         text, default = format_value(param, validated[param.name]), format_value(param, param.default)
         if text != default:
             flags.append(f"{param.flag} {text}")
-    loaded = {key: (load_photo(value, size) if key in images and isinstance(value, str) else value) for key, value in values.items()}
+    loaded = {
+        key: (load_photo(value, size) if key in images and value in PHOTOS else value)  # a file path is loaded by the host
+        for key, value in values.items()
+    }
     return loaded, " ".join(flags)
 
 
