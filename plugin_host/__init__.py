@@ -35,7 +35,7 @@ from .core.registry import (
     reset_registry,
 )
 from .core.specs import MODEL_KINDS, CommandSpec, FilterSpec, ModelSpec
-from .imageio.files import SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
+from .imageio.files import IMAGE_SUFFIXES, SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -45,6 +45,7 @@ __all__ = [
     "FilterCancelled",
     "FilterContext",
     "FilterSpec",
+    "IMAGE_SUFFIXES",
     "ImageIOError",
     "LoadedImage",
     "MODEL_KINDS",

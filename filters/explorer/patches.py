@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from neurofilters.plugin_host import (
+    IMAGE_SUFFIXES,
     ModelCache,
     NeurofiltersError,
     ParameterError,
@@ -40,7 +41,6 @@ from .render import grid, label_tile, resize
 __all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_sheet", "prefetched", "run_patches_command", "top_patches"]
 
 #: File suffixes taken from a folder.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 
 
 @dataclass(frozen=True, order=True)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from neurofilters.plugin_host import (
+    IMAGE_SUFFIXES,
     ImageIOError,
     ModelCache,
     NeurofiltersError,
@@ -45,7 +46,6 @@ from ..zoo.user_model import EMBEDDED_SETTINGS
 __all__ = ["AUGMENTATIONS", "Dataset", "Report", "Settings", "finetune", "load_dataset", "parse_settings", "run_command"]
 
 AUGMENTATIONS = ("flip", "shift", "zoom", "contrast")
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".xcf"}
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def load_dataset(data_dir: str | os.PathLike[str], size: int, progress: Callable
         (index, path)
         for index, name in enumerate(classes)
         for path in sorted((root / name).iterdir())
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in _IMAGE_SUFFIXES
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
     ]
     images, labels, skipped = [], [], []
     for number, (label, path) in enumerate(files):

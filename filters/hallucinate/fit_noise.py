@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from neurofilters.plugin_host import (
+    IMAGE_SUFFIXES,
     ModelCache,
     ParameterError,
     UsageError,
@@ -32,7 +33,6 @@ from neurofilters.plugin_host import (
 
 __all__ = ["configure", "evaluate", "run"]
 
-_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _photos(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise UsageError(f"FOLDER must be a folder of photos. Received: {folder}")
-    files = sorted(path for path in folder.rglob("*") if path.suffix.lower() in _SUFFIXES and path.is_file())
+    files = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
     if len(files) < 2:
         raise UsageError(f"fit-noise needs at least 2 photos in the folder. Received: {len(files)} in {folder}")
     return files

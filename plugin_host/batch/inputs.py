@@ -18,14 +18,13 @@ from pathlib import Path, PurePosixPath
 
 from ..core.errors import ParameterError
 from ..core.params import shorten
+from ..imageio.files import IMAGE_SUFFIXES as FLAT_SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "InputFile", "Discovery", "discover_inputs", "is_inside"]
 
 #: Suffixes picked up when scanning folders and globs (explicitly named files
 #: are always taken, so a misnamed file is reported rather than silently skipped).
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".xcf"}
-)
+IMAGE_SUFFIXES: frozenset[str] = FLAT_SUFFIXES | {".xcf"}
 _GLOB_MAGIC = set("*?[")
 
 

@@ -71,6 +71,10 @@ _MODES_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _SUPPORTED_MODES = "1, L, P, LA, PA, RGB, RGBA, RGBa, RGBX, CMYK, YCbCr, LAB, HSV, I;16, I;16L, I;16B, I, F"
 _REEXPORT = "Re-export or re-download the image."
 
+#: Suffixes of the flat image files :func:`load_image` reads, for commands that
+#: scan folders (the batch runner adds ``.xcf``, which it reads layer by layer).
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+
 # Pillow's decompression-bomb limit and truncated-file switch are module globals;
 # load_image sets them for the duration of a load, under this lock.
 _PILLOW_GLOBALS_LOCK = threading.RLock()
