@@ -130,10 +130,10 @@ def test_killed_training_resumes_from_its_checkpoint(dataset: Path, tmp_path: Pa
     output = tmp_path / "resumed.keras"
     args = ["finetune", str(dataset), "-o", str(output), "--image-size", "64", "--epochs", "6", "--patience", "10"]
     process = subprocess.Popen([sys.executable, "-m", "neurofilters", *args, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    backup = Path(str(output) + ".training") / "backup"
+    backup = Path(str(output) + ".training")
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and process.poll() is None and not any(backup.rglob("*.json")):
-        time.sleep(0.2)  # wait for the first epoch's backup
+    while time.monotonic() < deadline and process.poll() is None and not (backup / "state.npz").is_file():
+        time.sleep(0.2)  # wait for the first epoch's checkpoint
     assert process.poll() is None, "training ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

@@ -1,12 +1,16 @@
 """The ``finetune`` command: folders of images -> a frozen base with a new head -> a ``.keras`` model.
 
-Training is Keras' own ``fit`` (``BackupAndRestore`` makes it resumable after
-Ctrl-C or a crash, ``EarlyStopping`` stops on the validation accuracy); this
-module adds what the command needs around it: loading the folders through the
-host's safe loader, a stratified split, freezing, the report and an atomic
-model file that carries its class names and preprocessing
+Training is Keras' own ``fit`` (``EarlyStopping`` stops on the validation
+accuracy); this module adds what the command needs around it: loading the
+folders through the host's safe loader, a stratified split, freezing, the
+report, an atomic model file that carries its class names and preprocessing
 (``neurofilters.json`` inside the ``.keras`` archive, read back by
-:mod:`neurofilters.filters.zoo.user_model`).
+:mod:`neurofilters.filters.zoo.user_model`), and a checkpoint after every epoch
+so that Ctrl-C or a crash loses at most one epoch. The checkpoint is written
+here rather than by Keras' ``BackupAndRestore``, which saves the whole model
+every epoch: frozen layers never change, so only the trainable weights, the
+optimizer's state and the epoch are saved (measured: ``BackupAndRestore`` made
+an epoch of Lite0 at 224 px 1.4x slower than a bare ``fit``).
 """
 
 from __future__ import annotations
@@ -255,7 +259,7 @@ class Report:
 
 
 class _Checkpoint:
-    """The resumable state of one run, beside the output: ``OUTPUT.training/`` (Keras' backup + our fingerprint)."""
+    """The resumable state of one run, beside the output: ``OUTPUT.training/`` (run fingerprint + ``state.npz``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.folder = Path(settings.output + ".training")
@@ -276,6 +280,43 @@ class _Checkpoint:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"fingerprint": self.fingerprint}))
         return False
+
+    @property
+    def state(self) -> Path:
+        """The trainable weights, the optimizer's variables and the next epoch."""
+        return self.folder / "state.npz"
+
+    def save(self, trainer: Any, next_epoch: int) -> None:
+        """Write the state atomically (temporary file, then rename)."""
+        from keras import ops
+
+        arrays = {f"w{i}": ops.convert_to_numpy(v) for i, v in enumerate(trainer.trainable_variables)}
+        arrays.update({f"o{i}": ops.convert_to_numpy(v) for i, v in enumerate(trainer.optimizer.variables)})
+        temporary = self.folder / "state.tmp.npz"
+        np.savez(temporary, next_epoch=np.int64(next_epoch), **arrays)
+        os.replace(temporary, self.state)
+
+    def restore(self, trainer: Any) -> int:
+        """Load a saved state into ``trainer`` (compiled); return the epoch to start from (0: nothing saved)."""
+        if not self.state.is_file():
+            return 0
+        with np.load(self.state) as saved:
+            for i, variable in enumerate(trainer.trainable_variables):
+                variable.assign(saved[f"w{i}"])
+            trainer.optimizer.build(trainer.trainable_variables)
+            for i, variable in enumerate(trainer.optimizer.variables):
+                variable.assign(saved[f"o{i}"])
+            return int(saved["next_epoch"])
+
+    def callback(self, keras: Any) -> Any:
+        """A Keras callback that saves the state at the end of every epoch."""
+        checkpoint = self
+
+        class SaveState(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                checkpoint.save(self.model, epoch + 1)
+
+        return SaveState()
 
     def remove(self) -> None:
         """Forget the checkpoint (the model is written)."""
@@ -331,12 +372,14 @@ def finetune(
     )
     x = np.asarray(base.preprocess(data.images), dtype=np.float32)
     epochs: dict[str, int] = {"first": -1, "last": 0}
+    start = checkpoint.restore(trainer) if resuming else 0
     trainer.fit(
         x[train_index], data.labels[train_index],
         validation_data=(x[val_index], data.labels[val_index]),
-        batch_size=settings.batch_size, epochs=settings.epochs, shuffle=True, verbose=0,
+        batch_size=settings.batch_size, epochs=settings.epochs, initial_epoch=min(start, settings.epochs), shuffle=True,
+        verbose=0,
         callbacks=[
-            keras.callbacks.BackupAndRestore(os.fspath(checkpoint.folder / "backup"), delete_checkpoint=False),
+            checkpoint.callback(keras),
             keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=settings.patience, restore_best_weights=True),
             _progress_callback(keras, settings, report_progress, epochs, resuming),
             *callbacks,
