@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from neurofilters.plugin_host.batch.journal import JOURNAL_NAME
+from processes import alive
 from test_batch_support import batch_command, install_test_plugin, plugin_env, run_batch, tree_bytes, write_photo
 
 pytest.importorskip("ray")
@@ -34,14 +35,6 @@ def _actor_processes(marker: str) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_ray_batch_survives_a_killed_actor(tmp_path: Path) -> None:
@@ -74,7 +67,7 @@ def test_ray_batch_survives_a_killed_actor(tmp_path: Path) -> None:
     rows = json.loads(report.read_text())["files"]
     assert [r["status"] for r in rows] == ["ok"] * N_FILES
     assert tree_bytes(tmp_path / "ray") == reference  # same files, same bytes as the local engine
-    assert not _alive(killed)
+    assert not alive(killed)
     until = time.monotonic() + 30
     while _actor_processes(marker) and time.monotonic() < until:
         time.sleep(0.5)

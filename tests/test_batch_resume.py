@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from neurofilters.plugin_host.batch.journal import JOURNAL_NAME, LOCK_NAME, Journal
+from processes import alive
 from test_batch_support import batch_command, install_test_plugin, plugin_env, run_batch, tree_bytes, write_photo
 
 N_FILES = 12
@@ -148,14 +149,6 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process parents from /proc (Linux)")
 def test_jobs_workers_die_with_a_killed_batch_and_the_rerun_is_byte_identical(site: Path, corpus: Path, tmp_path: Path) -> None:
@@ -172,9 +165,9 @@ def test_jobs_workers_die_with_a_killed_batch_and_the_rerun_is_byte_identical(si
     process.kill()
     process.wait(timeout=30)
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in workers), "worker processes outlived the killed batch"
+    assert not any(alive(pid) for pid in workers), "worker processes outlived the killed batch"
     written = len(tree_bytes(out))
     time.sleep(0.5)
     assert len(tree_bytes(out)) == written < N_FILES  # nobody writes into OUTDIR any more
