@@ -33,18 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from neurofilters.filters.hallucinate.quality import local_contrast, saturation
+
 CLASSES = (1, 130, 207, 291, 323, 417, 817, 949, 980, 985)
-
-
-def _saturation(image: np.ndarray) -> float:
-    high, low = image.max(axis=2), image.min(axis=2)
-    return float(np.mean((high - low) / np.maximum(high, 1e-6)))
-
-
-def _contrast(image: np.ndarray, size: int = 8) -> float:
-    grey = image @ np.float32([0.299, 0.587, 0.114])
-    h, w = (grey.shape[0] // size) * size, (grey.shape[1] // size) * size
-    return float(grey[:h, :w].reshape(h // size, size, w // size, size).std(axis=(1, 3)).mean())
 
 
 def _rank(model, image: np.ndarray, target: int) -> tuple[int, float]:
@@ -70,7 +61,7 @@ def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int
             _, p0 = _rank(lite0, image, target)
             rank1, p1 = _rank(lite1, image, target)
             row = {"class": target, "label": lite0.labels[target], "p_lite0": p0, "rank_lite1": rank1, "p_lite1": p1,
-                   "saturation": _saturation(image), "contrast": _contrast(image), "seconds": seconds}
+                   "saturation": saturation(image), "contrast": local_contrast(image), "seconds": seconds}
             print(recipe, row, flush=True)
             rows.append(row)
         key = recipe if (recipe, size) in (("robust", 224), ("lucid", 128)) else f"{recipe}-{size}"

@@ -7,22 +7,9 @@ import pytest
 
 import neurofilters
 from neurofilters.filters.hallucinate.noise import PNG_GAIN, add_noise, decode_noise_image, encode_noise_image, quantise, window_matrix
+from neurofilters.filters.hallucinate.quality import local_contrast, saturation
 from neurofilters.filters.parameterization import frequency_scale, image_to_spectrum, random_transforms, ROBUST_TRANSFORMS, spectrum_to_image
 from neurofilters.plugin_host import ParameterError
-
-
-def _saturation(image: np.ndarray) -> float:
-    """Mean HSV saturation."""
-    high, low = image.max(axis=2), image.min(axis=2)
-    return float(np.mean((high - low) / np.maximum(high, 1e-6)))
-
-
-def _local_contrast(image: np.ndarray, size: int = 8) -> float:
-    """Mean standard deviation of the luminance in size x size blocks."""
-    grey = image @ np.float32([0.299, 0.587, 0.114])
-    h, w = (grey.shape[0] // size) * size, (grey.shape[1] // size) * size
-    blocks = grey[:h, :w].reshape(h // size, size, w // size, size)
-    return float(blocks.std(axis=(1, 3)).mean())
 
 
 def test_spectrum_round_trip_reproduces_a_photo(coffee: np.ndarray) -> None:
@@ -104,8 +91,8 @@ def test_noise_start_reaches_the_class_and_is_not_grey_mush() -> None:
         # scikit-image's nine colour photos 0.25-0.76 and 0.01-0.06 (median 0.04); the 10 classes of
         # bench/bench_hallucinate.py 0.15-0.19 and 0.09-0.10. Thresholds: about half the least saturated
         # photo, and the block contrast of a typical photo.
-        assert _saturation(image) > 0.12
-        assert _local_contrast(image) > 0.03
+        assert saturation(image) > 0.12
+        assert local_contrast(image) > 0.03
 
 
 @pytest.mark.slow
