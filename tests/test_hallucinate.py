@@ -131,7 +131,7 @@ def test_image_start_dreams_the_class_into_the_photo(chelsea: np.ndarray) -> Non
 
 
 @pytest.mark.slow
-def test_fit_noise_writes_bounded_noise_and_resumes(tmp_path, chelsea: np.ndarray, coffee: np.ndarray, monkeypatch, capsys) -> None:
+def test_fit_noise_writes_bounded_noise_and_resumes_to_the_same_bytes(tmp_path, chelsea: np.ndarray, coffee: np.ndarray, monkeypatch, capsys) -> None:
     from argparse import Namespace
 
     from PIL import Image
@@ -143,28 +143,45 @@ def test_fit_noise_writes_bounded_noise_and_resumes(tmp_path, chelsea: np.ndarra
     folder.mkdir()
     for index, photo in enumerate((chelsea, coffee, chelsea[::-1], coffee[:, ::-1])):
         Image.fromarray((photo[::3, ::3] * 255).round().astype(np.uint8)).save(folder / f"p{index}.png")
-    output = tmp_path / "noise.npz"
-    args = Namespace(folder=str(folder), target="flamingo", output=str(output), model="lite0", epsilon=10.0,
-                     epochs=2, batch_size=4, held_out=0.25, seed=0)
+
+    def arguments(output: Path) -> Namespace:
+        return Namespace(folder=str(folder), target="flamingo", output=str(output), model="lite0", epsilon=10.0,
+                         epochs=3, batch_size=2, held_out=0.25, seed=0)
+
     real_fit = noise.fit_universal_noise
 
-    def interrupted(*positional, **keywords):
-        keywords["epochs"] = 1
-        real_fit(*positional, **keywords)
-        raise KeyboardInterrupt
+    def interrupted_after_the_first_epoch(*positional, **keywords):
+        save = keywords["on_epoch"]
 
-    monkeypatch.setattr(noise, "fit_universal_noise", interrupted)
+        def on_epoch(epoch, state):
+            save(epoch, state)
+            raise KeyboardInterrupt
+
+        keywords["on_epoch"] = on_epoch
+        return real_fit(*positional, **keywords)
+
+    output = tmp_path / "resumed" / "noise.npz"
+    output.parent.mkdir()
+    monkeypatch.setattr(noise, "fit_universal_noise", interrupted_after_the_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        fit_noise.run(args)
-    checkpoint = tmp_path / "noise.partial.npz"
+        fit_noise.run(arguments(output))
+    checkpoint = output.with_name("noise.partial.npz")
     assert checkpoint.is_file() and not output.exists()
+    with np.load(checkpoint) as saved:
+        assert int(saved["epoch"]) == 1 and int(saved["optimizer_count"]) >= 3  # step count and both Adam moments
     monkeypatch.setattr(noise, "fit_universal_noise", real_fit)
-    assert fit_noise.run(args) == 0
+    assert fit_noise.run(arguments(output)) == 0
     assert "resuming" in capsys.readouterr().err
     assert not checkpoint.exists()
-    with np.load(output) as saved:
+    straight = tmp_path / "straight" / "noise.npz"
+    straight.parent.mkdir()
+    assert fit_noise.run(arguments(straight)) == 0
+    assert "resuming" not in capsys.readouterr().err
+    with np.load(output) as saved, np.load(straight) as reference:
         learned = saved["noise"]
         assert int(saved["target"]) == 130
+        assert learned.tobytes() == reference["noise"].tobytes()  # interrupted + resumed == never interrupted
+    assert output.with_suffix(".png").read_bytes() == straight.with_suffix(".png").read_bytes()
     assert 0 < np.abs(learned).max() <= 10 / 255
     # The PNG the add-noise filter loads holds the same noise.
     decoded = noise.decode_noise_image(load_image(output.with_suffix(".png")).pixels)

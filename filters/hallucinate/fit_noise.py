@@ -66,6 +66,20 @@ def _rgb(path: Path) -> Any:
     return np.asarray(pixels, np.float32)
 
 
+def _shrunk(image: Any, longest: int) -> Any:
+    """``image`` with its longer side at most ``longest`` (Pillow's antialiased bicubic; memory and speed)."""
+    import numpy as np
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    scale = longest / max(height, width)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    channels = [np.asarray(Image.fromarray(image[:, :, c]).resize(size, Image.Resampling.BICUBIC)) for c in range(3)]
+    return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)
+
+
 def evaluate(model: Any, noise: Any, images: list[Any], target: int) -> float:
     """Share of ``images`` whose top-1 is ``target`` after adding ``noise`` (add-noise, then classify)."""
     from .noise import add_noise
@@ -81,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..zoo.labels import resolve_class
-    from ..zoo.model import CENTRE_CROP_FRACTION, centre_crop_resize
-    from .noise import encode_noise_image, fit_universal_noise, quantise, window_matrix
+    from ..zoo.model import CENTRE_CROP_FRACTION
+    from .noise import encode_noise_image, fit_universal_noise, quantise
 
     if not 0.0 < args.epsilon <= 31.0:
         raise ParameterError(f'"epsilon" must be in (0, 31]. Received: epsilon={args.epsilon}', param="epsilon", value=args.epsilon)
@@ -106,41 +120,38 @@ def run(args: argparse.Namespace) -> int:
     test_files = [files[i] for i in sorted(order[:held])]
     side = int(model.input_size or 224)
     noise_side = int(round(side / CENTRE_CROP_FRACTION))
-    photos = []
-    for path in train_files:
-        image = _rgb(path)
-        matrix = window_matrix(image.shape[0], image.shape[1], noise_side, side, CENTRE_CROP_FRACTION)
-        photos.append((centre_crop_resize(image, side), matrix))
+    photos = [_shrunk(_rgb(path), 2 * noise_side) for path in train_files]
     fingerprint = json.dumps(
         {"files": [str(p) for p in train_files], "target": target, "model": args.model, "bound": bound, "seed": args.seed,
-         "batch": args.batch_size}, sort_keys=True
+         "batch": args.batch_size, "epochs": args.epochs}, sort_keys=True
     )
     checkpoint = output.with_name(output.name[: -len(".npz")] + ".partial.npz")
-    start, done = None, 0
+    state = None
     if checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as saved:
             if str(saved["fingerprint"]) == fingerprint:
-                start, done = saved["state"], int(saved["epoch"])
-                print(f"resuming from {checkpoint} (epoch {done}/{args.epochs})", file=sys.stderr)
+                count = int(saved["optimizer_count"])
+                state = {"noise": saved["noise"], "epoch": int(saved["epoch"]),
+                         "optimizer": [saved[f"optimizer_{index}"] for index in range(count)]}
+                print(f"resuming from {checkpoint} (epoch {state['epoch']}/{args.epochs})", file=sys.stderr)
+    done = state["epoch"] if state is not None else 0
     began = time.monotonic()
 
-    def on_epoch(epoch: int, noise: Any) -> None:
-        total = done + epoch
+    def on_epoch(epoch: int, current: dict[str, Any]) -> None:
+        arrays = {f"optimizer_{index}": value for index, value in enumerate(current["optimizer"])}
         with atomic_write(checkpoint) as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, state=noise, epoch=total, fingerprint=fingerprint)
+            np.savez(handle, noise=current["noise"], epoch=epoch, optimizer_count=len(arrays), fingerprint=fingerprint, **arrays)
         elapsed = time.monotonic() - began
-        eta = elapsed / epoch * (args.epochs - total)
-        bar = "#" * int(30 * total / args.epochs)
-        print(f"\r[{bar:<30}] epoch {total}/{args.epochs}  ETA {eta:5.0f} s", end="", file=sys.stderr, flush=True)
+        eta = elapsed / (epoch - done) * (args.epochs - epoch)
+        bar = "#" * int(30 * epoch / args.epochs)
+        print(f"\r[{bar:<30}] epoch {epoch}/{args.epochs}  ETA {eta:5.0f} s", end="", file=sys.stderr, flush=True)
 
-    if done >= args.epochs and start is not None:
-        from ..octaves import resize_image
-
-        noise = np.clip(resize_image(np.asarray(start, np.float32), (noise_side, noise_side), "bilinear"), -bound, bound)
-    if done < args.epochs:
+    if state is not None and done >= args.epochs:
+        noise = np.clip(np.asarray(state["noise"], np.float32), -bound, bound)
+    else:
         noise = fit_universal_noise(
-            photos, model, target, bound=bound, side=noise_side, epochs=args.epochs - done, batch_size=args.batch_size,
-            rng=np.random.default_rng([args.seed, done]), start=start, on_epoch=on_epoch,
+            photos, model, target, bound=bound, side=noise_side, epochs=args.epochs, batch_size=args.batch_size,
+            seed=args.seed, state=state, on_epoch=on_epoch,
         )
         print(file=sys.stderr)
     noise = quantise(noise, bound)

@@ -9,10 +9,12 @@ PNG hold the same values and the bound holds exactly.
 
 Fitting (:func:`fit_universal_noise`): the noise is a trainable weight of a
 small Keras model that adds it to a batch of photos and classifies them, each
-photo in the frame :meth:`ZooModel.classify` uses (central square, resized),
-with the matching window of the noise (stretched over the whole photo, as
-``add-noise`` applies it) cut out by an affine map. Adam raises the target's
-log-probability; a weight constraint clips the noise to the bound after every step.
+photo (a random view of it: crop and mirror) in the frame
+:meth:`ZooModel.classify` uses (central square, resized), with the matching
+window of the noise (stretched over the whole view, as ``add-noise`` applies
+it, then randomly moved and zoomed a little) cut out by an affine map. Adam
+raises the target's log-probability; a weight constraint clips the noise to
+the bound after every step.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from neurofilters.plugin_host import FilterContext
 
 from ..octaves import resize_image
 
-__all__ = ["PNG_GAIN", "add_noise", "decode_noise_image", "encode_noise_image", "quantise", "run_add_noise", "window_matrix"]
+__all__ = ["PNG_GAIN", "add_noise", "decode_noise_image", "encode_noise_image", "fit_universal_noise", "quantise", "random_view", "run_add_noise", "window_matrix"]
 
 #: ``v = 0.5 + PNG_GAIN * r`` in the 16-bit PNG.
 PNG_GAIN = 4.0
@@ -89,24 +91,35 @@ def window_matrix(height: int, width: int, noise_side: int, out_side: int, fract
     return np.asarray([sx, 0.0, start_x + 0.5 * sx - 0.5, 0.0, sy, start_y + 0.5 * sy - 0.5, 0.0, 0.0], np.float32)
 
 
-def _jittered(matrices: np.ndarray, side: int, jitter: float, rng: np.random.Generator) -> np.ndarray:
-    """Window matrices randomly zoomed (about the window's centre) and shifted (noise coordinates)."""
-    result = np.array(matrices, np.float32, copy=True)
+def _jittered(matrix: np.ndarray, side: int, jitter: float, rng: np.random.Generator) -> np.ndarray:
+    """A window matrix randomly zoomed (about the window's centre) and shifted (noise coordinates)."""
+    row = np.array(matrix, np.float32, copy=True)
     if not jitter:
-        return result
-    for row in result:
-        zoom = float(np.exp(rng.uniform(-jitter, jitter)))
-        dy, dx = rng.uniform(-jitter, jitter, 2) * side
-        half = 112.0  # the centre of a 224-px output grid; exact centring does not matter for a random zoom
-        for scale_index, offset_index, shift in ((0, 2, dx), (4, 5, dy)):
-            centre = row[offset_index] + row[scale_index] * half
-            row[scale_index] *= zoom
-            row[offset_index] = centre - row[scale_index] * half + shift
-    return result
+        return row
+    zoom = float(np.exp(rng.uniform(-jitter, jitter)))
+    dy, dx = rng.uniform(-jitter, jitter, 2) * side
+    half = 112.0  # the centre of a 224-px output grid; exact centring does not matter for a random zoom
+    for scale_index, offset_index, shift in ((0, 2, dx), (4, 5, dy)):
+        centre = row[offset_index] + row[scale_index] * half
+        row[scale_index] *= zoom
+        row[offset_index] = centre - row[scale_index] * half + shift
+    return row
+
+
+def random_view(image: np.ndarray, rng: np.random.Generator, min_area: float = 0.3) -> np.ndarray:
+    """A random crop of ``image`` (``min_area``..1 of its area, aspect 3:4..4:3), mirrored half the time."""
+    height, width = image.shape[:2]
+    area = rng.uniform(min_area, 1.0) * height * width
+    aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+    h = int(np.clip(round(np.sqrt(area / aspect)), 1, height))
+    w = int(np.clip(round(np.sqrt(area * aspect)), 1, width))
+    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    view = image[top : top + h, left : left + w]
+    return np.ascontiguousarray(view[:, ::-1] if rng.random() < 0.5 else view)
 
 
 def fit_universal_noise(
-    photos: Sequence[tuple[np.ndarray, np.ndarray]],
+    photos: Sequence[np.ndarray],
     model: Any,
     target: int,
     *,
@@ -114,34 +127,39 @@ def fit_universal_noise(
     side: int,
     epochs: int,
     batch_size: int,
-    rng: np.random.Generator,
-    start: np.ndarray | None = None,
-    learning_rate: float = 0.005,
+    seed: int,
+    state: Mapping[str, Any] | None = None,
+    learning_rate: float = 0.01,
     jitter: float = 0.15,
-    coarseness: int = 1,
-    on_epoch: Callable[[int, np.ndarray], None] | None = None,
+    views: bool = True,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> np.ndarray:
     """Learn one noise that makes the photos read as ``target``.
 
+    Every epoch draws its randomness (photo order, views, window jitter) from
+    ``numpy.random.default_rng([seed, epoch])``, and the state handed to
+    ``on_epoch`` holds the noise, Adam's moments and step count: a fit resumed
+    from a saved state gives the same bytes as one never interrupted.
+
     Args:
-        photos: ``(crop, matrix)`` pairs: the classifier-frame crop of each photo
-            (float32 ``S x S x 3``) and its :func:`window_matrix`.
+        photos: float32 ``H x W x 3`` photos in [0, 1] (any sizes).
         model: A zoo classifier.
         target: Class id.
         bound: L-infinity bound of the noise.
-        side: Side of the noise.
-        epochs: Passes over the photos.
+        side: Side of the (square) noise; ``add-noise`` stretches it over a whole photo.
+        epochs: Passes over the photos, counted from the first (a resumed state's epochs included).
         batch_size: Photos per step.
-        rng: Seeded generator (photo order).
-        start: The coarse state to continue from (what ``on_epoch`` received), else zeros.
-        learning_rate: Adam's step.
+        seed: Seed of every epoch's randomness.
+        state: What ``on_epoch`` received, to continue from; else the noise starts at zero.
+        learning_rate: Adam's first step (cosine decay to a tenth over all the steps).
         jitter: Each step sees the noise's window moved by up to this share of the noise
             side and zoomed by up to ``1 +- jitter``, so the noise works wherever it
             falls on a photo (without it, it overfits the training photos' windows).
-        coarseness: The noise is learned at ``side / coarseness`` and enlarged bilinearly:
-            smoother noise generalises better to photos not seen while fitting.
-        on_epoch: ``on_epoch(epoch, state)`` after every epoch with the coarse state
-            (checkpoints, progress; Adam's moments are not part of it).
+        views: Each step sees a random crop (30-100 % of the area) of each photo,
+            mirrored half the time, instead of the whole photo: a few dozen photos
+            then stand for thousands, and the noise works on photos it never saw.
+        on_epoch: ``on_epoch(epoch, state)`` after every epoch (checkpoints, progress);
+            ``state`` maps ``noise``, ``epoch`` and ``optimizer`` (a list of arrays).
 
     Returns:
         float32 ``side x side x 3`` noise within the bound.
@@ -150,38 +168,31 @@ def fit_universal_noise(
     from keras import ops
 
     from ..gradients import gradient_feature_model
+    from ..zoo.model import CENTRE_CROP_FRACTION, centre_crop_resize
 
-    coarse = max(8, side // max(1, int(coarseness)))
+    out_side = int(model.input_size or 224)
+    steps_per_epoch = -(-len(photos) // batch_size)
+    first_epoch = int(state["epoch"]) if state is not None else 0
 
     class Noise(keras.layers.Layer):
         def __init__(self) -> None:
             super().__init__(name="noise")
-            if start is None:
-                initial = np.zeros((coarse, coarse, 3), np.float32)
-            elif np.shape(start)[:2] == (coarse, coarse):
-                initial = np.asarray(start, np.float32)
-            else:
-                initial = np.asarray(resize_image(np.asarray(start, np.float32), (coarse, coarse), "bilinear"), np.float32)
+            initial = np.zeros((side, side, 3), np.float32) if state is None else np.asarray(state["noise"], np.float32)
             self.noise = self.add_weight(
-                shape=(coarse, coarse, 3),
+                shape=(side, side, 3),
                 initializer=keras.initializers.Constant(initial),
                 constraint=lambda w: ops.clip(w, -bound, bound),
                 name="noise",
             )
 
-        def full(self) -> Any:
-            """The noise at its full side (bilinear: a convex combination, so within the bound)."""
-            return ops.image.resize(self.noise[None], (side, side), interpolation="bilinear")[0]
-
         def call(self, crops: Any, matrices: Any) -> Any:
-            batch = ops.broadcast_to(self.full()[None], (ops.shape(matrices)[0], side, side, 3))
+            batch = ops.broadcast_to(self.noise[None], (ops.shape(matrices)[0], side, side, 3))
             window = ops.image.affine_transform(batch, matrices, interpolation="bilinear", fill_mode="nearest")
             window = window[:, : ops.shape(crops)[1], : ops.shape(crops)[2], :]
             return ops.clip(crops + window, 0.0, 1.0)
 
     features = gradient_feature_model(model, ["logits"], relu6="keep", precision="float32")
     features.trainable = False
-    out_side = photos[0][0].shape[0]
     crops_in = keras.Input(shape=(out_side, out_side, 3))
     matrices_in = keras.Input(shape=(8,))
     layer = Noise()
@@ -189,19 +200,29 @@ def fit_universal_noise(
     if isinstance(logits, (list, tuple)):
         logits = logits[0]
     trainer = keras.Model([crops_in, matrices_in], logits)
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=False,
-    )
-    crops = np.stack([crop for crop, _ in photos]).astype(np.float32)
-    matrices = np.stack([matrix for _, matrix in photos]).astype(np.float32)
-    labels = np.full((len(photos),), target, np.int32)
-    for epoch in range(epochs):
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps_per_epoch), alpha=0.1)
+    optimizer = keras.optimizers.Adam(schedule)
+    trainer.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    optimizer.build(trainer.trainable_variables)
+    if state is not None:
+        for variable, value in zip(optimizer.variables, state["optimizer"], strict=True):
+            variable.assign(np.asarray(value))
+    for epoch in range(first_epoch, epochs):
+        rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(photos))
         for begin in range(0, len(order), batch_size):
-            chosen = order[begin : begin + batch_size]
-            trainer.train_on_batch([crops[chosen], _jittered(matrices[chosen], side, jitter, rng)], labels[chosen])
+            crops, matrices = [], []
+            for index in order[begin : begin + batch_size]:
+                view = random_view(photos[index], rng) if views else photos[index]
+                crops.append(centre_crop_resize(view, out_side))
+                matrix = window_matrix(view.shape[0], view.shape[1], side, out_side, CENTRE_CROP_FRACTION)
+                matrices.append(_jittered(matrix, side, jitter, rng))
+            labels = np.full((len(crops),), target, np.int32)
+            trainer.train_on_batch([np.stack(crops), np.stack(matrices)], labels)
         if on_epoch is not None:
-            on_epoch(epoch + 1, np.asarray(layer.noise.numpy(), np.float32))
-    return np.clip(np.asarray(ops.convert_to_numpy(layer.full()), np.float32), -bound, bound)
+            on_epoch(epoch + 1, {
+                "noise": np.asarray(ops.convert_to_numpy(layer.noise), np.float32),
+                "epoch": epoch + 1,
+                "optimizer": [np.asarray(ops.convert_to_numpy(variable)) for variable in optimizer.variables],
+            })
+    return np.clip(np.asarray(ops.convert_to_numpy(layer.noise), np.float32), -bound, bound)
