@@ -8,6 +8,10 @@ Parts (choose with ``--parts``):
   mean saturation and block contrast, and the target's rank and p on Lite1
   (never used for generating): the transfer test. ``--variants lucid:224`` adds the Lucid
   recipe at the robust recipe's size.
+* ``lucent``: the real lucent (torch port of Lucid) as the transfer peer: its standard
+  recipe (``param.image(128)``, ``standard_transforms``, 128 steps) on a torch Lite0 loading the
+  zoo's checkpoint, scored like ``quality`` (``quality`` -> ``"lucent-real"``); see
+  ``bench/bench_lucent.py`` for its bench-only installs and stand-ins.
 * ``speed``: wall time to reach p >= 0.9 on Lite0 for one class, ours (robust
   recipe, checked every 8 steps) vs tf-keras-vis 0.8.7 ``ActivationMaximization``
   (its defaults: jitter 4, rotate 1, TV 1.0, L1 0.3 regularisers... on Lite0's
@@ -19,7 +23,7 @@ Parts (choose with ``--parts``):
   the largest |r| reported (crops of one photo can fall on both sides of the split).
 
 Results are printed and written to ``bench/results_hallucinate.json``.
-Run: ``PYTHONPATH=... python bench/bench_hallucinate.py --parts quality,speed``.
+Run: ``PYTHONPATH=... python bench/bench_hallucinate.py --parts quality,lucent,speed``.
 """
 
 from __future__ import annotations
@@ -202,6 +206,18 @@ def universal_noise(target: int = 130, epsilon: float = 10.0, epochs: int = 40) 
     return result
 
 
+def store(results: dict) -> None:
+    """Merge ``results`` into ``bench/results_hallucinate.json`` (one level deep: parts keep their other keys)."""
+    path = Path(__file__).with_name("results_hallucinate.json")
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    for name, value in results.items():
+        if isinstance(value, dict) and isinstance(previous.get(name), dict):
+            previous[name].update(value)
+        else:
+            previous[name] = value
+    path.write_text(json.dumps(previous, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="quality,speed,adversarial")
@@ -213,20 +229,17 @@ def main() -> None:
     if "quality" in parts:
         variants = tuple((name, int(size)) for name, size in (item.split(":") for item in args.variants.split(",")))
         results.setdefault("quality", {}).update(quality(args.steps, CLASSES, variants))
+    if "lucent" in parts:
+        import bench_lucent
+
+        results.setdefault("quality", {})["lucent-real"] = bench_lucent.quality(CLASSES, args.steps)
     if "speed" in parts:
         results["speed"] = speed()
     if "adversarial" in parts:
         results["adversarial"] = adversarial()
     if "noise" in parts:
         results["noise"] = universal_noise()
-    path = Path(__file__).with_name("results_hallucinate.json")
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    for name, value in results.items():
-        if isinstance(value, dict) and isinstance(previous.get(name), dict):
-            previous[name].update(value)
-        else:
-            previous[name] = value
-    path.write_text(json.dumps(previous, indent=1))
+    store(results)
 
 
 if __name__ == "__main__":
