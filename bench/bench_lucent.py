@@ -95,19 +95,31 @@ def logit_match(keras_model: Any, torch_model: Any) -> dict:
     return result
 
 
+def resize_aligned(image: np.ndarray, side: int) -> np.ndarray:
+    """Bilinear resize of ``H x W x C`` to ``side x side`` with corners aligned (torch's ``align_corners=True``)."""
+
+    def axis_weights(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        position = np.linspace(0.0, size - 1.0, side)
+        low = np.clip(np.floor(position).astype(int), 0, max(size - 2, 0))
+        return low, np.minimum(low + 1, size - 1), (position - low)[:, None]
+
+    image = np.asarray(image, dtype=np.float64)
+    top, bottom, fy = axis_weights(image.shape[0])
+    rows = image[top] * (1 - fy[:, :, None]) + image[bottom] * fy[:, :, None]
+    left, right, fx = axis_weights(image.shape[1])
+    return (rows[:, left] * (1 - fx[None]) + rows[:, right] * fx[None]).astype(np.float32)
+
+
 def full_view_rank(model: Any, image: np.ndarray, target: int) -> tuple[int, float]:
     """The target's rank and p when ``model`` sees the whole image as lucent shows it (no crop).
 
     lucent upsamples its 128-px image to 224 (bilinear, corners aligned) and never crops; the
     zoo's ``classify`` crops the central 87.5 % and resizes bicubically. This is the former, at
-    the model's own input size, to tell how much of a result is the crop.
+    the model's own input size, to tell how much of a result is the crop (torch-free, so the
+    ``quality`` part of ``bench_hallucinate.py`` scores our recipes the same way).
     """
-    import torch
-
-    side = int(model.input_size)
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    view = torch.nn.functional.interpolate(pixels, size=(side, side), mode="bilinear", align_corners=True)
-    logits = np.asarray(model.logits_model()(view.permute(0, 2, 3, 1).numpy(), training=False), dtype=np.float64)[0]
+    view = resize_aligned(image, int(model.input_size))[None]
+    logits = np.asarray(model.logits_model()(view, training=False), dtype=np.float64)[0]
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     return int((probabilities > probabilities[target]).sum()) + 1, float(probabilities[target])
@@ -151,7 +163,7 @@ def quality(classes: tuple[int, ...], steps: int = 128, size: int = 128, seed: i
     """
     import torch
 
-    from bench_hallucinate import _rank
+    from bench_hallucinate import _rank, summary
     from neurofilters.filters.hallucinate.quality import local_contrast, saturation
     from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
 
@@ -186,23 +198,15 @@ def quality(classes: tuple[int, ...], steps: int = 128, size: int = 128, seed: i
     import kornia
     import lucent
 
-    out = {
-        "rows": rows,
-        "p_lite0_ge_0.9": sum(r["p_lite0"] >= 0.9 for r in rows),
-        "lite1_top5": sum(r["rank_lite1"] <= 5 for r in rows),
-        "median_rank_lite1": statistics.median(r["rank_lite1"] for r in rows),
+    out = summary(rows)
+    out.update({
         "seconds_per_class": statistics.mean(r["seconds"] for r in rows),
-        "full_view": {
-            "p_lite0_ge_0.9": sum(r["p_lite0_full"] >= 0.9 for r in rows),
-            "lite1_top5": sum(r["rank_lite1_full"] <= 5 for r in rows),
-            "median_rank_lite1": statistics.median(r["rank_lite1_full"] for r in rows),
-        },
         "logit_match": match,
         "setup": {"lucent": lucent.__version__, "kornia": kornia.__version__, "torch": torch.__version__,
                   "torch_threads": torch.get_num_threads(), "steps": steps, "size": size, "seed": seed,
                   "objective": "_fc:K (logit)", "transforms": "standard_transforms + Lite input mapping",
                   "upsampled_to": 224 if size < 224 else None},
-    }
+    })
     print("lucent-real", {k: v for k, v in out.items() if k != "rows"}, flush=True)
     return out
 
