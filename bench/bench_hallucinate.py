@@ -6,8 +6,14 @@ Parts (choose with ``--parts``):
   the ``robust`` recipe and with the Lucid-style baseline (``lucid`` recipe:
   Lucid's standard transforms, one view per step, 128 px); for each, p on Lite0,
   mean saturation and block contrast, and the target's rank and p on Lite1
-  (never used for generating): the transfer test. ``--variants lucid:224`` adds the Lucid
+  (never used for generating): the transfer test. Each image is scored twice: by
+  ``classify`` (central 87.5 % crop, bicubic) and whole (``*_full``: bilinear with corners
+  aligned to the input size, as lucent shows it; ``full_view`` in the summary). ``--variants lucid:224`` adds the Lucid
   recipe at the robust recipe's size.
+* ``lucent``: the real lucent (torch port of Lucid) as the transfer peer: its standard
+  recipe (``param.image(128)``, ``standard_transforms``, 128 steps) on a torch Lite0 loading the
+  zoo's checkpoint, scored like ``quality`` (``quality`` -> ``"lucent-real"``); see
+  ``bench/bench_lucent.py`` for its bench-only installs and stand-ins.
 * ``speed``: wall time to reach p >= 0.9 on Lite0 for one class, ours (robust
   recipe, checked every 8 steps) vs tf-keras-vis 0.8.7 ``ActivationMaximization``
   (its defaults: jitter 4, rotate 1, TV 1.0, L1 0.3 regularisers... on Lite0's
@@ -19,7 +25,7 @@ Parts (choose with ``--parts``):
   the largest |r| reported (crops of one photo can fall on both sides of the split).
 
 Results are printed and written to ``bench/results_hallucinate.json``.
-Run: ``PYTHONPATH=... python bench/bench_hallucinate.py --parts quality,speed``.
+Run: ``PYTHONPATH=... python bench/bench_hallucinate.py --parts quality,lucent,speed``.
 """
 
 from __future__ import annotations
@@ -44,7 +50,27 @@ def _rank(model, image: np.ndarray, target: int) -> tuple[int, float]:
     return ids.index(target) + 1, ranking[ids.index(target)][2]
 
 
+def summary(rows: list[dict]) -> dict:
+    """The transfer figures of one recipe's rows: as ``classify`` sees the images, and whole (``full_view``)."""
+    out = {
+        "rows": rows,
+        "p_lite0_ge_0.9": sum(r["p_lite0"] >= 0.9 for r in rows),
+        "lite1_top5": sum(r["rank_lite1"] <= 5 for r in rows),
+        "median_rank_lite1": statistics.median(r["rank_lite1"] for r in rows),
+        "median_p_lite1": statistics.median(r["p_lite1"] for r in rows),
+    }
+    if all("p_lite0_full" in r for r in rows):
+        out["full_view"] = {
+            "p_lite0_ge_0.9": sum(r["p_lite0_full"] >= 0.9 for r in rows),
+            "lite1_top5": sum(r["rank_lite1_full"] <= 5 for r in rows),
+            "median_rank_lite1": statistics.median(r["rank_lite1_full"] for r in rows),
+            "median_p_lite1": statistics.median(r["p_lite1_full"] for r in rows),
+        }
+    return out
+
+
 def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int], ...] = (("robust", 224), ("lucid", 128))) -> dict:
+    from bench_lucent import full_view_rank
     from neurofilters.filters.hallucinate.objectives import class_objective
     from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
     from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
@@ -60,17 +86,15 @@ def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int
             seconds = time.perf_counter() - began
             _, p0 = _rank(lite0, image, target)
             rank1, p1 = _rank(lite1, image, target)
+            _, full0 = full_view_rank(lite0, image, target)
+            full_rank1, full1 = full_view_rank(lite1, image, target)
             row = {"class": target, "label": lite0.labels[target], "p_lite0": p0, "rank_lite1": rank1, "p_lite1": p1,
-                   "saturation": saturation(image), "contrast": local_contrast(image), "seconds": seconds}
+                   "saturation": saturation(image), "contrast": local_contrast(image), "seconds": seconds,
+                   "p_lite0_full": full0, "rank_lite1_full": full_rank1, "p_lite1_full": full1}
             print(recipe, row, flush=True)
             rows.append(row)
         key = recipe if (recipe, size) in (("robust", 224), ("lucid", 128)) else f"{recipe}-{size}"
-        out[key] = {
-            "rows": rows,
-            "p_lite0_ge_0.9": sum(r["p_lite0"] >= 0.9 for r in rows),
-            "lite1_top5": sum(r["rank_lite1"] <= 5 for r in rows),
-            "median_rank_lite1": statistics.median(r["rank_lite1"] for r in rows),
-        }
+        out[key] = summary(rows)
         print(key, {k: v for k, v in out[key].items() if k != "rows"}, flush=True)
     return out
 
@@ -202,6 +226,18 @@ def universal_noise(target: int = 130, epsilon: float = 10.0, epochs: int = 40) 
     return result
 
 
+def store(results: dict) -> None:
+    """Merge ``results`` into ``bench/results_hallucinate.json`` (one level deep: parts keep their other keys)."""
+    path = Path(__file__).with_name("results_hallucinate.json")
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    for name, value in results.items():
+        if isinstance(value, dict) and isinstance(previous.get(name), dict):
+            previous[name].update(value)
+        else:
+            previous[name] = value
+    path.write_text(json.dumps(previous, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="quality,speed,adversarial")
@@ -213,20 +249,17 @@ def main() -> None:
     if "quality" in parts:
         variants = tuple((name, int(size)) for name, size in (item.split(":") for item in args.variants.split(",")))
         results.setdefault("quality", {}).update(quality(args.steps, CLASSES, variants))
+    if "lucent" in parts:
+        import bench_lucent
+
+        results.setdefault("quality", {})["lucent-real"] = bench_lucent.quality(CLASSES, args.steps)
     if "speed" in parts:
         results["speed"] = speed()
     if "adversarial" in parts:
         results["adversarial"] = adversarial()
     if "noise" in parts:
         results["noise"] = universal_noise()
-    path = Path(__file__).with_name("results_hallucinate.json")
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    for name, value in results.items():
-        if isinstance(value, dict) and isinstance(previous.get(name), dict):
-            previous[name].update(value)
-        else:
-            previous[name] = value
-    path.write_text(json.dumps(previous, indent=1))
+    store(results)
 
 
 if __name__ == "__main__":
