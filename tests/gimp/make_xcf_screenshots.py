@@ -28,7 +28,26 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, os.fspath(HERE))
 
 from gimp_chroot import GimpChroot, ensure_chroot  # noqa: E402
-from make_screenshots import DISPLAY, _wait_for_window, _xdotool, read_xwd  # noqa: E402
+from make_screenshots import read_xwd  # noqa: E402
+
+DISPLAY = ":97"  # this script's own Xvfb display
+
+
+def _xdotool(chroot: GimpChroot, *args: str) -> str:
+    """Run ``xdotool`` on :data:`DISPLAY`; its output."""
+    return chroot.run(["xdotool", *args], env={"DISPLAY": DISPLAY}, timeout=30).stdout.strip()
+
+
+def _wait_for_window(chroot: GimpChroot, title_regex: str, timeout: float = 120) -> str:
+    """The id of the visible window whose title matches ``title_regex``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _xdotool(chroot, "search", "--onlyvisible", "--name", title_regex).split()
+        if found:
+            return found[-1]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"No window titled like {title_regex!r} within {timeout:g} s")
+        time.sleep(0.5)
 
 SCREEN = (1400, 900)
 CROP = (440, 300, 1400, 800)  # left, top, right, bottom in the window at SCREEN size
