@@ -4,7 +4,8 @@
   the probability each network gives its own image and the other network's verdict;
 - ``hallucinate-dreams.jpg``: one photo with three classes dreamed into it (``--start image``);
 - ``hallucinate-adversarial.jpg``: a photo before and after ``adversarial`` with both top-5 lists;
-- ``hallucinate-noise.jpg``: a universal noise (``fit-noise``) and three photos with it.
+- ``hallucinate-noise.jpg``: a universal noise (``fit-noise``, its defaults, on bench_hallucinate's 42
+  photos) and three photos it never saw while fitting, without and with it.
 
 Run: ``PYTHONPATH=... python docs/make_hallucinate_gallery.py`` (several minutes on a CPU).
 """
@@ -92,33 +93,43 @@ def adversarial() -> None:
 
 
 def noise() -> None:
+    import argparse
+
     import neurofilters
     from neurofilters.filters.hallucinate import fit_noise
     from neurofilters.filters.hallucinate.noise import decode_noise_image
     from neurofilters.plugin_host import load_image
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from bench_hallucinate import _photos, photo_folder
+    from bench_hallucinate import photo_folder
 
     lite0 = neurofilters.load_model("lite0")
     with tempfile.TemporaryDirectory() as temporary:
         folder = photo_folder(Path(temporary) / "photos")
         output = Path(temporary) / "noise.npz"
-        fit_noise.run(Namespace(folder=str(folder), target="flamingo", output=str(output), model="lite0", epsilon=10.0,
-                                epochs=40, batch_size=8, held_out=0.3, seed=0))
+        parser = argparse.ArgumentParser()
+        fit_noise.configure(parser)
+        args = parser.parse_args([str(folder), "--class", "flamingo", "-o", str(output)])  # the command's defaults
+        fit_noise.run(args)
         png = output.with_suffix(".png")
         loaded = load_image(png).pixels
         visible = np.clip(0.5 + decode_noise_image(loaded) * (0.5 / (10 / 255)), 0, 1)
+        # Three of the photos the command held out (its own split: the seed's permutation of the sorted files).
+        files = sorted(folder.glob("*.png"))
+        order = np.random.default_rng(args.seed).permutation(len(files))
+        held_out = [files[i] for i in sorted(order[: max(1, round(len(files) * args.held_out))])]
+        chosen = [path for path in held_out if "skimage" not in path.name][:2] + [path for path in held_out if "skimage" in path.name][:1]
         side = 220
-        photos = _photos()[:3]
-        canvas = Image.new("RGB", (4 * side, side + 30), "white")
-        canvas.paste(_tile(visible, side), (0, 0))
-        _caption(canvas, (4, side + 2), ["noise (x12.75), |r| <= 10/255"])
-        for index, photo in enumerate(photos, start=1):
+        canvas = Image.new("RGB", (4 * side, 2 * side + 34), "white")
+        canvas.paste(_tile(visible, side), (0, side // 2))
+        _caption(canvas, (4, side // 2 + side + 2), ["noise (x12.75), |r| <= 10/255"])
+        for index, path in enumerate(chosen, start=1):
+            photo = load_image(path).pixels[:, :, :3]
             result = neurofilters.apply("add-noise", photo, noise=str(png)).pixels
-            top = lite0.classify(result, top=1)[0]
-            canvas.paste(_tile(result, side), (index * side, 0))
-            _caption(canvas, (index * side + 4, side + 2), [f"{top[1]} {top[2]:.2f}"])
+            before, after = lite0.classify(photo, top=1)[0], lite0.classify(result, top=1)[0]
+            canvas.paste(_tile(photo, side), (index * side, 0))
+            canvas.paste(_tile(result, side), (index * side, side))
+            _caption(canvas, (index * side + 4, 2 * side + 2), [f"{before[1]} {before[2]:.2f}", f"-> {after[1]} {after[2]:.2f}"])
     canvas.save(ASSETS / "hallucinate-noise.jpg", quality=90)
 
 
