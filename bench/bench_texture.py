@@ -11,7 +11,8 @@ absolute seconds depend on the neighbours, ratios much less.
 ``style``: both sides use the embedded VGG16 backbone, style layers block1..4_conv1, content
 block4_conv2 (block 5 of the HED weights is edge-specialised), scikit-image's chelsea (content) and
 brick (style, resized to the content's size, as keras-io does), keras-io's weights (content 2.5e-8,
-style 1e-6, TV 0 on both sides: keras-io's TV term has exponent 1.25, ours is squared) and float32.
+style 1e-6, TV 0 on both sides: keras-io's TV term has exponent 1.25, ours is squared), keras-io's
+style normalisation (the image's pixels², not the layer's positions², at every layer) and float32.
 The reference runs keras-io's SGD schedule for ``--steps`` steps; ours minimises the same loss (its
 Objective's coefficients set to keras-io's) with the filter's optimiser; the figure is the time ours
 needs to reach the reference's final loss, over the reference's time. Prints one JSON line.
@@ -82,7 +83,10 @@ def bench_style(size: int, steps: int) -> dict[str, object]:
     _, ref_losses, ref_times = run_reference(engine.network, content, style, len(STYLE_LAYERS), steps=steps, content_weight=cw, style_weight=sw)
     target = ref_losses[-1]
     objective = Objective(engine.gram_targets(style), [1.0] * len(STYLE_LAYERS), content_target=engine.content_features(content))
-    objective.coefficients = [sw / len(STYLE_LAYERS) / 36.0] * len(STYLE_LAYERS)
+    # ours sums (S/M - C/M)² with M = the layer's positions; keras-io divides (S - C)² by the image's pixels².
+    positions = [feature.shape[0] * feature.shape[1] for feature in engine.network.forward(content)[: len(STYLE_LAYERS)]]
+    pixels = content.shape[0] * content.shape[1]
+    objective.coefficients = [sw / len(STYLE_LAYERS) / 36.0 * (m / pixels) ** 2 for m in positions]
     objective.content_weight = cw * objective._content_norm
     start_loss = engine.loss_and_gradient(content, objective)[0]
     reached: dict[str, float] = {}
