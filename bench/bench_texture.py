@@ -164,7 +164,7 @@ def bench_synth(size: int, target: float, steps: int, tile_size: int = 512, max_
         "bench": "synth", "size": size, "target_loss": target, "steps_per_octave": steps, "tile_size": tile_size,
         "tiles_final_octave": len(engine._tiles(size, size, False)[0]), "octave_sides": [shape[0] for shape in sizes],
         "optimizer_final_octave": "lbfgs" if size * size <= LBFGS_MAX_PIXELS else "adam",
-        "seconds_to_target": reached, "seconds_total": round(total, 1), "stopped_by": "target" if reached is not None else "max_seconds",
+        "seconds_to_target": reached, "seconds_total": round(total, 1), "stopped_by": "target" if reached is not None else ("max_seconds" if total >= max_seconds else "steps"),
         "best_loss_final_octave": min((point[3] for point in final), default=None),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "octaves": octaves,
         "final_octave_curve": [[point[0], point[2], point[3]] for point in final], "cpu": _cpu(),
