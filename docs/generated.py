@@ -158,7 +158,7 @@ def _texture_markdown(texture: dict) -> list[str]:
             rows.append([
                 " x ".join(map(str, entry["size"])), str(entry["reference_steps"]), f"{entry['reference_seconds']:.1f} s",
                 f"{entry['reference_final_loss']:.4g}", f"{ours:.1f} s ({entry['ours_evaluations']} evaluations)" if ours else "not reached",
-                f"**{entry['ratio']:.3f}**" if entry.get("ratio") is not None else "–", _load(entry),
+                f"**{entry['ratio']:#.2g}**" if entry.get("ratio") is not None else "–", _load(entry),
             ])
         parts.append("**Style transfer against keras-io's algorithm** (`bench/bench_texture.py style`; same network, "
                      "layers, images and loss; ratio = ours to keras-io's final loss / keras-io's time, lower is faster; "
@@ -179,10 +179,10 @@ def _texture_markdown(texture: dict) -> list[str]:
             ])
         target = synths[0]["target_loss"]
         parts.append(f"**Texture synthesis to a fixed Gram loss** (`bench/bench_texture.py synth`; scikit-image's brick, "
-                     f"relative Gram loss {target} in the final octave; steps per octave; final octave entered at, "
-                     "and its iterations; peak resident set of the process):")
+                     f"relative Gram loss {target} in the final octave; steps per octave; when the final octave's first "
+                     "iteration ended, and how many it ran; peak resident set of the process):")
         parts.append(_table(["size", "steps", "octaves", "final octave tiles, optimiser", "time to target",
-                             "final octave from", "its iterations", "peak RSS", "load"], rows))
+                             "final octave's 1st iteration", "its iterations", "peak RSS", "load"], rows))
     return parts
 
 
