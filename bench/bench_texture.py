@@ -1,6 +1,6 @@
 """Benchmarks of the texture filters: style transfer against keras-io's algorithm, synthesis time, peak memory.
 
-    python bench/bench_texture.py style --size 192 --steps 1000    # ours vs keras_io_style_reference.py
+    python bench/bench_texture.py style --size 256 --steps 1000    # ours vs keras_io_style_reference.py (~7-15 min)
     python bench/bench_texture.py synth --size 512 --target 0.05 --steps 100   # seconds to a fixed Gram loss
     python bench/bench_texture.py rss --size 4096 --steps 2        # peak RSS of a large synthesis (own process)
 
