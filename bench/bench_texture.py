@@ -1,16 +1,30 @@
 """Benchmarks of the texture filters: style transfer against keras-io's algorithm, synthesis time, peak memory.
 
-    python bench/bench_texture.py style --size 96 --steps 1000     # ours vs keras_io_style_reference.py
-    python bench/bench_texture.py synth --size 512 --target 0.05   # seconds to a fixed Gram loss
+    python bench/bench_texture.py style --size 256 --steps 1000    # ours vs keras_io_style_reference.py (~7-15 min)
+    python bench/bench_texture.py synth --size 512 --target 0.05 --steps 100   # seconds to a fixed Gram loss
     python bench/bench_texture.py rss --size 4096 --steps 2        # peak RSS of a large synthesis (own process)
+
+Add ``--save`` to store the JSON under the "texture" key of bench/results.json (one entry per
+benchmark and size), with the CPU and the load averages at start and end: 2 shared cores make
+absolute seconds depend on the neighbours, ratios much less.
 
 ``style``: both sides use the embedded VGG16 backbone, style layers block1..4_conv1, content
 block4_conv2 (block 5 of the HED weights is edge-specialised), scikit-image's chelsea (content) and
 brick (style, resized to the content's size, as keras-io does), keras-io's weights (content 2.5e-8,
-style 1e-6, TV 0 on both sides: keras-io's TV term has exponent 1.25, ours is squared) and float32.
+style 1e-6, TV 0 on both sides: keras-io's TV term has exponent 1.25, ours is squared), keras-io's
+style normalisation (the image's pixels², not the layer's positions², at every layer) and float32.
 The reference runs keras-io's SGD schedule for ``--steps`` steps; ours minimises the same loss (its
 Objective's coefficients set to keras-io's) with the filter's optimiser; the figure is the time ours
 needs to reach the reference's final loss, over the reference's time. Prints one JSON line.
+
+``synth``: the filter's own synthesis (``synthesis.synthesise``: automatic octaves, ``--steps``
+iterations per octave, bfloat16 where fast, tiles of ``--tile-size``) of scikit-image's brick at
+``--size``², from the filter's noise. The loss is the filter's relative Gram error summed over its 5
+layers (0 = the sample's statistics, 1 per layer = as far as an empty image), so a target means the
+same at every size. Every iteration's ``(seconds, octave, loss)`` is printed to stderr; the run stops
+as soon as the final octave reaches ``--target`` (coarse octaves run their ``--steps``: their loss is
+measured at their own scale and jumps up when the image is enlarged) or after ``--max-seconds``.
+The JSON has each octave's first and last point, the final octave's whole curve and the peak RSS.
 """
 
 from __future__ import annotations
@@ -42,6 +56,10 @@ def _cpu() -> str:
     return platform.processor()
 
 
+def _load() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def _images(size: int) -> tuple[np.ndarray, np.ndarray]:
     import skimage.data
 
@@ -65,7 +83,10 @@ def bench_style(size: int, steps: int) -> dict[str, object]:
     _, ref_losses, ref_times = run_reference(engine.network, content, style, len(STYLE_LAYERS), steps=steps, content_weight=cw, style_weight=sw)
     target = ref_losses[-1]
     objective = Objective(engine.gram_targets(style), [1.0] * len(STYLE_LAYERS), content_target=engine.content_features(content))
-    objective.coefficients = [sw / len(STYLE_LAYERS) / 36.0] * len(STYLE_LAYERS)
+    # ours sums (S/M - C/M)² with M = the layer's positions; keras-io divides (S - C)² by the image's pixels².
+    positions = [feature.shape[0] * feature.shape[1] for feature in engine.network.forward(content)[: len(STYLE_LAYERS)]]
+    pixels = content.shape[0] * content.shape[1]
+    objective.coefficients = [sw / len(STYLE_LAYERS) / 36.0 * (m / pixels) ** 2 for m in positions]
     objective.content_weight = cw * objective._content_norm
     start_loss = engine.loss_and_gradient(content, objective)[0]
     reached: dict[str, float] = {}
@@ -97,26 +118,57 @@ def bench_style(size: int, steps: int) -> dict[str, object]:
     }
 
 
-def bench_synth(size: int, target: float, steps: int) -> dict[str, object]:
+def bench_synth(size: int, target: float, steps: int, tile_size: int = 512, max_seconds: float = 1500.0) -> dict[str, object]:
     import skimage.data
 
     from neurofilters.filters.texture import synthesis
+    from neurofilters.filters.texture.engine import LBFGS_MAX_PIXELS
     from neurofilters.plugin_host import FilterContext
 
     brick = np.repeat(np.asarray(skimage.data.brick(), np.float32)[:, :, None] / 255.0, 3, axis=2)
-    engine = synthesis.build_engine(FilterContext(seed=0), {"model": "vgg16-hed", "precision": "auto", "tile_size": 512}, TEXTURE_LAYERS, None)
+    engine = synthesis.build_engine(FilterContext(seed=0), {"model": "vgg16-hed", "precision": "auto", "tile_size": tile_size}, TEXTURE_LAYERS, None)
+    sizes = synthesis.octave_sizes(size, size, 0)
+    curve: list[tuple[float, int, int, float]] = []
+
+    class Stop(Exception):
+        pass
+
     t0 = time.perf_counter()
-    reached: dict[str, float] = {}
 
     def progress(fraction: float, message: str) -> None:
-        loss = float(message.rsplit(" ", 1)[-1])
-        if message.startswith(f"octave {_n}/{_n}") and loss <= target and "time" not in reached:
-            reached["time"] = time.perf_counter() - t0
+        # "octave i/n, step s/steps, loss x" (see synthesis.synthesise)
+        octave_part, step_part, loss_part = message.split(", ")
+        octave = int(octave_part.split()[1].split("/")[0])
+        step = int(step_part.split()[1].split("/")[0])
+        seconds = time.perf_counter() - t0
+        curve.append((round(seconds, 2), octave, step, float(loss_part.split()[1])))
+        print(f"{seconds:8.1f} s  octave {octave}/{len(sizes)} {sizes[octave - 1][0]}²  step {step:4d}  loss {curve[-1][3]:.4g}", file=sys.stderr, flush=True)
+        if octave == len(sizes) and (curve[-1][3] <= target or seconds >= max_seconds):
+            raise Stop
+        if seconds >= max_seconds:
+            raise Stop
 
-    _n = len(synthesis.octave_sizes(size, size, 0))
-    _, history = synthesis.synthesise(engine, brick, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), progress=progress)
-    return {"bench": "synth", "size": size, "target_loss": target, "seconds_to_target": reached.get("time"),
-            "total_seconds": time.perf_counter() - t0, "final_loss": history[-1], "octaves": _n, "cpu": _cpu()}
+    try:
+        synthesis.synthesise(engine, brick, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), progress=progress)
+    except Stop:
+        pass
+    total = time.perf_counter() - t0
+    final = [point for point in curve if point[1] == len(sizes)]
+    reached = next((point[0] for point in final if point[3] <= target), None)
+    octaves = []
+    for index, shape in enumerate(sizes, start=1):
+        points = [point for point in curve if point[1] == index]
+        if points:
+            octaves.append({"octave": index, "side": shape[0], "first": list(points[0]), "last": list(points[-1]), "iterations": len(points)})
+    return {
+        "bench": "synth", "size": size, "target_loss": target, "steps_per_octave": steps, "tile_size": tile_size,
+        "tiles_final_octave": len(engine._tiles(size, size, False)[0]), "octave_sides": [shape[0] for shape in sizes],
+        "optimizer_final_octave": "lbfgs" if size * size <= LBFGS_MAX_PIXELS else "adam",
+        "seconds_to_target": reached, "seconds_total": round(total, 1), "stopped_by": "target" if reached is not None else ("max_seconds" if total >= max_seconds else "steps"),
+        "best_loss_final_octave": min((point[3] for point in final), default=None),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "octaves": octaves,
+        "final_octave_curve": [[point[0], point[2], point[3]] for point in final], "cpu": _cpu(),
+    }
 
 
 def bench_rss(size: int, steps: int) -> dict[str, object]:
@@ -134,21 +186,39 @@ def bench_rss(size: int, steps: int) -> dict[str, object]:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "one_float32_image_mb": image_mb, "cpu": _cpu()}
 
 
+def save(result: dict[str, object], path: Path) -> None:
+    """Store ``result`` under ``results["texture"]["<bench>_<size>[_steps<n>]"]`` in ``path``."""
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    size = result["size"]
+    key = f"{result['bench']}_{size if isinstance(size, int) else 'x'.join(map(str, size))}"
+    if result["bench"] == "synth":
+        key += f"_steps{result['steps_per_octave']}"
+    results.setdefault("texture", {})[key] = result
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     """Run one benchmark and print its JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bench", choices=("style", "synth", "rss"))
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--target", type=float, default=0.05)
+    parser.add_argument("--target", type=float, default=0.05, help="synth: the relative Gram loss to reach in the final octave")
+    parser.add_argument("--tile-size", type=int, default=512, help="synth: the engine's tile side")
+    parser.add_argument("--max-seconds", type=float, default=1500.0, help="synth: give up after this long")
+    parser.add_argument("--save", action="store_true", help='store the result under "texture" in bench/results.json')
     args = parser.parse_args()
+    load_start = _load()
     if args.bench == "style":
         result = bench_style(args.size, args.steps)
     elif args.bench == "synth":
-        result = bench_synth(args.size, args.target, args.steps)
+        result = bench_synth(args.size, args.target, args.steps, args.tile_size, args.max_seconds)
     else:
         result = bench_rss(args.size, args.steps)
+    result["load_average_start"], result["load_average_end"] = load_start, _load()
     print(json.dumps(result))
+    if args.save:
+        save(result, Path(__file__).with_name("results.json"))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 What keras-io's example does (hyperparameters in ../shared/DESIGN.md section 6): the loss is
 ``content_weight * Σ(F - P)²`` at the content layer plus, per style layer,
 ``style_weight / n_layers * Σ(S - C)² / (4 * 3² * (H W)²)`` with unnormalised Gram matrices
-``S = Fᵀ F`` of the style image and ``C`` of the result (the hard-coded 3 channels included), plus a
+``S = Fᵀ F`` of the style image and ``C`` of the result (the hard-coded 3 channels included; ``H W``
+is the *image's* size at every layer, ``img_nrows * img_ncols``, not the layer's), plus a
 total-variation term; the image starts as the content and takes plain SGD steps with learning rate
 100 decayed by 0.96 every 100 steps, in the network's preprocessed pixel units (0..255). The whole
 image is differentiated at once by autodiff. Here it runs on the network and layers it is compared
@@ -21,18 +22,22 @@ import numpy as np
 __all__ = ["keras_io_loss_fn", "run_reference"]
 
 
-def keras_io_loss_fn(n_style: int, content_weight: float, style_weight: float) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
-    """keras-io's loss as ``loss(outputs, extras)``; ``extras`` = style Gram targets (unnormalised), content features."""
+def keras_io_loss_fn(n_style: int, content_weight: float, style_weight: float, pixels: int) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+    """keras-io's loss as ``loss(outputs, extras)``; ``extras`` = style Gram targets (unnormalised), content features.
+
+    ``pixels`` is the image's height times width: keras-io divides every style layer's term by its square.
+    """
     from keras import ops
+
+    norm = 4.0 * 9.0 * float(pixels) ** 2
 
     def loss(outputs: Sequence[Any], extras: Sequence[Any]) -> Any:
         total = content_weight * ops.sum(ops.square(outputs[-1] - extras[-1]))
         for index in range(n_style):
             feature = outputs[index]
             flat = ops.reshape(feature, (-1, ops.shape(feature)[-1]))
-            size = ops.cast(ops.shape(flat)[0], "float32")
             gram = ops.matmul(ops.transpose(flat), flat)
-            total = total + style_weight / n_style * ops.sum(ops.square(extras[index] - gram)) / (4.0 * 9.0 * size**2)
+            total = total + style_weight / n_style * ops.sum(ops.square(extras[index] - gram)) / norm
         return total
 
     return loss
@@ -51,7 +56,7 @@ def run_reference(
     style_features = network.forward(style)
     targets = [f.reshape(-1, f.shape[-1]).T @ f.reshape(-1, f.shape[-1]) for f in style_features[:n_style]]
     content_target = network.forward(content)[-1]
-    loss_fn = keras_io_loss_fn(n_style, content_weight, style_weight)
+    loss_fn = keras_io_loss_fn(n_style, content_weight, style_weight, content.shape[0] * content.shape[1])
     image = content.astype(np.float32).copy()
     losses, times = [], []
     network.value_and_grad(1, loss_fn, image, [*targets, content_target])  # compile outside the timing

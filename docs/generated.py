@@ -135,10 +135,55 @@ def bench_markdown(results: dict) -> str:
             rows.append([f"`{entry['model']}`", f"**{entry['median_rise']:.1f}x**", photos])
         parts.append("**How much the objective rises** with the default settings (final / initial):")
         parts.append(_table(["model", "median rise", "per photo"], rows))
-    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise"}
+    if results.get("texture"):
+        parts += _texture_markdown(results["texture"])
+    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise", "texture"}
     for key in sorted(set(results) - known):
         parts.append(f"**{key}** (raw):\n\n```json\n{json.dumps(results[key], indent=1)[:2000]}\n```")
     return "\n\n".join(parts) + "\n"
+
+
+def _load(entry: dict) -> str:
+    return f"{entry.get('load_average_start', ['?'])[0]} → {entry.get('load_average_end', ['?'])[0]}"
+
+
+def _texture_markdown(texture: dict) -> list[str]:
+    """The ``texture`` section of ``bench/results.json`` (``bench/bench_texture.py --save``) as tables."""
+    parts = []
+    styles = [entry for entry in texture.values() if entry.get("bench") == "style"]
+    if styles:
+        rows = []
+        for entry in sorted(styles, key=lambda e: e["size"][0]):
+            ours = entry.get("ours_seconds_to_reference_loss")
+            rows.append([
+                " x ".join(map(str, entry["size"])), str(entry["reference_steps"]), f"{entry['reference_seconds']:.1f} s",
+                f"{entry['reference_final_loss']:.4g}", f"{ours:.1f} s ({entry['ours_evaluations']} evaluations)" if ours else "not reached",
+                f"**{entry['ratio']:#.2g}**" if entry.get("ratio") is not None else "–", _load(entry),
+            ])
+        parts.append("**Style transfer against keras-io's algorithm** (`bench/bench_texture.py style`; same network, "
+                     "layers, images and loss; ratio = ours to keras-io's final loss / keras-io's time, lower is faster; "
+                     "1-minute load average at start → end):")
+        parts.append(_table(["image", "keras-io steps", "keras-io", "its final loss", "ours to that loss", "ratio", "load"], rows))
+    synths = [entry for entry in texture.values() if entry.get("bench") == "synth"]
+    if synths:
+        rows = []
+        for entry in sorted(synths, key=lambda e: (e["size"], e["steps_per_octave"])):
+            final = entry["octaves"][-1] if entry.get("octaves") else {}
+            reached = entry.get("seconds_to_target")
+            rows.append([
+                f"{entry['size']}²", str(entry["steps_per_octave"]), " → ".join(map(str, entry["octave_sides"])),
+                f"{entry['tiles_final_octave']} × {entry['tile_size']} px, {entry['optimizer_final_octave']}",
+                f"**{reached:.0f} s**" if reached is not None else f"not reached: {entry['best_loss_final_octave']:.3g} after {entry['seconds_total']:.0f} s",
+                f"{final.get('first', [0])[0]:.0f} s" if final else "–", str(final.get("iterations", "–")),
+                f"{entry['peak_rss_mb'] / 1024:.2f} GB", _load(entry),
+            ])
+        target = synths[0]["target_loss"]
+        parts.append(f"**Texture synthesis to a fixed Gram loss** (`bench/bench_texture.py synth`; scikit-image's brick, "
+                     f"relative Gram loss {target} in the final octave; steps per octave; when the final octave's first "
+                     "iteration ended, and how many it ran; peak resident set of the process):")
+        parts.append(_table(["size", "steps", "octaves", "final octave tiles, optimiser", "time to target",
+                             "final octave's 1st iteration", "its iterations", "peak RSS", "load"], rows))
+    return parts
 
 
 def refresh_page(text: str, run: Callable[[str], str] | None = None, results: dict | None = None) -> str:
