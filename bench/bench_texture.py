@@ -56,6 +56,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"]
+DEFAULT_LR_GRID = [1e2, 1e3, 1e4, 1e5, 1e6]
 TEXTURE_LAYERS = ["block1_conv1", "block1_pool", "block2_pool", "block3_pool", "block4_pool"]
 
 
@@ -136,7 +137,7 @@ def bench_style(size: int, steps: int, lr_grid: list[float] | None = None, grid_
         "ratio": (reached["time"] / ref_times[-1]) if "time" in reached else None,
     }
     if lr_grid:
-        result.update({"reference_learning_rate": learning_rate, "grid_steps": grid_steps, "lr_grid": grid,
+        result.update({"reference_learning_rate": learning_rate, "lr_grid_requested": sorted(lr_grid), "grid_steps": grid_steps, "lr_grid": grid,
                        "reference_loss_every_100_steps": [ref_losses[i] for i in range(0, len(ref_losses), 100)]})
     return result
 
@@ -239,12 +240,14 @@ def bench_rss(size: int, steps: int) -> dict[str, object]:
 
 
 def save(result: dict[str, object], path: Path) -> None:
-    """Store ``result`` under ``results["texture"]["<bench>_<size>[_steps<n>]"]`` in ``path``."""
+    """Store ``result`` under ``results["texture"]["<bench>_<size>[_steps<n>][_lr<grid>]"]`` in ``path`` (grid: a style-fair one not the default)."""
     results = json.loads(path.read_text()) if path.is_file() else {}
     size = result["size"]
     key = f"{result['bench']}_{size if isinstance(size, int) else 'x'.join(map(str, size))}"
     if result["bench"] == "synth":
         key += f"_steps{result['steps_per_octave']}"
+    if result["bench"] == "style-fair" and result.get("lr_grid_requested", DEFAULT_LR_GRID) != DEFAULT_LR_GRID:
+        key += "_lr" + "-".join(f"{rate:g}" for rate in result["lr_grid_requested"])
     results.setdefault("texture", {})[key] = result
     path.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -258,7 +261,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.05, help="synth: the relative Gram loss to reach in the final octave")
     parser.add_argument("--tile-size", type=int, default=512, help="synth: the engine's tile side")
     parser.add_argument("--max-seconds", type=float, default=1500.0, help="synth: give up after this long")
-    parser.add_argument("--lr-grid", default="1e2,1e3,1e4,1e5,1e6", help="style-fair: the peer's learning rates to try, comma-separated")
+    parser.add_argument("--lr-grid", default=",".join(f"{rate:g}" for rate in DEFAULT_LR_GRID), help="style-fair: the peer's learning rates to try, comma-separated")
     parser.add_argument("--grid-steps", type=int, default=100, help="style-fair: keras-io steps per learning rate tried")
     parser.add_argument("--save", action="store_true", help='store the result under "texture" in bench/results.json')
     args = parser.parse_args()
