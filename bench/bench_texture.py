@@ -28,7 +28,9 @@ The lowest final loss among those that did not diverge wins; if that is the grid
 grid goes on by x10 (at most 3 more) while the loss still improves. Then keras-io's algorithm runs
 ``--steps`` steps with the chosen lr and its schedule's shape (x0.96 every 100 steps), and ours
 races to its final loss as in ``style``. The grid's losses and seconds are in the JSON (the grid's
-time is not in the ratio: it is the cost of tuning the peer, not of running it).
+time is not in the ratio: it is the cost of tuning the peer, not of running it). A decade grid can miss
+the best rate by up to 3x: run again with a finer ``--lr-grid`` around its winner (e.g.
+``3e5,1e6,3e6``); such a run is saved under its own key.
 
 ``synth``: the filter's own synthesis (``synthesis.synthesise``: automatic octaves, ``--steps``
 iterations per octave, bfloat16 where fast, tiles of ``--tile-size``) of scikit-image's brick at
