@@ -147,6 +147,11 @@ def _load(entry: dict) -> str:
     return f"{entry.get('load_average_start', ['?'])[0]} → {entry.get('load_average_end', ['?'])[0]}"
 
 
+def _rate(value: float) -> str:
+    """A learning rate in one significant digit, as ``1e5`` or ``3e4``."""
+    return f"{value:.0e}".replace("e+0", "e").replace("e+", "e")
+
+
 def _texture_markdown(texture: dict) -> list[str]:
     """The ``texture`` section of ``bench/results.json`` (``bench/bench_texture.py --save``) as tables."""
     parts = []
@@ -164,6 +169,25 @@ def _texture_markdown(texture: dict) -> list[str]:
                      "layers, images and loss; ratio = ours to keras-io's final loss / keras-io's time, lower is faster; "
                      "1-minute load average at start → end):")
         parts.append(_table(["image", "keras-io steps", "keras-io", "its final loss", "ours to that loss", "ratio", "load"], rows))
+    fair = [entry for entry in texture.values() if entry.get("bench") == "style-fair"]
+    if fair:
+        rows = []
+        for entry in sorted(fair, key=lambda e: e["size"][0]):
+            ours = entry.get("ours_seconds_to_reference_loss")
+            grid = ", ".join(f"{_rate(try_['learning_rate'])}: " + ("diverged" if try_["diverged"] else f"{try_['final_loss']:.3g}")
+                             for try_ in entry["lr_grid"])
+            rows.append([
+                " x ".join(map(str, entry["size"])), grid, f"**{_rate(entry['reference_learning_rate'])}**",
+                f"{entry['reference_seconds']:.1f} s", f"{entry['start_loss_reference']:.4g} → {entry['reference_final_loss']:.4g}",
+                f"{ours:.1f} s ({entry['ours_evaluations']} evaluations)" if ours else f"not reached (best {entry['ours_best_loss']:.4g})",
+                f"**{entry['ratio']:#.2g}**" if entry.get("ratio") is not None else "–", _load(entry),
+            ])
+        parts.append("**Style transfer against keras-io's algorithm with its learning rate tuned** (`bench/bench_texture.py "
+                     "style-fair`; as above, but the peer's learning rate is the best of a grid run in the same run, "
+                     f"{fair[0]['grid_steps']} SGD steps per rate from the content, loss after them; then "
+                     f"{fair[0]['reference_steps']} steps with keras-io's decay x0.96 every 100 steps):")
+        parts.append(_table(["image", "learning rate: loss after the grid's steps", "chosen", "keras-io", "its loss, start → final",
+                             "ours to that loss", "ratio", "load"], rows))
     synths = [entry for entry in texture.values() if entry.get("bench") == "synth"]
     if synths:
         rows = []
