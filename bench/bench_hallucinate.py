@@ -51,6 +51,19 @@ def _rank(model, image: np.ndarray, target: int) -> tuple[int, float]:
     return ids.index(target) + 1, ranking[ids.index(target)][2]
 
 
+def score(lite0, lite1, image: np.ndarray, target: int, seconds: float) -> dict:
+    """One transfer-table row: p on Lite0, rank and p on Lite1 (through ``classify`` and whole), colour, contrast."""
+    from bench_lucent import full_view_rank
+
+    _, p0 = _rank(lite0, image, target)
+    rank1, p1 = _rank(lite1, image, target)
+    _, full0 = full_view_rank(lite0, image, target)
+    full_rank1, full1 = full_view_rank(lite1, image, target)
+    return {"class": target, "label": lite0.labels[target], "p_lite0": p0, "rank_lite1": rank1, "p_lite1": p1,
+            "saturation": saturation(image), "contrast": local_contrast(image), "seconds": seconds,
+            "p_lite0_full": full0, "rank_lite1_full": full_rank1, "p_lite1_full": full1}
+
+
 def summary(rows: list[dict]) -> dict:
     """The transfer figures of one recipe's rows: as ``classify`` sees the images, and whole (``full_view``)."""
     out = {
@@ -71,7 +84,6 @@ def summary(rows: list[dict]) -> dict:
 
 
 def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int], ...] = (("robust", 224), ("lucid", 128))) -> dict:
-    from bench_lucent import full_view_rank
     from neurofilters.filters.hallucinate.objectives import class_objective
     from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
     from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
@@ -85,13 +97,7 @@ def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int
             image = visualize(lite0, class_objective(lite0, target), height=size, width=size, steps=steps,
                               recipe=RECIPES[recipe], rng=np.random.default_rng(0))
             seconds = time.perf_counter() - began
-            _, p0 = _rank(lite0, image, target)
-            rank1, p1 = _rank(lite1, image, target)
-            _, full0 = full_view_rank(lite0, image, target)
-            full_rank1, full1 = full_view_rank(lite1, image, target)
-            row = {"class": target, "label": lite0.labels[target], "p_lite0": p0, "rank_lite1": rank1, "p_lite1": p1,
-                   "saturation": saturation(image), "contrast": local_contrast(image), "seconds": seconds,
-                   "p_lite0_full": full0, "rank_lite1_full": full_rank1, "p_lite1_full": full1}
+            row = score(lite0, lite1, image, target, seconds)
             print(recipe, row, flush=True)
             rows.append(row)
         key = recipe if (recipe, size) in (("robust", 224), ("lucid", 128)) else f"{recipe}-{size}"

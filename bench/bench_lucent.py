@@ -163,8 +163,7 @@ def quality(classes: tuple[int, ...], steps: int = 128, size: int = 128, seed: i
     """
     import torch
 
-    from bench_hallucinate import _rank, summary
-    from neurofilters.filters.hallucinate.quality import local_contrast, saturation
+    from bench_hallucinate import score, summary
     from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
 
     optvis = import_lucent()
@@ -181,13 +180,7 @@ def quality(classes: tuple[int, ...], steps: int = 128, size: int = 128, seed: i
         began = time.perf_counter()
         image = render_class(optvis, torch_lite0, target, steps, size, seed)
         seconds = time.perf_counter() - began
-        _, p0 = _rank(lite0, image, target)
-        rank1, p1 = _rank(lite1, image, target)
-        _, full0 = full_view_rank(lite0, image, target)
-        full_rank1, full1 = full_view_rank(lite1, image, target)
-        row = {"class": target, "label": lite0.labels[target], "p_lite0": p0, "rank_lite1": rank1, "p_lite1": p1,
-               "saturation": saturation(image), "contrast": local_contrast(image), "seconds": seconds,
-               "p_lite0_full": full0, "rank_lite1_full": full_rank1, "p_lite1_full": full1}
+        row = score(lite0, lite1, image, target, seconds)
         print("lucent-real", row, flush=True)
         rows.append(row)
         if save is not None:
