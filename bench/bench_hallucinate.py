@@ -279,7 +279,7 @@ def universal_noise(runs: tuple[tuple[int, int], ...] = NOISE_RUNS, epsilon: flo
             began = time.perf_counter()
             fit_noise.run(args)
             seconds = time.perf_counter() - began
-            held = max(1, round(len(list(folder.glob("*.png"))) * args.held_out))
+            held = len(fit_noise.split(sorted(folder.glob("*.png")), args.held_out, args.seed)[1])
             with np.load(output) as saved:
                 result = {"class": target, "seed": seed, "epsilon": epsilon, "epochs": args.epochs, "batch_size": args.batch_size,
                           "max_abs_255": float(np.abs(saved["noise"]).max() * 255),

@@ -114,10 +114,8 @@ def noise() -> None:
         png = output.with_suffix(".png")
         loaded = load_image(png).pixels
         visible = np.clip(0.5 + decode_noise_image(loaded) * (0.5 / (10 / 255)), 0, 1)
-        # Three of the photos the command held out (its own split: the seed's permutation of the sorted files).
-        files = sorted(folder.glob("*.png"))
-        order = np.random.default_rng(args.seed).permutation(len(files))
-        held_out = [files[i] for i in sorted(order[: max(1, round(len(files) * args.held_out))])]
+        # Three of the photos the command held out (its own split of the folder's photos).
+        _, held_out = fit_noise.split(sorted(folder.glob("*.png")), args.held_out, args.seed)
         chosen = [path for path in held_out if "skimage" not in path.name][:2] + [path for path in held_out if "skimage" in path.name][:1]
         side = 220
         canvas = Image.new("RGB", (4 * side, 2 * side + 34), "white")

@@ -31,7 +31,7 @@ from neurofilters.plugin_host import (
     split_alpha,
 )
 
-__all__ = ["DEFAULT_STEPS", "configure", "evaluate", "run"]
+__all__ = ["DEFAULT_STEPS", "configure", "evaluate", "run", "split"]
 
 #: Optimiser steps when ``--epochs`` is not given: on 29 photos (42 with 30 % held out) the
 #: held-out fooling rate at 10/255 rises until about here and then levels off (bench_hallucinate.py).
@@ -63,6 +63,15 @@ def _photos(folder: Path) -> list[Path]:
     return files
 
 
+def split(files: list[Path], held_out: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """The training and held-out photos: ``held_out`` of ``files`` (at least one) kept aside, chosen by ``seed``."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(files))
+    held = max(1, int(round(len(files) * held_out)))
+    return [files[i] for i in sorted(order[held:])], [files[i] for i in sorted(order[:held])]
+
+
 def _rgb(path: Path) -> Any:
     import numpy as np
 
@@ -73,17 +82,17 @@ def _rgb(path: Path) -> Any:
 
 
 def _shrunk(image: Any, longest: int) -> Any:
-    """``image`` with its longer side at most ``longest`` (Pillow's antialiased bicubic; memory and speed)."""
+    """``image`` with its longer side at most ``longest`` (antialiased bicubic; memory and speed)."""
     import numpy as np
-    from PIL import Image
+
+    from ..octaves import resize_image
 
     height, width = image.shape[:2]
     scale = longest / max(height, width)
     if scale >= 1.0:
         return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    channels = [np.asarray(Image.fromarray(image[:, :, c]).resize(size, Image.Resampling.BICUBIC)) for c in range(3)]
-    return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)
+    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return np.clip(resize_image(image, shape, "bicubic"), 0.0, 1.0).astype(np.float32)
 
 
 def evaluate(model: Any, noise: Any, images: list[Any], target: int) -> float:
@@ -119,11 +128,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"fit-noise needs a classifier model. Received: --model {args.model}", param="model", value=args.model)
     target = resolve_class(args.target, model.labels, param="class")
     bound = args.epsilon / 255.0
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(files))
-    held = max(1, int(round(len(files) * args.held_out)))
-    train_files = [files[i] for i in sorted(order[held:])]
-    test_files = [files[i] for i in sorted(order[:held])]
+    train_files, test_files = split(files, args.held_out, args.seed)
     side = int(model.input_size or 224)
     noise_side = int(round(side / CENTRE_CROP_FRACTION))
     photos = [_shrunk(_rgb(path), 2 * noise_side) for path in train_files]
