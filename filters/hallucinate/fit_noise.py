@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
     ModelCache,
     ParameterError,
+    ProgressBar,
     UsageError,
     atomic_write,
     get_registry,
@@ -107,12 +107,6 @@ def evaluate(model: Any, noise: Any, images: list[Any], target: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Fit the noise, write the checkpoints and the outputs, print the fooling rates."""
-    import numpy as np
-
-    from ..zoo.labels import resolve_class
-    from ..zoo.model import CENTRE_CROP_FRACTION
-    from .noise import encode_noise_image, fit_universal_noise, quantise
-
     if not 0.0 < args.epsilon <= 31.0:
         raise ParameterError(f'"epsilon" must be in (0, 31]. Received: epsilon={args.epsilon}', param="epsilon", value=args.epsilon)
     if not 0.0 < args.held_out < 1.0:
@@ -123,6 +117,21 @@ def run(args: argparse.Namespace) -> int:
     if output.suffix.lower() != ".npz":
         raise UsageError(f"-o must name a .npz file. Received: {output}")
     files = _photos(Path(args.folder))
+    bar = ProgressBar("fit-noise", status=f"loading model {args.model}")
+    try:
+        return _fit(args, files, output, bar)
+    finally:
+        bar.close()
+
+
+def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar) -> int:
+    """Load the model and the photos, fit (or resume), measure, write; ``bar`` shows each stage."""
+    import numpy as np
+
+    from ..zoo.labels import resolve_class
+    from ..zoo.model import CENTRE_CROP_FRACTION
+    from .noise import encode_noise_image, fit_universal_noise, quantise
+
     model = ModelCache(get_registry().get_model).get(args.model)
     if getattr(model, "kind", None) != "classifier":
         raise ParameterError(f"fit-noise needs a classifier model. Received: --model {args.model}", param="model", value=args.model)
@@ -131,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     train_files, test_files = split(files, args.held_out, args.seed)
     side = int(model.input_size or 224)
     noise_side = int(round(side / CENTRE_CROP_FRACTION))
+    bar.status(f"reading {len(train_files)} training photos ({len(test_files)} held out)")
     photos = [_shrunk(_rgb(path), 2 * noise_side) for path in train_files]
     if args.epochs is None:
         args.epochs = max(1, -(-DEFAULT_STEPS * args.batch_size // len(photos)))
@@ -148,16 +158,13 @@ def run(args: argparse.Namespace) -> int:
                          "optimizer": [saved[f"optimizer_{index}"] for index in range(count)]}
                 print(f"resuming from {checkpoint} (epoch {state['epoch']}/{args.epochs})", file=sys.stderr)
     done = state["epoch"] if state is not None else 0
-    began = time.monotonic()
+    bar(done / args.epochs, f"epoch {done}/{args.epochs}")
 
     def on_epoch(epoch: int, current: dict[str, Any]) -> None:
         arrays = {f"optimizer_{index}": value for index, value in enumerate(current["optimizer"])}
         with atomic_write(checkpoint) as temporary, open(temporary, "wb") as handle:
             np.savez(handle, noise=current["noise"], epoch=epoch, optimizer_count=len(arrays), fingerprint=fingerprint, **arrays)
-        elapsed = time.monotonic() - began
-        eta = elapsed / (epoch - done) * (args.epochs - epoch)
-        bar = "#" * int(30 * epoch / args.epochs)
-        print(f"\r[{bar:<30}] epoch {epoch}/{args.epochs}  ETA {eta:5.0f} s", end="", file=sys.stderr, flush=True)
+        bar(epoch / args.epochs, f"epoch {epoch}/{args.epochs}")
 
     if state is not None and done >= args.epochs:
         noise = np.clip(np.asarray(state["noise"], np.float32), -bound, bound)
@@ -166,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
             photos, model, target, bound=bound, side=noise_side, epochs=args.epochs, batch_size=args.batch_size,
             seed=args.seed, state=state, on_epoch=on_epoch,
         )
-        print(file=sys.stderr)
     noise = quantise(noise, bound)
+    bar(1.0, "measuring the fooling rates")
     train_rate = evaluate(model, noise, [_rgb(p) for p in train_files], target)
     test_rate = evaluate(model, noise, [_rgb(p) for p in test_files], target)
     with atomic_write(output) as temporary, open(temporary, "wb") as handle:
@@ -176,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     png = output.with_suffix(".png")
     save_image(png, encode_noise_image(noise), bit_depth=16)
     checkpoint.unlink(missing_ok=True)
-    print(f"noise for class {target} ({model.labels[target]}), |r|max = {np.abs(noise).max() * 255:.3f}/255 "
+    bar.close()
+    print(f"noise for class {target} ({model.labels[target]}), |r|max = {np.abs(noise).max() * 255:.4f}/255 "
           f"(bound {args.epsilon}/255)")
     print(f"fooling rate: training {train_rate:.1%} ({len(train_files)} photos), held-out {test_rate:.1%} ({len(test_files)} photos)")
     print(f"wrote {output} and {png}")
