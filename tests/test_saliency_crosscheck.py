@@ -88,20 +88,33 @@ def test_gradient_and_smoothgrad_match_tf_keras_vis(lite0, image, preprocessed, 
     np.testing.assert_allclose(ours.map.mean(), theirs.mean() * 255.0 / 128.0, rtol=0.01)
 
     # SmoothGrad draws noise inside: compare statistically with the same noise level and count.
-    samples, noise = 12, 0.2
-    theirs_smooth = saliency(CategoricalScore([CLASS]), preprocessed, smooth_samples=samples, smooth_noise=noise,
-                             normalize_map=False)[0]
-    first = compute("smoothgrad", image, plain=steps["plain"], guided=None, selector=selector, samples=samples,
-                    noise=noise, rng=np.random.default_rng(1))
-    second = compute("smoothgrad", image, plain=steps["plain"], guided=None, selector=selector, samples=samples,
-                     noise=noise, rng=np.random.default_rng(2))
-    between_ours = pearson(first.map, second.map)
-    ours_theirs = pearson(first.map, theirs_smooth)
+    # tf-keras-vis draws from NumPy's global generator; seeding it makes this test's outcome fixed.
+    samples, noise, runs = 12, 0.2, 6
+
+    def theirs_run(seed: int) -> np.ndarray:
+        np.random.seed(seed)
+        return saliency(CategoricalScore([CLASS]), preprocessed, smooth_samples=samples, smooth_noise=noise,
+                        normalize_map=False)[0] * 255.0 / 128.0
+
+    def ours_run(seed: int) -> np.ndarray:
+        return compute("smoothgrad", image, plain=steps["plain"], guided=None, selector=selector, samples=samples,
+                       noise=noise, rng=np.random.default_rng(seed)).map
+
+    theirs_maps = [theirs_run(seed) for seed in range(runs)]
+    ours_maps = [ours_run(100 + seed) for seed in range(runs)]
+    between_ours = pearson(ours_maps[0], ours_maps[1])
+    ours_theirs = pearson(ours_maps[0], theirs_maps[0])
     # As close to theirs as two of our own runs are to each other, and far from the plain gradient.
     assert ours_theirs > 0.85 * between_ours
-    assert ours_theirs > 5 * abs(pearson(theirs_smooth, theirs))
-    # Same mean magnitude: same noise level, same |gradient| averaging.
-    np.testing.assert_allclose(first.map.mean(), theirs_smooth.mean() * 255.0 / 128.0, rtol=0.1)
+    assert ours_theirs > 5 * abs(pearson(theirs_maps[0], theirs))
+    # Same mean magnitude (same noise level, same |gradient| averaging): one 12-sample map's mean
+    # varies by about 5 % between draws, so compare the means of six draws each, within four
+    # standard errors of their difference (about 12 %). Noise 0.1 instead of 0.2 moves it far more.
+    ours_means = np.array([m.mean() for m in ours_maps], np.float64)
+    theirs_means = np.array([m.mean() for m in theirs_maps], np.float64)
+    standard_error = np.sqrt(ours_means.var(ddof=1) / runs + theirs_means.var(ddof=1) / runs)
+    difference = abs(ours_means.mean() - theirs_means.mean())
+    assert difference < 4 * standard_error, (ours_means, theirs_means)
 
 
 def test_grad_cam_and_grad_cam_plus_plus_match_tf_keras_vis(lite0, image, preprocessed, selector, steps) -> None:
