@@ -92,9 +92,13 @@ def test_gradient_and_smoothgrad_match_tf_keras_vis(lite0, image, preprocessed, 
     samples, noise, runs = 12, 0.2, 6
 
     def theirs_run(seed: int) -> np.ndarray:
+        saved = np.random.get_state()
         np.random.seed(seed)
-        return saliency(CategoricalScore([CLASS]), preprocessed, smooth_samples=samples, smooth_noise=noise,
-                        normalize_map=False)[0] * 255.0 / 128.0
+        try:
+            return saliency(CategoricalScore([CLASS]), preprocessed, smooth_samples=samples, smooth_noise=noise,
+                            normalize_map=False)[0] * 255.0 / 128.0
+        finally:
+            np.random.set_state(saved)
 
     def ours_run(seed: int) -> np.ndarray:
         return compute("smoothgrad", image, plain=steps["plain"], guided=None, selector=selector, samples=samples,
@@ -109,7 +113,8 @@ def test_gradient_and_smoothgrad_match_tf_keras_vis(lite0, image, preprocessed, 
     assert ours_theirs > 5 * abs(pearson(theirs_maps[0], theirs))
     # Same mean magnitude (same noise level, same |gradient| averaging): one 12-sample map's mean
     # varies by about 5 % between draws, so compare the means of six draws each, within four
-    # standard errors of their difference (about 12 %). Noise 0.1 instead of 0.2 moves it far more.
+    # standard errors of their difference (about 12 %). Our noise 0.1 instead of 0.2 lowers our
+    # mean by about 10 %, just past this bound; the correlation check above fails on it first.
     ours_means = np.array([m.mean() for m in ours_maps], np.float64)
     theirs_means = np.array([m.mean() for m in theirs_maps], np.float64)
     standard_error = np.sqrt(ours_means.var(ddof=1) / runs + theirs_means.var(ddof=1) / runs)
