@@ -9,7 +9,8 @@ The one change: ``preprocess=False`` with the Lite input mapping appended in the
 lucent's torchvision normalisation (lucent does the same for its InceptionV1), since Lite0
 expects ``(x * 255 - 127) / 128``.
 
-The torch network is :mod:`lite0_torch` (ours, mirroring the Keras builder) on the very
+The torch network is ``tests/lite_torch.py`` (ours, mirroring the Keras builder; the saliency
+cross-check's captum peer runs on it too) on the very
 ``.pth`` the zoo loads; :func:`logit_match` checks it against the Keras Lite0 on real photos
 and the run stops if they differ. Each 128-px image is then scored by the zoo's ``classify``
 (centre crop, bicubic resize), p on Lite0 and the target's rank and p on Lite1, the same
@@ -41,6 +42,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 STANDINS = BENCH / "_lucent_standins"
+sys.path.insert(0, str(BENCH.parent / "tests"))  # lite_torch, the torch port of Lite0/Lite1 shared with the tests
 #: Photos for the logit check (scikit-image, no download) and the largest |logit difference| allowed.
 MATCH_PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
 MATCH_TOLERANCE = 1e-3
@@ -54,8 +56,6 @@ def import_lucent() -> Any:
     """
     if str(STANDINS) not in sys.path:
         sys.path.insert(0, str(STANDINS))
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
     try:
         import lucent.optvis as optvis
         import lucent.optvis.render  # noqa: F401  (submodules used below)
@@ -75,7 +75,7 @@ def logit_match(keras_model: Any, torch_model: Any) -> dict:
     import torch
     from skimage import data
 
-    from lite0_torch import lite_preprocess
+    from lite_torch import lite_preprocess
     from neurofilters.filters.zoo.model import centre_crop_resize
 
     worst, largest, same = 0.0, 0.0, True
@@ -129,7 +129,7 @@ def render_class(optvis: Any, model: Any, target: int, steps: int, size: int, se
     """One class with lucent's standard recipe; returns the ``size x size x 3`` image in [0, 1]."""
     import torch
 
-    from lite0_torch import lite_preprocess
+    from lite_torch import lite_preprocess
 
     torch.manual_seed(seed)
     np.random.seed(seed)  # lucent's transforms draw from numpy's global generator
@@ -167,7 +167,7 @@ def quality(classes: tuple[int, ...], steps: int = 128, size: int = 128, seed: i
     from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
 
     optvis = import_lucent()
-    from lite0_torch import load_lite_torch
+    from lite_torch import load_lite_torch
 
     torch.set_num_threads(threads)
 

