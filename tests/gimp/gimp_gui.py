@@ -9,20 +9,26 @@ images and run filters, presses Ctrl+Z in an image window with ``xdotool``
 read the pixels afterwards. Batch code and test meet through marker files.
 
 Needs the chroot's ``xvfb`` and ``xdotool`` packages (:data:`GUI_PACKAGES`;
-installed into the chroot on demand).
+installed into the chroot on demand), and ``x11-apps`` for :meth:`GimpGui.grab`
+(``xwd``). The tests, the screenshot scripts of ``docs/`` and the benchmarks all
+drive GIMP's windows through this one class.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gimp_chroot import GimpChroot
 from gimp_session import GimpSession
 
-__all__ = ["GUI_PACKAGES", "GimpGui", "image_window_title"]
+__all__ = ["GUI_PACKAGES", "GimpGui", "image_window_title", "read_xwd"]
 
 GUI_PACKAGES = ("xvfb", "xdotool")
 
@@ -34,13 +40,16 @@ class GimpGui:
         session: The profile (plug-in installed) and work folder.
         code: Python for ``python-fu-eval``.
         env: More environment variables for GIMP.
+        screen: Width and height of the virtual screen.
     """
 
-    def __init__(self, session: GimpSession, code: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, session: GimpSession, code: str, env: dict[str, str] | None = None,
+                 screen: tuple[int, int] = (1280, 1024)) -> None:
         self.session = session
         self.chroot: GimpChroot = session.chroot
         self.code = code
         self.env = env or {}
+        self.screen = screen
         self.display = ""
         self._xvfb: subprocess.Popen[str] | None = None
         self._gimp: subprocess.Popen[str] | None = None
@@ -49,7 +58,7 @@ class GimpGui:
     def __enter__(self) -> GimpGui:
         # -displayfd: Xvfb picks a free display number and prints it, so parallel runs never collide.
         self._xvfb = self.chroot.popen(
-            ["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+            ["Xvfb", "-displayfd", "1", "-screen", "0", f"{self.screen[0]}x{self.screen[1]}x24", "-nolisten", "tcp"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -121,6 +130,49 @@ class GimpGui:
         """Focus ``window`` and type ``keys`` (e.g. ``ctrl+z``) as a keyboard would."""
         self.xdotool("windowfocus", "--sync", window)
         self.xdotool("key", "--clearmodifiers", keys)
+
+    def close_welcome(self, wait: float = 5) -> None:
+        """Close GIMP's "Welcome" dialog if it shows within ``wait`` seconds.
+
+        A fresh profile gets it despite ``show-welcome-dialog no``, and it would cover the image window.
+        """
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            found = self.xdotool("search", "--onlyvisible", "--name", "^Welcome to GIMP").split()
+            if found:
+                self.press(found[-1], "Escape")
+                time.sleep(1)
+                if self.xdotool("search", "--onlyvisible", "--name", "^Welcome to GIMP"):
+                    raise RuntimeError("GIMP's Welcome dialog did not close on Escape.")
+                return
+            time.sleep(0.5)
+
+    def grab(self, window: str, name: str) -> np.ndarray:
+        """A picture of ``window`` (``xwd``, kept as ``<name>.xwd`` in the session folder), H x W x 3 uint8."""
+        inside = f"{self.session.inside}/{name}.xwd"
+        result = self.chroot.run(["xwd", "-id", window, "-silent", "-out", inside], env={"DISPLAY": self.display}, timeout=60)
+        if result.returncode != 0:
+            raise RuntimeError(f"xwd failed: {result.stderr}")
+        return read_xwd(self.chroot.host_path(inside))
+
+
+def read_xwd(path: Path) -> np.ndarray:
+    """Decode an X window dump (TrueColor, ZPixmap, 24/32 bits per pixel) into H x W x 3 uint8."""
+    raw = path.read_bytes()
+    fields = struct.unpack(">25I", raw[:100])
+    header_size, _, pixmap_format, _, width, height = fields[:6]
+    byte_order, bits_per_pixel, bytes_per_line = fields[7], fields[11], fields[12]
+    masks, colours = fields[14:17], fields[19]
+    if pixmap_format != 2 or bits_per_pixel != 32:
+        raise RuntimeError(f"Expected a 32-bit ZPixmap dump. Received: format={pixmap_format}, bpp={bits_per_pixel}")
+    start = header_size + 12 * colours
+    rows = np.frombuffer(raw, dtype=np.uint8, count=bytes_per_line * height, offset=start).reshape(height, bytes_per_line)
+    pixels = rows[:, : width * 4].copy().view(">u4" if byte_order else "<u4")[:, :width].astype(np.uint32)
+    channels = []
+    for mask in masks:
+        shift = (mask & -mask).bit_length() - 1
+        channels.append(((pixels & mask) >> shift).astype(np.uint8))
+    return np.stack(channels, axis=2)
 
 
 def image_window_title(image_id: int) -> str:

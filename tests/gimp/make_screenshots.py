@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import sys
 import time
 from pathlib import Path
@@ -53,33 +52,6 @@ while not os.path.exists("{done}.release") and time.time() - started < 300:  # G
 """
 
 
-def _grab(gui: GimpGui, session: GimpSession, window: str, name: str) -> Path:
-    inside = f"{session.inside}/{name}.xwd"
-    result = gui.chroot.run(["xwd", "-id", window, "-silent", "-out", inside], env={"DISPLAY": gui.display}, timeout=60)
-    if result.returncode != 0:
-        raise RuntimeError(f"xwd failed: {result.stderr}")
-    return Path(inside)
-
-
-def read_xwd(path: Path) -> np.ndarray:
-    """Decode an X window dump (TrueColor, ZPixmap, 24/32 bits per pixel) into H x W x 3 uint8."""
-    raw = path.read_bytes()
-    fields = struct.unpack(">25I", raw[:100])
-    header_size, _, pixmap_format, _, width, height = fields[:6]
-    byte_order, bits_per_pixel, bytes_per_line = fields[7], fields[11], fields[12]
-    masks, colours = fields[14:17], fields[19]
-    if pixmap_format != 2 or bits_per_pixel != 32:
-        raise RuntimeError(f"Expected a 32-bit ZPixmap dump. Received: format={pixmap_format}, bpp={bits_per_pixel}")
-    start = header_size + 12 * colours
-    rows = np.frombuffer(raw, dtype=np.uint8, count=bytes_per_line * height, offset=start).reshape(height, bytes_per_line)
-    pixels = rows[:, : width * 4].copy().view(">u4" if byte_order else "<u4")[:, :width].astype(np.uint32)
-    channels = []
-    for mask in masks:
-        shift = (mask & -mask).bit_length() - 1
-        channels.append(((pixels & mask) >> shift).astype(np.uint8))
-    return np.stack(channels, axis=2)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "assets")
@@ -109,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"The dialog's preview did not finish within 5 minutes.\n{gui.log()}")
                 time.sleep(1)
             time.sleep(2)
-            dialog_xwd = _grab(gui, session, dialog, "dialog")
+            dialog_shot = gui.grab(dialog, "dialog")
             gui.press(dialog, "Return")
             deadline = time.monotonic() + 900
             while not chroot.host_path(done).exists():
@@ -118,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1)
             time.sleep(3)
             window = gui.window("integer.*GIMP")  # the image window's title names the precision
-            result_xwd = _grab(gui, session, window, "result")
+            result_shot = gui.grab(window, "result")
             chroot.host_path(done + ".release").write_text("")
             print(f"DeepDream finished: {chroot.host_path(done).read_text()}")
             print(calls.read_text().strip())
         args.out.mkdir(parents=True, exist_ok=True)
-        for source, name in ((dialog_xwd, "gimp-dialog.png"), (result_xwd, "gimp-result.png")):
-            picture = Image.fromarray(read_xwd(chroot.host_path(source)))
+        for shot, name in ((dialog_shot, "gimp-dialog.png"), (result_shot, "gimp-result.png")):
+            picture = Image.fromarray(shot)
             # 256 colours keep the photo-heavy screenshot small in the repository
             picture.quantize(colors=256, dither=Image.Dither.FLOYDSTEINBERG).save(args.out / name, optimize=True)
     print(f"wrote {args.out / 'gimp-dialog.png'} and {args.out / 'gimp-result.png'}")

@@ -35,7 +35,6 @@ sys.path.insert(0, os.fspath(HERE))
 from gimp_chroot import GimpChroot, ensure_chroot  # noqa: E402
 from gimp_gui import GimpGui, image_window_title  # noqa: E402
 from gimp_session import GimpSession  # noqa: E402
-from make_screenshots import _grab, read_xwd  # noqa: E402
 
 PATTERN = "nf-leopard"
 SAMPLE = "/usr/share/gimp/3.0/patterns/Animal/leopard.pat"  # in the chroot (Debian's gimp-data)
@@ -119,20 +118,6 @@ def check_fill(filled: np.ndarray, tile: np.ndarray) -> float:
     return float(np.mean(np.all(filled[inner] == expected[inner], axis=2)))
 
 
-def _close_welcome(gui: GimpGui) -> None:
-    """Close GIMP's "Welcome" dialog, which a fresh profile gets despite ``show-welcome-dialog no``."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        found = gui.xdotool("search", "--onlyvisible", "--name", "^Welcome to GIMP").split()
-        if found:
-            gui.press(found[-1], "Escape")
-            time.sleep(1)
-            if gui.xdotool("search", "--onlyvisible", "--name", "^Welcome to GIMP"):
-                raise RuntimeError("GIMP's Welcome dialog did not close on Escape.")
-            return
-        time.sleep(0.5)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "assets")
@@ -161,14 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         with GimpGui(session, code) as gui:
             ready = gui.wait_for_file(f"{session.inside}/ready.json", timeout=180)
             window = gui.window(image_window_title(ready["image"]), timeout=120)
-            _close_welcome(gui)
+            gui.close_welcome()
             gui.xdotool("windowsize", "--sync", window, str(WINDOW[0]), str(WINDOW[1]))
             time.sleep(3)
             gui.press(window, "shift+ctrl+p")  # raise the Patterns dockable
             time.sleep(1)
             gui.press(window, "shift+b")  # the Bucket Fill tool
             time.sleep(3)  # let GIMP lay out and draw the canvas and the docks
-            screen = read_xwd(chroot.host_path(_grab(gui, session, window, "before")))
+            screen = gui.grab(window, "before")
             left, top = locate(screen, photo)
             gui.xdotool("mousemove", "--window", window, str(left + x + w // 2), str(top + y + h // 2))
             time.sleep(0.5)
@@ -181,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             share = check_fill(filled, tile)
             gui.xdotool("mousemove", "--window", window, str(left + x + w - 30), str(top + y + h - 60))
             time.sleep(2)
-            shot = read_xwd(chroot.host_path(_grab(gui, session, window, "filled")))
+            shot = gui.grab(window, "filled")
             chroot.host_path(f"{session.inside}/release").write_text("")
     if share < 1.0:
         raise RuntimeError(f"Only {share:.1%} of the ellipse's inside is the pattern tiled from the origin.")

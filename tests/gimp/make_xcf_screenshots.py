@@ -28,34 +28,21 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, os.fspath(HERE))
 
 from gimp_chroot import GimpChroot, ensure_chroot  # noqa: E402
-from make_screenshots import read_xwd  # noqa: E402
-
-DISPLAY = ":97"  # this script's own Xvfb display
-
-
-def _xdotool(chroot: GimpChroot, *args: str) -> str:
-    """Run ``xdotool`` on :data:`DISPLAY`; its output."""
-    return chroot.run(["xdotool", *args], env={"DISPLAY": DISPLAY}, timeout=30).stdout.strip()
-
-
-def _wait_for_window(chroot: GimpChroot, title_regex: str, timeout: float = 120) -> str:
-    """The id of the visible window whose title matches ``title_regex``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = _xdotool(chroot, "search", "--onlyvisible", "--name", title_regex).split()
-        if found:
-            return found[-1]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"No window titled like {title_regex!r} within {timeout:g} s")
-        time.sleep(0.5)
+from gimp_gui import GUI_PACKAGES, GimpGui  # noqa: E402
+from gimp_session import GimpSession  # noqa: E402
 
 SCREEN = (1400, 900)
 CROP = (440, 300, 1400, 800)  # left, top, right, bottom in the window at SCREEN size
 OPEN = """
+import os
+import time
 from gi.repository import Gimp, Gio
 image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path("{path}"))
 Gimp.Display.new(image)
 Gimp.displays_flush()
+started = time.time()
+while not os.path.exists("{release}") and time.time() - started < 300:  # GIMP quits after this code
+    time.sleep(0.2)
 """
 
 
@@ -82,46 +69,27 @@ def collage(path: Path) -> Path:
     return write_xcf(path, LayeredImage(451, 300, (group, Layer("cat", cat))))
 
 
-def grab_window(root: Path, xcf: Path, name: str, work: Path) -> np.ndarray:
+def grab_window(chroot: GimpChroot, xcf: Path, name: str) -> np.ndarray:
     """Open ``xcf`` in GIMP 3's window on a virtual display and return a picture of the window."""
-    inside = "/tmp/nf-xcf-shots"
-    host = root / inside.lstrip("/")
-    host.mkdir(parents=True, exist_ok=True)
-    (host / xcf.name).write_bytes(xcf.read_bytes())
-    profile = f"{inside}/profile-{name}"
-    (root / profile.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    (root / profile.lstrip("/") / "gimprc").write_text("(show-welcome-dialog no)\n(show-tips no)\n")
-    with GimpChroot(root) as chroot:
-        xvfb = chroot.popen(["Xvfb", DISPLAY, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2)
-        gimp = chroot.popen(["gimp-3.0", "--no-splash", "--batch-interpreter=python-fu-eval", "-b", "-"],
-                            env={"DISPLAY": DISPLAY, "GIMP3_DIRECTORY": profile, "NO_AT_BRIDGE": "1"},
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert gimp.stdin is not None
-        gimp.stdin.write(OPEN.format(path=f"{inside}/{xcf.name}"))
-        gimp.stdin.close()
-        try:
-            window = _wait_for_window(chroot, f"{xcf.stem}.*GIMP")
-            _xdotool(chroot, "windowsize", window, str(SCREEN[0]), str(SCREEN[1]))
-            time.sleep(6)  # let GIMP lay out and draw the canvas and the docks
-            dump = f"{inside}/{name}.xwd"
-            done = chroot.run(["xwd", "-id", window, "-silent", "-out", dump], env={"DISPLAY": DISPLAY}, timeout=60)
-            if done.returncode != 0:
-                raise RuntimeError(f"xwd failed: {done.stderr}")
-            return read_xwd(root / dump.lstrip("/"))
-        finally:
-            gimp.kill()
-            xvfb.kill()
-            gimp.wait()
-            xvfb.wait()
+    session = GimpSession(chroot, f"nf-xcf-shot-{name}")
+    (session.host / xcf.name).write_bytes(xcf.read_bytes())
+    release = f"{session.inside}/release"
+    code = OPEN.format(path=f"{session.inside}/{xcf.name}", release=release)
+    with GimpGui(session, code, screen=SCREEN) as gui:
+        window = gui.window(f"{xcf.stem}.*GIMP", timeout=120)
+        gui.close_welcome()
+        gui.xdotool("windowsize", window, str(SCREEN[0]), str(SCREEN[1]))
+        time.sleep(6)  # let GIMP lay out and draw the canvas and the docks
+        picture = gui.grab(window, name)
+        chroot.host_path(release).write_text("")
+    return picture
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=HERE.parents[1] / "docs" / "assets")
     args = parser.parse_args(argv)
-    root = ensure_chroot(extra_packages=("xvfb", "x11-apps", "xdotool"))
+    root = ensure_chroot(extra_packages=(*GUI_PACKAGES, "x11-apps"))
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         source = collage(work / "in" / "collage.xcf")
@@ -129,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                                "--filter", "deepdream", "--octaves", "2", "--steps", "4"], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
-        before = grab_window(root, source, "before", work)
-        after = grab_window(root, work / "out" / "collage.xcf", "after", work)
+        with GimpChroot(root) as chroot:
+            before = grab_window(chroot, source, "before")
+            after = grab_window(chroot, work / "out" / "collage.xcf", "after")
     args.out.mkdir(parents=True, exist_ok=True)
     for pixels, name in ((before, "xcf-layers-before.png"), (after, "xcf-layers-after.png")):
         picture = Image.fromarray(pixels[CROP[1] : CROP[3], CROP[0] : CROP[2]])  # the canvas and the Layers dock

@@ -36,7 +36,6 @@ ARG_TYPES = {
     "choice": "ParamChoice",
     "string": "ParamSpecString",
     "path": "ParamFile",
-    "image": "ParamFile",  # a file for now; the GIMP work turns it into a layer chooser
     "colour": "ParamColor",
     "class_label": "ParamSpecString",
     "layer": "ParamSpecString",
@@ -671,8 +670,6 @@ def test_dialogs_group_parameters_preview_without_blocking_and_log_no_warnings(i
     works meanwhile) and offers its model's good layers; DeepDream's dialog (33 parameters: GIMP
     logged a CRITICAL and a missing mnemonic per control before) opens and cancels cleanly.
     """
-    from make_screenshots import read_xwd
-
     ensure_chroot(extra_packages=(*GUI_PACKAGES, "x11-apps"))
     session = installed_gimp.session
     Image.fromarray(_image(height=384, width=512, seed=5)).save(session.host / "dialog.png")
@@ -685,10 +682,7 @@ def test_dialogs_group_parameters_preview_without_blocking_and_log_no_warnings(i
     calls_path = session.chroot.host_path(calls)
 
     def dump(window: str, name: str) -> np.ndarray:
-        inside = f"{session.inside}/{name}.xwd"
-        result = session.chroot.run(["xwd", "-id", window, "-silent", "-out", inside], env={"DISPLAY": gui.display}, timeout=30)
-        assert result.returncode == 0, result.stderr
-        picture = read_xwd(session.chroot.host_path(inside))
+        picture = gui.grab(window, name)
         Image.fromarray(picture).save(tmp_path / f"{name}.png")
         return picture
 
