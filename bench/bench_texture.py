@@ -198,9 +198,7 @@ def bench_synth(size: int, target: float, steps: int, tile_size: int = 512, max_
         seconds = time.perf_counter() - t0
         curve.append((round(seconds, 2), octave, step, float(loss_part.split()[1])))
         print(f"{seconds:8.1f} s  octave {octave}/{len(sizes)} {sizes[octave - 1][0]}²  step {step:4d}  loss {curve[-1][3]:.4g}", file=sys.stderr, flush=True)
-        if octave == len(sizes) and (curve[-1][3] <= target or seconds >= max_seconds):
-            raise Stop
-        if seconds >= max_seconds:
+        if (octave == len(sizes) and curve[-1][3] <= target) or seconds >= max_seconds:
             raise Stop
 
     try:
