@@ -9,6 +9,10 @@ The Python API, for notebooks and scripts::
     result.save("dream.png")                                      # the bytes `neurofilters run` writes
     model = neurofilters.load_model("lite0")                      # the zoo's models
 
+Plugin authors import the declaration types from here too (``from neurofilters import
+hookimpl, Param, FilterSpec, CommandSpec, ModelSpec``); :mod:`neurofilters.plugin_host`
+keeps exporting them for existing plugins.
+
 Subpackages: :mod:`neurofilters.plugin_host` (registry, declarations, image I/O,
 batch runner, GIMP worker, CLI; no Keras), :mod:`neurofilters.filters` (the
 filters and the model zoo) and :mod:`neurofilters.gimp_plugin` (the GIMP 3
@@ -16,6 +20,9 @@ plug-in). Importing this package does not import Keras or TensorFlow.
 """
 
 from .plugin_host.api import FilterInfo, Result, apply, describe, list_filters, load_model
+from .plugin_host.core.hookspecs import hookimpl
+from .plugin_host.core.params import Param
+from .plugin_host.core.specs import CommandSpec, FilterSpec, ModelSpec
 from .plugin_host.core.errors import (
     ImageIOError,
     ModelUnavailableError,
@@ -25,15 +32,20 @@ from .plugin_host.core.errors import (
 )
 
 __all__ = [
+    "CommandSpec",
     "FilterInfo",
+    "FilterSpec",
     "ImageIOError",
+    "ModelSpec",
     "ModelUnavailableError",
     "NeurofiltersError",
+    "Param",
     "ParameterError",
     "RegistryError",
     "Result",
     "apply",
     "describe",
+    "hookimpl",
     "list_filters",
     "load_model",
 ]

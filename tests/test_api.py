@@ -127,3 +127,17 @@ def test_load_model_is_cached() -> None:
 def test_docstring_examples_run() -> None:
     failures, tried = doctest.testmod(api, optionflags=doctest.ELLIPSIS)
     assert tried >= 3 and failures == 0
+
+
+def test_plugin_authors_import_the_declarations_from_the_package() -> None:
+    """``from neurofilters import hookimpl, Param, FilterSpec, CommandSpec`` (datasette's ``from datasette import hookimpl``)."""
+    import neurofilters.plugin_host as host
+
+    for name in ("hookimpl", "Param", "FilterSpec", "CommandSpec", "ModelSpec"):
+        assert getattr(neurofilters, name) is getattr(host, name), name
+    spec = neurofilters.FilterSpec(
+        name="top-level-api", title="T", summary="Declared through the package's own names.", description="A test filter.", category="Test",
+        params=(neurofilters.Param("amount", "float", 0.5, "How much.", minimum=0.0, maximum=1.0),),
+        run=lambda image, params, context: image,
+    )
+    assert [param.name for param in spec.params] == ["amount"]
