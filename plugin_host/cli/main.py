@@ -84,6 +84,9 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     from .batch_command import add_batch_parser
 
     add_batch_parser(sub)
+    from .video_command import add_video_parser
+
+    add_video_parser(sub)
 
     for command in (registry.commands.values() if registry is not None else ()):
         command_parser = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
@@ -321,7 +324,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command not in ("run", "batch") and extra:
+    if args.command not in ("run", "batch", "video") and extra:
         from .args import option_names, unknown_flags_message
 
         raise UsageError(unknown_flags_message(extra, option_names(args.command_parser), args.command_parser.prog))
@@ -334,6 +337,10 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         from .batch_command import run_batch_command
 
         return run_batch_command(args, extra, registry)
+    if args.command == "video":
+        from .video_command import run_video_command
+
+        return run_video_command(args, extra, registry)
     handler = globals()[f"_cmd_{args.command}"]
     return handler(args, registry)
 

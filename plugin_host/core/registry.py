@@ -56,7 +56,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 _BUILTIN_DIST = "neurofilters"
 #: Subcommands of the host itself; a plugin cannot take these names.
-RESERVED_COMMANDS = ("list", "describe", "run", "models", "plugins", "batch", "gimp")
+RESERVED_COMMANDS = ("list", "describe", "run", "models", "plugins", "batch", "video", "gimp")
 
 
 @dataclass(frozen=True)
