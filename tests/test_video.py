@@ -159,3 +159,20 @@ def test_analysis_filters_run_frame_by_frame(clip: Path) -> None:
     for name, blends in (("saliency", False), ("deepdream", True)):
         job = VideoJob(get_registry().get_filter(name), {}, {}, 0, 0.5, 1, source, Path("x.mp4"))
         assert job.blends is blends
+
+
+def test_a_zoom_dream_becomes_a_looping_video(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.uniform(0, 255, (64, 80, 3)).astype(np.uint8)).save(photo)
+    out = tmp_path / "zoom.mp4"
+    assert main(["video", str(photo), "-o", str(out), "--filter", "deepdream", "--frames", "4", "--loop", "2", "--fps", "12", "-q", *QUICK]) == 0
+    frames = sorted((tmp_path / "zoom.frames").glob("frame-*.png"))
+    assert len(frames) == 6 and len(_packets(out, "video")) == 6
+    with av.open(os.fspath(out)) as container:
+        assert container.streams.video[0].average_rate == 12
+    first, last = (np.asarray(Image.open(frames[i]), np.float32) for i in (0, -1))
+    third_last = np.asarray(Image.open(frames[3]), np.float32)
+    assert np.abs(last - first).mean() < np.abs(third_last - first).mean()  # fading back towards the first frame
+    # an image through a filter without frames is a usage error, not a one-frame video
+    assert main(["video", str(photo), "-o", str(tmp_path / "x.mp4"), "--filter", "saliency", "-q"]) == 2
