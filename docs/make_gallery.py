@@ -101,7 +101,7 @@ def settings(spec: Any, size: int, extra: dict[str, Any] | None = None) -> tuple
     values = dict(extra) if extra is not None else {**spec.preview_params, **OVERRIDES.get(spec.name, {})}
     images = {param.name for param in spec.params if param.kind == "image"}
     plain = {key: value for key, value in values.items() if key not in images or value is None}
-    validated = validate_params(spec.params, plain, check_files=False)
+    validated = validate_params(spec.params, plain, check_files=False, check_required=False)  # images come below
     flags = []
     for param in spec.params:
         if param.name in images:

@@ -353,6 +353,20 @@ def given_names(info: dict, values: dict, touched=()) -> list:
     return given
 
 
+def missing_required(info: dict, chosen) -> str:
+    """What to say when a required image parameter has no layer chosen (``""`` when none is missing).
+
+    Args:
+        info: The filter's manifest entry.
+        chosen: The names of the image parameters that have a layer.
+    """
+    missing = [param for param in info["params"] if param.get("required") and param["name"] not in chosen]
+    if not missing:
+        return ""
+    labels = " and ".join(repr(param.get("label") or param["name"]) for param in missing)
+    return f"{info['title']} needs {labels}: choose a layer for it (open an image file as a layer first); nothing was changed."
+
+
 # -- the worker channel ---------------------------------------------------------------------
 def runtime_directory() -> str:
     """A directory only this user can open: ``$XDG_RUNTIME_DIR/neurofilters`` or ``/tmp/neurofilters-<uid>``.
@@ -1072,6 +1086,7 @@ class FilterDialog:
         self._restore_colour_defaults()
         self._build()
         config.connect("notify", self._on_notify)
+        self._check_required()
         self.load_layers()  # also warms the worker (model loaded) for the preview and the run
 
     def _restore_colour_defaults(self) -> None:
@@ -1343,8 +1358,16 @@ class FilterDialog:
         if self._filling:
             return  # our own refill of a layer list, not the user
         self.touched.add(pspec.get_name())
+        self._check_required()
         if pspec.get_name() == self._model_argument():
             self.load_layers()
+
+    def _check_required(self) -> None:
+        """OK only once every required image has a layer; the status line says what is missing."""
+        hint = missing_required(self.info, read_values(self.config, self.info, self.manifest)[1])
+        self.dialog.set_response_sensitive(self.Gtk.ResponseType.OK, not hint)
+        if hint:
+            self._show_status(hint, 0.0)
 
     def _touched_params(self) -> set:
         return {self._by_argument[name] for name in self.touched if name in self._by_argument}
@@ -1407,6 +1430,8 @@ def run_filter(procedure, run_mode, image, drawables, config, info: dict, manife
         if not drawables:
             raise WorkerError("No layer is selected. Select the layer to filter and try again.")
         values, chosen = read_values(config, info, manifest)
+        if missing_required(info, chosen):
+            raise WorkerError(missing_required(info, chosen))
         seed, new_layer = read_seed_and_mode(config)
         request = {
             "info": info,

@@ -43,11 +43,15 @@ class Result:
         outputs: Extra outputs the filter emitted (frames, maps, noise), by name.
         source: The input as loaded (its bit depth, ICC profile and EXIF are
             carried over by :meth:`save`, as the command line does).
+        summary: What the filter reported about its result, one line each
+            (``"lite0 sees: flamingo 0.93, ..."``, a loss, a PSNR); the lines
+            ``neurofilters run`` prints. Empty when the filter says nothing.
     """
 
     pixels: Any
     outputs: dict[str, Any] = field(default_factory=dict)
     source: LoadedImage | None = None
+    summary: str = ""
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
         import numpy as np
@@ -175,7 +179,7 @@ def apply(
             value as ``image``.
 
     Returns:
-        A :class:`Result`: its ``pixels``, extra ``outputs`` and ``save()``.
+        A :class:`Result`: its ``pixels``, extra ``outputs``, ``summary`` and ``save()``.
 
     Raises:
         RegistryError: Unknown filter.
@@ -203,8 +207,10 @@ def apply(
     source = to_loaded_image(image, max_pixels=max_pixels)
     loaded = load_image_params(spec.params, validated, max_pixels=max_pixels)
     outputs: dict[str, Any] = {}
+    summary: list[str] = []
     pixels = apply_filter(
         spec, source.pixels, loaded, seed=seed, progress=progress, models=_models(), validated=True,
         emit=outputs.__setitem__, given=validated.given,  # the keyword arguments (and params keys) count as set
+        report=summary.append,
     )
-    return Result(pixels, outputs, source)
+    return Result(pixels, outputs, source, "\n".join(summary))

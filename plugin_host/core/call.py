@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .context import FilterContext, ModelCache, OutputSink, ProgressCallback
+from .context import FilterContext, ModelCache, OutputSink, ProgressCallback, SummarySink
 from .errors import NeurofiltersError
 from .params import validate_params
 from .specs import FilterSpec
@@ -141,6 +141,7 @@ def apply_filter(
     validated: bool = False,
     emit: OutputSink | None = None,
     given: Iterable[str] | None = None,
+    report: SummarySink | None = None,
 ) -> Any:
     """Validate parameters, run ``spec`` on ``pixels`` and return the result.
 
@@ -152,9 +153,10 @@ def apply_filter(
         seed: Seed for the filter's randomness.
         progress: ``callback(fraction, message)``.
         models: A model cache to reuse between calls.
-        context: A ready context (overrides ``seed``, ``progress``, ``models`` and ``emit``).
+        context: A ready context (overrides ``seed``, ``progress``, ``models``, ``emit`` and ``report``).
         validated: ``values`` already went through :func:`validate_params`.
         emit: ``sink(name, pixels)`` for the filter's extra outputs.
+        report: ``sink(line)`` for each line of the run's summary as the filter reports it.
         given: The parameters the user set explicitly (``context.given``).
             Default: the keys of ``values`` when this call validates them;
             for validated values, their ``given`` (values straight from
@@ -177,7 +179,7 @@ def apply_filter(
     _check_loaded(spec, params)
     rgb, alpha = _prepare(pixels)
     if context is None:
-        context = FilterContext(seed=seed, progress=progress, models=models, emit=emit, given=names)
+        context = FilterContext(seed=seed, progress=progress, models=models, emit=emit, given=names, report=report)
     elif names is not None:
         context.given = frozenset(names)
     context.alpha = alpha

@@ -114,7 +114,9 @@ class FilterSpec:
         object.__setattr__(self, "param_index", {param.name: param for param in self.params})
         try:
             object.__setattr__(
-                self, "preview_params", validate_params(self.params, self.preview_params, check_files=False)
+                self, "preview_params", validate_params(
+                    self.params, self.preview_params, check_files=False, check_required=False
+                )
             )
         except ParameterError as error:
             raise DeclarationError(f"Filter {self.name!r}: invalid preview_params: {error}") from None
