@@ -261,5 +261,5 @@ def run(image: np.ndarray, params: dict[str, Any], context: FilterContext) -> np
     context.emit("saliency", grey[:, :, None])
     result = render(image, grey, output=params["display"], colormap=params["colormap"],
                     opacity=params["opacity"], mask_coverage=params["mask_coverage"])
-    context.progress(1.0, f"{method} map of {what}")
+    context.report(f"{method} map of {what}")
     return result

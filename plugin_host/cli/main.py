@@ -246,8 +246,15 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
 
         if bar is not None:
             bar.status(f"starting {spec.name} (loading the network library)…")
+        def report(line: str) -> None:
+            # The run's summary (what the network sees, a loss) stays on screen, above the bar.
+            if bar is not None:
+                bar.report(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
+
         result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
-                              given=values.given)
+                              given=values.given, report=report)
     finally:
         if bar is not None:
             bar.close()

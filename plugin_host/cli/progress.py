@@ -96,6 +96,14 @@ class ProgressBar:
         if self._live is not None:
             self._live.update(self._task, message=message, refresh=True)
 
+    def report(self, line: str) -> None:
+        """Print a line of the run's summary so that it stays: above the live bar on a terminal, as a line elsewhere."""
+        if self._live is not None:
+            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
     def __call__(self, fraction: float, message: str = "") -> None:
         """Update the bar (the signature of a filter progress callback)."""
         now = self._clock()  # type: ignore[operator]
