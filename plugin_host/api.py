@@ -17,6 +17,7 @@ from typing import Any
 from .core.call import apply_filter
 from .core.context import ModelCache, ProgressCallback
 from .core.params import MAX_SEED, Param, format_value, shown_value, validate_params
+from .core.quiet import native_stderr_silenced, quiet_frameworks
 from .core.registry import get_registry
 from .core.specs import FilterSpec
 from .imageio.files import LoadedImage, save_image
@@ -150,6 +151,7 @@ def load_model(name: str = "lite0") -> Any:
         RegistryError: Unknown model.
         ModelUnavailableError: The weights cannot be loaded.
     """
+    quiet_frameworks()
     return _models().get(os.fspath(name))
 
 
@@ -203,9 +205,12 @@ def apply(
         )
     spec = get_registry().get_filter(filter)
     given = {**dict(params or {}), **values}
+    quiet_frameworks()  # before TensorFlow is imported: no C++ log lines in a notebook or a script's terminal
     validated = validate_params(spec.params, given)
     source = to_loaded_image(image, max_pixels=max_pixels)
     loaded = load_image_params(spec.params, validated, max_pixels=max_pixels)
+    with native_stderr_silenced():  # importing the filter imports the framework, which logs straight to descriptor 2
+        spec.runner()
     outputs: dict[str, Any] = {}
     summary: list[str] = []
     pixels = apply_filter(

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError, UsageError
 from ..core.params import shorten
-from ..core.quiet import QUIET_ENV
+from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, get_registry
 from ..core.specs import FilterSpec
 from . import docs as _docs
@@ -349,11 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     if debug:
-        os.environ[QUIET_ENV] = "0"  # keep TensorFlow's native start-up messages
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ[QUIET_ENV] = "0"  # keep the frameworks' own log lines
     try:
-        return _dispatch(argv)
+        # No TensorFlow, absl, Keras or XLA line on the terminal (descriptor 2 silenced; our stderr kept).
+        with command_stderr_quiet():
+            return _dispatch(argv)
     except (UsageError, ParameterError, RegistryError) as error:
         if debug:
             raise
