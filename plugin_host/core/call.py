@@ -8,6 +8,7 @@ and puts it back untouched afterwards.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from .specs import FilterSpec
 
 __all__ = [
     "apply_filter",
+    "check_class_names",
     "apply_filter_batch",
     "derive_seed",
     "step_seed",
@@ -117,6 +119,42 @@ def _finish(spec: FilterSpec, result: Any, alpha: Any | None) -> Any:
     return join_alpha(np.clip(result, 0.0, 1.0), alpha)
 
 
+#: A rank instead of a class name (``top-1`` ... ``top-5``): filters that explain a prediction take it.
+_RANK_RE = re.compile(r"^top-\d+$")
+
+
+def check_class_names(spec: FilterSpec, values: Mapping[str, Any]) -> None:
+    """Check class names against the model's label list before the model loads (milliseconds, no framework).
+
+    For each ``class_label`` parameter holding a name, the filter's model
+    (its first ``model`` parameter) is looked up; a model that declares
+    ``classes`` (the zoo's ImageNet classifiers) resolves the name. Models
+    without (a ``.keras`` file, a backbone) are left to the filter.
+
+    Raises:
+        ParameterError: An unknown or ambiguous class name, with suggestions;
+            ``error.param`` is the parameter's name (the CLI shows its flag).
+    """
+    from .errors import RegistryError
+    from .registry import get_registry
+
+    names = [p for p in spec.params if p.kind == "class_label" and isinstance(values.get(p.name), str)]
+    model_param = next((p for p in spec.params if p.kind == "model"), None)
+    if not names or model_param is None or not isinstance(values.get(model_param.name), str):
+        return
+    try:
+        model = get_registry().get_model(values[model_param.name])
+    except RegistryError:
+        return  # the filter says so, with its own message
+    resolver = model.class_resolver()
+    if resolver is None:
+        return
+    for param in names:
+        text = values[param.name].strip()
+        if not _RANK_RE.match(text.lower()):
+            resolver(text, param=param.name)
+
+
 def _check_loaded(spec: FilterSpec, params: Mapping[str, Any]) -> None:
     import numpy as np
 
@@ -177,6 +215,7 @@ def apply_filter(
         checked = validate_params(spec.params, values or {})
         params, names = dict(checked), (given if given is not None else checked.given)
     _check_loaded(spec, params)
+    check_class_names(spec, params)
     rgb, alpha = _prepare(pixels)
     if context is None:
         context = FilterContext(seed=seed, progress=progress, models=models, emit=emit, given=names, report=report)

@@ -143,6 +143,11 @@ class ModelSpec:
         kind: ``classifier`` (has class logits) or ``backbone`` (features only).
         source: Where the weights come from, in words (shown by ``models``).
         aliases: Other names accepted for this model.
+        classes: ``classes(value, param) -> class id``: a class id or name
+            checked against the model's label list without loading the model
+            (no framework import), raising ``ParameterError`` with suggestions
+            for an unknown name; or a ``"module:function"`` string. ``None``
+            when the labels are known only once the model is loaded.
     """
 
     name: str
@@ -152,6 +157,7 @@ class ModelSpec:
     kind: str = "classifier"
     source: str = ""
     aliases: tuple[str, ...] = ()
+    classes: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         _check_name("Model", self.name)
@@ -162,6 +168,10 @@ class ModelSpec:
     def loader(self) -> Callable[[], Any]:
         """The model's load function (importing it if declared as a string)."""
         return resolve_callable(self.load)
+
+    def class_resolver(self) -> Callable[..., Any] | None:
+        """The model's framework-free class resolver (imported if declared as a string), or ``None``."""
+        return None if self.classes is None else resolve_callable(self.classes)
 
 
 _COMMAND_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
