@@ -28,21 +28,75 @@ def test_table_has_one_row_per_parameter() -> None:
     assert [row.split("`")[1] for row in rows] == [param.flag for param in spec.params]
 
 
-@pytest.mark.slow
-def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    """mkdocs --strict: no broken link, no missing page or API reference."""
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site as ``make docs`` builds it (mkdocs --strict)."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
+    folder = tmp_path_factory.mktemp("docs") / "site"
     result = subprocess.run(
-        [sys.executable, str(root / "docs" / "build_site.py"), "--site-dir", str(tmp_path / "site")],
+        [sys.executable, str(root / "docs" / "build_site.py"), "--site-dir", str(folder)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    api_page = (tmp_path / "site" / "api" / "index.html").read_text()
+    return folder
+
+
+@pytest.mark.slow
+def test_the_site_builds_strictly(site: Path) -> None:
+    """mkdocs --strict: no broken link, no missing page or API reference."""
+    api_page = (site / "api.html").read_text()
     assert "max_pixels" in api_page and "to_pil" in api_page  # apply's arguments, Result's methods: from the docstrings
-    assert (tmp_path / "site" / "filters" / "deepdream" / "index.html").is_file()
+    assert (site / "filters" / "deepdream.html").is_file()
+
+
+@pytest.mark.slow
+def test_every_link_of_the_site_opens_a_file_from_disk(site: Path) -> None:
+    """Opened as build/site/index.html, a link to a folder shows a directory listing: every link names a file."""
+    import re
+    from urllib.parse import unquote, urlsplit
+
+    checked = 0
+    for page in site.rglob("*.html"):
+        if page.name == "404.html":
+            continue  # a web server's error page (absolute links); never opened from disk
+        for target in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text(encoding="utf-8")):
+            if urlsplit(target).scheme or target.startswith("//"):
+                continue
+            path = (page.parent / unquote(target)).resolve()
+            assert path.is_file(), f"{page.relative_to(site)} links to {target}, which is no file"
+            checked += 1
+    assert checked > 500  # the nav of every page, its assets
+    assert (site / "search" / "search_index.js").read_text().startswith("var __index = {")
+
+
+@pytest.mark.slow
+def test_search_works_on_the_site_opened_from_disk(site: Path) -> None:
+    """Chromium opens a page as a file, types into the search box and gets results; nothing is fetched from the web."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium package (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    problems: list[str] = []
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+        page.on("request", lambda request: problems.append(request.url) if not request.url.startswith(("file:", "data:", "about:")) else None)
+        page.goto((site / "filters" / "deepdream.html").as_uri())
+        page.wait_for_load_state("load")
+        page.click("input.md-search__input")
+        page.keyboard.type("troubleshooting")
+        page.wait_for_function("document.querySelectorAll('.md-search-result__item').length > 0", timeout=30000)
+        hits = page.eval_on_selector_all(".md-search-result__item a", "links => links.map(a => a.getAttribute('href'))")
+        browser.close()
+    assert problems == []
+    assert any("troubleshooting.html" in hit for hit in hits), hits
 
 
 def _nav_pages() -> set[str]:
