@@ -23,7 +23,7 @@ from .core.specs import FilterSpec
 from .imageio.files import LoadedImage, save_image
 from .imageio.values import load_image_params, to_loaded_image
 
-__all__ = ["FilterInfo", "Result", "apply", "describe", "list_filters", "load_model"]
+__all__ = ["FilterInfo", "FilterList", "Result", "apply", "describe", "list_filters", "load_model"]
 
 _MODELS: ModelCache | None = None
 
@@ -99,19 +99,26 @@ class FilterInfo:
     title: str
     category: str
     summary: str
-    description: str
-    params: tuple[Param, ...]
+    description: str = field(repr=False)
+    params: tuple[Param, ...] = field(repr=False)
 
     def defaults(self) -> dict[str, str]:
         """Each parameter's default, written as a user would type it."""
         return {param.name: format_value(param, param.default) for param in self.params}
 
 
+class FilterList(list):  # type: ignore[type-arg]
+    """What :func:`list_filters` returns: a list of :class:`FilterInfo` shown one filter per line."""
+
+    def __repr__(self) -> str:
+        return "[" + ",\n ".join(repr(info) for info in self) + "]"
+
+
 def _info(spec: FilterSpec) -> FilterInfo:
     return FilterInfo(spec.name, spec.title, spec.category, spec.summary, spec.description, spec.params)
 
 
-def list_filters() -> list[FilterInfo]:
+def list_filters() -> FilterList:
     """Every registered filter (built-ins and installed plugins), sorted by name.
 
     Example:
@@ -120,7 +127,7 @@ def list_filters() -> list[FilterInfo]:
         True
     """
     registry = get_registry()
-    return [_info(registry.filters[name]) for name in sorted(registry.filters)]
+    return FilterList(_info(registry.filters[name]) for name in sorted(registry.filters))
 
 
 def describe(name: str) -> FilterInfo:
@@ -176,7 +183,8 @@ def apply(
         params: Parameter values as a mapping (for names that are not Python
             identifiers, or values kept in a dict); keyword arguments win.
         max_pixels: Largest input accepted from a file (``None``: Pillow's limit).
-        **values: Parameter values by name (``steps=5``, ``layers="block5"``).
+        **values: Parameter values by name (``steps=5``, ``layers="block5"``); the
+            flag ``--class`` is ``class_`` (a Python keyword).
             Image parameters (``guide``, ``mask`` ...) take the same kinds of
             value as ``image``.
 

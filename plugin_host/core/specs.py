@@ -148,6 +148,10 @@ class ModelSpec:
             (no framework import), raising ``ParameterError`` with suggestions
             for an unknown name; or a ``"module:function"`` string. ``None``
             when the labels are known only once the model is loaded.
+        offline: ``offline() -> bool``: whether the weights are on this
+            machine now (checked without a framework), or a
+            ``"module:function"`` string; ``None``: they come with an
+            installed package, so the model always works offline.
     """
 
     name: str
@@ -158,6 +162,7 @@ class ModelSpec:
     source: str = ""
     aliases: tuple[str, ...] = ()
     classes: Callable[..., Any] | str | None = None
+    offline: Callable[[], bool] | str | None = None
 
     def __post_init__(self) -> None:
         _check_name("Model", self.name)
@@ -168,6 +173,10 @@ class ModelSpec:
     def loader(self) -> Callable[[], Any]:
         """The model's load function (importing it if declared as a string)."""
         return resolve_callable(self.load)
+
+    def works_offline(self) -> bool:
+        """Whether the model can load without a network connection right now."""
+        return True if self.offline is None else bool(resolve_callable(self.offline)())
 
     def class_resolver(self) -> Callable[..., Any] | None:
         """The model's framework-free class resolver (imported if declared as a string), or ``None``."""
