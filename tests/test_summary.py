@@ -51,3 +51,24 @@ def test_hallucinate_summary_says_what_the_network_sees(chelsea: np.ndarray) -> 
 def test_a_filter_that_reports_nothing_has_an_empty_summary(chelsea: np.ndarray) -> None:
     noise = Path(neurofilters.__file__).parent / "filters" / "hallucinate" / "preview-noise.png"
     assert neurofilters.apply("add-noise", chelsea[::8, ::8], noise=noise).summary == ""
+
+
+@pytest.mark.slow
+def test_batch_report_keeps_each_files_summary(tmp_path: Path, chelsea: np.ndarray, coffee: np.ndarray) -> None:
+    import json
+    import re
+
+    from neurofilters.plugin_host.cli.main import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, pixels in (("cat.png", chelsea), ("cup.png", coffee)):
+        Image.fromarray((pixels[::4, ::4] * 255).astype(np.uint8)).save(photos / name)
+    report = tmp_path / "report.json"
+    code = main(["batch", str(photos), "-o", str(tmp_path / "maps"), "--filter", "saliency", "--method", "grad-cam",
+                 "--report", str(report), "-q"])
+    assert code == 0
+    rows = {Path(row["input"]).name: row for row in json.loads(report.read_text())["files"]}
+    for name in ("cat.png", "cup.png"):
+        assert re.fullmatch(r"grad-cam map of class \d+ \(.+\)", rows[name]["summary"] or ""), rows[name]
+    assert rows["cat.png"]["summary"] != rows["cup.png"]["summary"]

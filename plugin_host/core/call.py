@@ -237,6 +237,7 @@ def apply_filter_batch(
     progress: ProgressCallback | None = None,
     emits: Sequence[OutputSink | None] | None = None,
     given: Iterable[str] | None = None,
+    reports: Sequence[SummarySink | None] | None = None,
 ) -> list[Any]:
     """:func:`apply_filter` for several images of one shape at once, through ``spec.batch_run``.
 
@@ -248,6 +249,7 @@ def apply_filter_batch(
         models: The process's model cache.
         progress: ``callback(fraction, message)`` for the whole batch.
         emits: One extra-output sink per image (or None).
+        reports: One summary sink per image (or None).
         given: The parameters the user set explicitly (default: ``values.given``
             when ``values`` came from :func:`validate_params`, else unknown).
 
@@ -262,12 +264,14 @@ def apply_filter_batch(
         raise NeurofiltersError(f"Filter {spec.name!r} declares no batch_run; run its images one by one.")
     _check_loaded(spec, values)
     sinks = list(emits) if emits is not None else [None] * len(images)
+    summaries = list(reports) if reports is not None else [None] * len(images)
     names = given if given is not None else getattr(values, "given", None)
     colours, alphas, contexts = [], [], []
     for index, (pixels, seed) in enumerate(zip(images, seeds, strict=True)):
         rgb, alpha = _prepare(pixels)
         context = FilterContext(
-            seed=seed, progress=progress if index == 0 else None, models=models, emit=sinks[index], given=names
+            seed=seed, progress=progress if index == 0 else None, models=models, emit=sinks[index], given=names,
+            report=summaries[index],
         )
         context.alpha = alpha
         colours.append(rgb)
