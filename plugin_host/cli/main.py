@@ -290,7 +290,7 @@ def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
         offline = "yes" if spec.works_offline() else "no"
         rows.append((spec.name, spec.kind, offline, f"{spec.description}{aliases}{weights}"))
     print(_docs.text_table(rows, ("name", "kind", "offline", "description")))
-    print("\noffline: whether the weights are on this machine now ('no': downloaded once, on first use, when online).")
+    print("\noffline: the weights are on this machine ('no': downloaded on first use).")
     print("\nAny Keras model file works too: --model path/to/model.keras")
     print("A model's layers, and which dream well: neurofilters layers MODEL")
     return 0
