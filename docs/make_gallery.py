@@ -127,7 +127,7 @@ def row_markdown(spec: Any, flags: str, stem: str, photos: tuple[str, ...]) -> s
         f"<figcaption>{photo}</figcaption></figure>"
         for photo in photos
     )
-    return f"```bash\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
+    return f"```{{.bash .nf-command}}\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
 
 
 def entry_markdown(spec: Any, rows: list[str]) -> str:
@@ -156,6 +156,21 @@ def originals_markdown(size: int) -> str:
     return f"## The photos\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
 
 
+#: The filters whose pictures differ most from the photos come first; add-noise and adversarial (changes too
+#: small to see at this size, by design) come last.
+LEAD = ("deepdream", "hallucinate", "style-transfer", "texture")
+LAST = ("add-noise", "adversarial")
+
+
+def gallery_order(spec: Any) -> tuple[int, int, str, str]:
+    """Where a filter's section goes: :data:`LEAD` first, :data:`LAST` last, the others by category and name."""
+    if spec.name in LEAD:
+        return (0, LEAD.index(spec.name), "", "")
+    if spec.name in LAST:
+        return (2, LAST.index(spec.name), "", "")
+    return (1, 0, spec.category, spec.name)
+
+
 def main(argv: list[str]) -> int:
     """Run every filter (or ``--only`` some) and rewrite the gallery page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,7 +179,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     ASSETS.mkdir(exist_ok=True)
     registry = build_registry(autoload=False)
-    specs = sorted(registry.filters.values(), key=lambda spec: (spec.category, spec.name))
+    specs = sorted(registry.filters.values(), key=gallery_order)
     unknown = set(args.only or ()) - set(registry.filters)
     if unknown:
         parser.error(f"unknown filters: {', '.join(sorted(unknown))}. Registered: {', '.join(sorted(registry.filters))}")

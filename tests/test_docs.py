@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,17 @@ def test_the_gallery_shows_every_filter_with_existing_pictures() -> None:
         assert (DOCS / picture).is_file(), picture
     total = sum(path.stat().st_size for path in (DOCS / "assets").glob("gallery-*"))
     assert total < 8 * 2**20, f"the gallery's pictures take {total / 2**20:.1f} MB: keep them at web size"
+
+
+def test_the_gallery_leads_with_filters_that_change_the_picture() -> None:
+    sections = re.findall(r"^<!-- gallery-filter:([a-z0-9-]+) -->", (DOCS / "gallery.md").read_text(), re.M)
+    assert sections[:2] == ["deepdream", "hallucinate"], sections  # before: add-noise, adversarial
+    assert sections[-2:] == ["add-noise", "adversarial"], sections
+
+
+@pytest.mark.slow
+def test_the_gallery_commands_wrap(site: Path) -> None:
+    page = (site / "gallery.html").read_text()
+    assert page.count('class="nf-command') >= 9  # every command block is marked...
+    css = (site / "stylesheets" / "extra.css").read_text()
+    assert re.search(r"\.nf-command pre > code \{\s*white-space: pre-wrap;", css)  # ...and wrapped
