@@ -64,6 +64,9 @@ PHOTOS_FOR: dict[str, tuple[str, ...]] = {
 VARIANTS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
     "deepdream": [("vgg16-hed", {"model": "vgg16-hed"}, ("astronaut", "chelsea", "coffee"))],
 }
+#: Filters whose change is too small to see: their row also shows the change itself, amplified this many times
+#: around grey, and the network's top-1 before and after (from the result's summary) under each picture.
+AMPLIFIED = {"adversarial": 20}
 SEED = 0
 QUALITY = 82
 
@@ -119,12 +122,15 @@ def settings(spec: Any, size: int, extra: dict[str, Any] | None = None) -> tuple
     return loaded, " ".join(flags)
 
 
-def row_markdown(spec: Any, flags: str, stem: str, photos: tuple[str, ...]) -> str:
-    """One row of a filter's section: the command, then its pictures."""
+def row_markdown(spec: Any, flags: str, stem: str, photos: tuple[str, ...], captions: dict[str, str] | None = None) -> str:
+    """One row of a filter's section: the command, then its pictures (and amplified changes, see :data:`AMPLIFIED`)."""
     command = f"neurofilters run {spec.name} photo.jpg -o out.png {flags}".rstrip()
+    gain = AMPLIFIED.get(spec.name)
     figures = "\n".join(
         f'<figure markdown="span">![{spec.title} on {photo}](assets/{stem}-{photo}.jpg)'
-        f"<figcaption>{photo}</figcaption></figure>"
+        f"<figcaption>{(captions or {}).get(photo, photo)}</figcaption></figure>"
+        + (f'\n<figure markdown="span">![the change on {photo}, x{gain}](assets/{stem}-{photo}-change.jpg)'
+           f"<figcaption>the change x{gain}</figcaption></figure>" if gain else "")
         for photo in photos
     )
     return f"```{{.bash .nf-command}}\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
@@ -140,11 +146,20 @@ def entry_markdown(spec: Any, rows: list[str]) -> str:
 def render(spec: Any, size: int, extra: dict[str, Any] | None, stem: str, photos: tuple[str, ...]) -> str:
     """Run the filter on ``photos``, write the pictures ``<stem>-<photo>.jpg``; return the row's Markdown."""
     values, flags = settings(spec, size, extra)
+    captions = {}
     for photo in photos:
-        result = neurofilters.apply(spec.name, load_photo(photo, size), seed=SEED, params=values)
+        original = load_photo(photo, size)
+        result = neurofilters.apply(spec.name, original, seed=SEED, params=values)
         save_jpeg(result.pixels, ASSETS / f"{stem}-{photo}.jpg")
+        gain = AMPLIFIED.get(spec.name)
+        if gain:
+            change = np.clip(0.5 + gain * (result.pixels[:, :, :3] - original[:, :, :3]), 0.0, 1.0)
+            save_jpeg(change, ASSETS / f"{stem}-{photo}-change.jpg")
+            # "lite0 before: tabby (281) 0.412, ..." -> "tabby"; the caption reads photo: before -> after
+            tops = [line.split(": ", 1)[1].split(" (")[0] for line in result.summary.splitlines()[:2]]
+            captions[photo] = f"{photo}: {tops[0]} → {tops[1]}" if len(tops) == 2 else photo
         print(f"{stem} on {photo}", flush=True)
-    return row_markdown(spec, flags, stem, photos)
+    return row_markdown(spec, flags, stem, photos, captions)
 
 
 def originals_markdown(size: int) -> str:

@@ -162,6 +162,10 @@ def test_the_gallery_leads_with_filters_that_change_the_picture() -> None:
     sections = re.findall(r"^<!-- gallery-filter:([a-z0-9-]+) -->", (DOCS / "gallery.md").read_text(), re.M)
     assert sections[:2] == ["deepdream", "hallucinate"], sections  # before: add-noise, adversarial
     assert sections[-2:] == ["add-noise", "adversarial"], sections
+    adversarial = (DOCS / "gallery.md").read_text().split("<!-- gallery-filter:adversarial -->")[1]
+    assert "<figcaption>chelsea: tiger cat → flamingo</figcaption>" in adversarial  # the network's top-1, before and after
+    assert "<figcaption>the change x20</figcaption>" in adversarial
+    assert (DOCS / "assets" / "gallery-adversarial-chelsea-change.jpg").is_file()
 
 
 @pytest.mark.slow
