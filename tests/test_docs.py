@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from neurofilters.plugin_host import build_registry
@@ -166,6 +167,12 @@ def test_the_gallery_leads_with_filters_that_change_the_picture() -> None:
     assert "<figcaption>chelsea: tiger cat → flamingo</figcaption>" in adversarial  # the network's top-1, before and after
     assert "<figcaption>the change x20</figcaption>" in adversarial
     assert (DOCS / "assets" / "gallery-adversarial-chelsea-change.jpg").is_file()
+    # hallucinate dreams visibly into the photos (before: --steps 2, a start=noise setting, and 10 weak dream steps)
+    from PIL import Image
+
+    hallucinated = np.asarray(Image.open(DOCS / "assets" / "gallery-hallucinate-chelsea.jpg"), np.float32) / 255
+    original = np.asarray(Image.open(DOCS / "assets" / "gallery-original-chelsea.jpg"), np.float32) / 255
+    assert np.abs(hallucinated - original).mean() > 0.06
 
 
 @pytest.mark.slow
