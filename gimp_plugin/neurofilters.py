@@ -353,6 +353,12 @@ def given_names(info: dict, values: dict, touched=()) -> list:
     return given
 
 
+def preview_status(reply: dict) -> str:
+    """The dialog's line after a preview: its size and time, then what the filter reported (``lite0 sees: ...``)."""
+    text = f"Preview {reply['width']}x{reply['height']} in {reply.get('compute_seconds', 0):.1f} s"
+    return "; ".join([text, *(reply.get("summary") or ())])
+
+
 def missing_required(info: dict, chosen) -> str:
     """What to say when a required image parameter has no layer chosen (``""`` when none is missing).
 
@@ -899,6 +905,7 @@ class GimpHost:
         self.count = count
         self.index = 0
         self._last_text = ""
+        self.summary = []  # the filter's summary lines of this call (shown when it ends)
 
     @staticmethod
     def pixel_format(drawable) -> tuple:
@@ -1042,6 +1049,7 @@ def filter_drawable(host: GimpHost, request: dict, image, drawable, new_layer: b
         host.write(top, region, out_format, data)
     else:  # a different-sized analysis (e.g. a table of activations): always a new layer
         top = host.add_layer(image, drawable, name, (offset_x + x, offset_y + y), (reply["width"], reply["height"]), out_format, data)
+    host.summary.extend(line for line in reply.get("summary") or () if line not in host.summary)
     for output in reply["outputs"]:  # extra outputs (frames, maps): new layers above, in emission order
         output_format = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}[output["channels"]] + suffix
         top = host.add_layer(
@@ -1345,7 +1353,7 @@ class FilterDialog:
             gi.GLib.Bytes.new(data), GdkPixbuf.Colorspace.RGB, channels == 4, 8, reply["width"], reply["height"], reply["width"] * channels
         )
         self.preview_image.set_from_pixbuf(pixbuf)
-        self._show_status(f"Preview {reply['width']}x{reply['height']} in {reply.get('compute_seconds', 0):.1f} s", 1.0)
+        self._show_status(preview_status(reply), 1.0)
 
     def cancel_preview(self) -> None:
         """Stop a running preview (the worker stops it at its next progress report)."""
@@ -1461,6 +1469,8 @@ def run_filter(procedure, run_mode, image, drawables, config, info: dict, manife
         image.undo_group_end()
         Gimp.progress_end()
     Gimp.displays_flush()
+    if host.summary and run_mode == Gimp.RunMode.INTERACTIVE:  # what the filter found, where the user looks
+        Gimp.message(f"{info['title']}: " + "\n".join(host.summary))
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, gi.GLib.Error())
 
 

@@ -597,6 +597,7 @@ class Worker:
                     **headers[0],
                     "outputs": headers[1:],
                     "compute_seconds": self.last_compute_seconds,
+                    "summary": context.summary,  # what the filter reported (the plug-in shows it)
                 },
                 data,
             )
