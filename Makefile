@@ -13,7 +13,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# -qq: errors only. setuptools tells every editable install of this layout (the repository root is the
+	# package, so it installs through a meta-path finder) to "be careful with folders ... with the same name as
+	# your package", and recent pip (26.3 here; 23.2 did not) shows it; editable_mode=strict only swaps it for another.
+	$(BIN)/python -m pip install -qq -e ".[test]"
 	# The torch backend's gradient test needs a CPU build of PyTorch; "+cpu" is never
 	# served by PyPI itself, so where no such build is at hand this skips quickly
 	# instead of downloading a multi-GB CUDA build (the test then skips, saying why).

@@ -67,8 +67,10 @@ def run_cli(args: str, folder: Path) -> str:
     """``neurofilters ARGS`` as the docs show it: the command line, its output and exit status."""
     from neurofilters.plugin_host.cli.main import main
 
-    saved = {key: os.environ.get(key) for key in ("COLUMNS", "NO_COLOR", "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD")}
-    os.environ.update(COLUMNS=str(COLUMNS), NO_COLOR="1", NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD="1")
+    saved = {key: os.environ.get(key) for key in ("COLUMNS", "NO_COLOR", "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", "KERAS_HOME")}
+    # KERAS_HOME: an empty one, so 'models' shows a fresh machine's offline column wherever the docs are built.
+    os.environ.update(COLUMNS=str(COLUMNS), NO_COLOR="1", NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD="1",
+                      KERAS_HOME=str(folder / "keras-home"))
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

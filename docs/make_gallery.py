@@ -44,7 +44,10 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass")
 OVERRIDES: dict[str, dict[str, Any]] = {
     "deepdream": {"steps": 8, "octaves": 3},
     "activation-maps": {"display": "overlay", "work_size": 224},
-    "hallucinate": {"start": "image", "class_": "flamingo", "dream_steps": 10, "octaves": 3},
+    # Dreamed into the photo, strongly enough to see (mean change 0.08 on chelsea; lite0 then sees flamingo 0.95);
+    # steps and work_size back at their defaults: they only matter for start=noise.
+    "hallucinate": {"start": "image", "class_": "flamingo", "dream_steps": 20, "step_size": 0.015, "octaves": 3,
+                    "steps": 128, "work_size": 224},
     "adversarial": {"target": "flamingo", "epsilon": 4, "steps": 10},
     "feature-inversion": {"steps": 60},
     "texture": {"steps": 30, "octaves": 2},
@@ -64,6 +67,9 @@ PHOTOS_FOR: dict[str, tuple[str, ...]] = {
 VARIANTS: dict[str, list[tuple[str, dict[str, Any], tuple[str, ...]]]] = {
     "deepdream": [("vgg16-hed", {"model": "vgg16-hed"}, ("astronaut", "chelsea", "coffee"))],
 }
+#: Filters whose change is too small to see: their row also shows the change itself, amplified this many times
+#: around grey, and the network's top-1 before and after (from the result's summary) under each picture.
+AMPLIFIED = {"adversarial": 20}
 SEED = 0
 QUALITY = 82
 
@@ -101,7 +107,7 @@ def settings(spec: Any, size: int, extra: dict[str, Any] | None = None) -> tuple
     values = dict(extra) if extra is not None else {**spec.preview_params, **OVERRIDES.get(spec.name, {})}
     images = {param.name for param in spec.params if param.kind == "image"}
     plain = {key: value for key, value in values.items() if key not in images or value is None}
-    validated = validate_params(spec.params, plain, check_files=False)
+    validated = validate_params(spec.params, plain, check_files=False, check_required=False)  # images come below
     flags = []
     for param in spec.params:
         if param.name in images:
@@ -119,15 +125,18 @@ def settings(spec: Any, size: int, extra: dict[str, Any] | None = None) -> tuple
     return loaded, " ".join(flags)
 
 
-def row_markdown(spec: Any, flags: str, stem: str, photos: tuple[str, ...]) -> str:
-    """One row of a filter's section: the command, then its pictures."""
+def row_markdown(spec: Any, flags: str, stem: str, photos: tuple[str, ...], captions: dict[str, str] | None = None) -> str:
+    """One row of a filter's section: the command, then its pictures (and amplified changes, see :data:`AMPLIFIED`)."""
     command = f"neurofilters run {spec.name} photo.jpg -o out.png {flags}".rstrip()
+    gain = AMPLIFIED.get(spec.name)
     figures = "\n".join(
         f'<figure markdown="span">![{spec.title} on {photo}](assets/{stem}-{photo}.jpg)'
-        f"<figcaption>{photo}</figcaption></figure>"
+        f"<figcaption>{(captions or {}).get(photo, photo)}</figcaption></figure>"
+        + (f'\n<figure markdown="span">![the change on {photo}, x{gain}](assets/{stem}-{photo}-change.jpg)'
+           f"<figcaption>the change x{gain}</figcaption></figure>" if gain else "")
         for photo in photos
     )
-    return f"```bash\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
+    return f"```{{.bash .nf-command}}\n{command}\n```\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
 
 
 def entry_markdown(spec: Any, rows: list[str]) -> str:
@@ -140,11 +149,20 @@ def entry_markdown(spec: Any, rows: list[str]) -> str:
 def render(spec: Any, size: int, extra: dict[str, Any] | None, stem: str, photos: tuple[str, ...]) -> str:
     """Run the filter on ``photos``, write the pictures ``<stem>-<photo>.jpg``; return the row's Markdown."""
     values, flags = settings(spec, size, extra)
+    captions = {}
     for photo in photos:
-        result = neurofilters.apply(spec.name, load_photo(photo, size), seed=SEED, params=values)
+        original = load_photo(photo, size)
+        result = neurofilters.apply(spec.name, original, seed=SEED, params=values)
         save_jpeg(result.pixels, ASSETS / f"{stem}-{photo}.jpg")
+        gain = AMPLIFIED.get(spec.name)
+        if gain:
+            change = np.clip(0.5 + gain * (result.pixels[:, :, :3] - original[:, :, :3]), 0.0, 1.0)
+            save_jpeg(change, ASSETS / f"{stem}-{photo}-change.jpg")
+            # "lite0 before: tabby (281) 0.412, ..." -> "tabby"; the caption reads photo: before -> after
+            tops = [line.split(": ", 1)[1].split(" (")[0] for line in result.summary.splitlines()[:2]]
+            captions[photo] = f"{photo}: {tops[0]} → {tops[1]}" if len(tops) == 2 else photo
         print(f"{stem} on {photo}", flush=True)
-    return row_markdown(spec, flags, stem, photos)
+    return row_markdown(spec, flags, stem, photos, captions)
 
 
 def originals_markdown(size: int) -> str:
@@ -156,6 +174,21 @@ def originals_markdown(size: int) -> str:
     return f"## The photos\n\n<div class=\"nf-gallery\" markdown>\n{figures}\n</div>\n\n"
 
 
+#: The filters whose pictures differ most from the photos come first; add-noise and adversarial (changes too
+#: small to see at this size, by design) come last.
+LEAD = ("deepdream", "hallucinate", "style-transfer", "texture")
+LAST = ("add-noise", "adversarial")
+
+
+def gallery_order(spec: Any) -> tuple[int, int, str, str]:
+    """Where a filter's section goes: :data:`LEAD` first, :data:`LAST` last, the others by category and name."""
+    if spec.name in LEAD:
+        return (0, LEAD.index(spec.name), "", "")
+    if spec.name in LAST:
+        return (2, LAST.index(spec.name), "", "")
+    return (1, 0, spec.category, spec.name)
+
+
 def main(argv: list[str]) -> int:
     """Run every filter (or ``--only`` some) and rewrite the gallery page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,7 +197,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     ASSETS.mkdir(exist_ok=True)
     registry = build_registry(autoload=False)
-    specs = sorted(registry.filters.values(), key=lambda spec: (spec.category, spec.name))
+    specs = sorted(registry.filters.values(), key=gallery_order)
     unknown = set(args.only or ()) - set(registry.filters)
     if unknown:
         parser.error(f"unknown filters: {', '.join(sorted(unknown))}. Registered: {', '.join(sorted(registry.filters))}")

@@ -118,7 +118,7 @@ def render_sanity(models: ModelCache, image: np.ndarray, levels: int) -> None:
 
     lite0 = models.get("lite0")
     seen = resize_rgb(image, network_size(lite0, *image.shape[:2]))
-    report = cascading_randomisation(lite0, seen, resolve_target_class(lite0, "top-1", seen), methods=METHODS,
+    report = cascading_randomisation(lite0, seen, resolve_target_class(lite0, "top-1", image), methods=METHODS,
                                      levels=levels, samples=16, steps=16)
     for method, values in report.correlations.items():
         print(f"{method:22s}", " ".join(f"{value:+.2f}" for value in values))

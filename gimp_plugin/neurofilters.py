@@ -353,6 +353,26 @@ def given_names(info: dict, values: dict, touched=()) -> list:
     return given
 
 
+def preview_status(reply: dict) -> str:
+    """The dialog's line after a preview: its size and time, then what the filter reported (``lite0 sees: ...``)."""
+    text = f"Preview {reply['width']}x{reply['height']} in {reply.get('compute_seconds', 0):.1f} s"
+    return "; ".join([text, *(reply.get("summary") or ())])
+
+
+def missing_required(info: dict, chosen) -> str:
+    """What to say when a required image parameter has no layer chosen (``""`` when none is missing).
+
+    Args:
+        info: The filter's manifest entry.
+        chosen: The names of the image parameters that have a layer.
+    """
+    missing = [param for param in info["params"] if param.get("required") and param["name"] not in chosen]
+    if not missing:
+        return ""
+    labels = " and ".join(repr(param.get("label") or param["name"]) for param in missing)
+    return f"{info['title']} needs {labels}: choose a layer for it (open an image file as a layer first); nothing was changed."
+
+
 # -- the worker channel ---------------------------------------------------------------------
 def runtime_directory() -> str:
     """A directory only this user can open: ``$XDG_RUNTIME_DIR/neurofilters`` or ``/tmp/neurofilters-<uid>``.
@@ -885,6 +905,7 @@ class GimpHost:
         self.count = count
         self.index = 0
         self._last_text = ""
+        self.summary = []  # the filter's summary lines of this call (shown when it ends)
 
     @staticmethod
     def pixel_format(drawable) -> tuple:
@@ -1028,6 +1049,7 @@ def filter_drawable(host: GimpHost, request: dict, image, drawable, new_layer: b
         host.write(top, region, out_format, data)
     else:  # a different-sized analysis (e.g. a table of activations): always a new layer
         top = host.add_layer(image, drawable, name, (offset_x + x, offset_y + y), (reply["width"], reply["height"]), out_format, data)
+    host.summary.extend(line for line in reply.get("summary") or () if line not in host.summary)
     for output in reply["outputs"]:  # extra outputs (frames, maps): new layers above, in emission order
         output_format = {1: "Y'", 2: "Y'A", 3: "R'G'B'", 4: "R'G'B'A"}[output["channels"]] + suffix
         top = host.add_layer(
@@ -1072,6 +1094,7 @@ class FilterDialog:
         self._restore_colour_defaults()
         self._build()
         config.connect("notify", self._on_notify)
+        self._check_required()
         self.load_layers()  # also warms the worker (model loaded) for the preview and the run
 
     def _restore_colour_defaults(self) -> None:
@@ -1330,7 +1353,7 @@ class FilterDialog:
             gi.GLib.Bytes.new(data), GdkPixbuf.Colorspace.RGB, channels == 4, 8, reply["width"], reply["height"], reply["width"] * channels
         )
         self.preview_image.set_from_pixbuf(pixbuf)
-        self._show_status(f"Preview {reply['width']}x{reply['height']} in {reply.get('compute_seconds', 0):.1f} s", 1.0)
+        self._show_status(preview_status(reply), 1.0)
 
     def cancel_preview(self) -> None:
         """Stop a running preview (the worker stops it at its next progress report)."""
@@ -1343,8 +1366,16 @@ class FilterDialog:
         if self._filling:
             return  # our own refill of a layer list, not the user
         self.touched.add(pspec.get_name())
+        self._check_required()
         if pspec.get_name() == self._model_argument():
             self.load_layers()
+
+    def _check_required(self) -> None:
+        """OK only once every required image has a layer; the status line says what is missing."""
+        hint = missing_required(self.info, read_values(self.config, self.info, self.manifest)[1])
+        self.dialog.set_response_sensitive(self.Gtk.ResponseType.OK, not hint)
+        if hint:
+            self._show_status(hint, 0.0)
 
     def _touched_params(self) -> set:
         return {self._by_argument[name] for name in self.touched if name in self._by_argument}
@@ -1407,6 +1438,8 @@ def run_filter(procedure, run_mode, image, drawables, config, info: dict, manife
         if not drawables:
             raise WorkerError("No layer is selected. Select the layer to filter and try again.")
         values, chosen = read_values(config, info, manifest)
+        if missing_required(info, chosen):
+            raise WorkerError(missing_required(info, chosen))
         seed, new_layer = read_seed_and_mode(config)
         request = {
             "info": info,
@@ -1436,6 +1469,8 @@ def run_filter(procedure, run_mode, image, drawables, config, info: dict, manife
         image.undo_group_end()
         Gimp.progress_end()
     Gimp.displays_flush()
+    if host.summary and run_mode == Gimp.RunMode.INTERACTIVE:  # what the filter found, where the user looks
+        Gimp.message(f"{info['title']}: " + "\n".join(host.summary))
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, gi.GLib.Error())
 
 

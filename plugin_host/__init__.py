@@ -11,7 +11,7 @@ registration stay fast.
 from .cli.docs import text_table
 from .cli.progress import ProgressBar
 from .core.call import apply_filter, join_alpha, split_alpha
-from .core.context import FilterContext, ModelCache, ProgressCallback
+from .core.context import FilterContext, ModelCache, ProgressCallback, SummarySink
 from .core.errors import (
     DeclarationError,
     FilterCancelled,
@@ -50,6 +50,7 @@ __all__ = [
     "LoadedImage",
     "MODEL_KINDS",
     "SAVE_FORMATS",
+    "SummarySink",
     "ModelCache",
     "ModelSpec",
     "ModelUnavailableError",

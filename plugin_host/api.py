@@ -17,12 +17,13 @@ from typing import Any
 from .core.call import apply_filter
 from .core.context import ModelCache, ProgressCallback
 from .core.params import MAX_SEED, Param, format_value, shown_value, validate_params
+from .core.quiet import native_stderr_silenced, quiet_frameworks
 from .core.registry import get_registry
 from .core.specs import FilterSpec
 from .imageio.files import LoadedImage, save_image
 from .imageio.values import load_image_params, to_loaded_image
 
-__all__ = ["FilterInfo", "Result", "apply", "describe", "list_filters", "load_model"]
+__all__ = ["FilterInfo", "FilterList", "Result", "apply", "describe", "list_filters", "load_model"]
 
 _MODELS: ModelCache | None = None
 
@@ -43,11 +44,15 @@ class Result:
         outputs: Extra outputs the filter emitted (frames, maps, noise), by name.
         source: The input as loaded (its bit depth, ICC profile and EXIF are
             carried over by :meth:`save`, as the command line does).
+        summary: What the filter reported about its result, one line each
+            (``"lite0 sees: flamingo 0.93, ..."``, a loss, a PSNR); the lines
+            ``neurofilters run`` prints. Empty when the filter says nothing.
     """
 
     pixels: Any
     outputs: dict[str, Any] = field(default_factory=dict)
     source: LoadedImage | None = None
+    summary: str = ""
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
         import numpy as np
@@ -94,19 +99,26 @@ class FilterInfo:
     title: str
     category: str
     summary: str
-    description: str
-    params: tuple[Param, ...]
+    description: str = field(repr=False)
+    params: tuple[Param, ...] = field(repr=False)
 
     def defaults(self) -> dict[str, str]:
         """Each parameter's default, written as a user would type it."""
         return {param.name: format_value(param, param.default) for param in self.params}
 
 
+class FilterList(list):  # type: ignore[type-arg]
+    """What :func:`list_filters` returns: a list of :class:`FilterInfo` shown one filter per line."""
+
+    def __repr__(self) -> str:
+        return "[" + ",\n ".join(repr(info) for info in self) + "]"
+
+
 def _info(spec: FilterSpec) -> FilterInfo:
     return FilterInfo(spec.name, spec.title, spec.category, spec.summary, spec.description, spec.params)
 
 
-def list_filters() -> list[FilterInfo]:
+def list_filters() -> FilterList:
     """Every registered filter (built-ins and installed plugins), sorted by name.
 
     Example:
@@ -115,7 +127,7 @@ def list_filters() -> list[FilterInfo]:
         True
     """
     registry = get_registry()
-    return [_info(registry.filters[name]) for name in sorted(registry.filters)]
+    return FilterList(_info(registry.filters[name]) for name in sorted(registry.filters))
 
 
 def describe(name: str) -> FilterInfo:
@@ -146,6 +158,7 @@ def load_model(name: str = "lite0") -> Any:
         RegistryError: Unknown model.
         ModelUnavailableError: The weights cannot be loaded.
     """
+    quiet_frameworks()
     return _models().get(os.fspath(name))
 
 
@@ -170,12 +183,13 @@ def apply(
         params: Parameter values as a mapping (for names that are not Python
             identifiers, or values kept in a dict); keyword arguments win.
         max_pixels: Largest input accepted from a file (``None``: Pillow's limit).
-        **values: Parameter values by name (``steps=5``, ``layers="block5"``).
+        **values: Parameter values by name (``steps=5``, ``layers="block5"``); the
+            flag ``--class`` is ``class_`` (a Python keyword).
             Image parameters (``guide``, ``mask`` ...) take the same kinds of
             value as ``image``.
 
     Returns:
-        A :class:`Result`: its ``pixels``, extra ``outputs`` and ``save()``.
+        A :class:`Result`: its ``pixels``, extra ``outputs``, ``summary`` and ``save()``.
 
     Raises:
         RegistryError: Unknown filter.
@@ -199,12 +213,17 @@ def apply(
         )
     spec = get_registry().get_filter(filter)
     given = {**dict(params or {}), **values}
+    quiet_frameworks()  # before TensorFlow is imported: no C++ log lines in a notebook or a script's terminal
     validated = validate_params(spec.params, given)
     source = to_loaded_image(image, max_pixels=max_pixels)
     loaded = load_image_params(spec.params, validated, max_pixels=max_pixels)
+    with native_stderr_silenced():  # importing the filter imports the framework, which logs straight to descriptor 2
+        spec.runner()
     outputs: dict[str, Any] = {}
+    summary: list[str] = []
     pixels = apply_filter(
         spec, source.pixels, loaded, seed=seed, progress=progress, models=_models(), validated=True,
         emit=outputs.__setitem__, given=validated.given,  # the keyword arguments (and params keys) count as set
+        report=summary.append,
     )
-    return Result(pixels, outputs, source)
+    return Result(pixels, outputs, source, "\n".join(summary))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from neurofilters.plugin_host import build_registry
@@ -28,21 +30,75 @@ def test_table_has_one_row_per_parameter() -> None:
     assert [row.split("`")[1] for row in rows] == [param.flag for param in spec.params]
 
 
-@pytest.mark.slow
-def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    """mkdocs --strict: no broken link, no missing page or API reference."""
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site as ``make docs`` builds it (mkdocs --strict)."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
+    folder = tmp_path_factory.mktemp("docs") / "site"
     result = subprocess.run(
-        [sys.executable, str(root / "docs" / "build_site.py"), "--site-dir", str(tmp_path / "site")],
+        [sys.executable, str(root / "docs" / "build_site.py"), "--site-dir", str(folder)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    api_page = (tmp_path / "site" / "api" / "index.html").read_text()
+    return folder
+
+
+@pytest.mark.slow
+def test_the_site_builds_strictly(site: Path) -> None:
+    """mkdocs --strict: no broken link, no missing page or API reference."""
+    api_page = (site / "api.html").read_text()
     assert "max_pixels" in api_page and "to_pil" in api_page  # apply's arguments, Result's methods: from the docstrings
-    assert (tmp_path / "site" / "filters" / "deepdream" / "index.html").is_file()
+    assert (site / "filters" / "deepdream.html").is_file()
+
+
+@pytest.mark.slow
+def test_every_link_of_the_site_opens_a_file_from_disk(site: Path) -> None:
+    """Opened as build/site/index.html, a link to a folder shows a directory listing: every link names a file."""
+    import re
+    from urllib.parse import unquote, urlsplit
+
+    checked = 0
+    for page in site.rglob("*.html"):
+        if page.name == "404.html":
+            continue  # a web server's error page (absolute links); never opened from disk
+        for target in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text(encoding="utf-8")):
+            if urlsplit(target).scheme or target.startswith("//"):
+                continue
+            path = (page.parent / unquote(target)).resolve()
+            assert path.is_file(), f"{page.relative_to(site)} links to {target}, which is no file"
+            checked += 1
+    assert checked > 500  # the nav of every page, its assets
+    assert (site / "search" / "search_index.js").read_text().startswith("var __index = {")
+
+
+@pytest.mark.slow
+def test_search_works_on_the_site_opened_from_disk(site: Path) -> None:
+    """Chromium opens a page as a file, types into the search box and gets results; nothing is fetched from the web."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium package (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    problems: list[str] = []
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+        page.on("request", lambda request: problems.append(request.url) if not request.url.startswith(("file:", "data:", "about:")) else None)
+        page.goto((site / "filters" / "deepdream.html").as_uri())
+        page.wait_for_load_state("load")
+        page.click("input.md-search__input")
+        page.keyboard.type("troubleshooting")
+        page.wait_for_function("document.querySelectorAll('.md-search-result__item').length > 0", timeout=30000)
+        hits = page.eval_on_selector_all(".md-search-result__item a", "links => links.map(a => a.getAttribute('href'))")
+        browser.close()
+    assert problems == []
+    assert any("troubleshooting.html" in hit for hit in hits), hits
 
 
 def _nav_pages() -> set[str]:
@@ -101,3 +157,27 @@ def test_the_gallery_shows_every_filter_with_existing_pictures() -> None:
         assert (DOCS / picture).is_file(), picture
     total = sum(path.stat().st_size for path in (DOCS / "assets").glob("gallery-*"))
     assert total < 8 * 2**20, f"the gallery's pictures take {total / 2**20:.1f} MB: keep them at web size"
+
+
+def test_the_gallery_leads_with_filters_that_change_the_picture() -> None:
+    sections = re.findall(r"^<!-- gallery-filter:([a-z0-9-]+) -->", (DOCS / "gallery.md").read_text(), re.M)
+    assert sections[:2] == ["deepdream", "hallucinate"], sections  # before: add-noise, adversarial
+    assert sections[-2:] == ["add-noise", "adversarial"], sections
+    adversarial = (DOCS / "gallery.md").read_text().split("<!-- gallery-filter:adversarial -->")[1]
+    assert "<figcaption>chelsea: tiger cat → flamingo</figcaption>" in adversarial  # the network's top-1, before and after
+    assert "<figcaption>the change x20</figcaption>" in adversarial
+    assert (DOCS / "assets" / "gallery-adversarial-chelsea-change.jpg").is_file()
+    # hallucinate dreams visibly into the photos (before: --steps 2, a start=noise setting, and 10 weak dream steps)
+    from PIL import Image
+
+    hallucinated = np.asarray(Image.open(DOCS / "assets" / "gallery-hallucinate-chelsea.jpg"), np.float32) / 255
+    original = np.asarray(Image.open(DOCS / "assets" / "gallery-original-chelsea.jpg"), np.float32) / 255
+    assert np.abs(hallucinated - original).mean() > 0.06
+
+
+@pytest.mark.slow
+def test_the_gallery_commands_wrap(site: Path) -> None:
+    page = (site / "gallery.html").read_text()
+    assert page.count('class="nf-command') >= 9  # every command block is marked...
+    css = (site / "stylesheets" / "extra.css").read_text()
+    assert re.search(r"\.nf-command pre > code \{\s*white-space: pre-wrap;", css)  # ...and wrapped

@@ -120,10 +120,10 @@ def test_inversion_filter_is_deterministic_and_reports_errors(chelsea: np.ndarra
     spec = build_registry(autoload=False).get_filter("feature-inversion")
     messages: list[str] = []
     params = {"layer": "stem", "steps": 8, "work_size": 48}
-    first = apply_filter(spec, chelsea[::4, ::4], params, seed=3, progress=lambda f, m: messages.append(m))
+    first = apply_filter(spec, chelsea[::4, ::4], params, seed=3, report=messages.append)
     again = apply_filter(spec, chelsea[::4, ::4], params, seed=3)
     assert np.array_equal(first, again)
-    assert any("relative feature error" in m and "pixel RMS error" in m for m in messages)
+    assert any("relative feature error" in m and "pixel RMS error" in m for m in messages)  # the run's summary
 
 
 def test_patches_are_the_best_positions_cropped_at_their_receptive_field(photo_folder: Path) -> None:

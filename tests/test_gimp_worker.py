@@ -639,3 +639,12 @@ def test_given_names_reach_the_filter_where_the_host_tracks_them(runtime_dir):
         assert names == ["given-mix"]
     else:  # the host has no FilterContext.given yet: the worker checks the names and keeps them back
         assert names == []
+
+
+def test_the_filters_summary_travels_to_the_plug_in(runtime_dir):
+    client = make_client()
+    reply, _ = client.run("nf-test-invert", {"amount": 60, "note": "summary"}, 0, 16, 12, 3, "u8", _pixels().tobytes())
+    assert reply["summary"] == ["inverted by 60 %"]
+    assert PLUGIN.preview_status(reply).endswith("s; inverted by 60 %")
+    reply, _ = client.run("nf-test-invert", {"amount": 60}, 0, 16, 12, 3, "u8", _pixels().tobytes())
+    assert reply["summary"] == [] and ";" not in PLUGIN.preview_status(reply)

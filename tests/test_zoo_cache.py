@@ -66,8 +66,9 @@ def test_cache_folder_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def test_first_use_converts_and_writes_a_verified_entry(network, reference, source: Path, folder: Path) -> None:  # noqa: ANN001
     assert _load(network, source) == "converted"
     _assert_weights(network, reference)
-    weights_path, sidecar_path = cache.cache_paths("lite0-test")
-    assert sorted(path.name for path in folder.iterdir()) == ["lite0-test.json", "lite0-test.npz"]  # no temp files left
+    weights_path, sidecar_path = cache.cache_paths("lite0-test", source)
+    assert sorted(path.name for path in folder.iterdir()) == [sidecar_path.name, weights_path.name]  # no temp files left
+    assert weights_path.name.startswith("lite0-test-") and weights_path.suffix == ".npz"
     sidecar = json.loads(sidecar_path.read_text())
     assert sidecar["sha256"] == cache.file_sha256(weights_path)
     assert sidecar["source"] == {"path": os.fspath(source.resolve()), "size": source.stat().st_size,
@@ -96,7 +97,7 @@ def _garbage_with_a_matching_sidecar(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate, _flip_a_byte, _garbage_with_a_matching_sidecar, Path.unlink])
 def test_a_damaged_entry_is_rebuilt(network, reference, source: Path, folder: Path, damage, caplog) -> None:  # noqa: ANN001
-    weights_path, sidecar_path = cache.cache_paths("lite0-test")
+    weights_path, sidecar_path = cache.cache_paths("lite0-test", source)
     assert _load(network, source) == "converted"
     damage(weights_path)
     assert _load(network, source) == "rebuilt"
@@ -121,3 +122,16 @@ def test_an_unwritable_cache_still_loads_the_model(network, reference, source: P
     assert _load(network, source) == "converted"
     assert _load(network, source) == "converted"
     _assert_weights(network, reference)
+
+
+def test_two_installations_keep_one_entry_each(network, reference, source: Path, folder: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    # Two virtual environments on one machine hold the same weights at two paths: neither rebuilds the other's entry.
+    other = tmp_path / "other-venv" / "lite0.pth"
+    other.parent.mkdir()
+    shutil.copyfile(source, other)
+    assert _load(network, source) == "converted"
+    assert _load(network, other) == "converted"
+    assert _load(network, source) == "cached"  # before: 'rebuilt', the entry was keyed to the last installation
+    assert _load(network, other) == "cached"
+    _assert_weights(network, reference)
+    assert cache.cache_paths("lite0-test", source) != cache.cache_paths("lite0-test", other)

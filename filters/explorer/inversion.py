@@ -139,8 +139,6 @@ def run_feature_inversion(image: np.ndarray, params: Mapping[str, Any], context:
         model, layer, photo, steps=steps, rng=context.rng(0), tv_weight=float(params["tv_weight"]),
         learning_rate=float(params["learning_rate"]), progress=report,
     )
-    context.progress(
-        1.0, f"{layer}: relative feature error {result.feature_error:.4f}, pixel RMS error {result.pixel_error:.4f}"
-    )
+    context.report(f"{layer}: relative feature error {result.feature_error:.4f}, pixel RMS error {result.pixel_error:.4f}")
     height, width = image.shape[:2]
     return resize(result.image, height, width)

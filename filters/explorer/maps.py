@@ -128,7 +128,7 @@ def run_activation_maps(image: np.ndarray, params: Mapping[str, Any], context: F
         # Stronger activations are more opaque, so the photo shows through where the channel is silent.
         weight = opacity * np.clip(map_over_image(values, field, height, width), 0, 1)[:, :, None] ** 0.5
         result = (1 - weight) * np.asarray(image[:, :, :3], np.float32) + weight * heat
-        context.progress(1.0, f"channel {channel} of {layer}: mean {maps[:, :, channel].mean():.3f}, max {maps[:, :, channel].max():.3f}")
+        context.report(f"channel {channel} of {layer}: mean {maps[:, :, channel].mean():.3f}, max {maps[:, :, channel].max():.3f}")
         return np.clip(result, 0, 1).astype(np.float32)
     chosen = choose_channels(maps, params["select"], int(params["count"]), params["channels"])
     scaled = normalise_maps(maps, chosen, params["normalize"])
@@ -143,5 +143,5 @@ def run_activation_maps(image: np.ndarray, params: Mapping[str, Any], context: F
             tile = label_tile(tile, f"{channel}  {maps[:, :, channel].mean():.2f}")
         tiles.append(tile)
     sheet = grid(tiles)
-    context.progress(1.0, f"{len(chosen)} of {channels} channels of {layer} ({map_h}x{map_w} each)")
+    context.report(f"{len(chosen)} of {channels} channels of {layer} ({map_h}x{map_w} each)")
     return np.clip(sheet, 0, 1).astype(np.float32)

@@ -95,7 +95,7 @@ def attack(
 def run_adversarial(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) -> np.ndarray:
     """The ``adversarial`` filter: ``run(image, params, context) -> image``.
 
-    Reports the top-5 before and after and the PSNR through progress messages
+    Reports the top-5 before and after and the PSNR as summary lines
     and emits the perturbation (amplified: 0.5 = unchanged, 0/1 = -/+ epsilon).
     """
     context.progress(0.0, f"loading model {params['model']}")
@@ -107,9 +107,10 @@ def run_adversarial(image: np.ndarray, params: Mapping[str, Any], context: Filte
     def listing(pixels: np.ndarray) -> str:
         return ", ".join(f"{name} ({index}) {p:.3f}" for index, name, p in model.classify(pixels, top=5))
 
-    context.progress(0.02, "before: " + listing(image))
+    context.report(f"{model.name} before: {listing(image)}")
     result = attack(image, model, objective.index, epsilon, int(params["steps"]), context.progress)
-    context.progress(0.99, f"after: {listing(result)}; PSNR {psnr(image, result):.2f} dB")
+    context.report(f"{model.name} after: {listing(result)}")
+    context.report(f"PSNR {psnr(image, result):.2f} dB (largest change {float(params['epsilon']):g}/255 per pixel)")
     delta = result - image
     context.emit("perturbation", np.clip(0.5 + delta * (0.5 / epsilon), 0.0, 1.0).astype(np.float32))
     return result

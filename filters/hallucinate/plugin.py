@@ -35,7 +35,7 @@ ADVERSARIAL_PARAMS: tuple[Param, ...] = (
 )
 
 ADD_NOISE_PARAMS: tuple[Param, ...] = (
-    Param("noise", "image", None, "The noise: the 16-bit PNG written by 'neurofilters fit-noise' (value 0.5 = no change; see the docs).", label="Noise image"),
+    Param("noise", "image", None, "The noise: the 16-bit PNG written by 'neurofilters fit-noise' (value 0.5 = no change; see the docs).", label="Noise image", required=True),
     Param("strength", "float", 1.0, "Multiplier of the noise (1 = as learned).", minimum=0.0, maximum=8.0),
 )
 

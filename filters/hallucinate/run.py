@@ -123,5 +123,5 @@ def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: Filte
     if objective.kind == "class" and model.kind == "classifier":
         top = model.classify(result, top=3)
         listed = ", ".join(f"{name} {p:.2f}" for _, name, p in top)
-        context.progress(1.0, f"{model.name} sees: {listed}")
+        context.report(f"{model.name} sees: {listed}")
     return result

@@ -78,7 +78,7 @@ def run_check(args: argparse.Namespace) -> int:
     rgb, _ = split_alpha(loaded.pixels)
     rgb = np.ascontiguousarray(rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb[:, :, :1], 3, axis=2), np.float32)
     image = resize_rgb(rgb, network_size(model, *rgb.shape[:2]))
-    class_id = resolve_target_class(model, args.class_, image)
+    class_id = resolve_target_class(model, args.class_, rgb)  # ranked on the photo, as classify ranks it
     cam_layer = spatial_layer(model, args.layer, "layer")
     name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
     print(f"Explaining class {class_id} ({name}); CAM layer {cam_layer}; randomising from the logits down.")

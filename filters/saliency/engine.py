@@ -117,7 +117,12 @@ def _class_count(model: Any) -> int:
 
 
 def resolve_target_class(model: Any, value: int | str, image: np.ndarray) -> int:
-    """The class id ``value`` names: ``top-N`` (ranked on ``image`` as the network sees it), an id or a name.
+    """The class id ``value`` names: ``top-N`` (ranked as ``classify`` ranks ``image``), an id or a name.
+
+    The ranking is the model's one classification rule (:meth:`ZooModel.classify`:
+    the central 87.5 % square, resized bicubically to the input size), so
+    ``top-1`` is the class ``neurofilters classify`` and every other filter
+    name for the same photo; the map itself still covers the whole image.
 
     Raises:
         ParameterError: Out-of-range rank or id, or an unknown name (with suggestions).
@@ -132,10 +137,7 @@ def resolve_target_class(model: Any, value: int | str, image: np.ndarray) -> int
                 f'"class" top-N must have N between 1 and {count}. Received: class={value!r}',
                 param="class_", value=value,
             )
-        import keras
-
-        logits = np.asarray(keras.ops.convert_to_numpy(model.logits_model()(image[None], training=False)), np.float64)[0]
-        return int(np.argsort(-logits, kind="stable")[rank - 1])
+        return int(model.classify(image, top=rank)[rank - 1][0])
     return resolve_class(value, labels, param="class_")
 
 
@@ -191,7 +193,7 @@ def explain(
     target_layer: str | None = None
     spot = (0, 0)
     if target_kind == "class":
-        class_id = resolve_target_class(model, params["class_"], seen)
+        class_id = resolve_target_class(model, params["class_"], image)  # ranked on the photo as classify ranks it
         selector = np.zeros(_class_count(model), np.float32)
         selector[class_id] = 1.0
         class_name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
@@ -261,5 +263,5 @@ def run(image: np.ndarray, params: dict[str, Any], context: FilterContext) -> np
     context.emit("saliency", grey[:, :, None])
     result = render(image, grey, output=params["display"], colormap=params["colormap"],
                     opacity=params["opacity"], mask_coverage=params["mask_coverage"])
-    context.progress(1.0, f"{method} map of {what}")
+    context.report(f"{method} map of {what}")
     return result

@@ -5,6 +5,8 @@ No Keras, TensorFlow or numpy here: :mod:`.synthesis` and :mod:`.style` are impo
 
 from __future__ import annotations
 
+import os
+
 from neurofilters.plugin_host import FilterSpec, Param, hookimpl
 
 from ..gradients import PRECISIONS
@@ -17,6 +19,8 @@ DEFAULT_TEXTURE_LAYERS = "block1_conv1:1,block1_pool:1,block2_pool:1,block3_pool
 DEFAULT_STYLE_LAYERS = "block1_conv1:1,block2_conv1:1,block3_conv1:1,block4_conv1:1"
 #: keras-io's content layer is block5_conv2; block 4's counterpart on the HED backbone.
 DEFAULT_CONTENT_LAYER = "block4_conv2"
+
+_PREVIEW_STYLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hallucinate", "preview-noise.png")
 
 _ENGINE = (
     Param("steps", "int", 100, "Optimiser iterations per octave (L-BFGS; Adam above about 1.4 megapixels).", minimum=1, maximum=5000),
@@ -37,7 +41,7 @@ TEXTURE_PARAMS: tuple[Param, ...] = (
 )
 
 STYLE_PARAMS: tuple[Param, ...] = (
-    Param("style", "image", None, "The style image whose textures and colours are painted onto the input."),
+    Param("style", "image", None, "The style image whose textures and colours are painted onto the input.", required=True),
     Param("style2", "image", None, "A second style image, blended with the first by --style2-weight.", label="Second style", group="Styles"),
     Param("style2_weight", "float", 0.5, "Share of the second style in the blend (0..1); the first gets the rest.", minimum=0.0, maximum=1.0, label="Second style share", group="Styles"),
     Param("style_scale", "float", 1.0, "Scale the style images by this factor before analysis (larger strokes below 1 ... above 1 smaller).", minimum=0.05, maximum=4.0, group="Styles"),
@@ -83,6 +87,7 @@ def register_filters() -> list[FilterSpec]:
             category="Texture",
             params=STYLE_PARAMS,
             run="neurofilters.filters.texture.style:run_style_transfer",
-            preview_params={"steps": 3, "octaves": 1, "precision": "float32"},
+            # The style of a quick run: the small noise PNG shipped for add-noise's preview.
+            preview_params={"style": _PREVIEW_STYLE, "steps": 3, "octaves": 1, "precision": "float32"},
         ),
     ]

@@ -133,7 +133,7 @@ def run_style_transfer(image: np.ndarray, params: dict[str, Any], context: Any) 
     context.progress(0.0, "preparing the network")
     engine = build_engine(context, params, [name for name, _ in layers], content_layer)
     total = sum(weight for _, weight in layers) or 1.0
-    result, _ = transfer(
+    result, history = transfer(
         engine,
         content,
         styles,
@@ -149,5 +149,7 @@ def run_style_transfer(image: np.ndarray, params: dict[str, Any], context: Any) 
     )
     if params.get("keep_colours"):
         result = keep_colours(result, content)
+    if history:
+        context.report(f"style-transfer loss {history[-1]:.4g} after {len(history)} steps")
     context.progress(1.0, "done")
     return np.clip(result, 0.0, 1.0).astype(np.float32)

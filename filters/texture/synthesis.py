@@ -210,6 +210,8 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
     """The ``texture`` filter: a new texture like ``params['source']`` (or like the input) of the input's size."""
     source = params.get("source")
     sample = rgb_of(source) if source is not None else np.asarray(image[:, :, :3], np.float32)
+    if source is None:
+        context.report("no --source given: the input itself is the texture sample")
     if params.get("source_scale", 1.0) != 1.0:
         factor = float(params["source_scale"])
         sample = resize_image(sample, (max(16, round(sample.shape[0] * factor)), max(16, round(sample.shape[1] * factor))))
@@ -223,7 +225,7 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
     layers = resolve_layers(model, params.get("layers", "auto"), DEFAULT_TEXTURE_LAYERS, "layers")
     context.progress(0.0, "preparing the network")
     engine = build_engine(context, params, [name for name, _ in layers], None)
-    result, _ = synthesise(
+    result, history = synthesise(
         engine,
         sample,
         image.shape[:2],
@@ -237,6 +239,8 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
     )
     if params.get("match_colours", True):
         result = match_colours(result, sample)
+    if history:
+        context.report(f"texture loss {history[-1]:.4g} after {len(history)} steps")
     context.progress(1.0, "done")
     return np.clip(result, 0.0, 1.0).astype(np.float32)
 

@@ -2,14 +2,16 @@
 
 The embedded models' weights come in foreign formats (a PyTorch state dict, a
 HED ``.weights.h5`` with another layout). After the first conversion the Keras
-weights are saved as ``<key>.npz`` in the cache folder (one array per
+weights are saved as ``<key>-<path tag>.npz`` in the cache folder (one array per
 ``"<layer name>/<index>"``, read back with ``allow_pickle=False``), next to a
-sidecar ``<key>.json`` holding the file's sha256 and the identity (path, size,
+sidecar ``<key>-<path tag>.json`` holding the file's sha256 and the identity (path, size,
 modification time) of the source file it was converted from.
 
 A cache entry is used only if the sidecar matches the source and the file's
 hash, and the arrays fit the model; otherwise the weights are converted
-again and the entry rewritten. Files are written to a temporary name and moved
+again and the entry rewritten. The path tag (a hash of the source's resolved
+path) gives every installation its own entry: two virtual environments on one
+machine would otherwise rebuild one shared entry each time the other ran. Files are written to a temporary name and moved
 into place with :func:`os.replace`, so readers never see half a file.
 
 Measured (2-core EPYC, warm disk cache): converting Lite0's checkpoint takes
@@ -67,9 +69,18 @@ def cache_dir() -> Path:
     return base / "neurofilters"
 
 
-def cache_paths(key: str) -> tuple[Path, Path]:
-    """The weights file and the sidecar of cache entry ``key``."""
+def cache_paths(key: str, source: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """The weights file and the sidecar of cache entry ``key`` for weights converted from ``source``.
+
+    Args:
+        key: The entry's name (with the conversion's version).
+        source: The source file; its resolved path picks the entry (one per
+            installation). ``None``: the entry named ``key`` alone.
+    """
     folder = cache_dir()
+    if source is not None:
+        tag = hashlib.sha256(os.fsencode(Path(source).resolve())).hexdigest()[:12]
+        key = f"{key}-{tag}"
     return folder / f"{key}.npz", folder / f"{key}.json"
 
 
@@ -108,7 +119,7 @@ def load_cached_weights(
         ``"cached"``, ``"converted"`` (no entry yet) or ``"rebuilt"`` (the entry was
         stale, corrupt or unreadable, and was replaced).
     """
-    weights_path, sidecar_path = cache_paths(key)
+    weights_path, sidecar_path = cache_paths(key, source)
     identity = source_identity(source)
     problem = _check_entry(weights_path, sidecar_path, key, identity)
     if problem is None:

@@ -21,7 +21,7 @@ def _load_model(name: str) -> Any:
 
 def configure_layers(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``neurofilters layers``."""
-    parser.add_argument("model", help="model name (see 'neurofilters models') or a .keras file")
+    parser.add_argument("model", nargs="+", help="model names (see 'neurofilters models') or .keras files; one table each")
     parser.add_argument("--all", action="store_true", help="also list layers that are not good filter targets")
 
 
@@ -33,11 +33,19 @@ def _dream_cell(model: Any, info: Any) -> str:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    """Print the layer table of a model: the layers that dream well (all layers with ``--all``)."""
-    model = _load_model(args.model)
+    """Print the layer table of each model: the layers that dream well (all layers with ``--all``)."""
+    names = [args.model] if isinstance(args.model, str) else list(args.model)
+    for number, name in enumerate(names):
+        if len(names) > 1:
+            print(("\n" if number else "") + f"{name}:")
+        _print_layers(_load_model(name), args.all)
+    return 0
+
+
+def _print_layers(model: Any, every: bool) -> None:
     rows = []
     for info in model.layer_table():
-        if not args.all and not (info.dream_target or info.recommended or info.note):
+        if not every and not (info.dream_target or info.recommended or info.note):
             continue
         shape = "x".join("?" if d is None else str(d) for d in info.output_shape[1:])
         rows.append((info.name, info.alias or "-", shape, f"{info.params:,}", _dream_cell(model, info)))
@@ -48,27 +56,27 @@ def run_layers(args: argparse.Namespace) -> int:
     print(textwrap.fill(
         f"Output shapes for a 224 px input. Weights: the layer's own, or those of the stage an "
         f"activation ends. Default dream layers: --layers {default or '(none)'}."
-        + ("" if args.all else " Every layer: --all."), 80,
+        + ("" if every else " Every layer: --all."), 80,
     ))
-    return 0
 
 
 def configure_classify(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``neurofilters classify``."""
-    parser.add_argument("image", help="input image")
+    parser.add_argument("image", nargs="+", help="input images (the model loads once for all of them)")
     parser.add_argument("--model", default="lite0", help="classifier model (default: lite0)")
     parser.add_argument("--top", default="5", help="number of classes to print (default 5)")
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    """Print the top classes the model sees in an image."""
+    """Print the top classes the model sees in each image."""
     try:
         top = int(args.top)
         if top < 1:
             raise ValueError
     except ValueError:
         raise ParameterError(f'"top" must be an integer >= 1. Received: top={args.top}', param="top", value=args.top) from None
-    image = load_image(args.image)
+    paths = [args.image] if isinstance(args.image, str) else list(args.image)
+    images = [load_image(path) for path in paths]  # every file is checked before the model loads
     model = _load_model(args.model)
     if getattr(model, "kind", None) != "classifier":
         raise ParameterError(
@@ -77,7 +85,10 @@ def run_classify(args: argparse.Namespace) -> int:
             param="model",
             value=args.model,
         )
-    rgb, _ = split_alpha(image.pixels)
-    for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=top), start=1):
-        print(f"{rank:>2}. {probability:7.2%}  {class_id:>4}  {name}")
+    for number, (path, image) in enumerate(zip(paths, images)):
+        if len(paths) > 1:
+            print(("\n" if number else "") + f"{path}:")
+        rgb, _ = split_alpha(image.pixels)
+        for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=top), start=1):
+            print(f"{rank:>2}. {probability:7.2%}  {class_id:>4}  {name}")
     return 0

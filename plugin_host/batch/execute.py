@@ -93,6 +93,7 @@ class Outcome:
     error: str = ""
     seconds: float = 0.0
     compute_seconds: float = 0.0
+    summary: str = ""  # what the filters reported about this file's result, one line each
 
 
 def describe_error(error: BaseException) -> str:
@@ -218,6 +219,7 @@ def _run_steps(
     models: ModelCache,
     progress: ProgressCallback | None,
     emit: OutputSink | None = None,
+    summary: list[str] | None = None,
 ) -> Any:
     from ..core.call import apply_filter, step_seed
 
@@ -226,7 +228,7 @@ def _run_steps(
         if progress is not None:
             report = lambda fraction, message, n=number: progress((n + fraction) / len(steps), message)  # noqa: E731
         pixels = apply_filter(spec, pixels, values, seed=step_seed(seed, number), models=models, progress=report, validated=True,
-                              emit=emit)
+                              emit=emit, report=None if summary is None else summary.append)
     return pixels
 
 
@@ -237,6 +239,7 @@ def compute(
     models: ModelCache,
     progress: ProgressCallback | None = None,
     emit: OutputSink | None = None,
+    summary: list[str] | None = None,
 ) -> Any:
     """Run every pipeline step on the decoded image (on each layer for per-layer XCF).
 
@@ -247,6 +250,7 @@ def compute(
         models: The process's model cache.
         progress: ``callback(fraction, message)`` for this file's progress.
         emit: Where the filters' extra outputs go (:func:`extra_output_writer`).
+        summary: Where the filters' summary lines go (for the report).
     """
     if task.layered:
         from ..imageio.layered import apply_masks, map_layers, raster_layers
@@ -258,11 +262,11 @@ def compute(
             if progress is not None:
                 report = lambda fraction, message: progress((index + fraction) / count, f"layer {index + 1}/{count} {message}")  # noqa: E731
             layer_emit = None if emit is None else (lambda name, pixels: emit(f"layer{index}-{name}", pixels))
-            return _run_steps(layer.pixels, steps, file_seed(task.seed, f"layer{index}"), models, report, layer_emit)
+            return _run_steps(layer.pixels, steps, file_seed(task.seed, f"layer{index}"), models, report, layer_emit, summary)
 
         filtered = map_layers(decoded, one_layer)
         return apply_masks(filtered) if task.masks == "apply" else filtered
-    return _run_steps(decoded.pixels, steps, task.seed, models, progress, emit)
+    return _run_steps(decoded.pixels, steps, task.seed, models, progress, emit, summary)
 
 
 def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
@@ -340,12 +344,13 @@ def worker_run(task: Task) -> Outcome:
     try:
         decoded = decode(task, options)
         compute_start = time.perf_counter()
-        result = compute(task, decoded, _WORKER["steps"], _WORKER["models"], emit=extra_output_writer(task, options))
+        lines: list[str] = []
+        result = compute(task, decoded, _WORKER["steps"], _WORKER["models"], emit=extra_output_writer(task, options), summary=lines)
         compute_seconds = time.perf_counter() - compute_start
         encode(task, decoded, result, options)
     except Exception as error:  # bad files, and filter bugs too: they must not kill the batch
         return Outcome(task.index, "failed", describe_error(error), time.perf_counter() - start)
-    return Outcome(task.index, "ok", "", time.perf_counter() - start, compute_seconds)
+    return Outcome(task.index, "ok", "", time.perf_counter() - start, compute_seconds, "\n".join(lines))
 
 
 #: The temporary files :func:`~neurofilters.plugin_host.imageio.files.atomic_write` creates: ``.NAME.XXXXXXXX.tmp``

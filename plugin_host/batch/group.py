@@ -51,11 +51,13 @@ class ItemResult:
         result: The filtered pixels (``None`` when ``error`` is set).
         error: What went wrong for this file, or ``None``.
         seconds: This file's share of the compute time.
+        summary: What the filters reported about this file's result, one line each.
     """
 
     result: Any
     error: BaseException | None
     seconds: float
+    summary: str = ""
 
 
 def can_batch(steps: Sequence[tuple[Any, dict[str, Any]]]) -> bool:
@@ -92,6 +94,7 @@ def _apply_step(
     models: ModelCache,
     progress: ProgressCallback | None,
     emits: Sequence[OutputSink | None],
+    summaries: Sequence[list[str]] | None = None,
 ) -> list[Any]:
     """One pipeline step on every image: equal shapes together where the filter can, the rest alone."""
     from ..core.call import apply_filter, apply_filter_batch
@@ -106,13 +109,15 @@ def _apply_step(
         report = _share(progress, done / len(images), len(members) / len(images))
         if len(members) > 1:
             batch = apply_filter_batch(spec, [images[i] for i in members], values, seeds=[seeds[i] for i in members],
-                                       models=models, progress=report, emits=[emits[i] for i in members])
+                                       models=models, progress=report, emits=[emits[i] for i in members],
+                                       reports=None if summaries is None else [summaries[i].append for i in members])
             for index, result in zip(members, batch):
                 results[index] = result
         else:
             index = members[0]
             results[index] = apply_filter(spec, images[index], values, seed=seeds[index], models=models,
-                                          progress=report, validated=True, emit=emits[index])
+                                          progress=report, validated=True, emit=emits[index],
+                                          report=None if summaries is None else summaries[index].append)
         done += len(members)
     return results
 
@@ -124,6 +129,7 @@ def compute_group(
     models: ModelCache,
     progress: ProgressCallback | None = None,
     sink_for: SinkFor | None = None,
+    summaries: Sequence[list[str]] | None = None,
 ) -> list[Any]:
     """Every pipeline step on a group of files of one shape (the batched :func:`~neurofilters.plugin_host.batch.execute.compute`).
 
@@ -137,7 +143,7 @@ def compute_group(
     for number, (spec, values) in enumerate(steps):
         seeds = [step_seed(task.seed, number) for task in tasks]
         report = _share(progress, number / len(steps), 1 / len(steps))
-        images = _apply_step(spec, values, images, seeds, models, report, emits)
+        images = _apply_step(spec, values, images, seeds, models, report, emits, summaries)
     return images
 
 
@@ -173,26 +179,28 @@ def compute_items(
     if len(tasks) > 1:
         start = time.perf_counter()
         try:
-            results = compute_group(tasks, decodeds, steps, models, progress_for(tasks), sink_for)
+            lines: list[list[str]] = [[] for _ in tasks]
+            results = compute_group(tasks, decodeds, steps, models, progress_for(tasks), sink_for, lines)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException:  # noqa: BLE001  # retried one by one: each file gets its own outcome
             pass
         else:
             share = (time.perf_counter() - start) / len(tasks)
-            return [ItemResult(result, None, share) for result in results]
+            return [ItemResult(result, None, share, "\n".join(text)) for result, text in zip(results, lines)]
     items = []
     for task, decoded in zip(tasks, decodeds):
         start = time.perf_counter()
+        text: list[str] = []
         try:
             result = compute(task, decoded, steps, models, progress_for([task]),
-                             None if sink_for is None else sink_for(task))
+                             None if sink_for is None else sink_for(task), text)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as error:  # noqa: BLE001  # reported for this file only
             items.append(ItemResult(None, error, time.perf_counter() - start))
             continue
-        items.append(ItemResult(result, None, time.perf_counter() - start))
+        items.append(ItemResult(result, None, time.perf_counter() - start, "\n".join(text)))
     return items
 
 
@@ -235,5 +243,5 @@ def worker_run_group(tasks: Sequence[Task]) -> list[Outcome]:
             except Exception as error:
                 outcomes[task.index] = Outcome(task.index, "failed", describe_error(error), seconds + time.perf_counter() - start)
                 continue
-            outcomes[task.index] = Outcome(task.index, "ok", "", seconds + time.perf_counter() - start, item.seconds)
+            outcomes[task.index] = Outcome(task.index, "ok", "", seconds + time.perf_counter() - start, item.seconds, item.summary)
     return [outcomes[task.index] for task in tasks]

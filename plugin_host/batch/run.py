@@ -116,11 +116,11 @@ def _run_threads(
             job = encode_q.get()
             if job is _DONE:
                 return
-            task, decoded, result, elapsed, compute_seconds = job
+            task, decoded, result, elapsed, compute_seconds, summary = job
             start = time.perf_counter()
             try:
                 encode(task, decoded, result, options)
-                outcome = Outcome(task.index, "ok", "", elapsed + time.perf_counter() - start, compute_seconds)
+                outcome = Outcome(task.index, "ok", "", elapsed + time.perf_counter() - start, compute_seconds, summary)
             except BaseException as exc:
                 outcome = Outcome(task.index, "failed", describe_error(exc), elapsed + time.perf_counter() - start)
             tracker.finish(task, outcome)
@@ -139,7 +139,7 @@ def _run_threads(
             if item.error is not None:
                 tracker.finish(task, Outcome(task.index, "failed", describe_error(item.error), elapsed + item.seconds))
             else:
-                encode_q.put((task, decoded, item.result, elapsed + item.seconds, item.seconds))
+                encode_q.put((task, decoded, item.result, elapsed + item.seconds, item.seconds, item.summary))
 
     threads = [threading.Thread(target=reader, daemon=True, name="batch-read"),
                threading.Thread(target=writer, daemon=True, name="batch-write")]
@@ -356,19 +356,21 @@ def report_rows(plan: Plan, result: BatchResult | None) -> list[dict[str, Any]]:
     rows = []
     for entry in plan.entries:
         task = entry.task
-        status, error, seconds = entry.status, entry.error, 0.0
+        status, error, seconds, summary = entry.status, entry.error, 0.0, ""
         if task is not None and status == "todo":
             outcome = result.outcomes.get(task.index) if result is not None else None
             if outcome is None:
                 status = "planned" if result is None else "not run"
             else:
                 status, error, seconds = outcome.status, outcome.error, round(outcome.seconds, 4)
+                summary = outcome.summary
         rows.append(
             {
                 "input": str(entry.source.path),
                 "output": entry.output,
                 "status": status,
                 "error": error or None,
+                "summary": summary or None,
                 "seconds": seconds,
                 "params_hash": task.params_hash if task is not None else None,
                 "seed": task.seed if task is not None else None,

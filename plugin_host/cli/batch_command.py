@@ -153,7 +153,8 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         command = f"{PROG} batch --filter {spec.name}"
         flags = parse_filter_flags(spec, extra, prog=command, host_flags=option_names(parser))
         try:
-            validate_params(spec.params, flags)  # the flags alone first, so errors name them as typed
+            # The flags alone first, so errors name them as typed (a --params file may still give a required image).
+            validate_params(spec.params, flags, check_required=args.params is None)
         except ParameterError as error:
             raise flag_error(error, spec.params, command) from None
         pipeline = single_step(spec, flags, params_file=args.params)

@@ -20,10 +20,10 @@ _HEADERS = ("flag", "type", "default", "allowed", "description")
 
 
 def param_rows(params: Sequence[Param]) -> list[tuple[str, str, str, str, str]]:
-    """One row per parameter: flag, kind, default, allowed values, help."""
+    """One row per parameter: flag, kind, default (``required`` where there is none), allowed values, help."""
     rows = []
     for param in params:
-        default = format_value(param, param.default)
+        default = "required" if param.required else format_value(param, param.default)
         rows.append((param.flag, param.kind, default if default != "" else '""', param.allowed(), param.help))
     return rows
 
@@ -35,9 +35,10 @@ def markdown_table(spec: FilterSpec) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
-    for row in param_rows(spec.params):
+    for param, row in zip(spec.params, param_rows(spec.params)):
         flag, kind, default, allowed, help_text = row
-        lines.append(f"| `{cell(flag)}` | {cell(kind)} | `{cell(default)}` | {cell(allowed)} | {cell(help_text)} |")
+        shown = "**required**" if param.required else f"`{cell(default)}`"
+        lines.append(f"| `{cell(flag)}` | {cell(kind)} | {shown} | {cell(allowed)} | {cell(help_text)} |")
     return "\n".join(lines) + "\n"
 
 

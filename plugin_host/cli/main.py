@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError, UsageError
 from ..core.params import shorten
-from ..core.quiet import QUIET_ENV
+from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, get_registry
 from ..core.specs import FilterSpec
 from . import docs as _docs
@@ -193,6 +193,7 @@ def check_output_path(text: str, inputs: Sequence[str] = ()) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> int:
+    from ..core.call import check_class_names
     from ..core.params import parse_seed, validate_params
     from .args import flag_error, option_names, parse_filter_flags
 
@@ -220,6 +221,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     try:
         seed = parse_seed(args.seed)
         values = validate_params(spec.params, given)
+        check_class_names(spec, values)  # from the model's label list: no framework, milliseconds
         max_pixels = _max_pixels(args.max_pixels)
     except ParameterError as error:
         raise flag_error(error, spec.params, command) from None
@@ -249,8 +251,15 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
 
         if bar is not None:
             bar.status(f"starting {spec.name} (loading the network library)…")
+        def report(line: str) -> None:
+            # The run's summary (what the network sees, a loss) stays on screen, above the bar.
+            if bar is not None:
+                bar.report(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
+
         result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
-                              given=values.given)
+                              given=values.given, report=report)
     finally:
         if bar is not None:
             bar.close()
@@ -281,8 +290,10 @@ def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
     for spec in registry.models.values():
         aliases = f" Also called: {', '.join(spec.aliases)}." if spec.aliases else ""
         weights = f" Weights: {spec.source}." if spec.source else ""
-        rows.append((spec.name, spec.kind, f"{spec.description}{aliases}{weights}"))
-    print(_docs.text_table(rows, ("name", "kind", "description")))
+        offline = "yes" if spec.works_offline() else "no"
+        rows.append((spec.name, spec.kind, offline, f"{spec.description}{aliases}{weights}"))
+    print(_docs.text_table(rows, ("name", "kind", "offline", "description")))
+    print("\noffline: the weights are on this machine ('no': downloaded on first use).")
     print("\nAny Keras model file works too: --model path/to/model.keras")
     print("A model's layers, and which dream well: neurofilters layers MODEL")
     return 0
@@ -349,11 +360,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     if debug:
-        os.environ[QUIET_ENV] = "0"  # keep TensorFlow's native start-up messages
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ[QUIET_ENV] = "0"  # keep the frameworks' own log lines
     try:
-        return _dispatch(argv)
+        # No TensorFlow, absl, Keras or XLA line on the terminal (descriptor 2 silenced; our stderr kept).
+        with command_stderr_quiet():
+            return _dispatch(argv)
     except (UsageError, ParameterError, RegistryError) as error:
         if debug:
             raise

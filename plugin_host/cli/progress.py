@@ -16,6 +16,18 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def _clock_column(bar: ProgressBar) -> Any:
+    """A rich column that asks ``bar`` for its time text at every redraw."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class ClockColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(bar.clock_text())
+
+    return ClockColumn()
+
+
 class ProgressBar:
     """What a long command is doing, from its first second to its end.
 
@@ -64,6 +76,8 @@ class ProgressBar:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._first: tuple[float, float] | None = None  # (time, fraction) of the first report
         self._live: Any = None
+        self._moving = False
+        self._eta_at: tuple[float, float | None] = (self._start, None)  # (time, seconds left) of the last report
         self._shown = ""
         self._task: Any = None
         if self._tty:
@@ -80,21 +94,43 @@ class ProgressBar:
             TextColumn("[bold]{task.fields[label]}"),
             BarColumn(bar_width=None if console.width < 60 else 24),
             TaskProgressColumn(),
-            TextColumn("{task.fields[times]}"),
+            _clock_column(self),
             TextColumn("{task.fields[message]}"),
             console=console,
             get_time=self._clock,  # type: ignore[arg-type]
             refresh_per_second=8,
             transient=False,
         )
-        self._task = self._live.add_task("", total=None, label=self.label, times="", message=status)
+        self._task = self._live.add_task("", total=None, label=self.label, message=status)
         self._live.start()
         self._drawn = True
+
+    def clock_text(self) -> str:
+        """The time column as it reads now: ``elapsed`` before the fraction moves, then ``elapsed<left``.
+
+        rich redraws it from its own thread eight times a second, so the clock
+        keeps ticking while a framework imports or a model loads (those release
+        the GIL nearly all the time) and no progress is reported.
+        """
+        now = self._clock()  # type: ignore[operator]
+        elapsed = _clock(now - self._start)
+        if not self._moving:
+            return elapsed
+        reported, eta = self._eta_at
+        return f"{elapsed}<{_clock(max(0.0, eta - (now - reported))) if eta is not None else '--:--'}"
 
     def status(self, message: str) -> None:
         """Say what is happening before any fraction is known (``reading photo.jpg…``)."""
         if self._live is not None:
             self._live.update(self._task, message=message, refresh=True)
+
+    def report(self, line: str) -> None:
+        """Print a line of the run's summary so that it stays: above the live bar on a terminal, as a line elsewhere."""
+        if self._live is not None:
+            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def __call__(self, fraction: float, message: str = "") -> None:
         """Update the bar (the signature of a filter progress callback)."""
@@ -105,13 +141,13 @@ class ProgressBar:
         eta = self._eta(now, fraction)
         if self._live is not None:
             moving = fraction > 0 or eta is not None
-            times = f"{_clock(elapsed)}<{_clock(eta) if eta is not None else '--:--'}" if moving else _clock(elapsed)
+            self._moving, self._eta_at = moving, (now, eta)  # the clock column counts on from these
             shown = f"{message}…" if message and not moving and not message.endswith("…") else message
             changed = shown != self._shown
             self._shown = shown
             self._live.update(
                 self._task, total=1.0 if moving else None, completed=min(max(fraction, 0.0), 1.0),
-                times=times, message=shown, refresh=changed,  # a new stage shows at once
+                message=shown, refresh=changed,  # a new stage shows at once
             )
             return
         if elapsed < self.delay:

@@ -8,16 +8,18 @@ and puts it back untouched afterwards.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .context import FilterContext, ModelCache, OutputSink, ProgressCallback
+from .context import FilterContext, ModelCache, OutputSink, ProgressCallback, SummarySink
 from .errors import NeurofiltersError
 from .params import validate_params
 from .specs import FilterSpec
 
 __all__ = [
     "apply_filter",
+    "check_class_names",
     "apply_filter_batch",
     "derive_seed",
     "step_seed",
@@ -117,6 +119,42 @@ def _finish(spec: FilterSpec, result: Any, alpha: Any | None) -> Any:
     return join_alpha(np.clip(result, 0.0, 1.0), alpha)
 
 
+#: A rank instead of a class name (``top-1`` ... ``top-5``): filters that explain a prediction take it.
+_RANK_RE = re.compile(r"^top-\d+$")
+
+
+def check_class_names(spec: FilterSpec, values: Mapping[str, Any]) -> None:
+    """Check class names against the model's label list before the model loads (milliseconds, no framework).
+
+    For each ``class_label`` parameter holding a name, the filter's model
+    (its first ``model`` parameter) is looked up; a model that declares
+    ``classes`` (the zoo's ImageNet classifiers) resolves the name. Models
+    without (a ``.keras`` file, a backbone) are left to the filter.
+
+    Raises:
+        ParameterError: An unknown or ambiguous class name, with suggestions;
+            ``error.param`` is the parameter's name (the CLI shows its flag).
+    """
+    from .errors import RegistryError
+    from .registry import get_registry
+
+    names = [p for p in spec.params if p.kind == "class_label" and isinstance(values.get(p.name), str)]
+    model_param = next((p for p in spec.params if p.kind == "model"), None)
+    if not names or model_param is None or not isinstance(values.get(model_param.name), str):
+        return
+    try:
+        model = get_registry().get_model(values[model_param.name])
+    except RegistryError:
+        return  # the filter says so, with its own message
+    resolver = model.class_resolver()
+    if resolver is None:
+        return
+    for param in names:
+        text = values[param.name].strip()
+        if not _RANK_RE.match(text.lower()):
+            resolver(text, param=param.name)
+
+
 def _check_loaded(spec: FilterSpec, params: Mapping[str, Any]) -> None:
     import numpy as np
 
@@ -141,6 +179,7 @@ def apply_filter(
     validated: bool = False,
     emit: OutputSink | None = None,
     given: Iterable[str] | None = None,
+    report: SummarySink | None = None,
 ) -> Any:
     """Validate parameters, run ``spec`` on ``pixels`` and return the result.
 
@@ -152,9 +191,10 @@ def apply_filter(
         seed: Seed for the filter's randomness.
         progress: ``callback(fraction, message)``.
         models: A model cache to reuse between calls.
-        context: A ready context (overrides ``seed``, ``progress``, ``models`` and ``emit``).
+        context: A ready context (overrides ``seed``, ``progress``, ``models``, ``emit`` and ``report``).
         validated: ``values`` already went through :func:`validate_params`.
         emit: ``sink(name, pixels)`` for the filter's extra outputs.
+        report: ``sink(line)`` for each line of the run's summary as the filter reports it.
         given: The parameters the user set explicitly (``context.given``).
             Default: the keys of ``values`` when this call validates them;
             for validated values, their ``given`` (values straight from
@@ -175,9 +215,10 @@ def apply_filter(
         checked = validate_params(spec.params, values or {})
         params, names = dict(checked), (given if given is not None else checked.given)
     _check_loaded(spec, params)
+    check_class_names(spec, params)
     rgb, alpha = _prepare(pixels)
     if context is None:
-        context = FilterContext(seed=seed, progress=progress, models=models, emit=emit, given=names)
+        context = FilterContext(seed=seed, progress=progress, models=models, emit=emit, given=names, report=report)
     elif names is not None:
         context.given = frozenset(names)
     context.alpha = alpha
@@ -196,6 +237,7 @@ def apply_filter_batch(
     progress: ProgressCallback | None = None,
     emits: Sequence[OutputSink | None] | None = None,
     given: Iterable[str] | None = None,
+    reports: Sequence[SummarySink | None] | None = None,
 ) -> list[Any]:
     """:func:`apply_filter` for several images of one shape at once, through ``spec.batch_run``.
 
@@ -207,6 +249,7 @@ def apply_filter_batch(
         models: The process's model cache.
         progress: ``callback(fraction, message)`` for the whole batch.
         emits: One extra-output sink per image (or None).
+        reports: One summary sink per image (or None).
         given: The parameters the user set explicitly (default: ``values.given``
             when ``values`` came from :func:`validate_params`, else unknown).
 
@@ -221,12 +264,14 @@ def apply_filter_batch(
         raise NeurofiltersError(f"Filter {spec.name!r} declares no batch_run; run its images one by one.")
     _check_loaded(spec, values)
     sinks = list(emits) if emits is not None else [None] * len(images)
+    summaries = list(reports) if reports is not None else [None] * len(images)
     names = given if given is not None else getattr(values, "given", None)
     colours, alphas, contexts = [], [], []
     for index, (pixels, seed) in enumerate(zip(images, seeds, strict=True)):
         rgb, alpha = _prepare(pixels)
         context = FilterContext(
-            seed=seed, progress=progress if index == 0 else None, models=models, emit=sinks[index], given=names
+            seed=seed, progress=progress if index == 0 else None, models=models, emit=sinks[index], given=names,
+            report=summaries[index],
         )
         context.alpha = alpha
         colours.append(rgb)

@@ -10,10 +10,12 @@ from typing import Any
 from .errors import FilterCancelled, ModelUnavailableError, NeurofiltersError
 from .quiet import native_stderr_silenced
 
-__all__ = ["FilterContext", "ModelCache", "OutputSink", "ProgressCallback", "OUTPUT_NAME_RE"]
+__all__ = ["FilterContext", "ModelCache", "OutputSink", "ProgressCallback", "SummarySink", "OUTPUT_NAME_RE"]
 
 #: ``callback(fraction, message)`` with ``fraction`` in [0, 1].
 ProgressCallback = Callable[[float, str], None]
+#: ``sink(line)``: where the lines of a run's summary go as the filter reports them.
+SummarySink = Callable[[str], None]
 #: ``sink(name, pixels)``: where a filter's extra outputs go (the host writes them).
 OutputSink = Callable[[str, Any], None]
 #: Names of extra outputs: they become parts of file names and GIMP layer names.
@@ -90,6 +92,7 @@ class FilterContext:
             ``None``. The host puts alpha back untouched after the filter;
             filters may read it (e.g. to use it as a mask) but never return it.
         outputs: Extra outputs emitted while no sink was given, by name.
+        summary: The lines the filter reported with :meth:`report`, in order.
         given: The parameters the user set explicitly (CLI flags typed, keys
             written in a batch pipeline or ``--params`` file, keyword arguments
             of the Python API, what the GIMP plug-in says was set), whatever
@@ -109,11 +112,14 @@ class FilterContext:
         alpha: Any | None = None,
         emit: OutputSink | None = None,
         given: Iterable[str] | None = None,
+        report: SummarySink | None = None,
     ) -> None:
         self.seed = int(seed)
         self.given: frozenset[str] | None = None if given is None else frozenset(given)
         self.alpha = alpha
         self.outputs: dict[str, Any] = {}
+        self.summary: list[str] = []
+        self._report = report
         self._emit = emit
         self._progress = progress
         self._cancel_event = cancel_event or threading.Event()
@@ -132,6 +138,22 @@ class FilterContext:
         self.check_cancelled()
         if self._progress is not None:
             self._progress(min(max(float(fraction), 0.0), 1.0), message)
+
+    def report(self, line: str) -> None:
+        """Add a line to the run's summary: what the result shows, a number to judge it by.
+
+        Progress messages are transient; a summary line stays: the command line
+        prints it above the progress bar (where it remains), the Python API
+        returns it in ``Result.summary``, the batch runner writes it into its
+        report. One or two lines per run (``lite0 sees: flamingo 0.93``).
+
+        Args:
+            line: One line of text (no newline).
+        """
+        line = " ".join(str(line).split())
+        self.summary.append(line)
+        if self._report is not None:
+            self._report(line)
 
     def emit(self, name: str, pixels: Any) -> None:
         """Hand an extra output (a frame, a map, a learned noise) to the host, which writes it.

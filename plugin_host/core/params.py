@@ -159,6 +159,10 @@ class Param:
             (``"Layers"``, ``"Octaves"``, ``"Mask"`` ...); empty: the filter's main section.
         advanced: A technical knob: shown folded away (GIMP's dialog expander,
             ``--help`` after the essential ones), never needed for a good result.
+        required: The filter cannot work without a value (``add-noise``'s
+            noise, ``style-transfer``'s style): :func:`validate_params` refuses
+            a call that leaves it out, before any work. Only for ``image`` and
+            ``path`` parameters, whose default is then ``None``.
     """
 
     name: str
@@ -171,6 +175,7 @@ class Param:
     choices: tuple[str, ...] = field(default=())
     group: str = ""
     advanced: bool = False
+    required: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name) or keyword.iskeyword(self.name):
@@ -198,6 +203,11 @@ class Param:
             raise DeclarationError(
                 f"Parameter {self.name!r}: minimum {self.minimum} is above maximum {self.maximum}."
             )
+        if self.required and (self.kind not in ("image", "path") or self.default not in (None, "")):
+            raise DeclarationError(
+                f"Only image and path parameters with no default can be required. Received: "
+                f"name={self.name!r}, kind={self.kind!r}, default={self.default!r}"
+            )
         try:
             converted = self.convert(self.default, check_files=False)
         except ParameterError as error:
@@ -223,6 +233,8 @@ class Param:
             return noun
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
+        if self.required:
+            return KINDS[self.kind].allowed.replace(" (or empty for none)", "")
         return KINDS[self.kind].allowed
 
     def _fail(self, value: Any, what: str | None = None) -> ParameterError:
@@ -447,7 +459,7 @@ def format_value(param: Param, value: Any) -> str:
 
 
 def validate_params(
-    params: Sequence[Param], values: Mapping[str, Any], *, check_files: bool = True
+    params: Sequence[Param], values: Mapping[str, Any], *, check_files: bool = True, check_required: bool = True
 ) -> ParamValues:
     """Validate user values against declarations and fill in defaults.
 
@@ -455,14 +467,16 @@ def validate_params(
         params: The filter's declarations.
         values: User values by parameter name (dashes are accepted for underscores).
         check_files: Whether ``path`` parameters must name existing files.
+        check_required: Whether a ``required`` parameter must have a value
+            (``False`` only for partial sets: presets, preview values).
 
     Returns:
         A new dict with one validated value per declared parameter; its
         ``given`` holds the names present in ``values`` (what the user set).
 
     Raises:
-        ParameterError: An unknown name (with the closest declared names) or
-            an unacceptable value.
+        ParameterError: An unknown name (with the closest declared names),
+            an unacceptable value, or no value for a required parameter.
     """
     by_name = {param.name: param for param in params}
     result = ParamValues({param.name: param.default for param in params})
@@ -483,6 +497,14 @@ def validate_params(
             )
         result[name] = by_name[name].convert(value, check_files=check_files)
         given.add(name)
+    for param in params if check_required else ():
+        value = result[param.name]
+        if param.required and (value is None or (isinstance(value, str) and not value.strip())):
+            raise ParameterError(
+                f'"{param.name}" is required: {param.allowed()}. Received: nothing',
+                param=param.name,
+                value=None,
+            )
     result.given = frozenset(given)
     return result
 

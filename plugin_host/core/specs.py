@@ -114,7 +114,9 @@ class FilterSpec:
         object.__setattr__(self, "param_index", {param.name: param for param in self.params})
         try:
             object.__setattr__(
-                self, "preview_params", validate_params(self.params, self.preview_params, check_files=False)
+                self, "preview_params", validate_params(
+                    self.params, self.preview_params, check_files=False, check_required=False
+                )
             )
         except ParameterError as error:
             raise DeclarationError(f"Filter {self.name!r}: invalid preview_params: {error}") from None
@@ -141,6 +143,15 @@ class ModelSpec:
         kind: ``classifier`` (has class logits) or ``backbone`` (features only).
         source: Where the weights come from, in words (shown by ``models``).
         aliases: Other names accepted for this model.
+        classes: ``classes(value, param) -> class id``: a class id or name
+            checked against the model's label list without loading the model
+            (no framework import), raising ``ParameterError`` with suggestions
+            for an unknown name; or a ``"module:function"`` string. ``None``
+            when the labels are known only once the model is loaded.
+        offline: ``offline() -> bool``: whether the weights are on this
+            machine now (checked without a framework), or a
+            ``"module:function"`` string; ``None``: they come with an
+            installed package, so the model always works offline.
     """
 
     name: str
@@ -150,6 +161,8 @@ class ModelSpec:
     kind: str = "classifier"
     source: str = ""
     aliases: tuple[str, ...] = ()
+    classes: Callable[..., Any] | str | None = None
+    offline: Callable[[], bool] | str | None = None
 
     def __post_init__(self) -> None:
         _check_name("Model", self.name)
@@ -160,6 +173,14 @@ class ModelSpec:
     def loader(self) -> Callable[[], Any]:
         """The model's load function (importing it if declared as a string)."""
         return resolve_callable(self.load)
+
+    def works_offline(self) -> bool:
+        """Whether the model can load without a network connection right now."""
+        return True if self.offline is None else bool(resolve_callable(self.offline)())
+
+    def class_resolver(self) -> Callable[..., Any] | None:
+        """The model's framework-free class resolver (imported if declared as a string), or ``None``."""
+        return None if self.classes is None else resolve_callable(self.classes)
 
 
 _COMMAND_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")

@@ -197,6 +197,7 @@ def describe_filters(registry: Any = None) -> dict[str, Any]:
                         "gimp_argument": KINDS[param.kind].gimp_argument,
                         "group": param.group,
                         "advanced": param.advanced,
+                        "required": param.required,
                         "default": _json_value(param, param.default),
                         "default_text": format_value(param, param.default),
                         "label": param.label,
@@ -596,6 +597,7 @@ class Worker:
                     **headers[0],
                     "outputs": headers[1:],
                     "compute_seconds": self.last_compute_seconds,
+                    "summary": context.summary,  # what the filter reported (the plug-in shows it)
                 },
                 data,
             )

@@ -26,7 +26,7 @@ PARAMS = (
     Param("gain", "float", 1.0, "Multiplies the result.", minimum=0.0, maximum=2.0),
     Param("flip", "bool", False, "Mirror the image left to right."),
     Param("order", "choice", "rgb", "Channel order of the result.", choices=("rgb", "bgr", "Grey Mix")),
-    Param("note", "string", "", "Free text; 'fail' makes the filter raise an error."),
+    Param("note", "string", "", "Free text; 'fail' makes the filter raise an error, 'summary' report a summary line."),
     Param("texture", "path", "", "Optional image file (only its size in bytes is used)."),
     Param("tint", "colour", "#ff8000", "Colour mixed into the result by 'tint_mix'."),
     Param("tint_mix", "float", 0.0, "How much of the tint colour to mix in.", minimum=0.0, maximum=1.0),
@@ -48,6 +48,8 @@ def _invert(image: Any, params: dict[str, Any], context: Any) -> Any:
         context.progress(step / steps, f"step {step + 1}/{steps}")
     if params["note"] == "fail":
         raise NeurofiltersError("The test filter was asked to fail (note=fail).")
+    if params["note"] == "summary":
+        context.report(f"inverted by {params['amount']} %")
     amount = params["amount"] / 100.0
     result = (1.0 - amount) * result + amount * (1.0 - result)
     result = result * params["gain"]
