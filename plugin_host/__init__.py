@@ -35,6 +35,7 @@ from .core.registry import (
     reset_registry,
 )
 from .core.specs import MODEL_KINDS, CommandSpec, FilterSpec, ModelSpec
+from .imageio.guard import WriteGuard, describe_os_error
 from .imageio.files import IMAGE_SUFFIXES, SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
 
 __all__ = [
@@ -64,9 +65,11 @@ __all__ = [
     "Registry",
     "RegistryError",
     "UsageError",
+    "WriteGuard",
     "apply_filter",
     "atomic_write",
     "build_registry",
+    "describe_os_error",
     "encode_pixels",
     "format_for_path",
     "format_value",

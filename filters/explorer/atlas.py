@@ -28,9 +28,8 @@ from neurofilters.plugin_host import (
     ParameterError,
     ProgressBar,
     UsageError,
-    atomic_write,
+    WriteGuard,
     get_registry,
-    save_image,
 )
 
 from .options import positive_int
@@ -68,9 +67,13 @@ def default_layers(model: Any) -> list[str]:
     return [candidates[0], candidates[len(candidates) // 2], candidates[-1]]
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_write(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+def recorded_atlas(output: Path) -> dict[str, Any] | None:
+    """The settings of the atlas ``output`` holds (its ``atlas.json``), or ``None`` when it holds none."""
+    try:
+        data = json.loads((output / "atlas.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and {"model", "layers", "channels"} <= set(data) else None
 
 
 def _top_patches_per_channel(
@@ -109,22 +112,35 @@ def write_atlas(
     patches: int = 6,
     work_size: int = 224,
     progress: Callable[[float, str], None] | None = None,
+    guard: WriteGuard | None = None,
 ) -> Path:
-    """Write the atlas into ``output`` and return ``index.html``'s path (see the module docstring)."""
+    """Write the atlas into ``output`` and return ``index.html``'s path (see the module docstring).
+
+    Every page and picture goes through ``guard`` (the host's guarded writer):
+    never over an image of ``images``, and never over a file of the folder that
+    neurofilters did not write (a user's own ``index.html``), checked before any work.
+    """
     from ..hallucinate.objectives import Objective
     from ..hallucinate.visualize import RECIPES, visualize
 
     report = progress or (lambda fraction, message: None)
-    output.mkdir(parents=True, exist_ok=True)
+    if guard is None:
+        guard = WriteGuard([("an image of --images", path) for path in images])
+    guard.mkdir(output, what="atlas folder")
     settings = {"model": model.name, "layers": list(layers), "channels": channels, "steps": steps, "size": size,
                 "seed": seed, "images": [str(p) for p in images], "patches": patches, "work_size": work_size}
     state = output / "atlas.json"
-    if state.is_file() and json.loads(state.read_text()) != settings:
+    recorded = recorded_atlas(output)
+    if recorded is not None and recorded != settings:
         raise UsageError(
             f"{output} holds an atlas made with other settings ({state}); choose a new folder or delete it. "
             f"Received: {settings}"
         )
-    _write_text(state, json.dumps(settings, indent=1))
+    if recorded is None:  # a new atlas: no file of the folder is replaced unless neurofilters wrote it (or --overwrite)
+        guard.check_all([("atlas settings", state), ("atlas page", output / "index.html")])
+    else:  # resuming an atlas of the same settings (also a copied one): its pages are its own; inputs stay protected
+        guard.overwrite = True
+    guard.write_text(state, json.dumps(settings, indent=1), what="atlas settings")
     table = model.layer_table(224)
     shapes = {info.name: info.output_shape for info in table}
     counts = {layer: min(channels, int(shapes[layer][-1])) for layer in layers}
@@ -132,7 +148,7 @@ def write_atlas(
     done = 0
     for layer in layers:
         folder = output / layer
-        folder.mkdir(exist_ok=True)
+        guard.mkdir(folder, what="atlas folder")
         for channel in range(counts[layer]):
             target = folder / f"vis-{channel:04d}.png"
             if not target.is_file():
@@ -146,7 +162,7 @@ def write_atlas(
                     model, objective, height=size, width=size, steps=steps, recipe=RECIPES["robust"],
                     rng=np.random.default_rng(channel_seed(seed, layer, channel)), progress=step_report,
                 )
-                save_image(target, picture)
+                guard.save_image(target, picture, what="atlas picture")
             done += 1
             report(0.9 * done / total if images else done / total, f"{layer} channel {channel}")
     found: dict[tuple[str, int], list[Patch]] = {}
@@ -161,9 +177,10 @@ def write_atlas(
                 if not target.is_file():
                     image = load_work_image(Path(patch.path), work_size, model.min_size)
                     field = receptive_field(model.keras_model, layer, image.shape[:2])
-                    save_image(target, resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), 96, 96))
+                    guard.save_image(target, resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), 96, 96),
+                                     what="atlas picture")
     index = output / "index.html"
-    _write_text(index, _page(model, table, layers, counts, found, len(images)))
+    guard.write_text(index, _page(model, table, layers, counts, found, len(images)), what="atlas page")
     report(1.0, f"wrote {index}")
     return index
 
@@ -222,6 +239,10 @@ def run_atlas_command(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise ParameterError(f'"output" must be a folder. Received: output={args.output!r}', param="output", value=args.output)
+    guard = WriteGuard([("an image of --images", path) for path in images] + [("the model file", args.model)],
+                       overwrite=getattr(args, "overwrite", False))
+    if recorded_atlas(output) is None:  # before the model loads: never over a user's own page
+        guard.check_all([("atlas settings", output / "atlas.json"), ("atlas page", output / "index.html")])
     model = ModelCache(get_registry().get_model).get(args.model)
     if args.layers:
         layers = [spatial_layer(model, name, param="layers") for name in args.layers.split(",") if name.strip()]
@@ -229,7 +250,7 @@ def run_atlas_command(args: argparse.Namespace) -> int:
         layers = default_layers(model)
     index = write_atlas(
         model, output, layers=layers, channels=channels, steps=steps, size=size, seed=seed, images=images,
-        patches=patches, progress=ProgressBar("atlas"),
+        patches=patches, progress=ProgressBar("atlas"), guard=guard,
     )
     print(f"wrote {index}")
     return 0

@@ -27,9 +27,9 @@ from neurofilters.plugin_host import (
     NeurofiltersError,
     ParameterError,
     ProgressBar,
+    WriteGuard,
     get_registry,
     load_image,
-    save_image,
     split_alpha,
 )
 
@@ -234,6 +234,8 @@ def run_patches_command(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if not output.parent.is_dir():
         raise ParameterError(f'"output" must be in an existing folder. Received: output={args.output!r}', param="output", value=args.output)
+    guard = WriteGuard([("the folder of images", args.folder), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+    guard.check(output, what="contact sheet (-o)")  # before any work
     model = ModelCache(get_registry().get_model).get(args.model)
     layer = spatial_layer(model, args.layer)
     channels = int(model.layer_table(224)[[info.name for info in model.layer_table(224)].index(layer)].output_shape[-1])
@@ -244,7 +246,7 @@ def run_patches_command(args: argparse.Namespace) -> int:
     if not patches:
         raise NeurofiltersError("No position was found (are the images too small for the layer?).")
     sheet = patch_sheet(model, layer, patches, size=size, tile=tile)
-    save_image(output, sheet, protect=paths)
+    guard.save_image(output, sheet, what="contact sheet (-o)")
     for rank, patch in enumerate(patches, start=1):
         print(f"{rank:>3}. {patch.score:9.3f}  {patch.path}  (y={patch.y}, x={patch.x})")
     print(f"wrote {output}")

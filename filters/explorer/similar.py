@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, atomic_write, get_registry, save_image
+from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, WriteGuard, get_registry
 
 from .options import positive_int
 from .features import spatial_layer
@@ -55,6 +55,7 @@ class FeatureCache:
     def __init__(self, path: Path | None) -> None:
         """Read the cache at ``path`` (``None``: no cache; an unreadable file counts as empty)."""
         self.path = path
+        self.guard: WriteGuard | None = None  # the host's guarded writer (set by the command: never over an input)
         self.entries: dict[str, tuple[int, int, np.ndarray]] = {}
         self.changed = False
         if path is None or not path.is_file():
@@ -89,11 +90,13 @@ class FeatureCache:
         """Write the cache atomically (when something changed)."""
         if self.path is None or not self.changed or not self.entries:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # the host's own cache folder: replaced freely, but never over a file the user named
+        guard = self.guard if self.guard is not None else WriteGuard(overwrite=True)
+        guard.mkdir(self.path.parent, what="feature cache folder")
         names = sorted(self.entries)
         index = json.dumps([[name, self.entries[name][0], self.entries[name][1]] for name in names])
         vectors = np.stack([self.entries[name][2] for name in names])
-        with atomic_write(self.path) as temporary, open(temporary, "wb") as stream:
+        with guard.write(self.path, what="feature cache") as temporary, open(temporary, "wb") as stream:
             np.savez(stream, index=np.array(index), vectors=vectors)
         self.changed = False
 
@@ -139,9 +142,15 @@ def run_similar_command(args: argparse.Namespace) -> int:
     query_path = Path(args.query)
     if not query_path.is_file():
         raise ParameterError(f'"query" must be an existing image file. Received: query={args.query!r}', param="query", value=args.query)
+    inputs = [("the query image", query_path), ("the folder of images", args.folder), ("the model file", args.model)]
+    guard = WriteGuard(inputs, overwrite=getattr(args, "overwrite", False))
+    if args.output:
+        guard.check(args.output, what="contact sheet (-o)")  # before any work
     model = ModelCache(get_registry().get_model).get(args.model)
     layer = spatial_layer(model, args.layer)
     cache = None if args.no_cache else FeatureCache(cache_file(model.name, layer, size, Path(args.folder)))
+    if cache is not None:
+        cache.guard = WriteGuard(inputs, overwrite=True)
     vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=ProgressBar("explore similar"))
     feature = model.feature_model([layer])
     query_image = load_work_image(query_path, size, model.min_size)
@@ -155,6 +164,6 @@ def run_similar_command(args: argparse.Namespace) -> int:
         tiles = [label_tile(resize(query_image, tile, tile), f"query  {query_path.name}")]
         for index, similarity in shown:
             tiles.append(label_tile(resize(load_work_image(paths[index], size, model.min_size), tile, tile), f"{similarity:.3f}  {paths[index].name}"))
-        save_image(args.output, grid(tiles), protect=[*paths, query_path])
+        guard.save_image(args.output, grid(tiles), what="contact sheet (-o)")
         print(f"wrote {args.output}")
     return 0

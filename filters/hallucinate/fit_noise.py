@@ -24,10 +24,9 @@ from neurofilters.plugin_host import (
     ParameterError,
     ProgressBar,
     UsageError,
-    atomic_write,
+    WriteGuard,
     get_registry,
     load_image,
-    save_image,
     split_alpha,
 )
 
@@ -52,6 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="photos per step (default 16)")
     parser.add_argument("--held-out", type=float, default=0.3, help="share of the photos kept for measuring (default 0.3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the photo order (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -113,18 +113,30 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f'"held-out" must be between 0 and 1. Received: held-out={args.held_out}', param="held_out", value=args.held_out)
     if (args.epochs is not None and args.epochs < 1) or args.batch_size < 1:
         raise ParameterError(f'"epochs" and "batch-size" must be >= 1. Received: {args.epochs}, {args.batch_size}', param="epochs", value=args.epochs)
+    if not 0 <= args.seed <= 2**63 - 1:
+        raise ParameterError(f'"--seed" must be an integer between 0 and {2**63 - 1}. Received: --seed {args.seed}',
+                             param="seed", value=args.seed)
     output = Path(args.output)
     if output.suffix.lower() != ".npz":
         raise UsageError(f"-o must name a .npz file. Received: {output}")
     files = _photos(Path(args.folder))
+    # Before the model loads: the noise, its .png and the checkpoint never replace a photo, the model file or a
+    # file neurofilters did not write (the .png beside the .npz is not named by the user).
+    guard = WriteGuard([("the folder of photos", args.folder), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+    guard.check_all([("noise (-o)", output), ("noise image beside -o", output.with_suffix(".png")),
+                     ("checkpoint", _checkpoint_path(output))])
     bar = ProgressBar("fit-noise", status=f"loading model {args.model}")
     try:
-        return _fit(args, files, output, bar)
+        return _fit(args, files, output, bar, guard)
     finally:
         bar.close()
 
 
-def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar) -> int:
+def _checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name[: -len(".npz")] + ".partial.npz")
+
+
+def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar, guard: WriteGuard) -> int:
     """Load the model and the photos, fit (or resume), measure, write; ``bar`` shows each stage."""
     import numpy as np
 
@@ -148,7 +160,7 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
         {"files": [str(p) for p in train_files], "target": target, "model": args.model, "bound": bound, "seed": args.seed,
          "batch": args.batch_size, "epochs": args.epochs}, sort_keys=True
     )
-    checkpoint = output.with_name(output.name[: -len(".npz")] + ".partial.npz")
+    checkpoint = _checkpoint_path(output)
     state = None
     if checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as saved:
@@ -162,7 +174,7 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
 
     def on_epoch(epoch: int, current: dict[str, Any]) -> None:
         arrays = {f"optimizer_{index}": value for index, value in enumerate(current["optimizer"])}
-        with atomic_write(checkpoint) as temporary, open(temporary, "wb") as handle:
+        with guard.write(checkpoint, what="checkpoint") as temporary, open(temporary, "wb") as handle:
             np.savez(handle, noise=current["noise"], epoch=epoch, optimizer_count=len(arrays), fingerprint=fingerprint, **arrays)
         bar(epoch / args.epochs, f"epoch {epoch}/{args.epochs}")
 
@@ -177,11 +189,11 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
     bar(1.0, "measuring the fooling rates")
     train_rate = evaluate(model, noise, [_rgb(p) for p in train_files], target)
     test_rate = evaluate(model, noise, [_rgb(p) for p in test_files], target)
-    with atomic_write(output) as temporary, open(temporary, "wb") as handle:
+    with guard.write(output, what="noise (-o)") as temporary, open(temporary, "wb") as handle:
         np.savez(handle, noise=noise, bound=bound, target=target, model=args.model, png_gain=4.0,
                  fooling_train=train_rate, fooling_held_out=test_rate)
     png = output.with_suffix(".png")
-    save_image(png, encode_noise_image(noise), bit_depth=16)
+    guard.save_image(png, encode_noise_image(noise), bit_depth=16, what="noise image beside -o")
     checkpoint.unlink(missing_ok=True)
     bar.close()
     print(f"noise for class {target} ({model.labels[target]}), |r|max = {np.abs(noise).max() * 255:.4f}/255 "

@@ -12,9 +12,9 @@ from typing import Any
 from neurofilters.plugin_host import (
     ModelCache,
     ParameterError,
+    WriteGuard,
     get_registry,
     load_image,
-    save_image,
     split_alpha,
     text_table,
 )
@@ -39,6 +39,7 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default="16", help="integrated-gradients steps (default 16)")
     parser.add_argument("--seed", default="0", help="seed of the random weights and noise (default 0)")
     parser.add_argument("--figure", default="", help="also write the maps as an image grid to this file (.png, .jpg)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 
 def _count(args: argparse.Namespace, name: str, minimum: int) -> int:
@@ -68,6 +69,9 @@ def run_check(args: argparse.Namespace) -> int:
         )
     levels = _count(args, "levels", 0)
     samples, steps, seed = _count(args, "samples", 1), _count(args, "steps", 1), _count(args, "seed", 0)
+    guard = WriteGuard([("the input image", args.image), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+    if args.figure:  # before any work: never over the image or the model
+        guard.check(args.figure, what="figure (--figure)")
     loaded = load_image(args.image)
     model: Any = ModelCache(get_registry().get_model).get(args.model)
     if getattr(model, "kind", None) != "classifier":
@@ -91,6 +95,6 @@ def run_check(args: argparse.Namespace) -> int:
     print("Spearman rank correlation of each map with the intact model's map; a method that explains the model "
           "falls towards 0 as its weights are destroyed.")
     if args.figure:
-        written = save_image(args.figure, sanity_figure(report))
+        written = guard.save_image(args.figure, sanity_figure(report), what="figure (--figure)")
         print(f"Figure: {written}")
     return 0

@@ -109,6 +109,38 @@ def _int(value: str | None, name: str, minimum: int, maximum: int | None = None)
     return number
 
 
+def _named_inputs(args: argparse.Namespace, pipeline: Any) -> tuple[tuple[str, str], ...]:
+    """Every file besides the inputs that the user named: the --params and --pipeline files, image parameters, model files."""
+    from ..imageio.guard import param_inputs
+
+    named: list[tuple[str, str]] = []
+    for flag in ("params", "pipeline"):
+        value = getattr(args, flag, None)
+        if value:
+            named.append((f"the --{flag} file", os.fspath(Path(value).expanduser())))
+    for step in pipeline.steps:
+        named.extend(param_inputs(step.spec.params, step.values))
+    return tuple(named)
+
+
+def _report_guard(args: argparse.Namespace, discovery: Any, plan: Any, named_inputs: tuple[tuple[str, str], ...]) -> Any:
+    """The guarded writer for ``--report`` (checked now, before any work), or ``None`` without ``--report``.
+
+    The report never replaces an input, a file named as an input, or an output of this batch.
+    """
+    if not args.report:
+        return None
+    from ..imageio.guard import WriteGuard
+
+    guard = WriteGuard(
+        [*(("an input of this batch", f.path) for f in discovery.files), *named_inputs,
+         *(("an output of this batch", entry.output) for entry in plan.entries if entry.output)],
+        overwrite=bool(args.overwrite),
+    )
+    guard.check(Path(args.report).expanduser(), what="report (--report)")
+    return guard
+
+
 def _printable(text: str) -> str:
     """``text`` with the undecodable bytes of non-UTF-8 file names shown as ``\\xNN``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -184,10 +216,12 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     check_outdir(outdir, discovery, allow_inside=args.allow_outdir_inside)
     for path, reason in discovery.unreadable:
         print(_printable(f"batch: warning: skipped {path}: {reason}"), file=sys.stderr)
+    named_inputs = _named_inputs(args, pipeline)
     settings = PlanSettings(outdir, args.name, args.format, quality or 95, seed or 0, args.all_frames, args.xcf, args.overwrite,
-                            args.xcf_masks)
+                            args.xcf_masks, named_inputs=named_inputs)
     journal = Journal(outdir)
     plan = build_plan(discovery, pipeline, settings, journal)
+    report_guard = _report_guard(args, discovery, plan, named_inputs)  # refuses a bad --report before any work
     header = {
         "version": 1,
         "pipeline": pipeline.describe(),
@@ -205,14 +239,15 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         print(f"batch (dry run): {len(plan.entries)} outputs, {todo} to do, "
               f"{sum(e.status == 'skipped' for e in plan.entries)} done already, {discovery.ignored} files ignored")
         if args.report:
-            write_report(Path(args.report), header, report_rows(plan, None))
+            write_report(Path(args.report), header, report_rows(plan, None), report_guard)
         return EXIT_OK
     if not plan.entries:
         print("batch: no input files found (folders are scanned for image suffixes; see --include)", file=sys.stderr)
         return EXIT_OK
     lock = lock_outdir(outdir)
     try:
-        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size)
+        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size,
+                        named_inputs, report_guard)
     finally:
         lock.close()
 
@@ -229,6 +264,8 @@ def _execute(
     jobs: int | None,
     prefetch: int | None,
     batch_size: int | None,
+    named_inputs: tuple[tuple[str, str], ...] = (),
+    report_guard: Any = None,
 ) -> int:
     """Run the planned batch (OUTDIR locked), print the summary, write the report; return the exit code."""
     from ..batch.execute import RunOptions, cleanup_temporaries
@@ -239,7 +276,8 @@ def _execute(
         steps=tuple((step.spec.name, step.values) for step in pipeline.steps),
         quality=quality or 95,
         max_pixels=max_pixels,
-        protect=tuple(os.fspath(f.path) for f in discovery.files),
+        protect=(*(os.fspath(f.path) for f in discovery.files), *(path for _, path in named_inputs)),
+        overwrite=bool(args.overwrite),
     )
     from .progress import ProgressBar
 
@@ -255,7 +293,7 @@ def _execute(
     header["compute_seconds"] = round(result.compute_seconds, 3)
     header["interrupted"] = result.interrupted
     if args.report:
-        write_report(Path(args.report), header, rows)
+        write_report(Path(args.report), header, rows, report_guard)
     summary_text(rows, result.wall_seconds, stream=sys.stderr)
     if discovery.ignored:
         print(f"batch: {discovery.ignored} files in the input folders were ignored (not image suffixes, or "

@@ -68,6 +68,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
                      "a missing folder is created, as 'batch' does with OUTDIR")
     run.add_argument("--seed", default="0", help="seed of the filter's randomness, an integer >= 0 (default 0)")
     run.add_argument("-q", "--quiet", action="store_true", help="no status line or progress bar")
+    run.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
     run.add_argument(
         "--max-pixels",
         default=None,
@@ -225,9 +226,13 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
             f"Input not found. Received: {shorten(args.input)}; give an existing image file.", param="input", value=args.input
         )
     output = check_output_path(args.output, [args.input])
+    from ..imageio.guard import guard_for_paths, param_inputs
+
+    guard = guard_for_paths(("the input", args.input), *param_inputs(spec.params, values), overwrite=args.overwrite)
+    guard.check(output)
 
     from ..core.call import apply_filter
-    from ..imageio.files import load_image, save_image
+    from ..imageio.files import load_image
     from ..imageio.values import load_image_params
     from .progress import ProgressBar
 
@@ -242,7 +247,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
         def write_extra(name: str, pixels: Any) -> None:
             # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
             path = output.with_name(f"{output.stem}-{name}{output.suffix}")
-            save_image(path, pixels, protect=[args.input])
+            guard.save_image(path, pixels, what="extra output")
 
         if bar is not None:
             bar.status(f"starting {spec.name} (loading the network library)…")
@@ -251,7 +256,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     finally:
         if bar is not None:
             bar.close()
-    written = save_image(output, result, like=image, protect=[args.input])
+    written = guard.save_image(output, result, like=image)
     print(f"wrote {written}")
     return 0
 
