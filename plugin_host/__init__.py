@@ -23,7 +23,7 @@ from .core.errors import (
     UsageError,
 )
 from .core.hookspecs import hookimpl, hookspec
-from .core.params import PARAM_KINDS, Param, format_value, parse_weighted_layers, validate_params
+from .core.params import PARAM_KINDS, Param, format_value, parse_int, parse_weighted_layers, validate_params
 from .core.registry import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
@@ -78,6 +78,7 @@ __all__ = [
     "hookspec",
     "join_alpha",
     "load_image",
+    "parse_int",
     "parse_weighted_layers",
     "reset_registry",
     "save_image",

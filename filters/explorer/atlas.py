@@ -34,7 +34,7 @@ from neurofilters.plugin_host import (
 
 from .options import positive_int
 from .features import spatial_layer
-from .patches import Patch, crop_field, find_images, load_work_image
+from .patches import Patch, crop_field, find_images, load_or_skip, load_work_image, report_skipped
 from .receptive import receptive_field
 from .render import resize
 
@@ -67,6 +67,14 @@ def default_layers(model: Any) -> list[str]:
     return [candidates[0], candidates[len(candidates) // 2], candidates[-1]]
 
 
+_UNFINISHED_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{model} atlas (unfinished)</title></head>'
+    "<body><h1>Atlas of {model}: not finished</h1><p>This atlas is being written, or its run was stopped. "
+    "Run the same <code>neurofilters atlas</code> command again to finish it: the pictures made so far are kept."
+    "</p></body></html>\n"
+)
+
+
 def recorded_atlas(output: Path) -> dict[str, Any] | None:
     """The settings of the atlas ``output`` holds (its ``atlas.json``), or ``None`` when it holds none."""
     try:
@@ -79,12 +87,19 @@ def recorded_atlas(output: Path) -> dict[str, Any] | None:
 def _top_patches_per_channel(
     model: Any, layers: Sequence[str], channels: int, paths: Sequence[Path], size: int, count: int,
     progress: Callable[[float, str], None],
+    skipped: list[tuple[str, str]] | None = None,
 ) -> dict[tuple[str, int], list[Patch]]:
-    """For each (layer, channel), the ``count`` images with the highest maximum activation (one position each)."""
+    """For each (layer, channel), the ``count`` images with the highest maximum activation (one position each).
+
+    Unreadable images are skipped and listed in ``skipped`` (with their reason), as ``batch`` does.
+    """
     feature = model.feature_model(list(layers))
     best: dict[tuple[str, int], list[Patch]] = {(layer, c): [] for layer in layers for c in range(channels)}
     for done, path in enumerate(paths, start=1):
-        image = load_work_image(path, size, model.min_size)
+        image = load_or_skip(path, size, model.min_size, skipped if skipped is not None else [])
+        if image is None:
+            progress(done / len(paths), f"patches: {done}/{len(paths)} images")
+            continue
         outputs = feature(image[None], training=False)
         for layer, output in zip(layers, outputs):
             maps = np.asarray(output, np.float32)[0]
@@ -141,6 +156,8 @@ def write_atlas(
     else:  # resuming an atlas of the same settings (also a copied one): its pages are its own; inputs stay protected
         guard.overwrite = True
     guard.write_text(state, json.dumps(settings, indent=1), what="atlas settings")
+    if not (output / "index.html").is_file():  # a site is never without its page, even while written or if stopped
+        guard.write_text(output / "index.html", _UNFINISHED_PAGE.format(model=html.escape(model.name)), what="atlas page")
     table = model.layer_table(224)
     shapes = {info.name: info.output_shape for info in table}
     counts = {layer: min(channels, int(shapes[layer][-1])) for layer in layers}
@@ -166,11 +183,13 @@ def write_atlas(
             done += 1
             report(0.9 * done / total if images else done / total, f"{layer} channel {channel}")
     found: dict[tuple[str, int], list[Patch]] = {}
+    skipped: list[tuple[str, str]] = []
     if images:
         found = _top_patches_per_channel(
             model, layers, channels, images, work_size, patches,
-            lambda fraction, message: report(0.9 + 0.1 * fraction, message),
+            lambda fraction, message: report(0.9 + 0.1 * fraction, message), skipped,
         )
+        report_skipped(skipped)
         for (layer, channel), chosen in found.items():
             for rank, patch in enumerate(chosen):
                 target = output / layer / f"patch-{channel:04d}-{rank:02d}.png"
@@ -230,11 +249,11 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
 
 def run_atlas_command(args: argparse.Namespace) -> int:
     """``neurofilters atlas MODEL -o DIR [--layers ...] [--channels N] [--images FOLDER]``."""
-    channels = positive_int("channels", args.channels)
-    steps = positive_int("steps", args.steps)
-    size = positive_int("size", args.size, 32)
-    patches = positive_int("patches", args.patches)
-    seed = positive_int("seed", args.seed, 0)
+    channels = positive_int("channels", args.channels, 1, 4096)
+    steps = positive_int("steps", args.steps, 1, 10_000)
+    size = positive_int("size", args.size, 32, 1024)  # each picture is size x size (and one float32 graph of it)
+    patches = positive_int("patches", args.patches, 1, 64)
+    seed = positive_int("seed", args.seed, 0, 2**63 - 1)
     images = find_images(args.images) if args.images else []
     output = Path(args.output)
     if output.exists() and not output.is_dir():

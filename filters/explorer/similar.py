@@ -28,7 +28,7 @@ from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, Wr
 
 from .options import positive_int
 from .features import spatial_layer
-from .patches import find_images, load_work_image
+from .patches import find_images, load_or_skip, load_work_image, report_skipped
 from .render import grid, label_tile, resize
 
 __all__ = ["FeatureCache", "cache_file", "descriptor", "folder_descriptors", "rank", "run_similar_command"]
@@ -109,13 +109,19 @@ def folder_descriptors(
     size: int = 224,
     cache: FeatureCache | None = None,
     progress: Callable[[float, str], None] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> np.ndarray:
-    """Descriptors of ``paths`` (``N x 2C``), from the cache where valid, else computed (and cached)."""
+    """Descriptors of ``paths`` (``N x 2C``), from the cache where valid, else computed (and cached).
+
+    With ``skipped`` given, unreadable files are left out (rows only for the others, in order) and listed there.
+    """
     feature = model.feature_model([layer])
     vectors: list[np.ndarray | None] = [cache.get(path) if cache is not None else None for path in paths]
     missing = [index for index, vector in enumerate(vectors) if vector is None]
     for done, index in enumerate(missing, start=1):
-        image = load_work_image(paths[index], size, model.min_size)
+        image = load_or_skip(paths[index], size, model.min_size, skipped)
+        if image is None:
+            continue
         maps = np.asarray(feature(image[None], training=False)[0][0], np.float32)
         vectors[index] = descriptor(maps)
         if cache is not None:
@@ -124,7 +130,8 @@ def folder_descriptors(
             progress(done / len(missing), f"{done}/{len(missing)} images")
     if cache is not None:
         cache.save()
-    return np.stack([vector for vector in vectors if vector is not None])
+    kept = [vector for vector in vectors if vector is not None]
+    return np.stack(kept) if kept else np.zeros((0, 0), np.float32)
 
 
 def rank(query: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +143,8 @@ def rank(query: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def run_similar_command(args: argparse.Namespace) -> int:
     """``neurofilters explore similar QUERY FOLDER --layer L``."""
-    top = positive_int("top", args.top)
-    size = positive_int("size", args.size, 32)
+    top = positive_int("top", args.top, 1, 1000)
+    size = positive_int("size", args.size, 32, 2048)
     paths = find_images(args.folder)
     query_path = Path(args.query)
     if not query_path.is_file():
@@ -151,7 +158,15 @@ def run_similar_command(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else FeatureCache(cache_file(model.name, layer, size, Path(args.folder)))
     if cache is not None:
         cache.guard = WriteGuard(inputs, overwrite=True)
-    vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=ProgressBar("explore similar"))
+    skipped: list[tuple[str, str]] = []
+    bar = ProgressBar("explore similar")
+    vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=bar, skipped=skipped)
+    bar.close()
+    report_skipped(skipped)
+    unreadable = {path for path, _ in skipped}
+    paths = [path for path in paths if str(path) not in unreadable]
+    if not paths:
+        raise ParameterError(f'"folder" holds no readable image. Received: folder={args.folder!r}', param="folder", value=args.folder)
     feature = model.feature_model([layer])
     query_image = load_work_image(query_path, size, model.min_size)
     query = descriptor(np.asarray(feature(query_image[None], training=False)[0][0], np.float32))

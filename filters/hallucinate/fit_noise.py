@@ -20,6 +20,7 @@ from typing import Any
 
 from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
+    ImageIOError,
     ModelCache,
     ParameterError,
     ProgressBar,
@@ -81,6 +82,22 @@ def _rgb(path: Path) -> Any:
     return np.asarray(pixels, np.float32)
 
 
+def _readable(paths: list[Path], skipped: list[tuple[Path, str]]) -> list[Any]:
+    """The photos of ``paths`` that read (RGB); the others are appended to ``skipped`` with their reason."""
+    images = []
+    for path in paths:
+        try:
+            images.append(_rgb(path))
+        except ImageIOError as error:
+            skipped.append((path, str(error)))
+    return images
+
+
+def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
+    for path, reason in skipped:  # like batch and finetune: listed, not fatal
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+
+
 def _shrunk(image: Any, longest: int) -> Any:
     """``image`` with its longer side at most ``longest`` (antialiased bicubic; memory and speed)."""
     import numpy as np
@@ -116,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.seed <= 2**63 - 1:
         raise ParameterError(f'"--seed" must be an integer between 0 and {2**63 - 1}. Received: --seed {args.seed}',
                              param="seed", value=args.seed)
+    from ..saliency.commands import _named_flag, check_class_text
+
+    check_class_text(args.target)  # 5,000 digits or control characters: refused before the model loads
     output = Path(args.output)
     if output.suffix.lower() != ".npz":
         raise UsageError(f"-o must name a .npz file. Received: {output}")
@@ -147,13 +167,24 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
     model = ModelCache(get_registry().get_model).get(args.model)
     if getattr(model, "kind", None) != "classifier":
         raise ParameterError(f"fit-noise needs a classifier model. Received: --model {args.model}", param="model", value=args.model)
-    target = resolve_class(args.target, model.labels, param="class")
+    try:
+        target = resolve_class(args.target, model.labels, param="class")
+    except ParameterError as error:
+        raise _named_flag(error) from None
     bound = args.epsilon / 255.0
     train_files, test_files = split(files, args.held_out, args.seed)
     side = int(model.input_size or 224)
     noise_side = int(round(side / CENTRE_CROP_FRACTION))
     bar.status(f"reading {len(train_files)} training photos ({len(test_files)} held out)")
-    photos = [_shrunk(_rgb(path), 2 * noise_side) for path in train_files]
+    skipped: list[tuple[Path, str]] = []
+    photos, train_ok = [], []
+    for path in train_files:
+        for image in _readable([path], skipped):
+            photos.append(_shrunk(image, 2 * noise_side))
+            train_ok.append(path)
+    _report_skipped(skipped)
+    if not photos:
+        raise UsageError(f"None of the {len(train_files)} training photos could be read. Received: {args.folder}")
     if args.epochs is None:
         args.epochs = max(1, -(-DEFAULT_STEPS * args.batch_size // len(photos)))
     fingerprint = json.dumps(
@@ -187,8 +218,10 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
         )
     noise = quantise(noise, bound)
     bar(1.0, "measuring the fooling rates")
-    train_rate = evaluate(model, noise, [_rgb(p) for p in train_files], target)
-    test_rate = evaluate(model, noise, [_rgb(p) for p in test_files], target)
+    train_rate = evaluate(model, noise, _readable(train_ok, []), target)
+    late: list[tuple[Path, str]] = []
+    test_rate = evaluate(model, noise, _readable(test_files, late), target)
+    _report_skipped(late)
     with guard.write(output, what="noise (-o)") as temporary, open(temporary, "wb") as handle:
         np.savez(handle, noise=noise, bound=bound, target=target, model=args.model, png_gain=4.0,
                  fooling_train=train_rate, fooling_held_out=test_rate)

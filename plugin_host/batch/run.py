@@ -333,6 +333,10 @@ def run_plan(
     tracker = _Tracker(len(tasks), journal, progress)
     start = time.perf_counter()
     stop = threading.Event()
+    if tasks and (engine == "ray" or jobs > 1):
+        # What every worker would fail on (a bad --noise image, an unknown model file) is found here, once, with the
+        # local engine's message and exit code, instead of as every actor's death ("died twice") for every file.
+        resolve_steps(options.steps, options.max_pixels)
     try:
         if tasks and engine == "ray":
             from .ray_engine import run_tasks_ray

@@ -93,20 +93,11 @@ def _usage(message: str) -> Exception:
 
 
 def _int(value: str | None, name: str, minimum: int, maximum: int | None = None) -> int | None:
-    from ..core.errors import ParameterError
-    from ..core.params import shorten
+    from ..core.params import parse_int
 
     if value is None:
         return None
-    try:
-        number = int(value)
-        if number < minimum or (maximum is not None and number > maximum):
-            raise ValueError
-    except ValueError:
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        flag = "--" + name.replace("_", "-")
-        raise ParameterError(f"{flag} must be an integer {bound}. Received: {flag} {shorten(value)}", param=name, value=value) from None
-    return number
+    return parse_int(value, "--" + name.replace("_", "-"), minimum, maximum)  # control characters, 5,000 digits: one line
 
 
 def _named_inputs(args: argparse.Namespace, pipeline: Any) -> tuple[tuple[str, str], ...]:
@@ -139,6 +130,23 @@ def _report_guard(args: argparse.Namespace, discovery: Any, plan: Any, named_inp
     )
     guard.check(Path(args.report).expanduser(), what="report (--report)")
     return guard
+
+
+def _check_outdir_writable(outdir: Path, typed: str) -> None:
+    """Refuse an OUTDIR that cannot be made or written (a file in its path, a read-only folder), naming the culprit."""
+    existing = outdir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _usage(f"OUTDIR cannot be created: {_printable(str(existing))} is a file, not a folder. "
+                     f"Received: -o {_printable(typed)}; fix the path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _usage(f"OUTDIR cannot be written: {_printable(str(existing))} is read-only for you. "
+                     f"Received: -o {_printable(typed)}; choose a folder you can write to, or fix its permissions.")
+    too_long = [part for part in outdir.parts if len(os.fsencode(part)) > 255]
+    if too_long:
+        raise _usage(f"OUTDIR has a name of {len(os.fsencode(too_long[0]))} bytes; file systems allow 255. "
+                     f"Received: -o {_printable(typed)[:200]}; choose a shorter name.")
 
 
 def _printable(text: str) -> str:
@@ -212,6 +220,7 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     outdir = Path(args.outdir).expanduser().absolute()
     if outdir.exists() and not outdir.is_dir():
         raise _usage(f"OUTDIR must be a folder. Received: -o {args.outdir} (an existing file)")
+    _check_outdir_writable(outdir, args.outdir)
     discovery = discover_inputs(args.inputs, recursive=args.recursive, include=args.include, exclude=args.exclude, skip_dirs=[outdir])
     check_outdir(outdir, discovery, allow_inside=args.allow_outdir_inside)
     for path, reason in discovery.unreadable:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 failure (the filter or I/O failed), 2 usage error
 (bad command line, unknown filter/model/parameter, invalid value),
-130 interrupted. Tracebacks are printed only with ``--debug``.
+130 interrupted (Ctrl+C or SIGTERM). Tracebacks are printed only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..core.quiet import QUIET_ENV
 from ..core.registry import Registry, get_registry
 from ..core.specs import FilterSpec
 from . import docs as _docs
-from .args import PROG, Parser, filter_parser
+from .args import PROG, Parser, filter_parser, folder_path
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -96,7 +96,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     for action, text in (("install", "install the plug-in for GIMP 3"), ("uninstall", "remove the plug-in")):
         action_parser = gimp_sub.add_parser(action, help=text)
         action_parser.add_argument(
-            "--gimp-dir", type=Path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
+            "--gimp-dir", type=folder_path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
         )
     for command_parser in [*sub.choices.values(), *gimp_sub.choices.values()]:  # suggestions for a mistyped flag
         command_parser.set_defaults(command_parser=command_parser)
@@ -232,13 +232,12 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     guard.check(output)
 
     from ..core.call import apply_filter
-    from ..imageio.files import load_image
-    from ..imageio.values import load_image_params
+    from ..imageio.values import load_image_file, load_image_params
     from .progress import ProgressBar
 
     bar = None if args.quiet else ProgressBar(spec.name, status=f"reading {Path(args.input).name}…")
     try:
-        image = load_image(args.input, max_pixels=max_pixels)
+        image = load_image_file(args.input, max_pixels=max_pixels)  # .xcf too (flattened)
         try:
             loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
         except ParameterError as error:
@@ -346,6 +345,9 @@ def _dispatch(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    from ..core.lifecycle import start_process
+
+    start_process()  # SIGTERM handled like Ctrl+C (exit 130); library temporaries in a folder removed at exit
     if debug:
         os.environ[QUIET_ENV] = "0"  # keep TensorFlow's native start-up messages
     else:

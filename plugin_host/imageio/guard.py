@@ -31,6 +31,7 @@ from . import ledger
 
 __all__ = ["WriteGuard", "describe_os_error", "guard_for_paths", "param_inputs"]
 
+_MAX_NAME_BYTES = 255
 #: Most files of one data folder indexed as inputs (a folder beyond it is refused: name a smaller one).
 MAX_FOLDER_FILES = 2_000_000
 
@@ -145,6 +146,19 @@ class WriteGuard:
                 not written by neurofilters, and ``--overwrite`` was not given.
         """
         path = Path(target)
+        length = len(os.fsencode(path.name))
+        if length > _MAX_NAME_BYTES:
+            raise UsageError(
+                f"Cannot write the {what} {_shown(path)}: its name is {length} bytes long, and file systems allow "
+                f"{_MAX_NAME_BYTES}. Choose a shorter name."
+            )
+        for parent in path.parents:  # a file where a folder is expected: say so now, not after the work
+            if os.path.lexists(parent):
+                if not os.path.isdir(parent):
+                    raise UsageError(
+                        f"Cannot write the {what} {_shown(path)}: {_shown(parent)} is a file, not a folder. Fix the path."
+                    )
+                break
         role = self.input_role(path)
         if role is not None:
             raise UsageError(
