@@ -174,3 +174,22 @@ def test_folders_skip_unreadable_images_with_a_reason(tmp_path: Path, capsys: py
     assert code == 0, err
     assert (site / "index.html").is_file() and "broken.png" in err
     assert "not finished" not in (site / "index.html").read_text()
+
+
+def test_os_problems_of_an_output_are_one_line_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = write_photo(tmp_path / "in.png")
+    noise = _noise_file(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is expected")
+    cases = [
+        (tmp_path / ("x" * 300 + ".png"), "255"),
+        (blocker / "out.png", str(blocker)),
+    ]
+    for output, expected in cases:
+        code = main(["run", "add-noise", str(photo), "-o", str(output), "--noise", str(noise), "-q"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
+    site = blocker / "site"
+    code = main(["atlas", "lite0", "-o", str(site), "--channels", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and str(blocker) in err, err

@@ -225,8 +225,10 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
         raise ParameterError(
             f"Input not found. Received: {shorten(args.input)}; give an existing image file.", param="input", value=args.input
         )
+    from ..imageio.guard import check_name_lengths, guard_for_paths, param_inputs
+
+    check_name_lengths(args.output)  # (a name over 255 bytes makes every file test below an OSError)
     output = check_output_path(args.output, [args.input])
-    from ..imageio.guard import guard_for_paths, param_inputs
 
     guard = guard_for_paths(("the input", args.input), *param_inputs(spec.params, values), overwrite=args.overwrite)
     guard.check(output)

@@ -774,6 +774,9 @@ def main(argv: list[str] | None = None) -> int:
     if not idle > 0:
         parser.error(f"--idle-timeout must be > 0. Received: {idle}")
     grace = _cancel_grace_default()
+    from ..core.lifecycle import start_process
+
+    start_process()  # library temporaries (TensorFlow's autograph) in a folder removed when the worker exits
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         return Worker(args.socket, idle_timeout=idle, cancel_grace=grace).serve()

@@ -29,7 +29,7 @@ from typing import Any
 from ..core.errors import UsageError
 from . import ledger
 
-__all__ = ["WriteGuard", "describe_os_error", "guard_for_paths", "param_inputs"]
+__all__ = ["WriteGuard", "check_name_lengths", "describe_os_error", "guard_for_paths", "param_inputs"]
 
 _MAX_NAME_BYTES = 255
 #: Most files of one data folder indexed as inputs (a folder beyond it is refused: name a smaller one).
@@ -146,12 +146,7 @@ class WriteGuard:
                 not written by neurofilters, and ``--overwrite`` was not given.
         """
         path = Path(target)
-        length = len(os.fsencode(path.name))
-        if length > _MAX_NAME_BYTES:
-            raise UsageError(
-                f"Cannot write the {what} {_shown(path)}: its name is {length} bytes long, and file systems allow "
-                f"{_MAX_NAME_BYTES}. Choose a shorter name."
-            )
+        check_name_lengths(path, what)
         for parent in path.parents:  # a file where a folder is expected: say so now, not after the work
             if os.path.lexists(parent):
                 if not os.path.isdir(parent):
@@ -247,6 +242,21 @@ class WriteGuard:
         if not os.access(path, os.W_OK | os.X_OK):
             raise UsageError(f"The {what} {_shown(path)} is not writable. Choose a folder you can write to, or fix its permissions.")
         return path
+
+
+def check_name_lengths(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Refuse a path with a name longer than file systems allow (255 bytes), naming it, before anything touches it.
+
+    Raises:
+        UsageError: A part of ``path`` is over 255 bytes.
+    """
+    for part in Path(path).parts:
+        length = len(os.fsencode(part))
+        if length > _MAX_NAME_BYTES:
+            raise UsageError(
+                f"Cannot write the {what} {_shown(path)}: a name in it is {length} bytes long, and file systems allow "
+                f"{_MAX_NAME_BYTES}. Choose a shorter name."
+            )
 
 
 def describe_os_error(error: OSError, path: str | os.PathLike[str], what: str = "output") -> str:
