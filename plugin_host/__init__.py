@@ -23,7 +23,7 @@ from .core.errors import (
     UsageError,
 )
 from .core.hookspecs import hookimpl, hookspec
-from .core.params import PARAM_KINDS, Param, format_value, parse_weighted_layers, validate_params
+from .core.params import PARAM_KINDS, Param, format_value, parse_int, parse_weighted_layers, validate_params
 from .core.registry import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
@@ -35,6 +35,7 @@ from .core.registry import (
     reset_registry,
 )
 from .core.specs import MODEL_KINDS, CommandSpec, FilterSpec, ModelSpec
+from .imageio.guard import WriteGuard, describe_os_error
 from .imageio.files import IMAGE_SUFFIXES, SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
 
 __all__ = [
@@ -65,9 +66,11 @@ __all__ = [
     "Registry",
     "RegistryError",
     "UsageError",
+    "WriteGuard",
     "apply_filter",
     "atomic_write",
     "build_registry",
+    "describe_os_error",
     "encode_pixels",
     "format_for_path",
     "format_value",
@@ -76,6 +79,7 @@ __all__ = [
     "hookspec",
     "join_alpha",
     "load_image",
+    "parse_int",
     "parse_weighted_layers",
     "reset_registry",
     "save_image",

@@ -28,14 +28,13 @@ from neurofilters.plugin_host import (
     ParameterError,
     ProgressBar,
     UsageError,
-    atomic_write,
+    WriteGuard,
     get_registry,
-    save_image,
 )
 
 from .options import positive_int
 from .features import spatial_layer
-from .patches import Patch, crop_field, find_images, load_work_image
+from .patches import Patch, crop_field, find_images, load_or_skip, load_work_image, report_skipped
 from .receptive import receptive_field
 from .render import resize
 
@@ -68,20 +67,39 @@ def default_layers(model: Any) -> list[str]:
     return [candidates[0], candidates[len(candidates) // 2], candidates[-1]]
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_write(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+_UNFINISHED_PAGE = (
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{model} atlas (unfinished)</title></head>'
+    "<body><h1>Atlas of {model}: not finished</h1><p>This atlas is being written, or its run was stopped. "
+    "Run the same <code>neurofilters atlas</code> command again to finish it: the pictures made so far are kept."
+    "</p></body></html>\n"
+)
+
+
+def recorded_atlas(output: Path) -> dict[str, Any] | None:
+    """The settings of the atlas ``output`` holds (its ``atlas.json``), or ``None`` when it holds none."""
+    try:
+        data = json.loads((output / "atlas.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and {"model", "layers", "channels"} <= set(data) else None
 
 
 def _top_patches_per_channel(
     model: Any, layers: Sequence[str], channels: int, paths: Sequence[Path], size: int, count: int,
     progress: Callable[[float, str], None],
+    skipped: list[tuple[str, str]] | None = None,
 ) -> dict[tuple[str, int], list[Patch]]:
-    """For each (layer, channel), the ``count`` images with the highest maximum activation (one position each)."""
+    """For each (layer, channel), the ``count`` images with the highest maximum activation (one position each).
+
+    Unreadable images are skipped and listed in ``skipped`` (with their reason), as ``batch`` does.
+    """
     feature = model.feature_model(list(layers))
     best: dict[tuple[str, int], list[Patch]] = {(layer, c): [] for layer in layers for c in range(channels)}
     for done, path in enumerate(paths, start=1):
-        image = load_work_image(path, size, model.min_size)
+        image = load_or_skip(path, size, model.min_size, skipped if skipped is not None else [])
+        if image is None:
+            progress(done / len(paths), f"patches: {done}/{len(paths)} images")
+            continue
         outputs = feature(image[None], training=False)
         for layer, output in zip(layers, outputs):
             maps = np.asarray(output, np.float32)[0]
@@ -109,22 +127,37 @@ def write_atlas(
     patches: int = 6,
     work_size: int = 224,
     progress: Callable[[float, str], None] | None = None,
+    guard: WriteGuard | None = None,
 ) -> Path:
-    """Write the atlas into ``output`` and return ``index.html``'s path (see the module docstring)."""
+    """Write the atlas into ``output`` and return ``index.html``'s path (see the module docstring).
+
+    Every page and picture goes through ``guard`` (the host's guarded writer):
+    never over an image of ``images``, and never over a file of the folder that
+    neurofilters did not write (a user's own ``index.html``), checked before any work.
+    """
     from ..hallucinate.objectives import Objective
     from ..hallucinate.visualize import RECIPES, visualize
 
     report = progress or (lambda fraction, message: None)
-    output.mkdir(parents=True, exist_ok=True)
+    if guard is None:
+        guard = WriteGuard([("an image of --images", path) for path in images])
+    guard.mkdir(output, what="atlas folder")
     settings = {"model": model.name, "layers": list(layers), "channels": channels, "steps": steps, "size": size,
                 "seed": seed, "images": [str(p) for p in images], "patches": patches, "work_size": work_size}
     state = output / "atlas.json"
-    if state.is_file() and json.loads(state.read_text()) != settings:
+    recorded = recorded_atlas(output)
+    if recorded is not None and recorded != settings:
         raise UsageError(
             f"{output} holds an atlas made with other settings ({state}); choose a new folder or delete it. "
             f"Received: {settings}"
         )
-    _write_text(state, json.dumps(settings, indent=1))
+    if recorded is None:  # a new atlas: no file of the folder is replaced unless neurofilters wrote it (or --overwrite)
+        guard.check_all([("atlas settings", state), ("atlas page", output / "index.html")])
+    else:  # resuming an atlas of the same settings (also a copied one): its pages are its own; inputs stay protected
+        guard.overwrite = True
+    guard.write_text(state, json.dumps(settings, indent=1), what="atlas settings")
+    if not (output / "index.html").is_file():  # a site is never without its page, even while written or if stopped
+        guard.write_text(output / "index.html", _UNFINISHED_PAGE.format(model=html.escape(model.name)), what="atlas page")
     table = model.layer_table(224)
     shapes = {info.name: info.output_shape for info in table}
     counts = {layer: min(channels, int(shapes[layer][-1])) for layer in layers}
@@ -132,7 +165,7 @@ def write_atlas(
     done = 0
     for layer in layers:
         folder = output / layer
-        folder.mkdir(exist_ok=True)
+        guard.mkdir(folder, what="atlas folder")
         for channel in range(counts[layer]):
             target = folder / f"vis-{channel:04d}.png"
             if not target.is_file():
@@ -146,24 +179,27 @@ def write_atlas(
                     model, objective, height=size, width=size, steps=steps, recipe=RECIPES["robust"],
                     rng=np.random.default_rng(channel_seed(seed, layer, channel)), progress=step_report,
                 )
-                save_image(target, picture)
+                guard.save_image(target, picture, what="atlas picture")
             done += 1
             report(0.9 * done / total if images else done / total, f"{layer} channel {channel}")
     found: dict[tuple[str, int], list[Patch]] = {}
+    skipped: list[tuple[str, str]] = []
     if images:
         found = _top_patches_per_channel(
             model, layers, channels, images, work_size, patches,
-            lambda fraction, message: report(0.9 + 0.1 * fraction, message),
+            lambda fraction, message: report(0.9 + 0.1 * fraction, message), skipped,
         )
+        report_skipped(skipped)
         for (layer, channel), chosen in found.items():
             for rank, patch in enumerate(chosen):
                 target = output / layer / f"patch-{channel:04d}-{rank:02d}.png"
                 if not target.is_file():
                     image = load_work_image(Path(patch.path), work_size, model.min_size)
                     field = receptive_field(model.keras_model, layer, image.shape[:2])
-                    save_image(target, resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), 96, 96))
+                    guard.save_image(target, resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), 96, 96),
+                                     what="atlas picture")
     index = output / "index.html"
-    _write_text(index, _page(model, table, layers, counts, found, len(images)))
+    guard.write_text(index, _page(model, table, layers, counts, found, len(images)), what="atlas page")
     report(1.0, f"wrote {index}")
     return index
 
@@ -213,15 +249,19 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
 
 def run_atlas_command(args: argparse.Namespace) -> int:
     """``neurofilters atlas MODEL -o DIR [--layers ...] [--channels N] [--images FOLDER]``."""
-    channels = positive_int("channels", args.channels)
-    steps = positive_int("steps", args.steps)
-    size = positive_int("size", args.size, 32)
-    patches = positive_int("patches", args.patches)
-    seed = positive_int("seed", args.seed, 0)
+    channels = positive_int("channels", args.channels, 1, 4096)
+    steps = positive_int("steps", args.steps, 1, 10_000)
+    size = positive_int("size", args.size, 32, 1024)  # each picture is size x size (and one float32 graph of it)
+    patches = positive_int("patches", args.patches, 1, 64)
+    seed = positive_int("seed", args.seed, 0, 2**63 - 1)
     images = find_images(args.images) if args.images else []
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise ParameterError(f'"output" must be a folder. Received: output={args.output!r}', param="output", value=args.output)
+    guard = WriteGuard([("an image of --images", path) for path in images] + [("the model file", args.model)],
+                       overwrite=getattr(args, "overwrite", False))
+    if recorded_atlas(output) is None:  # before the model loads: never over a user's own page
+        guard.check_all([("atlas settings", output / "atlas.json"), ("atlas page", output / "index.html")])
     model = ModelCache(get_registry().get_model).get(args.model)
     if args.layers:
         layers = [spatial_layer(model, name, param="layers") for name in args.layers.split(",") if name.strip()]
@@ -229,7 +269,7 @@ def run_atlas_command(args: argparse.Namespace) -> int:
         layers = default_layers(model)
     index = write_atlas(
         model, output, layers=layers, channels=channels, steps=steps, size=size, seed=seed, images=images,
-        patches=patches, progress=ProgressBar("atlas"),
+        patches=patches, progress=ProgressBar("atlas"), guard=guard,
     )
     print(f"wrote {index}")
     return 0

@@ -29,6 +29,7 @@ def configure_explore(parser: argparse.ArgumentParser) -> None:
     patches.add_argument("--size", default="224", help="longer side the images are resized to before the network (default 224)")
     patches.add_argument("--tile", default="128", help="side of each patch on the sheet in pixels (default 128)")
     patches.add_argument("--batch-size", default="16", help="images per forward pass (default 16)")
+    patches.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
     similar = sub.add_parser(
         "similar",
         help="rank a folder's images by feature similarity to a query image",
@@ -45,6 +46,7 @@ def configure_explore(parser: argparse.ArgumentParser) -> None:
     similar.add_argument("--size", default="224", help="longer side the images are resized to (default 224)")
     similar.add_argument("-o", "--output", default=None, help="also write the query and its best matches as a contact sheet")
     similar.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
+    similar.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
     parser.set_defaults(explore_parser=parser)
 
 
@@ -73,6 +75,7 @@ def configure_atlas(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="112", help="side of each channel visualisation in pixels (default 112)")
     parser.add_argument("--patches", default="6", help="top-activating patches per channel (default 6)")
     parser.add_argument("--seed", default="0", help="seed of the visualisations (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 
 def run_atlas(args: argparse.Namespace) -> int:

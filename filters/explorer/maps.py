@@ -16,6 +16,11 @@ from .render import colorize, grid, label_tile, resize
 __all__ = ["choose_channels", "map_over_image", "normalise_maps", "parse_channel_list", "run_activation_maps"]
 
 
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut for an error message."""
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
+
+
 def parse_channel_list(text: str, count: int, *, param: str = "channels") -> list[int]:
     """``"3,17,40-43"`` -> ``[3, 17, 40, 41, 42, 43]``, each checked against ``count`` channels.
 
@@ -23,28 +28,27 @@ def parse_channel_list(text: str, count: int, *, param: str = "channels") -> lis
         ParameterError: Not integers or ranges, empty, or out of range.
     """
     chosen: list[int] = []
+    problem = None
     for part in str(text).replace(" ", "").split(","):
         if not part:
             continue
-        try:
-            if "-" in part[1:]:
-                low, high = part.split("-", 1) if not part.startswith("-") else (part, part)
-                chosen.extend(range(int(low), int(high) + 1))
-            else:
-                chosen.append(int(part))
-        except ValueError:
-            raise ParameterError(
-                f'"{param}" must be channel numbers or ranges such as "3,17,40-43". Received: {param}={text!r}',
-                param=param, value=text,
-            ) from None
+        if "-" in part[1:] and not part.startswith("-"):
+            low_text, high_text = part.split("-", 1)
+        else:
+            low_text = high_text = part
+        if not (low_text.isascii() and low_text.isdigit() and high_text.isascii() and high_text.isdigit()) or max(len(low_text), len(high_text)) > 12:
+            problem = f'"{param}" must be channel numbers or ranges such as "3,17,40-43". Received: {param}={shorten(str(text))!r}'
+            break
+        low, high = int(low_text), int(high_text)
+        if low >= count or high >= count:  # checked before the range is made: 0-30000000 allocates nothing
+            problem = (f'"{param}" must hold channels between 0 and {count - 1} for this layer. '
+                       f'Received: {param}={shorten(str(text))!r} (out of range: {part})')
+            break
+        chosen.extend(range(low, high + 1))
+    if problem is not None:
+        raise ParameterError(problem, param=param, value=text)
     if not chosen:
-        raise ParameterError(f'"{param}" must list at least one channel, e.g. "3,17". Received: {param}={text!r}', param=param, value=text)
-    bad = [c for c in chosen if not 0 <= c < count]
-    if bad:
-        raise ParameterError(
-            f'"{param}" must hold channels between 0 and {count - 1} for this layer. Received: {param}={text!r} (out of range: {bad[:5]})',
-            param=param, value=text,
-        )
+        raise ParameterError(f'"{param}" must list at least one channel, e.g. "3,17". Received: {param}={shorten(str(text))!r}', param=param, value=text)
     return list(dict.fromkeys(chosen))
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from neurofilters.plugin_host import ParameterError
+from neurofilters.plugin_host import ParameterError, parse_int
 
 __all__ = ["positive_int"]
 
 
-def positive_int(name: str, value: str, minimum: int = 1) -> int:
-    """``value`` as an integer >= ``minimum``, or a :class:`ParameterError` naming the flag."""
+def positive_int(name: str, value: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an integer from ``minimum`` to ``maximum``, or a :class:`ParameterError` naming the flag.
+
+    The host's integer parsing: control characters and absurdly long numbers are refused too.
+    """
     try:
-        number = int(value)
-        if number < minimum:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ParameterError(f'"{name}" must be an integer >= {minimum}. Received: {name}={value}', param=name, value=value) from None
-    return number
+        return parse_int(value, name, minimum, maximum)
+    except ParameterError:
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ParameterError(f'"{name}" must be an integer {bound}. Received: {name}={str(value)[:100]}',
+                             param=name.replace("-", "_"), value=value) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,14 @@ import numpy as np
 
 from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
+    ImageIOError,
     ModelCache,
     NeurofiltersError,
     ParameterError,
     ProgressBar,
+    WriteGuard,
     get_registry,
     load_image,
-    save_image,
     split_alpha,
 )
 
@@ -93,10 +95,33 @@ def load_work_image(path: Path, size: int, min_size: int = 32) -> np.ndarray:
     return work_image(rgb, size, min_size)
 
 
-def prefetched(paths: Sequence[Path], size: int, min_size: int = 32, ahead: int = 32) -> Iterator[np.ndarray]:
+def load_or_skip(path: Path, size: int, min_size: int, skipped: list[tuple[str, str]] | None) -> np.ndarray | None:
+    """:func:`load_work_image`, or ``None`` for a file that does not read (its reason appended to ``skipped``).
+
+    With ``skipped`` ``None`` the error is raised instead.
+    """
+    try:
+        return load_work_image(path, size, min_size)
+    except ImageIOError as error:
+        if skipped is None:
+            raise
+        skipped.append((str(path), str(error)))
+        return None
+
+
+def report_skipped(skipped: Sequence[tuple[str, str]]) -> None:
+    """Print one line per unreadable image that was skipped (like ``batch``)."""
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+
+
+def prefetched(
+    paths: Sequence[Path], size: int, min_size: int = 32, ahead: int = 32, skipped: list[tuple[str, str]] | None = None
+) -> Iterator[np.ndarray | None]:
     """Working-size images of ``paths`` in order, decoded by a background thread up to ``ahead`` images early.
 
     Decoding and resizing (Pillow, NumPy) overlap the network's forward passes, which release the GIL.
+    With ``skipped`` given, an unreadable file yields ``None`` and its reason is listed there.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +129,7 @@ def prefetched(paths: Sequence[Path], size: int, min_size: int = 32, ahead: int 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="explore-load") as pool:
         pending: deque[Any] = deque()
         for path in paths:
-            pending.append(pool.submit(load_work_image, path, size, min_size))
+            pending.append(pool.submit(load_or_skip, path, size, min_size, skipped))
             if len(pending) > ahead:
                 yield pending.popleft().result()
         while pending:
@@ -136,6 +161,7 @@ def top_patches(
     batch_size: int = 16,
     progress: Callable[[float, str], None] | None = None,
     images: Iterable[np.ndarray] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> list[Patch]:
     """The ``k`` most activating positions of ``channel`` over the images, best first.
 
@@ -150,6 +176,8 @@ def top_patches(
         batch_size: Images of equal size per forward pass.
         progress: ``progress(fraction, message)``.
         images: The images already at working size (then ``paths`` only names them).
+        skipped: Where unreadable files are listed with their reason (they are skipped);
+            ``None``: the first unreadable file raises.
 
     Returns:
         :class:`Patch` list, highest score first (ties: path, then position).
@@ -180,8 +208,11 @@ def top_patches(
         if progress is not None:
             progress(done / len(paths), f"{done}/{len(paths)} images")
 
-    source = images if images is not None else prefetched(paths, size, model.min_size, ahead=2 * batch_size)
+    source = images if images is not None else prefetched(paths, size, model.min_size, ahead=2 * batch_size, skipped=skipped)
     for path, image in zip(paths, source):
+        if image is None:  # unreadable: listed in skipped
+            done += 1
+            continue
         shape = image.shape[:2]
         buckets.setdefault(shape, []).append((str(path), image))
         if len(buckets[shape]) >= batch_size:
@@ -222,29 +253,44 @@ def patch_sheet(
     return grid(tiles)
 
 
+#: Largest contact sheet (pixels); 100 million is 1.2 GB as float32 RGB.
+MAX_SHEET_PIXELS = 100_000_000
+
+
 def run_patches_command(args: argparse.Namespace) -> int:
     """``neurofilters explore patches MODEL LAYER CHANNEL FOLDER -o sheet.png``."""
-    k = positive_int("top", args.top)
-    per_image = positive_int("per-image", args.per_image)
-    size = positive_int("size", args.size, 32)
-    tile = positive_int("tile", args.tile, 16)
-    batch_size = positive_int("batch-size", args.batch_size)
-    channel = positive_int("channel", args.channel, 0)
+    k = positive_int("top", args.top, 1, 1000)
+    per_image = positive_int("per-image", args.per_image, 1, 1000)
+    size = positive_int("size", args.size, 32, 2048)
+    tile = positive_int("tile", args.tile, 16, 1024)
+    batch_size = positive_int("batch-size", args.batch_size, 1, 256)
+    channel = positive_int("channel", args.channel, 0, 2**31 - 1)
+    if k * tile * tile > MAX_SHEET_PIXELS:  # bounded before anything is allocated
+        raise ParameterError(
+            f'The contact sheet would have {k * tile * tile:,} pixels, more than {MAX_SHEET_PIXELS:,}. '
+            f'Received: top={k}, tile={tile}; lower --top or --tile.', param="tile", value=tile,
+        )
     paths = find_images(args.folder)
     output = Path(args.output)
     if not output.parent.is_dir():
         raise ParameterError(f'"output" must be in an existing folder. Received: output={args.output!r}', param="output", value=args.output)
+    guard = WriteGuard([("the folder of images", args.folder), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+    guard.check(output, what="contact sheet (-o)")  # before any work
     model = ModelCache(get_registry().get_model).get(args.model)
     layer = spatial_layer(model, args.layer)
     channels = int(model.layer_table(224)[[info.name for info in model.layer_table(224)].index(layer)].output_shape[-1])
     if channel >= channels:
         raise ParameterError(f'"channel" must be between 0 and {channels - 1} for layer {layer!r}. Received: channel={channel}', param="channel", value=channel)
     bar = ProgressBar("explore patches")
-    patches = top_patches(model, layer, channel, paths, k=k, per_image=per_image, size=size, batch_size=batch_size, progress=bar)
+    skipped: list[tuple[str, str]] = []
+    patches = top_patches(model, layer, channel, paths, k=k, per_image=per_image, size=size, batch_size=batch_size, progress=bar,
+                          skipped=skipped)
+    bar.close()
+    report_skipped(skipped)
     if not patches:
         raise NeurofiltersError("No position was found (are the images too small for the layer?).")
     sheet = patch_sheet(model, layer, patches, size=size, tile=tile)
-    save_image(output, sheet, protect=paths)
+    guard.save_image(output, sheet, what="contact sheet (-o)")
     for rank, patch in enumerate(patches, start=1):
         print(f"{rank:>3}. {patch.score:9.3f}  {patch.path}  (y={patch.y}, x={patch.x})")
     print(f"wrote {output}")

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, atomic_write, get_registry, save_image
+from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, WriteGuard, get_registry
 
 from .options import positive_int
 from .features import spatial_layer
-from .patches import find_images, load_work_image
+from .patches import find_images, load_or_skip, load_work_image, report_skipped
 from .render import grid, label_tile, resize
 
 __all__ = ["FeatureCache", "cache_file", "descriptor", "folder_descriptors", "rank", "run_similar_command"]
@@ -55,6 +55,7 @@ class FeatureCache:
     def __init__(self, path: Path | None) -> None:
         """Read the cache at ``path`` (``None``: no cache; an unreadable file counts as empty)."""
         self.path = path
+        self.guard: WriteGuard | None = None  # the host's guarded writer (set by the command: never over an input)
         self.entries: dict[str, tuple[int, int, np.ndarray]] = {}
         self.changed = False
         if path is None or not path.is_file():
@@ -89,11 +90,13 @@ class FeatureCache:
         """Write the cache atomically (when something changed)."""
         if self.path is None or not self.changed or not self.entries:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # the host's own cache folder: replaced freely, but never over a file the user named
+        guard = self.guard if self.guard is not None else WriteGuard(overwrite=True)
+        guard.mkdir(self.path.parent, what="feature cache folder")
         names = sorted(self.entries)
         index = json.dumps([[name, self.entries[name][0], self.entries[name][1]] for name in names])
         vectors = np.stack([self.entries[name][2] for name in names])
-        with atomic_write(self.path) as temporary, open(temporary, "wb") as stream:
+        with guard.write(self.path, what="feature cache") as temporary, open(temporary, "wb") as stream:
             np.savez(stream, index=np.array(index), vectors=vectors)
         self.changed = False
 
@@ -106,13 +109,19 @@ def folder_descriptors(
     size: int = 224,
     cache: FeatureCache | None = None,
     progress: Callable[[float, str], None] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> np.ndarray:
-    """Descriptors of ``paths`` (``N x 2C``), from the cache where valid, else computed (and cached)."""
+    """Descriptors of ``paths`` (``N x 2C``), from the cache where valid, else computed (and cached).
+
+    With ``skipped`` given, unreadable files are left out (rows only for the others, in order) and listed there.
+    """
     feature = model.feature_model([layer])
     vectors: list[np.ndarray | None] = [cache.get(path) if cache is not None else None for path in paths]
     missing = [index for index, vector in enumerate(vectors) if vector is None]
     for done, index in enumerate(missing, start=1):
-        image = load_work_image(paths[index], size, model.min_size)
+        image = load_or_skip(paths[index], size, model.min_size, skipped)
+        if image is None:
+            continue
         maps = np.asarray(feature(image[None], training=False)[0][0], np.float32)
         vectors[index] = descriptor(maps)
         if cache is not None:
@@ -121,7 +130,8 @@ def folder_descriptors(
             progress(done / len(missing), f"{done}/{len(missing)} images")
     if cache is not None:
         cache.save()
-    return np.stack([vector for vector in vectors if vector is not None])
+    kept = [vector for vector in vectors if vector is not None]
+    return np.stack(kept) if kept else np.zeros((0, 0), np.float32)
 
 
 def rank(query: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,16 +143,30 @@ def rank(query: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def run_similar_command(args: argparse.Namespace) -> int:
     """``neurofilters explore similar QUERY FOLDER --layer L``."""
-    top = positive_int("top", args.top)
-    size = positive_int("size", args.size, 32)
+    top = positive_int("top", args.top, 1, 1000)
+    size = positive_int("size", args.size, 32, 2048)
     paths = find_images(args.folder)
     query_path = Path(args.query)
     if not query_path.is_file():
         raise ParameterError(f'"query" must be an existing image file. Received: query={args.query!r}', param="query", value=args.query)
+    inputs = [("the query image", query_path), ("the folder of images", args.folder), ("the model file", args.model)]
+    guard = WriteGuard(inputs, overwrite=getattr(args, "overwrite", False))
+    if args.output:
+        guard.check(args.output, what="contact sheet (-o)")  # before any work
     model = ModelCache(get_registry().get_model).get(args.model)
     layer = spatial_layer(model, args.layer)
     cache = None if args.no_cache else FeatureCache(cache_file(model.name, layer, size, Path(args.folder)))
-    vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=ProgressBar("explore similar"))
+    if cache is not None:
+        cache.guard = WriteGuard(inputs, overwrite=True)
+    skipped: list[tuple[str, str]] = []
+    bar = ProgressBar("explore similar")
+    vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=bar, skipped=skipped)
+    bar.close()
+    report_skipped(skipped)
+    unreadable = {path for path, _ in skipped}
+    paths = [path for path in paths if str(path) not in unreadable]
+    if not paths:
+        raise ParameterError(f'"folder" holds no readable image. Received: folder={args.folder!r}', param="folder", value=args.folder)
     feature = model.feature_model([layer])
     query_image = load_work_image(query_path, size, model.min_size)
     query = descriptor(np.asarray(feature(query_image[None], training=False)[0][0], np.float32))
@@ -155,6 +179,6 @@ def run_similar_command(args: argparse.Namespace) -> int:
         tiles = [label_tile(resize(query_image, tile, tile), f"query  {query_path.name}")]
         for index, similarity in shown:
             tiles.append(label_tile(resize(load_work_image(paths[index], size, model.min_size), tile, tile), f"{similarity:.3f}  {paths[index].name}"))
-        save_image(args.output, grid(tiles), protect=[*paths, query_path])
+        guard.save_image(args.output, grid(tiles), what="contact sheet (-o)")
         print(f"wrote {args.output}")
     return 0

@@ -34,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", default="3", metavar="N", help="epochs without improvement before stopping (default 3)")
     parser.add_argument("--seed", default="0", metavar="N", help="seed of the split, the augmentation and the new head (default 0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 
 @hookimpl

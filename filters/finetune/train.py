@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -36,9 +37,9 @@ from neurofilters.plugin_host import (
     NeurofiltersError,
     ParameterError,
     ProgressBar,
+    WriteGuard,
     get_registry,
     load_image,
-    save_image,
     split_alpha,
     text_table,
 )
@@ -69,19 +70,22 @@ class Settings:
     patience: int = 3
     seed: int = 0
     quiet: bool = False
+    overwrite: bool = False
 
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed (everything but the epoch budget and display)."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("epochs", "quiet", "output")}
+        data = {k: v for k, v in asdict(self).items() if k not in ("epochs", "quiet", "output", "overwrite")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _number(text: str, flag: str, kind: type, low: float, high: float | None = None) -> Any:
     try:
+        if isinstance(text, str) and any(ord(character) < 32 for character in text.strip(" \t\n\r")):
+            raise ValueError  # int()/float() take U+001C-U+001F as white space
         value = kind(text)
-        if value < low or (high is not None and value > high):
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
         noun = "an integer" if kind is int else "a number"
         raise ParameterError(f'"{flag}" must be {noun} {bound}. Received: {flag} {str(text)[:100]}', param=flag.lstrip("-"), value=text) from None
@@ -126,6 +130,7 @@ def parse_settings(args: argparse.Namespace) -> Settings:
         patience=_number(args.patience, "--patience", int, 1, 1000),
         seed=_number(args.seed, "--seed", int, 0, 2**31 - 1),
         quiet=bool(args.quiet),
+        overwrite=bool(getattr(args, "overwrite", False)),
     )
 
 
@@ -265,8 +270,8 @@ class _Checkpoint:
         self.folder = Path(settings.output + ".training")
         self.fingerprint = settings.fingerprint()
 
-    def prepare(self) -> bool:
-        """Create the folder, or check that an existing one belongs to the same run; True when resuming."""
+    def prepare(self, create: bool = True) -> bool:
+        """Check that an existing folder belongs to the same run (True: resuming), else create it (unless ``create`` is false)."""
         stamp = self.folder / "run.json"
         if stamp.is_file():
             recorded = json.loads(stamp.read_text()).get("fingerprint")
@@ -277,6 +282,8 @@ class _Checkpoint:
                     param="output", value=os.fspath(self.folder),
                 )
             return True
+        if not create:
+            return False
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"fingerprint": self.fingerprint}))
         return False
@@ -342,12 +349,14 @@ def finetune(
     report_progress = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     checkpoint = _Checkpoint(settings)
-    resuming = checkpoint.prepare()
+    resuming = checkpoint.prepare(create=False)  # a checkpoint of other settings is refused now; nothing is created yet
     report_progress(0.0, f"loading {settings.base}")
     base = ModelCache(get_registry().get_model).get(settings.base)
     mode = preprocessing_mode(base)
     data = load_dataset(settings.data_dir, settings.image_size, lambda f, m: report_progress(0.05 * f, m))
     train_index, val_index = stratified_split(data.labels, settings.val_split, settings.seed)
+    if not resuming:  # only once the base and the data are validated: a usage error leaves no checkpoint behind
+        checkpoint.prepare()
 
     import keras
 
@@ -444,7 +453,8 @@ def _progress_callback(keras: Any, settings: Settings, report: Callable[[float, 
     return Progress()
 
 
-def _save_model(network: Any, settings: Settings, class_names: Sequence[str], mode: str, base: Any) -> Path:
+def _save_model(network: Any, settings: Settings, class_names: Sequence[str], mode: str, base: Any,
+                guard: WriteGuard | None = None) -> Path:
     """Write the model atomically; the archive carries ``neurofilters.json`` (labels, preprocessing, size, dream layers)."""
     target = Path(settings.output)
     temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp.keras")
@@ -459,7 +469,10 @@ def _save_model(network: Any, settings: Settings, class_names: Sequence[str], mo
         }
         with zipfile.ZipFile(temporary, "a") as archive:
             archive.writestr(EMBEDDED_SETTINGS, json.dumps(info, indent=1))
+        guard = guard if guard is not None else WriteGuard([("the training data", settings.data_dir)], overwrite=settings.overwrite)
+        guard.check(target, what="model (-o)")  # (Keras needs a .keras name, so the guard checks and records around it)
         os.replace(temporary, target)
+        guard.record(target)
     finally:
         temporary.unlink(missing_ok=True)
     return target
@@ -477,9 +490,21 @@ def confusion_image(confusion: np.ndarray, cell: int = 24) -> np.ndarray:
     return picture
 
 
+def _confusion_path(settings: Settings) -> Path:
+    return Path(settings.output).with_name(Path(settings.output).stem + "-confusion.png")
+
+
+def _guard(settings: Settings) -> WriteGuard:
+    """The host's guarded writer: never over a file of DATA_DIR or the base model, nor a file neurofilters did not write."""
+    return WriteGuard([("the training data", settings.data_dir), ("the base model file", settings.base)],
+                      overwrite=settings.overwrite)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``neurofilters finetune``: train, print the report, write the model and its confusion image."""
     settings = parse_settings(args)
+    _guard(settings).check_all([("model (-o)", settings.output), ("confusion image", _confusion_path(settings)),
+                                ("checkpoint folder", settings.output + ".training")])  # before any work
     bar = None if settings.quiet else ProgressBar("finetune")
     try:
         report = finetune(settings, bar)
@@ -497,7 +522,7 @@ def run_command(args: argparse.Namespace) -> int:
     print(text_table(rows, ("class", "validation images", "accuracy")))
     print("\nconfusion (rows: true class, columns: predicted):")
     print(text_table([(name, *map(str, row)) for name, row in zip(report.class_names, report.confusion)], ("", *report.class_names)))
-    picture = save_image(Path(settings.output).with_name(Path(settings.output).stem + "-confusion.png"), confusion_image(report.confusion))
+    picture = _guard(settings).save_image(_confusion_path(settings), confusion_image(report.confusion), what="confusion image")
     print(
         f"\nvalidation accuracy {report.accuracy:.1%} after {report.epochs_run} epochs in {report.seconds:.0f} s "
         f"({report.frozen_layers} base layers frozen, {report.trainable_layers} trained)"

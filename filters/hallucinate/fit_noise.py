@@ -20,14 +20,14 @@ from typing import Any
 
 from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
+    ImageIOError,
     ModelCache,
     ParameterError,
     ProgressBar,
     UsageError,
-    atomic_write,
+    WriteGuard,
     get_registry,
     load_image,
-    save_image,
     split_alpha,
 )
 
@@ -54,6 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="photos per step (default 16)")
     parser.add_argument("--held-out", type=float, default=0.3, help="share of the photos kept for measuring (default 0.3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the photo order (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -81,6 +82,22 @@ def _rgb(path: Path) -> Any:
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
     return np.asarray(pixels, np.float32)
+
+
+def _readable(paths: list[Path], skipped: list[tuple[Path, str]]) -> list[Any]:
+    """The photos of ``paths`` that read (RGB); the others are appended to ``skipped`` with their reason."""
+    images = []
+    for path in paths:
+        try:
+            images.append(_rgb(path))
+        except ImageIOError as error:
+            skipped.append((path, str(error)))
+    return images
+
+
+def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
+    for path, reason in skipped:  # like batch and finetune: listed, not fatal
+        print(f"skipped {path}: {reason}", file=sys.stderr)
 
 
 def _shrunk(image: Any, longest: int) -> Any:
@@ -115,21 +132,36 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f'"held-out" must be between 0 and 1. Received: held-out={args.held_out}', param="held_out", value=args.held_out)
     if (args.epochs is not None and args.epochs < 1) or args.batch_size < 1:
         raise ParameterError(f'"epochs" and "batch-size" must be >= 1. Received: {args.epochs}, {args.batch_size}', param="epochs", value=args.epochs)
+    if not 0 <= args.seed <= 2**63 - 1:
+        raise ParameterError(f'"--seed" must be an integer between 0 and {2**63 - 1}. Received: --seed {args.seed}',
+                             param="seed", value=args.seed)
+    from ..saliency.commands import _named_flag, check_class_text
+
+    check_class_text(args.target)  # 5,000 digits or control characters: refused before the model loads
     output = Path(args.output)
     if output.suffix.lower() != ".npz":
         raise UsageError(f"-o must name a .npz file. Received: {output}")
     files = _photos(Path(args.folder))
+    # Before the model loads: the noise, its .png and the checkpoint never replace a photo, the model file or a
+    # file neurofilters did not write (the .png beside the .npz is not named by the user).
+    guard = WriteGuard([("the folder of photos", args.folder), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+    guard.check_all([("noise (-o)", output), ("noise image beside -o", output.with_suffix(".png")),
+                     ("checkpoint", _checkpoint_path(output))])
     if len(files) < MEASURED_PHOTOS:
         print(f"neurofilters: warning: {len(files)} photos are few: with {MEASURED_PHOTOS} (29 trained on) the held-out "
               "fooling rate was 46-72 %, with 8 it was 0 % (17 % on the training photos); add varied photos.", file=sys.stderr)
     bar = ProgressBar("fit-noise", status=f"loading model {args.model}")
     try:
-        return _fit(args, files, output, bar)
+        return _fit(args, files, output, bar, guard)
     finally:
         bar.close()
 
 
-def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar) -> int:
+def _checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name[: -len(".npz")] + ".partial.npz")
+
+
+def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar, guard: WriteGuard) -> int:
     """Load the model and the photos, fit (or resume), measure, write; ``bar`` shows each stage."""
     import numpy as np
 
@@ -140,20 +172,31 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
     model = ModelCache(get_registry().get_model).get(args.model)
     if getattr(model, "kind", None) != "classifier":
         raise ParameterError(f"fit-noise needs a classifier model. Received: --model {args.model}", param="model", value=args.model)
-    target = resolve_class(args.target, model.labels, param="class")
+    try:
+        target = resolve_class(args.target, model.labels, param="class")
+    except ParameterError as error:
+        raise _named_flag(error) from None
     bound = args.epsilon / 255.0
     train_files, test_files = split(files, args.held_out, args.seed)
     side = int(model.input_size or 224)
     noise_side = int(round(side / CENTRE_CROP_FRACTION))
     bar.status(f"reading {len(train_files)} training photos ({len(test_files)} held out)")
-    photos = [_shrunk(_rgb(path), 2 * noise_side) for path in train_files]
+    skipped: list[tuple[Path, str]] = []
+    photos, train_ok = [], []
+    for path in train_files:
+        for image in _readable([path], skipped):
+            photos.append(_shrunk(image, 2 * noise_side))
+            train_ok.append(path)
+    _report_skipped(skipped)
+    if not photos:
+        raise UsageError(f"None of the {len(train_files)} training photos could be read. Received: {args.folder}")
     if args.epochs is None:
         args.epochs = max(1, -(-DEFAULT_STEPS * args.batch_size // len(photos)))
     fingerprint = json.dumps(
         {"files": [str(p) for p in train_files], "target": target, "model": args.model, "bound": bound, "seed": args.seed,
          "batch": args.batch_size, "epochs": args.epochs}, sort_keys=True
     )
-    checkpoint = output.with_name(output.name[: -len(".npz")] + ".partial.npz")
+    checkpoint = _checkpoint_path(output)
     state = None
     if checkpoint.is_file():
         with np.load(checkpoint, allow_pickle=False) as saved:
@@ -167,7 +210,7 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
 
     def on_epoch(epoch: int, current: dict[str, Any]) -> None:
         arrays = {f"optimizer_{index}": value for index, value in enumerate(current["optimizer"])}
-        with atomic_write(checkpoint) as temporary, open(temporary, "wb") as handle:
+        with guard.write(checkpoint, what="checkpoint") as temporary, open(temporary, "wb") as handle:
             np.savez(handle, noise=current["noise"], epoch=epoch, optimizer_count=len(arrays), fingerprint=fingerprint, **arrays)
         bar(epoch / args.epochs, f"epoch {epoch}/{args.epochs}")
 
@@ -180,13 +223,15 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
         )
     noise = quantise(noise, bound)
     bar(1.0, "measuring the fooling rates")
-    train_rate = evaluate(model, noise, [_rgb(p) for p in train_files], target)
-    test_rate = evaluate(model, noise, [_rgb(p) for p in test_files], target)
-    with atomic_write(output) as temporary, open(temporary, "wb") as handle:
+    train_rate = evaluate(model, noise, _readable(train_ok, []), target)
+    late: list[tuple[Path, str]] = []
+    test_rate = evaluate(model, noise, _readable(test_files, late), target)
+    _report_skipped(late)
+    with guard.write(output, what="noise (-o)") as temporary, open(temporary, "wb") as handle:
         np.savez(handle, noise=noise, bound=bound, target=target, model=args.model, png_gain=4.0,
                  fooling_train=train_rate, fooling_held_out=test_rate)
     png = output.with_suffix(".png")
-    save_image(png, encode_noise_image(noise), bit_depth=16)
+    guard.save_image(png, encode_noise_image(noise), bit_depth=16, what="noise image beside -o")
     checkpoint.unlink(missing_ok=True)
     bar.close()
     print(f"noise for class {target} ({model.labels[target]}), |r|max = {np.abs(noise).max() * 255:.4f}/255 "

@@ -12,9 +12,10 @@ from typing import Any
 from neurofilters.plugin_host import (
     ModelCache,
     ParameterError,
+    WriteGuard,
+    parse_int,
     get_registry,
     load_image,
-    save_image,
     split_alpha,
     text_table,
 )
@@ -39,17 +40,40 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default="16", help="integrated-gradients steps (default 16)")
     parser.add_argument("--seed", default="0", help="seed of the random weights and noise (default 0)")
     parser.add_argument("--figure", default="", help="also write the maps as an image grid to this file (.png, .jpg)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 
-def _count(args: argparse.Namespace, name: str, minimum: int) -> int:
-    value = getattr(args, name)
-    try:
-        number = int(value)
-        if number < minimum:
-            raise ValueError
-    except ValueError:
-        raise ParameterError(f'"{name}" must be an integer >= {minimum}. Received: {name}={value}', param=name, value=value) from None
-    return number
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut for an error message."""
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
+
+
+def _count(args: argparse.Namespace, name: str, minimum: int, maximum: int = 2**63 - 1) -> int:
+    """The integer flag ``--name`` (the host's parsing: control characters and 5,000 digits are refused)."""
+    return parse_int(getattr(args, name), f"--{name}", minimum, maximum)
+
+
+def check_class_text(value: str, flag: str = "--class") -> str:
+    """A ``--class`` value checked before the model loads: ``top-N``, an id or a name, as one line when bad."""
+    text = str(value).strip()
+    digits = text[4:] if text.lower().startswith("top-") else text.lstrip("+-")
+    numeric = bool(digits) and all(character.isdigit() for character in digits)
+    if (numeric and (not digits.isascii() or len(digits) > 12)) or not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ParameterError(
+            f"{flag} must be a class id (130), a class name ('tiger cat') or top-N. Received: {flag} {shorten(str(value))}",
+            param="class_", value=value,
+        )
+    return text
+
+
+def _named_flag(error: ParameterError, flag: str = "--class") -> ParameterError:
+    """``error`` with the parameter named as the user typed it (``--class``, not ``class_``)."""
+    text = str(error)
+    for spelling in ('"class_"', '"class"'):
+        text = text.replace(spelling, flag, 1)
+    for spelling in ("class_=", "class="):
+        text = text.replace(f"Received: {spelling}", f"Received: {flag} ", 1)
+    return ParameterError(text, param=error.param, value=error.value)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -66,8 +90,12 @@ def run_check(args: argparse.Namespace) -> int:
             f'"methods" must be a comma-separated list of {", ".join(METHODS)}. Received: methods={args.methods}',
             param="methods", value=args.methods,
         )
-    levels = _count(args, "levels", 0)
-    samples, steps, seed = _count(args, "samples", 1), _count(args, "steps", 1), _count(args, "seed", 0)
+    levels = _count(args, "levels", 0, 1000)
+    samples, steps, seed = _count(args, "samples", 1, 1024), _count(args, "steps", 1, 1024), _count(args, "seed", 0)
+    check_class_text(args.class_)
+    guard = WriteGuard([("the input image", args.image), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+    if args.figure:  # before any work: never over the image or the model
+        guard.check(args.figure, what="figure (--figure)")
     loaded = load_image(args.image)
     model: Any = ModelCache(get_registry().get_model).get(args.model)
     if getattr(model, "kind", None) != "classifier":
@@ -78,7 +106,10 @@ def run_check(args: argparse.Namespace) -> int:
     rgb, _ = split_alpha(loaded.pixels)
     rgb = np.ascontiguousarray(rgb[:, :, :3] if rgb.shape[2] >= 3 else np.repeat(rgb[:, :, :1], 3, axis=2), np.float32)
     image = resize_rgb(rgb, network_size(model, *rgb.shape[:2]))
-    class_id = resolve_target_class(model, args.class_, rgb)  # ranked on the photo, as classify ranks it
+    try:
+        class_id = resolve_target_class(model, args.class_, rgb)  # ranked on the photo, as classify ranks it
+    except ParameterError as error:
+        raise _named_flag(error) from None
     cam_layer = spatial_layer(model, args.layer, "layer")
     name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
     print(f"Explaining class {class_id} ({name}); CAM layer {cam_layer}; randomising from the logits down.")
@@ -91,6 +122,6 @@ def run_check(args: argparse.Namespace) -> int:
     print("Spearman rank correlation of each map with the intact model's map; a method that explains the model "
           "falls towards 0 as its weights are destroyed.")
     if args.figure:
-        written = save_image(args.figure, sanity_figure(report))
+        written = guard.save_image(args.figure, sanity_figure(report), what="figure (--figure)")
         print(f"Figure: {written}")
     return 0

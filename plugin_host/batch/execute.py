@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.call import derive_seed as file_seed
 from ..core.context import ModelCache, OutputSink, ProgressCallback
-from ..core.errors import ImageIOError, NeurofiltersError
+from ..core.errors import ImageIOError, NeurofiltersError, UsageError
 
 if TYPE_CHECKING:
     from ..imageio.files import ProtectedFiles
@@ -71,6 +71,14 @@ class RunOptions:
     quality: int = 95
     max_pixels: int | None = None
     protect: tuple[str, ...] = ()
+    overwrite: bool = False
+
+    @cached_property
+    def guard(self) -> Any:
+        """The host's guarded writer for extra outputs (never an input; an existing file only if ours or --overwrite)."""
+        from ..imageio.guard import WriteGuard
+
+        return WriteGuard(self.protect, overwrite=self.overwrite)
 
     @cached_property
     def protected(self) -> ProtectedFiles:
@@ -81,7 +89,7 @@ class RunOptions:
 
     def __getstate__(self) -> dict[str, Any]:
         # the index is rebuilt where the options are used: inode numbers are per machine
-        return {k: v for k, v in self.__dict__.items() if k != "protected"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("protected", "guard")}
 
 
 @dataclass
@@ -139,12 +147,13 @@ def extra_output_writer(task: Task, options: RunOptions) -> OutputSink:
     suffix = ".png" if task.fmt in ("ora", "xcf") else output.suffix
 
     def write(name: str, pixels: Any) -> None:
-        from ..imageio.files import save_image
-
         path = output.with_name(f"{output.stem}-{name}{suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         options.protected.check(path)
-        save_image(path, pixels, quality=options.quality)
+        try:
+            options.guard.save_image(path, pixels, what="extra output", quality=options.quality)
+        except UsageError as error:  # this file fails, with the reason; the batch goes on
+            raise ImageIOError(str(error)) from None
 
     return write
 
@@ -275,6 +284,8 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
     Raises:
         ImageIOError: The output cannot be written (or is an input).
     """
+    from ..imageio import ledger
+
     output = Path(task.output)
     protected = options.protected  # every input, indexed once per process: one O(1) check per output
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -293,12 +304,16 @@ def encode(task: Task, decoded: Any, result: Any, options: RunOptions) -> Path:
                 raise ImageIOError(f"Cannot write {output}: unexpected result shape {pixels.shape}")
             layered = LayeredImage(pixels.shape[1], pixels.shape[0], (Layer(Path(task.source).stem, pixels),))
         writer = write_xcf if task.fmt == "xcf" else write_ora
-        return writer(output, layered, protect=protected)
+        written = writer(output, layered, protect=protected)
+        ledger.record(written)
+        return written
     from ..imageio.files import save_image
 
     like = decoded  # a LoadedImage, or a flattened XCF (its bit depth; no ICC or EXIF)
     protected.check(output)  # (save_image's own protect= compares with each input in turn: slow for big batches)
-    return save_image(output, result, like=like, quality=options.quality)
+    written = save_image(output, result, like=like, quality=options.quality)
+    ledger.record(written)  # the plan decided replacing it (journal, --overwrite); the ledger knows it is ours
+    return written
 
 
 # -- worker processes ----------------------------------------------------------------

@@ -9,6 +9,7 @@ simply redone); a torn last line is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,38 +21,84 @@ from typing import Any
 
 from ..core.call import derive_seed as file_seed
 
-__all__ = ["JOURNAL_NAME", "LOCK_NAME", "Journal", "JournalEntry", "params_hash", "file_seed", "canonical_json", "lock_outdir"]
+__all__ = ["JOURNAL_NAME", "LOCK_NAME", "Journal", "OutdirLock", "JournalEntry", "params_hash", "file_seed", "canonical_json", "lock_outdir"]
 
 JOURNAL_NAME = ".neurofilters-batch.jsonl"
 LOCK_NAME = ".neurofilters-batch.lock"
 
 
-def lock_outdir(outdir: Path) -> Any:
-    """Take OUTDIR's batch lock (released when the process ends, even by ``kill -9``).
+class OutdirLock:
+    """OUTDIR's batch lock: an ``flock`` on ``.neurofilters-batch.lock``, whose file is removed on :meth:`close`.
+
+    The kernel releases the lock when the process ends, even by ``kill -9`` (then
+    the file stays, empty, until the next run ends). A run that took the lock on a
+    file another run has just removed notices it (the path no longer leads to its
+    file) and takes the lock again on the new file.
+    """
+
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._handle = handle
+        self.path = path
+
+    def close(self) -> None:
+        """Remove the lock file (while still holding the lock), then release it."""
+        if self._handle is None:
+            return
+        try:
+            with contextlib.suppress(OSError):
+                if os.path.samestat(os.fstat(self._handle.fileno()), os.stat(self.path)):
+                    os.unlink(self.path)
+        finally:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> OutdirLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def lock_outdir(outdir: Path) -> OutdirLock:
+    """Take OUTDIR's batch lock, creating OUTDIR if needed.
 
     Returns:
-        The open lock file; keep it open for the whole run.
+        The lock; :meth:`OutdirLock.close` it when the run ends (the file is removed then).
 
     Raises:
         ParameterError: Another batch is writing into the same OUTDIR.
+        UsageError: OUTDIR cannot be created or written (read-only, a file in the way, a name too long).
     """
     import fcntl
 
-    from ..core.errors import ParameterError
+    from ..core.errors import ParameterError, UsageError
+    from ..imageio.guard import describe_os_error
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    handle = open(outdir / LOCK_NAME, "a+b")  # noqa: SIM115 - held until the process ends
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise ParameterError(
-            f"Another batch is writing into this OUTDIR. Received: -o {outdir}; wait for it to finish "
-            "or choose another OUTDIR.",
-            param="output",
-            value=str(outdir),
-        ) from None
-    return handle
+    path = outdir / LOCK_NAME
+    for _attempt in range(100):
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+b")  # noqa: SIM115 - held until the run ends
+        except OSError as error:
+            raise UsageError(describe_os_error(error, outdir, "output folder (-o)")) from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ParameterError(
+                f"Another batch is writing into this OUTDIR. Received: -o {outdir}; wait for it to finish "
+                "or choose another OUTDIR.",
+                param="output",
+                value=str(outdir),
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            return OutdirLock(handle, path)
+        handle.close()  # the run that held it removed the file meanwhile: lock the new one
+    raise ParameterError(f"Cannot take the batch lock of {outdir}; try again.", param="output", value=str(outdir))
 
 
 def _plain(value: Any) -> Any:

@@ -37,6 +37,8 @@ class PlanSettings:
     xcf_mode: str = "auto"  # auto | layers | flatten
     overwrite: bool = False
     xcf_masks: str = "keep"  # keep | apply (per-layer XCF: masks kept as masks, or applied to the filtered pixels)
+    #: Other inputs the user named, as ``(role, path)``: image parameters, the --params and --pipeline files.
+    named_inputs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -117,6 +119,9 @@ def build_plan(discovery: Discovery, pipeline: Pipeline, settings: PlanSettings,
     """
     plan = Plan()
     inputs = {os.path.realpath(f.path) for f in discovery.files}
+    from ..imageio.guard import WriteGuard
+
+    named = WriteGuard(settings.named_inputs)  # same file by real path or inode: symlinks and hard links too
     taken: dict[str, InputFile] = {}
     hashed = pipeline.hash_data()
     index = 0
@@ -169,8 +174,11 @@ def build_plan(discovery: Discovery, pipeline: Pipeline, settings: PlanSettings,
             task = Task(index, str(source.path), key, str(output), fmt, frame, seed, digest, layered,
                         masks=settings.xcf_masks if layered else "keep")
             entry = PlanEntry(source, task, "todo", output=str(output))
+            role = named.input_role(output) if settings.named_inputs else None
             if real in inputs:
                 entry.status, entry.error, entry.task = "failed", f"the output {output} is an input file; refusing to overwrite it", None
+            elif role is not None:
+                entry.status, entry.error, entry.task = "failed", f"the output {output} is {role}; refusing to overwrite it", None
             elif journal is not None and not settings.overwrite and journal.is_done(output, digest, source.path):
                 entry.status = "skipped"
             elif output.exists() and not settings.overwrite and not (journal is not None and journal.owns(output)):

@@ -333,6 +333,10 @@ def run_plan(
     tracker = _Tracker(len(tasks), journal, progress)
     start = time.perf_counter()
     stop = threading.Event()
+    if tasks and (engine == "ray" or jobs > 1):
+        # What every worker would fail on (a bad --noise image, an unknown model file) is found here, once, with the
+        # local engine's message and exit code, instead of as every actor's death ("died twice") for every file.
+        resolve_steps(options.steps, options.max_pixels)
     try:
         if tasks and engine == "ray":
             from .ray_engine import run_tasks_ray
@@ -380,18 +384,18 @@ def report_rows(plan: Plan, result: BatchResult | None) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(path: Path, header: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """Write the JSON report atomically."""
+def write_report(path: Path, header: dict[str, Any], rows: list[dict[str, Any]], guard: Any = None) -> None:
+    """Write the JSON report atomically, through ``guard`` (a ``WriteGuard``: never over an input or an output)."""
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     data = {**header, "counts": counts, "files": rows}
-    from ..imageio.files import atomic_write
+    from ..imageio.guard import WriteGuard
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
-        json.dump(data, stream, indent=2)
-        stream.write("\n")
+    if guard is None:
+        guard = WriteGuard()
+    guard.mkdir(path.parent, what="report's folder")
+    guard.write_text(path, json.dumps(data, indent=2) + "\n", what="report")
 
 
 def summary_text(rows: list[dict[str, Any]], wall: float, *, stream: TextIO | None = None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import difflib
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from ..core.errors import ParameterError, UsageError
@@ -20,7 +21,7 @@ from ..core.specs import FilterSpec
 from . import docs as _docs
 
 __all__ = [
-    "PROG", "Parser", "filter_parser", "metavar", "option_names", "parse_filter_flags", "flag_error", "suggest_flag",
+    "PROG", "Parser", "folder_path", "filter_parser", "metavar", "option_names", "parse_filter_flags", "flag_error", "suggest_flag",
     "unknown_flags_message",
 ]
 
@@ -192,3 +193,14 @@ def flag_error(error: ParameterError, params: Sequence[Param], command: str = ""
     if command:
         text = f"{text} (see '{command} --help')"
     return ParameterError(text, param=error.param, value=error.value)
+
+
+def folder_path(text: str) -> Path:
+    """An argparse ``type`` for a folder the user names (``--gimp-dir``): an empty text is refused, not taken as ``.``.
+
+    Raises:
+        argparse.ArgumentTypeError: The text is empty or blank (argparse reports it as a usage error, exit 2).
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must name a folder. Received: {text!r}; leave the flag out for the default")
+    return Path(text).expanduser()

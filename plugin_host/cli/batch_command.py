@@ -93,20 +93,60 @@ def _usage(message: str) -> Exception:
 
 
 def _int(value: str | None, name: str, minimum: int, maximum: int | None = None) -> int | None:
-    from ..core.errors import ParameterError
-    from ..core.params import shorten
+    from ..core.params import parse_int
 
     if value is None:
         return None
-    try:
-        number = int(value)
-        if number < minimum or (maximum is not None and number > maximum):
-            raise ValueError
-    except ValueError:
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        flag = "--" + name.replace("_", "-")
-        raise ParameterError(f"{flag} must be an integer {bound}. Received: {flag} {shorten(value)}", param=name, value=value) from None
-    return number
+    return parse_int(value, "--" + name.replace("_", "-"), minimum, maximum)  # control characters, 5,000 digits: one line
+
+
+def _named_inputs(args: argparse.Namespace, pipeline: Any) -> tuple[tuple[str, str], ...]:
+    """Every file besides the inputs that the user named: the --params and --pipeline files, image parameters, model files."""
+    from ..imageio.guard import param_inputs
+
+    named: list[tuple[str, str]] = []
+    for flag in ("params", "pipeline"):
+        value = getattr(args, flag, None)
+        if value:
+            named.append((f"the --{flag} file", os.fspath(Path(value).expanduser())))
+    for step in pipeline.steps:
+        named.extend(param_inputs(step.spec.params, step.values))
+    return tuple(named)
+
+
+def _report_guard(args: argparse.Namespace, discovery: Any, plan: Any, named_inputs: tuple[tuple[str, str], ...]) -> Any:
+    """The guarded writer for ``--report`` (checked now, before any work), or ``None`` without ``--report``.
+
+    The report never replaces an input, a file named as an input, or an output of this batch.
+    """
+    if not args.report:
+        return None
+    from ..imageio.guard import WriteGuard
+
+    guard = WriteGuard(
+        [*(("an input of this batch", f.path) for f in discovery.files), *named_inputs,
+         *(("an output of this batch", entry.output) for entry in plan.entries if entry.output)],
+        overwrite=bool(args.overwrite),
+    )
+    guard.check(Path(args.report).expanduser(), what="report (--report)")
+    return guard
+
+
+def _check_outdir_writable(outdir: Path, typed: str) -> None:
+    """Refuse an OUTDIR that cannot be made or written (a file in its path, a read-only folder), naming the culprit."""
+    existing = outdir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _usage(f"OUTDIR cannot be created: {_printable(str(existing))} is a file, not a folder. "
+                     f"Received: -o {_printable(typed)}; fix the path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise _usage(f"OUTDIR cannot be written: {_printable(str(existing))} is read-only for you. "
+                     f"Received: -o {_printable(typed)}; choose a folder you can write to, or fix its permissions.")
+    too_long = [part for part in outdir.parts if len(os.fsencode(part)) > 255]
+    if too_long:
+        raise _usage(f"OUTDIR has a name of {len(os.fsencode(too_long[0]))} bytes; file systems allow 255. "
+                     f"Received: -o {_printable(typed)[:200]}; choose a shorter name.")
 
 
 def _printable(text: str) -> str:
@@ -181,14 +221,17 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     outdir = Path(args.outdir).expanduser().absolute()
     if outdir.exists() and not outdir.is_dir():
         raise _usage(f"OUTDIR must be a folder. Received: -o {args.outdir} (an existing file)")
+    _check_outdir_writable(outdir, args.outdir)
     discovery = discover_inputs(args.inputs, recursive=args.recursive, include=args.include, exclude=args.exclude, skip_dirs=[outdir])
     check_outdir(outdir, discovery, allow_inside=args.allow_outdir_inside)
     for path, reason in discovery.unreadable:
         print(_printable(f"batch: warning: skipped {path}: {reason}"), file=sys.stderr)
+    named_inputs = _named_inputs(args, pipeline)
     settings = PlanSettings(outdir, args.name, args.format, quality or 95, seed or 0, args.all_frames, args.xcf, args.overwrite,
-                            args.xcf_masks)
+                            args.xcf_masks, named_inputs=named_inputs)
     journal = Journal(outdir)
     plan = build_plan(discovery, pipeline, settings, journal)
+    report_guard = _report_guard(args, discovery, plan, named_inputs)  # refuses a bad --report before any work
     header = {
         "version": 1,
         "pipeline": pipeline.describe(),
@@ -206,14 +249,15 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         print(f"batch (dry run): {len(plan.entries)} outputs, {todo} to do, "
               f"{sum(e.status == 'skipped' for e in plan.entries)} done already, {discovery.ignored} files ignored")
         if args.report:
-            write_report(Path(args.report), header, report_rows(plan, None))
+            write_report(Path(args.report), header, report_rows(plan, None), report_guard)
         return EXIT_OK
     if not plan.entries:
         print("batch: no input files found (folders are scanned for image suffixes; see --include)", file=sys.stderr)
         return EXIT_OK
     lock = lock_outdir(outdir)
     try:
-        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size)
+        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size,
+                        named_inputs, report_guard)
     finally:
         lock.close()
 
@@ -230,6 +274,8 @@ def _execute(
     jobs: int | None,
     prefetch: int | None,
     batch_size: int | None,
+    named_inputs: tuple[tuple[str, str], ...] = (),
+    report_guard: Any = None,
 ) -> int:
     """Run the planned batch (OUTDIR locked), print the summary, write the report; return the exit code."""
     from ..batch.execute import RunOptions, cleanup_temporaries
@@ -240,7 +286,8 @@ def _execute(
         steps=tuple((step.spec.name, step.values) for step in pipeline.steps),
         quality=quality or 95,
         max_pixels=max_pixels,
-        protect=tuple(os.fspath(f.path) for f in discovery.files),
+        protect=(*(os.fspath(f.path) for f in discovery.files), *(path for _, path in named_inputs)),
+        overwrite=bool(args.overwrite),
     )
     from .progress import ProgressBar
 
@@ -256,7 +303,7 @@ def _execute(
     header["compute_seconds"] = round(result.compute_seconds, 3)
     header["interrupted"] = result.interrupted
     if args.report:
-        write_report(Path(args.report), header, rows)
+        write_report(Path(args.report), header, rows, report_guard)
     summary_text(rows, result.wall_seconds, stream=sys.stderr)
     if discovery.ignored:
         print(f"batch: {discovery.ignored} files in the input folders were ignored (not image suffixes, or "

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 failure (the filter or I/O failed), 2 usage error
 (bad command line, unknown filter/model/parameter, invalid value),
-130 interrupted. Tracebacks are printed only with ``--debug``.
+130 interrupted (Ctrl+C or SIGTERM). Tracebacks are printed only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, get_registry
 from ..core.specs import FilterSpec
 from . import docs as _docs
-from .args import PROG, Parser, filter_parser
+from .args import PROG, Parser, filter_parser, folder_path
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -68,6 +68,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
                      "a missing folder is created, as 'batch' does with OUTDIR")
     run.add_argument("--seed", default="0", help="seed of the filter's randomness, an integer >= 0 (default 0)")
     run.add_argument("-q", "--quiet", action="store_true", help="no status line or progress bar")
+    run.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
     run.add_argument(
         "--max-pixels",
         default=None,
@@ -98,7 +99,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     for action, text in (("install", "install the plug-in for GIMP 3"), ("uninstall", "remove the plug-in")):
         action_parser = gimp_sub.add_parser(action, help=text)
         action_parser.add_argument(
-            "--gimp-dir", type=Path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
+            "--gimp-dir", type=folder_path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
         )
     for command_parser in [*sub.choices.values(), *gimp_sub.choices.values()]:  # suggestions for a mistyped flag
         command_parser.set_defaults(command_parser=command_parser)
@@ -229,16 +230,21 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
         raise ParameterError(
             f"Input not found. Received: {shorten(args.input)}; give an existing image file.", param="input", value=args.input
         )
+    from ..imageio.guard import check_name_lengths, guard_for_paths, param_inputs
+
+    check_name_lengths(args.output)  # (a name over 255 bytes makes every file test below an OSError)
     output = check_output_path(args.output, [args.input])
 
+    guard = guard_for_paths(("the input", args.input), *param_inputs(spec.params, values), overwrite=args.overwrite)
+    guard.check(output)
+
     from ..core.call import apply_filter
-    from ..imageio.files import load_image, save_image
-    from ..imageio.values import load_image_params
+    from ..imageio.values import load_image_file, load_image_params
     from .progress import ProgressBar
 
     bar = None if args.quiet else ProgressBar(spec.name, status=f"reading {Path(args.input).name}…")
     try:
-        image = load_image(args.input, max_pixels=max_pixels)
+        image = load_image_file(args.input, max_pixels=max_pixels)  # .xcf too (flattened)
         try:
             loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
         except ParameterError as error:
@@ -247,7 +253,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
         def write_extra(name: str, pixels: Any) -> None:
             # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
             path = output.with_name(f"{output.stem}-{name}{output.suffix}")
-            save_image(path, pixels, protect=[args.input])
+            guard.save_image(path, pixels, what="extra output")
 
         if bar is not None:
             bar.status(f"starting {spec.name} (loading the network library)…")
@@ -263,7 +269,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     finally:
         if bar is not None:
             bar.close()
-    written = save_image(output, result, like=image, protect=[args.input])
+    written = guard.save_image(output, result, like=image)
     print(f"wrote {written}")
     return 0
 
@@ -359,6 +365,9 @@ def _dispatch(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    from ..core.lifecycle import start_process
+
+    start_process()  # SIGTERM handled like Ctrl+C (exit 130); library temporaries in a folder removed at exit
     if debug:
         os.environ[QUIET_ENV] = "0"  # keep the frameworks' own log lines
     try:

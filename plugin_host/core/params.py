@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import keyword
 import math
+import numbers
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +22,7 @@ from .errors import DeclarationError, ParameterError
 
 __all__ = [
     "KINDS", "Param", "ParamKind", "PARAM_KINDS", "ParamValues", "validate_params", "parse_weighted_layers",
-    "format_value", "shorten", "shown_value", "MAX_SEED", "parse_seed",
+    "format_value", "shorten", "shown_value", "MAX_SEED", "parse_seed", "parse_int", "integer_value",
 ]
 
 #: Largest seed: NumPy's generators take any integer >= 0; 2**63 - 1 keeps it one machine word.
@@ -50,8 +51,57 @@ def shown_value(value: Any) -> str:
         return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
     try:
         return shorten(repr(value))
-    except ValueError:  # a container holding a huge integer
+    except (ValueError, RecursionError):  # a container holding a huge integer, or nested too deep
         return f"<{type(value).__name__} that cannot be shown>"
+
+
+#: Digits an integer typed by a user may have: far above every bound, far below ``int()``'s 4,300-digit limit.
+MAX_INTEGER_DIGITS = 300
+# ASCII digits between ASCII white space only: int() also takes U+001C-U+001F and other Unicode spaces and digits.
+_INTEGER_TEXT_RE = re.compile(r"[ \t\n\r\f\v]*([+-]?)([0-9]+)[ \t\n\r\f\v]*")
+
+
+def integer_value(value: Any) -> int | None:
+    """``value`` as an ``int`` when it is one: a Python or NumPy integer, an integral float, or its decimal text.
+
+    Text is ASCII digits with an optional sign between ASCII white space, at most
+    :data:`MAX_INTEGER_DIGITS` digits; booleans (Python and NumPy) are not integers.
+
+    Returns:
+        The integer, or ``None`` when ``value`` is not one.
+    """
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        number = float(value)
+        return int(number) if math.isfinite(number) and number.is_integer() else None
+    if isinstance(value, str):
+        match = _INTEGER_TEXT_RE.fullmatch(value)
+        if match is None or len(match.group(2)) > MAX_INTEGER_DIGITS:
+            return None
+        return int(match.group(1) + match.group(2))
+    return None
+
+
+def parse_int(value: Any, flag: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer typed for ``flag`` (``"--tile"``), within ``[minimum, maximum]``; one :class:`ParameterError` otherwise.
+
+    Raises:
+        ParameterError: Not an integer (control characters, over :data:`MAX_INTEGER_DIGITS` digits, ...) or out of range.
+    """
+    number = integer_value(value)
+    if number is None or (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        if minimum is not None and maximum is not None:
+            bound = f"an integer between {minimum} and {maximum}"
+        elif minimum is not None:
+            bound = f"an integer >= {minimum}"
+        else:
+            bound = "an integer"
+        raise ParameterError(f"{flag} must be {bound}. Received: {flag} {shown_value(value)}",
+                             param=flag.lstrip("-").replace("-", "_"), value=value)
+    return number
 
 
 def parse_seed(value: Any, name: str = "seed") -> int:
@@ -60,11 +110,7 @@ def parse_seed(value: Any, name: str = "seed") -> int:
     Raises:
         ParameterError: Anything else (the message names the value received and the range).
     """
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*\+?\d{1,19}\s*", value):
-        number = int(value)
+    number = integer_value(value) if not isinstance(value, float) else None
     if number is None or not 0 <= number <= MAX_SEED:
         raise ParameterError(
             f'"{name}" must be an integer between 0 and {MAX_SEED}. Received: {name}={shown_value(value)}',
@@ -270,24 +316,14 @@ class Param:
             raise self._fail(original)
 
     def _convert_int(self, value: Any) -> int:
-        if isinstance(value, bool):
-            raise self._fail(value)
-        if isinstance(value, int):
-            number = value
-        elif isinstance(value, float) and value.is_integer():
-            number = int(value)
-        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            digits = value.strip().lstrip("+-").lstrip("0")
-            if len(digits) > 300:  # int() refuses over 4,300 digits; no bound of ours is anywhere near
-                raise self._fail(value)
-            number = int(value)
-        else:
+        number = integer_value(value)  # NumPy integers too; text of ASCII digits, at most 300 of them
+        if number is None:
             raise self._fail(value)
         self._bounded(number, value)
         return number
 
     def _convert_float(self, value: Any) -> float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool") or not isinstance(value, (str, numbers.Real)):
             raise self._fail(value)
         try:
             number = float(value)
@@ -301,7 +337,9 @@ class Param:
     def _convert_bool(self, value: Any) -> bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, int) and value in (0, 1):
+        if type(value).__name__ in ("bool_", "bool") and type(value).__module__ == "numpy":
+            return bool(value)
+        if isinstance(value, numbers.Integral) and int(value) in (0, 1):
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
@@ -366,17 +404,15 @@ class Param:
         raise self._fail(value)
 
     def _convert_class_label(self, value: Any) -> int | str:
-        if isinstance(value, bool):
-            raise self._fail(value)
-        if isinstance(value, int):
-            if value < 0:
+        if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):
+            number = integer_value(value)
+            if number is None or number < 0:  # a bool, over 300 digits, control characters: no class id
                 raise self._fail(value)
-            return value
+            return number
         if isinstance(value, str) and value.strip():
-            text = value.strip()
-            if re.fullmatch(r"[+-]?\d+", text):
-                return self._convert_class_label(int(text))
-            return text
+            if any(ord(character) < 32 or ord(character) == 127 for character in value.strip()):
+                raise self._fail(value)
+            return value.strip()
         raise self._fail(value)
 
     def _convert_layer(self, value: Any) -> str:
@@ -478,6 +514,9 @@ def validate_params(
         ParameterError: An unknown name (with the closest declared names),
             an unacceptable value, or no value for a required parameter.
     """
+    if not isinstance(values, Mapping):
+        raise ParameterError(f"The parameter values must be a mapping of names to values. Received: {shown_value(values)}",
+                             value=values)
     by_name = {param.name: param for param in params}
     result = ParamValues({param.name: param.default for param in params})
     given = set()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 #: Bumped whenever a message changes shape. 3: image parameters and extra outputs travel as images,
 #: the run request carries ``given`` and ``preview``.
@@ -53,25 +53,41 @@ def send_message(sock: socket.socket, header: Mapping[str, Any], payload: Buffer
         sock.sendall(view)
 
 
+#: What :func:`recv_exact` allocates before any byte arrived; beyond it the buffer grows (doubling) as bytes
+#: arrive, so a peer that claims gigabytes and sends nothing costs this much, not its claim.
+FIRST_ALLOCATION = 64 * 1024 * 1024
+
+
 def recv_exact(sock: socket.socket, size: int) -> bytearray:
     """Exactly ``size`` bytes from ``sock``.
 
     Raises:
         ConnectionResetError: The peer closed the connection first.
     """
-    buffer = bytearray(size)
-    view = memoryview(buffer)
+    buffer = bytearray(min(size, FIRST_ALLOCATION))
     received = 0
     while received < size:
-        count = sock.recv_into(view[received:], min(size - received, 1 << 22))
+        if received == len(buffer):  # grow only once the bytes so far have arrived
+            buffer.extend(bytes(min(len(buffer), size - len(buffer))))
+        with memoryview(buffer) as view:
+            count = sock.recv_into(view[received:], min(len(buffer) - received, 1 << 22))
         if count == 0:
             raise ConnectionResetError(f"The peer closed the connection after {received} of {size} bytes.")
         received += count
     return buffer
 
 
-def recv_message(sock: socket.socket) -> Tuple[Dict[str, Any], bytearray]:
+def recv_message(
+    sock: socket.socket, check: Optional[Callable[[Dict[str, Any], int], None]] = None
+) -> Tuple[Dict[str, Any], bytearray]:
     """Receive one framed message.
+
+    Args:
+        sock: The connection.
+        check: ``check(header, payload_size)``, called after the JSON header is read and
+            before any payload byte is received (or allocated); it raises
+            :class:`ProtocolError` for a payload the header does not account for or
+            that exceeds the receiver's budget.
 
     Returns:
         The JSON header (an object) and the payload.
@@ -87,10 +103,12 @@ def recv_message(sock: socket.socket) -> Tuple[Dict[str, Any], bytearray]:
         raise ProtocolError(f"Message too large. Received: header={json_size} bytes, payload={payload_size} bytes")
     try:
         header = json.loads(bytes(recv_exact(sock, json_size)).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ProtocolError(f"The message header is not JSON: {error}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ProtocolError(f"The message header is not JSON: {type(error).__name__}: {str(error)[:200]}") from None
     if not isinstance(header, dict):
         raise ProtocolError(f"Expected a JSON object. Received: {type(header).__name__}")
+    if check is not None:
+        check(header, payload_size)
     payload = recv_exact(sock, payload_size) if payload_size else bytearray()
     return header, payload
 

@@ -91,10 +91,12 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ProtocolError",
     "Worker",
+    "check_frame",
     "decode_pixels",
     "describe_filters",
     "encode_pixels",
     "main",
+    "payload_budget",
     "peer_allowed",
     "peer_uid",
     "recv_message",
@@ -465,10 +467,14 @@ class Worker:
             return
         while not self._stop:
             try:
-                header, payload = recv_message(conn)
+                header, payload = recv_message(conn, check_frame)  # the header is checked before the payload arrives
             except wire.ProtocolError as error:
                 with contextlib.suppress(OSError):
                     channel.send({"type": "error", "kind": "ProtocolError", "message": str(error)})
+                return
+            except MemoryError:
+                with contextlib.suppress(OSError):
+                    channel.send({"type": "error", "kind": "MemoryError", "message": _OUT_OF_MEMORY})
                 return
             except (ConnectionError, socket.timeout, OSError, struct.error):
                 return
@@ -607,6 +613,8 @@ class Worker:
             raise
         except FilterCancelled as error:
             return {"type": "error", "kind": "FilterCancelled", "message": str(error)}, b""
+        except MemoryError:
+            return {"type": "error", "kind": "MemoryError", "message": _OUT_OF_MEMORY}, b""
         except NeurofiltersError as error:
             return {"type": "error", "kind": type(error).__name__, "message": str(error)}, b""
         except Exception as error:  # a filter bug: report it, keep serving
@@ -681,6 +689,55 @@ class _ProgressSender:
             raise FilterCancelled("The GIMP plug-in went away (cancelled or closed); stopping.") from None
 
 
+BUDGET_ENV = "NEUROFILTERS_WORKER_MAX_BYTES"
+_OUT_OF_MEMORY = "Out of memory: the image (or a setting that scales with it) is too large for this machine. Filter a smaller image or selection."
+
+
+def payload_budget() -> int:
+    """Largest request payload the worker receives: ``$NEUROFILTERS_WORKER_MAX_BYTES``, else half the machine's memory.
+
+    Never more than :data:`wire.MAX_PAYLOAD`.
+    """
+    text = os.environ.get(BUDGET_ENV, "").strip()
+    if text.isascii() and text.isdigit() and len(text) < 20:
+        return min(int(text), wire.MAX_PAYLOAD)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        memory = 8 << 30
+    return min(max(memory // 2, 64 << 20), wire.MAX_PAYLOAD)
+
+
+def check_frame(header: Mapping[str, Any], payload_size: int, budget: int | None = None) -> None:
+    """Check a request's payload against its header and the budget, before any of it is received.
+
+    A ``run`` request's payload must be exactly its images (the main one and the
+    image parameters) as the header describes them; other requests carry none.
+
+    Raises:
+        ProtocolError: The payload is over the budget or not what the header describes.
+    """
+    limit = payload_budget() if budget is None else budget
+    if payload_size > limit:
+        raise ProtocolError(
+            f"The request carries {payload_size:,} bytes of pixels, more than this worker accepts ({limit:,} bytes: "
+            f"half the memory, or ${BUDGET_ENV}). Filter a smaller image or selection."
+        )
+    if header.get("op") != "run":
+        if payload_size:
+            raise ProtocolError(f"Only 'run' requests carry pixels. Received: op={header.get('op')!r:.100} with {payload_size} bytes")
+        return
+    extra = header.get("images") or []
+    if not isinstance(extra, list) or not all(isinstance(item, Mapping) for item in extra):
+        raise ProtocolError(f"Expected the image parameters as a list of image headers. Received: {extra!r:.100}")
+    main = wire.image_header(header.get("width"), header.get("height"), header.get("channels"), header.get("dtype", "u8"))
+    expected = sum(wire.image_nbytes(item) for item in [main, *extra])
+    if expected != payload_size:
+        if not extra:
+            raise ProtocolError(wire.size_error(main, payload_size))
+        raise ProtocolError(f"Expected {expected} bytes of pixels for {1 + len(extra)} image(s). Received: {payload_size} bytes")
+
+
 def _idle_timeout_default() -> float:
     text = os.environ.get(IDLE_TIMEOUT_ENV, "")
     try:
@@ -719,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     if not idle > 0:
         parser.error(f"--idle-timeout must be > 0. Received: {idle}")
     grace = _cancel_grace_default()
+    from ..core.lifecycle import start_process
+
+    start_process()  # library temporaries (TensorFlow's autograph) in a folder removed when the worker exits
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         return Worker(args.socket, idle_timeout=idle, cancel_grace=grace).serve()

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..core.errors import ImageIOError, ParameterError
 from ..core.params import Param
 from .files import LoadedImage, load_image, pixels_from_pil
 
-__all__ = ["to_loaded_image", "load_image_params"]
+__all__ = ["load_image_file", "to_loaded_image", "load_image_params"]
 
 
 def _from_array(value: Any, name: str) -> LoadedImage:
@@ -61,6 +62,33 @@ def _from_array(value: Any, name: str) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(pixels), bit_depth, None, None, "array", 1, None)
 
 
+def load_image_file(path: str | os.PathLike[str], *, frame: int = 0, max_pixels: int | None = None) -> LoadedImage:
+    """:func:`~.files.load_image`, and GIMP's ``.xcf`` (what ``batch --format xcf`` writes) flattened.
+
+    An XCF's visible layers are composited (masks, opacity and the common modes
+    applied, as the batch runner's ``--xcf flatten`` does); its bit depth is kept
+    (8, or 16 for 16-bit and float XCFs).
+
+    Raises:
+        ImageIOError: The file cannot be read (with the reason).
+    """
+    if Path(path).suffix.lower() != ".xcf":
+        return load_image(path, frame=frame, max_pixels=max_pixels)
+    from .layered import composite, read_xcf
+
+    try:
+        layered = read_xcf(path, max_pixels=max_pixels)
+    except (ImageIOError, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged file is one error
+        raise ImageIOError(
+            f"Cannot read image '{path}': it is not an XCF file this reader understands ({type(error).__name__}: {error}). "
+            "Export it from GIMP as PNG or TIFF."
+        ) from None
+    pixels = composite(layered, max_pixels=max_pixels, source=path)
+    return LoadedImage(pixels, 8 if layered.precision == "u8" else 16, None, None, "XCF", 1, Path(path))
+
+
 def to_loaded_image(value: Any, *, name: str = "image", max_pixels: int | None = None) -> LoadedImage:
     """Turn a path, a NumPy array or a Pillow image into a :class:`LoadedImage`.
 
@@ -78,7 +106,7 @@ def to_loaded_image(value: Any, *, name: str = "image", max_pixels: int | None =
     if isinstance(value, LoadedImage):
         return value
     if isinstance(value, (str, os.PathLike)):
-        return load_image(value, max_pixels=max_pixels)
+        return load_image_file(value, max_pixels=max_pixels)
     if type(value).__module__.startswith("PIL.") and hasattr(value, "getbands"):
         value.load()
         pixels, bit_depth, keeps_profile = pixels_from_pil(value)
