@@ -9,7 +9,6 @@ Exit codes: 0 done, 1 failure, 2 usage error (nothing written), 130 interrupted
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -120,18 +119,20 @@ def run_video_command(args: argparse.Namespace, extra: list[str], registry: Any)
         raise UsageError(f"-o must be a video ({', '.join(VIDEO_SUFFIXES)}) or a folder for the frames. Received: -o {args.output}")
     if is_video and output.is_dir():
         raise UsageError(f"-o names a folder with a video suffix; give a video file. Received: -o {args.output}")
-    named = [source_path] + [Path(v) for p in spec.params if p.kind == "image" and isinstance(v := values.get(p.name), (str, os.PathLike))]
+    from ..imageio.guard import guard_for_paths, param_inputs
+
+    guard = guard_for_paths(("the input", source_path), *param_inputs(spec.params, values), overwrite=args.overwrite)
     try:
         loaded = load_image_params(spec.params, values)
     except ParameterError as error:
         raise flag_error(error, spec.params, command) from None
     loaded = type(values)(loaded, given=values.given) if hasattr(values, "given") else loaded
     if source_path.is_file() and source_path.suffix.lower() in IMAGE_SUFFIXES:
-        return _zoom_video(spec, values, loaded, seed, source_path, output, options, named, args)
+        return _zoom_video(spec, values, loaded, seed, source_path, output, options, guard, args)
     source = open_source(source_path, start=options["start"], end=options["end"] or None,
                          max_size=options["max_size"] or None, fps=Fraction(options["fps"]).limit_denominator(1001))
     job = VideoJob(spec=spec, values=loaded, shown=dict(values), seed=seed, coherence=float(options["coherence"]),
-                   every=int(options["every"]), source=source, output=output, overwrite=args.overwrite, protect=named)
+                   every=int(options["every"]), source=source, output=output, guard=guard)
     from .progress import ProgressBar
 
     bar = None if args.quiet else ProgressBar(f"video {spec.name}", status=f"reading {source_path.name}…")
@@ -150,11 +151,11 @@ def run_video_command(args: argparse.Namespace, extra: list[str], registry: Any)
 
 
 def _zoom_video(spec: Any, values: Any, loaded: Any, seed: int, image_path: Path, output: Path, options: Any,
-                named: list[Path], args: argparse.Namespace) -> int:
+                guard: Any, args: argparse.Namespace) -> int:
     """An image input: the filter's own frame sequence (DeepDream's ``--frames`` zoom) as a video or a frames folder."""
     from ..core.call import apply_filter
     from ..core.errors import UsageError
-    from ..imageio.files import ProtectedFiles, load_image, save_image
+    from ..imageio.files import load_image
     from ..video.media import Source, write_video
     from ..video.run import frames_folder
     from .progress import ProgressBar
@@ -163,24 +164,17 @@ def _zoom_video(spec: Any, values: Any, loaded: Any, seed: int, image_path: Path
         raise UsageError(f"An image input needs a filter that makes frames and --frames N (e.g. --filter deepdream --frames 60). "
                          f"Received: {image_path} with --filter {spec.name}; for a clip, give a video or a folder of frames.")
     folder = frames_folder(output)
-    protected = ProtectedFiles(named)
-    if folder in protected or output in protected:
-        raise UsageError(f"Refusing to write '{output}': it is an input. Choose another -o.")
     count = int(values["frames"]) + int(options["loop"])
     names = [f"frame-{index + 1:06d}.png" for index in range(count)]
-    existing = [name for name in names if (folder / name).exists()]
-    if (existing or (output.suffix and output.exists())) and not args.overwrite:
-        raise UsageError(f"'{folder / existing[0] if existing else output}' exists. Use another -o, or --overwrite to replace it.")
-    folder.mkdir(parents=True, exist_ok=True)
+    guard.check_all([("frame", folder / name) for name in names] + ([("video", output)] if output.suffix else []))
+    guard.mkdir(folder, what="frames folder")
     image = load_image(image_path)
     written: list[Path] = []
 
     def keep(name: str, pixels: Any) -> None:
         if not name.startswith("frame-"):
             return  # another kind of extra output: not part of the clip
-        target = folder / names[len(written)]
-        protected.check(target)
-        written.append(save_image(target, pixels[:, :, :3], bit_depth=8, protect=named))
+        written.append(guard.save_image(folder / names[len(written)], pixels[:, :, :3], what="frame", bit_depth=8))
 
     bar = None if args.quiet else ProgressBar(f"video {spec.name}", status=f"reading {image_path.name}…")
     try:
@@ -188,26 +182,25 @@ def _zoom_video(spec: Any, values: Any, loaded: Any, seed: int, image_path: Path
     finally:
         if bar is not None:
             bar.close()
-    _loop_back(written, names, folder, int(options["loop"]), named)
+    _loop_back(written, names, folder, int(options["loop"]), guard)
     rate = Fraction(options["fps"]).limit_denominator(1001)
     if output.suffix:
         source = Source(image_path, "frames", image.width, image.height, rate, len(written), frame_files=written)
-        write_video(output, written, source, quality=int(options["quality"]))
+        write_video(output, written, source, guard=guard, quality=int(options["quality"]))
         print(f"wrote {output}")
     print(f"video: {len(written)} frames at {float(rate):g} fps in {folder}", file=sys.stderr)
     return 0
 
 
-def _loop_back(written: list[Path], names: list[str], folder: Path, loop: int, named: list[Path]) -> None:
+def _loop_back(written: list[Path], names: list[str], folder: Path, loop: int, guard: Any) -> None:
     """Append ``loop`` frames cross-fading from the last frame to the first (``written`` grows)."""
     import numpy as np
 
-    from ..imageio.files import load_image, save_image
+    from ..imageio.files import load_image
 
     if not loop:
         return
     first, last = load_image(written[0]).pixels[:, :, :3], load_image(written[-1]).pixels[:, :, :3]
     for step in range(1, loop + 1):
         share = step / (loop + 1)
-        target = folder / names[len(written)]
-        written.append(save_image(target, (1.0 - share) * last + share * first, bit_depth=8, protect=named))
+        written.append(guard.save_image(folder / names[len(written)], (1.0 - share) * last + share * first, what="frame", bit_depth=8))

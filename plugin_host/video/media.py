@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ImageIOError, ParameterError
-from ..imageio.files import IMAGE_SUFFIXES, atomic_write, load_image
+from ..imageio.files import IMAGE_SUFFIXES, load_image
 
 __all__ = ["VIDEO_SUFFIXES", "Source", "is_video_path", "open_source", "read_frames", "write_video"]
 
@@ -201,13 +201,14 @@ def _audio_packets(source: Source) -> Iterator[tuple[Any, Any]]:
             yield packet, stream
 
 
-def write_video(path: Path, frame_files: list[Path], source: Source, *, quality: int = 18) -> Path:
+def write_video(path: Path, frame_files: list[Path], source: Source, *, guard: Any, quality: int = 18) -> Path:
     """Encode ``frame_files`` (PNG, in order) into ``path`` atomically, at the source's rate, with its audio copied.
 
     Args:
         path: The output file; its suffix picks the container (:data:`VIDEO_SUFFIXES`).
         frame_files: The output frames, one per source frame.
         source: The clip they came from (rate, audio, ``start``).
+        guard: The run's :class:`~..imageio.guard.WriteGuard` (the video is written through it, atomically).
         quality: x264/VP9 constant rate factor (lower is better; 18 is visually lossless for most clips).
 
     Returns:
@@ -217,7 +218,7 @@ def write_video(path: Path, frame_files: list[Path], source: Source, *, quality:
     if suffix not in VIDEO_SUFFIXES:
         raise ParameterError(f"Unknown video format {suffix!r}. Received: -o {path}; use one of {', '.join(VIDEO_SUFFIXES)} or a folder.",
                              param="output", value=str(path))
-    with atomic_write(path) as temporary:
+    with guard.write(path, what="video") as temporary:
         if suffix == ".gif":
             _write_gif(temporary, frame_files, source)
         else:

@@ -25,9 +25,9 @@ from typing import Any
 
 from ..core.call import apply_filter
 from ..core.context import ModelCache
-from ..core.errors import ImageIOError, UsageError
+from ..core.errors import UsageError
 from ..core.specs import FilterSpec
-from ..imageio.files import ProtectedFiles, atomic_write, save_image
+from ..imageio.guard import WriteGuard
 from .media import VIDEO_SUFFIXES, Source, read_frames, write_video
 
 __all__ = ["JOURNAL_NAME", "VideoJob", "VideoResult", "frames_folder", "run_video"]
@@ -57,8 +57,8 @@ class VideoJob:
         every: Filter every Nth frame; the frames between follow the last filtered one along the flow.
         source: The clip.
         output: A video file or a folder for the frames.
-        overwrite: Replace frames and a video that this tool did not write in this folder.
-        protect: Files that must never be written (the input and every file the user named).
+        guard: The run's write guard: it knows the input and every file named as a parameter (never written)
+            and whether ``--overwrite`` was given (to replace files neurofilters did not write).
     """
 
     spec: FilterSpec
@@ -69,8 +69,7 @@ class VideoJob:
     every: int
     source: Source
     output: Path
-    overwrite: bool = False
-    protect: list[Path] = field(default_factory=list)
+    guard: WriteGuard = field(default_factory=WriteGuard)
 
     @property
     def blends(self) -> bool:
@@ -114,14 +113,15 @@ class VideoResult:
 class _Journal:
     """Finished frames: ``{"frame": i, "file": name, "sha256": ...}`` lines after a fingerprint header line."""
 
-    def __init__(self, folder: Path, fingerprint: str, overwrite: bool) -> None:
+    def __init__(self, folder: Path, fingerprint: str, guard: WriteGuard) -> None:
         self.path = folder / JOURNAL_NAME
         self.fingerprint = fingerprint
+        self.guard = guard
         self.done: dict[int, dict[str, Any]] = {}
         self.video_sha: str | None = None
         lines = self._read()
         if lines and lines[0].get("fingerprint") != fingerprint:
-            if not overwrite:
+            if not guard.overwrite:
                 raise UsageError(
                     f"'{folder}' holds frames of a run with other settings (filter, values, seed, coherence or source). "
                     "Use another -o, or --overwrite to redo every frame."
@@ -159,8 +159,7 @@ class _Journal:
                 os.truncate(self.path, self.valid_bytes)
             return
         self.fresh = False
-        with atomic_write(self.path) as temporary:
-            temporary.write_text(json.dumps({"fingerprint": self.fingerprint}) + "\n", encoding="utf-8")
+        self.guard.write_text(self.path, json.dumps({"fingerprint": self.fingerprint}) + "\n", what="journal")
 
     def record(self, entry: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as stream:
@@ -188,17 +187,6 @@ def _quantised(pixels: Any) -> Any:
     return (np.clip(np.rint(np.asarray(pixels)[:, :, :3] * 255.0), 0, 255).astype(np.uint8).astype(np.float32) / 255.0)
 
 
-def _same_path(a: Path, b: Path) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def _check_target(path: Path, protected: ProtectedFiles, journal_files: set[str], overwrite: bool) -> None:
-    if path in protected:
-        raise UsageError(f"Refusing to write '{path}': it is an input file. Choose another -o.")
-    if path.exists() and path.name not in journal_files and not overwrite:
-        raise UsageError(f"'{path}' exists and was not written by this video run. Use another -o, or --overwrite to replace it.")
-
-
 def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = None,
               models: ModelCache | None = None, quality: int = 18) -> VideoResult:
     """Filter every frame of ``job.source`` into ``job.output`` (see the module docstring).
@@ -218,20 +206,21 @@ def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = 
     from .flow import FlowEstimator, blend, consistent
 
     began = time.monotonic()
+    guard = job.guard
     folder = frames_folder(job.output)
-    protect_paths = [*job.protect, job.source.path, *job.source.frame_files]
-    protected = ProtectedFiles(protect_paths)
+    for frame_file in job.source.frame_files:
+        guard.protect(frame_file, "a frame of the input")
     video = job.output if job.output.suffix.lower() in VIDEO_SUFFIXES else None
-    for target in (folder, video):
-        if target is not None and (target in protected or any(_same_path(target, path) for path in protect_paths[:2])):
-            raise UsageError(f"Refusing to write '{target}': it is an input. Choose another -o.")
-    journal = _Journal(folder, job.fingerprint(), job.overwrite)
     names = [job.source.frame_name(i) for i in range(job.source.count)]
-    journal_files = {entry["file"] for entry in journal.done.values()}
-    for name in names:
-        _check_target(folder / name, protected, journal_files, job.overwrite)
-    if video is not None and video.exists() and not job.overwrite and (journal.video_sha is None or _sha256(video) != journal.video_sha):
-        raise UsageError(f"'{video}' exists and was not written by this video run. Use another -o, or --overwrite to replace it.")
+    journal = _Journal(folder, job.fingerprint(), guard)
+    journaled = {entry["file"] for entry in journal.done.values()}
+    # Before any work: no frame, journal or video of this run may replace an input or a file neurofilters did not
+    # write (frames this run journaled are its own, even when the ledger has forgotten them).
+    # The frame after the last journaled one may have been written by the killed run just before its journal line.
+    in_flight = {names[len(journal.done)]} if not journal.fresh and len(journal.done) < len(names) else set()
+    guard.check_all([("frame", folder / name) for name in names if name not in journaled | in_flight])
+    guard.check_all(([("journal", journal.path)] if journal.fresh else []) + ([("video", video)] if video is not None else []))
+    guard.mkdir(folder, what="frames folder")
     journal.begin()
 
     # Frames up to the first one missing (or changed on disk) are kept; everything after it is redone in order.
@@ -281,8 +270,9 @@ def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = 
                 flow_seconds += time.monotonic() - clock
         else:
             result = filter_input
-        protected.check(target)  # O(1) per frame, also through links; save_image checks the named inputs again
-        save_image(target, np.asarray(result)[:, :, :3], bit_depth=8, protect=job.protect)
+        if target.name in journaled | in_flight and target.exists():
+            guard.record(target)  # this run's own frame (journaled, or cut off by a kill), about to be redone
+        guard.save_image(target, np.asarray(result)[:, :, :3], what="frame", bit_depth=8)
         journal.record({"frame": index, "file": target.name, "sha256": _sha256(target)})
         previous_output = _quantised(result) if job.blends else None
         previous_source = frame if job.blends else None
@@ -293,7 +283,7 @@ def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = 
     if video is not None:
         if progress is not None:
             progress(1.0, f"writing {video.name}")
-        write_video(video, [folder / name for name in names], job.source, quality=quality)
+        write_video(video, [folder / name for name in names], job.source, guard=guard, quality=quality)
         journal.record({"video": video.name, "sha256": _sha256(video)})
     return VideoResult(total, computed, total - computed, folder, video, time.monotonic() - began, flow_seconds, filter_seconds)
 
