@@ -141,6 +141,10 @@ class ModelSpec:
         kind: ``classifier`` (has class logits) or ``backbone`` (features only).
         source: Where the weights come from, in words (shown by ``models``).
         aliases: Other names accepted for this model.
+        fetch: For a model whose weights must be obtained once (``neurofilters models
+            fetch NAME``): ``fetch(source) -> path`` downloads (``source=None``) or
+            reads a file the user has, converts and caches them; a
+            ``"module:function"`` string, imported only when fetching. ``None``: nothing to fetch.
     """
 
     name: str
@@ -150,6 +154,7 @@ class ModelSpec:
     kind: str = "classifier"
     source: str = ""
     aliases: tuple[str, ...] = ()
+    fetch: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         _check_name("Model", self.name)
@@ -160,6 +165,10 @@ class ModelSpec:
     def loader(self) -> Callable[[], Any]:
         """The model's load function (importing it if declared as a string)."""
         return resolve_callable(self.load)
+
+    def fetcher(self) -> Callable[..., Any] | None:
+        """The model's fetch function (importing it if declared as a string), or ``None``."""
+        return None if self.fetch is None else resolve_callable(self.fetch)
 
 
 _COMMAND_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
