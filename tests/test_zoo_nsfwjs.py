@@ -176,3 +176,15 @@ def test_the_javascript_literal_parser() -> None:
     assert end == len('{a:[1,-.5,2e-3,"x\\"y"],b:!0,"c":!1,d:null}')
     with pytest.raises(ValueError, match="offset"):
         nsfwjs.parse_js_literal("{a:function(){}}")
+
+
+def test_its_layer_table_totals_count_params_at_299(
+    model, fetched: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+) -> None:
+    import json
+
+    monkeypatch.setenv("NEUROFILTERS_CACHE_DIR", os.fspath(fetched.parent))
+    assert main(["layers", "inception-v3-nsfwjs", "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["input_size"] == 299 and document["total"] == model.keras_model.count_params()
+    assert document["layers"][0]["activations"] == [299, 299, 3]
