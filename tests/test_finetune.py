@@ -59,8 +59,8 @@ def test_finetune_learns_the_classes_and_reports(trained: tuple[Path, str]) -> N
     assert accuracy >= 95.0, stdout
     baseline = float(stdout.split("baseline: nearest class mean on the frozen lite0 features ")[1].split("%")[0])
     assert 0.0 <= baseline <= 100.0
-    # the files are numbered crops of one photo per class: every validation crop has a near-duplicate in training
-    assert "warning: every validation image has a near-duplicate" in stdout, stdout
+    # the files are numbered crops of one photo per class: validation crops have near-duplicates in training
+    assert "have a near-duplicate in training" in stdout or "every validation image has a near-duplicate" in stdout, stdout
     for name in CLASSES:
         assert name in stdout
     assert output.with_name("textures-confusion.png").is_file()
