@@ -160,13 +160,13 @@ def test_handle_attributes(lite0: ZooModel) -> None:
     assert tiny.shape == (1, 1000)
 
 
-def test_layers_command_shows_real_weights_and_marks_only_the_recommended(capsys: pytest.CaptureFixture[str]) -> None:
+def test_layers_command_shows_types_and_shapes_and_marks_only_the_recommended(capsys: pytest.CaptureFixture[str]) -> None:
     from neurofilters.plugin_host.cli.main import main
 
     assert main(["layers", "lite0"]) == 0
     out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines() if line.startswith("block")]
-    assert len(rows) == 15 and all(int(row[3].replace(",", "")) > 0 for row in rows)
+    rows = [line.split() for line in out.splitlines() if re.match(r"block\d+_", line)]
+    assert len(rows) == 15 and all(row[2] == "ReLU" and re.fullmatch(r"\d+×\d+×\d+", row[3]) for row in rows)
     starred = [row[1] for row in rows if "★" in row]
     assert starred == ["block2", "block5", "block9", "block10"]
     assert "--layers block5,block10" in out

@@ -11,7 +11,7 @@ import neurofilters.plugin_host as plugin_host
 from neurofilters.filters.zoo import ZooModel
 from neurofilters.filters.zoo.plugin import register_models
 
-EXPECTED = ["lite0", "lite1", "vgg16-hed", "inception-v3", "vgg16", "vgg19", "resnet50", "mobilenet-v2"]
+EXPECTED = ["lite0", "lite1", "vgg16-hed", "inception-v3", "inception-v3-nsfwjs", "vgg16", "vgg19", "resnet50", "mobilenet-v2"]
 
 
 def test_registration_does_not_import_tensorflow() -> None:

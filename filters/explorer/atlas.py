@@ -214,7 +214,7 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
         link = f'<a href="#{e(info.name)}">{e(info.name)}</a>' if info.name in layers else e(info.name)
         chosen = ' class="chosen"' if info.name in layers else ""
         rows.append(f'<tr{chosen}><td>{link}</td><td>{e(info.kind)}</td><td>{shape}</td><td class="num">{info.params:,}</td></tr>')
-    learnables = sum(info.params for info in table)
+    learnables = sum(info.own_params for info in table)  # each weight once: equals count_params()
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(model.name)} atlas</title><style>{_STYLE}</style></head><body>",

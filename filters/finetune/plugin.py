@@ -10,8 +10,10 @@ __all__ = ["configure", "register_commands"]
 
 DESCRIPTION = """Teach a network your own classes. DATA_DIR holds one folder per class (cats/, dogs/ ...)
 of images in any format the project reads (bad files are reported and skipped). The first layers of
-the base network are frozen, a new head learns your classes with light augmentation, training stops
-early when the validation accuracy stops improving, and the result is a .keras file that carries its
+the base network are frozen, a new head starts as the nearest-class-mean classifier of the frozen
+features and learns your classes with augmentation and dropout; validation uses whole sources never
+seen in training (--group-by), training stops when the validation accuracy stops improving, the
+report prints the frozen baseline beside it, and the result is a .keras file that carries its
 class names and preprocessing: use it as --model mynet.keras with classify, deepdream, saliency and
 every other filter. Interrupted (Ctrl-C, a crash), the same command resumes from the last epoch."""
 
@@ -27,6 +29,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", default="10", metavar="E", help="most epochs to train (default 10)")
     parser.add_argument("--image-size", default="224", metavar="S", help="side of the training images in pixels (default 224)")
     parser.add_argument("--val-split", default="0.2", metavar="F", help="share of each class kept for validation (default 0.2)")
+    parser.add_argument("--group-by", default="trailing-number", metavar="REGEX",
+                        help="files of one source stay on one side of the validation split: trailing-number (default: "
+                        "names that differ only by a trailing number, brick-1.png brick-2.png, are one source), none, "
+                        "or a regular expression whose first group (else match) in the file name is the source")
     parser.add_argument("--augment", default="flip,shift,zoom", metavar="LIST",
                         help="augmentations: any of flip, shift, zoom, contrast, or none (default flip,shift,zoom)")
     parser.add_argument("--batch-size", default="16", metavar="N", help="images per training step (default 16)")

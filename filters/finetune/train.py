@@ -20,7 +20,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -51,6 +53,19 @@ from ..zoo.user_model import EMBEDDED_SETTINGS
 __all__ = ["AUGMENTATIONS", "Dataset", "Report", "Settings", "finetune", "load_dataset", "parse_settings", "run_command"]
 
 AUGMENTATIONS = ("flip", "shift", "zoom", "contrast")
+#: ``--group-by`` default: a file's group is its name without a trailing number (``brick-3.png`` and
+#: ``brick_12.png`` are one source); a name that is only a number is a group of its own.
+DEFAULT_GROUP_BY = "trailing-number"
+#: Validation accuracy this far above the accuracy on the validation images that have no near-duplicate
+#: in the training images is reported as a leak.
+LEAK_MARGIN = 0.15
+#: Cosine similarity of frozen pooled features (Lite0) above which a validation image counts as a
+#: near-duplicate of a training image. Measured: a crop's nearest crop of the same source has a median
+#: cosine of 0.84-0.97 (scikit-image's brick/grass/gravel at 96 px, GIMP's stone/wood/geometric patterns
+#: at 224 px), its nearest crop of another pattern of the same material 0.50-0.54 (75th percentile <= 0.66).
+NEAR_DUPLICATE = 0.8
+#: The head's logits are this times the cosine between the unit features and the unit class means.
+HEAD_SCALE = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,9 @@ class Settings:
     learning_rate: float = 1e-3
     patience: int = 3
     seed: int = 0
+    group_by: str = DEFAULT_GROUP_BY
+    dropout: float = 0.5
+    head_init: str = "class-means"
     quiet: bool = False
     overwrite: bool = False
 
@@ -116,8 +134,18 @@ def parse_settings(args: argparse.Namespace) -> Settings:
             f'"--augment" must list some of {", ".join(AUGMENTATIONS)} (or none). Received: --augment {args.augment}',
             param="augment", value=args.augment,
         )
+    group_by = str(args.group_by)
+    if group_by not in (DEFAULT_GROUP_BY, "none"):
+        try:
+            re.compile(group_by)
+        except re.error as error:
+            raise ParameterError(
+                f'"--group-by" must be a regular expression, {DEFAULT_GROUP_BY} or none. Received: --group-by {group_by[:100]} ({error})',
+                param="group_by", value=group_by,
+            ) from None
     return Settings(
         data_dir=os.fspath(data_dir),
+        group_by=group_by,
         output=os.fspath(output),
         base=str(args.base),
         freeze=freeze,
@@ -149,6 +177,7 @@ class Dataset:
     labels: np.ndarray
     class_names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
 
 def load_dataset(data_dir: str | os.PathLike[str], size: int, progress: Callable[[float, str], None] | None = None) -> Dataset:
@@ -170,7 +199,7 @@ def load_dataset(data_dir: str | os.PathLike[str], size: int, progress: Callable
         for path in sorted((root / name).iterdir())
         if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
     ]
-    images, labels, skipped = [], [], []
+    images, labels, skipped, names = [], [], [], []
     for number, (label, path) in enumerate(files):
         try:
             rgb, _ = split_alpha(load_image(path).pixels)
@@ -179,6 +208,7 @@ def load_dataset(data_dir: str | os.PathLike[str], size: int, progress: Callable
             continue
         images.append(centre_crop_resize(rgb, size, fraction=1.0))
         labels.append(label)
+        names.append(path.name)
         if progress is not None:
             progress((number + 1) / len(files), f"reading images {number + 1}/{len(files)}")
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
@@ -188,7 +218,7 @@ def load_dataset(data_dir: str | os.PathLike[str], size: int, progress: Callable
             f"Every class needs at least two readable images. Received: {', '.join(thin)} in {root}",
             param="data_dir", value=os.fspath(root),
         )
-    return Dataset(np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64), classes, skipped)
+    return Dataset(np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64), classes, skipped, names)
 
 
 def stratified_split(labels: np.ndarray, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +231,68 @@ def stratified_split(labels: np.ndarray, val_split: float, seed: int) -> tuple[n
         val.extend(members[:count])
         train.extend(members[count:])
     return np.sort(np.asarray(train)), np.sort(np.asarray(val))
+
+
+def group_key(name: str, group_by: str = DEFAULT_GROUP_BY) -> str:
+    """The source group of a file name: files of one group are never split between training and validation.
+
+    Args:
+        name: The file name (``brick-3.png``).
+        group_by: ``trailing-number`` (the stem without a trailing number and the
+            separators before it; a stem that is only a number is its own group),
+            ``none`` (every file its own group) or a regular expression searched in
+            the stem (its first capture group, else the whole match, is the key; a
+            stem it does not match is its own group).
+    """
+    stem = Path(name).stem
+    if group_by == "none":
+        return name
+    if group_by == DEFAULT_GROUP_BY:
+        key = re.sub(r"[\s_.\-(]*\d+\)?$", "", stem)
+        return key if key else name
+    match = re.search(group_by, stem)
+    if match is None:
+        return name
+    return match.group(1) if match.re.groups else match.group(0)
+
+
+def grouped_split(
+    labels: np.ndarray, names: Sequence[str], val_split: float, seed: int, group_by: str = DEFAULT_GROUP_BY
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Training and validation indices with whole source groups held out (``val_split`` of each class's images).
+
+    A class whose files form a single group is split file by file (its
+    validation images may then be near-duplicates of training ones): its name
+    is returned so the report can say so.
+
+    Returns:
+        Training indices, validation indices, classes split file by file.
+    """
+    rng = np.random.default_rng([seed, 1])
+    train: list[int] = []
+    val: list[int] = []
+    ungrouped: list[int] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        groups: dict[str, list[int]] = {}
+        for index in members:
+            groups.setdefault(group_key(names[index], group_by), []).append(int(index))
+        wanted = min(len(members) - 1, max(1, int(round(len(members) * val_split))))
+        if len(groups) < 2:
+            ungrouped.append(int(label))
+            shuffled = rng.permutation(members)
+            val.extend(shuffled[:wanted])
+            train.extend(shuffled[wanted:])
+            continue
+        keys = [sorted(groups)[i] for i in rng.permutation(len(groups))]
+        held = 0
+        for number, key in enumerate(keys):
+            if held < wanted and number < len(keys) - 1:
+                val.extend(groups[key])
+                held += len(groups[key])
+            else:
+                train.extend(groups[key])
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(val, dtype=np.int64)), ungrouped
 
 
 def preprocessing_mode(model: Any) -> str:
@@ -250,6 +342,13 @@ class Report:
     trainable_layers: int
     skipped: list[tuple[str, str]]
     resumed_at_epoch: int | None = None
+    baseline_accuracy: float = float("nan")
+    heldout_accuracy: float | None = None
+    near_duplicates: int = 0
+    validation_groups: int = 0
+    training_groups: int = 0
+    selected_epochs: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -264,7 +363,15 @@ class Report:
 
 
 class _Checkpoint:
-    """The resumable state of one run, beside the output: ``OUTPUT.training/`` (run fingerprint + ``state.npz``)."""
+    """The resumable state of one run, beside the output: ``OUTPUT.training/`` (run fingerprint + ``state.npz``).
+
+    The state holds everything that changes while training: the trainable
+    weights, the optimizer's variables, the random generators of the dropout and
+    augmentation layers, and the early-stopping bookkeeping (best validation
+    accuracy, its weights, epochs without improvement). The data order of an
+    epoch depends only on the seed and the epoch, so a resumed run continues
+    exactly as an uninterrupted one would.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.folder = Path(settings.output + ".training")
@@ -290,50 +397,78 @@ class _Checkpoint:
 
     @property
     def state(self) -> Path:
-        """The trainable weights, the optimizer's variables and the next epoch."""
+        """The trainable weights, the optimizer's variables, the generators' states and the next epoch."""
         return self.folder / "state.npz"
 
-    def save(self, trainer: Any, next_epoch: int) -> None:
-        """Write the state atomically (temporary file, then rename)."""
+    @staticmethod
+    def _generators(trainer: Any) -> list[Any]:
+        return [variable for variable in trainer.non_trainable_variables if "seed_generator_state" in variable.path]
+
+    def save(self, trainer: Any, state: dict[str, Any]) -> None:
+        """Write the weights, optimizer, generators and ``state`` (phase, epoch, best) atomically."""
         from keras import ops
 
         arrays = {f"w{i}": ops.convert_to_numpy(v) for i, v in enumerate(trainer.trainable_variables)}
         arrays.update({f"o{i}": ops.convert_to_numpy(v) for i, v in enumerate(trainer.optimizer.variables)})
+        arrays.update({f"g{i}": ops.convert_to_numpy(v) for i, v in enumerate(self._generators(trainer))})
+        scalars = {key: np.asarray(state[key]) for key in ("phase", "next_epoch", "best", "best_epoch", "wait")}
         temporary = self.folder / "state.tmp.npz"
-        np.savez(temporary, next_epoch=np.int64(next_epoch), **arrays)
+        np.savez(temporary, predictions=np.asarray(state["predictions"]), **scalars, **arrays)
         os.replace(temporary, self.state)
 
-    def restore(self, trainer: Any) -> int:
-        """Load a saved state into ``trainer`` (compiled); return the epoch to start from (0: nothing saved)."""
+    def restore(self, trainer: Any, state: dict[str, Any], before_restore: Callable[[int], None]) -> dict[str, Any]:
+        """The saved state, loaded into ``trainer`` (after ``before_restore(phase)`` compiles it); ``state`` when nothing was saved."""
         if not self.state.is_file():
-            return 0
+            return state
         with np.load(self.state) as saved:
+            restored = {key: saved[key].item() for key in ("phase", "next_epoch", "best", "best_epoch", "wait")}
+            restored["predictions"] = saved["predictions"]
+            before_restore(int(restored["phase"]))
             for i, variable in enumerate(trainer.trainable_variables):
                 variable.assign(saved[f"w{i}"])
             trainer.optimizer.build(trainer.trainable_variables)
             for i, variable in enumerate(trainer.optimizer.variables):
                 variable.assign(saved[f"o{i}"])
-            return int(saved["next_epoch"])
-
-    def callback(self, keras: Any) -> Any:
-        """A Keras callback that saves the state at the end of every epoch."""
-        checkpoint = self
-
-        class SaveState(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                checkpoint.save(self.model, epoch + 1)
-
-        return SaveState()
+            for i, variable in enumerate(self._generators(trainer)):
+                variable.assign(saved[f"g{i}"])
+        return restored
 
     def remove(self) -> None:
         """Forget the checkpoint (the model is written)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def nearest_class_mean(features: np.ndarray, labels: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest-class-mean classifier as a linear layer: ``argmax(f @ kernel + bias)`` is the closest class mean.
+
+    ``|f - m|^2 = |f|^2 - 2 f.m + |m|^2``, so the class of smallest distance has
+    the largest ``f.m - |m|^2 / 2``.
+
+    Returns:
+        ``kernel`` (features x classes) and ``bias`` (classes), float32.
+    """
+    means = np.stack([features[labels == label].mean(axis=0) for label in range(classes)]).astype(np.float64)
+    return means.T.astype(np.float32), (-0.5 * (means**2).sum(axis=1)).astype(np.float32)
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else float("nan")
+
+
 def finetune(
     settings: Settings, progress: Callable[[float, str], None] | None = None, callbacks: Sequence[Any] = ()
 ) -> Report:
     """Train a new head (and the unfrozen layers) on the folders; write the ``.keras`` file.
+
+    Two phases. Selection: the head (on L2-normalised pooled features) starts
+    as the nearest-class-mean classifier of the training split's features and
+    trains with augmentation and dropout while the validation images, whole
+    source groups (``settings.group_by``) never seen in training, pick the best
+    number of epochs (zero included: then the class means are the model).
+    Final: the same recipe on every image for that many epochs, so no source
+    is wasted on validation. The report gives the selection's validation
+    accuracy beside the baseline, the nearest class mean of the frozen base's
+    pooled features, on the same images.
 
     Args:
         settings: From :func:`parse_settings`.
@@ -354,7 +489,7 @@ def finetune(
     base = ModelCache(get_registry().get_model).get(settings.base)
     mode = preprocessing_mode(base)
     data = load_dataset(settings.data_dir, settings.image_size, lambda f, m: report_progress(0.05 * f, m))
-    train_index, val_index = stratified_split(data.labels, settings.val_split, settings.seed)
+    train_index, val_index, ungrouped = grouped_split(data.labels, data.names, settings.val_split, settings.seed, settings.group_by)
     if not resuming:  # only once the base and the data are validated: a usage error leaves no checkpoint behind
         checkpoint.prepare()
 
@@ -369,42 +504,117 @@ def finetune(
         layer.trainable = number >= frozen and not isinstance(layer, keras.layers.BatchNormalization)
     if len(pooled.shape) == 4:
         pooled = keras.layers.GlobalAveragePooling2D(name="finetune_pool")(pooled)
-    pooled = keras.layers.Dropout(0.2, name="finetune_dropout")(pooled)
-    logits = keras.layers.Dense(len(data.class_names), name="logits")(pooled)  # the zoo's name for class logits
-    network = keras.Model(copy.inputs, logits, name=Path(settings.output).stem)
+    x = np.asarray(base.preprocess(data.images), dtype=np.float32)
+    features = np.asarray(keras.Model(copy.inputs, pooled).predict(x, batch_size=settings.batch_size, verbose=0), dtype=np.float64)
+    classes = len(data.class_names)
+    labels = data.labels
+    kernel, bias = nearest_class_mean(features[train_index], labels[train_index], classes)
+    baseline = _accuracy(features[val_index] @ kernel + bias, labels[val_index])
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    normalised = keras.layers.UnitNormalization(name="finetune_normalize")(pooled)
+    dropped = keras.layers.Dropout(settings.dropout, name="finetune_dropout")(normalised)
+    head = keras.layers.Dense(classes, name="logits")  # the zoo's name for class logits
+    network = keras.Model(copy.inputs, head(dropped), name=Path(settings.output).stem)
     size = (settings.image_size, settings.image_size, 3)
     trainer = keras.Sequential([keras.Input(size), *_augmentation(settings), network]) if settings.augment else network
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    x = np.asarray(base.preprocess(data.images), dtype=np.float32)
+
+    def start_head(indices: np.ndarray) -> None:
+        """The head as the nearest class mean of the unit features of ``indices`` (or fresh), a fresh optimizer."""
+        if settings.head_init == "class-means":
+            means = np.stack([unit[indices][labels[indices] == label].mean(axis=0) for label in range(classes)])
+            means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+            head.set_weights([(HEAD_SCALE * means.T).astype(np.float32), np.zeros(classes, np.float32)])
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(settings.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+
+    def val_predictions() -> np.ndarray:
+        return np.argmax(np.asarray(network.predict(x[val_index], batch_size=settings.batch_size, verbose=0)), axis=1)
+
+    start_head(train_index)
+    first = val_predictions()
+    state: dict[str, Any] = {"phase": 1, "next_epoch": 0, "best": float(np.mean(first == labels[val_index])),
+                             "best_epoch": 0, "wait": 0, "predictions": first}
     epochs: dict[str, int] = {"first": -1, "last": 0}
-    start = checkpoint.restore(trainer) if resuming else 0
-    trainer.fit(
-        x[train_index], data.labels[train_index],
-        validation_data=(x[val_index], data.labels[val_index]),
-        batch_size=settings.batch_size, epochs=settings.epochs, initial_epoch=min(start, settings.epochs), shuffle=True,
-        verbose=0,
-        callbacks=[
-            checkpoint.callback(keras),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=settings.patience, restore_best_weights=True),
-            _progress_callback(keras, settings, report_progress, epochs, resuming),
-            *callbacks,
-        ],
-    )
-    predictions = np.argmax(np.asarray(network.predict(x[val_index], batch_size=settings.batch_size, verbose=0)), axis=1)
-    confusion = np.zeros((len(data.class_names),) * 2, dtype=np.int64)
-    np.add.at(confusion, (data.labels[val_index], predictions), 1)
+    if resuming:
+        state = checkpoint.restore(trainer, state, before_restore=lambda phase: start_head(
+            train_index if phase == 1 else np.arange(len(labels))))
+    resumed_at = state["next_epoch"] + (settings.epochs if state["phase"] == 2 else 0)
+    progress_callback = _progress_callback(keras, settings, report_progress, epochs, resuming)
+    if state["phase"] == 1:
+        for epoch in range(state["next_epoch"], settings.epochs):
+            if state["wait"] >= settings.patience:
+                break
+            order = np.random.default_rng([settings.seed, 2, epoch]).permutation(train_index)
+            trainer.fit(x[order], labels[order], batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                        shuffle=False, verbose=0, callbacks=[progress_callback, *callbacks])
+            predictions = val_predictions()
+            accuracy = float(np.mean(predictions == labels[val_index]))
+            progress_callback.metrics += f" val_acc {accuracy:.3f}"
+            if accuracy > state["best"]:
+                state.update(best=accuracy, best_epoch=epoch + 1, wait=0, predictions=predictions)
+            else:
+                state["wait"] += 1
+            state["next_epoch"] = epoch + 1
+            epochs["last"] = epoch + 1
+            checkpoint.save(trainer, state)
+        state.update(phase=2, next_epoch=0)
+        start_head(np.arange(len(labels)))
+        checkpoint.save(trainer, state)
+    everything = np.arange(len(labels))
+    for epoch in range(state["next_epoch"], state["best_epoch"]):
+        report_progress(0.95, f"final fit on every image, epoch {epoch + 1}/{state['best_epoch']}")
+        order = np.random.default_rng([settings.seed, 3, epoch]).permutation(everything)
+        trainer.fit(x[order], labels[order], batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                    shuffle=False, verbose=0, callbacks=list(callbacks))
+        state["next_epoch"] = epoch + 1
+        checkpoint.save(trainer, state)
+    predictions = state["predictions"]
+    confusion = np.zeros((classes,) * 2, dtype=np.int64)
+    np.add.at(confusion, (labels[val_index], predictions), 1)
     _save_model(network, settings, data.class_names, mode, base)
     checkpoint.remove()
     report_progress(1.0, "done")
     trainable = sum(1 for layer in base_layers if layer.trainable)
-    return Report(
-        data.class_names, confusion, epochs["last"], time.perf_counter() - started, frozen, trainable, data.skipped,
-        resumed_at_epoch=epochs["first"] + 1 if resuming and epochs["first"] > 0 else None,
+    report = Report(
+        data.class_names, confusion, max(epochs["last"], state["best_epoch"]), time.perf_counter() - started, frozen, trainable,
+        data.skipped, resumed_at_epoch=resumed_at + 1 if resuming and resumed_at > 0 else None, baseline_accuracy=baseline,
+        validation_groups=len({(labels[i], group_key(data.names[i], settings.group_by)) for i in val_index}),
+        training_groups=len({(labels[i], group_key(data.names[i], settings.group_by)) for i in train_index}),
+        selected_epochs=state["best_epoch"],
     )
+    _check_leak(report, features, labels, train_index, val_index, predictions)
+    if ungrouped:
+        names = ", ".join(data.class_names[label] for label in ungrouped)
+        report.warnings.append(
+            f"class {names}: its files form one source group (--group-by {settings.group_by}), so its validation "
+            "images were picked file by file and may be near-duplicates of training images"
+        )
+    return report
+
+
+def _check_leak(report: Report, features: np.ndarray, labels: np.ndarray, train_index: np.ndarray,
+                val_index: np.ndarray, predictions: np.ndarray) -> None:
+    """Measure accuracy on the validation images without a near-duplicate in training; warn when far below."""
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    nearest = (unit[val_index] @ unit[train_index].T).max(axis=1)
+    fresh = nearest < NEAR_DUPLICATE
+    report.near_duplicates = int((~fresh).sum())
+    if fresh.any():
+        report.heldout_accuracy = float(np.mean(predictions[fresh] == labels[val_index][fresh]))
+    if report.near_duplicates and report.heldout_accuracy is not None and report.accuracy - report.heldout_accuracy > LEAK_MARGIN:
+        report.warnings.append(
+            f"validation accuracy {report.accuracy:.0%} is far above the {report.heldout_accuracy:.0%} on the "
+            f"{int(fresh.sum())} validation images without a near-duplicate among the training images: the split "
+            "leaks; name files so that crops of one source share a name, or give --group-by a pattern"
+        )
+    elif report.near_duplicates == len(val_index) and len(val_index):
+        report.warnings.append(
+            "every validation image has a near-duplicate among the training images: the validation accuracy says "
+            "little about new images; give --group-by a pattern that keeps each source's files together"
+        )
 
 
 def _augmentation(settings: Settings) -> list[Any]:
@@ -445,10 +655,7 @@ def _progress_callback(keras: Any, settings: Settings, report: Callable[[float, 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
             epochs["last"] = epoch + 1
-            self.metrics = (
-                f"loss {logs.get('loss', float('nan')):.3f} acc {logs.get('accuracy', float('nan')):.3f} "
-                f"val_acc {logs.get('val_accuracy', float('nan')):.3f}"
-            )
+            self.metrics = f"loss {logs.get('loss', float('nan')):.3f} acc {logs.get('accuracy', float('nan')):.3f}"
 
     return Progress()
 
@@ -525,7 +732,17 @@ def run_command(args: argparse.Namespace) -> int:
     picture = _guard(settings).save_image(_confusion_path(settings), confusion_image(report.confusion), what="confusion image")
     print(
         f"\nvalidation accuracy {report.accuracy:.1%} after {report.epochs_run} epochs in {report.seconds:.0f} s "
-        f"({report.frozen_layers} base layers frozen, {report.trainable_layers} trained)"
+        f"({report.frozen_layers} base layers frozen, {report.trainable_layers} trained); the model: the class-mean "
+        f"head trained {report.selected_epochs} epochs (the best count on validation) on every image"
     )
+    print(
+        f"baseline: nearest class mean on the frozen {settings.base} features {report.baseline_accuracy:.1%} "
+        f"on the same validation images ({report.validation_groups} source groups never seen in training, "
+        f"{report.training_groups} in training)"
+    )
+    if report.heldout_accuracy is not None and report.near_duplicates:
+        print(f"{report.near_duplicates} validation images have a near-duplicate in training; on the others: {report.heldout_accuracy:.1%}")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {settings.output} and {picture}; use it as --model {settings.output}")
     return 0

@@ -1,4 +1,4 @@
-"""The ``adversarial`` filter: a targeted L-infinity perturbation (projected gradient descent).
+"""The ``adversarial`` filter: an L-infinity perturbation (projected gradient descent), targeted or not.
 
 The perturbation is computed on the pixels the classifier actually judges:
 the central square that :meth:`ZooModel.classify` crops, resized inside the
@@ -6,7 +6,9 @@ graph (bicubic, antialiased) to the network's input size, so ``neurofilters
 classify`` on the saved result sees the target. Steps follow Madry et al.'s
 PGD with sign gradients on the target's log-probability; the result is
 rounded to the 8-bit grid inside the epsilon ball, so saving it as an 8-bit
-PNG keeps the effect and the bound.
+PNG keeps the effect and the bound. ``--target none`` is the untargeted attack:
+the steps go down the log-probability of the class the network sees in the
+photo, "so the net no longer says daisy".
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from neurofilters.plugin_host import FilterContext
 
 from .objectives import class_objective
 
-__all__ = ["attack", "psnr", "run_adversarial"]
+__all__ = ["UNTARGETED", "attack", "psnr", "run_adversarial"]
+
+#: The ``target`` value of the untargeted attack.
+UNTARGETED = "none"
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,17 +59,18 @@ def _gradient(model: Any, target: int, side: int) -> Any:
 
 
 def attack(
-    image: np.ndarray, model: Any, target: int, epsilon: float, steps: int, progress: Any = None
+    image: np.ndarray, model: Any, target: int, epsilon: float, steps: int, progress: Any = None, *, away: bool = False
 ) -> np.ndarray:
-    """Targeted PGD within ``epsilon`` (in [0, 1] units) on the classifier's centre crop.
+    """PGD within ``epsilon`` (in [0, 1] units) on the classifier's centre crop.
 
     Args:
         image: float32 ``H x W x 3`` in [0, 1].
         model: A zoo classifier.
-        target: Class id the network should see.
+        target: Class id the network should see (with ``away``: the class it should no longer see).
         epsilon: L-infinity bound (``8 / 255`` ...).
         steps: Sign-gradient steps (step ``2.5 epsilon / steps``, at least 1/255 / 4).
         progress: ``progress(fraction, message)``.
+        away: Untargeted: descend the class's log-probability instead of ascending it.
 
     Returns:
         float32 image with ``max |result - image| <= epsilon`` (up to float rounding).
@@ -79,12 +85,14 @@ def attack(
     low, high = np.maximum(original - epsilon, 0.0), np.minimum(original + epsilon, 1.0)
     crop = original.copy()
     alpha = np.float32(max(2.5 * epsilon / steps, 0.25 / 255.0))
+    direction = np.float32(-1.0 if away else 1.0)
     for step in range(steps):
         value, grads = gradient(crop[None])
-        crop += alpha * np.sign(grads[0])
+        crop += direction * alpha * np.sign(grads[0])
         np.clip(crop, low, high, out=crop)
         if progress is not None:
-            progress(0.05 + 0.9 * (step + 1) / steps, f"step {step + 1}/{steps}, p(target) {math.exp(float(value[0])):.3f}")
+            what = "source" if away else "target"
+            progress(0.05 + 0.9 * (step + 1) / steps, f"step {step + 1}/{steps}, p({what}) {math.exp(float(value[0])):.3f}")
     # The 8-bit grid inside the ball: saving as 8-bit keeps the bound and the effect.
     grid = np.clip(np.round(crop * 255.0) / 255.0, low, high).astype(np.float32)
     result = np.array(image, dtype=np.float32, copy=True)
@@ -100,15 +108,21 @@ def run_adversarial(image: np.ndarray, params: Mapping[str, Any], context: Filte
     """
     context.progress(0.0, f"loading model {params['model']}")
     model = context.load_model(params["model"])
-    objective = class_objective(model, params["target"], param="target")
-    epsilon = float(params["epsilon"]) / 255.0
+    away = str(params["target"]).strip().lower() == UNTARGETED
     image = np.asarray(image, np.float32)
+    if away:
+        # untargeted: away from the class the network sees in the photo (a classifier is still needed)
+        class_objective(model, 0, param="target")
+        index = model.classify(image, top=1)[0][0]
+    else:
+        index = class_objective(model, params["target"], param="target").index
+    epsilon = float(params["epsilon"]) / 255.0
 
     def listing(pixels: np.ndarray) -> str:
         return ", ".join(f"{name} ({index}) {p:.3f}" for index, name, p in model.classify(pixels, top=5))
 
     context.report(f"{model.name} before: {listing(image)}")
-    result = attack(image, model, objective.index, epsilon, int(params["steps"]), context.progress)
+    result = attack(image, model, index, epsilon, int(params["steps"]), context.progress, away=away)
     context.report(f"{model.name} after: {listing(result)}")
     context.report(f"PSNR {psnr(image, result):.2f} dB (largest change {float(params['epsilon']):g}/255 per pixel)")
     delta = result - image

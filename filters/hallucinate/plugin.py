@@ -28,7 +28,7 @@ HALLUCINATE_PARAMS: tuple[Param, ...] = (
 )
 
 ADVERSARIAL_PARAMS: tuple[Param, ...] = (
-    Param("target", "class_label", "flamingo", "Class the network should see: an ImageNet id or name.", label="Target class"),
+    Param("target", "class_label", "flamingo", "Class the network should see: an ImageNet id or name; none = untargeted, away from the class the network sees in the photo.", label="Target class"),
     Param("epsilon", "float", 8.0, "Largest change of any pixel, in 1/255 units (L-infinity bound).", minimum=0.5, maximum=64.0),
     Param("model", "model", "lite0", "Classifier to fool."),
     Param("steps", "int", 40, "Projected-gradient steps.", minimum=1, maximum=1000),

@@ -131,7 +131,7 @@ APPLICATIONS: dict[str, Application] = {
             caffe=False,
             dense_head=False,
             default_dream_layers=(("mixed3", 1.0), ("mixed5", 1.0)),
-            dream_target=_pattern(r"mixed[3-7]"),
+            dream_target=_pattern(r"mixed(\d|10)"),
         ),
         Application(
             name="vgg16",

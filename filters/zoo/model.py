@@ -43,6 +43,8 @@ class LayerInfo:
         recommended: One of the model's recommended DeepDream layers (the
             default objective and its best neighbours), a subset of the dream targets.
         note: What the layer is good for, in a few words (``edge-specialised``), or "".
+        learnables: The layer's own variables as ``(name, shape, trainable)``
+            (``("kernel", (3, 3, 3, 32), True)``); empty for a layer without any.
     """
 
     name: str
@@ -53,6 +55,18 @@ class LayerInfo:
     dream_target: bool
     recommended: bool = False
     note: str = ""
+    learnables: tuple[tuple[str, tuple[int, ...], bool], ...] = ()
+
+    @property
+    def own_params(self) -> int:
+        """The number of the layer's own weights (0 for an activation or a pool)."""
+        total = 0
+        for _, shape, _ in self.learnables:
+            count = 1
+            for side in shape:
+                count *= int(side)
+            total += count
+        return total
 
 
 class ZooModel:
@@ -228,7 +242,8 @@ class ZooModel:
 
         Args:
             size: Square input side the output shapes are computed for; defaults
-                to the network's fixed input side if it has one, else 224.
+                to the network's fixed input side if it has one, else its native
+                classification size (:attr:`input_size`), else 224.
 
         Returns:
             One :class:`LayerInfo` per layer of :attr:`keras_model` (input layers excluded).
@@ -236,7 +251,7 @@ class ZooModel:
         import keras
 
         fixed = self.keras_model.inputs[0].shape[1]
-        side = int(size or fixed or 224)
+        side = int(size or fixed or self.input_size or 224)
         with self._lock:
             if side in self._layer_tables:
                 return list(self._layer_tables[side])
@@ -263,6 +278,10 @@ class ZooModel:
                 dream_target=layer.name in self._dream_targets,
                 recommended=layer.name in self._recommended,
                 note=self.layer_notes.get(layer.name, ""),
+                learnables=tuple(
+                    (str(variable.name), tuple(int(side) for side in variable.shape), bool(variable.trainable))
+                    for variable in layer.weights
+                ),
             )
             for layer, spec in zip(layers, specs)
         ]

@@ -70,6 +70,17 @@ def register_models() -> list[ModelSpec]:
             offline=functools.partial(keras_weights_present, "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"),
         ),
         ModelSpec(
+            name="inception-v3-nsfwjs",
+            title="InceptionV3 (nsfwjs, offline)",
+            description="InceptionV3 backbone for the course's mixed0-mixed10 dreams: ImageNet weights "
+            "through mixed5 (quantised), later layers fine-tuned on other data; no ImageNet classes. "
+            "Fetch once: neurofilters models fetch inception-v3-nsfwjs.",
+            load="neurofilters.filters.zoo.nsfwjs:load_inception_v3_nsfwjs",
+            kind="backbone",
+            source="the npm package nsfwjs 4.3.0 (checksum pinned), converted once into the cache",
+            fetch="neurofilters.filters.zoo.nsfwjs:fetch_inception_v3_nsfwjs",
+        ),
+        ModelSpec(
             name="vgg16",
             title="VGG16",
             description="ImageNet-1k classifier; the convolutions suit DeepDream and textures.",

@@ -79,7 +79,10 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
     parser.set_defaults(run_parser=run)
 
-    sub.add_parser("models", help="list the models of the zoo")
+    models = sub.add_parser("models", help="list the models of the zoo")
+    models.add_argument("action", nargs="?", choices=("fetch",), help="fetch: obtain and convert a model's weights once")
+    models.add_argument("model", nargs="?", help="the model to fetch (one whose weights say 'models fetch')")
+    models.add_argument("--from", dest="from_file", metavar="FILE", help="convert a file you already have instead of downloading")
     sub.add_parser("plugins", help="list the loaded plugins and the ones that failed")
 
     from .batch_command import add_batch_parser
@@ -291,6 +294,10 @@ def _max_pixels(text: str | None) -> int | None:
 
 
 def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
+    if getattr(args, "action", None) == "fetch":
+        return _fetch_model(args, registry)
+    if getattr(args, "model", None) or getattr(args, "from_file", None):
+        raise UsageError("'models' takes a model name and --from only with 'fetch': neurofilters models fetch NAME")
     _print_failures(registry)
     rows = []
     for spec in registry.models.values():
@@ -302,6 +309,18 @@ def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
     print("\noffline: the weights are on this machine ('no': downloaded on first use).")
     print("\nAny Keras model file works too: --model path/to/model.keras")
     print("A model's layers, and which dream well: neurofilters layers MODEL")
+    return 0
+
+
+def _fetch_model(args: argparse.Namespace, registry: Registry) -> int:
+    if not args.model:
+        raise UsageError("'models fetch' needs a model name: neurofilters models fetch NAME")
+    spec = registry.get_model(args.model)
+    fetch = spec.fetcher()
+    if fetch is None:
+        fetchable = ", ".join(name for name, other in registry.models.items() if other.fetch is not None) or "none"
+        raise UsageError(f"Model {spec.name!r} has nothing to fetch. Models that do: {fetchable}")
+    fetch(args.from_file)
     return 0
 
 

@@ -119,8 +119,9 @@ def _finish(spec: FilterSpec, result: Any, alpha: Any | None) -> Any:
     return join_alpha(np.clip(result, 0.0, 1.0), alpha)
 
 
-#: A rank instead of a class name (``top-1`` ... ``top-5``): filters that explain a prediction take it.
-_RANK_RE = re.compile(r"^top-\d+$")
+#: A rank instead of a class name (``top-1`` ... ``top-5``): filters that explain a prediction take it;
+#: ``none``: no class (an untargeted attack moves away from what the network sees).
+_RANK_RE = re.compile(r"^(top-\d+|none)$")
 
 
 def check_class_names(spec: FilterSpec, values: Mapping[str, Any]) -> None:

@@ -152,6 +152,10 @@ class ModelSpec:
             machine now (checked without a framework), or a
             ``"module:function"`` string; ``None``: they come with an
             installed package, so the model always works offline.
+        fetch: For a model whose weights must be obtained once (``neurofilters models
+            fetch NAME``): ``fetch(source) -> path`` downloads (``source=None``) or
+            reads a file the user has, converts and caches them; a
+            ``"module:function"`` string, imported only when fetching. ``None``: nothing to fetch.
     """
 
     name: str
@@ -163,6 +167,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     classes: Callable[..., Any] | str | None = None
     offline: Callable[[], bool] | str | None = None
+    fetch: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         _check_name("Model", self.name)
@@ -181,6 +186,10 @@ class ModelSpec:
     def class_resolver(self) -> Callable[..., Any] | None:
         """The model's framework-free class resolver (imported if declared as a string), or ``None``."""
         return None if self.classes is None else resolve_callable(self.classes)
+
+    def fetcher(self) -> Callable[..., Any] | None:
+        """The model's fetch function (importing it if declared as a string), or ``None``."""
+        return None if self.fetch is None else resolve_callable(self.fetch)
 
 
 _COMMAND_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
