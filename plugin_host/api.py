@@ -20,7 +20,8 @@ from .core.params import MAX_SEED, Param, format_value, shown_value, validate_pa
 from .core.quiet import native_stderr_silenced, quiet_frameworks
 from .core.registry import get_registry
 from .core.specs import FilterSpec
-from .imageio.files import LoadedImage, save_image
+from .imageio.files import LoadedImage
+from .imageio.guard import WriteGuard, param_inputs
 from .imageio.values import load_image_params, to_loaded_image
 
 __all__ = ["FilterInfo", "FilterList", "Result", "apply", "describe", "list_filters", "load_model"]
@@ -47,12 +48,15 @@ class Result:
         summary: What the filter reported about its result, one line each
             (``"lite0 sees: flamingo 0.93, ..."``, a loss, a PSNR); the lines
             ``neurofilters run`` prints. Empty when the filter says nothing.
+        inputs: ``(role, path)`` of every file the call read (the input and
+            image parameters given as paths): :meth:`save` never writes over them.
     """
 
     pixels: Any
     outputs: dict[str, Any] = field(default_factory=dict)
     source: LoadedImage | None = None
     summary: str = ""
+    inputs: tuple[tuple[str, str], ...] = ()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
         import numpy as np
@@ -64,13 +68,21 @@ class Result:
         """The pixels' shape, ``(H, W, C)``."""
         return tuple(self.pixels.shape)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the result atomically, like ``neurofilters run`` (format from the suffix).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the result atomically, like ``neurofilters run`` (format from the suffix), through the host's guard.
+
+        Args:
+            path: The file to write.
+            overwrite: Replace an existing file that neurofilters did not write (an input never is).
 
         Returns:
             The path written.
+
+        Raises:
+            UsageError: ``path`` is an input of the call, or exists and was not written by neurofilters.
         """
-        return save_image(path, self.pixels, like=self.source)
+        guard = WriteGuard(self.inputs, overwrite=overwrite, overwrite_flag="overwrite=True")
+        return guard.save_image(path, self.pixels, like=self.source)
 
     def to_pil(self) -> Any:
         """The result as an 8-bit ``PIL.Image.Image`` (RGB, RGBA, L or LA)."""
@@ -226,4 +238,5 @@ def apply(
         emit=outputs.__setitem__, given=validated.given,  # the keyword arguments (and params keys) count as set
         report=summary.append,
     )
-    return Result(pixels, outputs, source, "\n".join(summary))
+    named = ([("the input", os.fspath(image))] if isinstance(image, (str, os.PathLike)) else []) + param_inputs(spec.params, validated)
+    return Result(pixels, outputs, source, "\n".join(summary), tuple(named))

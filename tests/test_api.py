@@ -141,3 +141,25 @@ def test_plugin_authors_import_the_declarations_from_the_package() -> None:
         run=lambda image, params, context: image,
     )
     assert [param.name for param in spec.params] == ["amount"]
+
+
+def test_result_save_never_writes_over_an_input_or_a_users_file(photo: Path, tmp_path: Path) -> None:
+    """``Result.save`` goes through the host's guard, like ``neurofilters run``."""
+    from neurofilters.plugin_host import UsageError
+
+    result = neurofilters.apply("deepdream", photo, seed=1, **QUICK)
+    before = photo.read_bytes()
+    with pytest.raises(UsageError, match="the input"):
+        result.save(photo)
+    with pytest.raises(UsageError, match="the input"):
+        result.save(photo, overwrite=True)  # never an input, even when asked
+    assert photo.read_bytes() == before
+    theirs = tmp_path / "theirs.png"
+    theirs.write_bytes(b"the user's own file")
+    with pytest.raises(UsageError, match="overwrite=True"):
+        result.save(theirs)
+    assert theirs.read_bytes() == b"the user's own file"
+    assert result.save(theirs, overwrite=True) == theirs
+    ours = tmp_path / "ours.png"
+    result.save(ours)
+    result.save(ours)  # its own file: a rerun replaces it
