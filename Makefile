@@ -32,12 +32,14 @@ demo: install
 
 test: install test-tf test-jax
 
+# --confcutdir=tests: a checkout in a folder whose name is no Python name (neurofilters-main) would
+# otherwise be collected as a package whose __init__.py cannot be imported on its own.
 test-tf:
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --confcutdir=tests
 
 # The filter smoke tests again, on Keras' JAX backend.
 test-jax:
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -m smoke -p no:cacheprovider
+	KERAS_BACKEND=jax $(BIN)/python -m pytest --confcutdir=tests -m smoke -p no:cacheprovider
 
 bench: install
 	$(BIN)/python bench/run_all.py
