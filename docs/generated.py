@@ -231,7 +231,7 @@ def _speed_markdown(speed: dict) -> list[str]:
                     marks.append(f"{cell.get('error', 'failed')[:40]} / {limit:g} s ✗")
                 else:
                     marks.append(f"{cell['seconds']:.1f} s / {limit:g} s {'✓' if cell['seconds'] <= limit else '✗'} "
-                                 f"(load {cell.get('load_average_start', ['?'])[0]})")
+                                 f"(load {cell.get('load_average_start', ['?'])[0]}, CPU {cell.get('cpu_seconds', '?')} s)")
             first = cells.get(f"{isa}/{row}/512", {})
             evaluations = f"{first['evaluations_full_size']:.1f}" if first.get("evaluations_full_size") is not None else "–"
             rows.append([row, *marks, evaluations])
