@@ -25,12 +25,15 @@ BENCHMARKS: dict[str, list[list[str]]] = {
     "batch": [["bench_batch.py"]],
     "saliency": [["bench_saliency.py"]],
     "hallucinate": [["bench_hallucinate.py", "--parts", "quality,lucent,speed,adversarial,noise"]],
-    # --steps 100: the texture filter's own default per octave (the script's --steps defaults to the
-    # style reference's 1,000); --save: into bench/results.json, whose style and synth entries the performance page renders.
+    # synth --steps 100: 100 iterations in every octave, the texture filter's schedule before issue 21 (the
+    # script's --steps defaults to the style reference's 1,000); --save: into bench/results.json, whose
+    # style and synth entries the performance page renders.
     "texture": [["bench_texture.py", "style", "--size", "256", "--save"],
                 ["bench_texture.py", "synth", "--size", "512", "--steps", "100", "--save"],
                 ["bench_texture.py", "rss", "--size", "4096", "--steps", "2"]],
     "explorer": [["bench_explorer.py"]],
+    # every filter's default against issue 21's budgets, AVX2-capped and as is (hours: one process per cell)
+    "speed": [["bench_speed.py", "--save"]],
     "finetune": [["bench_finetune.py"]],
     "gimp": [["bench_gimp.py"]],
 }

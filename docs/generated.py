@@ -139,7 +139,9 @@ def bench_markdown(results: dict) -> str:
         parts.append(_table(["model", "median rise", "per photo"], rows))
     if results.get("texture"):
         parts += _texture_markdown(results["texture"])
-    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise", "texture"}
+    if results.get("speed"):
+        parts += _speed_markdown(results["speed"])
+    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise", "texture", "speed"}
     for key in sorted(set(results) - known):
         parts.append(f"**{key}** (raw):\n\n```json\n{json.dumps(results[key], indent=1)[:2000]}\n```")
     return "\n\n".join(parts) + "\n"
@@ -209,6 +211,39 @@ def _texture_markdown(texture: dict) -> list[str]:
                      "iteration ended, and how many it ran; peak resident set of the process):")
         parts.append(_table(["size", "steps", "octaves", "final octave tiles, optimiser", "time to target",
                              "final octave's 1st iteration", "its iterations", "peak RSS", "load"], rows))
+    return parts
+
+
+_SPEED_COLUMNS = ("512", "1024", "preview")
+
+
+def _speed_markdown(speed: dict) -> list[str]:
+    """The ``speed`` section of ``bench/results.json`` (``bench/bench_speed.py --save``): issue 21's table per ISA."""
+    parts = []
+    cells, budgets = speed.get("cells", {}), speed.get("budgets", {})
+    for isa, run in speed.get("runs", {}).items():
+        rows = []
+        for row, budget in budgets.items():
+            marks = []
+            for column, limit in zip(_SPEED_COLUMNS, budget):
+                cell = cells.get(f"{isa}/{row}/{column}")
+                if not cell:
+                    marks.append(f"– / {limit:g} s")
+                elif cell.get("seconds") is None:
+                    marks.append(f"{cell.get('error', 'failed')[:40]} / {limit:g} s ✗")
+                else:
+                    marks.append(f"{cell['seconds']:.1f} s / {limit:g} s {'✓' if cell['seconds'] <= limit else '✗'} "
+                                 f"(load {cell.get('load_average_start', ['?'])[0]}, CPU {cell.get('cpu_seconds', '?')} s)")
+            first = cells.get(f"{isa}/{row}/512", {})
+            evaluations = f"{first['evaluations_full_size']:.1f}" if first.get("evaluations_full_size") is not None else "–"
+            rows.append([row, *marks, evaluations])
+        what = "the CPU capped at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`)" if isa == "avx2" else "the CPU as it is"
+        parts.append(f"**Default runs against issue 21's budgets, {what}** (`bench/bench_speed.py`; {run.get('cpu', '?')}, "
+                     f"{run.get('cpu_count', '?')} cores, {run.get('date', '?')}; numpy sgemm {run.get('sgemm_gflops_start', '?')} → "
+                     f"{run.get('sgemm_gflops_end', '?')} GFLOP/s; load average {run.get('load_average_start', ['?'])[0]} → "
+                     f"{run.get('load_average_end', ['?'])[0]}; seconds of the filter call after the model is loaded; "
+                     "evaluations = input-gradient steps weighted by their pixels over the output's, at 512²):")
+        parts.append(_table(["filter (defaults)", "512²", "1024²", "preview (256 px, warm)", "evaluations"], rows))
     return parts
 
 

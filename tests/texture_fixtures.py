@@ -39,3 +39,19 @@ def gimp_pattern_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not found:
         pytest.skip("Debian's gimp-data package holds no patterns folder")
     return found[0]
+
+
+def border_gradient_ratio(image: np.ndarray, band: int | None = None) -> float:
+    """Mean gradient magnitude of the grey image in a band along the borders (``band`` px, default a sixteenth
+    of the side) over that of the centre (the middle half): 1 for a texture that looks the same at its borders."""
+    grey = np.asarray(image, np.float64).mean(axis=2)
+    side = min(grey.shape)
+    band = band or max(2, side // 16)
+    dy, dx = np.gradient(grey)
+    magnitude = np.hypot(dy, dx)
+    border = np.zeros(grey.shape, bool)
+    border[:band] = border[-band:] = True
+    border[:, :band] = border[:, -band:] = True
+    centre = np.zeros(grey.shape, bool)
+    centre[side // 4 : -(side // 4), side // 4 : -(side // 4)] = True
+    return float(magnitude[border].mean() / magnitude[centre].mean())

@@ -19,6 +19,7 @@ model is never changed):
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -170,9 +171,16 @@ def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
     return False
 
 
+#: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below which bfloat16 dot products are not native.
+_ISA_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 @functools.cache
 def _native_bfloat16_here() -> bool:
-    """:func:`cpu_has_native_bfloat16` of this machine, read once per process."""
+    """:func:`cpu_has_native_bfloat16` of this machine, read once per process; an ``ONEDNN_MAX_CPU_ISA`` cap
+    below AVX512_CORE_BF16 (how an AVX2-only CPU is emulated) counts as no native bfloat16."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ISA_WITHOUT_BF16:
+        return False
     return cpu_has_native_bfloat16()
 
 

@@ -12,7 +12,7 @@ written with ``keras.ops``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,8 +37,9 @@ class CompiledNetwork:
         self.forward = forward
         self._make_grad = make_grad
         self._make_map = make_map
-        self._grads: dict[int, Any] = {}
+        self._grads: dict[Hashable, Any] = {}
         self._maps: dict[int, Any] = {}
+        self._count: Callable[[], int] = lambda: 0
 
     def forward_map(self, key: int, map_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> list[np.ndarray]:
         """``map_fn(outputs, extras)`` (a list of tensors) of the forward pass, compiled once per ``key``.
@@ -51,7 +52,7 @@ class CompiledNetwork:
             fn = self._maps[key] = self._make_map(map_fn, len(extras))
         return fn(np.asarray(image, np.float32), [np.asarray(extra, np.float32) for extra in extras])
 
-    def value_and_grad(self, key: int, loss_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, key: Hashable, loss_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
         """Loss and its gradient with respect to ``image``.
 
         Args:
@@ -63,14 +64,33 @@ class CompiledNetwork:
         Returns:
             ``(loss, gradient)``, the gradient float32 ``(H, W, 3)``.
         """
+        def with_aux(outputs: Sequence[Any], extras: Sequence[Any]) -> tuple[Any, Any]:
+            value = loss_fn(outputs, extras)
+            return value, value
+
+        loss, gradient, _ = self.value_grad_aux(key, with_aux, image, extras)
+        return loss, gradient
+
+    def value_grad_aux(self, key: Hashable, loss_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
+        """Like :meth:`value_and_grad` for a ``loss_fn`` returning ``(loss, aux)``: also gives ``aux`` (a tensor) as numpy."""
         fn = self._grads.get(key)
         if fn is None:
             fn = self._grads[key] = self._make_grad(loss_fn, len(extras))
         return fn(np.asarray(image, np.float32), [np.asarray(extra, np.float32) for extra in extras])
 
+    @property
+    def traces(self) -> int:
+        """How many times the backend traced or compiled a step so far (XLA compiles once per input shape)."""
+        return self._count()
 
-def compile_network(feature_model: Any) -> CompiledNetwork:
+
+def compile_network(feature_model: Any, *, jit_compile: bool = False) -> CompiledNetwork:
     """Compile ``feature_model`` (RGB [0, 1] ``(B, H, W, 3)`` -> list of layer outputs) for the active backend.
+
+    Args:
+        feature_model: The feature model.
+        jit_compile: TensorFlow: compile the loss-and-gradient steps with XLA (once per input
+            shape; faster for VGG on CPU). JAX always compiles.
 
     Raises:
         RuntimeError: The Keras backend is neither TensorFlow nor JAX.
@@ -79,7 +99,7 @@ def compile_network(feature_model: Any) -> CompiledNetwork:
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow(feature_model)
+        return _tensorflow(feature_model, jit_compile)
     if backend == "jax":
         return _jax(feature_model)
     raise RuntimeError(
@@ -92,8 +112,10 @@ def _as_list(outputs: Any) -> list[Any]:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def _tensorflow(feature_model: Any) -> CompiledNetwork:
+def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
     import tensorflow as tf
+
+    traces = [0]
 
     image_spec = tf.TensorSpec([None, None, 3], tf.float32)
 
@@ -107,17 +129,18 @@ def _tensorflow(feature_model: Any) -> CompiledNetwork:
     def make_grad(loss_fn: ExtrasLoss, n_extras: int) -> Any:
         extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
 
-        @tf.function(input_signature=[image_spec, extra_specs])
-        def step(image: tf.Tensor, extras: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        @tf.function(input_signature=[image_spec, extra_specs], jit_compile=jit_compile)
+        def step(image: tf.Tensor, extras: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            traces[0] += 1  # runs once per trace (per shape under XLA), not per call
             with tf.GradientTape() as tape:
                 tape.watch(image)
                 outputs = [output[0] for output in _as_list(feature_model(image[None], training=False))]
-                loss = loss_fn(outputs, extras)
-            return loss, tape.gradient(loss, image)
+                loss, aux = loss_fn(outputs, extras)
+            return loss, tape.gradient(loss, image), aux
 
-        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray]:
-            loss, gradient = step(tf.convert_to_tensor(image), [tf.convert_to_tensor(extra) for extra in extras])
-            return float(loss.numpy()), gradient.numpy()
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
+            loss, gradient, aux = step(tf.convert_to_tensor(image), [tf.convert_to_tensor(extra) for extra in extras])
+            return float(loss.numpy()), gradient.numpy(), aux.numpy()
 
         return run
 
@@ -126,6 +149,7 @@ def _tensorflow(feature_model: Any) -> CompiledNetwork:
 
         @tf.function(input_signature=[image_spec, extra_specs])
         def mapped(image: tf.Tensor, extras: list[tf.Tensor]) -> list[tf.Tensor]:
+            traces[0] += 1
             return list(map_fn([output[0] for output in _as_list(feature_model(image[None], training=False))], extras))
 
         def run(image: np.ndarray, extras: list[np.ndarray]) -> list[np.ndarray]:
@@ -133,7 +157,9 @@ def _tensorflow(feature_model: Any) -> CompiledNetwork:
 
         return run
 
-    return CompiledNetwork(forward, make_grad, make_map)
+    network = CompiledNetwork(forward, make_grad, make_map)
+    network._count = lambda: traces[0]
+    return network
 
 
 def _jax(feature_model: Any) -> CompiledNetwork:
@@ -160,11 +186,11 @@ def _jax(feature_model: Any) -> CompiledNetwork:
         def objective(image: Any, extras: list[Any], trainable: Any, non_trainable: Any) -> Any:
             return loss_fn(outputs_of(image, trainable, non_trainable), extras)
 
-        step = jax.jit(jax.value_and_grad(objective))
+        step = jax.jit(jax.value_and_grad(objective, has_aux=True))
 
-        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray]:
-            loss, gradient = step(jnp.asarray(image), [jnp.asarray(extra) for extra in extras], trainable, non_trainable)
-            return float(loss), np.array(gradient)
+        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
+            (loss, aux), gradient = step(jnp.asarray(image), [jnp.asarray(extra) for extra in extras], trainable, non_trainable)
+            return float(loss), np.array(gradient), np.array(aux)
 
         return run
 

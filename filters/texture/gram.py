@@ -54,3 +54,4 @@ def relative_weight(target: np.ndarray, weight: float = 1.0) -> float:
     """
     n = target.shape[0]
     return float(4.0 * weight * n**2 / max(float(np.sum(np.asarray(target, np.float64) ** 2)), 1e-30))
+

@@ -21,9 +21,11 @@ DEFAULT_STYLE_LAYERS = "block1_conv1:1,block2_conv1:1,block3_conv1:1,block4_conv
 DEFAULT_CONTENT_LAYER = "block4_conv2"
 
 _PREVIEW_STYLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hallucinate", "preview-noise.png")
+#: Iterations at the finest octave; each coarser one runs twice as many (see synthesis.octave_steps).
+DEFAULT_STEPS = 8
 
 _ENGINE = (
-    Param("steps", "int", 100, "Optimiser iterations per octave (L-BFGS; Adam above about 1.4 megapixels).", minimum=1, maximum=5000),
+    Param("steps", "int", DEFAULT_STEPS, "Optimiser iterations at the full size (L-BFGS; Adam above about 1.4 megapixels); each coarser octave runs twice as many as the next, at most 200 (or --steps if more), and an octave stops early once its loss falls by less than 0.1 % in 5 iterations.", minimum=1, maximum=5000),
     Param("octaves", "int", 0, "Coarse-to-fine scales, each half the size of the next (0 = automatic: halve while the smaller side stays at least 64 px, at most 4).", minimum=0, maximum=8),
     Param("model", "model", "vgg16-hed", "Network whose feature statistics are matched: the embedded VGG16 backbone (vgg16-hed) or any zoo model with --layers naming its layers."),
     Param("precision", "choice", "auto", "Arithmetic of the network: auto (bfloat16 where it is about twice as fast, float32 elsewhere), float32 or bfloat16.", choices=PRECISIONS, group="Engine", advanced=True),
@@ -68,7 +70,8 @@ def register_filters() -> list[FilterSpec]:
                 "Starts from noise and descends on the difference between the Gram matrices of the network's "
                 "activations for the result and for the sample (Gatys et al.), coarse to fine, with Gram statistics "
                 "summed over tiles so any size fits in memory. The output has the input's size; the input's pixels "
-                "are not used. --tileable makes a seamless pattern; write it as a .pat to use it in GIMP."
+                "are not used. The network sees a mirrored surround at the borders, so they look like the centre; "
+                "--tileable makes a seamless pattern instead (a torus); write it as a .pat to use it in GIMP."
             ),
             category="Texture",
             params=TEXTURE_PARAMS,

@@ -11,7 +11,11 @@ from neurofilters.plugin_host import ParameterError
 from ..octaves import resize_image
 from .engine import GramEngine, Objective, optimise
 from .plugin import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
-from .synthesis import build_engine, noise_like, octave_sizes, resolve_layers, rgb_of
+from .synthesis import STALL, build_engine, noise_like, octave_sizes, octave_steps, resolve_layers, rgb_of
+
+#: Style layers of the default set matched at the finest octave (block1_conv1, block2_conv1: a fifth of
+#: the network's cost); the deeper ones and the content were matched at the coarser octaves.
+FINE_STYLE_LAYERS = 2
 
 __all__ = ["keep_colours", "run_style_transfer", "transfer"]
 
@@ -48,6 +52,9 @@ def transfer(
     rng: np.random.Generator,
     optimizer: str = "auto",
     progress: Any = None,
+    schedule: str = "flat",
+    stall: float = 0.0,
+    fine_layers: int = 0,
 ) -> tuple[np.ndarray, list[float]]:
     """Style transfer of blended ``styles`` onto ``content``, coarse to fine.
 
@@ -64,18 +71,25 @@ def transfer(
         rng: Source of the starting noise.
         optimizer: ``auto``, ``lbfgs`` or ``adam``.
         progress: ``progress(fraction, message)``.
+        schedule: ``flat`` (``steps`` per octave) or ``pyramid`` (``steps`` at the finest, see :func:`.synthesis.octave_steps`).
+        stall: Stop an octave once its loss fell by less than this fraction over the last 5 iterations (0: never).
+        fine_layers: When there are several octaves, the finest matches only this many (shallowest)
+            style layers and no content (both were matched at the coarser octaves, from which it
+            starts): the network then runs only up to the last layer matched (0: everything).
 
     Returns:
         The result and the loss history.
     """
     shape = content.shape[:2]
     sizes = octave_sizes(shape[0], shape[1], octaves)
+    plan = octave_steps(steps, len(sizes), schedule)
     total_share = sum(share for _, share in styles)
     history: list[float] = []
     image: np.ndarray | None = None
-    total_work = sum(h * w for h, w in sizes) * steps
+    total_work = sum(h * w * n for (h, w), n in zip(sizes, plan))
     done = 0.0
-    for index, size in enumerate(sizes):
+    for index, (size, level_steps) in enumerate(zip(sizes, plan)):
+        fine = bool(fine_layers) and index == len(sizes) - 1 and index > 0
         scale = size[0] / shape[0]
         level_content = resize_image(content, size) if size != shape else content
         if image is None:
@@ -88,22 +102,25 @@ def transfer(
             weighted = [g * (share / total_share) for g in grams]
             targets = weighted if targets is None else [a + b for a, b in zip(targets, weighted)]
         assert targets is not None
-        objective = Objective(
-            targets, style_weights, content_target=engine.content_features(level_content), content_weight=content_weight, tv_weight=tv_weight
-        )
+        if fine:
+            objective = Objective(targets, [w if layer < fine_layers else 0.0 for layer, w in enumerate(style_weights)], tv_weight=tv_weight)
+        else:
+            objective = Objective(
+                targets, style_weights, content_target=engine.content_features(level_content), content_weight=content_weight, tv_weight=tv_weight
+            )
         level_work = size[0] * size[1]
 
-        def report(step: int, loss: float, _done: float = done, _work: float = level_work, _index: int = index) -> None:
+        def report(step: int, loss: float, _done: float = done, _work: float = level_work, _index: int = index, _steps: int = level_steps) -> None:
             if progress is not None:
-                progress(min(0.999, (_done + _work * step) / total_work), f"octave {_index + 1}/{len(sizes)}, step {step}/{steps}, loss {loss:.4g}")
+                progress(min(0.999, (_done + _work * step) / total_work), f"octave {_index + 1}/{len(sizes)}, step {step}/{_steps}, loss {loss:.4g}")
 
         def evaluate(x: np.ndarray, _objective: Objective = objective) -> tuple[float, np.ndarray]:
             loss, gradient, _ = engine.loss_and_gradient(x, _objective)
             return loss, gradient
 
-        image, level_history = optimise(evaluate, image, steps, progress=report, method=optimizer)
+        image, level_history = optimise(evaluate, image, level_steps, progress=report, method=optimizer, stall=stall)
         history += level_history
-        done += level_work * steps
+        done += level_work * level_steps
     assert image is not None
     return image, history
 
@@ -146,6 +163,9 @@ def run_style_transfer(image: np.ndarray, params: dict[str, Any], context: Any) 
         rng=context.rng(1),
         optimizer=params.get("optimizer", "auto"),
         progress=context.progress,
+        schedule="pyramid",
+        stall=STALL,
+        fine_layers=FINE_STYLE_LAYERS if params.get("style_layers", "auto") in ("auto", None) else 0,
     )
     if params.get("keep_colours"):
         result = keep_colours(result, content)

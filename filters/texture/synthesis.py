@@ -14,7 +14,10 @@ from ..octaves import resize_image
 from .engine import GramEngine, Objective, optimise
 from .plugin import DEFAULT_TEXTURE_LAYERS
 
-__all__ = ["build_engine", "octave_sizes", "rgb_of", "match_colours", "match_histograms", "run_texture", "synthesise"]
+__all__ = [
+    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "STALL", "STEPS_GROWTH", "build_engine", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
+    "rgb_of", "run_texture", "synthesise", "use_xla",
+]
 
 #: Context around each tile core: covers block4's receptive field radius (30 px), a multiple of 16.
 TILE_MARGIN = 32
@@ -54,8 +57,13 @@ def resolve_layers(model: Any, layers: Any, auto: str, param: str) -> list[tuple
     return [(model.resolve_layer(name), float(weight)) for name, weight in layers]
 
 
-def build_engine(context: Any, params: dict[str, Any], layer_names: Sequence[str], content_layer: str | None) -> GramEngine:
-    """The tiled Gram engine on ``params['model']`` for ``layer_names`` (+ a content layer)."""
+def build_engine(
+    context: Any, params: dict[str, Any], layer_names: Sequence[str], content_layer: str | None, *, jit_compile: bool | None = None
+) -> GramEngine:
+    """The tiled Gram engine on ``params['model']`` for ``layer_names`` (+ a content layer).
+
+    ``jit_compile``: compile the loss-and-gradient step with XLA; ``None`` decides by :func:`use_xla`.
+    """
     from ..gradients import gradient_feature_model, resolve_precision
     from ._autodiff import compile_network
 
@@ -63,7 +71,7 @@ def build_engine(context: Any, params: dict[str, Any], layer_names: Sequence[str
     names = list(layer_names) + ([content_layer] if content_layer else [])
     precision = resolve_precision(params.get("precision", "auto"), model)
     feature_model = gradient_feature_model(model, names, precision=precision)
-    network = compile_network(feature_model)
+    network = compile_network(feature_model, jit_compile=use_xla(feature_model, precision) if jit_compile is None else jit_compile)
     probe = network.forward(np.zeros((64, 64, 3), np.float32))
     strides = [max(1, round(64 / output.shape[0])) for output in probe]
     deepest = max(strides)
@@ -78,6 +86,21 @@ def build_engine(context: Any, params: dict[str, Any], layer_names: Sequence[str
     return GramEngine(network, len(layer_names), content_layer is not None, int(params.get("tile_size", 512)), margin, strides)
 
 
+def use_xla(feature_model: Any, precision: str) -> bool:
+    """Whether XLA compiles the steps: only when ``NEUROFILTERS_TEXTURE_XLA=1`` (TensorFlow, float32).
+
+    Measured on the 2-core AVX2-capped EPYC (loaded, 2026-12-06): each new octave size costs an XLA
+    compile of 9-12 s, and a 512² step was no faster than ``tf.function``'s (13.7 s vs 16.1 s, within
+    the machine's noise), so the default keeps one shape-free trace for every size.
+    """
+    import os
+
+    import keras
+
+    del feature_model
+    return os.environ.get("NEUROFILTERS_TEXTURE_XLA") == "1" and keras.backend.backend() == "tensorflow" and precision == "float32"
+
+
 def octave_sizes(height: int, width: int, octaves: int) -> list[tuple[int, int]]:
     """Sizes from coarse to fine, each half the next; ``octaves=0`` picks a count (smaller side >= 128, at most 4)."""
     if octaves <= 0:
@@ -89,6 +112,30 @@ def octave_sizes(height: int, width: int, octaves: int) -> list[tuple[int, int]]
         scale = 2.0**-level
         sizes.append((max(16, round(height * scale)), max(16, round(width * scale))))
     return sizes
+
+
+#: The filter's stall stop: an octave ends once its loss fell by less than 0.1 % over 5 iterations.
+STALL = 1e-3
+#: Layers of the default set matched at the finest octave (block1_conv1, block1_pool, block2_pool: a
+#: third of the network's cost); the deeper ones were matched at the coarser octaves.
+FINE_LAYERS = 3
+#: Each octave below the finest runs this many times the next one's iterations (it has a quarter of the pixels).
+STEPS_GROWTH = 2
+#: Most iterations any octave runs under the schedule.
+MAX_OCTAVE_STEPS = 200
+
+
+def octave_steps(steps: int, count: int, schedule: str = "pyramid") -> list[int]:
+    """Iterations per octave, coarse to fine: ``steps`` at the finest.
+
+    ``pyramid``: each coarser octave runs :data:`STEPS_GROWTH` times as many as the next (half the work
+    of the next), at most :data:`MAX_OCTAVE_STEPS`; ``flat``: ``steps`` everywhere.
+    """
+    if schedule == "flat":
+        return [int(steps)] * count
+    if schedule != "pyramid":
+        raise ValueError(f'schedule must be "pyramid" or "flat". Received: schedule={schedule!r}')
+    return [min(max(int(steps), MAX_OCTAVE_STEPS), int(steps) * STEPS_GROWTH**level) for level in range(count - 1, -1, -1)]
 
 
 def resize_wrapped(image: np.ndarray, shape: tuple[int, int], wrap: bool) -> np.ndarray:
@@ -159,6 +206,11 @@ def synthesise(
     optimizer: str = "auto",
     weights: Sequence[float] | None = None,
     progress: Any = None,
+    schedule: str = "flat",
+    boundary: str | None = None,
+    stall: float = 0.0,
+    rematch: bool = False,
+    fine_layers: int = 0,
 ) -> tuple[np.ndarray, list[float]]:
     """Synthesise a ``shape`` texture like ``sample``.
 
@@ -166,43 +218,61 @@ def synthesise(
         engine: The Gram engine (style layers only).
         sample: float32 ``h x w x 3`` in [0, 1].
         shape: ``(height, width)`` of the result.
-        steps: Optimiser iterations per octave.
+        steps: Optimiser iterations per octave (``flat``) or at the finest octave (``pyramid``, see :func:`octave_steps`).
         octaves: Coarse-to-fine scales (0 = automatic).
         wrap: Tileable result.
         rng: Source of the starting noise.
         optimizer: ``auto``, ``lbfgs`` or ``adam``.
         weights: Per-layer weights (default 1 each).
         progress: ``progress(fraction, message)``.
+        schedule: ``flat`` or ``pyramid`` (:func:`octave_steps`).
+        boundary: What the network sees beyond the borders: ``zero``, ``wrap`` or ``reflect``
+            (``None``: ``wrap`` when ``wrap``, else ``zero``). The sample is analysed with ``reflect``
+            unless this is ``zero``.
+        stall: Stop an octave early once its loss fell by less than this fraction over the last
+            :data:`~.engine.STALL_WINDOW` iterations (0: never).
+        rematch: After each enlargement, give every channel the (scaled) sample's histogram again,
+            which restores the contrast that interpolation blurred.
+        fine_layers: When there are several octaves, match only this many (shallowest) layers in the
+            finest one: the deep layers' statistics were matched at the coarser octaves, and the
+            network is then evaluated only up to the last layer matched (0: all layers).
 
     Returns:
         The texture and the loss history of every iteration (all octaves).
     """
     sizes = octave_sizes(shape[0], shape[1], octaves)
+    plan = octave_steps(steps, len(sizes), schedule)
+    boundary = boundary or ("wrap" if wrap else "zero")
     weights = list(weights) if weights is not None else [1.0] * engine.n_style
     image = noise_like(sample, sizes[0], rng)
     history: list[float] = []
-    total_work = sum(h * w for h, w in sizes) * steps
+    total_work = sum(h * w * n for (h, w), n in zip(sizes, plan))
     done = 0.0
-    for index, size in enumerate(sizes):
+    for index, (size, level_steps) in enumerate(zip(sizes, plan)):
         scale = size[0] / shape[0]
         if index:
             image = resize_wrapped(image, size, wrap)
         level_sample = sample if abs(scale - 1.0) < 1e-6 else resize_image(sample, (max(16, round(sample.shape[0] * scale)), max(16, round(sample.shape[1] * scale))))
-        objective = Objective(engine.gram_targets(level_sample), weights)
+        if index and rematch:
+            image = match_histograms(image, level_sample)
+        level_weights = weights
+        if fine_layers and index == len(sizes) - 1 and index > 0:
+            level_weights = [weight if layer < fine_layers else 0.0 for layer, weight in enumerate(weights)]
+        objective = Objective(engine.gram_targets(level_sample, "zero" if boundary == "zero" else "reflect"), level_weights)
         level_work = size[0] * size[1]
 
-        def report(step: int, loss: float, _done: float = done, _work: float = level_work, _index: int = index) -> None:
+        def report(step: int, loss: float, _done: float = done, _work: float = level_work, _index: int = index, _steps: int = level_steps) -> None:
             if progress is not None:
                 fraction = min(0.999, (_done + _work * step) / total_work)
-                progress(fraction, f"octave {_index + 1}/{len(sizes)}, step {step}/{steps}, loss {loss:.4g}")
+                progress(fraction, f"octave {_index + 1}/{len(sizes)}, step {step}/{_steps}, loss {loss:.4g}")
 
         def evaluate(x: np.ndarray, _objective: Objective = objective) -> tuple[float, np.ndarray]:
-            loss, gradient, _ = engine.loss_and_gradient(x, _objective, wrap=wrap)
+            loss, gradient, _ = engine.loss_and_gradient(x, _objective, wrap=boundary)
             return loss, gradient
 
-        image, level_history = optimise(evaluate, image, steps, progress=report, method=optimizer)
+        image, level_history = optimise(evaluate, image, level_steps, progress=report, method=optimizer, stall=stall)
         history += level_history
-        done += level_work * steps
+        done += level_work * level_steps
     return image, history
 
 
@@ -225,17 +295,24 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
     layers = resolve_layers(model, params.get("layers", "auto"), DEFAULT_TEXTURE_LAYERS, "layers")
     context.progress(0.0, "preparing the network")
     engine = build_engine(context, params, [name for name, _ in layers], None)
+    wrap = bool(params["tileable"])
+    auto_layers = params.get("layers", "auto") in ("auto", None)
     result, history = synthesise(
         engine,
         sample,
         image.shape[:2],
         steps=int(params["steps"]),
         octaves=int(params["octaves"]),
-        wrap=bool(params["tileable"]),
+        wrap=wrap,
         rng=context.rng(1),
         optimizer=params.get("optimizer", "auto"),
         weights=[weight for _, weight in layers],
         progress=context.progress,
+        schedule="pyramid",
+        boundary="wrap" if wrap else "reflect",
+        stall=STALL,
+        rematch=True,
+        fine_layers=FINE_LAYERS if auto_layers else 0,
     )
     if params.get("match_colours", True):
         result = match_colours(result, sample)

@@ -1,0 +1,66 @@
+"""The texture engine's fast paths and uniformity: padding folds, the octave schedule, the stall stop, no frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from texture_fixtures import border_gradient_ratio, gimp_pattern_dir
+
+from neurofilters.plugin_host import FilterContext
+
+
+@pytest.mark.parametrize("mode", ["wrap", "reflect", "symmetric"])
+def test_fold_padding_is_the_adjoint_of_padding(mode: str) -> None:
+    """<pad(x), g> = <x, fold(g)> for every x and g: the folded gradient is the padded image's gradient."""
+    from neurofilters.filters.texture.engine import fold_padding
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 24, 3))
+    g = rng.standard_normal((20 + 2 * 8, 24 + 2 * 8, 3))
+    padded = np.pad(x, ((8, 8), (8, 8), (0, 0)), mode=mode)
+    assert np.sum(padded * g) == pytest.approx(np.sum(x * fold_padding(g, 8, 20, 24, mode)), rel=1e-10)
+
+
+def test_octave_steps_pyramid_and_flat() -> None:
+    from neurofilters.filters.texture.synthesis import MAX_OCTAVE_STEPS, octave_steps
+
+    assert octave_steps(10, 4) == [80, 40, 20, 10]
+    assert octave_steps(100, 3) == [MAX_OCTAVE_STEPS, MAX_OCTAVE_STEPS, 100]
+    assert octave_steps(7, 1) == [7]
+    assert octave_steps(7, 3, "flat") == [7, 7, 7]
+    with pytest.raises(ValueError, match="Received: schedule='steep'"):
+        octave_steps(7, 3, "steep")
+
+
+def test_stalled_needs_a_whole_window_of_small_falls() -> None:
+    from neurofilters.filters.texture.engine import STALL_WINDOW, stalled
+
+    falling = [1.0 / (1 + i) for i in range(20)]
+    flat = [1.0] * (STALL_WINDOW + 1)
+    assert not stalled(falling, 1e-3)
+    assert stalled(flat, 1e-3)
+    assert not stalled(flat, 0.0)
+    assert not stalled(flat[:STALL_WINDOW], 1e-3)
+
+
+@pytest.mark.slow
+def test_mirrored_surround_removes_the_frame_of_zero_padding(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """GIMP's leopard (64 x 62): with the network's zero padding the synthesis has a frame, a band along the
+    borders whose contrast differs from the centre's (the sample's statistics, measured with zero padding,
+    carry its own borders' responses); with the mirrored surround (the filter's default) it does not."""
+    from neurofilters.filters.texture import synthesis
+    from neurofilters.plugin_host.imageio.files import load_image
+
+    path = gimp_pattern_dir(tmp_path_factory) / "Animal" / "leopard.pat"
+    if not path.is_file():
+        pytest.skip(f"GIMP's leopard pattern is not at {path}")
+    sample = synthesis.rgb_of(load_image(path).pixels)
+    layers = ["block1_conv1", "block1_pool", "block2_pool", "block3_pool", "block4_pool"]
+    engine = synthesis.build_engine(FilterContext(seed=0), {"model": "vgg16-hed", "precision": "float32", "tile_size": 512}, layers, None)
+    ratios = {}
+    for boundary in ("zero", "reflect"):
+        image, _ = synthesis.synthesise(engine, sample, (128, 128), steps=40, octaves=1, wrap=False, rng=np.random.default_rng(0), boundary=boundary)
+        ratios[boundary] = border_gradient_ratio(image)
+    print(ratios)
+    assert abs(ratios["reflect"] - 1) <= 0.1, ratios
+    assert abs(ratios["zero"] - 1) > abs(ratios["reflect"] - 1) + 0.1, ratios  # the measure does see the frame
