@@ -71,7 +71,7 @@ def _save(folder: Path | None, name: str, pixels: np.ndarray) -> None:
         Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)).save(folder / f"{name}.png")
 
 
-def noise(classes: tuple[int, ...], sizes: tuple[int, ...], settings: dict[str, Any], folder: Path | None = None) -> dict:
+def noise(classes: tuple[int, ...], sizes: tuple[int, ...], settings: dict[str, Any], folder: Path | None = None, label: str | None = None) -> dict:
     """``--start noise`` at each size: Lite1 whole and in crops, quality, seconds, evaluations."""
     import neurofilters
 
@@ -109,6 +109,8 @@ def noise(classes: tuple[int, ...], sizes: tuple[int, ...], settings: dict[str, 
             "classes": len(rows),
         }
         print(size, {k: v for k, v in out[str(size)].items() if k != "rows"}, flush=True)
+        if label is not None:
+            store(label, {"noise": {str(size): out[str(size)]}, "load_average_end": os.getloadavg()})
     return out
 
 
@@ -127,7 +129,7 @@ def ssim(first: np.ndarray, second: np.ndarray) -> float:
     return float(structural_similarity(first, second, channel_axis=2, data_range=1.0))
 
 
-def image(strengths: tuple[float, ...], settings: dict[str, Any], folder: Path | None = None) -> dict:
+def image(strengths: tuple[float, ...], settings: dict[str, Any], folder: Path | None = None, label: str | None = None) -> dict:
     """``--start image`` on five photos at each strength: Lite1's rank before/after and SSIM."""
     import neurofilters
 
@@ -152,6 +154,8 @@ def image(strengths: tuple[float, ...], settings: dict[str, Any], folder: Path |
                               "ssim_ge_0.4": sum(r["ssim"] >= 0.4 for r in rows),
                               "median_ssim": statistics.median(r["ssim"] for r in rows)}
         print(strength, {k: v for k, v in out[str(strength)].items() if k != "rows"}, flush=True)
+        if label is not None:
+            store(label, {"image": {str(strength): out[str(strength)]}, "load_average_end": os.getloadavg()})
     return out
 
 
@@ -189,12 +193,13 @@ def main() -> None:
     results: dict = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                      "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""), "settings": settings,
                      "load_average_start": os.getloadavg()}
+    store(args.label, results)
     parts = args.parts.split(",")
     if "noise" in parts:
         classes = tuple(int(value) for value in args.classes.split(","))
-        results["noise"] = noise(classes, tuple(int(value) for value in args.sizes.split(",")), settings, args.save)
+        results["noise"] = noise(classes, tuple(int(value) for value in args.sizes.split(",")), settings, args.save, args.label)
     if "image" in parts:
-        results["image"] = image(tuple(float(value) for value in args.strengths.split(",")), settings, args.save)
+        results["image"] = image(tuple(float(value) for value in args.strengths.split(",")), settings, args.save, args.label)
     results["load_average_end"] = os.getloadavg()
     store(args.label, results)
 

@@ -44,7 +44,7 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass")
 OVERRIDES: dict[str, dict[str, Any]] = {
     "deepdream": {"steps": 8, "octaves": 3},
     "activation-maps": {"display": "overlay", "work_size": 224},
-    "hallucinate": {"start": "image", "class_": "flamingo", "dream_steps": 10, "octaves": 3},
+    "hallucinate": {"start": "image", "class_": "flamingo"},
     "adversarial": {"target": "flamingo", "epsilon": 4, "steps": 10},
     "feature-inversion": {"steps": 60},
     "texture": {"steps": 30, "octaves": 2},
