@@ -131,7 +131,8 @@ class SpectralCanvas(keras.layers.Layer):
     """A trainable spectral canvas; called on ``[indices, weights]`` (see :func:`canvas_views`), returns the views.
 
     With ``base`` and ``mask`` the canvas is composited into ``base`` first
-    (``base + mask * (canvas - base)``).
+    (``base + mask * (canvas - base)``). With ``pixel=True`` the weight is the
+    ``H x W x 3`` image itself (clipped to [0, 1]): the plain-pixel baseline.
     """
 
     def __init__(
@@ -145,23 +146,27 @@ class SpectralCanvas(keras.layers.Layer):
         base: np.ndarray | None = None,
         mask: np.ndarray | None = None,
         levels: int = 1,
+        pixel: bool = False,
         **kwargs: Any,
     ) -> None:
-        """Hold ``initial`` (``(2, 3, height, width)``) as the trainable spectrum."""
+        """Hold ``initial`` (``(2, 3, height, width)``, or ``(height, width, 3)`` pixels) as the trainable image."""
         super().__init__(**kwargs)
         self.height, self.width, self.fill, self.levels = int(height), int(width), float(fill), int(levels)
+        self.pixel = bool(pixel)
         self._scale = frequency_scale(self.height, self.width, decay)
         self._base = None if base is None else np.asarray(base, np.float32).reshape(-1, 3)
         self._mask = None if mask is None else np.asarray(mask, np.float32).reshape(-1, 1)
         self.spectrum = self.add_weight(
-            shape=(2, 3, self.height, self.width),
+            shape=(self.height, self.width, 3) if self.pixel else (2, 3, self.height, self.width),
             initializer=keras.initializers.Constant(np.asarray(initial, np.float32)),
             trainable=True,
-            name="spectrum",
+            name="pixels" if self.pixel else "spectrum",
         )
 
     def image(self) -> Any:
-        """The canvas alone, ``(1, H, W, 3)`` in (0, 1)."""
+        """The canvas alone, ``(1, H, W, 3)`` in [0, 1]."""
+        if self.pixel:
+            return ops.clip(self.spectrum, 0.0, 1.0)[None]
         return spectrum_to_image(self.spectrum, ops.convert_to_tensor(self._scale))
 
     def call(self, inputs: Any) -> Any:
@@ -224,7 +229,7 @@ def render_canvas(
     mask: np.ndarray | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
-    """Optimise a canvas (its spectrum ``initial``, ``(2, 3, H, W)``) toward ``objective`` through random views.
+    """Optimise a canvas (its spectrum ``initial``, ``(2, 3, H, W)``, or its pixels, ``(H, W, 3)``) toward ``objective`` through random views.
 
     Args:
         model: A zoo model handle.
@@ -244,8 +249,9 @@ def render_canvas(
     Returns:
         float32 ``H x W x 3`` in [0, 1]: the canvas (composited into ``base`` when given).
     """
-    height, width = int(initial.shape[2]), int(initial.shape[3])
-    canvas = SpectralCanvas(height, width, initial, decay=decay, base=base, mask=mask, levels=views.levels)
+    pixel = initial.ndim == 3
+    height, width = (int(initial.shape[0]), int(initial.shape[1])) if pixel else (int(initial.shape[2]), int(initial.shape[3]))
+    canvas = SpectralCanvas(height, width, initial, decay=decay, base=base, mask=mask, levels=views.levels, pixel=pixel)
     trainer = _trainer(model, objective, canvas, views.size, learning_rate)
     targets = np.zeros((copies,), np.float32)
     for step in range(steps):

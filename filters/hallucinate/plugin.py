@@ -22,6 +22,7 @@ HALLUCINATE_PARAMS: tuple[Param, ...] = (
     Param("channel", "int", 0, "Channel of a non-logits layer to raise.", minimum=0, group="Objective", advanced=True),
     Param("neuron", "bool", False, "Raise only the channel's centre neuron instead of its mean.", group="Objective", advanced=True),
     Param("steps", "int", 128, "Optimisation steps (of each stage: objects larger than the network's input take a small layout render first).", minimum=1, maximum=4096),
+    Param("parameterization", "choice", "spectral", "spectral: the image is a learned spectrum with decorrelated colour (sharp, natural colours); pixel: plain pixels from grey and seeded noise (the textbook baseline: high-frequency mush).", choices=("spectral", "pixel"), advanced=True),
     Param("recipe", "choice", "robust", "noise: 'robust' (strong random views, 4 per step; transfers to other networks) or 'lucid' (Lucid's standard transforms, one view per step).", choices=("robust", "lucid"), advanced=True),
     Param("work_size", "int", 224, "Side of the network's views, in pixels (its input size); an image no larger is optimised whole and resized.", minimum=64, maximum=1024, advanced=True),
     Param("learning_rate", "float", 0.05, "start=noise: Adam's step on the spectrum (start=image: set by the strength).", minimum=1e-4, maximum=1.0, advanced=True),

@@ -108,6 +108,7 @@ def hallucinate_noise(
     base: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     from_base: bool = False,
+    pixel: bool = False,
     progress: Any = None,
 ) -> np.ndarray:
     """A visualisation of ``objective`` of size ``shape`` from a seeded spectral start (or from ``base``).
@@ -129,12 +130,16 @@ def hallucinate_noise(
         base: Optional photo the result is composited into (with ``mask``) or starts from.
         mask: Optional ``H x W`` weights: where the result may differ from ``base`` (needs ``base``).
         from_base: Start from ``base`` (``start=image``) instead of noise.
+        pixel: Optimise plain pixels (the baseline) instead of the spectrum, always through canvas views.
         progress: ``progress(fraction, message)``.
     """
     from ..parameterization import frequency_scale, image_to_spectrum, initial_spectrum
     from .canvas import CanvasViews, pyramid_levels, render_canvas
 
     plan = plan_views(shape, work_size, scale, recipe.copies, steps)
+    if pixel:
+        # The baseline: pixels from grey plus seeded noise (or the photo), views as for a canvas.
+        plan = ViewPlan(plan.objects, False, None, plan.copies, plan.steps)
     stages = 2 if plan.layout is not None else 1
     evaluations = 0
 
@@ -158,7 +163,10 @@ def hallucinate_noise(
             progress(0.93, f"{evaluations} network views of {work[0]}x{work[1]} px, resized to {shape[0]}x{shape[1]}")
         return _composite(image, base, mask)
     height, width = shape
-    if from_base and base is not None:
+    if pixel:
+        initial = np.asarray(base, np.float32).copy() if from_base and base is not None else (
+            0.5 + rng.standard_normal((height, width, 3)) * 0.01).astype(np.float32)
+    elif from_base and base is not None:
         initial = image_to_spectrum(base, frequency_scale(height, width, recipe.decay))
     elif plan.layout is not None:
         # Objects larger than the network's input: lay them out where one view holds the whole image.
@@ -248,7 +256,7 @@ def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: Filte
     result = hallucinate_noise(
         model, objective, pixels.shape[:2], steps=int(params["steps"]), recipe=recipe, rng=rng,
         work_size=int(params["work_size"]), scale=float(params["scale"]), base=pixels, mask=mask,
-        from_base=from_base, progress=context.progress,
+        from_base=from_base, pixel=params["parameterization"] == "pixel", progress=context.progress,
     )
     if objective.kind == "class" and model.kind == "classifier":
         context.progress(1.0, _verdicts(result, model, objective, context))
