@@ -96,22 +96,34 @@ def noise(classes: tuple[int, ...], sizes: tuple[int, ...], settings: dict[str, 
                    "final_message": next((m for m in reversed(messages) if " sees" in m), "")}
             print(size, row, flush=True)
             rows.append(row)
-        out[str(size)] = {
-            "rows": rows,
-            "whole_top5": sum(r["rank_lite1"] <= 5 for r in rows),
-            # A class counts for the crops when most of its four crops (>= 3) have it in the top 5.
-            "crops_top5_classes": sum(r["crops_top5"] >= 3 for r in rows),
-            "crops_top5_of_all": sum(r["crops_top5"] for r in rows),
-            "median_saturation": statistics.median(r["saturation"] for r in rows),
-            "median_contrast": statistics.median(r["contrast"] for r in rows),
-            "median_sharpness": statistics.median(r["sharpness"] for r in rows),
-            "median_seconds": statistics.median(r["seconds"] for r in rows),
-            "classes": len(rows),
-        }
+        out[str(size)] = noise_summary(rows)
         print(size, {k: v for k, v in out[str(size)].items() if k != "rows"}, flush=True)
         if label is not None:
             store(label, {"noise": {str(size): out[str(size)]}, "load_average_end": os.getloadavg()})
     return out
+
+
+def noise_summary(rows: list[dict]) -> dict:
+    """The figures of one size: classes with the target in Lite1's top 5 whole and in most crops, medians."""
+    return {
+        "rows": rows,
+        "whole_top5": sum(r["rank_lite1"] <= 5 for r in rows),
+        # A class counts for the crops when most of its four crops (>= 3) have it in the top 5.
+        "crops_top5_classes": sum(r["crops_top5"] >= 3 for r in rows),
+        "crops_top5_of_all": sum(r["crops_top5"] for r in rows),
+        "median_saturation": statistics.median(r["saturation"] for r in rows),
+        "median_contrast": statistics.median(r["contrast"] for r in rows),
+        "median_sharpness": statistics.median(r["sharpness"] for r in rows),
+        "median_seconds": statistics.median(r["seconds"] for r in rows),
+        "classes": len(rows),
+    }
+
+
+def image_summary(rows: list[dict]) -> dict:
+    """The figures of one strength: photos with the class in Lite1's top 5, SSIM."""
+    return {"rows": rows, "rank_le5": sum(r["rank_after"] <= 5 for r in rows),
+            "ssim_ge_0.4": sum(r["ssim"] >= 0.4 for r in rows),
+            "median_ssim": statistics.median(r["ssim"] for r in rows), "photos": len(rows)}
 
 
 def _photos() -> dict[str, np.ndarray]:
@@ -150,9 +162,7 @@ def image(strengths: tuple[float, ...], settings: dict[str, Any], folder: Path |
                    "seconds": time.perf_counter() - began, "load_average": os.getloadavg(), "shape": list(photo.shape[:2])}
             print(strength, row, flush=True)
             rows.append(row)
-        out[str(strength)] = {"rows": rows, "rank_le5": sum(r["rank_after"] <= 5 for r in rows),
-                              "ssim_ge_0.4": sum(r["ssim"] >= 0.4 for r in rows),
-                              "median_ssim": statistics.median(r["ssim"] for r in rows)}
+        out[str(strength)] = image_summary(rows)
         print(strength, {k: v for k, v in out[str(strength)].items() if k != "rows"}, flush=True)
         if label is not None:
             store(label, {"image": {str(strength): out[str(strength)]}, "load_average_end": os.getloadavg()})
@@ -165,7 +175,14 @@ def store(label: str, results: dict) -> None:
     everything = json.loads(path.read_text()) if path.exists() else {}
     mine = everything.setdefault("hallucinate_size", {}).setdefault(label, {})
     for key, value in results.items():
-        if isinstance(value, dict) and isinstance(mine.get(key), dict):
+        if key in ("noise", "image") and isinstance(mine.get(key), dict):
+            # Runs on other classes (photos) at the same size (strength) add rows; a class run again replaces its row.
+            ident, summarise = ("class", noise_summary) if key == "noise" else ("photo", image_summary)
+            for inner, figures in value.items():
+                rows = {row[ident]: row for row in mine[key].get(inner, {}).get("rows", [])}
+                rows.update({row[ident]: row for row in figures["rows"]})
+                mine[key][inner] = summarise(list(rows.values()))
+        elif isinstance(value, dict) and isinstance(mine.get(key), dict):
             mine[key].update(value)
         else:
             mine[key] = value
