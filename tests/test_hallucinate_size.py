@@ -116,3 +116,15 @@ def test_image_start_puts_the_class_into_the_photo_and_keeps_it(chelsea: np.ndar
     assert _rank(lite1, photo, 130) > 100
     assert _rank(lite1, result, 130) <= 5
     assert structural_similarity(photo, result, channel_axis=2, data_range=1.0) >= 0.4
+
+
+@pytest.mark.slow
+def test_one_large_object_is_laid_out_small_then_refined_at_full_size() -> None:
+    lite0 = neurofilters.load_model("lite0")
+    messages: list[str] = []
+    image = neurofilters.apply("hallucinate", np.zeros((300, 400, 3), np.float32), seed=0, class_="volcano", steps=8,
+                               scale=1.0, progress=lambda fraction, message: messages.append(message)).pixels
+    assert image.shape == (300, 400, 3)
+    assert any(message.startswith("stage 2/2") for message in messages)  # the layout render, then the canvas
+    assert any("64 network views" in message and "objects of about 300 px" in message for message in messages)
+    assert lite0.classify(image, top=1)[0][0] == 980
