@@ -44,10 +44,8 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass")
 OVERRIDES: dict[str, dict[str, Any]] = {
     "deepdream": {"steps": 8, "octaves": 3},
     "activation-maps": {"display": "overlay", "work_size": 224},
-    # Dreamed into the photo, strongly enough to see (mean change 0.08 on chelsea; lite0 then sees flamingo 0.95);
-    # steps and work_size back at their defaults: they only matter for start=noise.
-    "hallucinate": {"start": "image", "class_": "flamingo", "dream_steps": 20, "step_size": 0.015, "octaves": 3,
-                    "steps": 128, "work_size": 224},
+    # Dreamed into the photo at the filter's defaults (--start image, strength 1: the class visibly added).
+    "hallucinate": {"start": "image", "class_": "flamingo"},
     "adversarial": {"target": "flamingo", "epsilon": 4, "steps": 10},
     "feature-inversion": {"steps": 60},
     "texture": {"steps": 30, "octaves": 2},

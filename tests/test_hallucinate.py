@@ -120,10 +120,10 @@ def test_adversarial_flips_the_class_within_epsilon(coffee: np.ndarray) -> None:
 
 
 @pytest.mark.slow
-def test_image_start_dreams_the_class_into_the_photo(chelsea: np.ndarray) -> None:
+def test_image_start_draws_the_class_into_the_photo(chelsea: np.ndarray) -> None:
     lite0 = neurofilters.load_model("lite0")
     photo = chelsea
-    result = neurofilters.apply("hallucinate", photo, start="image", class_="flamingo", dream_steps=10, octaves=3)
+    result = neurofilters.apply("hallucinate", photo, start="image", class_="flamingo", steps=48)
     probabilities = {index: p for index, _, p in lite0.classify(result.pixels, top=1000)}
     before = {index: p for index, _, p in lite0.classify(photo, top=1000)}
     assert before[130] < 0.001 and probabilities[130] > 0.5

@@ -13,18 +13,19 @@ __all__ = ["ADD_NOISE_PARAMS", "ADVERSARIAL_PARAMS", "HALLUCINATE_PARAMS", "regi
 
 HALLUCINATE_PARAMS: tuple[Param, ...] = (
     Param("class_", "class_label", "flamingo", "Class to show: an ImageNet id (130) or name ('flamingo', 'tiger cat'); close names are suggested for typos.", label="Class"),
-    Param("start", "choice", "noise", "noise: a class visualisation of the image's size from a seeded start (the image only gives the size); image: the class dreamed into the photo with DeepDream's octave engine.", choices=("noise", "image")),
+    Param("start", "choice", "noise", "noise: the class drawn from a seeded start at the image's size (the image only gives the size; with a mask, the class is drawn into the masked part); image: the class drawn into the photo, keeping its composition.", choices=("noise", "image")),
+    Param("scale", "float", 0.0, "Size of the class objects as a share of the image's longer side: 0 = the network's own scale (work-size pixels: a flock on a large image), 1 = one object filling the image.", minimum=0.0, maximum=1.0),
+    Param("strength", "float", 1.0, "start=image: how far the photo may move toward the class (0.3 subtle, 1 clear, 3 strong).", minimum=0.05, maximum=5.0),
+    Param("mask", "image", None, "Greyscale image: the class goes where it is white; where it is black the image is kept exactly (its alpha multiplies it).", group="Mask"),
     Param("model", "model", "lite0", "Classifier (or any network, with a layer and a channel) to visualise."),
     Param("layer", "layer", "logits", "Layer of the objective: 'logits' raises the class; any other layer raises the channel below.", group="Objective", advanced=True),
     Param("channel", "int", 0, "Channel of a non-logits layer to raise.", minimum=0, group="Objective", advanced=True),
     Param("neuron", "bool", False, "Raise only the channel's centre neuron instead of its mean.", group="Objective", advanced=True),
-    Param("steps", "int", 128, "start=noise: optimisation steps.", minimum=1, maximum=4096),
+    Param("steps", "int", 128, "Optimisation steps (of each stage: objects larger than the network's input take a small layout render first).", minimum=1, maximum=4096),
+    Param("parameterization", "choice", "spectral", "spectral: the image is a learned spectrum with decorrelated colour (sharp, natural colours); pixel: plain pixels from grey and seeded noise (the textbook baseline: high-frequency mush).", choices=("spectral", "pixel"), advanced=True),
     Param("recipe", "choice", "robust", "noise: 'robust' (strong random views, 4 per step; transfers to other networks) or 'lucid' (Lucid's standard transforms, one view per step).", choices=("robust", "lucid"), advanced=True),
-    Param("work_size", "int", 224, "start=noise: the longer side the image is optimised at (the network's scale); the result is resized to the image's size.", minimum=64, maximum=1024, advanced=True),
-    Param("learning_rate", "float", 0.05, "start=noise: Adam's step on the spectrum.", minimum=1e-4, maximum=1.0, advanced=True),
-    Param("octaves", "int", 3, "start=image: number of scales.", minimum=1, maximum=8, group="Dream"),
-    Param("dream_steps", "int", 10, "start=image: gradient-ascent steps per octave.", minimum=1, maximum=1000, group="Dream"),
-    Param("step_size", "float", 0.01, "start=image: gradient-ascent step in pixel units.", minimum=1e-4, maximum=0.5, group="Dream"),
+    Param("work_size", "int", 224, "Side of the network's views, in pixels (its input size); an image no larger is optimised whole and resized.", minimum=64, maximum=1024, advanced=True),
+    Param("learning_rate", "float", 0.05, "start=noise: Adam's step on the spectrum (start=image: set by the strength).", minimum=1e-4, maximum=1.0, advanced=True),
 )
 
 ADVERSARIAL_PARAMS: tuple[Param, ...] = (
@@ -47,15 +48,16 @@ def register_filters() -> list[FilterSpec]:
         FilterSpec(
             name="hallucinate",
             title="Hallucinate class",
-            summary="Show what the network thinks a class (or a channel) looks like, from noise or dreamed into the photo.",
+            summary="Show what the network thinks a class (or a channel) looks like, at the image's size: from noise or drawn into the photo.",
             description=(
                 "Activation maximisation with a spectral, colour-decorrelated parameterisation and "
-                "random views (transformation robustness), or a class objective in DeepDream's octave engine."
+                "random views of the network's input size over the whole image (transformation robustness); "
+                "from seeded noise or from the photo, optionally within a mask."
             ),
             category="Dream",
             params=HALLUCINATE_PARAMS,
             run="neurofilters.filters.hallucinate.run:run_hallucinate",
-            preview_params={"steps": 2, "work_size": 64, "octaves": 1, "dream_steps": 2},
+            preview_params={"steps": 2, "work_size": 64},
         ),
         FilterSpec(
             name="adversarial",

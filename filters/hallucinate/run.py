@@ -1,16 +1,21 @@
-"""The ``hallucinate`` filter: a class (or channel) from noise, or dreamed into the photo.
+"""The ``hallucinate`` filter: a class (or channel) drawn at the image's size, from noise or into the photo.
 
-``start=noise`` optimises a spectral image (:mod:`.visualize`) at ``work_size``
-and resizes it to the input's size. ``start=image`` runs DeepDream's octave
-engine (:func:`neurofilters.filters.deepdream.engine.dream`) with the class
-objective passed through its ``loss_fn`` hook, so octaves, jitter, tiling and
-smoothing are the engine's own.
+An image no larger than the network's input is optimised whole (:mod:`.visualize`)
+and resized. A larger one is optimised at its own size through random views of
+the network's input size (:mod:`.canvas`), so the class appears many times at
+the chosen ``scale``, sharp at full size; objects larger than the network's input
+are first laid out in a small render. ``start=image`` starts the same
+optimisation from the photo's spectrum, with Adam's step set by ``strength``;
+a ``mask`` composites the canvas into the image (outside it, pixels are kept).
+The last progress message says what the network and an independent classifier
+(Lite1, or Lite0 for Lite1) see in the written image, at its size.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,13 +26,73 @@ from ..octaves import resize_image
 from .objectives import Objective, resolve_objective
 from .visualize import RECIPES, Recipe, visualize
 
-__all__ = ["dream_class", "hallucinate_noise", "run_hallucinate"]
+__all__ = ["ViewPlan", "hallucinate_noise", "plan_views", "run_hallucinate"]
+
+#: Adam's step on the spectrum for ``start=image`` at strength 1 (the photo is the start).
+IMAGE_LEARNING_RATE = 0.02
+#: Share of the views per step that range from the object size to the whole canvas (the image reads as the class whole too).
+CONTEXT = 0.25
+#: Most views per step on a large canvas (memory grows with it; the canvas' own cost per step is shared by more views).
+MAX_COPIES = 16
+#: Object areas a canvas holds before it gets more views than the recipe's.
+AREAS_PER_RECIPE = 5.0
 
 
 def _work_shape(height: int, width: int, work_size: int) -> tuple[int, int]:
     """The optimisation size: the longer side ``work_size``, the aspect ratio kept (sides >= 32)."""
     factor = work_size / max(height, width)
     return max(32, round(height * factor)), max(32, round(width * factor))
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """How a canvas is rendered: its object size, whether a small first render is needed, the views per step.
+
+    Attributes:
+        objects: Side of one class object on the canvas (canvas pixels).
+        whole: True when one object spans the canvas and the canvas is no larger than the
+            network's input: render at the network's size and resize (no canvas stage).
+        layout: Shape of a first render whose views are the whole image (objects larger than
+            the network's input), or ``None``.
+        copies: Views per step of the canvas stage.
+        steps: Steps of the canvas stage.
+    """
+
+    objects: int
+    whole: bool
+    layout: tuple[int, int] | None
+    copies: int
+    steps: int
+
+
+def plan_views(shape: tuple[int, int], work_size: int, scale: float, copies: int, steps: int) -> ViewPlan:
+    """The render plan of a canvas of ``shape`` for objects of ``scale`` (0: the network's own scale).
+
+    A canvas of up to :data:`AREAS_PER_RECIPE` object areas gets the recipe's ``copies`` views
+    for ``steps`` steps. A larger one holding ``n`` object areas gets ``sqrt(n / 5)`` times as
+    many views in all (each object is seen less often, but its neighbours' views overlap it),
+    in fewer steps of more views each (up to :data:`MAX_COPIES`): the canvas' own work per step
+    (its FFT, grows with its area) is then shared by more views.
+
+    Args:
+        shape: Canvas ``(height, width)``.
+        work_size: The network's view side (pixels).
+        scale: Object size as a share of the canvas' longer side (0: ``work_size`` pixels).
+        copies: The recipe's views per step (the least on a canvas).
+        steps: The requested steps.
+    """
+    height, width = shape
+    objects = round(scale * max(height, width)) if scale > 0 else work_size
+    objects = int(max(16, min(objects, min(height, width))))
+    if objects >= min(height, width) and max(height, width) <= work_size:
+        return ViewPlan(objects, True, None, copies, steps)
+    layout = _work_shape(height, width, round(work_size * max(height, width) / objects)) if objects > work_size else None
+    areas = height * width / objects**2 / AREAS_PER_RECIPE
+    if areas <= 1.0:
+        return ViewPlan(objects, False, layout, copies, steps)
+    per_step = int(min(MAX_COPIES, max(copies, copies * round(areas))))
+    total = steps * copies * math.sqrt(areas)
+    return ViewPlan(objects, False, layout, per_step, max(1, round(total / per_step)))
 
 
 def hallucinate_noise(
@@ -39,61 +104,133 @@ def hallucinate_noise(
     recipe: Recipe,
     rng: np.random.Generator,
     work_size: int = 224,
+    scale: float = 0.0,
+    base: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    from_base: bool = False,
+    pixel: bool = False,
     progress: Any = None,
 ) -> np.ndarray:
-    """A visualisation of ``objective`` of size ``shape`` from a seeded spectral start."""
-    work = _work_shape(shape[0], shape[1], work_size)
+    """A visualisation of ``objective`` of size ``shape`` from a seeded spectral start (or from ``base``).
 
-    def report(step: int, value: float) -> None:
+    A canvas no larger than ``work_size`` holding one object is optimised whole, with the
+    recipe's views, and resized. Otherwise the canvas is optimised at its own size through
+    views of ``work_size`` network pixels (:mod:`.canvas`); objects larger than the
+    network's input are first laid out in a small render, then refined at full size.
+
+    Args:
+        model: A zoo model handle.
+        objective: What to raise.
+        shape: ``(height, width)`` of the result.
+        steps: Adam steps of each stage.
+        recipe: The recipe's views (zoom, turn, border), copies and learning rate.
+        rng: Seeded generator.
+        work_size: Side of the network's views.
+        scale: Object size as a share of the canvas' longer side (0: the network's scale).
+        base: Optional photo the result is composited into (with ``mask``) or starts from.
+        mask: Optional ``H x W`` weights: where the result may differ from ``base`` (needs ``base``).
+        from_base: Start from ``base`` (``start=image``) instead of noise.
+        pixel: Optimise plain pixels (the baseline) instead of the spectrum, always through canvas views.
+        progress: ``progress(fraction, message)``.
+    """
+    from ..parameterization import frequency_scale, image_to_spectrum, initial_spectrum
+    from .canvas import CanvasViews, pyramid_levels, render_canvas
+
+    plan = plan_views(shape, work_size, scale, recipe.copies, steps)
+    if pixel:
+        # The baseline: pixels from grey plus seeded noise (or the photo), views as for a canvas.
+        plan = ViewPlan(plan.objects, False, None, plan.copies, plan.steps)
+    stages = 2 if plan.layout is not None else 1
+    evaluations = 0
+
+    def reporter(stage: int, total: int, copies: int) -> Any:
+        def report(step: int, value: float) -> None:
+            nonlocal evaluations
+            evaluations += copies
+            if progress is not None:
+                done = (stage + step / total) / stages
+                progress(0.02 + 0.9 * done, f"stage {stage + 1}/{stages}, step {step}/{total}, {objective.label}: {value:.3f}")
+
+        return report
+
+    if plan.whole and not from_base:
+        work = _work_shape(shape[0], shape[1], work_size)
+        image = visualize(model, objective, height=work[0], width=work[1], steps=steps, recipe=recipe, rng=rng,
+                          progress=reporter(0, steps, recipe.copies))
+        if image.shape[:2] != tuple(shape):
+            image = np.clip(resize_image(image, shape), 0.0, 1.0)
         if progress is not None:
-            progress(0.02 + 0.96 * step / steps, f"step {step}/{steps}, {objective.label}: {value:.3f}")
-
-    image = visualize(model, objective, height=work[0], width=work[1], steps=steps, recipe=recipe, rng=rng, progress=report)
-    if image.shape[:2] != tuple(shape):
-        image = np.clip(resize_image(image, shape), 0.0, 1.0)
-    return image.astype(np.float32)
-
-
-@functools.lru_cache(maxsize=32)
-def _engine_loss(kind: str, index: int) -> Any:
-    """The engine's loss hook for one objective (cached so the engine reuses its compiled step)."""
-    objective = Objective("", kind, index, "")
-
-    def loss_fn(outputs: Any) -> Any:
-        if kind == "class":
-            # The raw logit: DeepDream normalises the gradient, so the scale does not matter,
-            # and unlike the probability it does not saturate.
-            return outputs[0][:, index]
-        return objective.score(outputs[0])
-
-    return loss_fn
-
-
-def dream_class(
-    image: np.ndarray,
-    model: Any,
-    objective: Objective,
-    *,
-    steps: int,
-    octaves: int,
-    step_size: float,
-    rng: np.random.Generator,
-    progress: Any = None,
-) -> np.ndarray:
-    """Dream ``objective`` into ``image`` with DeepDream's engine (octaves, jitter, tiling)."""
-    from ..deepdream.engine import DreamSettings, dream
-
-    settings = DreamSettings(
-        model=model.name,
-        layers=((objective.layer, 1.0),),
-        steps=steps,
-        octaves=octaves,
-        step_size=step_size,
-        relu6="keep",
-        # Logits of a window are a whole-image judgement: the window must be large.
-        tile_size=0,
+            progress(0.93, f"{evaluations} network views of {work[0]}x{work[1]} px, resized to {shape[0]}x{shape[1]}")
+        return _composite(image, base, mask)
+    height, width = shape
+    if pixel:
+        initial = np.asarray(base, np.float32).copy() if from_base and base is not None else (
+            0.5 + rng.standard_normal((height, width, 3)) * 0.01).astype(np.float32)
+    elif from_base and base is not None:
+        initial = image_to_spectrum(base, frequency_scale(height, width, recipe.decay))
+    elif plan.layout is not None:
+        # Objects larger than the network's input: lay them out where one view holds the whole image.
+        layout = visualize(model, objective, height=plan.layout[0], width=plan.layout[1], steps=steps, recipe=recipe,
+                           rng=rng, progress=reporter(0, steps, recipe.copies))
+        initial = image_to_spectrum(np.clip(resize_image(layout, shape), 0.0, 1.0), frequency_scale(height, width, recipe.decay))
+    else:
+        initial = initial_spectrum(rng, height, width)
+    levels = pyramid_levels(height, width, work_size)
+    if plan.layout is not None:
+        # Refine at full size: views from the network's scale to the object's (sharp detail, shapes kept).
+        views = CanvasViews(work_size, float(work_size), float(plan.objects), recipe.transforms, CONTEXT, levels)
+    else:
+        views = CanvasViews(work_size, float(plan.objects), float(plan.objects), recipe.transforms, CONTEXT, levels)
+    image = render_canvas(
+        model, objective, initial, views=views, steps=plan.steps, copies=plan.copies, learning_rate=recipe.learning_rate,
+        rng=rng, decay=recipe.decay, base=base if mask is not None else None, mask=mask,
+        progress=reporter(stages - 1, plan.steps, plan.copies),
     )
-    return dream(image, model, settings, rng=rng, progress=progress, loss_fn=_engine_loss(objective.kind, objective.index))
+    if progress is not None:
+        progress(0.93, f"{evaluations} network views of {work_size} px over the {height}x{width} canvas "
+                       f"(objects of about {plan.objects} px)")
+    return image
+
+
+def _composite(image: np.ndarray, base: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray:
+    """``base + mask * (image - base)`` (``image`` where there is no mask or no base); float32."""
+    image = np.asarray(image, np.float32)
+    if base is None or mask is None:
+        return image
+    base = np.asarray(base, np.float32)
+    return np.clip(base + np.asarray(mask, np.float32)[:, :, None] * (image - base), 0.0, 1.0)
+
+
+def _mask(params: Mapping[str, Any], shape: tuple[int, int]) -> np.ndarray | None:
+    """The ``mask`` parameter as float32 ``H x W`` weights in [0, 1] at the image's size, or ``None``."""
+    if params.get("mask") is None:
+        return None
+    pixels = np.asarray(params["mask"], np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    colour = pixels[:, :, : 3 if pixels.shape[2] >= 3 else 1]
+    grey = colour[:, :, 0] if colour.shape[2] == 1 else colour @ np.float32([0.299, 0.587, 0.114])
+    if pixels.shape[2] in (2, 4):
+        grey = grey * pixels[:, :, -1]
+    if grey.shape != tuple(shape):
+        grey = resize_image(grey, shape, "bilinear")
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)
+
+
+def _verdicts(result: np.ndarray, model: Any, objective: Objective, context: FilterContext) -> str:
+    """What the network and an independent classifier (Lite1, or Lite0 for Lite1) see in the written image."""
+    height, width = result.shape[:2]
+    top = model.classify(result, top=3)
+    listed = ", ".join(f"{name} {p:.2f}" for _, name, p in top)
+    message = f"at {width}x{height}: {model.name} sees {listed}"
+    other_name = "lite0" if model.name == "lite1" else "lite1"
+    if model.name in ("lite0", "lite1") and objective.kind == "class":
+        other = context.load_model(other_name)
+        ranking = other.classify(result, top=1000)
+        ids = [entry[0] for entry in ranking]
+        rank = ids.index(objective.index) + 1
+        message += f"; {other_name} (not used to draw) ranks {model.labels[objective.index]} {rank} (p {ranking[rank - 1][2]:.2f}), top {ranking[0][1]} {ranking[0][2]:.2f}"
+    return message
 
 
 def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) -> np.ndarray:
@@ -106,22 +243,21 @@ def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: Filte
     model = context.load_model(params["model"])
     objective = resolve_objective(model, dict(params))
     rng = context.rng(0)
-    if params["start"] == "image":
-        result = dream_class(
-            np.asarray(image, np.float32), model, objective,
-            steps=int(params["dream_steps"]), octaves=int(params["octaves"]), step_size=float(params["step_size"]),
-            rng=rng, progress=context.progress,
-        )
-    else:
-        recipe = RECIPES[params["recipe"]]
-        if float(params["learning_rate"]) != recipe.learning_rate:
-            recipe = Recipe(recipe.transforms, recipe.copies, float(params["learning_rate"]), recipe.decay)
-        result = hallucinate_noise(
-            model, objective, image.shape[:2], steps=int(params["steps"]), recipe=recipe, rng=rng,
-            work_size=int(params["work_size"]), progress=context.progress,
-        )
+    pixels = np.asarray(image, np.float32)
+    mask = _mask(params, pixels.shape[:2])
+    recipe = RECIPES[params["recipe"]]
+    learning_rate = float(params["learning_rate"])
+    from_base = params["start"] == "image"
+    if from_base:
+        # The photo is the start: the strength sets how far Adam may take it.
+        learning_rate = IMAGE_LEARNING_RATE * float(params["strength"])
+    if learning_rate != recipe.learning_rate:
+        recipe = Recipe(recipe.transforms, recipe.copies, learning_rate, recipe.decay)
+    result = hallucinate_noise(
+        model, objective, pixels.shape[:2], steps=int(params["steps"]), recipe=recipe, rng=rng,
+        work_size=int(params["work_size"]), scale=float(params["scale"]), base=pixels, mask=mask,
+        from_base=from_base, pixel=params["parameterization"] == "pixel", progress=context.progress,
+    )
     if objective.kind == "class" and model.kind == "classifier":
-        top = model.classify(result, top=3)
-        listed = ", ".join(f"{name} {p:.2f}" for _, name, p in top)
-        context.report(f"{model.name} sees: {listed}")
+        context.report(_verdicts(result, model, objective, context))
     return result

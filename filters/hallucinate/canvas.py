@@ -1,0 +1,266 @@
+"""Class visualisation on a canvas of any size: one spectral image, each step shows the network crops of its input size.
+
+A canvas larger than the network's input is held whole as a spectrum (decorrelated
+colour, ``1/f`` scale: :mod:`neurofilters.filters.parameterization`). Every step
+draws ``copies`` random square views (centre anywhere on the canvas, side around
+the object size ``view`` canvas pixels, zoomed and turned as the recipe says) and
+resamples each to ``size x size`` network pixels with exact bilinear weights
+computed here in numpy from the caller's seeded generator. Adam raises the mean
+objective over the views; over the steps every part of the canvas receives
+gradients, so the class appears many times at the chosen scale, drawn at the
+canvas' own resolution (not one small render enlarged).
+
+The views are gathers from the flattened canvas (``keras.ops.take``), so every
+backend runs them and their gradient is exact. An optional fixed image and mask
+composite the canvas into a photo (``image + mask * (canvas - image)``): the
+network sees the composite and only the masked pixels receive gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..parameterization import TransformSettings, frequency_scale, spectrum_to_image
+from .objectives import Objective
+
+__all__ = ["CanvasViews", "SpectralCanvas", "canvas_views", "pyramid_levels", "pyramid_shapes", "render_canvas"]
+
+
+@dataclass(frozen=True)
+class CanvasViews:
+    """How the views of a canvas are drawn.
+
+    Attributes:
+        size: Side of each view as the network sees it (pixels).
+        low: Smallest side of a view on the canvas, before the recipe's zoom (canvas pixels).
+        high: Largest side (log-uniform between ``low`` and ``high``).
+        transforms: The recipe's zoom and turn ranges and its border (``pad``, scaled with the view).
+        context: Share of the views (rounded up) whose side is log-uniform between ``low``
+            and the canvas' shorter side instead: they make the whole image read as the class too.
+        levels: Levels of the canvas' pyramid (2x average pooling each); a view wider than
+            ``size`` samples the level where it is at most twice ``size`` (no aliasing).
+    """
+
+    size: int
+    low: float
+    high: float
+    transforms: TransformSettings
+    context: float = 0.0
+    levels: int = 1
+
+
+def pyramid_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    """The shapes of the canvas' pyramid levels (level ``l``: each side halved ``l`` times, rounded down)."""
+    return [(height >> level, width >> level) for level in range(levels)]
+
+
+def pyramid_levels(height: int, width: int, size: int) -> int:
+    """Levels needed for a view of the whole canvas to sample a level at most twice ``size``."""
+    levels = 1
+    while max(height, width) / 2 ** levels >= 2 * size and min(height, width) >> levels >= 8:
+        levels += 1
+    return levels
+
+
+def canvas_views(
+    rng: np.random.Generator, count: int, height: int, width: int, views: CanvasViews
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``count`` views: corner indices into the flat canvas and their bilinear weights.
+
+    A view is a square of side ``s`` (log-uniform in ``[low, high]``, or up to the
+    canvas' shorter side for the first ``context`` share, divided by the recipe's
+    zoom), turned by the recipe's angle, centred anywhere on the canvas widened by
+    the recipe's border scaled to the view, sampled from the pyramid level where
+    it is at most twice ``size``. Indices run over the levels' flattened pixels one
+    after the other; pixels outside the canvas point past them all: the fill pixel.
+
+    Returns:
+        ``(indices, weights)``: int32 and float32 ``(count, size, size, 4)``.
+    """
+    settings = views.transforms
+    size = views.size
+    shapes = pyramid_shapes(height, width, views.levels)
+    starts = np.cumsum([0] + [h * w for h, w in shapes])
+    grid = ((np.arange(size, dtype=np.float32) + 0.5) / size - 0.5).astype(np.float32)
+    context = math.ceil(views.context * count) if views.context > 0 else 0
+    rows = []
+    for index in range(count):
+        low, high = views.low, (max(views.low, float(min(height, width))) if index < context else views.high)
+        side = float(np.exp(rng.uniform(np.log(low), np.log(high)))) if high > low else low
+        zoom_low, zoom_high = settings.scale
+        side /= float(np.exp(rng.uniform(np.log(zoom_low), np.log(zoom_high))))
+        angle = math.radians(float(rng.uniform(-settings.degrees, settings.degrees)))
+        border = settings.pad * side / size
+        # Centre: anywhere that keeps the view's middle on the canvas widened by the border.
+        half_y, half_x = min(side / 2, height / 2), min(side / 2, width / 2)
+        cy = float(rng.uniform(half_y - border, height - half_y + border))
+        cx = float(rng.uniform(half_x - border, width - half_x + border))
+        level = int(min(views.levels - 1, max(0, math.floor(math.log2(max(side / size, 1.0))))))
+        factor = 2.0**level
+        # Level-0 pixel-centre coordinates -> level coordinates: (u + 0.5) / 2^l - 0.5.
+        rows.append((cy / factor - 0.5, cx / factor - 0.5, math.cos(angle) * side / factor, math.sin(angle) * side / factor, level))
+    table = np.asarray(rows, np.float32)
+    cy, cx, cos, sin = (table[:, column, None, None] for column in range(4))
+    level = table[:, 4].astype(np.int64)
+    level_h = np.asarray([shapes[k][0] for k in level])[:, None, None]
+    level_w = np.asarray([shapes[k][1] for k in level])[:, None, None]
+    start = starts[level][:, None, None]
+    gx, gy = grid[None, None, :], grid[None, :, None]
+    y = cy + sin * gx + cos * gy
+    x = cx + cos * gx - sin * gy
+    y0, x0 = np.floor(y), np.floor(x)
+    wy, wx = y - y0, x - x0
+    iy, ix = y0.astype(np.int64), x0.astype(np.int64)
+    indices, weights = [], []
+    for dy, dx, weight in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx), (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):
+        yy, xx = iy + dy, ix + dx
+        inside = (yy >= 0) & (yy < level_h) & (xx >= 0) & (xx < level_w)
+        indices.append(np.where(inside, start + yy * level_w + xx, starts[-1]))
+        weights.append(weight)
+    return np.stack(indices, axis=-1).astype(np.int32), np.stack(weights, axis=-1).astype(np.float32)
+
+
+class SpectralCanvas(keras.layers.Layer):
+    """A trainable spectral canvas; called on ``[indices, weights]`` (see :func:`canvas_views`), returns the views.
+
+    With ``base`` and ``mask`` the canvas is composited into ``base`` first
+    (``base + mask * (canvas - base)``). With ``pixel=True`` the weight is the
+    ``H x W x 3`` image itself (clipped to [0, 1]): the plain-pixel baseline.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        initial: np.ndarray,
+        *,
+        decay: float = 1.0,
+        fill: float = 0.5,
+        base: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        levels: int = 1,
+        pixel: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Hold ``initial`` (``(2, 3, height, width)``, or ``(height, width, 3)`` pixels) as the trainable image."""
+        super().__init__(**kwargs)
+        self.height, self.width, self.fill, self.levels = int(height), int(width), float(fill), int(levels)
+        self.pixel = bool(pixel)
+        self._scale = frequency_scale(self.height, self.width, decay)
+        self._base = None if base is None else np.asarray(base, np.float32).reshape(-1, 3)
+        self._mask = None if mask is None else np.asarray(mask, np.float32).reshape(-1, 1)
+        self.spectrum = self.add_weight(
+            shape=(self.height, self.width, 3) if self.pixel else (2, 3, self.height, self.width),
+            initializer=keras.initializers.Constant(np.asarray(initial, np.float32)),
+            trainable=True,
+            name="pixels" if self.pixel else "spectrum",
+        )
+
+    def image(self) -> Any:
+        """The canvas alone, ``(1, H, W, 3)`` in [0, 1]."""
+        if self.pixel:
+            return ops.clip(self.spectrum, 0.0, 1.0)[None]
+        return spectrum_to_image(self.spectrum, ops.convert_to_tensor(self._scale))
+
+    def call(self, inputs: Any) -> Any:
+        """Bilinear views: ``sum_k weights[..., k] * flat[indices[..., k]]``."""
+        indices, weights = inputs
+        image = self.image()
+        if self._base is not None:
+            base = ops.reshape(ops.convert_to_tensor(self._base), (1, self.height, self.width, 3))
+            mask = ops.reshape(ops.convert_to_tensor(self._mask), (1, self.height, self.width, 1)) if self._mask is not None else 1.0
+            image = base + mask * (image - base)
+        parts = [ops.reshape(image, (-1, 3))]
+        level = image
+        for _ in range(1, self.levels):
+            level = ops.average_pool(level, pool_size=2, strides=2, padding="valid")
+            parts.append(ops.reshape(level, (-1, 3)))
+        parts.append(ops.full((1, 3), self.fill, dtype=image.dtype))
+        flat = ops.concatenate(parts, axis=0)
+        views = 0.0
+        for corner in range(4):
+            views = views + ops.take(flat, ops.cast(indices[..., corner], "int32"), axis=0) * weights[..., corner : corner + 1]
+        return views
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[int | None, ...]:
+        """``(B, size, size, 3)``."""
+        return (*tuple(input_shape[0])[:-1], 3)
+
+
+def _trainer(model: Any, objective: Objective, canvas: SpectralCanvas, size: int, learning_rate: float) -> Any:
+    """A Keras model from views to per-view objectives, compiled with Adam on the canvas' spectrum only."""
+    from ..gradients import gradient_feature_model
+
+    features = gradient_feature_model(model, [objective.layer], relu6="keep", precision="float32")
+    features.trainable = False
+    indices = keras.Input(shape=(size, size, 4), name="corners", dtype="int32")
+    weights = keras.Input(shape=(size, size, 4), name="weights")
+    outputs = features(canvas([indices, weights]))
+    if isinstance(outputs, (list, tuple)):
+        outputs = outputs[0]
+    trainer = keras.Model([indices, weights], objective.score(outputs), name="canvas_visualisation")
+
+    def ascend(_: Any, scores: Any) -> Any:
+        return -ops.mean(scores)
+
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=ascend, jit_compile=False)
+    return trainer
+
+
+def render_canvas(
+    model: Any,
+    objective: Objective,
+    initial: np.ndarray,
+    *,
+    views: CanvasViews,
+    steps: int,
+    copies: int,
+    learning_rate: float,
+    rng: np.random.Generator,
+    decay: float = 1.0,
+    base: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> np.ndarray:
+    """Optimise a canvas (its spectrum ``initial``, ``(2, 3, H, W)``, or its pixels, ``(H, W, 3)``) toward ``objective`` through random views.
+
+    Args:
+        model: A zoo model handle.
+        objective: What to raise.
+        initial: Starting spectrum (:func:`~neurofilters.filters.parameterization.initial_spectrum`
+            or :func:`~neurofilters.filters.parameterization.image_to_spectrum`).
+        views: How views are drawn.
+        steps: Adam steps.
+        copies: Views per step.
+        learning_rate: Adam's step on the spectrum.
+        rng: Seeded generator of the views.
+        decay: ``1/f`` exponent of the spectrum scale.
+        base: Optional ``H x W x 3`` image the canvas is composited into (with ``mask``).
+        mask: Optional ``H x W`` weights of the canvas in the composite (needs ``base``).
+        progress: ``progress(step, objective)`` after every step.
+
+    Returns:
+        float32 ``H x W x 3`` in [0, 1]: the canvas (composited into ``base`` when given).
+    """
+    pixel = initial.ndim == 3
+    height, width = (int(initial.shape[0]), int(initial.shape[1])) if pixel else (int(initial.shape[2]), int(initial.shape[3]))
+    canvas = SpectralCanvas(height, width, initial, decay=decay, base=base, mask=mask, levels=views.levels, pixel=pixel)
+    trainer = _trainer(model, objective, canvas, views.size, learning_rate)
+    targets = np.zeros((copies,), np.float32)
+    for step in range(steps):
+        indices, weights = canvas_views(rng, copies, height, width, views)
+        loss = trainer.train_on_batch([indices, weights], targets)
+        if progress is not None:
+            progress(step + 1, -float(np.asarray(loss).reshape(-1)[0]))
+    image = np.asarray(ops.convert_to_numpy(canvas.image())[0], np.float32)
+    if base is not None:
+        keep = np.ones((height, width, 1), np.float32) if mask is None else np.asarray(mask, np.float32)[:, :, None]
+        image = np.asarray(base, np.float32) + keep * (image - np.asarray(base, np.float32))
+    return np.clip(image, 0.0, 1.0)
