@@ -11,7 +11,7 @@ from neurofilters.plugin_host import ParameterError
 from ..octaves import resize_image
 from .engine import GramEngine, Objective, optimise
 from .plugin import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
-from .synthesis import STALL, build_engine, noise_like, octave_sizes, octave_steps, resolve_layers, rgb_of
+from .synthesis import STALL, build_engine, default_steps, noise_like, octave_sizes, octave_steps, resolve_layers, rgb_of
 
 #: Style layers of the default set matched at the finest octave (block1_conv1, block2_conv1: a fifth of
 #: the network's cost); the deeper ones and the content were matched at the coarser octaves.
@@ -154,7 +154,7 @@ def run_style_transfer(image: np.ndarray, params: dict[str, Any], context: Any) 
         engine,
         content,
         styles,
-        steps=int(params["steps"]),
+        steps=default_steps(int(params["steps"]), content.shape[:2], context),
         octaves=int(params["octaves"]),
         content_weight=float(params["content_weight"]),
         style_weights=[float(params["style_weight"]) * weight / total for _, weight in layers],

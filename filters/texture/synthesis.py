@@ -15,7 +15,7 @@ from .engine import GramEngine, Objective, optimise
 from .plugin import DEFAULT_TEXTURE_LAYERS
 
 __all__ = [
-    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "STALL", "STEPS_GROWTH", "build_engine", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
+    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
     "rgb_of", "run_texture", "synthesise", "use_xla",
 ]
 
@@ -123,6 +123,26 @@ FINE_LAYERS = 3
 STEPS_GROWTH = 2
 #: Most iterations any octave runs under the schedule.
 MAX_OCTAVE_STEPS = 200
+
+
+#: Below this many pixels the default --steps grows (small outputs are cheap, and 8 iterations starve them).
+SMALL_PIXELS = 512 * 512
+#: At most this factor: sqrt(SMALL_PIXELS / pixels), so 128 x 128 gets 4 x 8 = 32 iterations at the full size.
+SMALL_FACTOR = 4.0
+
+
+def default_steps(steps: int, shape: tuple[int, int], context: Any) -> int:
+    """``steps``, or for a default (not given) on an output under :data:`SMALL_PIXELS`, more of them.
+
+    Measured on scikit-image's brick at 128 x 128 (load 2-3): 8 iterations at the full size lose the rows of
+    bricks (8.6 s), 32 keep them (27 s), 64 match the old default's look (61 s; the old default took 150 s).
+    """
+    given = getattr(context, "given", None)
+    if given is None or "steps" in given:
+        return int(steps)
+    pixels = max(1, int(shape[0]) * int(shape[1]))
+    factor = min(SMALL_FACTOR, max(1.0, math.sqrt(SMALL_PIXELS / pixels)))
+    return int(round(int(steps) * factor))
 
 
 def octave_steps(steps: int, count: int, schedule: str = "pyramid") -> list[int]:
@@ -301,7 +321,7 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
         engine,
         sample,
         image.shape[:2],
-        steps=int(params["steps"]),
+        steps=default_steps(int(params["steps"]), image.shape[:2], context),
         octaves=int(params["octaves"]),
         wrap=wrap,
         rng=context.rng(1),
