@@ -176,3 +176,15 @@ def test_a_zoom_dream_becomes_a_looping_video(tmp_path: Path) -> None:
     assert np.abs(last - first).mean() < np.abs(third_last - first).mean()  # fading back towards the first frame
     # an image through a filter without frames is a usage error, not a one-frame video
     assert main(["video", str(photo), "-o", str(tmp_path / "x.mp4"), "--filter", "saliency", "-q"]) == 2
+
+
+def test_batch_takes_videos_beside_images(clip: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(5).uniform(0, 255, (40, 56, 3)).astype(np.uint8)).save(photo)
+    out = tmp_path / "out"
+    assert main(["batch", str(clip), str(photo), "-o", str(out), "--filter", "deepdream", "-q", *QUICK]) == 0
+    assert (out / "photo.png").is_file()
+    assert len(_packets(out / "clip.mp4", "video")) == 12
+    assert _packets(out / "clip.mp4", "audio") == _packets(clip, "audio")
+    # a rerun finds every frame done and the video its own
+    assert main(["batch", str(clip), "-o", str(out), "--filter", "deepdream", "-q", *QUICK]) == 0

@@ -222,6 +222,15 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     if outdir.exists() and not outdir.is_dir():
         raise _usage(f"OUTDIR must be a folder. Received: -o {args.outdir} (an existing file)")
     _check_outdir_writable(outdir, args.outdir)
+    video_code = None
+    videos = _named_videos(args.inputs)
+    if videos:
+        if len(pipeline.steps) != 1:
+            raise _usage(f"videos in a batch take one --filter; a --pipeline runs on images. Received: {_printable(videos[0])} with --pipeline")
+        video_code = _run_videos(videos, pipeline.steps[0], seed or 0, outdir, args)
+        args.inputs = [word for word in args.inputs if word not in videos]
+        if not args.inputs:
+            return video_code
     discovery = discover_inputs(args.inputs, recursive=args.recursive, include=args.include, exclude=args.exclude, skip_dirs=[outdir])
     check_outdir(outdir, discovery, allow_inside=args.allow_outdir_inside)
     for path, reason in discovery.unreadable:
@@ -256,10 +265,61 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
         return EXIT_OK
     lock = lock_outdir(outdir)
     try:
-        return _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size,
+        code = _execute(args, plan, pipeline, discovery, journal, header, quality, max_pixels, jobs, prefetch, batch_size,
                         named_inputs, report_guard)
     finally:
         lock.close()
+    return code if video_code is None else max(code, video_code)
+
+
+def _named_videos(inputs: list[str]) -> list[str]:
+    """The inputs that name video files (by suffix): they go through the video command's frame loop."""
+    from ..video.media import is_video_path
+
+    return [word for word in inputs if is_video_path(word) and os.path.isfile(word)]
+
+
+def _run_videos(videos: list[str], step: Any, seed: int, outdir: Path, args: argparse.Namespace) -> int:
+    """Each named video through ``step`` as ``neurofilters video`` does (default coherence), into OUTDIR; 1 if one failed.
+
+    The output keeps the video's container (``OUTDIR/STEM.SUFFIX``; MP4 for containers it cannot write), its
+    frames go to ``OUTDIR/STEM.frames/``, and its seed derives from the run's seed and the file name, as an
+    image's does. A failed video is reported and the others go on, as with images.
+    """
+    from ..core.call import derive_seed
+    from ..core.errors import NeurofiltersError
+    from ..imageio.guard import guard_for_paths, param_inputs
+    from ..imageio.values import load_image_params
+    from ..video.media import VIDEO_SUFFIXES, open_source
+    from ..video.run import VideoJob, run_video
+    from .progress import ProgressBar
+    from .video_command import DEFAULT_COHERENCE
+
+    loaded = load_image_params(step.spec.params, step.values)
+    loaded = type(step.values)(loaded, given=step.values.given) if hasattr(step.values, "given") else loaded
+    failed = 0
+    for path in videos:
+        source_path = Path(path)
+        suffix = source_path.suffix.lower() if source_path.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
+        output = outdir / f"{source_path.stem}{suffix}"
+        if args.dry_run:
+            print(_printable(f"would write: {path} -> {output} (a video: every frame through {step.spec.name})"))
+            continue
+        guard = guard_for_paths(("the input", source_path), *param_inputs(step.spec.params, step.values), overwrite=args.overwrite)
+        bar = None if args.quiet else ProgressBar(f"batch {step.spec.name} {source_path.name}")
+        try:
+            job = VideoJob(step.spec, loaded, dict(step.values), derive_seed(seed, source_path.name), DEFAULT_COHERENCE, 1,
+                           open_source(source_path), output, guard)
+            result = run_video(job, progress=bar)
+        except NeurofiltersError as error:
+            failed += 1
+            print(_printable(f"batch: failed: {path}: {error}"), file=sys.stderr)
+            continue
+        finally:
+            if bar is not None:
+                bar.close()
+        print(_printable(f"batch: {path} -> {result.video} ({result.frames} frames, {result.computed} filtered)"), file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def _execute(
