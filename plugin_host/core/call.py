@@ -125,35 +125,41 @@ _RANK_RE = re.compile(r"^(top-\d+|none)$")
 
 
 def check_class_names(spec: FilterSpec, values: Mapping[str, Any]) -> None:
-    """Check class names against the model's label list before the model loads (milliseconds, no framework).
+    """Check class and layer names against the model's tables before the model loads (milliseconds, no framework).
 
-    For each ``class_label`` parameter holding a name, the filter's model
-    (its first ``model`` parameter) is looked up; a model that declares
-    ``classes`` (the zoo's ImageNet classifiers) resolves the name. Models
-    without (a ``.keras`` file, a backbone) are left to the filter.
+    For each ``class_label`` parameter holding a name and each ``layer`` or
+    ``layers`` parameter, the filter's model (its first ``model`` parameter)
+    is looked up; a model that declares ``classes`` (the zoo's ImageNet
+    classifiers) resolves the class names, one that declares ``layer_names``
+    (the embedded models) checks the layer names. Models without them (a
+    ``.keras`` file, a downloaded application) are left to the filter.
 
     Raises:
-        ParameterError: An unknown or ambiguous class name, with suggestions;
+        ParameterError: An unknown or ambiguous name, with suggestions;
             ``error.param`` is the parameter's name (the CLI shows its flag).
     """
     from .errors import RegistryError
     from .registry import get_registry
 
     names = [p for p in spec.params if p.kind == "class_label" and isinstance(values.get(p.name), str)]
+    given = getattr(values, "given", None)  # layer names the user typed; a default is the filter's to explain
+    layers = [p for p in spec.params if p.kind in ("layer", "layers") and values.get(p.name) is not None
+              and (given is None or p.name in given)]
     model_param = next((p for p in spec.params if p.kind == "model"), None)
-    if not names or model_param is None or not isinstance(values.get(model_param.name), str):
+    if not (names or layers) or model_param is None or not isinstance(values.get(model_param.name), str):
         return
     try:
         model = get_registry().get_model(values[model_param.name])
     except RegistryError:
         return  # the filter says so, with its own message
     resolver = model.class_resolver()
-    if resolver is None:
-        return
-    for param in names:
+    for param in names if resolver is not None else ():
         text = values[param.name].strip()
         if not _RANK_RE.match(text.lower()):
             resolver(text, param=param.name)
+    checker = model.layer_checker()
+    for param in layers if checker is not None else ():
+        checker(values[param.name], param=param.name)
 
 
 def _check_loaded(spec: FilterSpec, params: Mapping[str, Any]) -> None:

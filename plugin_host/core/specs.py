@@ -152,6 +152,11 @@ class ModelSpec:
             machine now (checked without a framework), or a
             ``"module:function"`` string; ``None``: they come with an
             installed package, so the model always works offline.
+        layer_names: ``layer_names(value, param=...)``: checks a ``layer`` or
+            ``layers`` value against the model's layer names without loading
+            it (no framework import), raising ``ParameterError`` with
+            suggestions; or a ``"module:function"`` string. ``None`` when the
+            names are known only once the model is loaded.
         fetch: For a model whose weights must be obtained once (``neurofilters models
             fetch NAME``): ``fetch(source) -> path`` downloads (``source=None``) or
             reads a file the user has, converts and caches them; a
@@ -168,6 +173,7 @@ class ModelSpec:
     classes: Callable[..., Any] | str | None = None
     offline: Callable[[], bool] | str | None = None
     fetch: Callable[..., Any] | str | None = None
+    layer_names: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         _check_name("Model", self.name)
@@ -182,6 +188,10 @@ class ModelSpec:
     def works_offline(self) -> bool:
         """Whether the model can load without a network connection right now."""
         return True if self.offline is None else bool(resolve_callable(self.offline)())
+
+    def layer_checker(self) -> Callable[..., Any] | None:
+        """The model's framework-free layer-name check (imported if declared as a string), or ``None``."""
+        return None if self.layer_names is None else resolve_callable(self.layer_names)
 
     def class_resolver(self) -> Callable[..., Any] | None:
         """The model's framework-free class resolver (imported if declared as a string), or ``None``."""
