@@ -263,3 +263,15 @@ def test_gimp_docs_name_every_parameter_kind_and_the_extra_arguments():
     for name in (PLUGIN.SEED_ARGUMENT, PLUGIN.OUTPUT_ARGUMENT, *(nick for nick, _, _ in PLUGIN.OUTPUT_MODES)):
         assert f"`{name}`" in text, name
     assert (Path(__file__).resolve().parents[1] / "docs" / "assets" / "gimp-dialog.png").is_file()
+
+
+def test_gimp_dir_at_a_file_is_one_line_naming_it(tmp_path, capsys):
+    from neurofilters.plugin_host.cli.main import main
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    for given in (afile, afile / "sub"):
+        assert main(["gimp", "install", "--gimp-dir", str(given)]) == 2
+        err = capsys.readouterr().err
+        assert f"where {afile} is a file" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert afile.read_text() == "mine"

@@ -342,7 +342,17 @@ def _cmd_gimp(args: argparse.Namespace, registry: Registry) -> int:
 
     if args.gimp_command == "install":
         _print_failures(registry)
-        path = installer.install(gimp_dir=args.gimp_dir)
+        folder = args.gimp_dir
+        blocked = next((part for part in ([folder, *folder.parents] if folder else []) if part.exists() and not part.is_dir()), None)
+        if blocked is not None:
+            raise UsageError(f"--gimp-dir must be a folder (GIMP's profile folder). Received: --gimp-dir {folder}, where "
+                             f"{blocked} is a file; give the folder that holds GIMP's plug-ins folder.")
+        try:
+            path = installer.install(gimp_dir=folder)
+        except OSError as error:
+            from ..imageio.guard import describe_os_error
+
+            raise UsageError(describe_os_error(error, error.filename or folder or "~/.config/GIMP/3.0", "GIMP plug-in")) from None
         print(f"installed the GIMP plug-in in {path}; restart GIMP and look under Filters > Neural")
     elif args.gimp_command == "uninstall":
         removed = installer.uninstall(gimp_dir=args.gimp_dir)
