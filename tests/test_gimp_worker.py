@@ -302,7 +302,9 @@ def test_peer_credentials_of_a_real_socketpair_are_this_user():
 def test_peer_check_refuses_another_user():
     if os.geteuid() != 0:
         pytest.skip("a peer of another uid needs root to create (setuid in a forked child)")
-    folder = tempfile.mkdtemp(prefix="nfpeer")  # in /tmp: every parent directory lets uid 65534 through
+    # in /tmp itself, which every uid may traverse: not tempfile's default, which a command run in this process
+    # (main() calls start_process) points at its private, owner-only folder
+    folder = tempfile.mkdtemp(prefix="nfpeer", dir="/tmp")
     os.chmod(folder, 0o755)
     path = os.path.join(folder, "open.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
