@@ -45,7 +45,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "deepdream": {"steps": 8, "octaves": 3},
     "activation-maps": {"display": "overlay", "work_size": 224},
     # Dreamed into the photo at the filter's defaults (--start image, strength 1: the class visibly added).
-    "hallucinate": {"start": "image", "class_": "flamingo"},
+    "hallucinate": {"start": "image", "class_": "flamingo", "steps": 128, "work_size": 224},
     "adversarial": {"target": "flamingo", "epsilon": 4, "steps": 10},
     "feature-inversion": {"steps": 60},
     "texture": {"steps": 30, "octaves": 2},
