@@ -30,8 +30,9 @@ VIDEO_SUFFIXES: dict[str, tuple[str, str, str]] = {
     ".webm": ("webm", "libvpx-vp9", "yuv420p"),
     ".gif": ("gif", "", ""),
 }
-#: Inputs recognised as videos by their suffix (anything else FFmpeg opens works when named explicitly).
-_INPUT_VIDEO_SUFFIXES = frozenset({*VIDEO_SUFFIXES, ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".ogv", ".3gp"})
+#: Inputs recognised as videos by their suffix (batch's test; the video command opens whatever FFmpeg reads).
+#: Not .gif: an animated GIF is an image to batch (``--all-frames``).
+_INPUT_VIDEO_SUFFIXES = frozenset({*VIDEO_SUFFIXES, ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".ogv", ".3gp"}) - {".gif"}
 _NUMBER = re.compile(r"(\d+)")
 
 
