@@ -235,9 +235,11 @@ def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = 
     previous_source = previous_output = None
     computed = 0
 
+    decoded = 0
     for index, frame in enumerate(read_frames(job.source)):
         if index >= total:
             break
+        decoded = index + 1
         target = folder / names[index]
         if index < resume:
             if job.blends and index == resume - 1:
@@ -264,7 +266,7 @@ def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = 
             filter_seconds += time.monotonic() - clock
             if job.blends and previous_output is not None:
                 # ... and into its output by the same share: input blending alone left 0.62x the flicker of
-                # independent frames on the benchmark clip, both together 0.35x (bench/bench_video.py).
+                # independent frames on the benchmark clip, both together 0.34x (bench/bench_video.py).
                 clock = time.monotonic()
                 result = blend(np.asarray(result)[:, :, :3], previous_output, backward, mask, job.coherence)
                 flow_seconds += time.monotonic() - clock
@@ -280,6 +282,8 @@ def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = 
         if progress is not None:
             progress((index + 1) / total, f"frame {index + 1}/{total}")
 
+    if decoded < total:  # the container counted more packets than its decoder gave frames: the video has those frames
+        names, total = names[:decoded], decoded
     if video is not None:
         if progress is not None:
             progress(1.0, f"writing {video.name}")
