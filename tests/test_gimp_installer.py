@@ -1,23 +1,39 @@
-"""The GIMP plug-in's installer, manifest and the plug-in file's GIMP-free parts (no GIMP needed)."""
+"""The GIMP plug-in's installer, manifest and the plug-in modules' GIMP-free parts (no GIMP needed)."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import neurofilters.plugin_host as plugin_host
+from neurofilters.gimp_plugin import client as plugin_client
+from neurofilters.gimp_plugin import manifest as plugin_manifest
 from neurofilters.plugin_host.gimp import installer
 from neurofilters.plugin_host.gimp import worker as _worker
 
-from test_gimp_worker import PLUGIN, PLUGIN_FILE, TESTPLUGIN_DIR, runtime_dir, worker_pythonpath  # noqa: F401 - runtime_dir is a fixture
+from test_gimp_worker import PLUGIN_DIR, TESTPLUGIN_DIR, runtime_dir, worker_pythonpath  # noqa: F401 - runtime_dir is a fixture
+
+#: Every module of the plug-in: the entry file GIMP runs and the modules it loads.
+PLUGIN_SOURCES = sorted(PLUGIN_DIR.glob("*.py"))
+
+
+def _load_entry(path: Path) -> Any:
+    """An entry file as a module (outside GIMP it imports nothing of GIMP), as the installer loads it."""
+    spec = importlib.util.spec_from_file_location(f"_nf_entry_{abs(hash(os.fspath(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture()
@@ -31,11 +47,12 @@ def with_test_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_install_puts_an_executable_file_in_a_folder_of_the_same_name(tmp_path):
     path = installer.install(tmp_path)
     assert path == tmp_path / "plug-ins" / "neurofilters" / "neurofilters.py"
-    assert path.read_bytes() == PLUGIN_FILE.read_bytes()
+    for source in PLUGIN_SOURCES:  # the entry file and every module it loads, byte for byte
+        assert (path.parent / source.name).read_bytes() == source.read_bytes(), source.name
     assert path.stat().st_mode & stat.S_IXUSR
     assert path.read_text().startswith("#!/usr/bin/env python3\n")
     manifest = json.loads((path.parent / "manifest.json").read_text())
-    assert manifest["format"] == PLUGIN.MANIFEST_FORMAT == installer.MANIFEST_FORMAT
+    assert manifest["format"] == plugin_manifest.MANIFEST_FORMAT == installer.MANIFEST_FORMAT
     assert manifest["python"] == os.path.abspath(sys.executable)
     assert [f["name"] for f in manifest["filters"]] == list(plugin_host.get_registry().filters)
 
@@ -149,7 +166,7 @@ def _ended(pid: int) -> bool:
 
 def test_uninstall_removes_the_folder_and_stops_its_worker(tmp_path, runtime_dir):  # noqa: F811
     path = installer.install(tmp_path)
-    client = PLUGIN.WorkerClient(PLUGIN.load_manifest(os.fspath(path.parent)))
+    client = plugin_client.WorkerClient(plugin_manifest.load_manifest(os.fspath(path.parent)))
     pid = client.ping()["pid"]
     assert installer.uninstall(tmp_path) == path.parent
     assert not path.parent.exists()
@@ -179,80 +196,164 @@ def test_cli_gimp_install_and_uninstall(tmp_path):
     assert not (tmp_path / "plug-ins" / "neurofilters").exists()
 
 
-# -- the plug-in file --------------------------------------------------------------------------------
-def test_plugin_file_imports_only_the_standard_library_and_gi():
-    tree = ast.parse(PLUGIN_FILE.read_text())
-    modules = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            modules.add(node.module.split(".")[0])
-    assert modules - set(sys.stdlib_module_names) == {"gi"}
-    assert "__future__" in modules and not modules & {"numpy", "neurofilters.plugin_host", "tensorflow", "keras"}
+# -- the plug-in's modules ------------------------------------------------------------------------
+def test_installer_copies_exactly_the_plug_ins_modules():
+    """A module added to gimp_plugin/ and forgotten in the installer's list would be missing in GIMP."""
+    assert sorted([*installer.PLUGIN_MODULES, installer.ENTRY_NAME]) == [source.name for source in PLUGIN_SOURCES]
+    assert len(PLUGIN_SOURCES) >= 8  # entry, manifest, client, host, procedure, plan, dialog, run ...
 
 
-def test_plugin_maps_every_parameter_kind():
-    assert set(PLUGIN.KIND_TO_ARGUMENT) == set(plugin_host.PARAM_KINDS)
+def test_plugin_modules_import_only_the_standard_library_gi_and_each_other():
+    for source in PLUGIN_SOURCES:
+        tree = ast.parse(source.read_text())
+        modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+        assert modules - set(sys.stdlib_module_names) <= {"gi"}, source.name
+        assert "__future__" in modules or source.name == "__init__.py", source.name
+    # GIMP's libraries: imported by the host API (GTK's by the dialog); the worker client, the
+    # manifest and the dialog's plan are plain Python, and running a filter goes through the host API.
+    imports_gi = {source.name for source in PLUGIN_SOURCES if re.search(r"^\s*(import gi|from gi[. ])", source.read_text(), re.M)}
+    assert imports_gi == {"host.py", "dialog.py"}
+    uses_gi = {source.name for source in PLUGIN_SOURCES if re.search(r"\bgi\.[A-Z]", source.read_text())}
+    assert uses_gi == {"host.py", "procedure.py", "dialog.py", "neurofilters.py"}
+
+
+def test_every_plugin_module_says_its_concern_in_one_line():
+    for source in PLUGIN_SOURCES:
+        docstring = ast.get_docstring(ast.parse(source.read_text()))
+        assert docstring and "\n" not in docstring and docstring.endswith("."), source.name
+
+
+def test_registration_imports_neither_numpy_nor_the_dialog(tmp_path):
+    """What GIMP imports at start-up (the entry file and the modules registration uses) stays light."""
+    installer.install(tmp_path)
+    folder = tmp_path / "plug-ins" / "neurofilters"
+    code = (
+        "import sys, runpy\n"
+        f"entry = runpy.run_path({os.fspath(folder / 'neurofilters.py')!r})\n"
+        "for name in ('trace', 'manifest', 'procedure', 'client', 'host'):\n"
+        "    entry['load_module'](name)\n"
+        "entry['load_module']('manifest').load_manifest()\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'keras', 'tensorflow', 'jax', 'torch', 'neurofilters', 'gi'))\n"
+        "loaded = sorted(m.rsplit('.', 1)[-1] for m in sys.modules if m.startswith('_neurofilters_gimp_') and '.' in m)\n"
+        "print(heavy, loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] ['client', 'host', 'manifest', 'procedure', 'trace']"
+
+
+def test_the_table_of_kinds_covers_every_parameter_kind_and_drives_the_plugin():
+    from neurofilters.gimp_plugin import plan, procedure
+
+    assert set(plugin_manifest.KINDS) == set(plugin_host.PARAM_KINDS)
+    arguments = {kind.argument for kind in plugin_manifest.KINDS.values()}
+    assert arguments == set(procedure.ADDERS)  # every argument the table names can be declared
+    assert set(procedure.READERS) <= arguments
+    widgets = {kind.widget for kind in plugin_manifest.KINDS.values()} - {"number"}
+    for kind, row in plugin_manifest.KINDS.items():
+        param = {"kind": kind, "minimum": 0, "maximum": 10, "default": 0}
+        assert plan.widget_kind(param) == ("slider" if row.widget == "number" else row.widget), kind
+        assert row.widget in widgets | {"number"}
+    assert plan.widget_kind({"kind": "some-future-kind", "default": ""}) == "entry"
 
 
 def test_plugin_and_worker_share_one_wire_module(tmp_path):
     """The framing exists once: the worker imports wire.py, the installer copies that very file beside the plug-in."""
     from neurofilters.plugin_host.gimp import wire
 
-    assert os.path.samefile(PLUGIN.wire.__file__, wire.__file__) and PLUGIN.PROTOCOL_VERSION == _worker.PROTOCOL_VERSION == wire.PROTOCOL_VERSION
+    assert os.path.samefile(plugin_client.wire.__file__, wire.__file__) and plugin_client.PROTOCOL_VERSION == _worker.PROTOCOL_VERSION == wire.PROTOCOL_VERSION
     assert _worker.send_message is wire.send_message and _worker.recv_message is wire.recv_message
-    for name in ("_FRAME", "_MAGIC", "_send", "_recv", "_recv_exact"):
-        assert not hasattr(PLUGIN, name), f"the plug-in file has its own {name}"
+    for source in PLUGIN_SOURCES:
+        for name in ("_FRAME", "_MAGIC", "_send", "_recv", "_recv_exact"):
+            assert f"{name} =" not in source.read_text() and f"def {name}(" not in source.read_text(), f"{source.name} has its own {name}"
     target = installer.install(tmp_path / "profile", python=sys.executable)
     copied = target.parent / installer.WIRE_NAME
     assert copied.read_bytes() == Path(wire.__file__).read_bytes()
     # The installed plug-in loads the copy beside it, not the source tree's.
-    spec = __import__("importlib.util").util.spec_from_file_location("_nf_installed_plugin", target)
-    module = __import__("importlib.util").util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert Path(module.wire.__file__) == copied
+    entry = _load_entry(target)
+    installed_client, installed_manifest = entry.load_module("client"), entry.load_module("manifest")
+    assert Path(installed_client.__file__) == target.parent / "client.py"
+    assert Path(installed_client.wire.__file__) == copied
     copied.unlink()
-    with pytest.raises(module.WorkerError, match="wire module .* is missing"):
-        module.__dict__["wire"] = module._load_wire()
-        module.load_manifest(os.fspath(target.parent))
+    installed_manifest.wire = installed_client._load_wire()
+    with pytest.raises(installed_client.WorkerError, match="wire module .* is missing"):
+        installed_manifest.load_manifest(os.fspath(target.parent))
 
 
-def test_wire_module_is_standard_library_only():
-    from neurofilters.plugin_host.gimp import wire
+def test_reinstall_removes_the_files_an_earlier_install_wrote_and_nothing_else(tmp_path):
+    target = installer.install(tmp_path)
+    folder = target.parent
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"] == list(installer.installed_files())
+    # An earlier version wrote a module this one no longer has; the user keeps notes in the folder.
+    manifest["files"].append("retired.py")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "retired.py").write_text("# from an older neurofilters\n")
+    (folder / "__pycache__").mkdir(exist_ok=True)
+    (folder / "__pycache__" / "retired.cpython-311.pyc").write_bytes(b"")
+    (folder / "notes.txt").write_text("mine")
+    (folder / "mine.py").write_text("# mine\n")
+    installer.install(tmp_path)
+    assert not (folder / "retired.py").exists() and not (folder / "__pycache__" / "retired.cpython-311.pyc").exists()
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "mine.py").exists()
+    assert {path.name for path in folder.glob("*.py")} == {*installer.PLUGIN_MODULES, installer.ENTRY_NAME, installer.WIRE_NAME, "mine.py"}
+    # A path in a hand-edited record never reaches outside the folder.
+    outside = tmp_path / "outside.py"
+    outside.write_text("# keep\n")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "files": [*manifest["files"], "../../outside.py"]}))
+    installer.install(tmp_path)
+    assert outside.exists()
 
-    tree = ast.parse(Path(wire.__file__).read_text())
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0}
-    assert modules <= set(sys.stdlib_module_names), modules
-    ast.parse(Path(wire.__file__).read_text(), feature_version=(3, 8))
+
+def test_updating_an_install_from_before_the_split(tmp_path):
+    """An older install (one plug-in file, wire.py, a manifest without a file list) is updated in place."""
+    folder = tmp_path / "plug-ins" / "neurofilters"
+    folder.mkdir(parents=True)
+    (folder / "neurofilters.py").write_text("# the old single-file plug-in\n")
+    (folder / "wire.py").write_text("# old wire\n")
+    (folder / "manifest.json").write_text(json.dumps({"format": 1}))
+    (folder / "notes.txt").write_text("mine")
+    installer.install(tmp_path)
+    assert (folder / "neurofilters.py").read_bytes() == (PLUGIN_DIR / "neurofilters.py").read_bytes()
+    assert (folder / "notes.txt").read_text() == "mine"
+    with pytest.raises(RuntimeError, match="did not install: notes.txt"):
+        installer.uninstall(tmp_path)
+    (folder / "notes.txt").unlink()
+    assert installer.uninstall(tmp_path) == folder and not folder.exists()
 
 
 def test_argument_names_and_choice_nicks():
-    assert PLUGIN.argument_name("octave_scale") == "octave-scale"
-    assert [PLUGIN.argument_name(n) for n in ("image", "drawables", "run_mode", "output_mode")] == [
+    assert plugin_manifest.argument_name("octave_scale") == "octave-scale"
+    assert [plugin_manifest.argument_name(n) for n in ("image", "drawables", "run_mode", "output_mode")] == [
         "image-param",
         "drawables-param",
         "run-mode-param",
         "output-mode-param",
     ]
-    assert PLUGIN.choice_nicks(["rgb", "mean-abs", "Grey Mix", "x_y"]) == ["rgb", "mean-abs", "choice-2", "choice-3"]
+    assert plugin_manifest.choice_nicks(["rgb", "mean-abs", "Grey Mix", "x_y"]) == ["rgb", "mean-abs", "choice-2", "choice-3"]
 
 
 def test_plugin_reports_a_broken_manifest_with_the_fix(tmp_path):
-    with pytest.raises(PLUGIN.WorkerError, match=r"Cannot read the neurofilters manifest .*neurofilters gimp install"):
-        PLUGIN.load_manifest(os.fspath(tmp_path))
+    with pytest.raises(plugin_client.WorkerError, match=r"Cannot read the neurofilters manifest .*neurofilters gimp install"):
+        plugin_manifest.load_manifest(os.fspath(tmp_path))
     (tmp_path / "manifest.json").write_text(json.dumps({"format": 99}))
-    with pytest.raises(PLUGIN.WorkerError, match=r"has format 99; this plug-in reads format 1"):
-        PLUGIN.load_manifest(os.fspath(tmp_path))
+    with pytest.raises(plugin_client.WorkerError, match=r"has format 99; this plug-in reads format 1"):
+        plugin_manifest.load_manifest(os.fspath(tmp_path))
 
 
-def test_plugin_file_runs_on_older_pythons():
-    """GIMP 3 ships with whatever Python the platform has; keep the file free of 3.10+ syntax."""
-    source = PLUGIN_FILE.read_text()
-    ast.parse(source, feature_version=(3, 8))
-    tree = ast.parse(source)
-    assert not any(isinstance(node, ast.Match) for node in ast.walk(tree))
+def test_plugin_modules_run_on_older_pythons():
+    """GIMP 3 ships with whatever Python the platform has; keep the modules free of 3.10+ syntax."""
+    for path in PLUGIN_SOURCES:
+        source = path.read_text()
+        ast.parse(source, feature_version=(3, 8))
+        tree = ast.parse(source)
+        assert not any(isinstance(node, ast.Match) for node in ast.walk(tree)), path.name
 
 
 def test_gimp_docs_name_every_parameter_kind_and_the_extra_arguments():
@@ -260,7 +361,7 @@ def test_gimp_docs_name_every_parameter_kind_and_the_extra_arguments():
     table = text.split("| parameter kind | GIMP argument |", 1)[1].split("\n\n", 1)[0]
     for kind in plugin_host.PARAM_KINDS:
         assert f"`{kind}`" in table, kind
-    for name in (PLUGIN.SEED_ARGUMENT, PLUGIN.OUTPUT_ARGUMENT, *(nick for nick, _, _ in PLUGIN.OUTPUT_MODES)):
+    for name in (plugin_manifest.SEED_ARGUMENT, plugin_manifest.OUTPUT_ARGUMENT, *(nick for nick, _, _ in plugin_manifest.OUTPUT_MODES)):
         assert f"`{name}`" in text, name
     assert (Path(__file__).resolve().parents[1] / "docs" / "assets" / "gimp-dialog.png").is_file()
 

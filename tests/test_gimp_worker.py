@@ -1,14 +1,13 @@
 """The GIMP worker and the plug-in's worker client, without GIMP.
 
-The client is the real code of ``gimp_plugin/neurofilters.py`` (it imports
-``gi`` only when GIMP runs it), the worker the real ``python -m
+The client is the real code of ``gimp_plugin/client.py`` (the plug-in
+imports ``gi`` only when GIMP runs it), the worker the real ``python -m
 neurofilters.plugin_host.gimp.worker`` process it starts; filters come from the test plugin
 in ``tests/gimp/testplugin``, found through its entry point.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -28,11 +27,13 @@ import numpy as np
 import pytest
 
 import neurofilters.plugin_host as plugin_host
+from neurofilters.gimp_plugin import client as plugin_client
+from neurofilters.gimp_plugin import plan as plugin_plan
 from neurofilters.plugin_host.gimp import worker as _worker
 
 HERE = Path(__file__).resolve().parent
 TESTPLUGIN_DIR = HERE / "gimp" / "testplugin"
-PLUGIN_FILE = HERE.parent / "gimp_plugin" / "neurofilters.py"
+PLUGIN_DIR = HERE.parent / "gimp_plugin"
 
 
 def worker_pythonpath() -> str:
@@ -41,15 +42,6 @@ def worker_pythonpath() -> str:
     return os.pathsep.join([os.fspath(TESTPLUGIN_DIR), *rest])
 
 
-def load_plugin_module() -> Any:
-    """The plug-in file as a module (outside GIMP it never imports ``gi``)."""
-    spec = importlib.util.spec_from_file_location("_nf_gimp_plugin_under_test", PLUGIN_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PLUGIN = load_plugin_module()
 
 
 @pytest.fixture()
@@ -91,7 +83,7 @@ def make_client(name: str = "t", idle: float = 60, **env: str) -> Any:
         "env": {"PYTHONPATH": os.environ["PYTHONPATH"], "NEUROFILTERS_WORKER_IDLE_TIMEOUT": str(idle), **env},
         "_digest": f"{name}-{time.monotonic_ns()}",
     }
-    return PLUGIN.WorkerClient(manifest)
+    return plugin_client.WorkerClient(manifest)
 
 
 def _gone(pid: int) -> bool:
@@ -148,7 +140,7 @@ def test_float_pixels_travel_without_rounding(runtime_dir):
 
 def test_warm_worker_serves_several_clients_with_models_loaded_once(runtime_dir):
     first = make_client("warm")
-    second = PLUGIN.WorkerClient(first.manifest)  # a later GIMP call: a new plug-in process
+    second = plugin_client.WorkerClient(first.manifest)  # a later GIMP call: a new plug-in process
     first.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
     pid = first.ping()["pid"]
     second.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
@@ -166,7 +158,7 @@ def test_bad_parameter_gives_the_validation_message(runtime_dir, values, name, r
     spec = plugin_host.get_registry().get_filter("nf-test-invert")
     with pytest.raises(plugin_host.ParameterError) as expected:
         spec.param_index[name].convert(raw)
-    with pytest.raises(PLUGIN.WorkerError) as error:
+    with pytest.raises(plugin_client.WorkerError) as error:
         client.run("nf-test-invert", values, 0, 16, 12, 3, "u8", _pixels().tobytes())
     assert str(error.value) == str(expected.value)
     assert f"Received: {name}=" in str(error.value)
@@ -174,28 +166,28 @@ def test_bad_parameter_gives_the_validation_message(runtime_dir, values, name, r
 
 def test_unknown_parameter_and_unknown_filter_are_explained(runtime_dir):
     client = make_client()
-    with pytest.raises(PLUGIN.WorkerError, match=r"Unknown parameter. Received: amout=3.*Did you mean: amount"):
+    with pytest.raises(plugin_client.WorkerError, match=r"Unknown parameter. Received: amout=3.*Did you mean: amount"):
         client.run("nf-test-invert", {"amout": 3}, 0, 16, 12, 3, "u8", _pixels().tobytes())
-    with pytest.raises(PLUGIN.WorkerError, match=r"Unknown filter.*'nf-test-invrt'.*neurofilters gimp install"):
+    with pytest.raises(plugin_client.WorkerError, match=r"Unknown filter.*'nf-test-invrt'.*neurofilters gimp install"):
         client.run("nf-test-invrt", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
 
 
 def test_wrong_pixel_count_is_a_protocol_error(runtime_dir):
     client = make_client()
     message = r"Expected 576 bytes of u8 pixels for 16x12x3. Received: 10 bytes"
-    with pytest.raises(PLUGIN.WorkerError, match=message):  # caught by the client before sending
+    with pytest.raises(plugin_client.WorkerError, match=message):  # caught by the client before sending
         client.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", b"0123456789")
     header = {"op": "run", "filter": "nf-test-invert", "values": {}, "width": 16, "height": 12, "channels": 3, "dtype": "u8"}
-    with pytest.raises(PLUGIN.WorkerError, match=message):  # and by the worker, for any other client
+    with pytest.raises(plugin_client.WorkerError, match=message):  # and by the worker, for any other client
         client.request(header, b"0123456789")
-    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 586 bytes of pixels for 2 image\(s\). Received: 576 bytes"):
+    with pytest.raises(plugin_client.WorkerError, match=r"Expected 586 bytes of pixels for 2 image\(s\). Received: 576 bytes"):
         client.request({**header, "images": [{"name": "x", "width": 1, "height": 10, "channels": 1, "dtype": "u8"}]}, _pixels().tobytes())
 
 
 def test_crash_is_reported_and_the_next_call_starts_a_fresh_worker(runtime_dir):
     client = make_client()
     pid = client.ping()["pid"]
-    with pytest.raises(PLUGIN.WorkerError, match="worker stopped unexpectedly.*next call starts a fresh worker"):
+    with pytest.raises(plugin_client.WorkerError, match="worker stopped unexpectedly.*next call starts a fresh worker"):
         client.run("nf-test-crash", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
     reply, _ = client.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
     assert reply["type"] == "result"
@@ -366,7 +358,7 @@ def test_frozen_worker_is_killed_after_the_inactivity_timeout(runtime_dir):
     client = make_client(NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT="1")
     pid = client.ping()["pid"]
     started = time.monotonic()
-    with pytest.raises(PLUGIN.WorkerError) as error:
+    with pytest.raises(plugin_client.WorkerError) as error:
         client.run("nf-test-stall", {"mode": "freeze"}, 0, 16, 12, 3, "u8", _pixels().tobytes())
     assert time.monotonic() - started < 8
     message = str(error.value)
@@ -384,7 +376,7 @@ def test_worker_that_stops_greeting_is_killed_at_the_next_call(runtime_dir):
     os.kill(pid, signal.SIGSTOP)  # alive, listening, but nothing in it runs
     try:
         started = time.monotonic()
-        with pytest.raises(PLUGIN.WorkerError) as error:
+        with pytest.raises(plugin_client.WorkerError) as error:
             client.run("nf-test-invert", {}, 0, 16, 12, 3, "u8", _pixels().tobytes())
         assert time.monotonic() - started < 8
     finally:
@@ -400,7 +392,7 @@ def test_worker_that_stops_greeting_is_killed_at_the_next_call(runtime_dir):
 
 def test_busy_worker_greets_at_once_and_the_queued_call_waits_with_heartbeats(runtime_dir):
     first = make_client(NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT="0.8")
-    second = PLUGIN.WorkerClient(first.manifest)
+    second = plugin_client.WorkerClient(first.manifest)
     pid = first.ping()["pid"]
     results: list[Any] = []
     slow = threading.Thread(
@@ -439,23 +431,23 @@ def test_worker_exits_when_a_cancelled_filter_does_not_stop(runtime_dir):
 def test_timeouts_come_from_gimps_environment_or_the_manifest(runtime_dir, monkeypatch):
     client = make_client(NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT="7", NEUROFILTERS_GIMP_HELLO_TIMEOUT="3")
     assert (client.start_timeout, client.hello_timeout, client.inactivity_timeout) == (
-        PLUGIN.WORKER_START_TIMEOUT,
+        plugin_client.WORKER_START_TIMEOUT,
         3.0,
         7.0,
     )
     monkeypatch.setenv("NEUROFILTERS_GIMP_INACTIVITY_TIMEOUT", "2.5")
-    assert PLUGIN.WorkerClient(client.manifest).inactivity_timeout == 2.5
+    assert plugin_client.WorkerClient(client.manifest).inactivity_timeout == 2.5
     monkeypatch.setenv("NEUROFILTERS_GIMP_START_TIMEOUT", "soon")
-    with pytest.raises(PLUGIN.WorkerError, match=r"NEUROFILTERS_GIMP_START_TIMEOUT must be a number of seconds > 0. Received: .*=soon"):
-        PLUGIN.WorkerClient(client.manifest)
+    with pytest.raises(plugin_client.WorkerError, match=r"NEUROFILTERS_GIMP_START_TIMEOUT must be a number of seconds > 0. Received: .*=soon"):
+        plugin_client.WorkerClient(client.manifest)
 
 
 def test_runtime_directory_with_loose_permissions_is_refused(runtime_dir):
     loose = runtime_dir / "neurofilters"
     loose.mkdir(mode=0o755)
     os.chmod(loose, 0o755)
-    with pytest.raises(PLUGIN.WorkerError, match=r"must be a directory of uid \d+ with mode 0700. Received: .*mode=0o755"):
-        PLUGIN.runtime_directory()
+    with pytest.raises(plugin_client.WorkerError, match=r"must be a directory of uid \d+ with mode 0700. Received: .*mode=0o755"):
+        plugin_client.runtime_directory()
 
 
 def test_idle_worker_exits_and_removes_its_socket(runtime_dir):
@@ -499,14 +491,14 @@ def test_worker_refuses_a_world_readable_socket_directory(tmp_path):
 def test_missing_interpreter_is_explained(runtime_dir):
     client = make_client()
     client.manifest["python"] = "/nonexistent/python"
-    with pytest.raises(PLUGIN.WorkerError, match=r"Received: python='/nonexistent/python'.*neurofilters gimp install"):
+    with pytest.raises(plugin_client.WorkerError, match=r"Received: python='/nonexistent/python'.*neurofilters gimp install"):
         client.ping()
 
 
 def test_worker_that_cannot_start_shows_its_log(runtime_dir):
     client = make_client()
     client.manifest["env"]["NEUROFILTERS_WORKER_IDLE_TIMEOUT"] = "soon"
-    with pytest.raises(PLUGIN.WorkerError, match=r"(?s)exited with status 1 while starting.*NEUROFILTERS_WORKER_IDLE_TIMEOUT must be"):
+    with pytest.raises(plugin_client.WorkerError, match=r"(?s)exited with status 1 while starting.*NEUROFILTERS_WORKER_IDLE_TIMEOUT must be"):
         client.ping()
 
 
@@ -586,7 +578,7 @@ def test_image_parameters_travel_as_pixels_and_extra_outputs_come_back(runtime_d
     client = make_client()
     image = _pixels(12, 16, 3)
     overlay = np.random.default_rng(5).integers(0, 256, (6, 5, 4), dtype=np.uint8)  # RGBA, smaller than the image
-    header = PLUGIN.wire.image_header(5, 6, 4, "u8", name="overlay")
+    header = plugin_client.wire.image_header(5, 6, 4, "u8", name="overlay")
     values = {"mix": 0.25, "frames": 2, "grey_map": True}
     reply, data = client.run(
         "nf-test-blend", values, 3, 16, 12, 3, "u8", image.tobytes(), images=[(header, overlay.tobytes())], given=["mix"]
@@ -612,10 +604,10 @@ def test_image_parameters_travel_as_pixels_and_extra_outputs_come_back(runtime_d
 def test_images_and_given_are_checked(runtime_dir):
     client = make_client()
     image = _pixels().tobytes()
-    mix = PLUGIN.wire.image_header(2, 2, 1, "u8", name="mix")
-    with pytest.raises(PLUGIN.WorkerError, match="Images may only be sent for image parameters. Received: an image named 'mix'"):
+    mix = plugin_client.wire.image_header(2, 2, 1, "u8", name="mix")
+    with pytest.raises(plugin_client.WorkerError, match="Images may only be sent for image parameters. Received: an image named 'mix'"):
         client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, images=[(mix, b"0123")])
-    with pytest.raises(PLUGIN.WorkerError, match=r"Expected 'given' as a list of the filter's parameter names. Received: given=\['nope'\]"):
+    with pytest.raises(plugin_client.WorkerError, match=r"Expected 'given' as a list of the filter's parameter names. Received: given=\['nope'\]"):
         client.run("nf-test-blend", {}, 0, 16, 12, 3, "u8", image, given=["nope"])
 
 
@@ -626,7 +618,7 @@ def test_layers_of_a_model_for_the_dialogs_list(runtime_dir):
     assert reply == {"type": "layers", "model": "nf-test-model", "layers": ["block1", "block2_add"]}
     reply, _ = client.request({"op": "layers", "model": "no-such-model"})
     assert reply["layers"] == [] and "no-such-model" in reply["reason"]
-    with pytest.raises(PLUGIN.WorkerError, match="Expected a model name. Received: model=None"):
+    with pytest.raises(plugin_client.WorkerError, match="Expected a model name. Received: model=None"):
         client.request({"op": "layers"})
 
 
@@ -647,6 +639,6 @@ def test_the_filters_summary_travels_to_the_plug_in(runtime_dir):
     client = make_client()
     reply, _ = client.run("nf-test-invert", {"amount": 60, "note": "summary"}, 0, 16, 12, 3, "u8", _pixels().tobytes())
     assert reply["summary"] == ["inverted by 60 %"]
-    assert PLUGIN.preview_status(reply).endswith("s; inverted by 60 %")
+    assert plugin_plan.preview_status(reply).endswith("s; inverted by 60 %")
     reply, _ = client.run("nf-test-invert", {"amount": 60}, 0, 16, 12, 3, "u8", _pixels().tobytes())
-    assert reply["summary"] == [] and ";" not in PLUGIN.preview_status(reply)
+    assert reply["summary"] == [] and ";" not in plugin_plan.preview_status(reply)

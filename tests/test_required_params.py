@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +9,11 @@ import pytest
 from PIL import Image
 
 import neurofilters
+from neurofilters.gimp_plugin.plan import missing_required
 from neurofilters.plugin_host import DeclarationError, Param, ParameterError, build_registry, validate_params
 from neurofilters.plugin_host.cli.docs import markdown_table
 from neurofilters.plugin_host.cli.main import main
 from neurofilters.plugin_host.gimp.worker import describe_filters
-
-PLUGIN_FILE = Path(__file__).resolve().parent.parent / "gimp_plugin" / "neurofilters.py"
-
 
 @pytest.fixture()
 def photo(tmp_path: Path, chelsea: np.ndarray) -> Path:
@@ -82,14 +79,11 @@ def test_texture_without_a_source_says_the_input_is_the_sample(chelsea: np.ndarr
 
 
 def test_gimp_gets_required_in_its_manifest_and_refuses_before_the_worker() -> None:
-    spec = importlib.util.spec_from_file_location("_nf_gimp_plugin_required", PLUGIN_FILE)
-    plugin = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plugin)
     info = next(item for item in describe_filters(build_registry(autoload=False))["filters"] if item["name"] == "style-transfer")
     assert [param["name"] for param in info["params"] if param["required"]] == ["style"]
-    message = plugin.missing_required(info, chosen={})
+    message = missing_required(info, chosen={})
     assert "'Style'" in message and "choose a layer" in message
-    assert plugin.missing_required(info, chosen={"style": object()}) == ""
+    assert missing_required(info, chosen={"style": object()}) == ""
 
 
 def test_docs_tables_say_required() -> None:

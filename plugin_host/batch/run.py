@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -418,8 +417,3 @@ def summary_text(rows: list[dict[str, Any]], wall: float, *, stream: TextIO | No
     if stream is not None:
         print(text, file=stream)
     return text
-
-
-def default_stream() -> TextIO:
-    """Where progress and summaries go (standard error)."""
-    return sys.stderr

@@ -142,41 +142,39 @@ class ParamKind:
         allowed: The allowed values in words (errors, ``--help``, docs);
             empty for ``int``/``float``, whose words come from their bounds.
         metavar: The command line's placeholder (``N``, ``LAYER`` ...).
-        gimp_argument: The GIMP procedure argument that carries it (``int``,
-            ``double``, ``boolean``, ``choice``, ``string``, ``file``, ``color``),
-            written into the plug-in's manifest.
+
+    The GIMP argument and widget of each kind are the plug-in's own table
+    (``gimp_plugin/manifest.py``: ``KINDS``).
     """
 
     python: str
     allowed: str
     metavar: str
-    gimp_argument: str
 
 
-#: Every kind a parameter can be: the one table the CLI, validation, the GIMP
-#: manifest and the docs read.
+#: Every kind a parameter can be: the one table the CLI, validation and the docs read.
 KINDS: dict[str, ParamKind] = {
-    "int": ParamKind("int", "", "N", "int"),
-    "float": ParamKind("float", "", "X", "double"),
-    "bool": ParamKind("bool", "true or false", "BOOL", "boolean"),
-    "choice": ParamKind("str (one of the choices)", "", "CHOICE", "choice"),
-    "string": ParamKind("str", "text", "TEXT", "string"),
-    "path": ParamKind("str (path of an existing file, or empty for none)", "the path of an existing file (or empty for none)", "FILE", "file"),
+    "int": ParamKind("int", "", "N"),
+    "float": ParamKind("float", "", "X"),
+    "bool": ParamKind("bool", "true or false", "BOOL"),
+    "choice": ParamKind("str (one of the choices)", "", "CHOICE"),
+    "string": ParamKind("str", "text", "TEXT"),
+    "path": ParamKind("str (path of an existing file, or empty for none)", "the path of an existing file (or empty for none)", "FILE"),
     "image": ParamKind(
         "float32 H x W x C array in [0, 1] (C = 1..4) loaded by the host, or None",
-        "an image file (or empty for none)", "IMAGE", "drawable",
+        "an image file (or empty for none)", "IMAGE",
     ),
-    "colour": ParamKind("tuple[float, float, float] in [0, 1]", "a colour as #rrggbb or r,g,b with components 0-255", "COLOUR", "color"),
+    "colour": ParamKind("tuple[float, float, float] in [0, 1]", "a colour as #rrggbb or r,g,b with components 0-255", "COLOUR"),
     "class_label": ParamKind(
         "int class id, or str class name resolved by the filter",
-        "a class id (integer >= 0) or a class name such as 'tiger cat'", "CLASS", "string",
+        "a class id (integer >= 0) or a class name such as 'tiger cat'", "CLASS",
     ),
-    "layer": ParamKind("str (one layer name or alias of the model)", "a layer name or alias of the model (see 'neurofilters layers MODEL')", "LAYER", "string"),
+    "layer": ParamKind("str (one layer name or alias of the model)", "a layer name or alias of the model (see 'neurofilters layers MODEL')", "LAYER"),
     "layers": ParamKind(
         "tuple[tuple[str, float], ...] (layer names with weights)",
-        "layer names with optional weights, e.g. 'mixed3:1.0,mixed5:1.5'", "LAYER[:W],...", "string",
+        "layer names with optional weights, e.g. 'mixed3:1.0,mixed5:1.5'", "LAYER[:W],...",
     ),
-    "model": ParamKind("str (name of a registered model, or path of a .keras file)", "a model name (see 'neurofilters models') or the path of a .keras file", "MODEL", "choice"),
+    "model": ParamKind("str (name of a registered model, or path of a .keras file)", "a model name (see 'neurofilters models') or the path of a .keras file", "MODEL"),
 }
 #: Every kind a parameter can be, with the Python type of its validated value.
 PARAM_KINDS: dict[str, str] = {name: kind.python for name, kind in KINDS.items()}

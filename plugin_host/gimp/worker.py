@@ -78,7 +78,7 @@ from typing import Any
 
 from ..core.context import FilterContext, ModelCache
 from ..core.errors import FilterCancelled, NeurofiltersError, RegistryError
-from ..core.params import KINDS, Param, format_value
+from ..core.params import Param, format_value
 from . import wire
 from .wire import MAGIC, PROTOCOL_VERSION, recv_message, send_message
 
@@ -196,7 +196,6 @@ def describe_filters(registry: Any = None) -> dict[str, Any]:
                     {
                         "name": param.name,
                         "kind": param.kind,
-                        "gimp_argument": KINDS[param.kind].gimp_argument,
                         "group": param.group,
                         "advanced": param.advanced,
                         "required": param.required,

@@ -175,9 +175,9 @@ def _dump(step):
 
 def _ping(step):
     _sys.path.insert(0, step["plugin_dir"])
-    import neurofilters as plugin  # the installed plug-in file, as a module
+    import neurofilters as entry  # the installed entry file, as a module; it loads the modules beside it
 
-    client = plugin.WorkerClient(plugin.load_manifest(step["plugin_dir"]))
+    client = entry.load_module("client").WorkerClient(entry.load_module("manifest").load_manifest(step["plugin_dir"]))
     return {"status": client.ping()}
 
 

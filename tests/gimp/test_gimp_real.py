@@ -26,6 +26,7 @@ from gimp_gui import GUI_PACKAGES, GimpGui, image_window_title
 from gimp_session import describe_failure
 
 import neurofilters.plugin_host as plugin_host
+from neurofilters.gimp_plugin import manifest as plugin_manifest
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -44,19 +45,6 @@ ARG_TYPES = {
     "image": "ParamDrawable",
 }
 INVERT = "neurofilters-nf-test-invert"
-
-
-def _plugin_module() -> Any:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "gimp_plugin" / "neurofilters.py"
-    spec = importlib.util.spec_from_file_location("_nf_gimp_plugin_file", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PLUGIN = _plugin_module()
 
 
 def _image(height: int = 48, width: int = 64, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -101,7 +89,7 @@ def test_every_registered_filter_has_a_procedure_with_its_declared_arguments(ins
         assert procedure["image_types"] == "RGB*, GRAY*"
         arguments = procedure["arguments"]
         assert [a["name"] for a in arguments[:3]] == ["run-mode", "image", "drawables"]
-        assert [a["name"] for a in arguments[3:]] == [PLUGIN.argument_name(p.name) for p in spec.params] + [
+        assert [a["name"] for a in arguments[3:]] == [plugin_manifest.argument_name(p.name) for p in spec.params] + [
             "seed",
             "output-mode",
         ]
@@ -118,7 +106,7 @@ def test_every_registered_filter_has_a_procedure_with_its_declared_arguments(ins
                     assert argument["maximum"] == pytest.approx(param.maximum), where
             elif param.kind == "choice":
                 assert argument["labels"] == list(param.choices), where
-                assert argument["default"] == PLUGIN.choice_nicks(list(param.choices))[param.choices.index(param.default)]
+                assert argument["default"] == plugin_manifest.choice_nicks(list(param.choices))[param.choices.index(param.default)]
             elif param.kind == "model":
                 assert set(model_names) <= set(argument["labels"]), where
                 assert argument["default"] == param.default, where
