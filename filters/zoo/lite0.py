@@ -351,11 +351,6 @@ LITE0_NOTES: dict[str, str] = {
 }
 
 
-def lite0_zoo_model(network: keras.Model) -> ZooModel:
-    """Wrap a Lite0 network (from :func:`build_lite0`) as the ``lite0`` zoo model."""
-    return lite_zoo_model(network, LITE0)
-
-
 def lite_zoo_model(network: keras.Model, variant: LiteVariant) -> ZooModel:
     """Wrap a Lite network (from :func:`build_lite`) as its zoo model."""
     blocks = variant.block_count()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import os
 
-from neurofilters.plugin_host import CommandSpec, FilterSpec, ModelSpec, hookimpl
+from neurofilters.plugin_host import CommandSpec, ModelSpec, hookimpl
 
-__all__ = ["keras_weights_present", "register_commands", "register_filters", "register_models", "resolve_model"]
+__all__ = ["keras_weights_present", "register_commands", "register_models", "resolve_model"]
 
 _KERAS_SOURCE = "Keras Applications ImageNet weights, downloaded into ~/.keras/models when online"
 #: Class names of the ImageNet-1k classifiers, checked before a model loads.
@@ -127,12 +127,6 @@ def register_models() -> list[ModelSpec]:
             offline=functools.partial(keras_weights_present, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"),
         ),
     ]
-
-
-@hookimpl
-def register_filters() -> list[FilterSpec]:
-    """The zoo provides models only."""
-    return []
 
 
 @hookimpl
