@@ -8,6 +8,8 @@ validation and image loading, so ``apply(...).save(path)`` writes the bytes
 
 from __future__ import annotations
 
+import argparse
+import keyword
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,15 +18,19 @@ from typing import Any
 
 from .core.call import apply_filter
 from .core.context import ModelCache, ProgressCallback
+from .core.errors import ParameterError, RegistryError
 from .core.params import MAX_SEED, Param, format_value, shown_value, validate_params
-from .core.quiet import native_stderr_silenced, quiet_frameworks
+from .core.quiet import command_stderr_quiet, native_stderr_silenced, quiet_frameworks
 from .core.registry import get_registry
-from .core.specs import FilterSpec
+from .core.specs import CommandSpec, FilterSpec
 from .imageio.files import LoadedImage
 from .imageio.guard import WriteGuard, param_inputs
 from .imageio.values import load_image_params, to_loaded_image
 
-__all__ = ["FilterInfo", "FilterList", "Result", "apply", "describe", "list_filters", "load_model"]
+__all__ = [
+    "CommandResult", "FilterInfo", "FilterList", "Result", "apply", "command_argv", "command_parser", "describe", "list_filters",
+    "load_model", "run_command",
+]
 
 _MODELS: ModelCache | None = None
 
@@ -216,8 +222,6 @@ def apply(
         (32, 32, 3)
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 or seed > MAX_SEED:
-        from .core.errors import ParameterError
-
         raise ParameterError(
             f'"seed" must be an integer between 0 and {MAX_SEED}. Received: seed={shown_value(seed)}',
             param="seed",
@@ -240,3 +244,210 @@ def apply(
     )
     named = ([("the input", os.fspath(image))] if isinstance(image, (str, os.PathLike)) else []) + param_inputs(spec.params, validated)
     return Result(pixels, outputs, source, "\n".join(summary), tuple(named))
+
+
+# --- Commands from Python: the CLI's own parser, without sys.exit -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What :func:`run_command` returns.
+
+    Attributes:
+        command: The command's name (``classify``).
+        argv: The command line the call stands for, without ``neurofilters``
+            (``("classify", "cat.png", "--top=3")``): the same words give the
+            same result on the command line.
+        exit_code: ``0`` for a command that computed its result; otherwise the
+            exit code of the command's ``run`` (``0`` ok, ``1`` failure).
+        value: The command's result object (rows, a report, the paths written)
+            when its declaration has a ``compute`` function; ``None`` for a
+            command that only prints (most third-party commands).
+    """
+
+    command: str
+    argv: tuple[str, ...]
+    exit_code: int = 0
+    value: Any = None
+
+    @property
+    def command_line(self) -> str:
+        """The equivalent shell command (``neurofilters classify cat.png --top=3``)."""
+        import shlex
+
+        return shlex.join(("neurofilters", *self.argv))
+
+
+def command_parser(command: CommandSpec | str) -> argparse.ArgumentParser:
+    """The argparse parser of a registered command: the one ``neurofilters COMMAND`` uses.
+
+    Args:
+        command: A :class:`CommandSpec` or the name of a registered command.
+
+    Raises:
+        RegistryError: Unknown command (with suggestions).
+    """
+    from .cli.main import command_parser as build
+
+    spec = _command(command) if isinstance(command, str) else command
+    return build(spec)
+
+
+def _command(name: str) -> CommandSpec:
+    import difflib
+
+    registry = get_registry()
+    if name not in registry.commands:
+        close = difflib.get_close_matches(str(name), list(registry.commands), n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise RegistryError(
+            f"Unknown command. Received: {shown_value(name)!r}.{hint} Commands: {', '.join(sorted(registry.commands))}."
+        )
+    return registry.commands[name]
+
+
+def _keyword_names(action: argparse.Action) -> list[str]:
+    """The keyword arguments that set ``action``: its ``dest`` and each long flag spelt as an identifier."""
+    names = [action.dest]
+    for flag in action.option_strings:
+        if flag.startswith("--") and not flag.startswith("--no-"):
+            name = flag[2:].replace("-", "_")
+            names.append(f"{name}_" if keyword.iskeyword(name) else name)
+    return list(dict.fromkeys(name for name in names if name and name != argparse.SUPPRESS))
+
+
+def _options(parser: argparse.ArgumentParser) -> tuple[dict[str, argparse.Action], dict[str, argparse.Action]]:
+    """``(positionals, options)`` of ``parser`` by keyword name (help and version actions left out)."""
+    positionals: dict[str, argparse.Action] = {}
+    options: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+            continue
+        if not action.option_strings:
+            positionals[action.dest] = action
+            continue
+        for name in _keyword_names(action):
+            options.setdefault(name, action)
+    return positionals, options
+
+
+def _words(value: Any) -> list[str]:
+    """A value as command-line words: a list or tuple gives one word per item."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    return [os.fspath(item) if isinstance(item, os.PathLike) else str(item) for item in items]
+
+
+def _flag_words(command: str, name: str, action: argparse.Action, value: Any) -> list[str]:
+    """The words that give option ``name`` the value ``value``, as the parser expects them."""
+    flag = next((f for f in action.option_strings if f.startswith("--")), action.option_strings[0])
+    if action.nargs == 0:  # store_true / store_false / store_const
+        if value == action.const and isinstance(value, type(action.const)):
+            return [flag]
+        if value == action.default or (value is False and action.const is True):
+            return []
+        raise ParameterError(
+            f"{command}: {name} is a switch ({flag}): pass {action.const!r} to set it. Received: {name}={shown_value(value)}",
+            param=name, value=value,
+        )
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+        return [flag, *_words(value)]
+    if isinstance(action, argparse._AppendAction):
+        return [f"{flag}={word}" for word in _words(value)]
+    if isinstance(value, (list, tuple)):
+        value = ",".join(_words(value))  # the commands' list options are comma-separated (--methods a,b)
+    return [f"{flag}={_words(value)[0]}"]
+
+
+def command_argv(command: CommandSpec | str, *positional: Any, **options: Any) -> list[str]:
+    """The command line (without ``neurofilters``) that :func:`run_command` parses for these arguments.
+
+    Raises:
+        RegistryError: Unknown command.
+        ParameterError: A keyword that is none of the command's options (with the options it has).
+    """
+    spec = _command(command) if isinstance(command, str) else command
+    parser = command_parser(spec)
+    argv: list[str] = []
+    for item in positional:
+        argv.extend(_words(item))
+    prog = parser.prog
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is not None and argv and argv[0] in sub.choices:  # explore patches ...: the action's own options
+        parser = sub.choices[argv[0]]
+        prog = parser.prog
+    positionals, known = _options(parser)
+    flags: list[str] = []
+    for name, value in options.items():
+        if value is None:
+            continue  # the command's default
+        if name in positionals:
+            argv.extend(_words(value))
+            continue
+        action = known.get(name)
+        if action is None:
+            import difflib
+
+            choices = sorted({*positionals, *(_keyword_names(a)[-1] for a in known.values())})
+            close = difflib.get_close_matches(name, [*known, *positionals], n=1, cutoff=0.6)
+            hint = f" Did you mean: {close[0]}?" if close else ""
+            raise ParameterError(
+                f"'{prog}' has no option {name!r}. Received: {name}={shown_value(value)}.{hint} "
+                f"Its options: {', '.join(choices)}.",
+                param=name, value=value,
+            )
+        flags.extend(_flag_words(prog, name, action, value))
+    return [spec.name, *argv, *flags]
+
+
+def run_command(command: str, *positional: Any, **options: Any) -> CommandResult:
+    """Run a registered command (built-in or a plugin's) from Python, as ``neurofilters COMMAND`` runs it.
+
+    The command's own parser (the one the command line uses) reads the
+    arguments, so validation and messages are the command line's: keyword
+    ``top=3`` is ``--top 3``, ``True`` sets a switch (``overwrite=True`` is
+    ``--overwrite``), a list gives a multi-value option its values (and a
+    comma-separated option its items), ``None`` keeps the default, and
+    ``class_`` stands for ``--class`` (a Python keyword). A mistake raises the
+    exception the command line turns into exit code 2, with the same text,
+    instead of exiting. Files are written through the host's guarded writer,
+    as on the command line.
+
+    Args:
+        command: The command's name (``classify``, ``fit-noise``, a plugin's command).
+        *positional: The positional arguments, in order (``"cat.png"``; for
+            ``explore``, the action first: ``"patches"``). Positional arguments
+            may also be given by name (``image=["cat.png"]``); those follow the
+            ones given in order.
+        **options: The options by name (dashes written as underscores).
+
+    Returns:
+        A :class:`CommandResult`: the command's result object as ``value`` when
+        it declares a ``compute`` function (the built-in commands do), else the
+        exit code of its ``run`` (what it printed went to stdout, as on the
+        command line).
+
+    Raises:
+        RegistryError: Unknown command.
+        ParameterError: An unknown keyword (with the command's options) or a value the command refuses.
+        UsageError: A value argparse refuses (a missing required option, a bad
+            number), with argparse's message, as the command line reports it.
+
+    Example:
+        >>> import neurofilters
+        >>> neurofilters.run_command("classify", "cat.png", top=0)
+        Traceback (most recent call last):
+        ...
+        neurofilters.plugin_host.core.errors.ParameterError: "top" must be an integer >= 1. Received: top=0
+    """
+    spec = _command(command)
+    argv = command_argv(spec, *positional, **options)
+    parser = command_parser(spec)
+    args = parser.parse_args(argv[1:])  # the host's Parser: a usage error raises UsageError, never exits
+    # As on the command line: no TensorFlow, absl or XLA line on descriptor 2; Python's stderr (progress, warnings) kept.
+    with command_stderr_quiet():
+        compute = spec.computer()
+        if compute is not None:
+            return CommandResult(spec.name, tuple(argv), 0, compute(args))
+        return CommandResult(spec.name, tuple(argv), int(spec.runner()(args) or 0), None)

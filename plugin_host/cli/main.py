@@ -19,11 +19,11 @@ from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, Re
 from ..core.params import shorten
 from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, get_registry
-from ..core.specs import FilterSpec
+from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
 from .args import PROG, Parser, filter_parser, folder_path
 
-__all__ = ["main", "build_parser", "UsageError"]
+__all__ = ["main", "build_parser", "command_parser", "UsageError"]
 
 
 def _version() -> str:
@@ -93,9 +93,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     add_video_parser(sub)
 
     for command in (registry.commands.values() if registry is not None else ()):
-        command_parser = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
-        command.configurer()(command_parser)
-        command_parser.set_defaults(plugin_command=command)
+        command_parser(command, sub.add_parser(command.name, help=command.help, description=command.description or command.help))
 
     gimp = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in")
     gimp_sub = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=Parser)
@@ -104,8 +102,23 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         action_parser.add_argument(
             "--gimp-dir", type=folder_path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
         )
-    for command_parser in [*sub.choices.values(), *gimp_sub.choices.values()]:  # suggestions for a mistyped flag
-        command_parser.set_defaults(command_parser=command_parser)
+    for each in [*sub.choices.values(), *gimp_sub.choices.values()]:  # suggestions for a mistyped flag
+        each.set_defaults(command_parser=each)
+    return parser
+
+
+def command_parser(command: CommandSpec, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The parser of a registered command: ``neurofilters COMMAND``'s, also what ``neurofilters.run_command`` parses with.
+
+    Args:
+        command: The command's declaration.
+        parser: The sub-parser ``build_parser`` made for it; ``None``: a stand-alone
+            parser with the same program name, description and arguments.
+    """
+    if parser is None:
+        parser = Parser(prog=f"{PROG} {command.name}", description=command.description or command.help)
+    command.configurer()(parser)
+    parser.set_defaults(plugin_command=command)
     return parser
 
 

@@ -221,6 +221,12 @@ class CommandSpec:
             :class:`UsageError` for a bad argument (exit 2) and
             :class:`NeurofiltersError` for a failure the user can act on (exit 1).
         description: Longer text for the command's ``--help``.
+        compute: Optional ``compute(args) -> result`` (or a ``"module:function"``
+            string): the command's work without printing, returning a result
+            object (rows, paths, a report) that ``run`` renders. When declared,
+            ``neurofilters.run_command`` returns that object to Python; without
+            it, Python gets the exit code of ``run``. It raises what ``run``
+            raises for the same arguments.
     """
 
     name: str
@@ -228,6 +234,7 @@ class CommandSpec:
     configure: Callable[..., Any] | str
     run: Callable[..., Any] | str
     description: str = ""
+    compute: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _COMMAND_NAME_RE.match(self.name):
@@ -242,6 +249,10 @@ class CommandSpec:
                 raise DeclarationError(
                     f"Command {self.name!r}: {attribute} must be callable or 'module:function'. Received: {value!r}"
                 )
+        if not (self.compute is None or callable(self.compute) or isinstance(self.compute, str)):
+            raise DeclarationError(
+                f"Command {self.name!r}: compute must be None, callable or 'module:function'. Received: compute={self.compute!r}"
+            )
 
     def configurer(self) -> Callable[..., Any]:
         """The function that adds the command's arguments (imported if declared as a string)."""
@@ -250,3 +261,7 @@ class CommandSpec:
     def runner(self) -> Callable[..., Any]:
         """The command's run function (imported if declared as a string)."""
         return resolve_callable(self.run)
+
+    def computer(self) -> Callable[..., Any] | None:
+        """The command's compute function (imported if declared as a string), or ``None``."""
+        return None if self.compute is None else resolve_callable(self.compute)
