@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -15,11 +16,13 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neurofilters.plugin_host import (
     ModelCache,
+    NeurofiltersError,
     ParameterError,
     atomic_write,
     get_registry,
@@ -28,7 +31,10 @@ from neurofilters.plugin_host import (
     text_table,
 )
 
-__all__ = ["analyze_network", "configure_classify", "configure_layers", "learnables_text", "run_classify", "run_layers"]
+__all__ = [
+    "ClassScore", "Classification", "LayerRow", "LayerTable", "Learnable", "LayersResult", "analyze_network", "compute_classify",
+    "compute_layers", "configure_classify", "configure_layers", "learnables_text", "render_layers", "run_classify", "run_layers",
+]
 
 
 def _load_model(name: str) -> Any:
@@ -124,8 +130,110 @@ def _learnables_cell(row: dict[str, Any]) -> str:
     return learnables_text(row["info"]) if row["info"] is not None else "–"
 
 
-def run_layers(args: argparse.Namespace) -> int:
-    """Print the layer table of each model (analyzeNetwork's columns), in one of four formats."""
+@dataclass(frozen=True)
+class Learnable:
+    """One variable of a layer.
+
+    Attributes:
+        name: MATLAB's word for it where one exists (``Weights``, ``Bias``, ``Scale``), else Keras' name.
+        shape: Its shape.
+        count: Its number of values.
+        trainable: Whether training changes it (batch-norm statistics do not).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    count: int
+    trainable: bool
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the analyzeNetwork table (the first row is the input).
+
+    Attributes:
+        name: The layer's name.
+        alias: The zoo's short name for it (``block5``), or ``None``.
+        type: The layer's class (``Conv2D``; ``Input`` for the first row).
+        activations: Its output shape at the model's native input size, without the batch.
+        learnables: Its own variables.
+        count: How many values its variables hold.
+        dream: The "for dreaming" cell (``★ default``, ``★ recommended``, a note) or ``""``.
+        learnables_text: ``Weights 3×3×3×32, Bias 32`` (``–`` for none), as the csv, markdown and text tables show it.
+        dreamy: Whether the text table shows the row without ``--all`` (the input and the layers that dream well).
+    """
+
+    name: str
+    alias: str | None
+    type: str
+    activations: tuple[int | None, ...]
+    learnables: tuple[Learnable, ...]
+    count: int
+    dream: str
+    learnables_text: str = "–"
+    dreamy: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as ``neurofilters layers --format json`` writes it."""
+        return {
+            "name": self.name, "alias": self.alias, "type": self.type, "activations": list(self.activations),
+            "learnables": [{"name": item.name, "shape": list(item.shape), "count": item.count, "trainable": item.trainable}
+                           for item in self.learnables],
+            "count": self.count, "dream": self.dream,
+        }
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """The analyzeNetwork table of one model: what ``neurofilters layers MODEL`` shows.
+
+    Attributes:
+        model: The model's name.
+        input_size: The native input side the shapes are given for.
+        rows: One :class:`LayerRow` per layer, the input first.
+        total: Every learnable value (equals the network's ``count_params()``).
+        trainable: The trainable ones.
+        non_trainable: The others (batch-norm statistics).
+        default_dream_layers: The layers DeepDream uses by default (``--layers`` spelling).
+    """
+
+    model: str
+    input_size: int
+    rows: tuple[LayerRow, ...]
+    total: int
+    trainable: int
+    non_trainable: int
+    default_dream_layers: str = ""
+
+    def __getitem__(self, name: str) -> LayerRow:
+        """The row of layer ``name`` (or of its alias)."""
+        for row in self.rows:
+            if name in (row.name, row.alias):
+                return row
+        raise KeyError(f"{self.model} has no layer {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as ``neurofilters layers --format json`` writes it."""
+        return {"model": self.model, "input_size": self.input_size, "total": self.total, "trainable": self.trainable,
+                "non_trainable": self.non_trainable, "layers": [row.to_dict() for row in self.rows]}
+
+
+@dataclass(frozen=True)
+class LayersResult:
+    """What ``layers`` computes: one table per model, and the drawing ``--graph`` asked for.
+
+    Attributes:
+        tables: One :class:`LayerTable` per model, in the order given.
+        graph: The drawing written (``--graph``), or ``None``.
+        graph_problem: Why the drawing could not be made (pydot or Graphviz missing), or ``None``.
+    """
+
+    tables: tuple[LayerTable, ...]
+    graph: Path | None = None
+    graph_problem: str | None = None
+
+
+def _check_layers_args(args: argparse.Namespace) -> tuple[list[str], Path | None]:
     if args.format not in LAYER_FORMATS:
         raise ParameterError(
             f'"--format" must be one of {", ".join(LAYER_FORMATS)}. Received: --format {_short(args.format)}',
@@ -134,72 +242,104 @@ def run_layers(args: argparse.Namespace) -> int:
     names = [args.model] if isinstance(args.model, str) else list(args.model)
     if args.graph and len(names) > 1:
         raise ParameterError(f'"--graph" draws one model. Received: {len(names)} models; give one.', param="graph", value=args.graph)
-    graph = _graph_target(args.graph) if args.graph else None
-    code = 0
-    for number, name in enumerate(names):
-        if len(names) > 1 and args.format == "text":
-            print(("\n" if number else "") + f"{name}:")
-        code = max(code, _layers_of(_load_model(name), args, graph))
-    return code
+    return names, (_graph_target(args.graph) if args.graph else None)
 
 
-def _layers_of(model: Any, args: argparse.Namespace, graph: Path | None) -> int:
-    """One model's table in ``args.format`` (and its drawing with ``--graph``)."""
+def layer_table(model: Any) -> LayerTable:
+    """The :class:`LayerTable` of a loaded zoo model."""
     analysis = analyze_network(model)
-    rows = analysis["rows"]
-    if args.format == "json":
-        document = {key: value for key, value in analysis.items() if key != "rows"}
-        document["layers"] = [{key: value for key, value in row.items() if key != "info"} for row in rows]
-        print(json.dumps(document, indent=1, ensure_ascii=False))
-    elif args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(("name", "alias", "type", "activations", "learnables", "count", "dream"))
-        for row in rows:
-            writer.writerow((row["name"], row["alias"] or "", row["type"], _shape_text(row["activations"]),
-                             _learnables_cell(row), row["count"], row["dream"]))
-        writer.writerow(("total", "", "", "", "", analysis["total"], ""))
-    elif args.format == "markdown":
-        print("| name | type | activations | learnables | count |")
-        print("|---|---|---|---|---:|")
-        for row in rows:
-            count = f"{row['count']:,}" if row["count"] else "–"
-            print(f"| `{row['name']}` | {row['type']} | {_shape_text(row['activations'])} | {_learnables_cell(row)} | {count} |")
-        print(f"| **total** | | | | **{analysis['total']:,}** |")
-    else:
-        _print_text(model, analysis, every=args.all)
-    if graph is not None:
-        return _draw(model, graph)
-    return 0
-
-
-def _print_text(model: Any, analysis: dict[str, Any], *, every: bool) -> None:
-    """``--all``: every layer with its learnables; otherwise the layers that dream well."""
-    if every:
-        table = [
-            (row["name"], row["type"], _shape_text(row["activations"]), _learnables_cell(row),
-             f"{row['count']:,}" if row["count"] else "–")
-            for row in analysis["rows"]
-        ]
-        print(text_table(table, ("layer", "type", "activations", "learnables", "count"), keep=(0, 1, 2, 4)))
-    else:
-        table = [
-            (row["name"], row["alias"] or "-", row["type"], _shape_text(row["activations"]), row["dream"])
-            for row in analysis["rows"]
-            if row["info"] is None or row["info"].dream_target or row["info"].recommended or row["info"].note
-        ]
-        print(text_table(table, ("layer", "alias", "type", "activations", "for dreaming"), keep=(0, 1, 3)))
+    rows = tuple(
+        LayerRow(
+            name=row["name"], alias=row["alias"], type=row["type"], activations=tuple(row["activations"]),
+            learnables=tuple(Learnable(item["name"], tuple(item["shape"]), item["count"], item["trainable"]) for item in row["learnables"]),
+            count=row["count"], dream=row["dream"], learnables_text=_learnables_cell(row),
+            dreamy=row["info"] is None or bool(row["info"].dream_target or row["info"].recommended or row["info"].note),
+        )
+        for row in analysis["rows"]
+    )
     aliases = {raw: alias for alias, raw in reversed(list(model.aliases.items()))}
     default = ",".join(aliases.get(name, name) for name, _ in model.default_dream_layers)
-    print()
-    side = analysis["input_size"]
+    return LayerTable(analysis["model"], analysis["input_size"], rows, analysis["total"], analysis["trainable"],
+                      analysis["non_trainable"], default)
+
+
+def compute_layers(args: argparse.Namespace) -> LayersResult:
+    """``layers``' work: the table of each model (and the ``--graph`` drawing), nothing printed.
+
+    Raises:
+        ParameterError: A bad ``--format`` or ``--graph`` (before any model loads), an unknown model.
+    """
+    names, graph = _check_layers_args(args)
+    tables, models = [], []
+    for name in names:
+        model = _load_model(name)
+        models.append(model)
+        tables.append(layer_table(model))
+    problem = _draw(models[0], graph) if graph is not None else None
+    return LayersResult(tuple(tables), graph if graph is not None and problem is None else None, problem)
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    """Print the layer table of each model (analyzeNetwork's columns), in one of four formats."""
+    names, graph = _check_layers_args(args)  # checked before the first model loads
+    model = None
+    for number, name in enumerate(names):  # each table printed as soon as its model has loaded
+        if len(names) > 1 and args.format == "text":
+            print(("\n" if number else "") + f"{name}:")
+        model = _load_model(name)
+        sys.stdout.write(render_layers(layer_table(model), args.format, every=args.all))
+    if graph is None:
+        return 0
+    problem = _draw(model, graph)
+    print(problem if problem is not None else f"drew {graph}", file=sys.stderr)
+    return 1 if problem is not None else 0
+
+
+def render_layers(table: LayerTable, format: str = "text", *, every: bool = False) -> str:
+    """A table as ``neurofilters layers`` prints it: ``text`` (``every``: ``--all``), ``csv``, ``json`` or ``markdown``."""
+    out = io.StringIO()
+    rows = table.rows
+    if format == "json":
+        print(json.dumps(table.to_dict(), indent=1, ensure_ascii=False), file=out)
+    elif format == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(("name", "alias", "type", "activations", "learnables", "count", "dream"))
+        for row in rows:
+            writer.writerow((row.name, row.alias or "", row.type, _shape_text(row.activations), row.learnables_text, row.count, row.dream))
+        writer.writerow(("total", "", "", "", "", table.total, ""))
+    elif format == "markdown":
+        print("| name | type | activations | learnables | count |", file=out)
+        print("|---|---|---|---|---:|", file=out)
+        for row in rows:
+            count = f"{row.count:,}" if row.count else "–"
+            print(f"| `{row.name}` | {row.type} | {_shape_text(row.activations)} | {row.learnables_text} | {count} |", file=out)
+        print(f"| **total** | | | | **{table.total:,}** |", file=out)
+    else:
+        _print_text(table, every=every, out=out)
+    return out.getvalue()
+
+
+def _print_text(table: LayerTable, *, every: bool, out: Any) -> None:
+    """``--all``: every layer with its learnables; otherwise the layers that dream well."""
+    if every:
+        cells = [
+            (row.name, row.type, _shape_text(row.activations), row.learnables_text, f"{row.count:,}" if row.count else "–")
+            for row in table.rows
+        ]
+        print(text_table(cells, ("layer", "type", "activations", "learnables", "count"), keep=(0, 1, 2, 4)), file=out)
+    else:
+        cells = [(row.name, row.alias or "-", row.type, _shape_text(row.activations), row.dream) for row in table.rows if row.dreamy]
+        print(text_table(cells, ("layer", "alias", "type", "activations", "for dreaming"), keep=(0, 1, 3)), file=out)
+    print(file=out)
+    side = table.input_size
     print(textwrap.fill(
-        f"Total learnables: {analysis['total']:,} ({analysis['trainable']:,} trainable, "
-        f"{analysis['non_trainable']:,} batch-norm statistics), {len(analysis['rows']) - 1} layers. "
+        f"Total learnables: {table.total:,} ({table.trainable:,} trainable, "
+        f"{table.non_trainable:,} batch-norm statistics), {len(table.rows) - 1} layers. "
         f"Activations for a {side}×{side} input.", 80,
-    ))
-    print(f"Default dream layers: --layers {default or '(none)'}.")
+    ), file=out)
+    print(f"Default dream layers: --layers {table.default_dream_layers or '(none)'}.", file=out)
     if not every:
-        print("Every layer and its learnables: --all.")
+        print("Every layer and its learnables: --all.", file=out)
 
 
 def _graph_target(text: str) -> Path:
@@ -217,8 +357,8 @@ def _graph_target(text: str) -> Path:
     return path
 
 
-def _draw(model: Any, target: Path) -> int:
-    """Draw the network with Keras' ``plot_model``; one line when pydot or Graphviz is missing."""
+def _draw(model: Any, target: Path) -> str | None:
+    """Draw the network with Keras' ``plot_model``; the line saying why not when pydot or Graphviz is missing."""
     import importlib.util
 
     if importlib.util.find_spec("pydot") is None or shutil.which("dot") is None:
@@ -226,17 +366,14 @@ def _draw(model: Any, target: Path) -> int:
             name for name, absent in (("the Python package pydot", importlib.util.find_spec("pydot") is None),
                                       ("Graphviz's 'dot' program", shutil.which("dot") is None)) if absent
         )
-        print(f"neurofilters: --graph needs {missing} (pip install pydot; apt-get install graphviz); the table above is complete.",
-              file=sys.stderr)
-        return 1
+        return f"neurofilters: --graph needs {missing} (pip install pydot; apt-get install graphviz); the table above is complete."
     import keras
 
     with atomic_write(target) as temporary:
         keras.utils.plot_model(model.keras_model, to_file=os.fspath(temporary.with_suffix(target.suffix)),
                                show_shapes=True, show_layer_names=True, dpi=None)
         temporary.with_suffix(target.suffix).replace(temporary)
-    print(f"drew {target}", file=sys.stderr)
-    return 0
+    return None
 
 
 def configure_classify(parser: argparse.ArgumentParser) -> None:
@@ -246,8 +383,53 @@ def configure_classify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", default="5", help="number of classes to print (default 5)")
 
 
-def run_classify(args: argparse.Namespace) -> int:
-    """Print the top classes the model sees in each image."""
+@dataclass(frozen=True)
+class ClassScore:
+    """One of the classes a model sees in an image.
+
+    Attributes:
+        rank: 1 for the most probable class.
+        class_id: The class's index in the model's label list.
+        label: The class's name.
+        probability: The model's probability for it, in [0, 1].
+    """
+
+    rank: int
+    class_id: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The top classes of one image: a row of ``neurofilters classify``.
+
+    Attributes:
+        image: The image's path, as given.
+        scores: The top classes, most probable first.
+    """
+
+    image: str
+    scores: tuple[ClassScore, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        """The most probable class's name."""
+        return self.scores[0].label
+
+    @property
+    def probability(self) -> float:
+        """The most probable class's probability."""
+        return self.scores[0].probability
+
+
+def compute_classify(args: argparse.Namespace) -> list[Classification]:
+    """``classify``'s work: the top classes of each image, nothing printed.
+
+    Raises:
+        ParameterError: A bad ``--top``, an unknown model or one without a classifier head.
+        ImageIOError: An image cannot be read (every file is read before the model loads).
+    """
     try:
         top = int(args.top)
         if top < 1:
@@ -264,10 +446,23 @@ def run_classify(args: argparse.Namespace) -> int:
             param="model",
             value=args.model,
         )
-    for number, (path, image) in enumerate(zip(paths, images)):
-        if len(paths) > 1:
-            print(("\n" if number else "") + f"{path}:")
+    rows = []
+    for path, image in zip(paths, images):
         rgb, _ = split_alpha(image.pixels)
-        for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=top), start=1):
-            print(f"{rank:>2}. {probability:7.2%}  {class_id:>4}  {name}")
+        scores = tuple(
+            ClassScore(rank, int(class_id), str(name), float(probability))
+            for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=top), start=1)
+        )
+        rows.append(Classification(str(path), scores))
+    return rows
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    """Print the top classes the model sees in each image."""
+    rows = compute_classify(args)
+    for number, row in enumerate(rows):
+        if len(rows) > 1:
+            print(("\n" if number else "") + f"{row.image}:")
+        for score in row.scores:
+            print(f"{score.rank:>2}. {score.probability:7.2%}  {score.class_id:>4}  {score.label}")
     return 0

@@ -138,12 +138,14 @@ def register_commands() -> list[CommandSpec]:
             help="table of the layers of one or more models (loads each)",
             configure="neurofilters.filters.zoo.commands:configure_layers",
             run="neurofilters.filters.zoo.commands:run_layers",
+            compute="neurofilters.filters.zoo.commands:compute_layers",
         ),
         CommandSpec(
             name="classify",
             help="print the top classes of one or more images (loads the model once)",
             configure="neurofilters.filters.zoo.commands:configure_classify",
             run="neurofilters.filters.zoo.commands:run_classify",
+            compute="neurofilters.filters.zoo.commands:compute_classify",
         ),
     ]
 
