@@ -7,6 +7,9 @@ loads the model when the command runs.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from neurofilters.plugin_host import (
@@ -22,7 +25,7 @@ from neurofilters.plugin_host import (
 
 from .plugin import METHODS
 
-__all__ = ["configure_check", "run_check"]
+__all__ = ["SaliencyCheck", "compute_check", "configure_check", "run_check"]
 
 _DEFAULT_METHODS = ",".join(METHODS)
 
@@ -76,11 +79,41 @@ def _named_flag(error: ParameterError, flag: str = "--class") -> ParameterError:
     return ParameterError(text, param=error.param, value=error.value)
 
 
-def run_check(args: argparse.Namespace) -> int:
-    """Run the check and print one row per randomisation level, one column per method."""
+@dataclass(frozen=True)
+class SaliencyCheck:
+    """What ``saliency-check`` finds: how each method's map changes as the model's weights are randomised.
+
+    Attributes:
+        class_id: The explained class.
+        class_name: Its label (``class N`` when the model has none).
+        cam_layer: The layer the CAM methods used.
+        methods: The methods checked, in order.
+        levels: ``"original"``, then the cumulative randomisation after each group of layers (``"logits"``, ``"+head"`` ...).
+        correlations: Method -> Spearman rank correlation of its map with the intact model's map, one per level.
+        figure: The figure written (``--figure``), or ``None``.
+        report: The full :class:`~neurofilters.filters.saliency.sanity.SanityReport` (with the maps).
+    """
+
+    class_id: int
+    class_name: str
+    cam_layer: str
+    methods: tuple[str, ...]
+    levels: tuple[str, ...]
+    correlations: dict[str, list[float]]
+    figure: Path | None = None
+    report: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def header(self) -> str:
+        """The line the command prints before it starts."""
+        return f"Explaining class {self.class_id} ({self.class_name}); CAM layer {self.cam_layer}; randomising from the logits down."
+
+
+def _check(args: argparse.Namespace, announce: Callable[[str], None] | None) -> tuple[SaliencyCheck, Callable[[], Path | None]]:
+    """The check without its figure, and the function that writes the figure (``None`` without ``--figure``)."""
     import numpy as np
 
-    from .engine import resolve_target_class, spatial_layer, network_size, resize_rgb
+    from .engine import network_size, resize_rgb, resolve_target_class, spatial_layer
     from .sanity import cascading_randomisation, sanity_figure
 
     methods = [name.strip() for name in str(args.methods).split(",") if name.strip()]
@@ -112,16 +145,46 @@ def run_check(args: argparse.Namespace) -> int:
         raise _named_flag(error) from None
     cam_layer = spatial_layer(model, args.layer, "layer")
     name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
-    print(f"Explaining class {class_id} ({name}); CAM layer {cam_layer}; randomising from the logits down.")
+    result = SaliencyCheck(int(class_id), str(name), str(cam_layer), tuple(methods), (), {})
+    if announce is not None:
+        announce(result.header)
     report = cascading_randomisation(
         model, image, class_id, methods=methods, cam_layer=cam_layer, levels=levels or None, seed=seed,
         samples=samples, steps=steps,
     )
-    rows = [(level, *(f"{report.correlations[m][i]:+.2f}" for m in methods)) for i, level in enumerate(report.levels)]
+    correlations = {method: [float(value) for value in report.correlations[method]] for method in methods}
+    result = replace(result, levels=tuple(report.levels), correlations=correlations, report=report)
+
+    def write_figure() -> Path | None:
+        return guard.save_image(args.figure, sanity_figure(report), what="figure (--figure)") if args.figure else None
+
+    return result, write_figure
+
+
+def compute_check(args: argparse.Namespace, announce: Callable[[str], None] | None = None) -> SaliencyCheck:
+    """``saliency-check``'s work: the randomisation levels and correlations (and the figure), nothing printed.
+
+    Args:
+        args: The parsed command line.
+        announce: Called with the header line once the class and layer are known, before the long part.
+
+    Raises:
+        ParameterError: A bad value (before the model loads), a model without a classifier head, an unknown class.
+        UsageError: The figure would replace an input or a file neurofilters did not write.
+    """
+    result, write_figure = _check(args, announce)
+    return replace(result, figure=write_figure())
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Run the check and print one row per randomisation level, one column per method."""
+    result, write_figure = _check(args, announce=print)
+    methods = result.methods
+    rows = [(level, *(f"{result.report.correlations[m][i]:+.2f}" for m in methods)) for i, level in enumerate(result.levels)]
     print(text_table(rows, ("randomised", *methods)))
     print("Spearman rank correlation of each map with the intact model's map; a method that explains the model "
           "falls towards 0 as its weights are destroyed.")
-    if args.figure:
-        written = guard.save_image(args.figure, sanity_figure(report), what="figure (--figure)")
+    written = write_figure()
+    if written is not None:
         print(f"Figure: {written}")
     return 0

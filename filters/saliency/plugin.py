@@ -86,6 +86,7 @@ def register_commands() -> list[CommandSpec]:
             help="Sanity-check saliency methods on a model: randomise its layers from the top down and measure how the maps change.",
             configure="neurofilters.filters.saliency.commands:configure_check",
             run="neurofilters.filters.saliency.commands:run_check",
+            compute="neurofilters.filters.saliency.commands:compute_check",
             description=(
                 "Cascading model-parameter randomisation (Adebayo et al. 2018): the layers with weights are "
                 "re-initialised one after another from the logits down, and each method's map is compared "
