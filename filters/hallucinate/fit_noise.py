@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from neurofilters.plugin_host import (
     split_alpha,
 )
 
-__all__ = ["DEFAULT_STEPS", "configure", "evaluate", "run", "split"]
+__all__ = ["DEFAULT_STEPS", "NoiseFit", "compute", "configure", "evaluate", "run", "split"]
 
 #: Optimiser steps when ``--epochs`` is not given: on 29 photos (42 with 30 % held out) the
 #: held-out fooling rate at 10/255 rises until about here and then levels off (bench_hallucinate.py).
@@ -124,8 +125,54 @@ def evaluate(model: Any, noise: Any, images: list[Any], target: int) -> float:
     return hits / len(images)
 
 
+@dataclass(frozen=True)
+class NoiseFit:
+    """What ``fit-noise`` made: the files written and the fooling rates measured.
+
+    Attributes:
+        output: The noise file (``.npz``: ``noise``, ``bound``, ``target``, ``model``, fooling rates).
+        image: The 16-bit ``.png`` beside it, the file the ``add-noise`` filter loads.
+        target: The target class id.
+        label: Its name.
+        max_abs: The noise's largest absolute value, in 1/255 units (at most ``epsilon``).
+        epsilon: The L-infinity bound, in 1/255 units.
+        fooling_train: Share of the training photos classified as ``target`` with the noise added.
+        fooling_held_out: The same on the held-out photos (``nan`` when none could be read).
+        train_photos: How many photos were set aside for training.
+        held_out_photos: How many were held out.
+    """
+
+    output: Path
+    image: Path
+    target: int
+    label: str
+    max_abs: float
+    epsilon: float
+    fooling_train: float
+    fooling_held_out: float
+    train_photos: int
+    held_out_photos: int
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit the noise, write the checkpoints and the outputs, print the fooling rates."""
+    fit = compute(args)
+    print(f"noise for class {fit.target} ({fit.label}), |r|max = {fit.max_abs:.4f}/255 (bound {fit.epsilon}/255)")
+    print(f"fooling rate: training {fit.fooling_train:.1%} ({fit.train_photos} photos), "
+          f"held-out {fit.fooling_held_out:.1%} ({fit.held_out_photos} photos)")
+    print(f"wrote {fit.output} and {fit.image}")
+    return 0
+
+
+def compute(args: argparse.Namespace) -> NoiseFit:
+    """``fit-noise``'s work: fit (or resume), measure and write the noise; the fooling rates come back, not printed.
+
+    Warnings, skipped photos and the progress bar go to stderr, as on the command line.
+
+    Raises:
+        ParameterError: A bad value (before the model loads), a model without a classifier head, an unknown class.
+        UsageError: A folder with fewer than 2 photos, an output that is not ``.npz`` or would replace a file.
+    """
     if not 0.0 < args.epsilon <= 31.0:
         raise ParameterError(f'"epsilon" must be in (0, 31]. Received: epsilon={args.epsilon}', param="epsilon", value=args.epsilon)
     if not 0.0 < args.held_out < 1.0:
@@ -161,7 +208,7 @@ def _checkpoint_path(output: Path) -> Path:
     return output.with_name(output.name[: -len(".npz")] + ".partial.npz")
 
 
-def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar, guard: WriteGuard) -> int:
+def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar, guard: WriteGuard) -> NoiseFit:
     """Load the model and the photos, fit (or resume), measure, write; ``bar`` shows each stage."""
     import numpy as np
 
@@ -234,8 +281,5 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
     guard.save_image(png, encode_noise_image(noise), bit_depth=16, what="noise image beside -o")
     checkpoint.unlink(missing_ok=True)
     bar.close()
-    print(f"noise for class {target} ({model.labels[target]}), |r|max = {np.abs(noise).max() * 255:.4f}/255 "
-          f"(bound {args.epsilon}/255)")
-    print(f"fooling rate: training {train_rate:.1%} ({len(train_files)} photos), held-out {test_rate:.1%} ({len(test_files)} photos)")
-    print(f"wrote {output} and {png}")
-    return 0
+    return NoiseFit(output, png, int(target), str(model.labels[target]), float(np.abs(noise).max() * 255), args.epsilon,
+                    float(train_rate), float(test_rate), len(train_files), len(test_files))

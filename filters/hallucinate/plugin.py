@@ -94,5 +94,6 @@ def register_commands() -> list[CommandSpec]:
             help="learn a universal class-K noise over a folder of images (writes .npz and a 16-bit PNG)",
             configure="neurofilters.filters.hallucinate.fit_noise:configure",
             run="neurofilters.filters.hallucinate.fit_noise:run",
+            compute="neurofilters.filters.hallucinate.fit_noise:compute",
         )
     ]
