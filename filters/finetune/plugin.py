@@ -53,5 +53,6 @@ def register_commands() -> list[CommandSpec]:
             description=DESCRIPTION,
             configure=configure,
             run="neurofilters.filters.finetune.train:run_command",
+            compute="neurofilters.filters.finetune.train:compute_command",
         )
     ]

@@ -50,7 +50,10 @@ from ..zoo.model import centre_crop_resize
 from ..zoo.preprocessing import PREPROCESSING_MODES
 from ..zoo.user_model import EMBEDDED_SETTINGS
 
-__all__ = ["AUGMENTATIONS", "Dataset", "Report", "Settings", "finetune", "load_dataset", "parse_settings", "run_command"]
+__all__ = [
+    "AUGMENTATIONS", "Dataset", "FinetuneResult", "Report", "Settings", "compute_command", "finetune", "load_dataset", "parse_settings",
+    "run_command",
+]
 
 AUGMENTATIONS = ("flip", "shift", "zoom", "contrast")
 #: ``--group-by`` default: a file's group is its name without a trailing number (``brick-3.png`` and
@@ -707,17 +710,64 @@ def _guard(settings: Settings) -> WriteGuard:
                       overwrite=settings.overwrite)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """``neurofilters finetune``: train, print the report, write the model and its confusion image."""
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What ``finetune`` made: the model file, its confusion image and the validation report.
+
+    Attributes:
+        model: The ``.keras`` file written (use it as ``model=`` / ``--model``).
+        confusion_image: The confusion matrix as a picture, beside the model.
+        report: The validation :class:`Report` (accuracy, per-class accuracy, confusion, baseline).
+        settings: The validated settings of the run.
+    """
+
+    model: Path
+    confusion_image: Path
+    report: Report
+    settings: Settings
+
+    @property
+    def accuracy(self) -> float:
+        """Validation accuracy over every held-out image."""
+        return self.report.accuracy
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes the model knows, in the order of its outputs."""
+        return list(self.report.class_names)
+
+
+def _train(args: argparse.Namespace) -> tuple[Settings, Report]:
     settings = parse_settings(args)
     _guard(settings).check_all([("model (-o)", settings.output), ("confusion image", _confusion_path(settings)),
                                 ("checkpoint folder", settings.output + ".training")])  # before any work
     bar = None if settings.quiet else ProgressBar("finetune")
     try:
-        report = finetune(settings, bar)
+        return settings, finetune(settings, bar)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _write_confusion(settings: Settings, report: Report) -> Path:
+    return _guard(settings).save_image(_confusion_path(settings), confusion_image(report.confusion), what="confusion image")
+
+
+def compute_command(args: argparse.Namespace) -> FinetuneResult:
+    """``finetune``'s work: train, write the model and its confusion image; the report comes back, not printed.
+
+    Raises:
+        ParameterError: A bad value (before any model loads), bad data or an unusable base.
+        UsageError: An output that would replace an input or a file neurofilters did not write.
+    """
+    settings, report = _train(args)
+    picture = _write_confusion(settings, report)
+    return FinetuneResult(Path(settings.output), picture, report, settings)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``neurofilters finetune``: train, print the report, write the model and its confusion image."""
+    settings, report = _train(args)
     if report.resumed_at_epoch is not None:
         print(f"resumed at epoch {report.resumed_at_epoch} from the checkpoint of an interrupted run")
     for path, reason in report.skipped:
@@ -729,7 +779,7 @@ def run_command(args: argparse.Namespace) -> int:
     print(text_table(rows, ("class", "validation images", "accuracy")))
     print("\nconfusion (rows: true class, columns: predicted):")
     print(text_table([(name, *map(str, row)) for name, row in zip(report.class_names, report.confusion)], ("", *report.class_names)))
-    picture = _guard(settings).save_image(_confusion_path(settings), confusion_image(report.confusion), what="confusion image")
+    picture = _write_confusion(settings, report)
     print(
         f"\nvalidation accuracy {report.accuracy:.1%} after {report.epochs_run} epochs in {report.seconds:.0f} s "
         f"({report.frozen_layers} base layers frozen, {report.trainable_layers} trained); the model: the class-mean "
