@@ -341,12 +341,15 @@ def _flag_words(command: str, name: str, action: argparse.Action, value: Any) ->
     """The words that give option ``name`` the value ``value``, as the parser expects them."""
     flag = next((f for f in action.option_strings if f.startswith("--")), action.option_strings[0])
     if action.nargs == 0:  # store_true / store_false / store_const
-        if value == action.const and isinstance(value, type(action.const)):
-            return [flag]
-        if value == action.default or (value is False and action.const is True):
-            return []
+        switch = isinstance(action.const, bool)
+        if switch == isinstance(value, bool):
+            if value == action.const:
+                return [flag]
+            if switch or value == action.default:  # store_true given False, store_false given True: the default
+                return []
+        wanted = "True or False" if switch else f"{action.const!r} (or leave it out)"
         raise ParameterError(
-            f"{command}: {name} is a switch ({flag}): pass {action.const!r} to set it. Received: {name}={shown_value(value)}",
+            f"'{command}' option {name} is a switch ({flag}): pass {wanted}. Received: {name}={shown_value(value)}",
             param=name, value=value,
         )
     if isinstance(value, bool):

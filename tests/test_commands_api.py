@@ -145,8 +145,11 @@ def test_an_unknown_keyword_is_named_with_the_commands_options() -> None:
         neurofilters.run_command("saliency-check", "lite0", "cat.png", levles=1)
     with pytest.raises(RegistryError, match="Unknown command. Received: 'clasify'. Did you mean: classify"):
         neurofilters.run_command("clasify", "cat.png")
-    with pytest.raises(ParameterError, match="is a switch"):
+    with pytest.raises(ParameterError, match=r"'neurofilters finetune' option quiet is a switch \(--quiet\): pass True or False. "
+                       "Received: quiet=yes"):
         neurofilters.run_command("finetune", "data", output="x.keras", quiet="yes")
+    with pytest.raises(ParameterError, match="Received: overwrite=1"):
+        neurofilters.fit_noise("photos", class_="flamingo", output="n.npz", overwrite=1)  # type: ignore[arg-type]
 
 
 def test_keywords_become_the_flags_the_parser_expects() -> None:
