@@ -85,6 +85,13 @@ def test_every_registered_command_has_a_python_function_with_its_options() -> No
             assert keywords <= set(options), (function.__name__, keywords - set(options))
             leftover = declared - keywords - {"all", "format"}  # layers' --all and --format only choose the printing
             assert not leftover, (function.__name__, leftover)
+            for parameter in signature.parameters.values():  # the same defaults as the command line's
+                action = options.get(parameter.name)
+                if action is None or parameter.default in (None, inspect.Parameter.empty):
+                    continue
+                default = parameter.default
+                shown = ",".join(default) if isinstance(default, tuple) else default
+                assert str(shown) == str(action.default), (function.__name__, parameter.name, default, action.default)
             ordered = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
             assert ordered == [p for p in positionals if p != "images"] or ordered == ["images"], (function.__name__, ordered)
 
@@ -311,11 +318,33 @@ def test_a_plugins_command_shows_in_help_validates_and_runs_from_python(
         plugin_host.reset_registry()
 
 
-def test_docstring_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The examples in the functions' docstrings (those that need no data of their own run here)."""
+@pytest.fixture
+def example_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The files the docstring examples name: ``photo.jpg`` (a cat), ``photos/`` (3 photos), ``textures/brick|grass``."""
+    from skimage import data
+
+    Image.fromarray(data.chelsea()).resize((150, 100), Image.BICUBIC).save(tmp_path / "photo.jpg", quality=90)
+    (tmp_path / "photos").mkdir()
+    for index, picture in enumerate((data.chelsea(), data.coffee(), data.astronaut())):
+        Image.fromarray(picture[::4, ::4]).save(tmp_path / "photos" / f"p{index}.png")
+    rng = np.random.default_rng(0)
+    for name in ("brick", "grass"):
+        picture = getattr(data, name)()
+        (tmp_path / "textures" / name).mkdir(parents=True)
+        for index in range(6):
+            top, left = (int(rng.integers(0, extent - 64)) for extent in picture.shape[:2])
+            Image.fromarray(picture[top : top + 64, left : left + 64]).convert("RGB").save(tmp_path / "textures" / name / f"{index:02d}.png")
     monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_docstring_examples_run(example_folder: Path) -> None:
+    """Every example in the functions' docstrings, on real files (the explorer wrappers' are marked to skip: they print)."""
+    before = set(os.listdir(example_folder))
     failures, tried = doctest.testmod(commands, optionflags=doctest.ELLIPSIS)
-    assert tried >= 10 and failures == 0
+    assert tried >= 25 and failures == 0
+    made = set(os.listdir(example_folder)) - before
+    assert made == {"noise.npz", "noise.png", "net.keras", "net-confusion.png"}, made  # the failing calls wrote nothing
     import neurofilters.plugin_host.api as api
 
     finder = doctest.DocTestFinder()
@@ -323,7 +352,19 @@ def test_docstring_examples_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     for test in finder.find(api.run_command, "run_command", globs={}):
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0 and runner.summarize(verbose=False).attempted >= 2
-    assert os.listdir(tmp_path) == []  # the examples that fail on purpose write nothing
+
+
+def test_the_explorer_wrappers_run_the_commands(example_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``explore_similar`` and ``explore_patches`` (thin wrappers for now): the command runs, prints, writes, exits 0."""
+    ranked = neurofilters.explore_similar("photo.jpg", "photos", layer="block5", top=2, no_cache=True)
+    assert ranked.exit_code == 0 and ranked.value is None
+    assert ranked.argv == ("explore", "similar", "photo.jpg", "photos", "--layer=block5", "--model=lite0", "--top=2", "--size=224",
+                           "--no-cache")
+    assert "p0.png" in capsys.readouterr().out  # the cat photo ranks among the cat's neighbours
+    sheet = neurofilters.explore_patches("lite0", "block5", 3, "photos", output="sheet.png", top=2, size=96)
+    assert sheet.exit_code == 0 and (example_folder / "sheet.png").is_file()
+    with pytest.raises(UsageError, match="the following arguments are required: --layer"):
+        neurofilters.run_command("explore", "similar", "photo.jpg", "photos")
 
 
 def test_layers_graph_draws_or_says_what_is_missing(tmp_path: Path) -> None:
