@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_FILES = ("__init__.py", "__main__.py", "plugin_host", "filters", "gimp_plugin")
+PACKAGE_FILES = ("__init__.py", "__main__.py", "commands.py", "plugin_host", "filters", "gimp_plugin")
 
 
 def lay_out_package(root: Path = ROOT) -> Path:

@@ -63,7 +63,7 @@ def test_pip_install_adds_only_the_neurofilters_package(tmp_path: Path) -> None:
     assert {name for name in added if not name.endswith(".dist-info")} == {"neurofilters"}
     assert len([name for name in added if name.endswith(".dist-info")]) == 1
     installed = {str(path.relative_to(site / "neurofilters")) for path in (site / "neurofilters").rglob("*.py")}
-    assert {"__init__.py", "plugin_host/api.py", "filters/deepdream/engine.py", "gimp_plugin/neurofilters.py"} <= installed
+    assert {"__init__.py", "commands.py", "plugin_host/api.py", "filters/deepdream/engine.py", "gimp_plugin/neurofilters.py"} <= installed
     # every module of the GIMP plug-in ships (the installer copies them from the package)
     assert {f"gimp_plugin/{path.name}" for path in (Path(__file__).resolve().parents[1] / "gimp_plugin").glob("*.py")} <= installed
     assert not any(path.startswith(("tests/", "bench/", "docs/")) for path in installed)
