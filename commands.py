@@ -143,7 +143,7 @@ def saliency_check(
     Example:
         >>> import neurofilters
         >>> check = neurofilters.saliency_check("lite0", "photo.jpg", methods=["gradient"], levels=1)
-        >>> check.levels, round(check.correlations["gradient"][0], 2)
+        >>> check.levels, round(max(check.correlations["gradient"]), 2)  # the intact map matches itself
         (('original', 'logits'), 1.0)
         >>> neurofilters.saliency_check("lite0", "photo.jpg", methods="sharpen")
         Traceback (most recent call last):
