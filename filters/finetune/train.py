@@ -48,7 +48,7 @@ from neurofilters.plugin_host import (
 
 from ..zoo.model import centre_crop_resize
 from ..zoo.preprocessing import PREPROCESSING_MODES
-from ..zoo.user_model import EMBEDDED_SETTINGS
+from ..zoo.user_model import EMBEDDED_SETTINGS, IMAGE_SIZE_RANGE
 
 __all__ = ["AUGMENTATIONS", "Dataset", "Report", "Settings", "finetune", "load_dataset", "parse_settings", "run_command"]
 
@@ -150,7 +150,7 @@ def parse_settings(args: argparse.Namespace) -> Settings:
         base=str(args.base),
         freeze=freeze,
         epochs=_number(args.epochs, "--epochs", int, 1, 1000),
-        image_size=_number(args.image_size, "--image-size", int, 32, 1024),
+        image_size=_number(args.image_size, "--image-size", int, *IMAGE_SIZE_RANGE),
         val_split=_number(args.val_split, "--val-split", float, 0.05, 0.5),
         augment=augment,
         batch_size=_number(args.batch_size, "--batch-size", int, 1, 4096),
