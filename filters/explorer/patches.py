@@ -84,24 +84,30 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
     return found
 
 
-def load_work_image(path: Path, size: int, min_size: int = 32) -> np.ndarray:
-    """An image file as float32 RGB in [0, 1], resized so its longer side is ``size``."""
+def load_work_image(path: Path, size: int, min_size: int = 32, fixed: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as float32 RGB in [0, 1], resized so its longer side is ``size``.
+
+    ``fixed``: the ``(height, width)`` of a network with a fixed input size; the image's centre is
+    resized to exactly that (see :func:`~.features.work_image`).
+    """
     loaded = load_image(path)
     rgb, _ = split_alpha(np.asarray(loaded.pixels, np.float32))
     if rgb.ndim == 2:
         rgb = rgb[:, :, None]
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
-    return work_image(rgb, size, min_size)
+    return work_image(rgb, size, min_size, fixed)
 
 
-def load_or_skip(path: Path, size: int, min_size: int, skipped: list[tuple[str, str]] | None) -> np.ndarray | None:
+def load_or_skip(
+    path: Path, size: int, min_size: int, skipped: list[tuple[str, str]] | None, fixed: tuple[int, int] | None = None
+) -> np.ndarray | None:
     """:func:`load_work_image`, or ``None`` for a file that does not read (its reason appended to ``skipped``).
 
     With ``skipped`` ``None`` the error is raised instead.
     """
     try:
-        return load_work_image(path, size, min_size)
+        return load_work_image(path, size, min_size, fixed)
     except ImageIOError as error:
         if skipped is None:
             raise
