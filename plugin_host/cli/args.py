@@ -121,6 +121,14 @@ class _NegativeFlag(argparse.Action):
         setattr(namespace, self.dest, False)
 
 
+def help_text(text: str) -> str:
+    """``text`` as an argparse help string: a ``%`` of a declaration ("0.1 % in 5 iterations") stays a ``%``.
+
+    argparse formats every help string with ``%``, so an unescaped ``% i`` raised a ``TypeError`` in ``--help``.
+    """
+    return text.replace("%", "%%")
+
+
 def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:
     """A parser of one filter's parameters, derived from its declaration.
 
@@ -144,7 +152,7 @@ def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:
         group = parser.add_argument_group(title)
         for param in params:
             default = _docs.param_rows([param])[0][2]
-            text = f"{param.help} Allowed: {param.allowed()}. Default: {default}."
+            text = help_text(f"{param.help} Allowed: {param.allowed()}. Default: {default}.")
             if param.kind == "bool":
                 negative = "--no-" + param.flag[2:]
                 group.add_argument(param.flag, dest=param.name, action=_BoolFlag, help=f"{text} {negative} sets false.")

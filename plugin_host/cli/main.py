@@ -21,7 +21,7 @@ from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, get_registry
 from ..core.specs import FilterSpec
 from . import docs as _docs
-from .args import PROG, Parser, filter_parser, folder_path
+from .args import PROG, Parser, filter_parser, folder_path, help_text
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -93,7 +93,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     add_video_parser(sub)
 
     for command in (registry.commands.values() if registry is not None else ()):
-        command_parser = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
+        command_parser = sub.add_parser(command.name, help=help_text(command.help), description=command.description or command.help)
         command.configurer()(command_parser)
         command_parser.set_defaults(plugin_command=command)
 
