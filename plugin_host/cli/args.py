@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..core.errors import ParameterError, UsageError
-from ..core.params import KINDS, Param, shown_value
+from ..core.params import KINDS, Param, flag_worded, shown_value
 from ..core.specs import FilterSpec
 from . import docs as _docs
 
@@ -189,18 +189,10 @@ def flag_error(error: ParameterError, params: Sequence[Param], command: str = ""
         params: The filter's declarations.
         command: The command whose ``--help`` the message points to (none when empty).
     """
-    if not error.param:
-        return error
-    by_name = {param.name: param for param in params}
-    name = str(error.param)
-    param = by_name.get(name.replace("-", "_"))
-    flag = param.flag if param is not None else "--" + name.replace("_", "-")
-    text = str(error)
-    for spelling in {name, name.replace("-", "_"), name.replace("_", "-")}:
-        text = text.replace(f'"{spelling}"', flag, 1).replace(f"Received: {spelling}=", f"Received: {flag} ", 1)
-    if command:
-        text = f"{text} (see '{command} --help')"
-    return ParameterError(text, param=error.param, value=error.value)
+    worded = flag_worded(error, params)
+    if not error.param or not command:
+        return worded
+    return ParameterError(f"{worded} (see '{command} --help')", param=error.param, value=error.value)
 
 
 def folder_path(text: str) -> Path:

@@ -267,14 +267,22 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
             else:
                 print(line, file=sys.stderr, flush=True)
 
-        result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
-                              given=values.given, report=report)
+        try:
+            result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
+                                  given=values.given, report=report)
+        except ParameterError as error:  # a value only the filter can judge (an image's size, a class id): its flag
+            raise flag_error(error, spec.params, command) if _names_a_param(error, spec.params) else error from None
     finally:
         if bar is not None:
             bar.close()
     written = guard.save_image(output, result, like=image)
     print(f"wrote {written}")
     return 0
+
+
+def _names_a_param(error: ParameterError, params: Sequence[Any]) -> bool:
+    """Whether ``error`` is about one of the filter's own parameters (not, say, a model file's setting)."""
+    return bool(error.param) and str(error.param).replace("-", "_") in {param.name for param in params}
 
 
 def _max_pixels(text: str | None) -> int | None:
