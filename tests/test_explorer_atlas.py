@@ -163,3 +163,29 @@ def test_atlas_of_a_fixed_input_size_keras_model(tmp_path: Path, shape: tuple[in
     assert loaded.fixed_input == shape
     table = {info.name: info.output_shape for info in loaded.layer_table(224)}  # a fixed input takes no other size
     assert table["first"] == (1, shape[0] - 2, shape[1] - 2, 4)
+
+
+def test_explore_on_a_fixed_input_size_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """explore patches and explore similar resize each image's centre to the model's fixed input (was Keras' ValueError)."""
+    import keras
+
+    from neurofilters.plugin_host.cli.main import main
+
+    inputs = keras.Input((48, 80, 3))
+    outputs = keras.layers.Conv2D(3, 3, strides=2, activation="relu", name="conv")(inputs)
+    model_file = tmp_path / "fixed.keras"
+    keras.Model(inputs, outputs).save(model_file)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for index, size in enumerate([(90, 120), (200, 60), (64, 64)]):
+        Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8)).save(photos / f"p{index}.png")
+    sheet = tmp_path / "sheet.png"
+    assert main(["explore", "patches", str(model_file), "conv", "1", str(photos), "-o", str(sheet), "-k", "2"]) == 0, capsys.readouterr().err
+    assert sheet.is_file()
+    similar = tmp_path / "similar.png"
+    code = main(["explore", "similar", str(photos / "p0.png"), str(photos), "--model", str(model_file), "--layer", "conv",
+                 "-o", str(similar)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert similar.is_file() and "1.0000" in out and "ValueError" not in err
