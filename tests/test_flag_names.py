@@ -86,3 +86,18 @@ def test_a_user_model_without_dream_layers_says_so(files: dict[str, Path], backb
     assert main(["run", "deepdream", str(files["photo"]), "-o", str(out), "--model", str(backbone), "--layers", "second:1",
                  "--steps", "1", "--octaves", "1", "-q"]) == 0, capsys.readouterr().err
     assert out.is_file()
+
+
+@pytest.mark.slow
+def test_finetune_on_a_user_backbone_without_dream_layers(backbone: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The base's features are its own output when it names no dream layer (was ``max() arg is an empty sequence``)."""
+    data = tmp_path / "data"
+    for label, seed in (("a", 0), ("b", 10)):
+        (data / label).mkdir(parents=True)
+        for index in range(3):
+            _png(data / label / f"{label}{index}.png", 40, 40, seed + index)
+    output = tmp_path / "tuned.keras"
+    code = main(["finetune", str(data), "-o", str(output), "--base", str(backbone), "--epochs", "1", "--image-size", "32", "-q"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert output.is_file() and not output.with_name("tuned.keras.training").exists()

@@ -326,6 +326,8 @@ def _feature_network(model: Any) -> tuple[Any, Any]:
     copy.set_weights(model.keras_model.get_weights())
     if model.kind == "classifier":
         return copy, copy.layers[-1].input
+    if not model.default_dream_layers:  # a user's backbone that names no good layer: its own output
+        return copy, copy.outputs[0]
     deepest = max(copy.layers.index(copy.get_layer(name)) for name, _ in model.default_dream_layers)
     return copy, copy.layers[deepest].output
 
