@@ -96,3 +96,18 @@ def test_13_a_killed_run_s_temporary_folder_is_removed_by_the_next_run(tmp_path:
     assert not dead.exists()
     assert alive.is_dir() and other.is_dir()
     assert sorted(p.name for p in temp.iterdir()) == sorted([alive.name, other.name])  # its own folder went at exit
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--held-out", "0"), ("--held-out", "nan"), ("--epsilon", "nan"), ("--epsilon", "40"), ("--epochs", "0"), ("--batch-size", "0")],
+)
+def test_11_fit_noise_names_the_flag_typed(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str) -> None:
+    """fit-noise said '"held-out" ... held-out=0.0' and '"epochs" and "batch-size"' for either: now the flag and its value."""
+    write_photo(tmp_path / "photos" / "a.png")
+    write_photo(tmp_path / "photos" / "b.png", seed=1)
+    code = main(["fit-noise", str(tmp_path / "photos"), "--class", "1", "-o", str(tmp_path / "n.npz"), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"error: {flag} must be" in err and f"Received: {flag} " in err and '"' not in err.split("must be")[0]
+    assert not (tmp_path / "n.npz").exists()
