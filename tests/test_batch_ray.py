@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -75,3 +77,29 @@ def test_ray_batch_survives_a_killed_actor(tmp_path: Path) -> None:
 
     again = run_batch(site, *args, "-o", str(tmp_path / "ray"), "--engine", "ray")
     assert again.returncode == 0 and f"{N_FILES} skipped" in again.stderr  # resume works the same way
+
+
+def test_a_local_ray_run_leaves_no_session_folder(tmp_path: Path) -> None:
+    """Ray's session (logs, sockets) goes to a folder of the run, removed when it ends: no TMPDIR/ray/session_* left."""
+    site = install_test_plugin(tmp_path / "site")
+    for i in range(3):
+        write_photo(tmp_path / "in" / f"p{i}.png", size=(24, 16), seed=i)
+    temp_root = Path(tempfile.mkdtemp(prefix="nfr", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    try:
+        env = {**plugin_env(site), "TMPDIR": str(temp_root), "RAY_AUTH_MODE": "disabled"}
+        env.pop("RAY_TMPDIR", None)
+        process = subprocess.Popen([*batch_command(), str(tmp_path / "in"), "--filter", "bt-noise", "--seed", "3", "-q",
+                                    "-o", str(tmp_path / "out"), "--engine", "ray", "--jobs", "1"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        session_seen = False
+        deadline = time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline:
+            session_seen = session_seen or any((temp_root / f"neurofilters-{process.pid}-ray").glob("session_*"))
+            time.sleep(0.05)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+        assert sorted(p.name for p in temp_root.iterdir()) == []  # no ray/session_*, no neurofilters-PID-* folder
+        assert session_seen, "Ray's session was not kept in the run's own folder"
+    finally:
+        shutil.rmtree(temp_root, ignore_errors=True)

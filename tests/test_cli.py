@@ -40,7 +40,7 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["list"], ["describe", "deepdream"], ["plugins"], ["models"], ["run", "deepdream", "--help"]],
+    [["--help"], ["list"], ["describe", "deepdream"], ["plugins"], ["models"], ["run", "deepdream", "--help"], ["run", "texture", "--help"]],
 )
 def test_light_commands_never_import_tensorflow(args: list[str]) -> None:
     code = (
@@ -52,6 +52,20 @@ def test_light_commands_never_import_tensorflow(args: list[str]) -> None:
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_every_filter_help_renders_with_its_percent_signs(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse formats help with '%': texture's "0.1 % in 5 iterations" was a TypeError in --help."""
+    from neurofilters.plugin_host import get_registry
+
+    names = sorted(get_registry().filters)
+    assert "texture" in names and "style-transfer" in names
+    for name in names:
+        assert main(["run", name, "--help"]) == 0, capsys.readouterr().err
+        out, err = capsys.readouterr()
+        assert "usage: neurofilters run" in out and "error" not in err, (name, err)
+        if name in ("texture", "style-transfer"):
+            assert "0.1 % in 5 iterations" in " ".join(out.split())
 
 
 def test_list_and_describe(capsys: pytest.CaptureFixture[str]) -> None:

@@ -125,3 +125,67 @@ def test_atlas_in_a_real_headless_browser(atlas: Path, tmp_path: Path, chromium:
         written = np.asarray(Image.open(atlas / src).convert("RGB"), np.float32)
         assert drawn.shape == written.shape, src
         assert np.abs(drawn - written).mean() < 4.0, src
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 80)])
+def test_atlas_of_a_fixed_input_size_keras_model(tmp_path: Path, shape: tuple[int, int], capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``.keras`` built on ``Input(shape=(H, W, 3))`` sees everything at H x W: the atlas works (was Keras' ValueError)."""
+    import keras
+
+    from neurofilters.plugin_host.cli.main import main
+
+    inputs = keras.Input((*shape, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="first")(inputs)
+    x = keras.layers.Conv2D(3, 3, strides=2, activation="relu", name="second")(x)
+    outputs = keras.layers.Dense(2, name="scores")(keras.layers.GlobalAveragePooling2D(name="pool")(x))
+    model_file = tmp_path / "fixed.keras"
+    keras.Model(inputs, outputs).save(model_file)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for index, size in enumerate([(90, 120), (200, 60)]):  # landscape and portrait: the centre is cropped to the model's aspect
+        Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8)).save(photos / f"p{index}.png")
+    out = tmp_path / "site"
+    code = main(["atlas", str(model_file), "-o", str(out), "--steps", "2", "--channels", "2", "--size", "40",
+                 "--patches", "1", "--images", str(photos)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "ValueError" not in err
+    page = (out / "index.html").read_text()
+    assert f"Activation shapes for a {shape[0]} x {shape[1]} input" in page
+    assert "not finished" not in page
+    for layer in ("first", "second"):
+        for channel in range(2):
+            with Image.open(out / layer / f"vis-{channel:04d}.png") as picture:
+                assert max(picture.size) == 40
+            assert (out / layer / f"patch-{channel:04d}-00.png").is_file()
+    loaded = ModelCache(get_registry().get_model).get(str(model_file))
+    assert loaded.fixed_input == shape
+    table = {info.name: info.output_shape for info in loaded.layer_table(224)}  # a fixed input takes no other size
+    assert table["first"] == (1, shape[0] - 2, shape[1] - 2, 4)
+
+
+def test_explore_on_a_fixed_input_size_keras_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """explore patches and explore similar resize each image's centre to the model's fixed input (was Keras' ValueError)."""
+    import keras
+
+    from neurofilters.plugin_host.cli.main import main
+
+    inputs = keras.Input((48, 80, 3))
+    outputs = keras.layers.Conv2D(3, 3, strides=2, activation="relu", name="conv")(inputs)
+    model_file = tmp_path / "fixed.keras"
+    keras.Model(inputs, outputs).save(model_file)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for index, size in enumerate([(90, 120), (200, 60), (64, 64)]):
+        Image.fromarray((rng.random((*size, 3)) * 255).astype(np.uint8)).save(photos / f"p{index}.png")
+    sheet = tmp_path / "sheet.png"
+    assert main(["explore", "patches", str(model_file), "conv", "1", str(photos), "-o", str(sheet), "-k", "2"]) == 0, capsys.readouterr().err
+    assert sheet.is_file()
+    similar = tmp_path / "similar.png"
+    code = main(["explore", "similar", str(photos / "p0.png"), str(photos), "--model", str(model_file), "--layer", "conv",
+                 "-o", str(similar)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert similar.is_file() and "1.0000" in out and "ValueError" not in err

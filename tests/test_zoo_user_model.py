@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import neurofilters.plugin_host as plugin_host
-from neurofilters.filters.zoo.user_model import load_user_model, user_model_name
+from neurofilters.filters.zoo.user_model import EMBEDDED_SETTINGS, load_user_model, user_model_name
+from neurofilters.plugin_host.cli.main import main
 from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
 
@@ -93,7 +95,7 @@ def test_non_image_models_and_bad_paths_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError, match="Received: '.*missing.keras'"):
         load_user_model(tmp_path / "missing.keras")
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
-    with pytest.raises(ModelUnavailableError, match="Cannot load"):
+    with pytest.raises(ModelUnavailableError, match="broken.keras is not a readable Keras archive"):
         load_user_model(tmp_path / "broken.keras")
 
 
@@ -109,3 +111,84 @@ def test_only_existing_keras_files_resolve(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("path", "name"), [("a/My_Net.keras", "my-net"), ("3d.keras", "model-3d"), ("__.keras", "model-file")])
 def test_user_model_names_are_valid_registry_names(path: str, name: str) -> None:
     assert user_model_name(path) == name
+
+
+def _with_embedded(source: Path, target: Path, **settings: object) -> Path:
+    """A copy of ``source`` whose archive carries ``settings`` as its embedded neurofilters.json."""
+    target.write_bytes(source.read_bytes())
+    with zipfile.ZipFile(target, "a") as archive:
+        archive.writestr(EMBEDDED_SETTINGS, json.dumps({"labels": [f"c{i}" for i in range(10)], **settings}))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [
+        ({"image_size": 10**12}, "image_size=1000000000000"),
+        ({"image_size": 0}, "image_size=0"),
+        ({"image_size": 4096}, "image_size=4096"),
+        ({"image_size": 224.5}, "image_size=224.5"),
+        ({"image_size": True}, "image_size=true"),
+        ({"image_size": "224"}, 'image_size="224"'),
+        ({"dream_layers": [["conv", 1e300]]}, "dream_layers=[[\"conv\", 1e+300]]"),
+        ({"dream_layers": [["conv", "NaN"]]}, "dream_layers=[[\"conv\", \"NaN\"]]"),
+        ({"dream_layers": [["conv", 1.0]] * 65}, "dream_layers=[[\"conv\", 1.0]"),
+        ({"dream_layers": "conv"}, 'dream_layers="conv"'),
+    ],
+)
+def test_absurd_embedded_settings_are_refused_like_user_input(
+    classifier_file: Path, tmp_path: Path, settings: dict, shown: str
+) -> None:
+    model = _with_embedded(classifier_file, tmp_path / "odd.keras", **settings)
+    key = next(iter(settings))
+    with pytest.raises(ParameterError) as caught:
+        load_user_model(model)
+    message = str(caught.value)
+    assert message.startswith(f"{model} ({EMBEDDED_SETTINGS}): {key} must be")
+    assert f"Received: {shown}" in message and "\n" not in message
+    if key == "image_size":
+        assert "between 32 and 1024" in message
+
+
+def test_a_huge_embedded_image_size_is_one_line_exit_2(classifier_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    model = _with_embedded(classifier_file, tmp_path / "huge.keras", image_size=10**12)
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(photo)
+    assert main(["classify", str(photo), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "OverflowError" not in err
+    assert f"{model} ({EMBEDDED_SETTINGS}): image_size must be an integer between 32 and 1024 (pixels). Received: image_size=1000000000000" in err
+
+
+def test_a_sane_embedded_size_and_dream_layers_are_kept(classifier_file: Path, tmp_path: Path) -> None:
+    model = load_user_model(_with_embedded(classifier_file, tmp_path / "ok.keras", image_size=96, dream_layers=[["conv", 2], ["gone", 1]]))
+    assert (model.input_size, tuple(model.default_dream_layers)) == (96, (("conv", 2.0),))
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "zip without a model"])
+def test_an_empty_or_truncated_keras_file_is_one_line(
+    classifier_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    from PIL import Image
+
+    model = tmp_path / "cut.keras"
+    if kind == "empty":
+        model.write_bytes(b"")
+    elif kind == "truncated":
+        model.write_bytes(classifier_file.read_bytes()[: classifier_file.stat().st_size // 2])
+    else:
+        with zipfile.ZipFile(model, "w") as archive:
+            archive.writestr("notes.txt", "hello")
+    size = model.stat().st_size
+    with pytest.raises(ModelUnavailableError) as caught:
+        load_user_model(model)
+    message = str(caught.value)
+    assert message.startswith(f"{model} is not a readable Keras archive (size {size} bytes")
+    assert "File not found" not in message and "model.save(" in message
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(photo)
+    assert main(["classify", str(photo), "--model", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is not a readable Keras archive (size {size} bytes" in err and "File not found" not in err

@@ -158,16 +158,32 @@ def settings_from_params(params: Mapping[str, Any]) -> DreamSettings:
 # --------------------------------------------------------------------------- objective
 def _resolve_layers(model: Any, layers: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
     if tuple(layers) == (("auto", 1.0),):
+        if not model.default_dream_layers:
+            raise _no_dream_layers(model)
         return tuple((str(n), float(w)) for n, w in model.default_dream_layers)
     try:
         resolved = tuple((model.resolve_layer(name), float(weight)) for name, weight in layers)
     except ParameterError as error:
-        raise ParameterError(str(error).replace('"layer"', '"layers"', 1), param="layers", value=error.value) from None
+        text = str(error).replace('"layer"', '"layers"', 1).replace("Received: layer=", "Received: layers=", 1)
+        raise ParameterError(text, param="layers", value=error.value) from None
     if all(weight == 0 for _, weight in resolved):
         raise ParameterError(
             f'"layers" needs at least one non-zero weight. Received: layers={layers}', param="layers", value=layers
         )
     return resolved
+
+
+def _no_dream_layers(model: Any) -> ParameterError:
+    """The error for ``--layers auto`` on a model that recommends no layer (a user's ``.keras`` file names none)."""
+    spatial = [info.name for info in model.layer_table(224) if len(info.output_shape) == 4 and info.kind != "InputLayer"]
+    example = ",".join(f"{name}:1" for name in spatial[-2:]) or "LAYER:1"
+    return ParameterError(
+        f'"layers" is auto, but model {model.name!r} recommends no dream layers (a .keras file names none unless '
+        f"neurofilters finetune wrote it). Received: layers=auto; name the layers to amplify, e.g. --layers {example} "
+        f"(its convolutional layers: 'neurofilters layers {model.name}').",
+        param="layers",
+        value="auto",
+    )
 
 
 def _check_channel(settings: DreamSettings, names: Sequence[str], model: Any) -> None:

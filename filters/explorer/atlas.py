@@ -14,6 +14,7 @@ the layer and channel, so the same settings give the same bytes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import html
 import json
@@ -33,7 +34,7 @@ from neurofilters.plugin_host import (
 )
 
 from .options import positive_int
-from .features import spatial_layer
+from .features import spatial_layer, work_shape
 from .patches import Patch, crop_field, find_images, load_or_skip, load_work_image, report_skipped
 from .receptive import receptive_field
 from .render import resize
@@ -67,6 +68,22 @@ def default_layers(model: Any) -> list[str]:
     return [candidates[0], candidates[len(candidates) // 2], candidates[-1]]
 
 
+def _fixed_input_recipe(recipe: Any, fixed: tuple[int, int] | None) -> Any:
+    """``recipe`` with its views made to fit a network whose input is fixed to ``fixed`` (``(height, width)``).
+
+    The padding and the shifts shrink with the input (at most a quarter and an eighth of its shorter
+    side), so that a canvas remains inside the padded view. ``recipe`` itself for ``fixed=None``.
+    """
+    if fixed is None:
+        return recipe
+    shorter = min(fixed)
+    transforms = recipe.transforms
+    pad = min(transforms.pad, shorter // 4)
+    return dataclasses.replace(
+        recipe, transforms=dataclasses.replace(transforms, pad=pad, jitter=min(transforms.jitter, max(1, shorter // 8)))
+    )
+
+
 _UNFINISHED_PAGE = (
     '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{model} atlas (unfinished)</title></head>'
     "<body><h1>Atlas of {model}: not finished</h1><p>This atlas is being written, or its run was stopped. "
@@ -96,7 +113,7 @@ def _top_patches_per_channel(
     feature = model.feature_model(list(layers))
     best: dict[tuple[str, int], list[Patch]] = {(layer, c): [] for layer in layers for c in range(channels)}
     for done, path in enumerate(paths, start=1):
-        image = load_or_skip(path, size, model.min_size, skipped if skipped is not None else [])
+        image = load_or_skip(path, size, model.min_size, skipped if skipped is not None else [], getattr(model, "fixed_input", None))
         if image is None:
             progress(done / len(paths), f"patches: {done}/{len(paths)} images")
             continue
@@ -134,6 +151,10 @@ def write_atlas(
     Every page and picture goes through ``guard`` (the host's guarded writer):
     never over an image of ``images``, and never over a file of the folder that
     neurofilters did not write (a user's own ``index.html``), checked before any work.
+
+    A network with a fixed input size (a ``.keras`` built on ``Input(shape=(64, 64, 3))``) sees
+    everything at that size: each channel is visualised at it (then shown ``size`` pixels on its
+    longer side) and the centre of each image of ``images`` is resized to it.
     """
     from ..hallucinate.objectives import Objective
     from ..hallucinate.visualize import RECIPES, visualize
@@ -159,6 +180,11 @@ def write_atlas(
     if not (output / "index.html").is_file():  # a site is never without its page, even while written or if stopped
         guard.write_text(output / "index.html", _UNFINISHED_PAGE.format(model=html.escape(model.name)), what="atlas page")
     table = model.layer_table(224)
+    fixed = getattr(model, "fixed_input", None)
+    recipe = _fixed_input_recipe(RECIPES["robust"], fixed)
+    # the canvas each channel is optimised on: its padded views are exactly what a fixed-size network takes
+    canvas = (fixed[0] - 2 * recipe.transforms.pad, fixed[1] - 2 * recipe.transforms.pad) if fixed else (size, size)
+    shown = work_shape(*canvas, size, 1)  # the picture written: ``size`` pixels on its longer side
     shapes = {info.name: info.output_shape for info in table}
     counts = {layer: min(channels, int(shapes[layer][-1])) for layer in layers}
     total = sum(counts.values())
@@ -176,10 +202,10 @@ def write_atlas(
                     report(share * (_done + step / steps) / total, f"{_layer} channel {_channel}: step {step}/{steps}")
 
                 picture = visualize(
-                    model, objective, height=size, width=size, steps=steps, recipe=RECIPES["robust"],
+                    model, objective, height=canvas[0], width=canvas[1], steps=steps, recipe=recipe,
                     rng=np.random.default_rng(channel_seed(seed, layer, channel)), progress=step_report,
                 )
-                guard.save_image(target, picture, what="atlas picture")
+                guard.save_image(target, resize(picture, *shown), what="atlas picture")
             done += 1
             report(0.9 * done / total if images else done / total, f"{layer} channel {channel}")
     found: dict[tuple[str, int], list[Patch]] = {}
@@ -194,18 +220,18 @@ def write_atlas(
             for rank, patch in enumerate(chosen):
                 target = output / layer / f"patch-{channel:04d}-{rank:02d}.png"
                 if not target.is_file():
-                    image = load_work_image(Path(patch.path), work_size, model.min_size)
+                    image = load_work_image(Path(patch.path), work_size, model.min_size, fixed)
                     field = receptive_field(model.keras_model, layer, image.shape[:2])
                     guard.save_image(target, resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), 96, 96),
                                      what="atlas picture")
     index = output / "index.html"
-    guard.write_text(index, _page(model, table, layers, counts, found, len(images)), what="atlas page")
+    guard.write_text(index, _page(model, table, layers, counts, found, len(images), fixed or (224, 224)), what="atlas page")
     report(1.0, f"wrote {index}")
     return index
 
 
 def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[str, int],
-          found: dict[tuple[str, int], list[Patch]], image_count: int) -> str:
+          found: dict[tuple[str, int], list[Patch]], image_count: int, table_input: tuple[int, int] = (224, 224)) -> str:
     """The HTML of ``index.html``."""
     e = html.escape
     rows = []
@@ -222,7 +248,7 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
         f'<p class="note">{e(model.description)} Input: {e(model.preprocessing)}. {len(table)} layers, {learnables:,} learnables.</p>',
         "<p>Visualised layers: " + ", ".join(f'<a href="#{e(layer)}">{e(layer)}</a>' for layer in layers) + "</p>",
         f"<details><summary>Layer table ({len(table)} layers)</summary>",
-        "<p class=\"note\">Activation shapes for a 224 x 224 input (height x width x channels).</p>",
+        f'<p class="note">Activation shapes for a {table_input[0]} x {table_input[1]} input (height x width x channels).</p>',
         "<table><thead><tr><th>name</th><th>type</th><th>activation shape</th><th>learnables</th></tr></thead><tbody>",
         *rows, "</tbody></table></details>",
     ]

@@ -11,7 +11,7 @@ from neurofilters.plugin_host import ParameterError
 
 from .render import resize
 
-__all__ = ["activations", "spatial_layer", "work_image", "work_shape"]
+__all__ = ["activations", "centre_to_aspect", "spatial_layer", "work_image", "work_shape"]
 
 
 def spatial_layer(model: Any, layer: str, *, param: str = "layer") -> str:
@@ -40,10 +40,36 @@ def work_shape(height: int, width: int, work_size: int, min_size: int = 32) -> t
     return max(min_size, round(height * factor)), max(min_size, round(width * factor))
 
 
-def work_image(image: np.ndarray, work_size: int, min_size: int = 32) -> np.ndarray:
-    """``image`` resized (bicubic) so its longer side is ``work_size`` (0: kept, small images enlarged to ``min_size``)."""
+def work_image(image: np.ndarray, work_size: int, min_size: int = 32, fixed: tuple[int, int] | None = None) -> np.ndarray:
+    """``image`` resized (bicubic) so its longer side is ``work_size`` (0: kept, small images enlarged to ``min_size``).
+
+    Args:
+        image: float ``H x W x C`` (the first three channels are used).
+        work_size: Longer side of the result (0: kept).
+        min_size: Shortest side allowed.
+        fixed: ``(height, width)`` of a network whose input size is fixed: the image's
+            centre, cropped to that aspect ratio, is resized to exactly that size instead.
+
+    Returns:
+        float32 ``h x w x 3``.
+    """
+    rgb = np.asarray(image[:, :, :3], np.float32)
+    if fixed is not None:
+        return resize(centre_to_aspect(rgb, *fixed), *fixed)
     height, width = work_shape(image.shape[0], image.shape[1], work_size, min_size)
-    return resize(np.asarray(image[:, :, :3], np.float32), height, width)
+    return resize(rgb, height, width)
+
+
+def centre_to_aspect(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The largest centred part of ``image`` with the aspect ratio ``height : width``."""
+    rows, columns = image.shape[:2]
+    if rows * width > columns * height:  # taller than wanted: crop rows
+        keep = max(1, round(columns * height / width))
+        top = (rows - keep) // 2
+        return image[top : top + keep]
+    keep = max(1, round(rows * width / height))
+    left = (columns - keep) // 2
+    return image[:, left : left + keep]
 
 
 def activations(model: Any, layers: Sequence[str], images: np.ndarray, batch_size: int = 16) -> list[np.ndarray]:

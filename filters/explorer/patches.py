@@ -84,24 +84,30 @@ def find_images(folder: str | os.PathLike[str]) -> list[Path]:
     return found
 
 
-def load_work_image(path: Path, size: int, min_size: int = 32) -> np.ndarray:
-    """An image file as float32 RGB in [0, 1], resized so its longer side is ``size``."""
+def load_work_image(path: Path, size: int, min_size: int = 32, fixed: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file as float32 RGB in [0, 1], resized so its longer side is ``size``.
+
+    ``fixed``: the ``(height, width)`` of a network with a fixed input size; the image's centre is
+    resized to exactly that (see :func:`~.features.work_image`).
+    """
     loaded = load_image(path)
     rgb, _ = split_alpha(np.asarray(loaded.pixels, np.float32))
     if rgb.ndim == 2:
         rgb = rgb[:, :, None]
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
-    return work_image(rgb, size, min_size)
+    return work_image(rgb, size, min_size, fixed)
 
 
-def load_or_skip(path: Path, size: int, min_size: int, skipped: list[tuple[str, str]] | None) -> np.ndarray | None:
+def load_or_skip(
+    path: Path, size: int, min_size: int, skipped: list[tuple[str, str]] | None, fixed: tuple[int, int] | None = None
+) -> np.ndarray | None:
     """:func:`load_work_image`, or ``None`` for a file that does not read (its reason appended to ``skipped``).
 
     With ``skipped`` ``None`` the error is raised instead.
     """
     try:
-        return load_work_image(path, size, min_size)
+        return load_work_image(path, size, min_size, fixed)
     except ImageIOError as error:
         if skipped is None:
             raise
@@ -116,12 +122,14 @@ def report_skipped(skipped: Sequence[tuple[str, str]]) -> None:
 
 
 def prefetched(
-    paths: Sequence[Path], size: int, min_size: int = 32, ahead: int = 32, skipped: list[tuple[str, str]] | None = None
+    paths: Sequence[Path], size: int, min_size: int = 32, ahead: int = 32, skipped: list[tuple[str, str]] | None = None,
+    fixed: tuple[int, int] | None = None,
 ) -> Iterator[np.ndarray | None]:
     """Working-size images of ``paths`` in order, decoded by a background thread up to ``ahead`` images early.
 
     Decoding and resizing (Pillow, NumPy) overlap the network's forward passes, which release the GIL.
-    With ``skipped`` given, an unreadable file yields ``None`` and its reason is listed there.
+    With ``skipped`` given, an unreadable file yields ``None`` and its reason is listed there. ``fixed``: a
+    network's fixed input size, which every image is resized to (see :func:`load_work_image`).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -129,7 +137,7 @@ def prefetched(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="explore-load") as pool:
         pending: deque[Any] = deque()
         for path in paths:
-            pending.append(pool.submit(load_or_skip, path, size, min_size, skipped))
+            pending.append(pool.submit(load_or_skip, path, size, min_size, skipped, fixed))
             if len(pending) > ahead:
                 yield pending.popleft().result()
         while pending:
@@ -208,7 +216,8 @@ def top_patches(
         if progress is not None:
             progress(done / len(paths), f"{done}/{len(paths)} images")
 
-    source = images if images is not None else prefetched(paths, size, model.min_size, ahead=2 * batch_size, skipped=skipped)
+    source = images if images is not None else prefetched(paths, size, model.min_size, ahead=2 * batch_size, skipped=skipped,
+                                                           fixed=getattr(model, "fixed_input", None))
     for path, image in zip(paths, source):
         if image is None:  # unreadable: listed in skipped
             done += 1
@@ -246,7 +255,8 @@ def patch_sheet(
     """A contact sheet of the patches' receptive fields (unclipped: the padding shows grey), labelled."""
     tiles = []
     for patch in patches:
-        image = loader(Path(patch.path)) if loader is not None else load_work_image(Path(patch.path), size, model.min_size)
+        image = loader(Path(patch.path)) if loader is not None else load_work_image(
+            Path(patch.path), size, model.min_size, getattr(model, "fixed_input", None))
         field = receptive_field(model.keras_model, layer, image.shape[:2])
         crop = crop_field(image, field.box(patch.y, patch.x, clip=False))
         tiles.append(label_tile(resize(crop, tile, tile), f"{patch.score:.2f}  {Path(patch.path).name}"))

@@ -119,7 +119,7 @@ def folder_descriptors(
     vectors: list[np.ndarray | None] = [cache.get(path) if cache is not None else None for path in paths]
     missing = [index for index, vector in enumerate(vectors) if vector is None]
     for done, index in enumerate(missing, start=1):
-        image = load_or_skip(paths[index], size, model.min_size, skipped)
+        image = load_or_skip(paths[index], size, model.min_size, skipped, getattr(model, "fixed_input", None))
         if image is None:
             continue
         maps = np.asarray(feature(image[None], training=False)[0][0], np.float32)
@@ -168,7 +168,7 @@ def run_similar_command(args: argparse.Namespace) -> int:
     if not paths:
         raise ParameterError(f'"folder" holds no readable image. Received: folder={args.folder!r}', param="folder", value=args.folder)
     feature = model.feature_model([layer])
-    query_image = load_work_image(query_path, size, model.min_size)
+    query_image = load_work_image(query_path, size, model.min_size, getattr(model, "fixed_input", None))
     query = descriptor(np.asarray(feature(query_image[None], training=False)[0][0], np.float32))
     order, similarities = rank(query, vectors)
     shown = list(zip(order[:top], similarities[:top]))

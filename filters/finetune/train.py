@@ -48,7 +48,7 @@ from neurofilters.plugin_host import (
 
 from ..zoo.model import centre_crop_resize
 from ..zoo.preprocessing import PREPROCESSING_MODES
-from ..zoo.user_model import EMBEDDED_SETTINGS
+from ..zoo.user_model import EMBEDDED_SETTINGS, IMAGE_SIZE_RANGE
 
 __all__ = [
     "AUGMENTATIONS", "Dataset", "FinetuneResult", "Report", "Settings", "compute_command", "finetune", "load_dataset", "parse_settings",
@@ -153,7 +153,7 @@ def parse_settings(args: argparse.Namespace) -> Settings:
         base=str(args.base),
         freeze=freeze,
         epochs=_number(args.epochs, "--epochs", int, 1, 1000),
-        image_size=_number(args.image_size, "--image-size", int, 32, 1024),
+        image_size=_number(args.image_size, "--image-size", int, *IMAGE_SIZE_RANGE),
         val_split=_number(args.val_split, "--val-split", float, 0.05, 0.5),
         augment=augment,
         batch_size=_number(args.batch_size, "--batch-size", int, 1, 4096),
@@ -329,6 +329,8 @@ def _feature_network(model: Any) -> tuple[Any, Any]:
     copy.set_weights(model.keras_model.get_weights())
     if model.kind == "classifier":
         return copy, copy.layers[-1].input
+    if not model.default_dream_layers:  # a user's backbone that names no good layer: its own output
+        return copy, copy.outputs[0]
     deepest = max(copy.layers.index(copy.get_layer(name)) for name, _ in model.default_dream_layers)
     return copy, copy.layers[deepest].output
 

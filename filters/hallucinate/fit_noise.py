@@ -174,11 +174,14 @@ def compute(args: argparse.Namespace) -> NoiseFit:
         UsageError: A folder with fewer than 2 photos, an output that is not ``.npz`` or would replace a file.
     """
     if not 0.0 < args.epsilon <= 31.0:
-        raise ParameterError(f'"epsilon" must be in (0, 31]. Received: epsilon={args.epsilon}', param="epsilon", value=args.epsilon)
+        raise ParameterError(f"--epsilon must be a number above 0 and at most 31 (in 1/255 units). Received: --epsilon {args.epsilon}",
+                             param="epsilon", value=args.epsilon)
     if not 0.0 < args.held_out < 1.0:
-        raise ParameterError(f'"held-out" must be between 0 and 1. Received: held-out={args.held_out}', param="held_out", value=args.held_out)
-    if (args.epochs is not None and args.epochs < 1) or args.batch_size < 1:
-        raise ParameterError(f'"epochs" and "batch-size" must be >= 1. Received: {args.epochs}, {args.batch_size}', param="epochs", value=args.epochs)
+        raise ParameterError(f"--held-out must be a share above 0 and below 1, e.g. 0.3. Received: --held-out {args.held_out}",
+                             param="held_out", value=args.held_out)
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise ParameterError(f"{flag} must be an integer >= 1. Received: {flag} {value}", param=flag[2:].replace("-", "_"), value=value)
     if not 0 <= args.seed <= 2**63 - 1:
         raise ParameterError(f'"--seed" must be an integer between 0 and {2**63 - 1}. Received: --seed {args.seed}',
                              param="seed", value=args.seed)

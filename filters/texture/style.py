@@ -129,20 +129,25 @@ def run_style_transfer(image: np.ndarray, params: dict[str, Any], context: Any) 
     """The ``style-transfer`` filter (without ``--style`` the input is its own style, repainted from noise)."""
     content = np.asarray(image[:, :, :3], np.float32)
     start = params.get("start", "content")
-    styles: list[tuple[np.ndarray, float]] = []
+    named: list[tuple[str, np.ndarray, float]] = []  # (parameter, image, share)
     share2 = float(params.get("style2_weight", 0.5))
     if params.get("style") is not None:
-        styles.append((rgb_of(params["style"]), 1.0 - share2 if params.get("style2") is not None else 1.0))
+        named.append(("style", rgb_of(params["style"]), 1.0 - share2 if params.get("style2") is not None else 1.0))
     if params.get("style2") is not None:
-        styles.append((rgb_of(params["style2"]), share2 if params.get("style") is not None else 1.0))
-    if not styles:
-        styles, start = [(content, 1.0)], "noise"
-    styles = [(_scaled(style, float(params.get("style_scale", 1.0))), share) for style, share in styles if share > 0]
-    for style, _ in styles:
+        named.append(("style2", rgb_of(params["style2"]), share2 if params.get("style") is not None else 1.0))
+    if not named:
+        named, start = [("input", content, 1.0)], "noise"
+    scale = float(params.get("style_scale", 1.0))
+    named = [(name, _scaled(style, scale), share) for name, style, share in named if share > 0]
+    for name, style, _ in named:
         if min(style.shape[:2]) < 16:
+            scaled = f" after --style-scale {scale:g}" if scale != 1.0 else ""
             raise ParameterError(
-                f'"style" must be at least 16 x 16 pixels. Received: {style.shape[1]} x {style.shape[0]}.', param="style", value=f"{style.shape[1]}x{style.shape[0]}"
+                f'"{name}" must be at least 16 x 16 pixels{scaled}. Received: {style.shape[1]} x {style.shape[0]}; '
+                "give a larger image" + (" or a larger --style-scale." if scale < 1.0 else "."),
+                param=name, value=f"{style.shape[1]}x{style.shape[0]}",
             )
+    styles = [(style, share) for _, style, share in named]
     model = context.load_model(params["model"])
     layers = resolve_layers(model, params.get("style_layers", "auto"), DEFAULT_STYLE_LAYERS, "style_layers")
     content_layer = params.get("content_layer", "auto")

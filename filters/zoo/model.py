@@ -165,7 +165,7 @@ class ZooModel:
         self._lock = threading.Lock()
         self._feature_models: dict[tuple[str, ...], keras.Model] = {}
         self._logits_model: keras.Model | None = None
-        self._layer_tables: dict[int, list[LayerInfo]] = {}
+        self._layer_tables: dict[tuple[int, int], list[LayerInfo]] = {}
 
     def __repr__(self) -> str:
         return f"ZooModel(name={self.name!r}, kind={self.kind!r}, layers={len(self._layer_names)})"
@@ -237,28 +237,36 @@ class ZooModel:
         """Whether the layer (raw name or alias) is known to dream well."""
         return self.resolve_layer(name) in self._dream_targets
 
+    @property
+    def fixed_input(self) -> tuple[int, int] | None:
+        """``(height, width)`` the network's input is fixed to (``Input(shape=(64, 64, 3))``), else ``None``."""
+        shape = self.keras_model.inputs[0].shape
+        height, width = (shape[1], shape[2]) if len(shape) == 4 else (None, None)
+        return (int(height), int(width)) if height is not None and width is not None else None
+
     def layer_table(self, size: int | None = None) -> list[LayerInfo]:
         """Describe every layer: name, alias, type, output shape, weights, dream target.
 
         Args:
             size: Square input side the output shapes are computed for; defaults
-                to the network's fixed input side if it has one, else its native
-                classification size (:attr:`input_size`), else 224.
+                to the network's native classification size (:attr:`input_size`),
+                else 224. A network with a fixed input size (:attr:`fixed_input`)
+                takes no other: its shapes are always computed at that size.
 
         Returns:
             One :class:`LayerInfo` per layer of :attr:`keras_model` (input layers excluded).
         """
         import keras
 
-        fixed = self.keras_model.inputs[0].shape[1]
-        side = int(size or fixed or self.input_size or 224)
+        side = int(size or self.input_size or 224)
+        shape = self.fixed_input or (side, side)
         with self._lock:
-            if side in self._layer_tables:
-                return list(self._layer_tables[side])
+            if shape in self._layer_tables:
+                return list(self._layer_tables[shape])
         layers = [layer for layer in self.keras_model.layers if not isinstance(layer, keras.layers.InputLayer)]
         outputs = [_first(layer.output) for layer in layers]
         probe = keras.Model(self.keras_model.inputs, outputs)
-        specs = probe.compute_output_spec(keras.KerasTensor((1, side, side, 3)))
+        specs = probe.compute_output_spec(keras.KerasTensor((1, *shape, 3)))
         own = {layer.name: int(layer.count_params()) for layer in layers}
 
         def weights(name: str) -> int:
@@ -286,7 +294,7 @@ class ZooModel:
             for layer, spec in zip(layers, specs)
         ]
         with self._lock:
-            self._layer_tables[side] = table
+            self._layer_tables[shape] = table
         return list(table)
 
     def feature_model(self, layer_names: Sequence[str]) -> keras.Model:

@@ -26,6 +26,7 @@ Conventions the zoo assumes, as nothing in a ``.keras`` file states them:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import zipfile
@@ -37,7 +38,14 @@ from .labels import imagenet_labels
 from .model import ZooModel
 from .preprocessing import PREPROCESSING_MODES, preprocessing_function
 
-__all__ = ["DEFAULT_PREPROCESSING", "EMBEDDED_SETTINGS", "SETTINGS_SUFFIX", "load_user_model", "user_model_name"]
+__all__ = [
+    "DEFAULT_PREPROCESSING",
+    "EMBEDDED_SETTINGS",
+    "IMAGE_SIZE_RANGE",
+    "SETTINGS_SUFFIX",
+    "load_user_model",
+    "user_model_name",
+]
 
 DEFAULT_PREPROCESSING = "0-255"
 #: Optional settings file: ``<model>.keras`` + this suffix.
@@ -48,6 +56,14 @@ EMBEDDED_SETTINGS = "neurofilters.json"
 _INFORMATIONAL_KEYS = {"base"}
 #: Keys only the embedded settings carry: the classification size and the base's good dream layers.
 _EMBEDDED_KEYS = {"image_size", "dream_layers"}
+#: Smallest and largest classification size a model may carry (``neurofilters finetune --image-size``'s range).
+IMAGE_SIZE_RANGE = (32, 1024)
+#: Most dream layers the embedded settings may list.
+MAX_DREAM_LAYERS = 64
+#: Largest absolute weight of an embedded dream layer.
+MAX_DREAM_WEIGHT = 1000.0
+#: The member every Keras 3 ``.keras`` archive holds.
+_KERAS_CONFIG = "config.json"
 
 
 def user_model_name(path: str | os.PathLike[str]) -> str:
@@ -68,13 +84,15 @@ def load_user_model(path: str | os.PathLike[str], *, preprocessing: str | None =
         The wrapped model (classifier if its output is ``(B, classes)``).
 
     Raises:
-        ModelUnavailableError: Missing file, not loadable, refused by safe mode,
-            or not an image model.
-        ParameterError: Unknown preprocessing mode.
+        ModelUnavailableError: Missing file, not a complete Keras archive (empty,
+            truncated), not loadable, refused by safe mode, or not an image model.
+        ParameterError: Unknown preprocessing mode, or settings (in a file beside
+            the model or inside it) out of their range.
     """
     file = Path(path).expanduser()
     if file.suffix != ".keras" or not file.is_file():
         raise ModelUnavailableError(f"Expected an existing '.keras' model file. Received: {os.fspath(path)!r}")
+    _check_archive(file)
     settings = _read_settings(file)
     mode = preprocessing or settings.get("preprocessing") or DEFAULT_PREPROCESSING
     preprocess = preprocessing_function(str(mode))
@@ -105,7 +123,8 @@ def load_user_model(path: str | os.PathLike[str], *, preprocessing: str | None =
             raise ModelUnavailableError(f"{file}: the model has {classes} classes; its settings list {len(labels)} labels.")
     height, width = network.inputs[0].shape[1:3]
     fixed = height if height is not None and height == width else settings.get("image_size")
-    dream_layers = [(name, float(weight)) for name, weight in settings.get("dream_layers", []) if name in {l.name for l in network.layers}]
+    names = {layer.name for layer in network.layers}
+    dream_layers = [(name, float(weight)) for name, weight in settings.get("dream_layers", []) if name in names]
     return ZooModel(
         name=user_model_name(file),
         kind="classifier" if classifier else "backbone",
@@ -121,28 +140,105 @@ def load_user_model(path: str | os.PathLike[str], *, preprocessing: str | None =
     )
 
 
+def _check_archive(file: Path) -> None:
+    """Refuse, in one line, a file that is no complete ``.keras`` archive (empty, truncated, another zip).
+
+    Keras itself reports such a file as "File not found", which sends the user looking for the wrong problem.
+
+    Raises:
+        ModelUnavailableError: Naming the path, its size and what to do.
+    """
+    try:
+        size = file.stat().st_size
+        with zipfile.ZipFile(file) as archive:
+            complete = _KERAS_CONFIG in archive.namelist()
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        complete = False
+    except OSError as error:
+        raise ModelUnavailableError(
+            f"Cannot read {file}: {error.strerror or error}. Check that the file is readable (its permissions, the disk)."
+        ) from None
+    if not complete:
+        state = "empty" if size == 0 else "truncated or not a .keras zip archive"
+        raise ModelUnavailableError(
+            f"{file} is not a readable Keras archive (size {size} bytes: {state}). "
+            "Save the model again with model.save('NAME.keras') (Keras 3) or copy the complete file."
+        )
+
+
 def _embedded_settings(file: Path) -> dict:
-    """The settings inside the archive, without the informational keys (``{}`` when there are none)."""
-    if not zipfile.is_zipfile(file):
-        return {}  # not a .keras archive at all: Keras' own loader says so
+    """The settings inside the archive, without the informational keys (``{}`` when there are none).
+
+    The classification size and the dream layers are checked like user input: an integer in
+    :data:`IMAGE_SIZE_RANGE`, at most :data:`MAX_DREAM_LAYERS` ``[name, weight]`` pairs with finite weights
+    of at most :data:`MAX_DREAM_WEIGHT` in size.
+
+    Raises:
+        ModelUnavailableError: The settings cannot be read.
+        ParameterError: A setting out of its range (one line naming the file, the value and the range).
+    """
     try:
         with zipfile.ZipFile(file) as archive:
             if EMBEDDED_SETTINGS not in archive.namelist():
                 return {}
             settings = json.loads(archive.read(EMBEDDED_SETTINGS).decode("utf-8"))
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ModelUnavailableError(f"Cannot read the settings inside {file}: {error}") from error
+    except (OSError, ValueError, zipfile.BadZipFile, RecursionError) as error:
+        raise ModelUnavailableError(f"Cannot read the settings inside {file}: {type(error).__name__}: {str(error)[:200]}") from None
+    where = f"{file} ({EMBEDDED_SETTINGS})"
     if not isinstance(settings, dict):
-        return _checked_settings(settings, f"{file} ({EMBEDDED_SETTINGS})")
+        return _checked_settings(settings, where)
     extra = {key: settings[key] for key in _EMBEDDED_KEYS if key in settings}
-    size = extra.get("image_size")
-    layers = extra.get("dream_layers", [])
-    if (size is not None and (not isinstance(size, int) or size < 1)) or not all(
-        isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and isinstance(pair[1], (int, float)) for pair in layers
-    ):
-        raise ModelUnavailableError(f"{file}: {EMBEDDED_SETTINGS} has a malformed image_size or dream_layers.")
+    if "image_size" in extra:
+        extra["image_size"] = _checked_image_size(extra["image_size"], where)
+    if "dream_layers" in extra:
+        extra["dream_layers"] = _checked_dream_layers(extra["dream_layers"], where)
     plain = {key: value for key, value in settings.items() if key not in _INFORMATIONAL_KEYS | _EMBEDDED_KEYS}
-    return {**_checked_settings(plain, f"{file} ({EMBEDDED_SETTINGS})"), **extra}
+    return {**_checked_settings(plain, where), **extra}
+
+
+def _shown(value: object) -> str:
+    """A setting's value for a message: its JSON text, cut to 100 characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _checked_image_size(value: object, where: str) -> int:
+    low, high = IMAGE_SIZE_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ParameterError(
+            f"{where}: image_size must be an integer between {low} and {high} (pixels). Received: image_size={_shown(value)}; "
+            "fine-tune the model again (neurofilters finetune --image-size) or remove image_size from its settings.",
+            param="image_size",
+            value=value,
+        )
+    return value
+
+
+def _checked_dream_layers(value: object, where: str) -> list[tuple[str, float]]:
+    def usable(pair: object) -> bool:
+        return (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and 0 < len(pair[0]) <= 255
+            and not isinstance(pair[1], bool)
+            and isinstance(pair[1], (int, float))
+            and math.isfinite(pair[1])
+            and abs(pair[1]) <= MAX_DREAM_WEIGHT
+        )
+
+    if not isinstance(value, list) or len(value) > MAX_DREAM_LAYERS or not all(usable(pair) for pair in value):
+        raise ParameterError(
+            f"{where}: dream_layers must be a list of at most {MAX_DREAM_LAYERS} [layer name, weight] pairs, each weight a "
+            f"finite number between -{MAX_DREAM_WEIGHT:g} and {MAX_DREAM_WEIGHT:g}. Received: dream_layers={_shown(value)}; "
+            "fine-tune the model again or remove dream_layers from its settings.",
+            param="dream_layers",
+            value=value,
+        )
+    return [(name, float(weight)) for name, weight in value]
 
 
 def _read_settings(file: Path) -> dict:

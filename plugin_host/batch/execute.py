@@ -231,13 +231,18 @@ def _run_steps(
     summary: list[str] | None = None,
 ) -> Any:
     from ..core.call import apply_filter, step_seed
+    from ..core.errors import ParameterError
+    from ..core.params import flag_worded
 
     for number, (spec, values) in enumerate(steps):
         report = None
         if progress is not None:
             report = lambda fraction, message, n=number: progress((n + fraction) / len(steps), message)  # noqa: E731
-        pixels = apply_filter(spec, pixels, values, seed=step_seed(seed, number), models=models, progress=report, validated=True,
-                              emit=emit, report=None if summary is None else summary.append)
+        try:
+            pixels = apply_filter(spec, pixels, values, seed=step_seed(seed, number), models=models, progress=report,
+                                  validated=True, emit=emit, report=None if summary is None else summary.append)
+        except ParameterError as error:  # a value only the filter can judge: named by its flag, as typed
+            raise flag_worded(error, spec.params, declared_only=True) from None
     return pixels
 
 

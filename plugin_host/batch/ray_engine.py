@@ -17,6 +17,9 @@ Ray is an optional dependency: ``pip install 'neurofilters[ray]'``.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,12 @@ class _BatchActor:
         return os.getpid()
 
 
-def _init_ray(address: str | None, actors: int) -> Any:
+def _init_ray(address: str | None, actors: int, temp_dir: Path | None = None) -> Any:
+    """Import Ray and start (``address=None``: a local instance with its files in ``temp_dir``) or join a cluster.
+
+    Raises:
+        ParameterError: Ray is not installed.
+    """
     try:
         import ray
     except ImportError:
@@ -67,8 +75,47 @@ def _init_ray(address: str | None, actors: int) -> Any:
             repo = str(Path(__file__).resolve().parents[1])
             paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             options["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join([*paths, repo])}}
+            if temp_dir is not None:
+                options["_temp_dir"] = os.fspath(temp_dir)  # its session folder, logs and sockets: removed at the end
         ray.init(**options)
     return ray
+
+
+#: Longest path of the folder given to Ray: its sockets go ``/session_<date>_<time>_<pid>/sockets/plasma_store``
+#: (about 64 bytes) below it, and a unix socket's path has at most 107.
+_RAY_TEMP_MAX = 40
+
+
+def _ray_temp_dir(address: str | None) -> Path | None:
+    """The folder a local Ray instance keeps its session in (instead of ``/tmp/ray``), or ``None``.
+
+    It is made in ``RAY_TMPDIR`` when set, else in the system's temporary folder. ``None`` when joining a
+    cluster (its head decides), when Ray already runs in this process, or when no short enough folder can
+    be made (Ray's default is used then).
+    """
+    if address is not None or os.environ.get("RAY_ADDRESS") or ("ray" in sys.modules and sys.modules["ray"].is_initialized()):
+        return None
+    from ..core.lifecycle import owned_temporary_folder
+
+    try:
+        folder = owned_temporary_folder("ray", os.environ.get("RAY_TMPDIR") or None)
+    except OSError:
+        return None
+    if len(os.fsencode(folder)) > _RAY_TEMP_MAX:
+        folder.rmdir()
+        return None
+    return folder
+
+
+def _remove_ray_temp_dir(folder: Path | None) -> None:
+    """Remove the local instance's folder once it has shut down (its last processes may still be closing logs)."""
+    if folder is None:
+        return
+    for _ in range(20):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.25)
 
 
 def run_tasks_ray(
@@ -93,11 +140,15 @@ def run_tasks_ray(
     Raises:
         ParameterError: Ray is not installed, or the cluster cannot be reached.
     """
-    ray = _init_ray(address, actors)
+    temp_dir = _ray_temp_dir(address)
     try:
-        _dispatch(ray, tasks, options, finish, actors, on_started)
+        ray = _init_ray(address, actors, temp_dir)
+        try:
+            _dispatch(ray, tasks, options, finish, actors, on_started)
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        _remove_ray_temp_dir(temp_dir)
 
 
 def _dispatch(

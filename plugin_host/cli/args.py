@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..core.errors import ParameterError, UsageError
-from ..core.params import KINDS, Param, shown_value
+from ..core.params import KINDS, Param, flag_worded, shown_value
 from ..core.specs import FilterSpec
 from . import docs as _docs
 
@@ -121,6 +121,14 @@ class _NegativeFlag(argparse.Action):
         setattr(namespace, self.dest, False)
 
 
+def help_text(text: str) -> str:
+    """``text`` as an argparse help string: a ``%`` of a declaration ("0.1 % in 5 iterations") stays a ``%``.
+
+    argparse formats every help string with ``%``, so an unescaped ``% i`` raised a ``TypeError`` in ``--help``.
+    """
+    return text.replace("%", "%%")
+
+
 def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:
     """A parser of one filter's parameters, derived from its declaration.
 
@@ -144,7 +152,7 @@ def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:
         group = parser.add_argument_group(title)
         for param in params:
             default = _docs.param_rows([param])[0][2]
-            text = f"{param.help} Allowed: {param.allowed()}. Default: {default}."
+            text = help_text(f"{param.help} Allowed: {param.allowed()}. Default: {default}.")
             if param.kind == "bool":
                 negative = "--no-" + param.flag[2:]
                 group.add_argument(param.flag, dest=param.name, action=_BoolFlag, help=f"{text} {negative} sets false.")
@@ -181,18 +189,10 @@ def flag_error(error: ParameterError, params: Sequence[Param], command: str = ""
         params: The filter's declarations.
         command: The command whose ``--help`` the message points to (none when empty).
     """
-    if not error.param:
-        return error
-    by_name = {param.name: param for param in params}
-    name = str(error.param)
-    param = by_name.get(name.replace("-", "_"))
-    flag = param.flag if param is not None else "--" + name.replace("_", "-")
-    text = str(error)
-    for spelling in {name, name.replace("-", "_"), name.replace("_", "-")}:
-        text = text.replace(f'"{spelling}"', flag, 1).replace(f"Received: {spelling}=", f"Received: {flag} ", 1)
-    if command:
-        text = f"{text} (see '{command} --help')"
-    return ParameterError(text, param=error.param, value=error.value)
+    worded = flag_worded(error, params)
+    if not error.param or not command:
+        return worded
+    return ParameterError(f"{worded} (see '{command} --help')", param=error.param, value=error.value)
 
 
 def folder_path(text: str) -> Path:

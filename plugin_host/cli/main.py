@@ -21,7 +21,7 @@ from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, get_registry
 from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
-from .args import PROG, Parser, filter_parser, folder_path
+from .args import PROG, Parser, filter_parser, folder_path, help_text
 
 __all__ = ["main", "build_parser", "command_parser", "UsageError"]
 
@@ -93,7 +93,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     add_video_parser(sub)
 
     for command in (registry.commands.values() if registry is not None else ()):
-        command_parser(command, sub.add_parser(command.name, help=command.help, description=command.description or command.help))
+        command_parser(command, sub.add_parser(command.name, help=help_text(command.help), description=command.description or command.help))
 
     gimp = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in")
     gimp_sub = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=Parser)
@@ -280,14 +280,22 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
             else:
                 print(line, file=sys.stderr, flush=True)
 
-        result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
-                              given=values.given, report=report)
+        try:
+            result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
+                                  given=values.given, report=report)
+        except ParameterError as error:  # a value only the filter can judge (an image's size, a class id): its flag
+            raise flag_error(error, spec.params, command) if _names_a_param(error, spec.params) else error from None
     finally:
         if bar is not None:
             bar.close()
     written = guard.save_image(output, result, like=image)
     print(f"wrote {written}")
     return 0
+
+
+def _names_a_param(error: ParameterError, params: Sequence[Any]) -> bool:
+    """Whether ``error`` is about one of the filter's own parameters (not, say, a model file's setting)."""
+    return bool(error.param) and str(error.param).replace("-", "_") in {param.name for param in params}
 
 
 def _max_pixels(text: str | None) -> int | None:

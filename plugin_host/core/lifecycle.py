@@ -24,10 +24,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Terminated", "start_process"]
+__all__ = ["Terminated", "owned_temporary_folder", "start_process"]
 
 _PREFIX = "neurofilters-"
 _started = False
+#: The system's temporary folder, before :func:`start_process` pointed :mod:`tempfile` at the private one.
+_system_temp: str | None = None
 
 
 class Terminated(KeyboardInterrupt):
@@ -75,7 +77,9 @@ def start_process() -> Path | None:
     with contextlib.suppress(ValueError, OSError):  # not the main thread, or no signals here
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, _on_sigterm)
+    global _system_temp
     root = Path(tempfile.gettempdir())
+    _system_temp = os.fspath(root)
     _remove_stale(root)
     try:
         folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=root))
@@ -83,4 +87,28 @@ def start_process() -> Path | None:
         return None
     tempfile.tempdir = os.fspath(folder)  # this process only: TMPDIR is left alone (Ray keeps its sockets under it)
     atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def owned_temporary_folder(tag: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """A new folder ``neurofilters-PID-TAG`` in the system's temporary folder, for a library's own files.
+
+    The caller removes it when done; one left by a process killed with ``kill -9`` is removed by the next
+    run, as the private folder is (its name carries this process's id). It sits beside the private folder,
+    not inside it, and its name is short, so that the paths under it stay short (Ray's unix sockets must
+    fit in 107 bytes).
+
+    Args:
+        tag: A short word saying whose files these are (``"ray"``).
+        root: Where to make it instead of the system's temporary folder.
+
+    Raises:
+        OSError: The folder cannot be made.
+    """
+    parent = Path(root if root is not None else (_system_temp or tempfile.gettempdir()))
+    folder = parent / f"{_PREFIX}{os.getpid()}-{tag}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:  # a second one in this process: a random suffix
+        folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-{tag}-", dir=parent))
     return folder

@@ -22,7 +22,7 @@ from .errors import DeclarationError, ParameterError
 
 __all__ = [
     "KINDS", "Param", "ParamKind", "PARAM_KINDS", "ParamValues", "validate_params", "parse_weighted_layers",
-    "format_value", "shorten", "shown_value", "MAX_SEED", "parse_seed", "parse_int", "integer_value",
+    "format_value", "shorten", "shown_value", "MAX_SEED", "parse_seed", "parse_int", "integer_value", "flag_worded",
 ]
 
 #: Largest seed: NumPy's generators take any integer >= 0; 2**63 - 1 keeps it one machine word.
@@ -551,3 +551,34 @@ def _num(number: float) -> str:
     if float(number).is_integer():
         return str(int(number))
     return repr(float(number))
+
+
+def flag_worded(error: ParameterError, params: Sequence[Param], *, declared_only: bool = False) -> ParameterError:
+    """``error`` with the parameter named as the user typed it: ``--style2`` where it said ``"style2"``.
+
+    A filter raises its errors with the parameter's Python name (``"class_"``, ``Received: class_=5000``);
+    the command line and the batch runner show the flag instead (``--class``, ``Received: --class 5000``).
+
+    Args:
+        error: A parameter error (a filter parameter, or a host option such as ``seed``).
+        params: The filter's declarations.
+        declared_only: Reword only an error about one of ``params`` (for errors raised while a
+            filter runs: a model file's own setting, such as ``image_size``, is no flag).
+
+    Returns:
+        The reworded error (``error`` itself when there is nothing to reword).
+    """
+    if not error.param:
+        return error
+    by_name = {param.name: param for param in params}
+    name = str(error.param)
+    param = by_name.get(name.replace("-", "_"))
+    if param is None and declared_only:
+        return error
+    flag = param.flag if param is not None else "--" + name.replace("_", "-")
+    text = str(error)
+    for spelling in {name, name.replace("-", "_"), name.replace("_", "-")}:
+        text = text.replace(f'"{spelling}"', flag, 1).replace(f"Received: {spelling}=", f"Received: {flag} ", 1)
+    if text == str(error):
+        return error
+    return ParameterError(text, param=error.param, value=error.value)
