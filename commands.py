@@ -202,7 +202,7 @@ def fit_noise(
         >>> neurofilters.fit_noise("photos", class_="flamingo", output="noise.npz", epsilon=40)
         Traceback (most recent call last):
         ...
-        neurofilters.plugin_host.core.errors.ParameterError: "epsilon" must be in (0, 31]. Received: epsilon=40.0
+        neurofilters.plugin_host.core.errors.ParameterError: --epsilon must be a number above 0 and at most 31 (in 1/255 units). Received: --epsilon 40.0
     """
     return run_command(  # type: ignore[no-any-return]
         "fit-noise", folder, class_=class_, output=output, model=model, epsilon=epsilon, epochs=epochs, batch_size=batch_size,
