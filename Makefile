@@ -52,6 +52,8 @@ docs: install
 # The gallery page: every registered filter on the sample photos (seeded; rerun after adding a filter).
 gallery: install
 	$(BIN)/python docs/make_gallery.py
+	# The course's figures, reproduced by the commands their page prints (docs/course.md, minutes).
+	$(BIN)/python docs/make_course.py
 
 clean:
 	rm -rf $(VENV) build demo-output.png
