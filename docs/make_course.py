@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import os
 import shlex
 import shutil
@@ -63,6 +64,7 @@ class Record:
     course: str
     ours: str = ""
     image: str = ""
+    extra_images: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     output: str = ""
     missing: str = ""
@@ -218,7 +220,7 @@ def prepare_inputs() -> dict[str, str]:
     if folder.exists():
         shutil.rmtree(folder)
     for name in SKIMAGE_PHOTOS:
-        save_input(Image.open(WORK / paths[name]), f"folder/{name}.png", 224)
+        save_input(centre_square(Image.open(WORK / paths[name])), f"folder/{name}.png", 224)
     for kind, files in mate_photos().items():
         for path in files:
             if path.name != DAISY_SYSTEM.name:
@@ -307,21 +309,40 @@ def fig_untargeted(record: Record, paths: dict[str, str]) -> None:
     _adversarial(record, paths, "none", "daisy-untargeted")
 
 
+PATCH_LAYER, PATCH_CHANNEL, PATCH_STRIDE, PATCH_FIELD = "block4_conv3", "12", 8, 92  # VGG16's block4_conv3
+PATCH_RE = re.compile(r"^\s*\d+\.\s+(?P<score>[\d.]+)\s+(?P<file>\S+)\s+\(y=(?P<y>\d+), x=(?P<x>\d+)\)", re.M)
+
+
 def fig_patches(record: Record, paths: dict[str, str]) -> None:
-    neurofilters(record, "explore", "patches", "lite0", "block10_expand_act", "42", paths["folder"], "-o",
-                 "patches/block10-42.png", "-k", "8", "--tile", "112", "--overwrite", keep_output=True)
-    record.image = copy_figure("patches/block10-42.png", "patches.jpg")
-
-
-def fig_guided_backprop(record: Record, paths: dict[str, str]) -> None:
+    text = neurofilters(record, "explore", "patches", "vgg16-hed", PATCH_LAYER, PATCH_CHANNEL, paths["folder"], "-o",
+                        "patches/sheet.png", "-k", "6", "--tile", "112", "--overwrite", keep_output=True)
+    record.image = copy_figure("patches/sheet.png", "patches.jpg")
+    # Each of the top four positions: the unit's guided-backprop map there (--target neuron), cropped to the
+    # same receptive field. The folder's images are 224 x 224, the size both commands feed the network,
+    # so the patch's grid position (y, x) and the neuron's position (x + 0.5) / 28 are the same place.
     tiles = []
-    for name in ("astronaut", "coffee", "chelsea"):
-        out = f"saliency/{name}-block10-42.png"
-        neurofilters(record, "run", "saliency", paths[name], "-o", out, "--method", "guided-backprop", "--target",
-                     "channel", "--target-layer", "block10_expand_act", "--channel", "42", "--display", "grey",
-                     "--seed", "0", "--overwrite")
-        tiles += [(load(paths[name]), name), (load(out), "guided backprop, block10 ch 42")]
-    record.image = sheet(tiles, 6, "guided-backprop.jpg", tile=200)
+    for rank, match in enumerate(PATCH_RE.finditer(text)):
+        if rank == 4:
+            break
+        y, x = int(match["y"]), int(match["x"])
+        image = load(match["file"])
+        grid_h, grid_w = image.height // PATCH_STRIDE, image.width // PATCH_STRIDE
+        out = f"saliency/patch-{rank + 1}.png"
+        neurofilters(record, "run", "saliency", match["file"], "-o", out, "--model", "vgg16-hed", "--method",
+                     "guided-backprop", "--target", "neuron", "--target-layer", PATCH_LAYER, "--channel",
+                     PATCH_CHANNEL, "--neuron-x", f"{(x + 0.5) / grid_w:.4f}", "--neuron-y",
+                     f"{(y + 0.5) / grid_h:.4f}", "--display", "grey", "--seed", "0", "--overwrite")
+        centre_x, centre_y = x * PATCH_STRIDE + PATCH_STRIDE // 2, y * PATCH_STRIDE + PATCH_STRIDE // 2
+        box = (max(0, centre_x - PATCH_FIELD // 2), max(0, centre_y - PATCH_FIELD // 2),
+               min(image.width, centre_x + PATCH_FIELD // 2), min(image.height, centre_y + PATCH_FIELD // 2))
+        framed = image.copy()
+        ImageDraw.Draw(framed).rectangle(box, outline=(255, 40, 40), width=2)
+        saliency = load(out).resize(image.size)
+        field_size = (150, round(150 * (box[3] - box[1]) / (box[2] - box[0])))  # shown enlarged
+        tiles += [(framed, f"#{rank + 1} {Path(match['file']).stem[:16]}"),
+                  (image.crop(box).resize(field_size, Image.Resampling.LANCZOS), "receptive field"),
+                  (saliency.crop(box).resize(field_size, Image.Resampling.LANCZOS), "guided backprop")]
+    record.extra_images = [sheet(tiles, 6, "patches-maps.jpg", tile=150)]
 
 
 def fig_dense(record: Record, paths: dict[str, str]) -> None:
@@ -335,10 +356,10 @@ def fig_dense(record: Record, paths: dict[str, str]) -> None:
 
 def fig_noise(record: Record, paths: dict[str, str]) -> None:
     neurofilters(record, "fit-noise", paths["folder"], "--class", "flamingo", "-o", "noise/flamingo.npz",
-                 "--epsilon", "12", "--epochs", "12", "--batch-size", "8", "--seed", "0", "--overwrite",
+                 "--epsilon", "16", "--epochs", "60", "--batch-size", "8", "--seed", "0", "--overwrite",
                  keep_output=True)
     tiles = []
-    for name in ("chelsea", "coffee"):
+    for name in ("chelsea", "daisy" if "daisy" in paths else "coffee"):
         out = f"noise/{name}-flamingo.png"
         neurofilters(record, "run", "add-noise", paths[name], "-o", out, "--noise", "noise/flamingo.png", "--seed", "0",
                      "--overwrite")
@@ -376,7 +397,7 @@ def fig_similar(record: Record, paths: dict[str, str]) -> None:
         neurofilters(record, "explore", "similar", query, paths["folder"], "--layer", layer, "--top", "5", "-o", out,
                      "--overwrite", keep_output=True)
         tiles.append((load(out), f"--layer {layer}"))
-    record.image = sheet(tiles, 1, "similar.jpg", tile=900)
+    record.image = sheet(tiles, 2, "similar.jpg", tile=440)
 
 
 def fig_finetune(record: Record, paths: dict[str, str]) -> None:
@@ -452,6 +473,7 @@ def render(records: list[Record], total_seconds: float | None) -> str:
             parts.append(f"**Here:** {record.ours}\n")
             if record.image:
                 parts.append(f"![{record.title}](course/{record.image})\n")
+            parts += [f"![{record.title}, continued](course/{name})\n" for name in record.extra_images]
         if record.commands:
             parts.append("Made by:\n\n```bash\n" + "\n".join(record.commands) + "\n```\n")
         if record.output and not record.missing:
@@ -479,8 +501,9 @@ FIGURE_LIST: list[tuple[str, str, str, str, Figure]] = [
     ("dream-octaves", "Octaves versus one scale",
      "the same dream run at one scale, where the patterns are all of one small size, and over octaves, where "
      "larger structures appear.",
-     "`mixed4` at one scale and over four octaves (scale 1.4), twelve steps each; with so small an input the "
-     "difference is in the size of the patterns rather than their number.", fig_octaves),
+     "`mixed4` at one scale and over four octaves (scale 1.4), twelve steps each: at one scale only a fine "
+     "texture covers the photo; over octaves larger, rounder structures (eyes, whorls) grow across the suit and "
+     "the face.", fig_octaves),
     ("dream-smoothing", "Gaussian smoothing versus none",
      "gradient ascent without smoothing gives high-frequency noise; blurring the gradient gives smoother "
      "patterns.",
@@ -497,26 +520,27 @@ FIGURE_LIST: list[tuple[str, str, str, str, Figure]] = [
      "the same photo changed so that the network no longer says \"daisy\", whatever it says instead.",
      "`adversarial --target none` (away from the class the network sees), same budget." + DAISY_NOTE,
      fig_untargeted),
-    ("patches", "Top-activating patches of a unit",
+    ("patches", "Top-activating patches of a unit, with their guided-backprop maps",
      "for one convolutional unit, the image patches (receptive fields) that activate it most, each beside its "
      "guided-backprop map.",
-     "`explore patches` for channel 42 of Lite0's `block10_expand_act` over the folder (receptive fields cropped, "
-     "with scores). This version of the project has no `--maps` option, so the guided-backprop maps of that "
-     "channel are the next figure, on whole photos.", fig_patches),
-    ("guided-backprop", "Guided backprop of that unit",
-     "guided-backprop maps showing which pixels of each patch drive the unit.",
-     "`saliency --method guided-backprop --target channel` for the same channel, on three whole photos (the "
-     "patches and these maps are computed separately, so they are not aligned patch by patch).",
-     fig_guided_backprop),
+     "`explore patches` for channel 12 of `block4_conv3` of `vgg16-hed` (VGG16's convolutions, ImageNet-trained, "
+     "then fine-tuned for edges by HED) over the small folder: the command's own contact sheet, with scores. This "
+     "version has no `explore patches --maps`, so the second picture is made by `saliency --method guided-backprop "
+     "--target neuron` at each of the top four positions, cropped to the same 92-pixel receptive field. The two "
+     "line up because every image of the folder is 224 x 224, the size both commands give the network; with other "
+     "sizes they resize differently. The folder is tiny (about 30 images), so the unit's favourites are less "
+     "telling than the course's, which searched a large dataset.", fig_patches),
     ("dense-unit", "A fully connected unit",
      "the guided-backprop map of a unit of a fully connected layer, which sees the whole image.",
      "guided backprop of unit 985 (daisy) of Lite0's `logits` Dense layer on the daisy photograph.", fig_dense),
     ("universal-noise", "Universal class noise",
      "one noise pattern, learnt over many photos, that makes the network see a chosen class in any photo it is "
      "added to.",
-     "`fit-noise` for \"flamingo\" over the small folder (about 30 images, 12 epochs, so far from the course's "
-     "strength; its report gives the success rate on held-out photos), then `add-noise` on two photos and "
-     "`classify` before and after.", fig_noise),
+     "`fit-noise` for \"flamingo\" over the small folder (about 30 images, 60 epochs, a budget of 16/255; the "
+     "command warns that so few photos generalise poorly, and reports the fooling rate on photos held out of "
+     "training), then `add-noise` on two photos and `classify` before and after: the cat (whose centre crop was one of "
+     "the training photos) and the daisy (never seen by the fit). With so few photos it fools some photos and not "
+     "others, as its fooling rate says; the course's noise, fitted on thousands of photos, was far stronger.", fig_noise),
     ("inversion-depth", "Feature inversion by depth",
      "images rebuilt from a layer's activations alone: exact from early layers, increasingly abstract from deep "
      "ones.",
