@@ -14,7 +14,7 @@ connected unit, universal class noise, inversion by depth, a Gram texture, simil
 images, and a fine-tuning run.
 
 Usage: ``python docs/make_course.py [--only KEY[,KEY...]]`` (``make gallery`` runs it;
-about ten minutes on a busy 2-core CPU). With ``--only`` the other figures keep their
+three to four minutes on a busy 2-core CPU). With ``--only`` the other figures keep their
 stored records (``docs/course/records.json``) and the page is rewritten from all of them.
 Every command is seeded (``--seed 0``), so a rerun gives the same pictures.
 """
