@@ -438,9 +438,10 @@ The project began as the exercises of a set of course notes on what convolutiona
 This page reproduces each figure of those notes with `neurofilters` itself. Every picture below was
 made by the commands printed under it, run through the project's command-line entry point by
 `docs/make_course.py` (`make gallery` reruns it), so
-each command is known to work as shown. Inputs are small (256 px) so that the whole page is remade
-in minutes on a laptop's CPU; the course's figures were larger and ran longer. All commands are
-seeded (`--seed 0`).
+each command is known to work as shown. Inputs are small (256 px) and runs short (default steps, or
+fewer) so that the whole page is remade in minutes on a laptop's CPU, so the pictures are smaller and
+weaker than a full-size run of the same commands. All commands are seeded (`--seed 0`): a rerun gives
+the same pictures.
 
 Inputs: scikit-image's sample photographs (`python docs/examples/sample_photo.py NAME OUT`),
 reduced to 256 px on the longer side; the **daisy** is `YellowFlower.jpg` of Debian's
@@ -492,8 +493,9 @@ FIGURE_LIST: list[tuple[str, str, str, str, Figure]] = [
      "eleven dreams of one photo on InceptionV3, one per `mixed` block, from edges and blobs at `mixed0` to "
      "object parts at `mixed10`.",
      "the same sweep on `inception-v3-nsfwjs` at 256 px with the default dream settings. `mixed0`–`mixed5` are "
-     "ImageNet features as in the course; from `mixed6` on the weights were fine-tuned on nsfwjs' data, so the "
-     "deep dreams differ from the course's (fewer dog faces and eyes).", fig_layers),
+     "ImageNet features as in the course; from `mixed6` on the weights were fine-tuned on nsfwjs' data, so "
+     "the deep dreams show that network, not the ImageNet one the course used, and cannot be compared with the "
+     "course's one to one.", fig_layers),
     ("dream-combinations", "Two layers at once: mixed3 + mixed5, and mixed3 + mixed7 with octaves",
      "a dream of `mixed3` and `mixed5` together, then `mixed3` and `mixed7` over several octaves.",
      "both combinations on `inception-v3-nsfwjs`: the first at one scale (`--octaves 1`), the second over four "
