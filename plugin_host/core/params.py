@@ -42,11 +42,14 @@ def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
 def shown_value(value: Any) -> str:
     """A user value as an error message echoes it: strings as typed, others by ``repr``, both cut.
 
+    A string holding a character the terminal would not show (a control character such as
+    U+001F) is shown by ``repr``, so the message says what was received.
+
     Huge integers are never turned into text (``repr`` of an integer over
     4,300 digits raises ``ValueError``); their digit count is shown instead.
     """
     if isinstance(value, str):
-        return shorten(value)
+        return shorten(value if value.isprintable() else repr(value))
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 600:
         return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
     try:
