@@ -36,8 +36,8 @@ ADVERSARIAL_PARAMS: tuple[Param, ...] = (
 )
 
 ADD_NOISE_PARAMS: tuple[Param, ...] = (
-    Param("noise", "image", None, "The noise: the 16-bit PNG written by 'neurofilters fit-noise' (value 0.5 = no change; see the docs).", label="Noise image", required=True),
-    Param("strength", "float", 1.0, "Multiplier of the noise (1 = as learned).", minimum=0.0, maximum=8.0),
+    Param("noise", "image", None, "The noise: the 16-bit PNG written by 'neurofilters fit-noise' (beside its .npz), or any image, read the same way: each value v in [0, 1] changes the pixel by (v - 0.5)/4 times the strength (8-bit code c: (c - 127.5)/4 in 1/255; mid-grey = no change, black/white = -/+31.9/255; alpha multiplies it), stretched over the image.", label="Noise image", required=True),
+    Param("strength", "float", 1.0, "Multiplier of the noise (1 = as learned, or as the noise image's values say).", minimum=0.0, maximum=8.0),
 )
 
 
@@ -75,8 +75,11 @@ def register_filters() -> list[FilterSpec]:
         FilterSpec(
             name="add-noise",
             title="Add universal noise",
-            summary="Add a saved universal class noise (from 'neurofilters fit-noise') to the image.",
-            description="The noise is resized to the image and added, times the strength; pixels are clipped to [0, 1].",
+            summary="Add a universal class noise (from 'neurofilters fit-noise', or any image read as one) to the image.",
+            description=(
+                "The noise image's values v become changes (v - 0.5)/4 (fit-noise's PNG holds its noise this way; "
+                "any other image is read alike), resized to the image and added, times the strength; pixels are clipped to [0, 1]."
+            ),
             category="Dream",
             params=ADD_NOISE_PARAMS,
             run="neurofilters.filters.hallucinate.noise:run_add_noise",
