@@ -323,3 +323,33 @@ def test_head_layers_for_hallucinate_and_explore_similar(headed, tmp_path: Path)
     query = descriptor(np.asarray(fc2(load_work_image(folder / "rocket.png", 64)[None])[0])[0])
     order, similarities = rank(query, vectors)
     assert paths[order[0]].name == "rocket.png" and similarities[0] == pytest.approx(1.0, abs=1e-6) and similarities[1] < 0.9999
+
+
+def test_a_fixed_size_model_with_flatten_and_dense_works_in_all_three(tmp_path: Path, capsys) -> None:
+    """The textbook network: convolutions, Flatten, Dense at one input size (64 x 64); images of any size are resized to it."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(x)
+    x = keras.layers.MaxPooling2D(4, name="pool1")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dense(12, activation="relu", name="fc1")(x)
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(x)).save(tmp_path / "fixed.keras")
+    model = os.fspath(tmp_path / "fixed.keras")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in PHOTOS[:4]:
+        Image.fromarray(_photo(name)).save(folder / f"{name}.png")
+    photo = folder / "coffee.png"
+    out = tmp_path / "out.png"
+    assert main(["run", "saliency", str(photo), "-o", str(out), "--model", model, "--method", "guided-backprop",
+                 "--target", "channel", "--target-layer", "probs", "--channel", "1"]) == 0
+    assert "unit 1 of the fully connected layer probs (it sees the whole image)" in capsys.readouterr().err
+    assert main(["run", "hallucinate", str(photo), "-o", str(out), "--model", model, "--layer", "fc1", "--channel", "2",
+                 "--steps", "2", "--work-size", "96", "-q"]) == 0
+    assert np.asarray(Image.open(out)).shape[:2] == _photo("coffee").shape[:2]
+    capsys.readouterr()
+    assert main(["explore", "similar", str(photo), str(folder), "--model", model, "--layer", "fc1", "--no-cache"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("coffee.png")

@@ -332,7 +332,9 @@ class ZooModel:
         respect to the RGB input. Models are cached per tuple of layers. When a
         layer of the separate fully connected head (:attr:`head_layers`) is
         asked for, the images are resized to the head's input size first, as
-        :meth:`logits_model` does, and every layer of the tuple is computed there.
+        :meth:`logits_model` does, and every layer of the tuple is computed there;
+        a network with a fixed input size (a user's model with a ``Flatten``
+        before its ``Dense`` layers) gets every image resized to that size.
 
         Args:
             layer_names: Raw names or aliases.
@@ -364,7 +366,11 @@ class ZooModel:
             outputs = self._through_head(images, names)
         else:
             inner = keras.Model(network.inputs, [_first(network.get_layer(name).output) for name in names])
-            outputs = inner(self.preprocess(images))
+            features = self.preprocess(images)
+            fixed = tuple(network.inputs[0].shape[1:3])
+            if None not in fixed:  # a network built for one input size (a Flatten before its Dense layers): resized to it
+                features = keras.ops.image.resize(features, fixed, interpolation="bilinear")
+            outputs = inner(features)
         graph = keras.Model(images, outputs, name=f"{self.name}_feature_graph")
         model = FeatureExtractor(graph, names, name=f"{self.name}_features")
         with self._lock:
