@@ -353,3 +353,11 @@ def test_a_fixed_size_model_with_flatten_and_dense_works_in_all_three(tmp_path: 
     capsys.readouterr()
     assert main(["explore", "similar", str(photo), str(folder), "--model", model, "--layer", "fc1", "--no-cache"]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith("coffee.png")
+
+
+def test_explore_patches_refuses_a_dense_layer_in_one_line_saying_where_its_units_go(model_file: Path, tmp_path: Path, capsys) -> None:
+    Image.fromarray(_photo("coffee")[::4, ::4]).save(tmp_path / "coffee.png")
+    capsys.readouterr()
+    assert main(["explore", "patches", os.fspath(model_file), "hidden", "0", str(tmp_path), "-o", str(tmp_path / "sheet.png")]) == 2
+    error = [line for line in capsys.readouterr().err.strip().splitlines() if "%" not in line]
+    assert len(error) == 1 and "layer='hidden'" in error[0] and "explore similar" in error[0], error
