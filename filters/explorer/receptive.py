@@ -11,7 +11,10 @@ size, composed layer by layer:
   padding-before ``p`` (for "same": ``total = max((ceil(n/s)-1) s + (k-1) d + 1 - n, 0)``,
   ``p = total // 2``): ``jump *= s``, ``start -= p * jump_in``, ``size += (k-1) d jump_in``;
 * explicit zero padding shifts ``start``; element-wise layers (batch norm,
-  activations, add, multiply) keep the map (several inputs: the union).
+  activations, add, multiply) keep the map (several inputs: the union);
+* a global pooling, ``Flatten`` or fully connected (``Dense``) layer has one
+  position that sees every input position: the whole image (``jump`` 0,
+  ``length`` 1; :attr:`ReceptiveField.fully_connected`), and so do the layers after it.
 
 The result is exact for every position, including the image border, where a
 field is clipped to the image (:meth:`ReceptiveField.box`). A dilated kernel sees a lattice
@@ -66,6 +69,24 @@ class ReceptiveField:
     input_shape: tuple[int, int]
     rows: AxisField
     cols: AxisField
+
+    @property
+    def fully_connected(self) -> bool:
+        """Whether the layer has one position that sees every input position (a ``Dense`` unit, a global pooling).
+
+        Its box is then the whole image, except pixels no unit of the network
+        reads at all ("valid" convolutions can leave out the last row or column).
+        """
+        return self.rows.jump == 0 and self.cols.jump == 0
+
+    @property
+    def whole_image(self) -> bool:
+        """Whether every position sees the whole image (fully connected units, global pooling)."""
+        height, width = self.input_shape
+        return all(
+            axis.jump * (axis.length - 1) + axis.start <= 0 and axis.start + axis.size >= extent
+            for axis, extent in ((self.rows, height), (self.cols, width))
+        )
 
     @property
     def output_shape(self) -> tuple[int, int]:
@@ -143,16 +164,21 @@ def _layer_fields(layer: Any, inputs: list[tuple[AxisField, AxisField]]) -> tupl
             _windowed(cols, kernel[1], strides[1], dilation[1], padding),
         )
     if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten, keras.layers.Dense)):
-        raise ParameterError(
-            f"Layer {layer.name!r} ({type(layer).__name__}) has no spatial positions after it: choose a "
-            "convolutional layer (H x W x C output) for receptive fields."
-        )
+        # One position that sees all of its input's positions: the whole image (a Dense after a Dense stays so).
+        (rows, cols), = inputs
+        return _whole(rows), _whole(cols)
     if any(key in config for key in ("size", "cropping", "strides")):
         raise ParameterError(f"Layer {layer.name!r} ({type(layer).__name__}) changes the geometry in a way receptive fields do not support yet.")
     # Element-wise (batch norm, activations, add, multiply, concatenate ...): union of the inputs.
     rows = _union([pair[0] for pair in inputs], layer.name)
     cols = _union([pair[1] for pair in inputs], layer.name)
     return rows, cols
+
+
+def _whole(axis: AxisField) -> AxisField:
+    """One position seeing every position of ``axis``: from the first one's first pixel to the last one's last."""
+    end = axis.jump * (axis.length - 1) + axis.start + axis.size
+    return AxisField(0, axis.start, end - axis.start, 1)
 
 
 def _union(fields: list[AxisField], name: str) -> AxisField:

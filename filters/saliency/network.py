@@ -270,7 +270,8 @@ def saliency_step(
 
     The score of a batch of RGB [0, 1] images is ``logits . selector`` for a
     class target, ``mean_hw(layer)[c] . selector`` for a channel, and
-    ``layer[:, y, x, :] . selector`` with ``(y, x) = spot`` for a neuron.
+    ``layer[:, y, x, :] . selector`` with ``(y, x) = spot`` for a neuron; for a
+    fully connected layer (``B x units``) it is ``layer . selector`` (both kinds).
 
     Args:
         model: A zoo model handle (``keras_model``, ``preprocess``, ``resolve_layer``).
@@ -297,7 +298,10 @@ def saliency_step(
     walker.prepare(prepared)
     if head is not None:
         walker.prepare(head)
-    head_side = int(getattr(model, "_head_input_size", None) or getattr(model, "input_size", None) or 224)
+    # The backbone's output is brought to the grid the head was built for (VGG: 7 x 7); the engine feeds such
+    # models at the head's input size, so this is the identity there.
+    head_grid = tuple(int(side) for side in head.inputs[0].shape[1:3]) if head is not None else None
+    head_layers = tuple(getattr(model, "head_layers", ()))
     watch: dict[str, str] = {}
     if cam_layer is not None:
         watch[cam_layer] = "cam"
@@ -310,15 +314,19 @@ def saliency_step(
     def forward(images: Any, selector: Any, spot: Any, delta: Any) -> tuple[Any, Any]:
         record: dict[str, Any] = {}
         outputs = walker.run(prepared, model.preprocess(images), record, watch, delta)
-        if target.kind == "class":
+        in_head = head is not None and target.layer in head_layers  # VGG's fc1/fc2 live in the separate head
+        if target.kind == "class" or in_head:
             logits = outputs
             if head is not None:
-                resized = ops.image.resize(outputs, (head_side, head_side), interpolation="bilinear")
-                logits = walker.run(head, resized, record, {}, None)
+                resized = ops.image.resize(outputs, head_grid, interpolation="bilinear")
+                logits = walker.run(head, resized, record, watch if in_head else {}, None)
+        if target.kind == "class":
             scores = ops.sum(ops.cast(logits, "float32") * selector[None, :], axis=-1)
         else:
             values = ops.cast(record["target"], "float32")
-            if target.kind == "channel":
+            if len(values.shape) == 2:
+                pass  # a fully connected layer (B x units): each unit is one value per image
+            elif target.kind == "channel":
                 values = ops.mean(values, axis=(1, 2))
             else:
                 values = ops.take(ops.take(values, spot[0], axis=1), spot[1], axis=1)
