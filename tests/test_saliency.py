@@ -156,3 +156,18 @@ def test_command_line_writes_the_result_and_the_map_beside_it(tmp_path, chelsea:
     with Image.open(out) as result, Image.open(tmp_path / "where-saliency.png") as extra:
         assert result.size == extra.size == (chelsea.shape[1] // 2 + chelsea.shape[1] % 2, chelsea.shape[0] // 2)
         np.testing.assert_array_equal(np.asarray(result.convert("L")), np.asarray(extra.convert("L")))
+
+
+def test_a_cam_layer_after_the_target_is_a_clear_error_in_the_step(lite0) -> None:
+    """Building the step names the problem (before: TensorFlow dropped the missing gradient: 3 values, not 4)."""
+    import keras
+
+    from neurofilters.filters.saliency.network import Target, saliency_step
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the check is TensorFlow's (JAX differentiates a zero delta: its gradient is zero)")
+    with pytest.raises(ValueError, match="CAM layer comes after the target layer"):
+        saliency_step(lite0, guided=False, target=Target("neuron", "block10_expand_act"), cam_layer="head_act")
+    step = saliency_step(lite0, guided=False, target=Target("neuron", "head_act"), cam_layer="block10_expand_act")
+    scores, grad_images, activation, grad_activation = step(np.zeros((1, 64, 64, 3), np.float32), np.ones(1280, np.float32), (0, 0))
+    assert grad_images.shape == (1, 64, 64, 3) and activation.shape == grad_activation.shape == (1, 4, 4, 672)

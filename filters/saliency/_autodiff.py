@@ -72,6 +72,11 @@ def _tensorflow(forward: Forward, with_activation: bool, frozen: Sequence[Any]) 
             (grad_images,) = tf.gradients(total, [images])
             return scores, grad_images
         grad_images, grad_activation = tf.gradients(total, [images, activation])
+        if grad_activation is None:
+            raise ValueError(
+                "The score does not depend on the recorded activation: the CAM layer comes after the target layer. "
+                "Choose a cam_layer at or before the target's layer."
+            )
         return scores, grad_images, activation, grad_activation
 
     # weights as constants: grappler fuses convolutions with what follows (6x faster here)
