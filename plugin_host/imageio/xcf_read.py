@@ -447,8 +447,10 @@ def _parasite_names(raw: bytes) -> list[str]:
         (size,) = struct.unpack_from(">I", raw, at)
         if at + 4 + size + 8 > len(raw):
             break
-        names.append(raw[at + 4 : at + 4 + size].rstrip(b"\x00").decode("utf-8", errors="replace"))
         (length,) = struct.unpack_from(">I", raw, at + 8 + size)
+        if at + 12 + size + length > len(raw):
+            break
+        names.append(raw[at + 4 : at + 4 + size].rstrip(b"\x00").decode("utf-8", errors="replace"))
         at += 12 + size + length
     return names
 
