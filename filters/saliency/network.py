@@ -262,29 +262,48 @@ def _rebuilt(model: Any, guided: bool, rule: str, watch: dict[str, str], slot: t
     replacements: dict[int, Callable[..., Any] | None] = {}
     recorded: dict[str, Any] = {}
 
-    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
-        if id(layer) not in replacements:
-            is_layer = isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.Model)
-            replacements[id(layer)] = _replacement(layer, guided, rule) if is_layer else None
-        out = (replacements[id(layer)] or layer)(*args, **kwargs)
+    def call(layer: Any, *args: Any, outer: bool = True, **kwargs: Any) -> Any:
+        if isinstance(layer, keras.Sequential):  # clone_model takes no call_function for these: chain the calls here
+            out = args[0]
+            for inner in layer.layers:
+                out = call(inner, out, outer=outer)
+        elif isinstance(layer, keras.Model):
+            out = _nested(layer, lambda inner, *a, **k: call(inner, *a, outer=False, **k))(*args, **kwargs)
+        else:
+            if id(layer) not in replacements:
+                replacements[id(layer)] = _replacement(layer, guided, rule)
+            out = (replacements[id(layer)] or layer)(*args, **kwargs)
         role = watch.get(layer.name)
+        if role is not None and not outer:
+            raise ValueError(
+                f"Layer {layer.name!r} is inside a nested functional model; saliency records top-level layers only. "
+                "Choose a layer of the network itself."
+            )
         if role == "cam":
             out = _Nudge(slot, name=f"{layer.name}_nudge", dtype=layer.dtype_policy)(out)
         if role is not None:
             recorded[role] = out
         return out
 
-    if isinstance(model, keras.Sequential):  # clone_model takes no call_function for these: chain the calls here
+    if isinstance(model, keras.Sequential):
         first = model.inputs[0]
         inputs = keras.Input(batch_shape=tuple(first.shape), dtype=first.dtype)
-        value = inputs
-        for layer in model.layers:
-            value = call(layer, value)
-        graph = keras.Model(inputs, value)
+        graph = keras.Model(inputs, call(model, inputs))
     else:
-        graph = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call, recursive=True)
+        graph = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
     outputs = graph.outputs[0] if len(graph.outputs) == 1 else graph.outputs
     return keras.Model(graph.inputs, {"output": outputs, **recorded}, name=f"{model.name}_saliency")
+
+
+def _nested(model: Any, call: Callable[..., Any]) -> Any:
+    """A functional model nested in the graph, rebuilt on its own inputs with ``call`` (a subclassed one: itself)."""
+    try:
+        functional = "input_layers" in model.get_config()
+    except NotImplementedError:  # subclassed without a config
+        functional = False
+    if not functional:  # its insides are unknown: it runs as it is
+        return model
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
 
 
 def saliency_step(
