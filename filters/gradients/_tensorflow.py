@@ -42,6 +42,8 @@ def trace_frozen(step: Callable[..., Any], signature: Sequence[tf.TensorSpec], v
         A ``tf.types.experimental.ConcreteFunction`` of ``signature``.
     """
     mapping = [(variable, variable.numpy()) for variable in {id(v): v for v in variables}.values()]
+    if not mapping:  # nothing to freeze: the variables stay variables
+        return tf.function(step).get_concrete_function(*signature)
 
     def frozen(*args: Any) -> Any:
         with keras.StatelessScope(state_mapping=mapping):
