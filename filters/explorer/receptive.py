@@ -3,7 +3,7 @@
 Written here because no maintained Keras 3 library computes them (the usual
 formula ignores TensorFlow's "same" padding, which pads *more after than
 before* when the total is odd, e.g. a stride-2 3x3 convolution on an even
-input). The Keras graph is walked from the input to the layer; per axis each
+input). The Keras graph (read from the model's public config) is walked from the input to the layer; per axis each
 tensor carries an affine map ``first input index = jump * i + start`` and a
 size, composed layer by layer:
 
@@ -204,28 +204,23 @@ def receptive_field(keras_model: Any, layer_name: str, input_shape: tuple[int, i
     Raises:
         ParameterError: A layer kind whose geometry is unknown, a non-spatial layer.
     """
+    from ..zoo.graph import layer_calls
+
     height, width = int(input_shape[0]), int(input_shape[1])
-    fields: dict[int, tuple[AxisField, AxisField]] = {}
-    for tensor in keras_model.inputs:
-        fields[id(tensor)] = (AxisField(1, 0, 1, height), AxisField(1, 0, 1, width))
+    calls = layer_calls(keras_model)
     target = keras_model.get_layer(layer_name)
     memo: dict[str, tuple[AxisField, AxisField]] = {}
 
-    def field_of(layer: Any) -> tuple[AxisField, AxisField]:
-        if layer.name in memo:
-            return memo[layer.name]
-        node = layer._inbound_nodes[0]
-        inputs = []
-        for tensor in node.input_tensors:
-            if id(tensor) in fields:
-                inputs.append(fields[id(tensor)])
-            else:
-                inputs.append(field_of(tensor._keras_history[0]))
+    def field_of(name: str) -> tuple[AxisField, AxisField]:
+        if name in memo:
+            return memo[name]
+        first_call = calls[name][0] if calls.get(name) else ()
+        inputs = [field_of(producer) for producer in first_call]
         if not inputs:  # an InputLayer
             result = (AxisField(1, 0, 1, height), AxisField(1, 0, 1, width))
         else:
-            result = _layer_fields(layer, inputs)
-        memo[layer.name] = result
+            result = _layer_fields(keras_model.get_layer(name), inputs)
+        memo[name] = result
         return result
 
     import sys
@@ -233,7 +228,7 @@ def receptive_field(keras_model: Any, layer_name: str, input_shape: tuple[int, i
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 10_000))
     try:
-        rows, cols = field_of(target)
+        rows, cols = field_of(target.name)
     finally:
         sys.setrecursionlimit(limit)
     return ReceptiveField(layer_name, (height, width), rows, cols)
