@@ -113,3 +113,12 @@ def test_run_names_the_bad_value_and_the_unreadable_image_parameter(photo, tmp_p
     with pytest.raises(ParameterError, match=r'"mask" must be a readable image\. Received: mask=.*broken\.png') as caught:
         run("deepdream", photo, {"mask": str(broken)})
     assert caught.value.param == "mask"
+
+
+def test_docstring_example_runs() -> None:
+    import doctest
+
+    from neurofilters.plugin_host import front
+
+    failures, tried = doctest.testmod(front, optionflags=doctest.ELLIPSIS)
+    assert tried >= 2 and failures == 0
