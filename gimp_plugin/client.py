@@ -361,7 +361,12 @@ class WorkerClient:
         header = {**header, "heartbeat": self.inactivity_timeout / HEARTBEAT_DIVISOR}
         try:
             try:
-                wire.send_message(sock, header, payload)
+                try:
+                    wire.send_message(sock, header, payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The worker refuses a bad request after reading its header (a wrong pixel count) and
+                    # closes while the pixels are still on their way: its answer is waiting to be read.
+                    pass
                 while True:
                     reply, data = wire.recv_message(sock)
                     kind = reply.get("type")

@@ -23,7 +23,7 @@ from .core.errors import (
     UsageError,
 )
 from .core.hookspecs import hookimpl, hookspec
-from .core.params import PARAM_KINDS, Param, format_value, parse_int, parse_weighted_layers, validate_params
+from .core.params import PARAM_KINDS, Param, ParamValues, format_value, parse_int, parse_weighted_layers, validate_params
 from .core.registry import (
     BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
@@ -59,6 +59,7 @@ __all__ = [
     "PARAM_KINDS",
     "Param",
     "ParameterError",
+    "ParamValues",
     "PluginFailure",
     "PluginInfo",
     "ProgressBar",

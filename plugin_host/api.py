@@ -1,7 +1,7 @@
 """The Python API for notebooks and scripts: ``neurofilters.apply``, ``list_filters``, ``describe``, ``load_model``.
 
 It goes through the same host/filter call as the command line, the batch runner
-and the GIMP worker (:func:`~.core.call.apply_filter`), with the same
+and the GIMP worker (:func:`~.front.run`), with the same
 validation and image loading, so ``apply(...).save(path)`` writes the bytes
 ``neurofilters run`` writes for the same input, parameters and seed.
 """
@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.call import apply_filter
 from .core.context import ModelCache, ProgressCallback
 from .core.errors import ParameterError, RegistryError
 from .core.params import MAX_SEED, Param, format_value, shown_value, validate_params
 from .core.quiet import command_stderr_quiet, native_stderr_silenced, quiet_frameworks
 from .core.registry import get_registry
 from .core.specs import CommandSpec, FilterSpec
+from .front import run
 from .imageio.files import LoadedImage
 from .imageio.guard import WriteGuard, param_inputs
 from .imageio.values import load_image_params, to_loaded_image
@@ -230,18 +230,15 @@ def apply(
     spec = get_registry().get_filter(filter)
     given = {**dict(params or {}), **values}
     quiet_frameworks()  # before TensorFlow is imported: no C++ log lines in a notebook or a script's terminal
-    validated = validate_params(spec.params, given)
+    validated = validate_params(spec.params, given)  # the keyword arguments (and params keys) count as given
     source = to_loaded_image(image, max_pixels=max_pixels)
-    loaded = load_image_params(spec.params, validated, max_pixels=max_pixels)
+    loaded = load_image_params(spec.params, validated, max_pixels=max_pixels)  # before the framework's import
     with native_stderr_silenced():  # importing the filter imports the framework, which logs straight to descriptor 2
         spec.runner()
     outputs: dict[str, Any] = {}
     summary: list[str] = []
-    pixels = apply_filter(
-        spec, source.pixels, loaded, seed=seed, progress=progress, models=_models(), validated=True,
-        emit=outputs.__setitem__, given=validated.given,  # the keyword arguments (and params keys) count as set
-        report=summary.append,
-    )
+    pixels = run(spec, source, loaded, seed=seed, progress=progress, models=_models(), emit=outputs.__setitem__,
+                 report=summary.append)
     named = ([("the input", os.fspath(image))] if isinstance(image, (str, os.PathLike)) else []) + param_inputs(spec.params, validated)
     return Result(pixels, outputs, source, "\n".join(summary), tuple(named))
 

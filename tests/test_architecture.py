@@ -52,3 +52,85 @@ def test_public_api_lists_its_names() -> None:
         assert len(set(module.__all__)) == len(module.__all__), f"{module.__name__}.__all__ lists a name twice"
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name} is listed in __all__ but missing"
+
+
+#: Other projects' internals the package must not use (issue 23, item 5): module prefixes and private attributes.
+_PRIVATE_MODULES = ("keras.src", "tensorflow.python")
+_PRIVATE_ATTRIBUTES = ("_run_through_graph", "_inbound_nodes", "_outbound_nodes", "_keras_history")
+#: ``(path relative to the repository, what it uses) -> why it is kept``. Empty: every use was replaced.
+_ALLOWED_INTERNALS: dict[tuple[str, str], str] = {}
+
+
+def _internals_used(source: str) -> list[str]:
+    """What ``source`` uses of other projects' internals: private modules and attributes, patched gimpformats names."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    gimpformats_names = set()
+    found = []
+    for node in ast.walk(tree):
+        modules = []
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+            gimpformats_names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names if alias.name.startswith("gimpformats")}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if node.module.split(".")[0] == "gimpformats":
+                gimpformats_names |= {alias.asname or alias.name for alias in node.names}
+        found += [f"import {module}" for module in modules if module.startswith(_PRIVATE_MODULES)]
+        if isinstance(node, ast.Attribute) and node.attr in _PRIVATE_ATTRIBUTES:
+            found.append(f".{node.attr}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found += [f"{name!r}" for name in (*_PRIVATE_MODULES, *_PRIVATE_ATTRIBUTES) if name in node.value]
+    for node in ast.walk(tree):  # second pass: the gimpformats names are all known now
+        targets = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr") and node.args:
+            targets = [ast.Attribute(value=node.args[0], attr="?")]
+        for target in targets:
+            root = target
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(target, ast.Attribute) and isinstance(root, ast.Name) and root.id in gimpformats_names:
+                found.append(f"assignment to gimpformats' {ast.unparse(target)}")
+    return found
+
+
+def test_the_package_uses_no_other_projects_internals() -> None:
+    """No keras.src, tensorflow.python or Keras' private graph attributes; gimpformats is never patched."""
+    used = []
+    for folder in ("plugin_host", "filters", "gimp_plugin"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            used += [f"{relative}: {what}" for what in _internals_used(path.read_text(encoding="utf-8"))
+                     if (relative, what) not in _ALLOWED_INTERNALS]
+    assert used == []
+
+
+def test_the_internals_check_can_fail() -> None:
+    """Each kind of use the package had before is found (what issue 23 listed)."""
+    samples = {
+        "from keras.src.backend.config import keras_home": "import keras.src.backend.config",
+        "import tensorflow.python.framework.convert_to_constants as c": "import tensorflow.python.framework.convert_to_constants",
+        "from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2":
+            "import tensorflow.python.framework.convert_to_constants",
+        "outputs = model._run_through_graph([x], operation_fn=f)": "._run_through_graph",
+        "node = layer._inbound_nodes[0]": "._inbound_nodes",
+        "n = len(getattr(conv, '_outbound_nodes', []))": "'_outbound_nodes'",
+        "owner = tensor._keras_history[0]": "._keras_history",
+        "from gimpformats import GimpIOBase as base\nbase.GimpIOBase._propertyDecode = tolerant":
+            "assignment to gimpformats' base.GimpIOBase._propertyDecode",
+        "from gimpformats import GimpPrecision\nsetattr(GimpPrecision.Precision, 'decode', f)":
+            "assignment to gimpformats' GimpPrecision.Precision.?",
+        "import gimpformats.GimpIOBase\ngimpformats.GimpIOBase.x = 1": "assignment to gimpformats' gimpformats.GimpIOBase.x",
+    }
+    for source, expected in samples.items():
+        assert expected in _internals_used(source), (source, _internals_used(source))
+    # what stays allowed: a documented mention, an instance of a gimpformats class, public Keras
+    assert _internals_used('"""Not keras.src."""\nfrom gimpformats.GimpPatPattern import GimpPatPattern\n'
+                           "pattern = GimpPatPattern()\npattern.name = 'x'\nimport keras\nkeras.Model") == []

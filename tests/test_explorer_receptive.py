@@ -124,3 +124,22 @@ def test_fields_match_brute_force_on_embedded_models(model_name: str, layer: str
         moved = _moved(run, image, y, x)
         predicted = _predicted(field, out_shape, y, x)
         _assert_inside_with_same_box(moved, predicted)
+
+
+def test_a_sequential_model_has_the_fields_of_its_functional_twin() -> None:
+    """A Sequential model's layers are read as a chain from its input (its config names no inbound nodes)."""
+    import keras
+
+    def stack() -> list:
+        return [keras.layers.Conv2D(2, 3, strides=2, padding="same", name="s2"), keras.layers.ReLU(name="act"),
+                keras.layers.Conv2D(2, 5, padding="valid", name="valid")]
+
+    chain = keras.Sequential([keras.Input((None, None, 3)), *stack()])
+    images = keras.Input((None, None, 3))
+    value = images
+    for layer in stack():
+        value = layer(value)
+    functional = keras.Model(images, value)
+    for name in ("s2", "act", "valid"):
+        assert receptive_field(chain, name, (40, 38)) == receptive_field(functional, name, (40, 38)), name
+    assert receptive_field(chain, "valid", (40, 38)).rows.size == 11  # 3 + (5 - 1) * 2

@@ -91,6 +91,29 @@ def test_batch_norms_fold_into_convolutions(lite0) -> None:
     assert gradient_feature_model(lite0, [LAYER], relu6="keep") is features  # cached
 
 
+def test_only_a_batch_norm_alone_after_a_convolution_called_once_is_folded() -> None:
+    """The layer graph is read from the model's config: a convolution with a second consumer or a second call stays."""
+    images = keras.Input((12, 12, 3))
+    alone = keras.layers.Conv2D(4, 3, padding="same", name="alone")(images)
+    normed = keras.layers.BatchNormalization(name="alone_bn")(alone)
+    branched = keras.layers.Conv2D(4, 3, padding="same", name="branched")(normed)
+    also = keras.layers.ReLU(name="also")(branched)
+    branched_bn = keras.layers.BatchNormalization(name="branched_bn")(branched)
+    shared = keras.layers.Conv2D(4, 1, name="shared")
+    twice = shared(shared(keras.layers.Add(name="join")([also, branched_bn])))
+    outputs = keras.layers.BatchNormalization(name="shared_bn")(twice)
+    network = keras.Model(images, outputs)
+    for norm in ("alone_bn", "branched_bn", "shared_bn"):  # statistics that change the output when folded
+        layer = network.get_layer(norm)
+        layer.set_weights([w + np.random.default_rng(3).random(w.shape).astype(np.float32) for w in layer.get_weights()])
+    prepared, changed = prepare_network(network, relu6="keep")
+    assert changed
+    assert {layer.name: type(layer).__name__ for layer in prepared.layers if layer.name.endswith("_bn")} == {
+        "alone_bn": "_FoldedAway", "branched_bn": "BatchNormalization", "shared_bn": "BatchNormalization"}
+    x = image(2, 12)
+    np.testing.assert_allclose(prepared(x), network(x), rtol=1e-4, atol=1e-4)
+
+
 def test_relu6_modes(lite0) -> None:
     """pass-gradient: same forward, gradient flows through saturated units; unbounded: no cap."""
     assert RELU6_MODES == ("unbounded", "pass-gradient", "keep")

@@ -339,3 +339,25 @@ def test_protected_inputs_are_indexed_once_and_hard_links_are_caught(tmp_path: P
         with pytest.raises(ImageIOError, match="Refusing to overwrite .*input file"):
             (write_xcf if fmt == "xcf" else write_ora)(link, sample_image(), protect=[inputs[7]])
         assert link.read_bytes() == b""
+
+
+def test_parasite_names_are_read_as_gimp_writes_them() -> None:
+    """PROP_PARASITES: name (with its NUL), flags, size, data each; a damaged tail is ignored, never a crash."""
+    from gimpformats.GimpParasites import GimpParasite
+
+    from neurofilters.plugin_host.imageio.xcf_read import _parasite_names
+
+    def parasite(name: str, data: bytes) -> bytes:
+        encoded = name.encode() + b"\x00"
+        return struct.pack(">I", len(encoded)) + encoded + struct.pack(">II", 1, len(data)) + data
+
+    payload = parasite("gimp-text-layer", b'(text "hi")') + parasite("gimp-comment", b"\x00" * 7)
+    assert _parasite_names(payload) == ["gimp-text-layer", "gimp-comment"]
+    reference, at = [], 0
+    while at < len(payload):  # gimpformats' public parasite decoder agrees
+        one = GimpParasite()
+        at = one.decode(bytearray(payload), at)
+        reference.append(one.name)
+    assert reference == _parasite_names(payload)
+    assert _parasite_names(payload[:-3]) == ["gimp-text-layer"]
+    assert _parasite_names(b"\xff\xff\xff\xff") == []

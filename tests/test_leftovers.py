@@ -103,6 +103,9 @@ def test_bad_numbers_are_one_line_and_name_the_flag(tmp_path: Path, capsys: pyte
         (["run", "hallucinate", str(photo), "-o", str(tmp_path / "o.png"), "--class", "9" * 5000], "--class"),
         (["saliency-check", "lite0", str(photo), "--class", "9" * 5000], "--class"),
         (["fit-noise", str(tmp_path), "--class", "1", "-o", str(tmp_path / "n.npz"), "--seed", "-1"], "--seed"),
+        # argparse's int() took U+001F as white space: fit-noise's integers are parsed like every other flag's
+        (["fit-noise", str(tmp_path), "--class", "1", "-o", str(tmp_path / "n.npz"), "--seed", "1\x1f"], "'1\\x1f'"),
+        (["fit-noise", str(tmp_path), "--class", "1", "-o", str(tmp_path / "n.npz"), "--epochs", "9" * 5000], "--epochs"),
         (["explore", "patches", "lite0", "block3", "0", str(tmp_path), "--tile", "100000", "-o", str(tmp_path / "s.png")], "tile"),
         (["atlas", "lite0", "-o", str(tmp_path / "site"), "--size", "100000"], "size"),
         (["gimp", "install", "--gimp-dir", ""], "--gimp-dir"),

@@ -75,3 +75,17 @@ def test_a_gimp_pattern_works_as_a_texture_source_on_the_command_line(tmp_path_f
     sample = load_image(source).pixels
     # histogram matching: the result's colour means are the sample's
     np.testing.assert_allclose(result.pixels.reshape(-1, 3).mean(0), sample.reshape(-1, 3).mean(0), atol=0.03)
+
+
+def test_the_installed_gimpformats_is_inside_the_declared_bound() -> None:
+    """pyproject.toml bounds gimpformats on both sides, and what CI installed (and tested) satisfies it."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = [Requirement(line) for line in tomllib.loads(pyproject.read_text())["project"]["dependencies"]]
+    (gimpformats,) = [requirement for requirement in declared if requirement.name == "gimpformats"]
+    assert {spec.operator for spec in gimpformats.specifier} >= {">=", "<"}, gimpformats  # an upper bound too
+    assert gimpformats.specifier.contains(version("gimpformats")), (str(gimpformats), version("gimpformats"))

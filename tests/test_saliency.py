@@ -156,3 +156,70 @@ def test_command_line_writes_the_result_and_the_map_beside_it(tmp_path, chelsea:
     with Image.open(out) as result, Image.open(tmp_path / "where-saliency.png") as extra:
         assert result.size == extra.size == (chelsea.shape[1] // 2 + chelsea.shape[1] % 2, chelsea.shape[0] // 2)
         np.testing.assert_array_equal(np.asarray(result.convert("L")), np.asarray(extra.convert("L")))
+
+
+def test_a_cam_layer_after_the_target_is_a_clear_error_in_the_step(lite0) -> None:
+    """Building the step names the problem (before: TensorFlow dropped the missing gradient: 3 values, not 4)."""
+    import keras
+
+    from neurofilters.filters.saliency.network import Target, saliency_step
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the check is TensorFlow's (JAX differentiates a zero delta: its gradient is zero)")
+    with pytest.raises(ValueError, match="CAM layer comes after the target layer"):
+        saliency_step(lite0, guided=False, target=Target("neuron", "block10_expand_act"), cam_layer="head_act")
+    step = saliency_step(lite0, guided=False, target=Target("neuron", "head_act"), cam_layer="block10_expand_act")
+    scores, grad_images, activation, grad_activation = step(np.zeros((1, 64, 64, 3), np.float32), np.ones(1280, np.float32), (0, 0))
+    assert grad_images.shape == (1, 64, 64, 3) and activation.shape == grad_activation.shape == (1, 4, 4, 672)
+
+
+def test_nested_models_get_guided_units_and_give_the_flat_networks_saliency() -> None:
+    """A Sequential and a functional block inside the network are rebuilt layer by layer (guided units inside them)."""
+    import keras
+
+    from neurofilters.filters.saliency.network import Target, saliency_step
+    from neurofilters.filters.zoo.model import ZooModel
+
+    keras.utils.set_random_seed(4)
+    block = keras.Sequential([keras.Input((None, None, 4)), keras.layers.Conv2D(6, 3, padding="same", name="inner_conv"),
+                              keras.layers.ReLU(name="inner_relu")], name="block")
+    side_in = keras.Input((None, None, 6))
+    side = keras.Model(side_in, keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="side_conv")(side_in), name="side")
+    stem, pool = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stem"), keras.layers.GlobalAveragePooling2D(name="pool")
+    head = keras.layers.Dense(3, name="logits")
+    images = keras.Input((None, None, 3))
+    nested = keras.Model(images, head(pool(side(block(stem(images))))), name="nested")
+    flat_in = keras.Input((None, None, 3))
+    flat_out = stem(flat_in)
+    for layer in (*block.layers, side.get_layer("side_conv"), pool, head):
+        flat_out = layer(flat_out)
+    flat = keras.Model(flat_in, flat_out, name="flat")
+
+    def handle(network: keras.Model) -> ZooModel:
+        return ZooModel(name=network.name, kind="classifier", keras_model=network, preprocess=lambda x: x, min_size=8, input_size=16)
+
+    x = np.random.default_rng(5).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    selector = np.array([0.0, 1.0, 0.0], np.float32)
+    results = {}
+    for network in (nested, flat):
+        for guided in (False, True):
+            step = saliency_step(handle(network), guided=guided, target=Target("class"), cam_layer=None)
+            results[network.name, guided] = step(x, selector, (0, 0))[1]
+    np.testing.assert_allclose(results["nested", True], results["flat", True], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results["nested", False], results["flat", False], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(results["flat", True], results["flat", False])  # guided units change the gradient here
+
+
+def test_a_watched_layer_inside_a_nested_model_is_a_clear_error() -> None:
+    import keras
+
+    from neurofilters.filters.saliency.network import Target, saliency_step
+    from neurofilters.filters.zoo.model import ZooModel
+
+    inner_in = keras.Input((None, None, 3))
+    inner = keras.Model(inner_in, keras.layers.Conv2D(4, 3, name="deep_conv")(inner_in), name="inner")
+    images = keras.Input((None, None, 3))
+    network = keras.Model(images, keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(inner(images))))
+    handle = ZooModel(name="n", kind="classifier", keras_model=network, preprocess=lambda x: x, min_size=8, input_size=16)
+    with pytest.raises(ValueError, match="'deep_conv' is inside a nested functional model"):
+        saliency_step(handle, guided=False, target=Target("channel", "deep_conv"), cam_layer=None)

@@ -135,3 +135,9 @@ def test_vgg16_dense_head_resizes_to_224(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.asarray(zoo.logits_model()(images)), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     assert tuple(zoo.logits_model()(images[:, :100, :150]).shape) == (1, 1000)
     assert zoo.resolve_layer("conv5_3") == "block5_conv3"
+
+
+def test_the_weights_folder_is_the_one_keras_itself_chose() -> None:
+    from keras.src.backend import config  # Keras' private answer, read here only to check the public convention
+
+    assert keras_models_dir() == Path(config.keras_home()).expanduser() / "models"

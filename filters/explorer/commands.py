@@ -35,12 +35,13 @@ def configure_explore(parser: argparse.ArgumentParser) -> None:
         help="rank a folder's images by feature similarity to a query image",
         description=(
             "Ranks FOLDER's images by the cosine similarity of their features at --layer to QUERY's: early layers "
-            "match colour and texture, late ones content. Features are cached, so later queries on the folder are fast."
+            "match colour and texture, late ones content; a fully connected layer (a hidden Dense layer, the logits, VGG's fc1/fc2) "
+            "compares the whole-image vectors of its units. Features are cached, so later queries on the folder are fast."
         ),
     )
     similar.add_argument("query", help="query image")
     similar.add_argument("folder", help="folder of images (searched recursively)")
-    similar.add_argument("--layer", required=True, help="layer name or alias")
+    similar.add_argument("--layer", required=True, help="layer name or alias: convolutional or fully connected")
     similar.add_argument("--model", default="lite0", help="model (default lite0)")
     similar.add_argument("--top", default="10", help="number of results printed (default 10)")
     similar.add_argument("--size", default="224", help="longer side the images are resized to (default 224)")

@@ -23,9 +23,14 @@ def spatial_layer(model: Any, layer: str, *, param: str = "layer") -> str:
     raw = model.resolve_layer(layer)
     shapes = {info.name: info.output_shape for info in model.layer_table(224)}
     if len(shapes[raw]) != 4:
+        units = (
+            " Its units are fully connected (each sees the whole image): 'explore similar', 'saliency --target-layer' and "
+            "'hallucinate --layer' take them."
+            if len(shapes[raw]) == 2 else ""
+        )
         raise ParameterError(
             f'"{param}" must be a convolutional layer (H x W x C output). Received: {param}={layer!r} with output '
-            f"shape {shapes[raw]}. Run 'neurofilters layers {model.name}' to see the layers.",
+            f"shape {shapes[raw]}.{units} Run 'neurofilters layers {model.name}' to see the layers.",
             param=param,
             value=layer,
         )

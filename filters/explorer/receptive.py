@@ -3,7 +3,7 @@
 Written here because no maintained Keras 3 library computes them (the usual
 formula ignores TensorFlow's "same" padding, which pads *more after than
 before* when the total is odd, e.g. a stride-2 3x3 convolution on an even
-input). The Keras graph is walked from the input to the layer; per axis each
+input). The Keras graph (read from the model's public config) is walked from the input to the layer; per axis each
 tensor carries an affine map ``first input index = jump * i + start`` and a
 size, composed layer by layer:
 
@@ -11,7 +11,10 @@ size, composed layer by layer:
   padding-before ``p`` (for "same": ``total = max((ceil(n/s)-1) s + (k-1) d + 1 - n, 0)``,
   ``p = total // 2``): ``jump *= s``, ``start -= p * jump_in``, ``size += (k-1) d jump_in``;
 * explicit zero padding shifts ``start``; element-wise layers (batch norm,
-  activations, add, multiply) keep the map (several inputs: the union).
+  activations, add, multiply) keep the map (several inputs: the union);
+* a global pooling, ``Flatten`` or fully connected (``Dense``) layer has one
+  position that sees every input position: the whole image (``jump`` 0,
+  ``length`` 1; :attr:`ReceptiveField.fully_connected`), and so do the layers after it.
 
 The result is exact for every position, including the image border, where a
 field is clipped to the image (:meth:`ReceptiveField.box`). A dilated kernel sees a lattice
@@ -66,6 +69,24 @@ class ReceptiveField:
     input_shape: tuple[int, int]
     rows: AxisField
     cols: AxisField
+
+    @property
+    def fully_connected(self) -> bool:
+        """Whether the layer has one position that sees every input position (a ``Dense`` unit, a global pooling).
+
+        Its box is then the whole image, except pixels no unit of the network
+        reads at all ("valid" convolutions can leave out the last row or column).
+        """
+        return self.rows.jump == 0 and self.cols.jump == 0
+
+    @property
+    def whole_image(self) -> bool:
+        """Whether every position sees the whole image (fully connected units, global pooling)."""
+        height, width = self.input_shape
+        return all(
+            axis.jump * (axis.length - 1) + axis.start <= 0 and axis.start + axis.size >= extent
+            for axis, extent in ((self.rows, height), (self.cols, width))
+        )
 
     @property
     def output_shape(self) -> tuple[int, int]:
@@ -143,16 +164,21 @@ def _layer_fields(layer: Any, inputs: list[tuple[AxisField, AxisField]]) -> tupl
             _windowed(cols, kernel[1], strides[1], dilation[1], padding),
         )
     if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten, keras.layers.Dense)):
-        raise ParameterError(
-            f"Layer {layer.name!r} ({type(layer).__name__}) has no spatial positions after it: choose a "
-            "convolutional layer (H x W x C output) for receptive fields."
-        )
+        # One position that sees all of its input's positions: the whole image (a Dense after a Dense stays so).
+        (rows, cols), = inputs
+        return _whole(rows), _whole(cols)
     if any(key in config for key in ("size", "cropping", "strides")):
         raise ParameterError(f"Layer {layer.name!r} ({type(layer).__name__}) changes the geometry in a way receptive fields do not support yet.")
     # Element-wise (batch norm, activations, add, multiply, concatenate ...): union of the inputs.
     rows = _union([pair[0] for pair in inputs], layer.name)
     cols = _union([pair[1] for pair in inputs], layer.name)
     return rows, cols
+
+
+def _whole(axis: AxisField) -> AxisField:
+    """One position seeing every position of ``axis``: from the first one's first pixel to the last one's last."""
+    end = axis.jump * (axis.length - 1) + axis.start + axis.size
+    return AxisField(0, axis.start, end - axis.start, 1)
 
 
 def _union(fields: list[AxisField], name: str) -> AxisField:
@@ -178,28 +204,23 @@ def receptive_field(keras_model: Any, layer_name: str, input_shape: tuple[int, i
     Raises:
         ParameterError: A layer kind whose geometry is unknown, a non-spatial layer.
     """
+    from ..zoo.graph import layer_calls
+
     height, width = int(input_shape[0]), int(input_shape[1])
-    fields: dict[int, tuple[AxisField, AxisField]] = {}
-    for tensor in keras_model.inputs:
-        fields[id(tensor)] = (AxisField(1, 0, 1, height), AxisField(1, 0, 1, width))
+    calls = layer_calls(keras_model)
     target = keras_model.get_layer(layer_name)
     memo: dict[str, tuple[AxisField, AxisField]] = {}
 
-    def field_of(layer: Any) -> tuple[AxisField, AxisField]:
-        if layer.name in memo:
-            return memo[layer.name]
-        node = layer._inbound_nodes[0]
-        inputs = []
-        for tensor in node.input_tensors:
-            if id(tensor) in fields:
-                inputs.append(fields[id(tensor)])
-            else:
-                inputs.append(field_of(tensor._keras_history[0]))
+    def field_of(name: str) -> tuple[AxisField, AxisField]:
+        if name in memo:
+            return memo[name]
+        first_call = calls[name][0] if calls.get(name) else ()
+        inputs = [field_of(producer) for producer in first_call]
         if not inputs:  # an InputLayer
             result = (AxisField(1, 0, 1, height), AxisField(1, 0, 1, width))
         else:
-            result = _layer_fields(layer, inputs)
-        memo[layer.name] = result
+            result = _layer_fields(keras_model.get_layer(name), inputs)
+        memo[name] = result
         return result
 
     import sys
@@ -207,7 +228,7 @@ def receptive_field(keras_model: Any, layer_name: str, input_shape: tuple[int, i
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 10_000))
     try:
-        rows, cols = field_of(target)
+        rows, cols = field_of(target.name)
     finally:
         sys.setrecursionlimit(limit)
     return ReceptiveField(layer_name, (height, width), rows, cols)

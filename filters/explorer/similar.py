@@ -4,7 +4,10 @@ An image's descriptor at a layer is the per-channel mean and standard
 deviation of its activations over all positions (spatial statistics, so a
 slightly cropped or shifted copy keeps nearly the same descriptor),
 L2-normalised; images are ranked by cosine similarity. Early layers thus
-match colour and texture, late layers content.
+match colour and texture, late layers content. A fully connected layer (a
+hidden ``Dense`` layer, the logits, VGG's ``fc1``/``fc2``) has one vector per
+image, whose units each see the whole image: that vector, L2-normalised, is
+the descriptor.
 
 The cache (one ``.npz`` per model, layer, size and folder under the weight
 cache folder, ``$NEUROFILTERS_CACHE_DIR``) keeps each file's descriptor with
@@ -27,7 +30,7 @@ import numpy as np
 from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, WriteGuard, get_registry
 
 from .options import positive_int
-from .features import spatial_layer
+from ..zoo.units import layer_units
 from .patches import find_images, load_or_skip, load_work_image, report_skipped
 from .render import grid, label_tile, resize
 
@@ -35,9 +38,18 @@ __all__ = ["FeatureCache", "cache_file", "descriptor", "folder_descriptors", "ra
 
 
 def descriptor(maps: np.ndarray) -> np.ndarray:
-    """The L2-normalised per-channel mean and standard deviation of ``h x w x C`` activations (float32 ``2C``)."""
-    flat = maps.reshape(-1, maps.shape[-1]).astype(np.float64)
-    vector = np.concatenate([flat.mean(axis=0), flat.std(axis=0)])
+    """An image's descriptor at a layer, L2-normalised (float32).
+
+    Args:
+        maps: ``h x w x C`` activations (a convolutional layer: the per-channel
+            mean and standard deviation, ``2C`` values) or ``N`` units (a fully
+            connected layer: the units themselves).
+    """
+    if maps.ndim == 1:
+        vector = maps.astype(np.float64)
+    else:
+        flat = maps.reshape(-1, maps.shape[-1]).astype(np.float64)
+        vector = np.concatenate([flat.mean(axis=0), flat.std(axis=0)])
     return (vector / max(np.linalg.norm(vector), 1e-12)).astype(np.float32)
 
 
@@ -154,7 +166,7 @@ def run_similar_command(args: argparse.Namespace) -> int:
     if args.output:
         guard.check(args.output, what="contact sheet (-o)")  # before any work
     model = ModelCache(get_registry().get_model).get(args.model)
-    layer = spatial_layer(model, args.layer)
+    layer = layer_units(model, args.layer).name  # convolutional or fully connected
     cache = None if args.no_cache else FeatureCache(cache_file(model.name, layer, size, Path(args.folder)))
     if cache is not None:
         cache.guard = WriteGuard(inputs, overwrite=True)

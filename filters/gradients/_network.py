@@ -88,25 +88,30 @@ def _is_relu6(layer: Any) -> bool:
     return False
 
 
-def _producer(layer: Any) -> Any | None:
-    """The single layer feeding ``layer`` in its (only) call, or ``None``."""
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    if len(nodes) != 1:
+def _producer(calls: dict[str, list[tuple[str, ...]]], name: str) -> str | None:
+    """The single layer feeding layer ``name`` in its (only) call, or ``None``."""
+    if len(calls.get(name, ())) != 1:
         return None
-    parents = getattr(nodes[0], "parent_nodes", None) or []
-    return parents[0].operation if len(parents) == 1 else None
+    parents = set(calls[name][0])
+    return parents.pop() if len(parents) == 1 else None
 
 
-def _batchnorm_folds(network: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _consumers(calls: dict[str, list[tuple[str, ...]]], name: str) -> int:
+    """How many layer calls take an output of layer ``name``."""
+    return sum(1 for each in calls.values() for call in each if name in call)
+
+
+def _batchnorm_folds(network: Any, calls: dict[str, list[tuple[str, ...]]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Convolution name -> ``(scale, shift)`` of the batch norm that follows it alone."""
     folds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for layer in network.layers:
         if not isinstance(layer, keras.layers.BatchNormalization) or layer.axis not in (-1, 3):
             continue
-        conv = _producer(layer)
+        producer = _producer(calls, layer.name)
+        conv = network.get_layer(producer) if producer is not None else None
         if not isinstance(conv, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
             continue
-        if len(getattr(conv, "_outbound_nodes", [])) != 1 or len(getattr(conv, "_inbound_nodes", [])) != 1:
+        if _consumers(calls, conv.name) != 1 or len(calls.get(conv.name, ())) != 1:
             continue
         if conv.get_config().get("activation") not in (None, "linear"):
             continue
@@ -119,6 +124,16 @@ def _batchnorm_folds(network: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         scale = gamma / np.sqrt(variance + layer.epsilon)
         folds[conv.name] = (scale, beta - values["moving_mean"] * scale)
     return folds
+
+
+def _layer_graph(network: Any) -> dict[str, list[tuple[str, ...]]]:
+    """:func:`~neurofilters.filters.zoo.graph.layer_calls` of ``network``, empty where it has no functional config."""
+    from ..zoo.graph import layer_calls
+
+    try:
+        return layer_calls(network)
+    except ValueError:  # subclassed: nothing is folded (it cannot be cloned either)
+        return {}
 
 
 def _config(layer: Any, dtype: str | None) -> dict[str, Any]:
@@ -249,11 +264,12 @@ def prepare_network(
             f"resolve_precision). Received: precision={precision!r}"
         )
     dtype = "bfloat16" if precision == "bfloat16" else None
-    folds = _batchnorm_folds(network) if fold_batchnorm else {}
+    calls = _layer_graph(network) if fold_batchnorm else {}
+    folds = _batchnorm_folds(network, calls) if calls else {}
     folded_norms = {
         layer.name
         for layer in network.layers
-        if isinstance(layer, keras.layers.BatchNormalization) and getattr(_producer(layer), "name", None) in folds
+        if isinstance(layer, keras.layers.BatchNormalization) and _producer(calls, layer.name) in folds
     }
     rewrite_relu6 = relu6 != "keep" and any(_is_relu6(layer) for layer in network.layers)
     if not folds and not rewrite_relu6 and dtype is None:

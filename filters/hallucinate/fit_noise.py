@@ -24,6 +24,7 @@ from neurofilters.plugin_host import (
     ImageIOError,
     ModelCache,
     ParameterError,
+    parse_int,
     ProgressBar,
     UsageError,
     WriteGuard,
@@ -42,6 +43,18 @@ MEASURED_PHOTOS = 42
 
 
 
+def _integer(flag: str) -> Any:
+    """An argparse type for ``flag``: :func:`parse_int`'s strict integers (no control characters, bounded digits)."""
+
+    def integer(text: str) -> int:
+        try:
+            return parse_int(text, flag)
+        except ParameterError as error:  # argparse would replace a ValueError's message with "invalid value"
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return integer
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``neurofilters fit-noise``."""
     parser.add_argument("folder", help="folder of photos (searched recursively)")
@@ -49,12 +62,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="the noise file to write (.npz; a 16-bit .png is written beside it)")
     parser.add_argument("--model", default="lite0", help="classifier (default lite0)")
     parser.add_argument("--epsilon", type=float, default=10.0, help="L-infinity bound in 1/255 units (default 10, at most 31)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=_integer("--epochs"), default=None,
                         help=f"passes over the training photos, each photo seen as a new random crop every time "
                              f"(default: enough for about {DEFAULT_STEPS} steps); changing it starts the fit afresh")
-    parser.add_argument("--batch-size", type=int, default=16, help="photos per step (default 16)")
+    parser.add_argument("--batch-size", type=_integer("--batch-size"), default=16, help="photos per step (default 16)")
     parser.add_argument("--held-out", type=float, default=0.3, help="share of the photos kept for measuring (default 0.3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the photo order (default 0)")
+    parser.add_argument("--seed", type=_integer("--seed"), default=0, help="seed of the split and the photo order (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 

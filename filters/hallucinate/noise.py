@@ -7,6 +7,13 @@ image loader, which reads PNG but not ``.npz``. :func:`quantise` puts ``r`` on
 that 16-bit grid (rounding toward zero at the bound), so the ``.npz`` and the
 PNG hold the same values and the bound holds exactly.
 
+``add-noise`` reads *any* image with that one rule (:func:`decode_noise_image`):
+a pixel value ``v`` in [0, 1] (8-bit code ``c``: ``v = c / 255``) is the change
+``(v - 0.5) / 4``, i.e. ``(c - 127.5) / 4`` in 1/255 units: mid-grey changes
+nothing, black and white change by -/+ 31.875/255; an alpha channel multiplies
+it (transparent = no change). fit-noise's PNG exported at 8 bits (GIMP, any
+editor) therefore comes back within 0.125/255 of the learned noise.
+
 Fitting (:func:`fit_universal_noise`): the noise is a trainable weight of a
 small Keras model that adds it to a batch of photos and classifies them, each
 photo (a random view of it: crop and mirror) in the frame
@@ -50,12 +57,29 @@ def encode_noise_image(noise: np.ndarray) -> np.ndarray:
 
 
 def decode_noise_image(pixels: np.ndarray) -> np.ndarray:
-    """The noise held by loaded PNG pixels (``H x W x C``, alpha ignored, grey repeated)."""
+    """The noise an image stands for: ``(v - 0.5) / PNG_GAIN`` per value ``v`` in [0, 1], times its alpha.
+
+    fit-noise's 16-bit PNG decodes to its noise exactly (:func:`encode_noise_image`
+    is the inverse); any other image is read with the same rule: mid-grey is no
+    change, black and white are -/+ ``0.5 / PNG_GAIN`` (31.875/255).
+
+    Args:
+        pixels: Loaded pixels, float in [0, 1], ``H x W`` or ``H x W x C``
+            (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA); grey is repeated over
+            the three colours and alpha multiplies the change (transparent = none).
+
+    Returns:
+        float32 ``H x W x 3`` noise.
+    """
     array = np.asarray(pixels, np.float64)
     if array.ndim == 2:
         array = array[:, :, None]
-    colour = array[:, :, :3] if array.shape[2] >= 3 else np.repeat(array[:, :, :1], 3, axis=2)
-    return ((colour - 0.5) / PNG_GAIN).astype(np.float32)
+    channels = array.shape[2]
+    colour = array[:, :, :3] if channels >= 3 else np.repeat(array[:, :, :1], 3, axis=2)
+    noise = (colour - 0.5) / PNG_GAIN
+    if channels in (2, 4):
+        noise = noise * array[:, :, -1:]
+    return noise.astype(np.float32)
 
 
 def add_noise(image: np.ndarray, noise: np.ndarray, strength: float = 1.0) -> np.ndarray:
@@ -71,8 +95,10 @@ def run_add_noise(image: np.ndarray, params: Mapping[str, Any], context: FilterC
     if params.get("noise") is None:
         context.progress(0.5, "no --noise image given (the PNG written by 'neurofilters fit-noise'): image unchanged")
         return np.asarray(image, np.float32).copy()
-    context.progress(0.1, "adding the noise")
-    return add_noise(image, decode_noise_image(params["noise"]), float(params["strength"]))
+    noise = decode_noise_image(params["noise"])
+    strength = float(params["strength"])
+    context.progress(0.1, f"adding the noise (largest change {np.abs(noise).max() * strength * 255:.2f}/255)")
+    return add_noise(image, noise, strength)
 
 
 def window_matrix(height: int, width: int, noise_side: int, out_side: int, fraction: float) -> np.ndarray:

@@ -13,6 +13,8 @@ from typing import Any
 
 from neurofilters.plugin_host import ParameterError
 
+from ..zoo.units import layer_units
+
 __all__ = ["Objective", "class_objective", "resolve_objective"]
 
 
@@ -22,8 +24,8 @@ class Objective:
 
     Attributes:
         layer: Raw layer name (``logits`` for a class).
-        kind: ``"class"``, ``"channel"`` or ``"neuron"``.
-        index: Class id or channel index.
+        kind: ``"class"``, ``"channel"``, ``"neuron"`` or ``"unit"`` (of a fully connected layer).
+        index: Class id, channel or unit index.
         label: Words for messages (``"class 130 (flamingo)"``).
     """
 
@@ -39,6 +41,8 @@ class Objective:
         if self.kind == "class":
             # The log-probability: raising it lowers the other classes too (p -> 1).
             return outputs[:, self.index] + ops.log_softmax(outputs, axis=-1)[:, self.index]
+        if self.kind == "unit":
+            return outputs[:, self.index]  # a fully connected unit: one value per image
         if self.kind == "neuron":
             height, width = ops.shape(outputs)[1], ops.shape(outputs)[2]
             return outputs[:, height // 2, width // 2, self.index]
@@ -65,7 +69,11 @@ def class_objective(model: Any, value: int | str, *, param: str = "target") -> O
 
 
 def resolve_objective(model: Any, params: dict[str, Any]) -> Objective:
-    """The objective the parameters ask for: ``layer`` logits (or empty) -> the class, else a channel/neuron.
+    """The objective the parameters ask for: ``layer`` logits (or empty) -> the class, else a channel/neuron or a unit.
+
+    A convolutional layer gives a channel (its mean) or, with ``neuron``, the
+    channel's centre neuron; a fully connected layer gives one of its units
+    (``neuron`` does not apply: the unit sees the whole image).
 
     Args:
         model: A zoo model handle.
@@ -77,23 +85,11 @@ def resolve_objective(model: Any, params: dict[str, Any]) -> Objective:
     layer = str(params.get("layer") or "").strip()
     if not layer or layer in ("logits", "class"):
         return class_objective(model, params["class_"], param="class_")
-    raw = model.resolve_layer(layer)
-    shapes = {info.name: info.output_shape for info in model.layer_table(224)}
-    shape = shapes[raw]
-    channel = int(params.get("channel", 0))
-    if len(shape) != 4:
-        raise ParameterError(
-            f'"layer" must be a convolutional layer (H x W x C output) for a channel objective. '
-            f"Received: layer={layer!r} with output shape {shape}; leave layer empty to use --class.",
-            param="layer",
-            value=layer,
-        )
-    if not 0 <= channel < int(shape[-1]):
-        raise ParameterError(
-            f'"channel" must be between 0 and {int(shape[-1]) - 1} for layer {raw!r}. Received: channel={channel}',
-            param="channel",
-            value=channel,
-        )
+    units = layer_units(model, layer, param="layer")
+    channel = units.check_index(int(params.get("channel", 0)))
+    if units.fully_connected:
+        # A fully connected unit (a hidden Dense layer, the logits, VGG's fc1/fc2) sees the whole image: no centre neuron.
+        return Objective(units.name, "unit", channel, f"unit {channel} of {units.name}")
     kind = "neuron" if params.get("neuron") else "channel"
-    return Objective(raw, kind, channel, f"{kind} {channel} of {raw}")
+    return Objective(units.name, kind, channel, f"{kind} {channel} of {units.name}")
 

@@ -18,9 +18,9 @@ HALLUCINATE_PARAMS: tuple[Param, ...] = (
     Param("strength", "float", 1.0, "start=image: how far the photo may move toward the class (0.3 subtle, 1 clear, 3 strong).", minimum=0.05, maximum=5.0),
     Param("mask", "image", None, "Greyscale image: the class goes where it is white; where it is black the image is kept exactly (its alpha multiplies it).", group="Mask"),
     Param("model", "model", "lite0", "Classifier (or any network, with a layer and a channel) to visualise."),
-    Param("layer", "layer", "logits", "Layer of the objective: 'logits' raises the class; any other layer raises the channel below.", group="Objective", advanced=True),
-    Param("channel", "int", 0, "Channel of a non-logits layer to raise.", minimum=0, group="Objective", advanced=True),
-    Param("neuron", "bool", False, "Raise only the channel's centre neuron instead of its mean.", group="Objective", advanced=True),
+    Param("layer", "layer", "logits", "Layer of the objective: 'logits' raises the class; any other layer raises the channel below: of a convolutional layer, or a unit of a fully connected one (a hidden Dense layer, VGG's fc1/fc2).", group="Objective", advanced=True),
+    Param("channel", "int", 0, "Channel (or fully connected unit) of a non-logits layer to raise.", minimum=0, group="Objective", advanced=True),
+    Param("neuron", "bool", False, "Raise only the channel's centre neuron instead of its mean (a fully connected unit has no position: ignored).", group="Objective", advanced=True),
     Param("steps", "int", 128, "Optimisation steps (of each stage: objects larger than the network's input take a small layout render first).", minimum=1, maximum=4096),
     Param("parameterization", "choice", "spectral", "spectral: the image is a learned spectrum with decorrelated colour (sharp, natural colours); pixel: plain pixels from grey and seeded noise (the textbook baseline: high-frequency mush).", choices=("spectral", "pixel"), advanced=True),
     Param("recipe", "choice", "robust", "noise: 'robust' (strong random views, 4 per step; transfers to other networks) or 'lucid' (Lucid's standard transforms, one view per step).", choices=("robust", "lucid"), advanced=True),
@@ -36,8 +36,8 @@ ADVERSARIAL_PARAMS: tuple[Param, ...] = (
 )
 
 ADD_NOISE_PARAMS: tuple[Param, ...] = (
-    Param("noise", "image", None, "The noise: the 16-bit PNG written by 'neurofilters fit-noise' (value 0.5 = no change; see the docs).", label="Noise image", required=True),
-    Param("strength", "float", 1.0, "Multiplier of the noise (1 = as learned).", minimum=0.0, maximum=8.0),
+    Param("noise", "image", None, "The noise: the 16-bit PNG written by 'neurofilters fit-noise' (beside its .npz), or any image, read the same way: each value v in [0, 1] changes the pixel by (v - 0.5)/4 times the strength (8-bit code c: (c - 127.5)/4 in 1/255; mid-grey = no change, black/white = -/+31.9/255; alpha multiplies it), stretched over the image.", label="Noise image", required=True),
+    Param("strength", "float", 1.0, "Multiplier of the noise (1 = as learned, or as the noise image's values say).", minimum=0.0, maximum=8.0),
 )
 
 
@@ -75,8 +75,11 @@ def register_filters() -> list[FilterSpec]:
         FilterSpec(
             name="add-noise",
             title="Add universal noise",
-            summary="Add a saved universal class noise (from 'neurofilters fit-noise') to the image.",
-            description="The noise is resized to the image and added, times the strength; pixels are clipped to [0, 1].",
+            summary="Add a universal class noise (from 'neurofilters fit-noise', or any image read as one) to the image.",
+            description=(
+                "The noise image's values v become changes (v - 0.5)/4 (fit-noise's PNG holds its noise this way; "
+                "any other image is read alike), resized to the image and added, times the strength; pixels are clipped to [0, 1]."
+            ),
             category="Dream",
             params=ADD_NOISE_PARAMS,
             run="neurofilters.filters.hallucinate.noise:run_add_noise",

@@ -10,7 +10,7 @@ a zero ``delta`` at that layer and differentiates with respect to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -28,16 +28,17 @@ Forward = Callable[[Any, Any, Any, Any], tuple[Any, Any]]
 StepFn = Callable[[np.ndarray, np.ndarray, tuple[int, int]], tuple[Any, Any, Any, Any]]
 
 
-def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True) -> StepFn:
+def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True, variables: Sequence[Any] = ()) -> StepFn:
     """Compile ``forward`` with its derivatives for the active Keras backend.
 
     Args:
         forward: See :data:`Forward`.
         with_activation: Whether ``forward`` records a layer activation whose
             gradient is wanted (CAM methods).
-        freeze: TensorFlow: fold the weights into the graph as constants
+        freeze: TensorFlow: fold ``variables`` into the graph as constants
             (faster); ``False`` keeps them as variables, so later changes to
             the weights (the sanity checks' randomisation) are seen.
+        variables: The Keras variables ``forward`` reads (frozen on TensorFlow).
 
     Returns:
         See :data:`StepFn`. The gradient is of the *sum* of the per-sample
@@ -48,7 +49,7 @@ def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow(forward, with_activation, freeze)
+        return _tensorflow(forward, with_activation, variables if freeze else ())
     if backend == "jax":
         return _jax(forward, with_activation)
     if backend == "torch":
@@ -59,8 +60,10 @@ def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True
     )
 
 
-def _tensorflow(forward: Forward, with_activation: bool, freeze: bool) -> StepFn:
+def _tensorflow(forward: Forward, with_activation: bool, frozen: Sequence[Any]) -> StepFn:
     import tensorflow as tf
+
+    from ..gradients._tensorflow import trace_frozen
 
     def step(images: Any, selector: Any, spot: Any) -> tuple[Any, ...]:
         scores, activation = forward(images, selector, spot, None)
@@ -69,21 +72,16 @@ def _tensorflow(forward: Forward, with_activation: bool, freeze: bool) -> StepFn
             (grad_images,) = tf.gradients(total, [images])
             return scores, grad_images
         grad_images, grad_activation = tf.gradients(total, [images, activation])
+        if grad_activation is None:
+            raise ValueError(
+                "The score does not depend on the recorded activation: the CAM layer comes after the target layer. "
+                "Choose a cam_layer at or before the target's layer."
+            )
         return scores, grad_images, activation, grad_activation
 
-    concrete = tf.function(step).get_concrete_function(
-        tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([2], tf.int32)
-    )
-    compiled = concrete
-    try:
-        if not freeze:
-            raise LookupError
-        # weights as constants: grappler fuses convolutions with what follows (6x faster here)
-        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-        compiled = convert_variables_to_constants_v2(concrete)
-    except Exception:  # unfrozen on request, or an unusual graph: keep the variables
-        pass
+    # weights as constants: grappler fuses convolutions with what follows (6x faster here)
+    signature = (tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([2], tf.int32))
+    compiled = trace_frozen(step, signature, frozen)
 
     def run(images: np.ndarray, selector: np.ndarray, spot: tuple[int, int]) -> tuple[Any, Any, Any, Any]:
         outputs = compiled(

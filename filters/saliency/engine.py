@@ -14,6 +14,7 @@ from neurofilters.plugin_host import FilterContext, ParameterError
 
 from ..smoothing import gaussian_blur
 from ..zoo.labels import resolve_class
+from ..zoo.units import LayerUnits, layer_units
 from .methods import Attribution, compute, upsample
 from .network import Target, default_cam_layer, saliency_step, spatial_layers
 from .plugin import CAM_METHODS
@@ -39,6 +40,7 @@ class Explanation:
         class_name: Its label.
         cam_layer: The CAM layer used (``None`` for pixel methods).
         target_layer: The channel or neuron layer (``None`` for classes).
+        fully_connected: The target layer is fully connected: its unit sees the whole image.
     """
 
     attribution: Attribution
@@ -47,6 +49,7 @@ class Explanation:
     class_name: str | None
     cam_layer: str | None
     target_layer: str | None
+    fully_connected: bool = False
 
 
 def network_size(model: Any, height: int, width: int) -> tuple[int, int]:
@@ -54,11 +57,15 @@ def network_size(model: Any, height: int, width: int) -> tuple[int, int]:
 
     Fully convolutional networks with a global-pooling head (Lite0) run at the
     image's aspect ratio with the area of their native square (224 x 224),
-    sides rounded to multiples of 32; networks with a fixed input get that size.
+    sides rounded to multiples of 32; networks with a fixed input, or with a
+    separate fully connected head (VGG: 224 x 224), get that size.
     """
     shape = model.keras_model.inputs[0].shape
     if shape[1] is not None and shape[2] is not None:
         return int(shape[1]), int(shape[2])
+    head_side = getattr(model, "head_input_size", None)
+    if head_side:  # a separate fully connected head (VGG) classifies the image at one size: the network sees that
+        return int(head_side), int(head_side)
     side = int(getattr(model, "input_size", None) or 224)
     scale = side / math.sqrt(float(height) * float(width))
     smallest = max(int(getattr(model, "min_size", 32) or 32), _SIZE_MULTIPLE)
@@ -82,11 +89,30 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _layer_output_size(network: Any, layer: str, size: tuple[int, int]) -> tuple[int, int, int]:
+    """``(rows, cols, channels)`` of ``layer`` for an input of ``size``; a fully connected layer is ``(1, 1, units)``."""
     import keras
 
     probe = keras.Model(network.inputs, network.get_layer(layer).output)
     spec = probe.compute_output_spec(keras.KerasTensor((1, size[0], size[1], 3)))
+    if len(spec.shape) == 2:
+        return 1, 1, int(spec.shape[1])
     return int(spec.shape[1]), int(spec.shape[2]), int(spec.shape[3])
+
+
+def target_layer(model: Any, name: str, param: str = "target_layer") -> LayerUnits:
+    """The layer of a channel or neuron target: a spatial layer, or a fully connected one (its units).
+
+    ``auto`` is the last convolutional block. A fully connected (``Dense``) layer's
+    unit is one number per image that sees the whole image: the channel and
+    neuron targets are then the same (the neuron position is not used).
+
+    Raises:
+        ParameterError: Unknown layer (one line, with the nearest names) or a layer
+            that has neither channels nor units (a 3-D or 5-D output).
+    """
+    if name == "auto":
+        return layer_units(model, default_cam_layer(model.keras_model), param=param)
+    return layer_units(model, name, param=param)
 
 
 def spatial_layer(model: Any, name: str, param: str) -> str:
@@ -190,7 +216,7 @@ def explain(
     cam_layer = spatial_layer(model, params["layer"], "layer") if method in CAM_METHODS else None
     class_id: int | None = None
     class_name: str | None = None
-    target_layer: str | None = None
+    target_layer_name: str | None = None
     spot = (0, 0)
     if target_kind == "class":
         class_id = resolve_target_class(model, params["class_"], image)  # ranked on the photo as classify ranks it
@@ -199,24 +225,27 @@ def explain(
         class_name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
         target = Target("class")
     else:
-        target_layer = spatial_layer(model, params["target_layer"], "target_layer")
-        rows, cols, channels = _layer_output_size(network, target_layer, size)
+        units = target_layer(model, params["target_layer"])
+        rows, cols, channels = (1, 1, units.count) if units.fully_connected else _layer_output_size(network, units.name, size)
         if params["channel"] >= channels:
             raise ParameterError(
-                f'"channel" must be an integer between 0 and {channels - 1} for layer {target_layer!r}. '
-                f"Received: channel={params['channel']}",
+                f'"channel" must be an integer between 0 and {channels - 1} for layer {units.name!r} '
+                f"({channels} {units.noun}s). Received: channel={params['channel']}",
                 param="channel", value=params["channel"],
             )
-        if cam_layer is not None and spatial_layers(network).index(cam_layer) > spatial_layers(network).index(target_layer):
+        order = [layer.name for layer in network.layers] + list(getattr(model, "head_layers", ()))
+        if cam_layer is not None and order.index(cam_layer) > order.index(units.name):
             raise ParameterError(
-                f'"layer" (the CAM layer) must come before the target layer {target_layer!r} or be it. '
+                f'"layer" (the CAM layer) must come before the target layer {units.name!r} or be it. '
                 f"Received: layer={cam_layer!r}",
                 param="layer", value=params["layer"],
             )
         selector = np.zeros(channels, np.float32)
         selector[params["channel"]] = 1.0
         spot = (min(int(params["neuron_y"] * rows), rows - 1), min(int(params["neuron_x"] * cols), cols - 1))
-        target = Target(target_kind, target_layer)
+        target_layer_name = units.name
+        # A fully connected unit has no position: channel and neuron are the same target (the unit's value).
+        target = Target("channel" if units.fully_connected else target_kind, target_layer_name)
     rule = params.get("guided_relu6", "active")
     plain = saliency_step(model, guided=False, target=target, cam_layer=cam_layer)
     guided = None
@@ -228,7 +257,8 @@ def explain(
         baseline=_baseline(params["baseline"], seen), batch_size=params["batch_size"],
         rng=rng, cam_upsampling=cam_upsampling, progress=progress,
     )
-    return Explanation(attribution, seen, class_id, class_name, cam_layer, target_layer)
+    fully_connected = target_layer_name is not None and units.fully_connected
+    return Explanation(attribution, seen, class_id, class_name, cam_layer, target_layer_name, fully_connected)
 
 
 def saliency_map(explanation: Explanation, size: tuple[int, int], method: str, smoothing: float) -> np.ndarray:
@@ -253,6 +283,8 @@ def run(image: np.ndarray, params: dict[str, Any], context: FilterContext) -> np
     what = (
         f"class {explanation.class_id} ({explanation.class_name})"
         if explanation.class_id is not None
+        else f"unit {params['channel']} of the fully connected layer {explanation.target_layer} (it sees the whole image)"
+        if explanation.fully_connected
         else f"{params['target']} {params['channel']} of {explanation.target_layer}"
     )
     context.progress(0.9, f"Rendering the {method} map of {what}")

@@ -2,12 +2,15 @@
 
 Nothing of the user's model is changed. The network is a clone with batch norms
 folded into their convolutions (:func:`neurofilters.filters.gradients._network.prepare_network`);
-its functional graph is then *run* layer by layer, which lets this module
+its functional graph is then *rebuilt* with ``keras.models.clone_model``
+(the same layers and weights, a ``call_function`` deciding what each call
+runs), which lets this module
 
-* record one layer's activation (the CAM layer) and another's output (a
-  channel or neuron target) during the same pass,
-* replace rectifiers by guided ones at call time (layers with a built-in
-  ``relu`` activation run as a linear twin followed by the guided unit), and
+* return one layer's activation (the CAM layer) and another's output (a
+  channel or neuron target) beside the network's output (``keras.Model``
+  outputs taken from inside the graph),
+* replace rectifiers by guided ones (layers with a built-in ``relu``
+  activation run as a linear twin followed by the guided unit), and
 * read the class score before a final softmax (saliency explains the logit).
 
 **Guided backpropagation.** At a ReLU the backward pass keeps a gradient only
@@ -133,21 +136,55 @@ def _is_softmax(layer: Any) -> bool:
     return isinstance(layer, keras.layers.Activation) and str(layer.get_config().get("activation")) == "softmax"
 
 
+class _GuidedUnit(keras.layers.Layer):
+    """A rectifier with a guided backward pass (:func:`guided_relu`) as a layer of the rebuilt graph."""
+
+    def __init__(self, upper: float | None, rule: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unit = guided_relu(upper, rule)
+
+    def call(self, inputs: Any) -> Any:
+        """Rectify ``inputs``."""
+        return self.unit(inputs)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """Element-wise: the input's shape."""
+        return input_shape
+
+
+class _Nudge(keras.layers.Layer):
+    """Adds the CAM layer's ``delta`` while a JAX step is traced (see ``_autodiff``); passes through otherwise."""
+
+    def __init__(self, slot: threading.local, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.slot = slot
+
+    def call(self, inputs: Any) -> Any:
+        """``inputs + delta`` when this thread's forward pass set a delta, else ``inputs`` itself."""
+        delta = getattr(self.slot, "delta", None)
+        return inputs if delta is None else inputs + delta
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """Element-wise: the input's shape."""
+        return input_shape
+
+
 def _replacement(layer: Any, guided: bool, rule: str) -> Callable[..., Any] | None:
-    """What runs instead of ``layer``, or ``None`` to run it as it is."""
+    """What runs instead of ``layer`` in the rebuilt graph (layers built now), or ``None`` to run it as it is."""
     if _is_softmax(layer):
         return lambda x, *args, **kwargs: x
+    dtype = layer.dtype_policy
     if guided:
         is_rectifier, cap = _rectifier_cap(layer)
         if is_rectifier:
-            unit = guided_relu(cap, rule)
+            unit = _GuidedUnit(cap, rule, name=f"{layer.name}_guided", dtype=dtype)
             return lambda x, *args, **kwargs: unit(x)
     activation = _built_in_activation(layer)
     if activation == "softmax" or (guided and activation in ("relu", "relu6")):
         twin = _linear_twin(layer)
         if activation == "softmax":
             return twin
-        unit = guided_relu(6.0 if activation == "relu6" else None, rule)
+        unit = _GuidedUnit(6.0 if activation == "relu6" else None, rule, name=f"{layer.name}_guided", dtype=dtype)
         return lambda x, *args, **kwargs: unit(twin(x, *args, **kwargs))
     return None
 
@@ -204,57 +241,69 @@ def _prepared(network: Any) -> Any:
         return _PREPARED[id(network)][1]
 
 
-class _Walker:
-    """Runs a functional network layer by layer with replacements and recordings."""
+def _rebuilt(model: Any, guided: bool, rule: str, watch: dict[str, str], slot: threading.local) -> Any:
+    """``model``'s graph with replacements, as a ``keras.Model`` returning ``{"output", "cam"?, "target"?}``.
 
-    def __init__(self, network: Any, guided: bool, rule: str) -> None:
-        self.network = network
-        self.replacements: dict[int, Callable[..., Any] | None] = {}
-        self.guided = guided
-        self.rule = rule
+    The layers (and weights) are ``model``'s own, called again on new inputs
+    (``keras.models.clone_model`` with ``clone_function`` keeping each layer);
+    ``call_function`` runs the replacement of each layer and keeps the output
+    of the layers named in ``watch`` (name -> ``"cam"`` or ``"target"``).
 
-    def _replacement_for(self, layer: Any) -> Callable[..., Any] | None:
-        key = id(layer)
-        if key not in self.replacements:
-            self.replacements[key] = _replacement(layer, self.guided, self.rule)
-        return self.replacements[key]
+    Args:
+        model: A functional or ``Sequential`` ``keras.Model`` (the prepared network or the classifier head).
+        guided: Replace rectifiers by guided ones.
+        rule: Guided ReLU6 rule (:data:`GUIDED_RELU6_RULES`).
+        watch: Raw layer name -> the key its output gets in the result.
+        slot: Where the JAX step puts the CAM layer's ``delta`` while it traces (:class:`_Nudge`).
 
-    def prepare(self, model: Any) -> None:
-        """Build every replacement (linear twins copy weights) before any tracing starts."""
-        for layer in model.layers:
-            if isinstance(layer, keras.Model):
-                self.prepare(layer)
-            else:
-                self._replacement_for(layer)
+    Returns:
+        A ``keras.Model`` from ``model``'s inputs to a dict of tensors.
+    """
+    replacements: dict[int, Callable[..., Any] | None] = {}
+    recorded: dict[str, Any] = {}
 
-    def run(self, model: Any, inputs: Any, record: dict[str, Any], watch: dict[str, str], delta: Any) -> Any:
-        """Run ``model`` on ``inputs``; outputs of the layers named in ``watch`` go to ``record``."""
+    def call(layer: Any, *args: Any, outer: bool = True, **kwargs: Any) -> Any:
+        if isinstance(layer, keras.Sequential):  # clone_model takes no call_function for these: chain the calls here
+            out = args[0]
+            for inner in layer.layers:
+                out = call(inner, out, outer=outer)
+        elif isinstance(layer, keras.Model):
+            out = _nested(layer, lambda inner, *a, **k: call(inner, *a, outer=False, **k))(*args, **kwargs)
+        else:
+            if id(layer) not in replacements:
+                replacements[id(layer)] = _replacement(layer, guided, rule)
+            out = (replacements[id(layer)] or layer)(*args, **kwargs)
+        role = watch.get(layer.name)
+        if role is not None and not outer:
+            raise ValueError(
+                f"Layer {layer.name!r} is inside a nested functional model; saliency records top-level layers only. "
+                "Choose a layer of the network itself."
+            )
+        if role == "cam":
+            out = _Nudge(slot, name=f"{layer.name}_nudge", dtype=layer.dtype_policy)(out)
+        if role is not None:
+            recorded[role] = out
+        return out
 
-        def operation_fn(operation: Any) -> Callable[..., Any]:
-            def call(*args: Any, **kwargs: Any) -> Any:
-                if isinstance(operation, keras.Model) and hasattr(operation, "_run_through_graph"):
-                    out = self.run(operation, args[0], record, watch, delta)
-                else:
-                    replacement = self._replacement_for(operation) if isinstance(operation, keras.layers.Layer) else None
-                    out = (replacement or operation)(*args, **kwargs)
-                role = watch.get(getattr(operation, "name", ""))
-                if role == "cam" and delta is not None:
-                    out = out + delta
-                if role is not None:
-                    record[role] = out
-                if role == "cam" and watch.get("_target_is_cam"):
-                    record["target"] = out
-                return out
+    if isinstance(model, keras.Sequential):
+        first = model.inputs[0]
+        inputs = keras.Input(batch_shape=tuple(first.shape), dtype=first.dtype)
+        graph = keras.Model(inputs, call(model, inputs))
+    else:
+        graph = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    outputs = graph.outputs[0] if len(graph.outputs) == 1 else graph.outputs
+    return keras.Model(graph.inputs, {"output": outputs, **recorded}, name=f"{model.name}_saliency")
 
-            return call
 
-        if hasattr(model, "_run_through_graph"):
-            outputs = model._run_through_graph([inputs], operation_fn=operation_fn)
-            return outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
-        value = inputs
-        for layer in model.layers:  # Sequential models
-            value = operation_fn(layer)(value)
-        return value
+def _nested(model: Any, call: Callable[..., Any]) -> Any:
+    """A functional model nested in the graph, rebuilt on its own inputs with ``call`` (a subclassed one: itself)."""
+    try:
+        functional = "input_layers" in model.get_config()
+    except NotImplementedError:  # subclassed without a config
+        functional = False
+    if not functional:  # its insides are unknown: it runs as it is
+        return model
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
 
 
 def saliency_step(
@@ -270,7 +319,8 @@ def saliency_step(
 
     The score of a batch of RGB [0, 1] images is ``logits . selector`` for a
     class target, ``mean_hw(layer)[c] . selector`` for a channel, and
-    ``layer[:, y, x, :] . selector`` with ``(y, x) = spot`` for a neuron.
+    ``layer[:, y, x, :] . selector`` with ``(y, x) = spot`` for a neuron; for a
+    fully connected layer (``B x units``) it is ``layer . selector`` (both kinds).
 
     Args:
         model: A zoo model handle (``keras_model``, ``preprocess``, ``resolve_layer``).
@@ -292,40 +342,50 @@ def saliency_step(
     if entry is not None and entry[0] is network:
         return entry[1]
     prepared = _prepared(network)
-    walker = _Walker(prepared, guided, rule)
     head = getattr(model, "_classifier_head", None)
-    walker.prepare(prepared)
-    if head is not None:
-        walker.prepare(head)
-    head_side = int(getattr(model, "_head_input_size", None) or getattr(model, "input_size", None) or 224)
+    # The backbone's output is brought to the grid the head was built for (VGG: 7 x 7); the engine feeds such
+    # models at the head's input size, so this is the identity there.
+    head_grid = tuple(int(side) for side in head.inputs[0].shape[1:3]) if head is not None else None
+    in_head = head is not None and target.layer in tuple(getattr(model, "head_layers", ()))  # VGG's fc1/fc2
     watch: dict[str, str] = {}
+    if target.layer is not None and not in_head:
+        watch[target.layer] = "target"
     if cam_layer is not None:
-        watch[cam_layer] = "cam"
-    if target.layer is not None:
-        if target.layer == cam_layer:
-            watch["_target_is_cam"] = "1"
-        else:
-            watch[target.layer] = "target"
+        watch[cam_layer] = "cam"  # also the target's layer when both are one
+    slot = threading.local()
+    graph = _rebuilt(prepared, guided, rule, watch, slot)
+    head_watch = {target.layer: "target"} if in_head else {}
+    head_graph = _rebuilt(head, guided, rule, head_watch, slot) if head is not None else None
 
     def forward(images: Any, selector: Any, spot: Any, delta: Any) -> tuple[Any, Any]:
-        record: dict[str, Any] = {}
-        outputs = walker.run(prepared, model.preprocess(images), record, watch, delta)
+        slot.delta = delta
+        try:
+            record = dict(graph(model.preprocess(images)))
+        finally:
+            slot.delta = None
+        if target.kind == "class" or in_head:
+            logits = record["output"]
+            if head_graph is not None:
+                resized = ops.image.resize(logits, head_grid, interpolation="bilinear")
+                head_record = head_graph(resized)
+                logits = head_record["output"]
+                if in_head:
+                    record["target"] = head_record["target"]
         if target.kind == "class":
-            logits = outputs
-            if head is not None:
-                resized = ops.image.resize(outputs, (head_side, head_side), interpolation="bilinear")
-                logits = walker.run(head, resized, record, {}, None)
             scores = ops.sum(ops.cast(logits, "float32") * selector[None, :], axis=-1)
         else:
-            values = ops.cast(record["target"], "float32")
-            if target.kind == "channel":
+            values = ops.cast(record["cam" if target.layer == cam_layer else "target"], "float32")
+            if len(values.shape) == 2:
+                pass  # a fully connected layer (B x units): each unit is one value per image
+            elif target.kind == "channel":
                 values = ops.mean(values, axis=(1, 2))
             else:
                 values = ops.take(ops.take(values, spot[0], axis=1), spot[1], axis=1)
             scores = ops.sum(values * selector[None, :], axis=-1)
         return scores, record.get("cam")
 
-    step = compile_step(forward, with_activation=cam_layer is not None, freeze=freeze)
+    variables = list(graph.variables) + (list(head_graph.variables) if head_graph is not None else [])
+    step = compile_step(forward, with_activation=cam_layer is not None, freeze=freeze, variables=variables)
     with _LOCK:
         if len(_STEPS) > 32:
             _STEPS.clear()

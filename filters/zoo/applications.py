@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
+from .keras_home import keras_models_dir
 from .labels import imagenet_labels
 from .model import ZooModel
 from .preprocessing import CAFFE_VGG_MEAN_BGR, caffe_bgr, symmetric_unit
@@ -191,17 +192,6 @@ APPLICATIONS: dict[str, Application] = {
         ),
     )
 }
-
-
-def keras_models_dir() -> Path:
-    """The folder Keras downloads application weights to (``$KERAS_HOME/models``)."""
-    try:  # Keras reads KERAS_HOME once, at import; ask it what it decided
-        from keras.src.backend.config import keras_home
-
-        base = keras_home()
-    except ImportError:  # pragma: no cover - a Keras without that private helper
-        base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(base).expanduser() / "models"
 
 
 def expected_weights_path(name: str) -> Path:

@@ -147,6 +147,8 @@ class ZooModel:
         self._classifier_head = classifier_head
         self._head_input_size = head_input_size
         self._layer_names = [layer.name for layer in keras_model.layers]
+        # VGG's fully connected head (flatten, fc1, fc2, predictions) is a model of its own: its layers can be named too.
+        self._head_layer_names = [layer.name for layer in classifier_head.layers] if classifier_head is not None else []
         known = set(self._layer_names)
         self._aliases = dict(aliases or {})
         self.layer_notes = dict(layer_notes or {})
@@ -179,6 +181,32 @@ class ZooModel:
         """Map RGB images in [0, 1], ``(B, H, W, 3)``, to the network's input (differentiable)."""
         return self._preprocess(images)
 
+    @property
+    def head_layers(self) -> tuple[str, ...]:
+        """Layers of the separate fully connected head (VGG's ``flatten``, ``fc1``, ``fc2``, ``predictions``), in order.
+
+        They are not in :attr:`keras_model`; :meth:`resolve_layer` and :meth:`feature_model`
+        know them, and their outputs are computed with the image resized to the head's input size.
+        """
+        return tuple(self._head_layer_names)
+
+    def head_layer(self, name: str) -> Any:
+        """The Keras layer ``name`` (raw) of the fully connected head.
+
+        Raises:
+            ValueError: ``name`` is not a head layer.
+        """
+        if name not in self._head_layer_names:
+            raise ValueError(f"{name!r} is not a layer of {self.name!r}'s fully connected head. Received: {name!r}")
+        return self._classifier_head.get_layer(name)
+
+    @property
+    def head_input_size(self) -> int | None:
+        """The side images are resized to before the fully connected head (``None``: no separate head)."""
+        if self._classifier_head is None:
+            return None
+        return int(self._head_input_size or self.input_size or 224)
+
     def resolve_layer(self, name: str) -> str:
         """Return the raw layer name for a raw name or an alias (case-insensitive).
 
@@ -188,13 +216,13 @@ class ZooModel:
         text = str(name).strip()
         if text in self._aliases:
             return self._aliases[text]
-        if text in self._layer_names:
+        if text in self._layer_names or text in self._head_layer_names:
             return text
         folded = text.lower()
         for alias, raw in self._aliases.items():
             if alias.lower() == folded:
                 return raw
-        for raw in self._layer_names:
+        for raw in (*self._layer_names, *self._head_layer_names):
             if raw.lower() == folded:
                 return raw
         close = self.suggest_layers(text)
@@ -222,7 +250,7 @@ class ZooModel:
         ``block5_expand_act``); among similar names, recommended dream layers
         come before plain dream targets, and those before the other layers.
         """
-        spellings = {raw: raw for raw in self._layer_names} | dict(self._aliases)
+        spellings = {raw: raw for raw in (*self._layer_names, *self._head_layer_names)} | dict(self._aliases)
         folded = text.lower()
         best: dict[str, tuple[float, str]] = {}  # raw name -> (similarity, closest spelling)
         for spelling, raw in spellings.items():
@@ -301,7 +329,12 @@ class ZooModel:
         """A model from RGB [0, 1] images to the outputs of ``layer_names``.
 
         Preprocessing happens inside, so the model is differentiable with
-        respect to the RGB input. Models are cached per tuple of layers.
+        respect to the RGB input. Models are cached per tuple of layers. When a
+        layer of the separate fully connected head (:attr:`head_layers`) is
+        asked for, the images are resized to the head's input size first, as
+        :meth:`logits_model` does, and every layer of the tuple is computed there;
+        a network with a fixed input size (a user's model with a ``Flatten``
+        before its ``Dense`` layers) gets every image resized to that size.
 
         Args:
             layer_names: Raw names or aliases.
@@ -328,12 +361,36 @@ class ZooModel:
         from .feature_extractor import FeatureExtractor
 
         network = self.keras_model
-        inner = keras.Model(network.inputs, [_first(network.get_layer(name).output) for name in names])
         images = keras.Input(shape=(None, None, 3), name="rgb")
-        graph = keras.Model(images, inner(self.preprocess(images)), name=f"{self.name}_feature_graph")
+        if any(name in self._head_layer_names for name in names):
+            outputs = self._through_head(images, names)
+        else:
+            inner = keras.Model(network.inputs, [_first(network.get_layer(name).output) for name in names])
+            features = self.preprocess(images)
+            fixed = tuple(network.inputs[0].shape[1:3])
+            if None not in fixed:  # a network built for one input size (a Flatten before its Dense layers): resized to it
+                features = keras.ops.image.resize(features, fixed, interpolation="bilinear")
+            outputs = inner(features)
+        graph = keras.Model(images, outputs, name=f"{self.name}_feature_graph")
         model = FeatureExtractor(graph, names, name=f"{self.name}_features")
         with self._lock:
             return self._feature_models.setdefault(names, model)
+
+    def _through_head(self, images: Any, names: Sequence[str]) -> list[Any]:
+        """Outputs of ``names`` (raw; some in the fully connected head) for ``images``, all at the head's input size."""
+        import keras
+
+        network, head = self.keras_model, self._classifier_head
+        body = [name for name in names if name not in self._head_layer_names]
+        top = [name for name in names if name in self._head_layer_names]
+        side = self.head_input_size
+        features = keras.ops.image.resize(self.preprocess(images), (side, side), interpolation="bilinear")
+        body_outputs = keras.Model(network.inputs, [_first(network.get_layer(name).output) for name in body] + [network.outputs[0]])(features)
+        body_outputs = body_outputs if isinstance(body_outputs, (list, tuple)) else [body_outputs]
+        top_outputs = keras.Model(head.inputs, [_first(head.get_layer(name).output) for name in top])(body_outputs[-1])
+        top_outputs = top_outputs if isinstance(top_outputs, (list, tuple)) else [top_outputs]
+        found = dict(zip(body, body_outputs[:-1])) | dict(zip(top, top_outputs))
+        return [found[name] for name in names]
 
     def logits_model(self) -> keras.Model:
         """A model from RGB [0, 1] images (any side >= ``min_size``) to class logits.

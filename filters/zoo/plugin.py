@@ -28,8 +28,9 @@ def _layer_names(model: str, value: object, *, param: str = "layers") -> None:
 
 def keras_weights_present(file_name: str) -> bool:
     """Whether Keras' cache (``$KERAS_HOME/models``, default ``~/.keras/models``) holds ``file_name`` (no Keras import)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.isfile(os.path.join(home, "models", file_name))
+    from .keras_home import keras_models_dir
+
+    return (keras_models_dir() / file_name).is_file()
 
 
 @hookimpl

@@ -118,10 +118,9 @@ def resolve_steps(
 ) -> list[tuple[Any, dict[str, Any]]]:
     """Turn ``(name, values)`` pairs into ``(FilterSpec, values)``, image parameters loaded once per process.
 
-    The loaded values keep the names the user gave (``ParamValues.given``), which
-    :func:`~..core.call.apply_filter` hands to the filter as ``context.given``.
+    The loaded :class:`~..core.params.ParamValues` keep the names the user gave
+    (``given``), which :func:`~..front.run` hands to the filter as ``context.given``.
     """
-    from ..core.params import ParamValues
     from ..core.registry import get_registry
     from ..imageio.values import load_image_params
 
@@ -129,10 +128,7 @@ def resolve_steps(
     resolved = []
     for name, values in steps:
         spec = registry.get_filter(name)
-        loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
-        if isinstance(values, ParamValues):
-            loaded = ParamValues(loaded, values.given)
-        resolved.append((spec, loaded))
+        resolved.append((spec, load_image_params(spec.params, values, max_pixels=max_pixels)))
     return resolved
 
 
@@ -230,17 +226,18 @@ def _run_steps(
     emit: OutputSink | None = None,
     summary: list[str] | None = None,
 ) -> Any:
-    from ..core.call import apply_filter, step_seed
+    from ..core.call import step_seed
     from ..core.errors import ParameterError
     from ..core.params import flag_worded
+    from ..front import run
 
     for number, (spec, values) in enumerate(steps):
         report = None
         if progress is not None:
             report = lambda fraction, message, n=number: progress((n + fraction) / len(steps), message)  # noqa: E731
         try:
-            pixels = apply_filter(spec, pixels, values, seed=step_seed(seed, number), models=models, progress=report,
-                                  validated=True, emit=emit, report=None if summary is None else summary.append)
+            pixels = run(spec, pixels, values, seed=step_seed(seed, number), models=models, progress=report, emit=emit,
+                         report=None if summary is None else summary.append)
         except ParameterError as error:  # a value only the filter can judge: named by its flag, as typed
             raise flag_worded(error, spec.params, declared_only=True) from None
     return pixels

@@ -97,7 +97,8 @@ def _apply_step(
     summaries: Sequence[list[str]] | None = None,
 ) -> list[Any]:
     """One pipeline step on every image: equal shapes together where the filter can, the rest alone."""
-    from ..core.call import apply_filter, apply_filter_batch
+    from ..core.call import apply_filter_batch
+    from ..front import run
 
     results: list[Any] = [None] * len(images)
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -115,9 +116,8 @@ def _apply_step(
                 results[index] = result
         else:
             index = members[0]
-            results[index] = apply_filter(spec, images[index], values, seed=seeds[index], models=models,
-                                          progress=report, validated=True, emit=emits[index],
-                                          report=None if summaries is None else summaries[index].append)
+            results[index] = run(spec, images[index], values, seed=seeds[index], models=models, progress=report,
+                                 emit=emits[index], report=None if summaries is None else summaries[index].append)
         done += len(members)
     return results
 

@@ -57,7 +57,7 @@ class Step:
         # A value set explicitly to its default can differ from leaving it out (a preset fills
         # only what was not given): such names are part of the hash. Without them the hash is
         # what it always was, so journals of earlier runs stay valid.
-        given = getattr(self.values, "given", frozenset())
+        given = getattr(self.values, "given", None) or frozenset()
         explicit = sorted(p.name for p in self.spec.params if p.name in given and self.values[p.name] == p.default)
         if explicit:
             data["given_defaults"] = explicit

@@ -295,8 +295,7 @@ def _run_videos(videos: list[str], step: Any, seed: int, outdir: Path, args: arg
     from .progress import ProgressBar
     from .video_command import DEFAULT_COHERENCE
 
-    loaded = load_image_params(step.spec.params, step.values)
-    loaded = type(step.values)(loaded, given=step.values.given) if hasattr(step.values, "given") else loaded
+    loaded = load_image_params(step.spec.params, step.values)  # ParamValues: the names the user gave kept
     failed = 0
     for path in videos:
         source_path = Path(path)

@@ -254,17 +254,13 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     guard = guard_for_paths(("the input", args.input), *param_inputs(spec.params, values), overwrite=args.overwrite)
     guard.check(output)
 
-    from ..core.call import apply_filter
-    from ..imageio.values import load_image_file, load_image_params
+    from ..front import run
+    from ..imageio.values import load_image_file
     from .progress import ProgressBar
 
     bar = None if args.quiet else ProgressBar(spec.name, status=f"reading {Path(args.input).name}…")
     try:
         image = load_image_file(args.input, max_pixels=max_pixels)  # .xcf too (flattened)
-        try:
-            loaded = load_image_params(spec.params, values, max_pixels=max_pixels)
-        except ParameterError as error:
-            raise flag_error(error, spec.params, command) from None
 
         def write_extra(name: str, pixels: Any) -> None:
             # Extra outputs (frames, maps) go beside the output: OUT-NAME.SUFFIX, never over the input.
@@ -281,9 +277,8 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
                 print(line, file=sys.stderr, flush=True)
 
         try:
-            result = apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=write_extra,
-                                  given=values.given, report=report)
-        except ParameterError as error:  # a value only the filter can judge (an image's size, a class id): its flag
+            result = run(spec, image, values, seed=seed, progress=bar, emit=write_extra, report=report, max_pixels=max_pixels)
+        except ParameterError as error:  # an unreadable image parameter, a value only the filter can judge: its flag
             raise flag_error(error, spec.params, command) if _names_a_param(error, spec.params) else error from None
     finally:
         if bar is not None:

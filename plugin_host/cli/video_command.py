@@ -126,7 +126,6 @@ def run_video_command(args: argparse.Namespace, extra: list[str], registry: Any)
         loaded = load_image_params(spec.params, values)
     except ParameterError as error:
         raise flag_error(error, spec.params, command) from None
-    loaded = type(values)(loaded, given=values.given) if hasattr(values, "given") else loaded
     if source_path.is_file() and source_path.suffix.lower() in IMAGE_SUFFIXES:
         return _zoom_video(spec, values, loaded, seed, source_path, output, options, guard, args)
     source = open_source(source_path, start=options["start"], end=options["end"] or None,
@@ -153,8 +152,8 @@ def run_video_command(args: argparse.Namespace, extra: list[str], registry: Any)
 def _zoom_video(spec: Any, values: Any, loaded: Any, seed: int, image_path: Path, output: Path, options: Any,
                 guard: Any, args: argparse.Namespace) -> int:
     """An image input: the filter's own frame sequence (DeepDream's ``--frames`` zoom) as a video or a frames folder."""
-    from ..core.call import apply_filter
     from ..core.errors import UsageError
+    from ..front import run
     from ..imageio.files import load_image
     from ..video.media import Source, write_video
     from ..video.run import frames_folder
@@ -178,7 +177,7 @@ def _zoom_video(spec: Any, values: Any, loaded: Any, seed: int, image_path: Path
 
     bar = None if args.quiet else ProgressBar(f"video {spec.name}", status=f"reading {image_path.name}…")
     try:
-        apply_filter(spec, image.pixels, loaded, seed=seed, progress=bar, validated=True, emit=keep, given=values.given)
+        run(spec, image, loaded, seed=seed, progress=bar, emit=keep)
     finally:
         if bar is not None:
             bar.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 from .context import FilterContext, ModelCache, OutputSink, ProgressCallback, SummarySink
 from .errors import NeurofiltersError
-from .params import validate_params
+from .params import ParamValues, validate_params
 from .specs import FilterSpec
 
 __all__ = [
@@ -190,22 +190,30 @@ def apply_filter(
 ) -> Any:
     """Validate parameters, run ``spec`` on ``pixels`` and return the result.
 
+    Front ends call :func:`neurofilters.plugin_host.front.run`, which validates,
+    loads the image parameters and calls this.
+
     Args:
         spec: The filter.
         pixels: float32 ``H x W x C`` in [0, 1], C = 1 (grey), 2 (grey+alpha),
             3 (RGB) or 4 (RGBA).
-        values: User parameter values; missing ones take their defaults.
+        values: User parameter values (missing ones take their defaults), or
+            :class:`~.params.ParamValues` the host loaded
+            (:func:`~neurofilters.plugin_host.imageio.values.load_image_params`),
+            taken as they are, with the names the user gave (``values.given``).
         seed: Seed for the filter's randomness.
         progress: ``callback(fraction, message)``.
         models: A model cache to reuse between calls.
         context: A ready context (overrides ``seed``, ``progress``, ``models``, ``emit`` and ``report``).
-        validated: ``values`` already went through :func:`validate_params`.
+        validated: Deprecated (loaded ``ParamValues`` say so themselves):
+            ``values`` already went through :func:`validate_params`.
         emit: ``sink(name, pixels)`` for the filter's extra outputs.
         report: ``sink(line)`` for each line of the run's summary as the filter reports it.
-        given: The parameters the user set explicitly (``context.given``).
-            Default: the keys of ``values`` when this call validates them;
-            for validated values, their ``given`` (values straight from
-            :func:`validate_params` carry it), else unknown (``None``).
+        given: Deprecated (``ParamValues.given`` carries it): the parameters
+            the user set explicitly (``context.given``), overriding what
+            ``values`` says. Without it: ``values.given`` for ``ParamValues``,
+            the keys of ``values`` when this call validates them, else unknown
+            (``None``).
 
     Returns:
         float32 ``h x w x 3`` (or ``x 4`` when the input had alpha and the size
@@ -215,12 +223,16 @@ def apply_filter(
         ParameterError: A parameter is invalid.
         NeurofiltersError: The filter failed in a way it explained.
     """
-    if validated:
-        params = dict(values or {})
-        names = given if given is not None else getattr(values, "given", None)
+    names: Iterable[str] | None
+    if isinstance(values, ParamValues) and values.loaded:
+        params, names = dict(values), values.given
+    elif validated:
+        params, names = dict(values or {}), getattr(values, "given", None)
     else:
         checked = validate_params(spec.params, values or {})
-        params, names = dict(checked), (given if given is not None else checked.given)
+        params, names = dict(checked), checked.given
+    if given is not None:
+        names = given
     _check_loaded(spec, params)
     check_class_names(spec, params)
     rgb, alpha = _prepare(pixels)
@@ -251,14 +263,15 @@ def apply_filter_batch(
     Args:
         spec: A filter that declares ``batch_run``.
         images: float32 ``H x W x C`` arrays of one shape (C = 1..4), in [0, 1].
-        values: Validated parameter values (shared, image parameters loaded).
+        values: The loaded :class:`~.params.ParamValues` shared by the images
+            (:func:`~neurofilters.plugin_host.imageio.values.load_image_params`).
         seeds: One seed per image.
         models: The process's model cache.
         progress: ``callback(fraction, message)`` for the whole batch.
         emits: One extra-output sink per image (or None).
         reports: One summary sink per image (or None).
-        given: The parameters the user set explicitly (default: ``values.given``
-            when ``values`` came from :func:`validate_params`, else unknown).
+        given: Deprecated (``values.given`` carries it): the parameters the
+            user set explicitly, overriding ``values.given``.
 
     Returns:
         One result per image, as :func:`apply_filter` returns it.

@@ -42,11 +42,14 @@ def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
 def shown_value(value: Any) -> str:
     """A user value as an error message echoes it: strings as typed, others by ``repr``, both cut.
 
+    A string holding a character the terminal would not show (a control character such as
+    U+001F) is shown by ``repr``, so the message says what was received.
+
     Huge integers are never turned into text (``repr`` of an integer over
     4,300 digits raises ``ValueError``); their digit count is shown instead.
     """
     if isinstance(value, str):
-        return shorten(value)
+        return shorten(value if value.isprintable() else repr(value))
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 600:
         return f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
     try:
@@ -123,15 +126,36 @@ def parse_seed(value: Any, name: str = "seed") -> int:
 class ParamValues(dict):  # type: ignore[type-arg]
     """Validated values of one filter call (every declared name), and the names the user gave.
 
+    :func:`validate_params` makes one; :func:`~neurofilters.plugin_host.imageio.values.load_image_params`
+    returns one with the image parameters read into pixels (``loaded``) and the
+    same ``given``; :func:`~neurofilters.plugin_host.core.call.apply_filter`
+    takes a loaded one as it is and hands ``given`` to the filter
+    (``context.given``). A plain ``dict(values)`` drops both attributes.
+
     Attributes:
         given: The parameters the user set explicitly (whatever their value), as
-            opposed to those filled in with their defaults. Presets change only
-            the others (:attr:`~neurofilters.plugin_host.FilterContext.given`).
+            opposed to those filled in with their defaults; ``None`` when the
+            caller did not say. Presets change only the others
+            (:attr:`~neurofilters.plugin_host.FilterContext.given`).
+        loaded: Whether the image parameters hold pixels (float32 ``H x W x C``
+            in [0, 1], or ``None``), read by the host's loader.
     """
 
-    def __init__(self, values: Mapping[str, Any] = (), given: Iterable[str] = ()) -> None:  # type: ignore[assignment]
+    def __init__(
+        self, values: Mapping[str, Any] = (), given: Iterable[str] | None = (), *, loaded: bool = False,  # type: ignore[assignment]
+    ) -> None:
         super().__init__(values)
-        self.given: frozenset[str] = frozenset(given)
+        self.given: frozenset[str] | None = None if given is None else frozenset(given)
+        self.loaded = bool(loaded)
+
+    def with_given(self, given: Iterable[str] | None) -> ParamValues:
+        """A copy whose ``given`` is ``given`` (a front end that knows better than the keys, like GIMP's dialog).
+
+        Args:
+            given: The names the user set, or ``None`` for unknown.
+        """
+        return ParamValues(self, given, loaded=self.loaded)
+
 
 @dataclass(frozen=True)
 class ParamKind:

@@ -76,7 +76,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.context import FilterContext, ModelCache
+from ..core.context import ModelCache
 from ..core.errors import FilterCancelled, NeurofiltersError, RegistryError
 from ..core.params import Param, format_value
 from . import wire
@@ -555,9 +555,8 @@ class Worker:
         return {"type": "layers", "model": name, "layers": good}
 
     def _run(self, channel: _Channel, header: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], bytes]:
-        from ..core.call import apply_filter
         from ..core.params import parse_seed, validate_params
-        from ..imageio.values import load_image_params
+        from ..front import run
 
         self.calls += 1
         name = header.get("filter")
@@ -582,15 +581,17 @@ class Worker:
             parts = wire.split_images(payload, [main, *extra])
             image = decode_pixels(parts[0], main["width"], main["height"], main["channels"], dtype)
             values = {**values, **_image_values(spec.params, extra, parts[1:])}
-            # A plain dict: GIMP sends every value, so "given" comes from the request alone (see _make_context).
-            params = dict(load_image_params(spec.params, validate_params(spec.params, values)))
-            context = _make_context(seed, _ProgressSender(channel), self.models, given)
+            # GIMP sends every value, so "given" is the request's (None: the client did not say), not the keys.
+            checked = validate_params(spec.params, values).with_given(given)
+            outputs: dict[str, Any] = {}
+            summary: list[str] = []
             started = time.perf_counter()
-            result = apply_filter(spec, image, params, context=context, validated=True, given=given)
+            result = run(spec, image, checked, seed=seed, models=self.models, progress=_ProgressSender(channel),
+                         emit=outputs.__setitem__, report=summary.append)
             self.last_compute_seconds = time.perf_counter() - started
             height, width, channels = result.shape
             images = [(wire.image_header(width, height, channels, dtype), encode_pixels(result, dtype))]
-            for output_name, pixels in context.outputs.items():
+            for output_name, pixels in outputs.items():
                 out_height, out_width, out_channels = pixels.shape
                 images.append(
                     (wire.image_header(out_width, out_height, out_channels, dtype, output_name), encode_pixels(pixels, dtype))
@@ -602,7 +603,7 @@ class Worker:
                     **headers[0],
                     "outputs": headers[1:],
                     "compute_seconds": self.last_compute_seconds,
-                    "summary": context.summary,  # what the filter reported (the plug-in shows it)
+                    "summary": summary,  # what the filter reported (the plug-in shows it)
                 },
                 data,
             )
@@ -661,11 +662,6 @@ def _image_values(params: Any, headers: list[Any], parts: list[memoryview]) -> d
         array = decode_pixels(part, header["width"], header["height"], header["channels"], header["dtype"])
         arrays[name] = np.clip(array, 0.0, 1.0)  # GIMP's float layers may hold values outside [0, 1]
     return arrays
-
-
-def _make_context(seed: int, progress: Any, models: ModelCache, given: frozenset[str] | None) -> FilterContext:
-    """The filter's context; ``given`` (the names the user set in the dialog) lets presets change only the others."""
-    return FilterContext(seed=seed, progress=progress, models=models, given=given)
 
 
 class _ProgressSender:

@@ -72,7 +72,8 @@ def decode_pat(data: bytes, *, path: str | Path = "<bytes>") -> tuple[np.ndarray
     pattern = GimpPatPattern()
     try:
         pattern.decode(bytes(data))
-        raw = bytes(pattern._rawImage)  # the decoded pixel bytes (no public accessor)
+        image = pattern.image  # the decoded pixels as a Pillow image (L, LA, RGB or RGBA)
+        raw = image.tobytes() if image is not None else b""
     except Exception as error:  # noqa: BLE001 - any decoder failure is a corrupt file
         raise ImageIOError(f"Cannot read image '{path}': the GIMP pattern is corrupt ({error}). Re-export it from GIMP.") from None
     pixels = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, depth).copy()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ImageIOError, ParameterError
-from ..core.params import Param
+from ..core.params import Param, ParamValues
 from .files import LoadedImage, load_image, pixels_from_pil
 
 __all__ = ["load_image_file", "to_loaded_image", "load_image_params"]
@@ -123,7 +123,7 @@ def to_loaded_image(value: Any, *, name: str = "image", max_pixels: int | None =
 
 def load_image_params(
     params: Sequence[Param], values: Mapping[str, Any], *, max_pixels: int | None = None
-) -> dict[str, Any]:
+) -> ParamValues:
     """Load every image parameter of validated ``values`` (paths, arrays, Pillow images) into pixels.
 
     Args:
@@ -132,14 +132,19 @@ def load_image_params(
         max_pixels: Pixel limit for files.
 
     Returns:
-        A new dict in which each image parameter holds float32 ``H x W x C``
-        pixels in [0, 1] (C = 1..4, as loaded) or ``None``.
+        New :class:`~..core.params.ParamValues` (``loaded``) in which each image
+        parameter holds float32 ``H x W x C`` pixels in [0, 1] (C = 1..4, as
+        loaded) or ``None``. Its ``given`` is that of ``values`` (``None`` for
+        a plain mapping: unknown), so the names the user set reach the filter.
+        Values already loaded are returned as they are.
 
     Raises:
         ParameterError: An image parameter cannot be read (naming the
             parameter, the value and the loader's reason).
     """
-    loaded = dict(values)
+    if isinstance(values, ParamValues) and values.loaded:
+        return values
+    loaded = ParamValues(values, values.given if isinstance(values, ParamValues) else None, loaded=True)
     for param in params:
         value = loaded.get(param.name)
         if param.kind == "image" and value is not None:

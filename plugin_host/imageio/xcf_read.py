@@ -1,16 +1,16 @@
 """Reading GIMP's ``.xcf`` files (GIMP 2.10 and 3.x): the layer tree, every precision, masks.
 
-``gimpformats`` parses the file's structure (header, the layer list, each
-layer's and channel's properties). Two things it does not do are done here:
+Everything is read here, with no third-party XCF parser (``gimpformats``
+stops at property ids it does not know, which GIMP 3 adds, and decodes only
+8-bit tiles; making it tolerant meant replacing its methods process-wide):
 
-- **Tolerance**: ``gimpformats`` stops at property ids it does not know (GIMP 3
-  adds several) and at mode numbers or precisions past its tables. The format
-  gives every property its length so readers can skip unknown ones; a small
-  wrapper installed here (:func:`_install_tolerance`) records every property's
-  payload and skips what ``gimpformats`` cannot decode, so a newer GIMP never
-  breaks a read.
-- **Pixels**: ``gimpformats`` decodes only 8-bit tiles (and guesses zlib tile
-  sizes). Tiles are decoded here for every precision (8/16/32-bit integer,
+- **Properties**: the format gives every property its id and length, so the
+  image's and each layer's property lists are read as ``id -> payload``
+  (:meth:`_Bytes.skip_props`) and only the ones used are decoded (offsets,
+  visibility, opacity, mode, group, item path, parasites, compression,
+  colour map); ids and values a newer GIMP adds are skipped by their length, so
+  a newer GIMP never breaks a read.
+- **Pixels**: tiles are decoded for every precision (8/16/32-bit integer,
   16/32/64-bit float, linear or perceptual), every compression (none, RLE,
   zlib) and every base type (RGB, grey, indexed), with the layer masks.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,8 @@ TILE = 64
 _PROP_END, _PROP_COLORMAP, _PROP_OPACITY, _PROP_MODE = 0, 1, 6, 7
 _PROP_COMPRESSION, _PROP_FLOAT_OPACITY, _PROP_APPLY_MASK = 17, 33, 11
 _PROP_TEXT_LAYER_FLAGS = 26
-_PROP_VISIBLE = 8
+_PROP_VISIBLE, _PROP_OFFSETS, _PROP_PARASITES = 8, 15, 21
+_PROP_GROUP_ITEM, _PROP_ITEM_PATH = 29, 30
 _MAX_PROPS = 100_000
 
 #: Component kinds by GIMP's precision hundreds digit: name, numpy dtype (big-endian), integer scale.
@@ -74,54 +74,6 @@ def precision_of(version: int, code: int) -> tuple[str, bool]:
     if digit not in PRECISIONS:
         raise ValueError(f"unknown precision {code}")
     return PRECISIONS[digit][0], code % 100 == 0
-
-
-# -- tolerance for gimpformats ------------------------------------------------------------------
-_INSTALLED = False
-_INSTALL_LOCK = threading.Lock()
-
-
-def _install_tolerance() -> None:
-    """Make ``gimpformats`` skip what it cannot decode instead of failing (once per process).
-
-    Every property's raw payload is also kept in ``obj._nf_props`` (id -> bytes),
-    so values ``gimpformats`` decodes wrongly or not at all are read from it.
-    """
-    global _INSTALLED
-    with _INSTALL_LOCK:
-        if not _INSTALLED:
-            _wrap_gimpformats()
-            _INSTALLED = True
-
-
-def _wrap_gimpformats() -> None:
-    from gimpformats import GimpIOBase as base_module
-    from gimpformats import GimpPrecision
-
-    original_property = base_module.GimpIOBase._propertyDecode
-    known = len(base_module.ImageProperties) - 1  # PROP_NUM_PROPS is not a property
-
-    def tolerant_property(self: Any, prop: int, data: bytearray) -> int:
-        props = self.__dict__.setdefault("_nf_props", {})
-        props[prop] = bytes(data)
-        if prop >= known or prop in (27,):  # unknown to gimpformats, or old sample points (it raises)
-            return len(data)
-        try:
-            return original_property(self, prop, data)
-        except (IndexError, ValueError, RuntimeError, struct.error):  # a value past its tables: raw payload kept
-            return len(data)
-
-    original_precision = GimpPrecision.Precision.decode
-
-    def tolerant_precision(self: Any, version: int, io: Any) -> None:
-        start = io.index
-        try:
-            original_precision(self, version, io)
-        except (IndexError, ValueError):
-            io.index = start + 4  # the field was read; its value is decoded by precision_of
-
-    base_module.GimpIOBase._propertyDecode = tolerant_property
-    GimpPrecision.Precision.decode = tolerant_precision
 
 
 # -- the raw tree --------------------------------------------------------------------------------
@@ -416,43 +368,25 @@ def read_xcf_tree(path: str | os.PathLike[str], *, max_pixels: int | None = None
     except ValueError:
         raise ImageIOError(f"The XCF file {name} has an unknown precision {code} (XCF version {version}).") from None
     reader = _Bytes(data, name, version)
-    _check_layer_pointers(reader, 30 if version >= 4 else 26)
-
-    try:
-        from gimpformats.gimpXcfDocument import GimpDocument
-    except ImportError as error:  # pragma: no cover - a declared dependency
-        raise ImageIOError(f"Reading XCF needs the 'gimpformats' package: pip install gimpformats ({error})") from None
-    _install_tolerance()
-    document = GimpDocument()
-    try:
-        document.decode(data)
-    except ImageIOError:
-        raise
-    except (IndexError, struct.error, ValueError, RuntimeError, UnicodeDecodeError) as error:
-        raise ImageIOError(
-            f"The XCF file {name} is truncated or damaged (its layer list cannot be read: {type(error).__name__}: {error})."
-        ) from None
-    image_props: dict[int, bytes] = document.__dict__.get("_nf_props", {})
+    image_props, layer_pointers = _layer_list(reader, 30 if version >= 4 else 26)
     compression = image_props.get(_PROP_COMPRESSION, b"\x00")[:1]
     compression_code = compression[0] if compression else 0
     colormap = _colormap(image_props)
 
     layers = []
-    for raw, at in zip(document._layers, document._layerPtr, strict=True):
-        props: dict[int, bytes] = raw.__dict__.get("_nf_props", {})
-        layer_name = str(raw.name or "")
+    for number, at in enumerate(layer_pointers, start=1):
+        layer_w, layer_h = reader.u32(at, f"{name}, layer {number}"), reader.u32(at + 4, f"{name}, layer {number}")
+        layer_type = reader.u32(at + 8, f"{name}, layer {number}")
+        layer_name, after = reader.string(at + 12, f"{name}, layer {number}")
         where = f"{name}, layer {layer_name!r}"
-        layer_w, layer_h = reader.u32(at, where), reader.u32(at + 4, where)
-        layer_type = reader.u32(at + 8, where)
         if layer_type not in _CHANNELS:
             raise ImageIOError(f"The XCF file {name} is damaged: layer {layer_name!r} has unknown type {layer_type}.")
         check_pixel_limit(where, layer_w, layer_h, max_pixels)
-        _, after = reader.string(at + 12, where)
-        _, after = reader.skip_props(after, where)
+        props, after = reader.skip_props(after, where)
         hierarchy_at = reader.ptr(after, f"{where} pixel pointer")
         mask_at = reader.ptr(after + reader.pointer, f"{where} mask pointer")
         filters = _effects(reader, after + 2 * reader.pointer, hierarchy_at, where)
-        is_group = bool(raw.isGroup)
+        is_group = _PROP_GROUP_ITEM in props
         pixels = None
         if not is_group:
             values = _read_buffer(reader, hierarchy_at, compression_code, _CHANNELS[layer_type], kind, where, max_pixels,
@@ -472,19 +406,23 @@ def read_xcf_tree(path: str | os.PathLike[str], *, max_pixels: int | None = None
         opacity = _opacity(props)
         mode = struct.unpack(">I", props[_PROP_MODE][:4])[0] if len(props.get(_PROP_MODE, b"")) >= 4 else 0
         apply_mask = props.get(_PROP_APPLY_MASK, b"\x00\x00\x00\x01")[-1:] != b"\x00"
+        x, y = struct.unpack(">ii", props[_PROP_OFFSETS][:8]) if len(props.get(_PROP_OFFSETS, b"")) >= 8 else (0, 0)
+        visible = props[_PROP_VISIBLE][:4] != b"\x00\x00\x00\x00" if len(props.get(_PROP_VISIBLE, b"")) >= 4 else True
+        path_bytes = props.get(_PROP_ITEM_PATH, b"")
+        path = struct.unpack(f">{len(path_bytes) // 4}I", path_bytes[: len(path_bytes) // 4 * 4])
         layers.append(RawLayer(
-            name=layer_name, x=int(raw.xOffset), y=int(raw.yOffset), width=layer_w, height=layer_h,
-            visible=bool(raw.visible) if _PROP_VISIBLE in props else True, opacity=opacity, mode=int(mode), is_group=is_group,
-            is_text=_PROP_TEXT_LAYER_FLAGS in props or any(
-                getattr(p, "name", "") == "gimp-text-layer" for p in getattr(raw, "parasites", [])),
-            path=tuple(raw.itemPath) if raw.itemPath else (), pixels=pixels, mask=mask, apply_mask=apply_mask, filters=filters,
+            name=layer_name, x=int(x), y=int(y), width=layer_w, height=layer_h,
+            visible=visible, opacity=opacity, mode=int(mode), is_group=is_group,
+            is_text=_PROP_TEXT_LAYER_FLAGS in props or "gimp-text-layer" in _parasite_names(props.get(_PROP_PARASITES, b"")),
+            path=tuple(int(step) for step in path), pixels=pixels, mask=mask, apply_mask=apply_mask, filters=filters,
         ))
     return RawImage(width, height, version, base, kind, linear, layers)
 
 
-def _check_layer_pointers(reader: _Bytes, at: int) -> None:
-    """Every layer and channel pointer lands inside the file (else: truncated), before ``gimpformats`` follows them."""
-    _, at = reader.skip_props(at, "the image properties")
+def _layer_list(reader: _Bytes, at: int) -> tuple[dict[int, bytes], list[int]]:
+    """The image's properties and its layer pointers; every layer and channel pointer must land inside the file."""
+    image_props, at = reader.skip_props(at, "the image properties")
+    layers: list[int] = []
     for kind in ("layer", "channel"):
         for number in range(len(reader.data) // reader.pointer + 1):
             pointer = reader.ptr(at, f"the {kind} list")
@@ -496,6 +434,25 @@ def _check_layer_pointers(reader: _Bytes, at: int) -> None:
                     f"The XCF file {reader.path} is truncated or damaged: {kind} {number + 1} points to byte {pointer:,}, "
                     f"past the end of the file ({len(reader.data):,} bytes)."
                 )
+            if kind == "layer":
+                layers.append(pointer)
+    return image_props, layers
+
+
+def _parasite_names(raw: bytes) -> list[str]:
+    """Names of the parasites in a ``PROP_PARASITES`` payload (name, flags, size, data each); stops at a damaged one."""
+    names = []
+    at = 0
+    while at + 4 <= len(raw):
+        (size,) = struct.unpack_from(">I", raw, at)
+        if at + 4 + size + 8 > len(raw):
+            break
+        (length,) = struct.unpack_from(">I", raw, at + 8 + size)
+        if at + 12 + size + length > len(raw):
+            break
+        names.append(raw[at + 4 : at + 4 + size].rstrip(b"\x00").decode("utf-8", errors="replace"))
+        at += 12 + size + length
+    return names
 
 
 def _opacity(props: dict[int, bytes]) -> float:

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.call import apply_filter
 from ..core.context import ModelCache
 from ..core.errors import UsageError
 from ..core.specs import FilterSpec
+from ..front import run as run_filter
 from ..imageio.guard import WriteGuard
 from .media import VIDEO_SUFFIXES, Source, read_frames, write_video
 
@@ -50,7 +50,7 @@ class VideoJob:
 
     Attributes:
         spec: The filter.
-        values: Validated parameter values with image parameters loaded.
+        values: Loaded :class:`~..core.params.ParamValues` (:func:`~..imageio.values.load_image_params`).
         shown: The values as the user gave them (for the fingerprint), image parameters as paths.
         seed: The filter's seed, the same for every frame (so a dream stays put).
         coherence: 0..1, the share of the previous output warped into each frame.
@@ -261,8 +261,7 @@ def run_video(job: VideoJob, *, progress: Callable[[float, str], None] | None = 
                 if progress is not None:
                     progress((_index + min(max(fraction, 0.0), 1.0)) / total, f"frame {_index + 1}/{total} {message}".rstrip())
 
-            result = apply_filter(job.spec, filter_input, job.values, seed=job.seed, progress=frame_progress,
-                                  models=models, validated=True, given=getattr(job.values, "given", None))
+            result = run_filter(job.spec, filter_input, job.values, seed=job.seed, progress=frame_progress, models=models)
             filter_seconds += time.monotonic() - clock
             if job.blends and previous_output is not None:
                 # ... and into its output by the same share: input blending alone left 0.62x the flicker of
