@@ -392,7 +392,7 @@ def fig_texture(record: Record, paths: dict[str, str]) -> None:
 def fig_similar(record: Record, paths: dict[str, str]) -> None:
     query = paths.get("daisy", paths["coffee"])
     tiles = []
-    for layer in ("block5_expand_act", "head_act"):
+    for layer in ("block5_expand_act", "logits"):
         out = f"similar/{layer}.png"
         neurofilters(record, "explore", "similar", query, paths["folder"], "--layer", layer, "--top", "5", "-o", out,
                      "--overwrite", keep_output=True)
@@ -534,7 +534,9 @@ FIGURE_LIST: list[tuple[str, str, str, str, Figure]] = [
      "telling than the course's, which searched a large dataset.", fig_patches),
     ("dense-unit", "A fully connected unit",
      "the guided-backprop map of a unit of a fully connected layer, which sees the whole image.",
-     "guided backprop of unit 985 (daisy) of Lite0's `logits` Dense layer on the daisy photograph.", fig_dense),
+     "guided backprop of unit 985 (daisy) of Lite0's `logits` Dense layer on the daisy photograph. Lite0's only "
+     "fully connected layer is its output, so this unit is a class score, not a hidden unit like the course's; the "
+     "same command takes a hidden Dense layer of a `.keras` model (one made by `finetune`, for example).", fig_dense),
     ("universal-noise", "Universal class noise",
      "one noise pattern, learnt over many photos, that makes the network see a chosen class in any photo it is "
      "added to.",
@@ -555,7 +557,8 @@ FIGURE_LIST: list[tuple[str, str, str, str, Figure]] = [
      "the images nearest to a query by features of the last layer (same kind of object) and of an intermediate "
      "layer (same colours and textures).",
      "`explore similar` with the daisy as the query over the folder: at Lite0's `block5_expand_act` "
-     "(intermediate) and at `head_act` (the last convolutional features before pooling).", fig_similar),
+     "(intermediate: colour and texture) and at `logits`, the last layer (fully connected: its 1,000 class scores "
+     "compared as one vector). The folder is small and mostly flowers, so both lists overlap.", fig_similar),
     ("finetune", "Fine-tuning with a held-out measurement",
      "a network fine-tuned on new classes, with its accuracy on held-out data, a baseline and the confusion "
      "matrix.",
