@@ -501,9 +501,9 @@ def render(records: list[Record], total_seconds: float | None) -> str:
                 parts.append(f"![{record.title}](course/{record.image})\n")
             parts += [f"![{record.title}, continued](course/{name})\n" for name in record.extra_images]
         if record.commands:
-            parts.append("Made by:\n\n```bash\n" + "\n".join(record.commands) + "\n```\n")
+            parts.append("Made by:\n\n```{.bash .nf-command}\n" + "\n".join(record.commands) + "\n```\n")
         if record.output and not record.missing:
-            parts.append("What the commands printed:\n\n```text\n" + record.output + "\n```\n")
+            parts.append("What the commands printed:\n\n```{.text .nf-output}\n" + record.output + "\n```\n")
     timing = f" The last full run took {total_seconds / 60:.1f} minutes." if total_seconds else ""
     parts.append("\n---\n\nRemake this page with `make gallery` or `python docs/make_course.py` "
                  "(`--only KEY` remakes one figure; the keys are the anchors above)." + timing + "\n")

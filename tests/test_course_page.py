@@ -20,7 +20,7 @@ from neurofilters.plugin_host.cli.main import build_parser  # noqa: E402
 
 
 def _commands(text: str) -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    blocks = re.findall(r"```\{\.bash \.nf-command\}\n(.*?)```", text, re.S)
     return [line for block in blocks for line in block.splitlines() if line.startswith("neurofilters ")]
 
 
