@@ -74,6 +74,16 @@ def test_autoload_can_be_disabled(site: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "invert-test" in enabled.filters and "extra-test" in enabled.filters
 
 
+def test_stale_metadata_without_builtin_entry_points_says_how_to_fix_it(site: Path) -> None:
+    """An editable install made before the built-ins became entry points: one failure naming the fix."""
+    make_distribution(site, "neurofilters", {}, version="0.0.1")  # found before the real one on sys.path
+    registry = build_registry()
+    assert registry.filters == {} and registry.plugins == []
+    [failure] = registry.failures
+    assert "'neurofilters' 0.0.1 declares no entry point of the 'neurofilters' group" in str(failure)
+    assert "pip install -e ." in str(failure)
+
+
 def test_deprecated_builtin_plugins_lists_the_entry_points_modules() -> None:
     with pytest.warns(DeprecationWarning, match="builtin_entry_points"):
         modules = plugin_host.BUILTIN_PLUGINS

@@ -267,8 +267,10 @@ def builtin_entry_points() -> list[metadata.EntryPoint]:
     only the installed metadata, never a plugin module.
 
     Raises:
-        RegistryError: The ``neurofilters`` distribution is not installed, so
-            its entry points cannot be read (naming the fix).
+        RegistryError: The ``neurofilters`` distribution is not installed, or
+            its installed metadata declares no entry point of the group (an
+            editable install older than its ``pyproject.toml``); the message
+            names the fix.
     """
     try:
         own = metadata.distribution(HOST_DISTRIBUTION)
@@ -277,7 +279,14 @@ def builtin_entry_points() -> list[metadata.EntryPoint]:
             f"The {HOST_DISTRIBUTION!r} distribution is not installed, so its built-in filters (entry points of "
             f"the {ENTRY_POINT_GROUP!r} group) cannot be found. Install it, e.g. 'pip install -e .' in the checkout."
         ) from None
-    return sorted((ep for ep in own.entry_points if ep.group == ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    found = sorted((ep for ep in own.entry_points if ep.group == ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    if not found:
+        raise RegistryError(
+            f"The installed metadata of {HOST_DISTRIBUTION!r} {own.version} declares no entry point of the "
+            f"{ENTRY_POINT_GROUP!r} group, so there are no built-in filters: the install is older than its "
+            "pyproject.toml. Reinstall it, e.g. 'pip install -e .' (or 'make install') in the checkout."
+        )
+    return found
 
 
 def _third_party_entry_points() -> list[metadata.EntryPoint]:
