@@ -93,7 +93,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """``BUILTIN_PLUGINS``, deprecated (see :func:`builtin_entry_points`)."""
     if name == "BUILTIN_PLUGINS":
-        from .core import registry
+        from .core.registry import deprecated_builtin_plugins
 
-        return registry.__getattr__(name)
+        return deprecated_builtin_plugins()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -85,8 +85,14 @@ def test_stale_metadata_without_builtin_entry_points_says_how_to_fix_it(site: Pa
 
 
 def test_deprecated_builtin_plugins_lists_the_entry_points_modules() -> None:
-    with pytest.warns(DeprecationWarning, match="builtin_entry_points"):
+    with pytest.warns(DeprecationWarning, match="builtin_entry_points") as caught:
         modules = plugin_host.BUILTIN_PLUGINS
+    assert caught[0].filename == __file__  # the warning names the line that read it
+    from neurofilters.plugin_host.core import registry as core_registry
+
+    with pytest.warns(DeprecationWarning) as caught:
+        assert core_registry.BUILTIN_PLUGINS == modules
+    assert caught[0].filename == __file__
     assert modules == tuple(entry_point.value for entry_point in builtin_entry_points())
     assert "neurofilters.filters.zoo.plugin" in modules
     with pytest.raises(AttributeError, match="NO_SUCH_NAME"):

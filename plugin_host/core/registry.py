@@ -338,16 +338,26 @@ def build_registry(*, autoload: bool | None = None) -> Registry:
     return registry
 
 
+def deprecated_builtin_plugins(stacklevel: int = 2) -> tuple[str, ...]:
+    """The value of the deprecated ``BUILTIN_PLUGINS``: the built-ins' modules, from their entry points.
+
+    Args:
+        stacklevel: Passed to :func:`warnings.warn`, so the warning names the
+            line that read ``BUILTIN_PLUGINS``.
+    """
+    warnings.warn(
+        "BUILTIN_PLUGINS is deprecated: the built-ins are entry points of the 'neurofilters' group now; "
+        "use builtin_entry_points() (their .value is the module, their .name the plugin's name).",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return tuple(entry_point.value for entry_point in builtin_entry_points())
+
+
 def __getattr__(name: str) -> Any:
-    """``BUILTIN_PLUGINS``, deprecated: the built-ins' modules, now read from their entry points."""
+    """``BUILTIN_PLUGINS``, deprecated (see :func:`deprecated_builtin_plugins`)."""
     if name == "BUILTIN_PLUGINS":
-        warnings.warn(
-            "BUILTIN_PLUGINS is deprecated: the built-ins are entry points of the 'neurofilters' group now; "
-            "use builtin_entry_points() (their .value is the module, their .name the plugin's name).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return tuple(entry_point.value for entry_point in builtin_entry_points())
+        return deprecated_builtin_plugins()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
