@@ -18,7 +18,7 @@ from typing import Any
 from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, RegistryError, UsageError
 from ..core.params import shorten
 from ..core.quiet import QUIET_ENV, command_stderr_quiet
-from ..core.registry import Registry, get_registry
+from ..core.registry import Registry, distribution_version, get_registry
 from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
 from .args import PROG, Parser, filter_parser, folder_path, help_text
@@ -31,12 +31,8 @@ HOST_COMMANDS: tuple[str, ...] = ("list", "describe", "run", "models", "plugins"
 
 
 def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("neurofilters")
-    except metadata.PackageNotFoundError:
-        return "source"
+    """This installation's version, for --version."""
+    return distribution_version("neurofilters")
 
 
 def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:

@@ -44,6 +44,7 @@ __all__ = [
     "Registry",
     "build_registry",
     "builtin_entry_points",
+    "distribution_version",
     "get_registry",
     "reset_registry",
 ]
@@ -359,6 +360,14 @@ def __getattr__(name: str) -> Any:
     if name == "BUILTIN_PLUGINS":
         return deprecated_builtin_plugins()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def distribution_version(distribution: str) -> str:
+    """The installed version of ``distribution`` (``"source"`` when it is not installed)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "source"
 
 
 _REGISTRY: Registry | None = None

@@ -179,7 +179,7 @@ def describe_filters(registry: Any = None) -> dict[str, Any]:
     Returns:
         ``{"filters": [...], "models": [...], "failures": [...], "neurofilters_version": ...}``.
     """
-    from ..core.registry import _version, get_registry
+    from ..core.registry import distribution_version, get_registry
 
     registry = registry if registry is not None else get_registry()
     filters = []
@@ -213,7 +213,7 @@ def describe_filters(registry: Any = None) -> dict[str, Any]:
             }
         )
     return {
-        "neurofilters_version": _version("neurofilters"),
+        "neurofilters_version": distribution_version("neurofilters"),
         "protocol": PROTOCOL_VERSION,
         "filters": filters,
         "models": [{"name": spec.name, "title": spec.title} for spec in registry.models.values()],
