@@ -29,6 +29,8 @@ def configure_explore(parser: argparse.ArgumentParser) -> None:
     patches.add_argument("--size", default="224", help="longer side the images are resized to before the network (default 224)")
     patches.add_argument("--tile", default="128", help="side of each patch on the sheet in pixels (default 128)")
     patches.add_argument("--batch-size", default="16", help="images per forward pass (default 16)")
+    patches.add_argument("--maps", action="store_true",
+                         help="beside each patch, the unit's guided-backprop map at that position, on the same resized image and cropped to the same field")
     patches.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
     similar = sub.add_parser(
         "similar",
