@@ -268,6 +268,14 @@ def test_patch_maps_are_the_saliency_filters_map_at_the_patch(square_folder: Pat
         by, bx = np.unravel_index(int(np.argmax(crop)), crop.shape)
         assert top <= by + full_top < bottom and left <= bx + full_left < right
         assert crop.max() == pytest.approx(1.0)
+        # the crop is the filter's map at the patch's box: the same pixels, up to the scale (both clip at 1)
+        part = filtered[top:bottom, left:right]
+        shown = crop[top - full_top : bottom - full_top, left - full_left : right - full_left]
+        both = (shown > 1e-3) & (shown < 1) & (part > 1e-3) & (part < 1)
+        assert both.sum() > 20
+        ratios = shown[both] / part[both]
+        np.testing.assert_allclose(ratios, np.median(ratios), rtol=1e-3)
+        assert np.count_nonzero(crop) == np.count_nonzero(filtered)  # none of the map is left out
 
 
 def test_patch_maps_line_up_on_images_of_any_shape(photo_folder: Path) -> None:

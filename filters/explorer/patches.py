@@ -252,8 +252,9 @@ def patch_map(model: Any, layer: str, channel: int, image: np.ndarray, patch: Pa
 
     The map is the saliency filter's (:func:`~neurofilters.filters.saliency.engine.neuron_guided_backprop`)
     on ``image`` itself: the array the patch search saw, so the unit is the same cell. It is
-    normalised as the filter normalises guided backprop (99.5th percentile of the field's
-    pixels), cut to the same box as the patch (outside the image: black).
+    cut to the same box as the patch (outside the image: black; the unit depends on nothing
+    outside its field, so nothing is lost) and normalised as the filter normalises guided
+    backprop (by the 99.5th percentile, here of the field's pixels).
 
     Args:
         model: A zoo model handle.
@@ -271,12 +272,8 @@ def patch_map(model: Any, layer: str, channel: int, image: np.ndarray, patch: Pa
 
     attribution = neuron_guided_backprop(model, image, layer, channel, (patch.y, patch.x), rule=rule)
     field = receptive_field(model.keras_model, layer, image.shape[:2])
-    box = field.box(patch.y, patch.x, clip=False)
-    inside = field.box(patch.y, patch.x, clip=True)
-    values = np.zeros(attribution.map.shape, np.float32)
-    top, left, bottom, right = inside
-    values[top:bottom, left:right] = normalise(attribution.map[top:bottom, left:right], sparse=True)
-    return crop_field(np.repeat(values[:, :, None], 3, axis=2), box, fill=0.0)[:, :, 0]
+    crop = crop_field(np.repeat(attribution.map[:, :, None], 3, axis=2), field.box(patch.y, patch.x, clip=False), fill=0.0)
+    return normalise(crop[:, :, 0], sparse=True)
 
 
 def patch_sheet(
