@@ -386,13 +386,14 @@ def objective_rise(model_name: str) -> dict[str, Any]:
     from skimage import data
 
     from neurofilters.filters.deepdream import engine
-    from neurofilters.filters.deepdream.plugin import PARAMS
+    from neurofilters.filters.deepdream.plugin import PARAMS, deepdream_spec
     from neurofilters.plugin_host import ModelCache, apply_filter, build_registry, validate_params
+    from neurofilters.plugin_host.core.call import resolve_presets
 
     models = ModelCache()
     spec = build_registry(autoload=False).get_filter("deepdream")
     values = {"model": model_name}
-    settings = engine.settings_from_params(engine.apply_preset(validate_params(PARAMS, values)))
+    settings = engine.settings_from_params(resolve_presets(deepdream_spec(), validate_params(PARAMS, values)))
     model = models.get(model_name)
     from neurofilters.filters.gradients._network import _is_relu6
 

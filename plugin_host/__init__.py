@@ -25,12 +25,12 @@ from .core.errors import (
 from .core.hookspecs import hookimpl, hookspec
 from .core.params import PARAM_KINDS, Param, ParamValues, format_value, parse_int, parse_weighted_layers, validate_params
 from .core.registry import (
-    BUILTIN_PLUGINS,
     ENTRY_POINT_GROUP,
     PluginFailure,
     PluginInfo,
     Registry,
     build_registry,
+    builtin_entry_points,
     get_registry,
     reset_registry,
 )
@@ -39,7 +39,6 @@ from .imageio.guard import WriteGuard, describe_os_error
 from .imageio.files import IMAGE_SUFFIXES, SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
 
 __all__ = [
-    "BUILTIN_PLUGINS",
     "CommandSpec",
     "DeclarationError",
     "ENTRY_POINT_GROUP",
@@ -71,6 +70,7 @@ __all__ = [
     "apply_filter",
     "atomic_write",
     "build_registry",
+    "builtin_entry_points",
     "describe_os_error",
     "encode_pixels",
     "format_for_path",
@@ -88,3 +88,12 @@ __all__ = [
     "text_table",
     "validate_params",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``BUILTIN_PLUGINS``, deprecated (see :func:`builtin_entry_points`)."""
+    if name == "BUILTIN_PLUGINS":
+        from .core.registry import deprecated_builtin_plugins
+
+        return deprecated_builtin_plugins()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,8 @@ import neurofilters.plugin_host as plugin_host
 from plugin_factory import make_distribution
 from neurofilters.plugin_host import DeclarationError, FilterContext, FilterSpec, ModelCache, Param, validate_params
 from neurofilters.plugin_host.batch.journal import JOURNAL_NAME
+from neurofilters.filters.deepdream.plugin import deepdream_spec
+from neurofilters.plugin_host.core.call import resolve_presets
 from test_batch_support import batch_command, plugin_env, tree_bytes, write_photo
 
 BATCH_PLUGIN = '''
@@ -347,7 +349,7 @@ def test_run_batch_gives_each_image_its_single_result(values: dict, crops: list,
     for single, batch in zip(alone, together):
         assert batch.dtype == np.float32 and np.array_equal(single, batch)
     assert not np.array_equal(together[0], together[1])
-    settings = engine.settings_from_params(engine.apply_preset(params))
+    settings = engine.settings_from_params(resolve_presets(deepdream_spec(), params))
     objective = engine.build_objective(models.get("lite0"), settings)
     probed = {key for key in objective.batch_exact if key[1:] == (48, 64)}
     assert probed and max(count for count, _, _ in probed) >= 2  # the batched path was considered (and checked)
@@ -357,7 +359,7 @@ def test_batches_that_are_not_bit_exact_run_image_by_image(crops: list, models: 
     """A network call whose result depends on the batch size (as kernels may) is detected and avoided."""
     from neurofilters.filters.deepdream import batched, engine
 
-    settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, {})))
+    settings = engine.settings_from_params(resolve_presets(deepdream_spec(), validate_params(engine.PARAMS, {})))
     exact = engine.build_objective(models.get("lite0"), settings)
 
     def batch_dependent(batch: np.ndarray, shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
@@ -397,7 +399,7 @@ def test_batched_octaves_match_single_octaves_on_a_batch_invariant_gradient(crop
     from neurofilters.filters.deepdream import batched, engine
 
     values = {"octaves": 3, "steps": 4, "mask_feather": 0.0, "loss_ceiling": 0.3}  # stops vary by image
-    settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, values)))
+    settings = engine.settings_from_params(resolve_presets(deepdream_spec(), validate_params(engine.PARAMS, values)))
     objective = _numpy_objective(engine.build_objective(models.get("lite0"), settings))
     masks = [None, *_alphas(3, crops[0].shape[:2])]
 
@@ -421,7 +423,7 @@ def test_batch_capacity_follows_memory_tiling_and_objective(models: ModelCache) 
     from neurofilters.filters.deepdream import batched, engine
 
     def capacity(values: dict, shapes: list[tuple[int, int]]) -> int:
-        settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, values)))
+        settings = engine.settings_from_params(resolve_presets(deepdream_spec(), validate_params(engine.PARAMS, values)))
         objective = engine.build_objective(models.get("lite0"), settings)
         return batched.batch_capacity(objective, settings, shapes)
 
@@ -437,7 +439,7 @@ def test_batch_capacity_follows_memory_tiling_and_objective(models: ModelCache) 
 def test_dream_batch_checks_its_inputs(crops: list, models: ModelCache) -> None:
     from neurofilters.filters.deepdream import batched, engine
 
-    settings = engine.settings_from_params(engine.apply_preset(validate_params(engine.PARAMS, {})))
+    settings = engine.settings_from_params(resolve_presets(deepdream_spec(), validate_params(engine.PARAMS, {})))
     rngs = [np.random.default_rng(i) for i in range(2)]
     with pytest.raises(ValueError, match=r"images of one size\. Received sizes \[\(40, 64\), \(48, 64\)\]"):
         batched.dream_batch([crops[0], crops[1][:40]], models.get("lite0"), settings, rngs=rngs)

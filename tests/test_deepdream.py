@@ -13,9 +13,10 @@ from PIL import Image
 import neurofilters.plugin_host as plugin_host
 from neurofilters.filters import smoothing, tiling
 from neurofilters.filters.deepdream import engine
-from neurofilters.filters.deepdream.plugin import PARAMS, PRESETS
+from neurofilters.filters.deepdream.plugin import PARAMS, PRESETS, deepdream_spec
 from neurofilters.plugin_host import FilterCancelled, FilterContext, ModelCache, ParameterError, apply_filter, validate_params
 from neurofilters.plugin_host.imageio.values import load_image_params
+from neurofilters.plugin_host.core.call import resolve_presets
 
 FAST = {"octaves": 2, "steps": 3}
 
@@ -39,7 +40,7 @@ def cat(chelsea: np.ndarray) -> np.ndarray:
 
 
 def settings_for(values: dict) -> engine.DreamSettings:
-    params = engine.apply_preset(validate_params(PARAMS, values))
+    params = resolve_presets(deepdream_spec(), validate_params(PARAMS, values))
     return engine.settings_from_params(params)
 
 
@@ -71,7 +72,7 @@ def test_declaration_module_does_not_import_heavy_libraries() -> None:
 
 def test_presets_only_fill_parameters_left_at_default() -> None:
     params = validate_params(PARAMS, {"preset": "tf-tutorial", "steps": 7})
-    resolved = engine.apply_preset(params)
+    resolved = resolve_presets(deepdream_spec(), params)
     assert resolved["steps"] == 7  # the user's value wins
     assert resolved["octaves"] == 5 and resolved["upscale_octaves"] == 2 and resolved["octave_scale"] == 1.3
     assert resolved["layers"] == (("mixed3", 1.0), ("mixed5", 1.0)) and resolved["detail"] is False
@@ -81,14 +82,14 @@ def test_presets_only_fill_parameters_left_at_default() -> None:
 
 def test_auto_preset_follows_the_model() -> None:
     """The default preset tunes VGG16 (damped colour, mean |g|); Lite0 runs on the declared defaults."""
-    lite0 = engine.apply_preset(validate_params(PARAMS, {}))
+    lite0 = resolve_presets(deepdream_spec(), validate_params(PARAMS, {}))
     assert lite0 == validate_params(PARAMS, {})
-    vgg = engine.apply_preset(validate_params(PARAMS, {"model": "vgg16-hed"}))
+    vgg = resolve_presets(deepdream_spec(), validate_params(PARAMS, {"model": "vgg16-hed"}))
     assert vgg["chroma"] == PRESETS["vgg16-classic"]["chroma"] < 1 and vgg["normalize"] == "mean-abs"
-    plain = engine.apply_preset(validate_params(PARAMS, {"model": "vgg16-hed", "preset": "none"}))
+    plain = resolve_presets(deepdream_spec(), validate_params(PARAMS, {"model": "vgg16-hed", "preset": "none"}))
     declared = {param.name: param.default for param in PARAMS}
     assert plain["chroma"] == declared["chroma"] and plain["normalize"] == "std" == declared["normalize"]
-    mine = engine.apply_preset(validate_params(PARAMS, {"model": "vgg16-hed", "chroma": 0.5}))
+    mine = resolve_presets(deepdream_spec(), validate_params(PARAMS, {"model": "vgg16-hed", "chroma": 0.5}))
     assert mine["chroma"] == 0.5
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -27,6 +28,28 @@ def test_every_package_folder_is_declared() -> None:
                 continue
             found.append("neurofilters." + ".".join(init.parent.relative_to(ROOT).parts))
     assert sorted(_declared_packages()) == sorted(found), "add the new package folder to pyproject.toml's packages"
+
+
+def _plugin_modules() -> dict[str, str]:
+    """Every built-in plugin module in the checkout, by the entry-point name it must have (its package)."""
+    return {path.parent.name: f"neurofilters.filters.{path.parent.name}.plugin" for path in (ROOT / "filters").glob("*/plugin.py")}
+
+
+def test_every_builtin_plugin_is_an_entry_point() -> None:
+    """pyproject.toml declares each filters/*/plugin.py, and this install's metadata says the same."""
+    from importlib import metadata
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["neurofilters"]
+    assert declared == _plugin_modules(), "declare each filters/NAME/plugin.py as NAME in [project.entry-points.neurofilters]"
+    installed = {ep.name: ep.value for ep in metadata.distribution("neurofilters").entry_points if ep.group == "neurofilters"}
+    assert installed == declared, "stale metadata: run '.venv/bin/python -m pip install -e .' again"
+
+
+def _entry_points(dist_info: Path) -> dict[str, str]:
+    parser = configparser.ConfigParser(delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep names as written
+    parser.read_string((dist_info / "entry_points.txt").read_text())
+    return dict(parser["neurofilters"])
 
 
 @pytest.mark.slow
@@ -61,7 +84,9 @@ def test_pip_install_adds_only_the_neurofilters_package(tmp_path: Path) -> None:
     )
     added = {name for name in set(os.listdir(site)) - before if name != "__pycache__"}
     assert {name for name in added if not name.endswith(".dist-info")} == {"neurofilters"}
-    assert len([name for name in added if name.endswith(".dist-info")]) == 1
+    [dist_info] = [site / name for name in added if name.endswith(".dist-info")]
+    # the wheel announces the built-ins the way a third-party plugin announces itself
+    assert _entry_points(dist_info) == _plugin_modules()
     installed = {str(path.relative_to(site / "neurofilters")) for path in (site / "neurofilters").rglob("*.py")}
     assert {"__init__.py", "commands.py", "plugin_host/api.py", "filters/deepdream/engine.py", "gimp_plugin/neurofilters.py"} <= installed
     # every module of the GIMP plug-in ships (the installer copies them from the package)

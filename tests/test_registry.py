@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 import neurofilters.plugin_host as plugin_host
-from neurofilters.plugin_host import FilterSpec, ModelSpec, RegistryError, apply_filter, build_registry
+from neurofilters.plugin_host import FilterSpec, ModelSpec, RegistryError, apply_filter, build_registry, builtin_entry_points
+from neurofilters.plugin_host.cli.main import HOST_COMMANDS, build_parser
 
 from plugin_factory import GOOD_PLUGIN, make_distribution
 
@@ -25,10 +27,21 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             del sys.modules[name]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def test_builtins_register_through_the_same_hooks() -> None:
     registry = build_registry()
-    builtin_names = {info.name for info in registry.plugins}
-    assert set(plugin_host.BUILTIN_PLUGINS) <= builtin_names
+    builtins = builtin_entry_points()
+    assert [entry_point.group for entry_point in builtins] == ["neurofilters"] * len(builtins)
+    # every plugin module of the project is a built-in entry point, named after its package
+    modules = sorted(f"neurofilters.filters.{path.parent.name}.plugin" for path in (ROOT / "filters").glob("*/plugin.py"))
+    assert sorted(entry_point.value for entry_point in builtins) == modules
+    assert all(entry_point.value == f"neurofilters.filters.{entry_point.name}.plugin" for entry_point in builtins)
+    # built-ins load first, sorted by entry-point name, from the project's own distribution
+    assert [entry_point.name for entry_point in builtins] == sorted(entry_point.name for entry_point in builtins)
+    loaded = [(info.name, info.distribution) for info in registry.plugins[: len(builtins)]]
+    assert loaded == [(entry_point.name, "neurofilters") for entry_point in builtins]
     assert registry.failures == []
     assert "deepdream" in registry.filters
     assert "lite0" in registry.models and "vgg16-hed" in registry.models
@@ -49,9 +62,141 @@ def test_entry_point_plugin_is_discovered_and_runs(site: Path) -> None:
 
 def test_autoload_can_be_disabled(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_distribution(site, "nf-good", {"nfplug_good": GOOD_PLUGIN.format(name="invert-test")})
+    # a distribution whose name merely starts like the project's is third-party too
+    make_distribution(site, "neurofilters-extra", {"nfplug_extra": GOOD_PLUGIN.format(name="extra-test")})
     monkeypatch.setenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", "1")
-    assert "invert-test" not in build_registry().filters
-    assert "invert-test" in build_registry(autoload=True).filters
+    registry = build_registry()
+    assert "invert-test" not in registry.filters and "extra-test" not in registry.filters
+    # the built-ins are entry points as well, and still load
+    assert [info.name for info in registry.plugins] == [entry_point.name for entry_point in builtin_entry_points()]
+    assert "deepdream" in registry.filters and registry.failures == []
+    enabled = build_registry(autoload=True)
+    assert "invert-test" in enabled.filters and "extra-test" in enabled.filters
+
+
+def test_stale_metadata_without_builtin_entry_points_says_how_to_fix_it(site: Path) -> None:
+    """An editable install made before the built-ins became entry points: one failure naming the fix."""
+    make_distribution(site, "neurofilters", {}, version="0.0.1")  # found before the real one on sys.path
+    registry = build_registry()
+    assert registry.filters == {} and registry.plugins == []
+    [failure] = registry.failures
+    assert "'neurofilters' 0.0.1 declares no entry point of the 'neurofilters' group" in str(failure)
+    assert "pip install -e ." in str(failure)
+
+
+def test_deprecated_builtin_plugins_lists_the_entry_points_modules() -> None:
+    with pytest.warns(DeprecationWarning, match="builtin_entry_points") as caught:
+        modules = plugin_host.BUILTIN_PLUGINS
+    assert caught[0].filename == __file__  # the warning names the line that read it
+    from neurofilters.plugin_host.core import registry as core_registry
+
+    with pytest.warns(DeprecationWarning) as caught:
+        assert core_registry.BUILTIN_PLUGINS == modules
+    assert caught[0].filename == __file__
+    assert modules == tuple(entry_point.value for entry_point in builtin_entry_points())
+    assert "neurofilters.filters.zoo.plugin" in modules
+    with pytest.raises(AttributeError, match="NO_SUCH_NAME"):
+        plugin_host.NO_SUCH_NAME  # noqa: B018
+
+
+def test_third_party_entry_point_may_share_a_builtin_entry_point_name(site: Path) -> None:
+    """Plugins are registered per distribution, so a third-party 'texture' entry point is not refused."""
+    make_distribution(site, "nf-texture", {"texture": GOOD_PLUGIN.format(name="texture-test")})
+    registry = build_registry()
+    assert registry.failures == []
+    assert "texture-test" in registry.filters and "texture" in registry.filters
+    assert [(p.name, p.distribution) for p in registry.plugins if p.name == "texture"] == [
+        ("texture", "neurofilters"),
+        ("texture", "nf-texture"),
+    ]
+
+
+COMMAND_PLUGIN = """
+from neurofilters.plugin_host import CommandSpec, hookimpl
+
+def configure(parser):
+    parser.add_argument("--x")
+
+@hookimpl
+def register_commands():
+    return [CommandSpec(name="{name}", help="h", configure=configure, run=lambda args: 0)]
+"""
+
+
+def test_plugin_command_cannot_take_a_host_command_name(site: Path) -> None:
+    make_distribution(site, "nf-cmd", {"nfplug_cmd": COMMAND_PLUGIN.format(name="list")})
+    registry = build_registry()
+    assert "list" in registry.commands  # the registry itself knows no host command ...
+    build_parser(registry)  # ... the CLI hands it its names
+    assert "list" not in registry.commands
+    [failure] = [f for f in registry.failures if "'list'" in str(f)]
+    message = str(failure)
+    assert "\n" not in message
+    assert "Command name 'list' is provided by neurofilters itself and nfplug_cmd (nf-cmd); keeping the first." in message
+    build_parser(registry)  # reserving again adds nothing
+    assert len([f for f in registry.failures if "'list'" in str(f)]) == 1
+
+
+def test_host_commands_are_exactly_the_parsers_own_subcommands() -> None:
+    registry = build_registry(autoload=False)
+    parser = build_parser(registry)
+    sub = next(action for action in parser._actions if action.dest == "command")
+    assert set(sub.choices) - set(registry.commands) == set(HOST_COMMANDS)
+
+
+def _core_sources() -> dict[str, ast.Module]:
+    return {path.name: ast.parse(path.read_text()) for path in sorted((ROOT / "plugin_host" / "core").glob("*.py"))}
+
+
+def _strings(tree: ast.Module) -> set[str]:
+    """Every string constant of ``tree`` other than docstrings."""
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    return {
+        node.value for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    }
+
+
+def _host_command_collections(tree: ast.Module) -> list[set[str]]:
+    """Tuples, lists and sets in ``tree`` holding two or more host command names (a list of them).
+
+    A lone ``"run"`` or ``"list"`` is an ordinary word (an attribute, a parameter kind); a collection
+    of command names is what core used to keep.
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            names = {elt.value for elt in node.elts if isinstance(elt, ast.Constant)} & set(HOST_COMMANDS)
+            if len(names) >= 2:
+                found.append(names)
+    return found
+
+
+def test_core_names_no_builtin_plugin_filter_or_command() -> None:
+    """No built-in plugin or filter is spelt out in core, nor a list of the host's commands."""
+    registry = build_registry(autoload=False)
+    names = {entry_point.name for entry_point in builtin_entry_points()} | set(registry.filters)
+    modules = {entry_point.value for entry_point in builtin_entry_points()}
+    for file, tree in _core_sources().items():
+        strings = _strings(tree)
+        assert not strings & names, f"plugin_host/core/{file} names {sorted(strings & names)}"
+        for text in strings:
+            assert "neurofilters.filters" not in text and not any(module in text for module in modules), (
+                f"plugin_host/core/{file} names a built-in module in {text!r}"
+            )
+        assert _host_command_collections(tree) == [], f"plugin_host/core/{file} lists host commands"
+
+
+def test_the_core_check_can_fail() -> None:
+    """The same scans find what registry.py held before issue 23."""
+    tree = ast.parse('"""Doc."""\nRESERVED = ("list", "run", "gimp")\nBUILTIN = ("neurofilters.filters.zoo.plugin",)\n')
+    assert _host_command_collections(tree) == [{"list", "run", "gimp"}]
+    assert "neurofilters.filters.zoo.plugin" in _strings(tree) and "Doc." not in _strings(tree)
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,6 @@ from .engine import (
     OctaveProgress,
     _load_mask,
     _Objective,
-    apply_preset,
     ascend,
     budget_pixels,
     build_objective,
@@ -285,17 +284,16 @@ def run_batch(
     Raises:
         ParameterError, ModelUnavailableError: As :func:`~neurofilters.filters.deepdream.engine.run`.
     """
-    resolved = apply_preset(params, getattr(contexts[0], "given", None))
-    if int(resolved.get("frames", 0)) > 0 or resolved.get("guide"):
+    if int(params.get("frames", 0)) > 0 or params.get("guide"):
         # Frame sequences write files per image, and guided objectives are built per call.
         return [run(image, params, context) for image, context in zip(images, contexts)]
-    settings = settings_from_params(resolved)
+    settings = settings_from_params(params)
     lead = contexts[0]
     lead.progress(0.0, f"loading model {settings.model}")
     model = lead.load_model(settings.model)
     pixels = [np.asarray(image, np.float32) for image in images]
     masks = [
-        _load_mask(resolved, image.shape[:2], getattr(context, "alpha", None)) for image, context in zip(pixels, contexts)
+        _load_mask(params, image.shape[:2], getattr(context, "alpha", None)) for image, context in zip(pixels, contexts)
     ]
     rngs = [context.rng(0) for context in contexts]
     return dream_batch(pixels, model, settings, rngs=rngs, masks=masks, progress=lead.progress)

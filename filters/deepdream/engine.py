@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,13 +35,12 @@ from neurofilters.plugin_host import FilterContext, ParameterError, split_alpha
 from .. import tiling
 from ..octaves import octave_shapes, resize_image
 from ..smoothing import feather_inward, gaussian_blur, laplacian_normalize
-from .plugin import MODEL_PRESETS, PARAMS, PRESETS
+from .plugin import PARAMS
 
 __all__ = [
     "DreamSettings",
     "DreamState",
     "OctaveProgress",
-    "apply_preset",
     "ascend",
     "auto_octaves",
     "budget_pixels",
@@ -105,37 +104,6 @@ if not {name for name in DreamSettings.__dataclass_fields__} <= set(_DEFAULTS): 
     raise RuntimeError("DreamSettings has a field that PARAMS does not declare")
 
 
-def apply_preset(params: Mapping[str, Any], given: Collection[str] | None = None) -> dict[str, Any]:
-    """Return ``params`` with the chosen preset filled into the parameters the user did not set.
-
-    ``preset="auto"`` picks the tuned preset of the chosen model
-    (:data:`~neurofilters.filters.deepdream.plugin.MODEL_PRESETS`; none for Lite0, whose
-    settings are the declared defaults). An explicit value always wins, even one equal
-    to the default (``--model vgg16-hed --chroma 1`` keeps chroma 1).
-
-    Args:
-        params: Validated parameters (every declared name present).
-        given: The names the user set (``context.given``). ``None`` (unknown: a
-            context made by hand) counts a value differing from its default as set.
-
-    Returns:
-        A new dict; values the user set are kept.
-    """
-    from neurofilters.plugin_host import validate_params
-
-    result = dict(params)
-    name = str(params.get("preset", _DEFAULTS["preset"]))
-    if name == "auto":
-        name = MODEL_PRESETS.get(str(params.get("model", _DEFAULTS["model"])), "none")
-    preset = PRESETS.get(name, {})
-    overrides = validate_params(PARAMS, preset, check_files=False)
-    for key in preset:
-        explicit = key in given if given is not None else result.get(key, _DEFAULTS[key]) != _DEFAULTS[key]
-        if not explicit:
-            result[key] = overrides[key]
-    return result
-
-
 def _grey(pixels: np.ndarray) -> np.ndarray:
     """float32 ``H x W`` in [0, 1] from loaded pixels (C = 1..4): luminance times alpha."""
     pixels = np.asarray(pixels, np.float32)
@@ -148,7 +116,7 @@ def _grey(pixels: np.ndarray) -> np.ndarray:
 
 
 def settings_from_params(params: Mapping[str, Any]) -> DreamSettings:
-    """Turn validated filter parameters (after :func:`apply_preset`) into settings."""
+    """Turn validated filter parameters (presets already resolved by the host) into settings."""
     names = {f.name for f in DreamSettings.__dataclass_fields__.values()} - {"guide"}
     values = {name: params[name] for name in names if name in params}
     guide = None if params.get("guide") is None else split_alpha(params["guide"])[0]
@@ -881,7 +849,6 @@ def run(image: np.ndarray, params: Mapping[str, Any], context: FilterContext) ->
             range, missing frame folder, unreadable mask or guide).
         ModelUnavailableError: The model's weights are not available.
     """
-    params = apply_preset(params, getattr(context, "given", None))
     frames = int(params.get("frames", 0))
     settings = settings_from_params(params)
     context.progress(0.0, f"loading model {settings.model}")

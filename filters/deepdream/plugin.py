@@ -12,8 +12,8 @@ from ..gradients import PRECISIONS, RELU6_MODES
 
 __all__ = ["MODEL_PRESETS", "PARAMS", "PRESETS", "register_filters", "deepdream_spec"]
 
-#: Named settings. A preset only changes the parameters the user did not set
-#: (``context.given``); anything set explicitly wins over the preset.
+#: Named settings (the spec's ``presets``). The host fills a preset into the parameters
+#: the user did not set; anything set explicitly wins over the preset.
 PRESETS: dict[str, dict[str, object]] = {
     # The tuned settings of the chosen model (see MODEL_PRESETS); Lite0's are the defaults.
     "auto": {},
@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, object]] = {
     },
 }
 
-#: What ``preset="auto"`` means for each model (models not listed: the declared defaults).
+#: What ``preset="auto"`` means for each model (the spec's ``model_presets``; models not listed: the declared defaults).
 MODEL_PRESETS: dict[str, str] = {"vgg16-hed": "vgg16-classic"}
 
 PARAMS: tuple[Param, ...] = (
@@ -152,6 +152,9 @@ def deepdream_spec() -> FilterSpec:
         run="neurofilters.filters.deepdream.engine:run",
         batch_run="neurofilters.filters.deepdream.batched:run_batch",
         preview_params={"octaves": 2, "steps": 3},
+        presets=PRESETS,
+        preset_param="preset",
+        model_presets=MODEL_PRESETS,
     )
 
 

@@ -23,7 +23,11 @@ from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
 from .args import PROG, Parser, filter_parser, folder_path, help_text
 
-__all__ = ["main", "build_parser", "command_parser", "UsageError"]
+__all__ = ["HOST_COMMANDS", "main", "build_parser", "command_parser", "UsageError"]
+
+#: The host's own subcommands. The CLI owns these names and hands them to the registry
+#: (:meth:`Registry.reserve_commands`), which drops a plugin command that takes one.
+HOST_COMMANDS: tuple[str, ...] = ("list", "describe", "run", "models", "plugins", "batch", "video", "gimp")
 
 
 def _version() -> str:
@@ -92,6 +96,8 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
     add_video_parser(sub)
 
+    if registry is not None:
+        registry.reserve_commands(HOST_COMMANDS)
     for command in (registry.commands.values() if registry is not None else ()):
         command_parser(command, sub.add_parser(command.name, help=help_text(command.help), description=command.description or command.help))
 

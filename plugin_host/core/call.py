@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from .context import FilterContext, ModelCache, OutputSink, ProgressCallback, SummarySink
@@ -19,6 +19,7 @@ from .specs import FilterSpec
 
 __all__ = [
     "apply_filter",
+    "resolve_presets",
     "check_class_names",
     "apply_filter_batch",
     "derive_seed",
@@ -162,6 +163,46 @@ def check_class_names(spec: FilterSpec, values: Mapping[str, Any]) -> None:
         checker(values[param.name], param=param.name)
 
 
+#: ``resolve_presets``'s default: take the names the user gave from ``values.given``.
+_FROM_VALUES: Any = object()
+
+
+def resolve_presets(
+    spec: FilterSpec, values: Mapping[str, Any], given: Collection[str] | None = _FROM_VALUES
+) -> dict[str, Any]:
+    """``values`` with the selected preset of ``spec`` filled into the parameters the user did not give.
+
+    The host's one preset rule (:attr:`FilterSpec.presets`): a value the user
+    gave beats the preset, even one equal to the default (``--model vgg16-hed
+    --chroma 1`` keeps chroma 1); every other parameter the preset names takes
+    the preset's value. :func:`apply_filter` and :func:`apply_filter_batch`
+    call it before the filter runs, so filters receive final values.
+
+    Args:
+        spec: The filter.
+        values: Validated parameter values (every declared name present).
+        given: The names the user set. Left out: ``values.given`` (``None`` for
+            a plain dict). ``None`` (unknown) counts a value differing from its
+            declared default as given.
+
+    Returns:
+        A new dict; ``values`` itself is not changed.
+
+    Example:
+        >>> from neurofilters.filters.deepdream.plugin import deepdream_spec
+        >>> from neurofilters.plugin_host import validate_params
+        >>> spec = deepdream_spec()
+        >>> resolve_presets(spec, validate_params(spec.params, {"model": "vgg16-hed"}))["chroma"]
+        0.15
+        >>> resolve_presets(spec, validate_params(spec.params, {"model": "vgg16-hed", "chroma": 0.3}))["chroma"]
+        0.3
+    """
+    names = getattr(values, "given", None) if given is _FROM_VALUES else given
+    result = dict(values)
+    result.update(spec.preset_values(result, names))
+    return result
+
+
 def _check_loaded(spec: FilterSpec, params: Mapping[str, Any]) -> None:
     import numpy as np
 
@@ -191,7 +232,8 @@ def apply_filter(
     """Validate parameters, run ``spec`` on ``pixels`` and return the result.
 
     Front ends call :func:`neurofilters.plugin_host.front.run`, which validates,
-    loads the image parameters and calls this.
+    loads the image parameters and calls this. The filter's presets are
+    resolved here (:func:`resolve_presets`), so the filter receives final values.
 
     Args:
         spec: The filter.
@@ -233,6 +275,7 @@ def apply_filter(
         params, names = dict(checked), checked.given
     if given is not None:
         names = given
+    params = resolve_presets(spec, params, names)
     _check_loaded(spec, params)
     check_class_names(spec, params)
     rgb, alpha = _prepare(pixels)
@@ -286,6 +329,7 @@ def apply_filter_batch(
     sinks = list(emits) if emits is not None else [None] * len(images)
     summaries = list(reports) if reports is not None else [None] * len(images)
     names = given if given is not None else getattr(values, "given", None)
+    params = resolve_presets(spec, values, names)
     colours, alphas, contexts = [], [], []
     for index, (pixels, seed) in enumerate(zip(images, seeds, strict=True)):
         rgb, alpha = _prepare(pixels)
@@ -297,7 +341,7 @@ def apply_filter_batch(
         colours.append(rgb)
         alphas.append(alpha)
         contexts.append(context)
-    results = list(batch_run(colours, dict(values), contexts))
+    results = list(batch_run(colours, params, contexts))
     if len(results) != len(colours):
         raise NeurofiltersError(
             f"Filter {spec.name!r}: batch_run returned {len(results)} images for {len(colours)}; expected one per image."

@@ -129,14 +129,15 @@ class ParamValues(dict):  # type: ignore[type-arg]
     :func:`validate_params` makes one; :func:`~neurofilters.plugin_host.imageio.values.load_image_params`
     returns one with the image parameters read into pixels (``loaded``) and the
     same ``given``; :func:`~neurofilters.plugin_host.core.call.apply_filter`
-    takes a loaded one as it is and hands ``given`` to the filter
-    (``context.given``). A plain ``dict(values)`` drops both attributes.
+    takes a loaded one as it is, resolves the filter's presets with ``given``
+    (:func:`~neurofilters.plugin_host.core.call.resolve_presets`) and hands
+    ``given`` to the filter (``context.given``). A plain ``dict(values)`` drops both attributes.
 
     Attributes:
         given: The parameters the user set explicitly (whatever their value), as
             opposed to those filled in with their defaults; ``None`` when the
-            caller did not say. Presets change only the others
-            (:attr:`~neurofilters.plugin_host.FilterContext.given`).
+            caller did not say. The host's presets (``FilterSpec.presets``)
+            change only the others.
         loaded: Whether the image parameters hold pixels (float32 ``H x W x C``
             in [0, 1], or ``None``), read by the host's loader.
     """

@@ -1,23 +1,31 @@
 """The filter and model registry, built on a pluggy plugin manager.
 
-Built-in filters are registered exactly like third-party ones: the modules in
-:data:`BUILTIN_PLUGINS` implement the same hooks that entry points of the
-``neurofilters`` group implement. A plugin that fails to import, raises in a
+Built-in filters are registered exactly like third-party ones: the project's
+own ``pyproject.toml`` declares each built-in plugin module as an entry point
+of the ``neurofilters`` group, the group third-party plugins use, so this
+module names no filter and no command. The entry points of the
+``neurofilters`` distribution itself are the built-ins; they load first,
+sorted by entry-point name, then the other distributions' entry points,
+sorted by name. A plugin that fails to import, raises in a
 hook or returns something that is not a spec is recorded as a
 :class:`PluginFailure` and skipped; the others keep working.
 
+The host's own command names belong to the layer that defines the commands
+(the CLI); it hands them to :meth:`Registry.reserve_commands`, which drops a
+plugin command that takes one of them.
+
 Environment variables:
     NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD: when set to a non-empty value, no
-        entry point is loaded (built-ins still are).
+        third-party entry point is loaded (the built-ins still are).
     NEUROFILTERS_TRACE_HOOKS: when set, every hook call is traced on stderr.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -30,12 +38,12 @@ from .errors import RegistryError
 from .specs import CommandSpec, FilterSpec, ModelSpec
 
 __all__ = [
-    "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
     "PluginFailure",
     "PluginInfo",
     "Registry",
     "build_registry",
+    "builtin_entry_points",
     "get_registry",
     "reset_registry",
 ]
@@ -44,19 +52,10 @@ ENTRY_POINT_GROUP = "neurofilters"
 DISABLE_AUTOLOAD_ENV = "NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "NEUROFILTERS_TRACE_HOOKS"
 
-#: Modules whose hooks provide the built-in models and filters.
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "neurofilters.filters.zoo.plugin",
-    "neurofilters.filters.deepdream.plugin",
-    "neurofilters.filters.finetune.plugin",
-    "neurofilters.filters.saliency.plugin",
-    "neurofilters.filters.hallucinate.plugin",
-    "neurofilters.filters.explorer.plugin",
-    "neurofilters.filters.texture.plugin",
-)
-_BUILTIN_DIST = "neurofilters"
-#: Subcommands of the host itself; a plugin cannot take these names.
-RESERVED_COMMANDS = ("list", "describe", "run", "models", "plugins", "batch", "video", "gimp")
+#: The distribution whose entry points are the built-ins (the project itself, not a filter).
+HOST_DISTRIBUTION = "neurofilters"
+#: Who owns the host's own command names, in the one-line message of a collision.
+HOST_OWNER = "neurofilters itself"
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,7 @@ class Registry:
     _filter_owner: dict[str, str] = field(default_factory=dict)
     _model_owner: dict[str, str] = field(default_factory=dict)
     _command_owner: dict[str, str] = field(default_factory=dict)
+    _reserved_commands: dict[str, str] = field(default_factory=dict)
 
     def get_filter(self, name: str) -> FilterSpec:
         """Return the filter called ``name``.
@@ -151,11 +151,36 @@ class Registry:
         self.filters[spec.name] = spec
         self._filter_owner[spec.name] = owner
 
+    def reserve_commands(self, names: Iterable[str], owner: str = HOST_OWNER) -> None:
+        """Keep command names for the host: a plugin command that takes one is dropped.
+
+        The layer that defines the host's commands (the CLI) calls this with
+        their names, so the registry itself names no command. Calling it again
+        with the same names changes nothing.
+
+        Args:
+            names: The host's command names.
+            owner: Who owns them, as the one-line collision message names it.
+        """
+        for name in names:
+            if name in self._reserved_commands:
+                continue
+            self._reserved_commands[name] = owner
+            if name in self.commands:
+                taken_by = self._command_owner.pop(name)
+                del self.commands[name]
+                self._reject_command(name, owner, taken_by)
+
+    def _reject_command(self, name: str, first: str, owner: str) -> None:
+        message = f"Command name {name!r} is provided by {first} and {owner}; keeping the first."
+        self.failures.append(PluginFailure(owner, owner, message))
+
     def _add_command(self, spec: CommandSpec, owner: str) -> None:
-        if spec.name in RESERVED_COMMANDS or spec.name in self.commands:
-            first = "neurofilters itself" if spec.name in RESERVED_COMMANDS else self._command_owner[spec.name]
-            message = f"Command name {spec.name!r} is provided by {first} and {owner}; keeping the first."
-            self.failures.append(PluginFailure(owner, owner, message))
+        if spec.name in self._reserved_commands:
+            self._reject_command(spec.name, self._reserved_commands[spec.name], owner)
+            return
+        if spec.name in self.commands:
+            self._reject_command(spec.name, self._command_owner[spec.name], owner)
             return
         self.commands[spec.name] = spec
         self._command_owner[spec.name] = owner
@@ -220,12 +245,67 @@ def _collect(
     registry.plugins.append(info)
 
 
+def _distribution_name(entry_point: metadata.EntryPoint) -> str:
+    return entry_point.dist.name if entry_point.dist is not None else "unknown distribution"
+
+
+def _is_builtin(entry_point: metadata.EntryPoint) -> bool:
+    """Whether ``entry_point`` is declared by the project itself (its own ``pyproject.toml``)."""
+    return _normalized(_distribution_name(entry_point)) == _normalized(HOST_DISTRIBUTION)
+
+
+def _normalized(distribution: str) -> str:
+    """A distribution name as packaging compares them (PEP 503: case, ``-``, ``_`` and ``.`` alike)."""
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
+def builtin_entry_points() -> list[metadata.EntryPoint]:
+    """The built-in plugins: the ``neurofilters`` entry points of the project's own distribution.
+
+    Sorted by entry-point name, the order they load in (build back-ends do not
+    keep the order ``pyproject.toml`` declares them in). Reading them touches
+    only the installed metadata, never a plugin module.
+
+    Raises:
+        RegistryError: The ``neurofilters`` distribution is not installed, or
+            its installed metadata declares no entry point of the group (an
+            editable install older than its ``pyproject.toml``); the message
+            names the fix.
+    """
+    try:
+        own = metadata.distribution(HOST_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise RegistryError(
+            f"The {HOST_DISTRIBUTION!r} distribution is not installed, so its built-in filters (entry points of "
+            f"the {ENTRY_POINT_GROUP!r} group) cannot be found. Install it, e.g. 'pip install -e .' in the checkout."
+        ) from None
+    found = sorted((ep for ep in own.entry_points if ep.group == ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    if not found:
+        raise RegistryError(
+            f"The installed metadata of {HOST_DISTRIBUTION!r} {own.version} declares no entry point of the "
+            f"{ENTRY_POINT_GROUP!r} group, so there are no built-in filters: the install is older than its "
+            "pyproject.toml. Reinstall it, e.g. 'pip install -e .' (or 'make install') in the checkout."
+        )
+    return found
+
+
+def _third_party_entry_points() -> list[metadata.EntryPoint]:
+    """The other distributions' entry points of the group, sorted by name."""
+    found = (ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if not _is_builtin(ep))
+    return sorted(found, key=lambda ep: (ep.name, _distribution_name(ep)))
+
+
 def build_registry(*, autoload: bool | None = None) -> Registry:
-    """Build a fresh registry: built-ins first, then entry points.
+    """Build a fresh registry: built-ins first, then third-party entry points.
+
+    Both are entry points of the ``neurofilters`` group; the built-ins are
+    those the ``neurofilters`` distribution declares (see
+    :func:`builtin_entry_points`).
 
     Args:
         autoload: Load third-party entry points; defaults to ``True`` unless
-            ``NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD`` is set.
+            ``NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD`` is set. The built-ins load
+            either way.
     """
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
@@ -235,21 +315,22 @@ def build_registry(*, autoload: bool | None = None) -> Registry:
         pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
         pm.enable_tracing()
     registry = Registry(plugin_manager=pm)
-    own_version = _version(_BUILTIN_DIST)
 
-    candidates: list[tuple[str, str, str, Any]] = []  # (name, dist, version, loader)
-    for module_name in BUILTIN_PLUGINS:
-        candidates.append((module_name, _BUILTIN_DIST, own_version, lambda m=module_name: importlib.import_module(m)))
+    candidates: list[metadata.EntryPoint] = []
+    try:
+        candidates.extend(builtin_entry_points())
+    except RegistryError as error:
+        registry.failures.append(PluginFailure("built-in plugins", HOST_DISTRIBUTION, str(error)))
     if autoload:
-        for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-            dist = entry_point.dist.name if entry_point.dist is not None else "unknown distribution"
-            version = entry_point.dist.version if entry_point.dist is not None else "?"
-            candidates.append((entry_point.name, dist, version, entry_point.load))
+        candidates.extend(_third_party_entry_points())
 
-    for name, dist, version, load in candidates:
+    for entry_point in candidates:
+        name, dist = entry_point.name, _distribution_name(entry_point)
+        version = entry_point.dist.version if entry_point.dist is not None else "?"
         try:
-            plugin = load()
-            pm.register(plugin, name=name)
+            plugin = entry_point.load()
+            # Unique per distribution, so two distributions may use the same entry-point name.
+            pm.register(plugin, name=f"{dist}:{name}")
         except Exception as error:
             registry.failures.append(PluginFailure(name, dist, f"import failed: {_describe_error(error)}"))
             continue
@@ -257,11 +338,27 @@ def build_registry(*, autoload: bool | None = None) -> Registry:
     return registry
 
 
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "source"
+def deprecated_builtin_plugins(stacklevel: int = 2) -> tuple[str, ...]:
+    """The value of the deprecated ``BUILTIN_PLUGINS``: the built-ins' modules, from their entry points.
+
+    Args:
+        stacklevel: Passed to :func:`warnings.warn`, so the warning names the
+            line that read ``BUILTIN_PLUGINS``.
+    """
+    warnings.warn(
+        "BUILTIN_PLUGINS is deprecated: the built-ins are entry points of the 'neurofilters' group now; "
+        "use builtin_entry_points() (their .value is the module, their .name the plugin's name).",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return tuple(entry_point.value for entry_point in builtin_entry_points())
+
+
+def __getattr__(name: str) -> Any:
+    """``BUILTIN_PLUGINS``, deprecated (see :func:`deprecated_builtin_plugins`)."""
+    if name == "BUILTIN_PLUGINS":
+        return deprecated_builtin_plugins()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _REGISTRY: Registry | None = None

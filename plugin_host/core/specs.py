@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,20 @@ class FilterSpec:
             return, for every image, exactly what ``run`` returns for it alone,
             bit for bit: the batch runner groups images differently when a run
             is resumed. ``None`` (the default): images run one by one.
+        presets: Named sets of parameter values, ``{preset: {param: value}}``,
+            chosen by the ``choice`` parameter ``preset_param`` (its choices are
+            exactly the preset names; an empty preset changes nothing). The
+            host fills a preset's values into the parameters the user did not
+            give (:meth:`preset_values`, applied by
+            :func:`~neurofilters.plugin_host.core.call.resolve_presets` before
+            the filter runs), so the filter receives final values. Checked and
+            validated at declaration.
+        preset_param: The ``choice`` parameter that selects the preset
+            (``"preset"``); read only when ``presets`` is declared.
+        model_presets: Per-model presets, ``{model value: preset}``: when the
+            selector is ``"auto"``, the preset named here for the value of the
+            filter's ``model`` parameter applies (a model not listed: none).
+            Needs ``"auto"`` among ``presets``.
     """
 
     name: str
@@ -85,6 +99,9 @@ class FilterSpec:
     output: str = "image"
     preview_params: Mapping[str, Any] = field(default_factory=dict)
     batch_run: Callable[..., Any] | str | None = None
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    preset_param: str = "preset"
+    model_presets: Mapping[str, str] = field(default_factory=dict)
     param_index: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +137,113 @@ class FilterSpec:
             )
         except ParameterError as error:
             raise DeclarationError(f"Filter {self.name!r}: invalid preview_params: {error}") from None
+        self._check_presets()
+
+    def _check_presets(self) -> None:
+        """Validate ``presets``/``model_presets`` and keep each preset's values validated."""
+        if not self.presets:
+            if self.model_presets:
+                raise DeclarationError(
+                    f"Filter {self.name!r}: model_presets needs presets (with an 'auto' preset) to choose from."
+                )
+            object.__setattr__(self, "presets", {})
+            object.__setattr__(self, "model_presets", {})
+            return
+        selector = self.param_index.get(self.preset_param)
+        if selector is None or selector.kind != "choice":
+            raise DeclarationError(
+                f"Filter {self.name!r}: presets are chosen by preset_param={self.preset_param!r}, which must be "
+                f"a declared 'choice' parameter. Declare Param({self.preset_param!r}, 'choice', ...) or set "
+                "preset_param to the selecting parameter."
+            )
+        if set(selector.choices or ()) != set(self.presets):
+            raise DeclarationError(
+                f"Filter {self.name!r}: the choices of {self.preset_param!r} must be exactly the preset names. "
+                f"Choices: {sorted(selector.choices or ())}; presets: {sorted(self.presets)}"
+            )
+        checked_presets: dict[str, dict[str, Any]] = {}
+        for preset, values in self.presets.items():
+            if not isinstance(values, Mapping):
+                raise DeclarationError(
+                    f"Filter {self.name!r}, preset {preset!r}: expected a mapping of parameter values. "
+                    f"Received: {values!r}"
+                )
+            for key in values:
+                if key == self.preset_param or key not in self.param_index:
+                    raise DeclarationError(
+                        f"Filter {self.name!r}, preset {preset!r}: parameter {key!r} "
+                        + ("selects the preset; a preset cannot set it." if key == self.preset_param
+                           else f"is not declared. Declared: {sorted(self.param_index)}")
+                    )
+            try:
+                checked = validate_params(self.params, values, check_files=False, check_required=False)
+            except ParameterError as error:
+                raise DeclarationError(
+                    f"Filter {self.name!r}, preset {preset!r}, parameter {getattr(error, 'param', None)!r}: {error}"
+                ) from None
+            checked_presets[preset] = {key: checked[key] for key in values}
+        object.__setattr__(self, "presets", checked_presets)
+        model_presets = dict(self.model_presets)
+        if model_presets:
+            if "auto" not in checked_presets:
+                raise DeclarationError(
+                    f"Filter {self.name!r}: model_presets apply when {self.preset_param!r} is 'auto'; "
+                    "declare an 'auto' preset (usually empty)."
+                )
+            if self._model_param() is None:
+                raise DeclarationError(f"Filter {self.name!r}: model_presets needs a parameter of kind 'model'.")
+            for model, preset in model_presets.items():
+                if preset not in checked_presets or preset == "auto":
+                    raise DeclarationError(
+                        f"Filter {self.name!r}, model_presets[{model!r}]: {preset!r} is not a preset. "
+                        f"Presets: {sorted(set(checked_presets) - {'auto'})}"
+                    )
+        object.__setattr__(self, "model_presets", model_presets)
+
+    def _model_param(self) -> Param | None:
+        return next((param for param in self.params if param.kind == "model"), None)
+
+    def preset_name(self, values: Mapping[str, Any]) -> str | None:
+        """The preset ``values`` select (``auto`` resolved through ``model_presets``), or ``None``.
+
+        Args:
+            values: Validated parameter values (missing ones count as their defaults).
+
+        Returns:
+            A key of :attr:`presets`, or ``None`` when the filter declares no
+            presets or ``auto`` finds no preset for the model.
+        """
+        if not self.presets:
+            return None
+        selector = self.param_index[self.preset_param]
+        name = str(values.get(selector.name, selector.default))
+        if name == "auto" and self.model_presets:
+            model_param = self._model_param()
+            assert model_param is not None  # checked at declaration
+            return self.model_presets.get(str(values.get(model_param.name, model_param.default)))
+        return name if name in self.presets else None
+
+    def preset_values(self, values: Mapping[str, Any], given: Collection[str] | None) -> dict[str, Any]:
+        """The values the selected preset sets: those of its parameters the user did not give.
+
+        Args:
+            values: Validated parameter values.
+            given: The names the user set (whatever their value). ``None``
+                (unknown) counts a value differing from its declared default as given.
+
+        Returns:
+            ``{param: preset value}`` to lay over ``values``; empty without a preset.
+        """
+        name = self.preset_name(values)
+        if name is None:
+            return {}
+        chosen = {}
+        for key, value in self.presets[name].items():
+            default = self.param_index[key].default
+            explicit = key in given if given is not None else values.get(key, default) != default
+            if not explicit:
+                chosen[key] = value
+        return chosen
 
     def runner(self) -> Callable[..., Any]:
         """The filter's run function (importing it if declared as a string)."""
