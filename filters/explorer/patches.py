@@ -267,8 +267,7 @@ def patch_map(model: Any, layer: str, channel: int, image: np.ndarray, patch: Pa
     Returns:
         float32 ``H x W`` in [0, 1], the receptive field's size.
     """
-    from ..saliency.engine import neuron_guided_backprop
-    from ..saliency.render import normalise
+    from ..saliency.engine import neuron_guided_backprop, normalise  # the one arrow explorer -> saliency
 
     attribution = neuron_guided_backprop(model, image, layer, channel, (patch.y, patch.x), rule=rule)
     field = receptive_field(model.keras_model, layer, image.shape[:2])

@@ -21,8 +21,8 @@ from .plugin import CAM_METHODS
 from .render import normalise, render, smooth
 
 __all__ = [
-    "Explanation", "explain", "network_size", "neuron_guided_backprop", "resize_rgb", "resolve_target_class", "run",
-    "saliency_map", "spatial_layer",
+    "Explanation", "explain", "network_size", "neuron_guided_backprop", "normalise", "resize_rgb", "resolve_target_class",
+    "run", "saliency_map", "spatial_layer",
 ]
 
 #: Methods whose map is sparse (per pixel): normalised by a high percentile, not the maximum.
