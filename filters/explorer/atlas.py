@@ -163,6 +163,7 @@ def write_atlas(
     """
     from ..hallucinate.objectives import Objective
     from ..hallucinate.visualize import RECIPES, visualize
+    from ..zoo.commands import head_layer_infos
 
     report = progress or (lambda fraction, message: None)
     if guard is None:
@@ -237,7 +238,8 @@ def write_atlas(
                     grey = patch_map(model, layer, channel, image, patch)
                     guard.save_image(beside, resize(np.repeat(grey[:, :, None], 3, axis=2), 96, 96), what="atlas picture")
     index = output / "index.html"
-    guard.write_text(index, _page(model, table, layers, counts, found, len(images), fixed or (224, 224), maps=maps), what="atlas page")
+    rows = [*table, *head_layer_infos(model)]  # a separate fully connected head (VGG's fc1, fc2, predictions) is listed too
+    guard.write_text(index, _page(model, rows, layers, counts, found, len(images), fixed or (224, 224), maps=maps), what="atlas page")
     report(1.0, f"wrote {index}")
     return index
 
@@ -253,7 +255,7 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
         link = f'<a href="#{e(info.name)}">{e(info.name)}</a>' if info.name in layers else e(info.name)
         chosen = ' class="chosen"' if info.name in layers else ""
         rows.append(f'<tr{chosen}><td>{link}</td><td>{e(info.kind)}</td><td>{shape}</td><td class="num">{info.params:,}</td></tr>')
-    learnables = sum(info.own_params for info in table)  # each weight once: equals count_params()
+    learnables = sum(info.own_params for info in table)  # each weight once: count_params() of the network (and its head)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(model.name)} atlas</title><style>{_STYLE}</style></head><body>",
