@@ -288,6 +288,7 @@ def explore_patches(
     size: int = 224,
     tile: int = 128,
     batch_size: int = 16,
+    maps: bool = False,
     overwrite: bool = False,
 ) -> CommandResult:
     """The positions of a folder's images that most activate a channel, as a contact sheet (``neurofilters explore patches``).
@@ -308,6 +309,7 @@ def explore_patches(
         size: Longer side the images are resized to before the network.
         tile: Side of each patch on the sheet in pixels.
         batch_size: Images per forward pass.
+        maps: Beside each patch, the unit's guided-backprop map at that position (same resized image, same field).
         overwrite: Replace an existing sheet that neurofilters did not write.
 
     Example:
@@ -317,7 +319,7 @@ def explore_patches(
     """
     return run_command(
         "explore", "patches", model, layer, channel, folder, output=output, top=top, per_image=per_image, size=size,
-        tile=tile, batch_size=batch_size, overwrite=overwrite,
+        tile=tile, batch_size=batch_size, maps=maps, overwrite=overwrite,
     )
 
 
@@ -372,6 +374,7 @@ def atlas(
     size: int = 112,
     patches: int = 6,
     seed: int = 0,
+    maps: bool = False,
     overwrite: bool = False,
 ) -> CommandResult:
     """A static HTML atlas of a network (``neurofilters atlas``): layer table, channel visualisations, top patches.
@@ -390,6 +393,7 @@ def atlas(
         size: Side of each channel visualisation in pixels.
         patches: Top-activating patches per channel.
         seed: Seed of the visualisations.
+        maps: With ``images``: each patch's guided-backprop map beside it (one backward pass per patch).
         overwrite: Replace existing files that neurofilters did not write.
 
     Example:
@@ -399,7 +403,7 @@ def atlas(
     """
     return run_command(
         "atlas", model, output=output, layers=layers, channels=channels, images=images, steps=steps, size=size,
-        patches=patches, seed=seed, overwrite=overwrite,
+        patches=patches, seed=seed, maps=maps, overwrite=overwrite,
     )
 
 

@@ -551,8 +551,9 @@ FIGURE_LIST: list[tuple[str, str, str, str, Figure]] = [
      "for one convolutional unit, the image patches (receptive fields) that activate it most, each beside its "
      "guided-backprop map.",
      "`explore patches` for channel 12 of `block4_conv3` of `vgg16-hed` (VGG16's convolutions, ImageNet-trained, "
-     "then fine-tuned for edges by HED) over the small folder: the command's own contact sheet, with scores. This "
-     "version has no `explore patches --maps`, so the second picture is made by `saliency --method guided-backprop "
+     "then fine-tuned for edges by HED) over the small folder: the command's own contact sheet, with scores. The second "
+     "picture was made before `explore patches --maps` existed (which now draws this pairing itself, for images of any "
+     "size), by `saliency --method guided-backprop "
      "--target neuron` at each of the top four positions, cropped to the same 92-pixel receptive field. The two "
      "line up because every image of the folder is 224 x 224, the size both commands give the network; with other "
      "sizes they resize differently. The folder is tiny (about 30 images), so the unit's favourites are less "

@@ -4,6 +4,7 @@
   channels of five layers, shallow to deep, on scikit-image's cat;
 * ``explorer-inversion.jpg``: the cat rebuilt from four Lite0 layers, with the errors;
 * ``explorer-patches.jpg``: ``explore patches`` over crops of scikit-image's photos;
+* ``explorer-patches-maps.jpg``: the same search with ``--maps`` (each patch beside its guided-backprop map);
 * ``explorer-similar.jpg``: ``explore similar`` (a query and its best matches);
 * ``explorer-atlas.jpg``: a screenshot of a small atlas in headless Chromium.
 
@@ -97,6 +98,13 @@ def _cli(*args: str) -> str:
     return done.stdout
 
 
+def patch_maps(folder: Path, scratch: Path) -> None:
+    """The patch sheet with each patch's guided-backprop map (``explore patches --maps``)."""
+    _cli("explore", "patches", "lite0", "block6", "52", str(folder), "-o", str(scratch / "patch-maps.png"), "-k", "6", "--tile", "112",
+         "--maps")
+    _save(np.asarray(Image.open(scratch / "patch-maps.png").convert("RGB"), np.float32) / 255, "explorer-patches-maps.jpg")
+
+
 def sheets(folder: Path, scratch: Path) -> None:
     """A patch sheet and a similar-image query, through the commands."""
     _cli("explore", "patches", "lite0", "block6", "52", str(folder), "-o", str(scratch / "patches.png"), "-k", "12", "--tile", "112")
@@ -129,7 +137,7 @@ def atlas_screenshot(folder: Path, scratch: Path, steps: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="inversion steps")
-    parser.add_argument("--only", default="maps,inversion,sheets,atlas", help="which pictures")
+    parser.add_argument("--only", default="maps,inversion,sheets,patchmaps,atlas", help="which pictures")
     args = parser.parse_args()
     from skimage import data
 
@@ -145,6 +153,8 @@ def main() -> int:
         folder = photo_folder(scratch / "photos")
         if "sheets" in only:
             sheets(folder, scratch)
+        if "patchmaps" in only:
+            patch_maps(folder, scratch)
         if "atlas" in only:
             atlas_screenshot(folder, scratch, args.steps)
     return 0

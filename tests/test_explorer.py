@@ -221,3 +221,116 @@ def test_explore_similar_command(photo_folder: Path, tmp_path: Path, monkeypatch
     assert list((tmp_path / "cache" / "features").glob("*.npz"))
     assert (tmp_path / "s.png").is_file()
     assert main(args) == 0 and capsys.readouterr().out == out  # from the cache: the same ranking
+
+
+@pytest.fixture(scope="module")
+def square_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real photos at 224 x 224: the size the saliency filter runs Lite0 at, so its positions can be compared."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("square")
+    for name in ("chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()[:, :, :3]).resize((224, 224)).save(folder / f"{name}.png")
+    return folder
+
+
+def test_patch_maps_are_the_saliency_filters_map_at_the_patch(square_folder: Path) -> None:
+    """The map beside a patch is the saliency filter's guided backprop of that unit, cropped to the patch's field."""
+    import neurofilters
+    from neurofilters.filters.explorer.patches import find_images, load_work_image, patch_map, top_patches
+    from neurofilters.filters.explorer.receptive import receptive_field
+    from neurofilters.filters.saliency.engine import neuron_guided_backprop
+    from neurofilters.filters.saliency.render import normalise
+
+    model = _model()
+    layer, channel = "block3_expand_act", 7
+    patches = top_patches(model, layer, channel, find_images(square_folder), k=2, size=224)
+    for patch in patches:
+        image = load_work_image(Path(patch.path), 224, model.min_size)
+        assert image.shape[:2] == (224, 224)
+        field = receptive_field(model.keras_model, layer, image.shape[:2])
+        rows, cols = field.rows.length, field.cols.length
+        attribution = neuron_guided_backprop(model, image, layer, channel, (patch.y, patch.x))
+        # the filter, told the same cell as a fraction of the grid, on the same array: the same map
+        filtered = neurofilters.apply(
+            "saliency", image, method="guided-backprop", target="neuron", target_layer=layer, channel=channel,
+            neuron_y=(patch.y + 0.5) / rows, neuron_x=(patch.x + 0.5) / cols, display="grey", smoothing=0.0,
+        ).outputs["saliency"][..., 0]
+        np.testing.assert_allclose(filtered, normalise(attribution.map, sparse=True), atol=1e-5)
+        # everything the unit depends on lies in its receptive field; the crop is that field
+        top, left, bottom, right = field.box(patch.y, patch.x, clip=True)
+        outside = attribution.map.copy()
+        outside[top:bottom, left:right] = 0.0
+        assert attribution.map.max() > 0 and outside.max() == 0.0
+        crop = patch_map(model, layer, channel, image, patch)
+        assert crop.shape == (field.rows.size, field.cols.size)
+        full_top, full_left, _, _ = field.box(patch.y, patch.x, clip=False)
+        by, bx = np.unravel_index(int(np.argmax(crop)), crop.shape)
+        assert top <= by + full_top < bottom and left <= bx + full_left < right
+        assert crop.max() == pytest.approx(1.0)
+        # the crop is the filter's map at the patch's box: the same pixels, up to the scale (both clip at 1)
+        part = filtered[top:bottom, left:right]
+        shown = crop[top - full_top : bottom - full_top, left - full_left : right - full_left]
+        both = (shown > 1e-3) & (shown < 1) & (part > 1e-3) & (part < 1)
+        assert both.sum() > 20
+        ratios = shown[both] / part[both]
+        np.testing.assert_allclose(ratios, np.median(ratios), rtol=1e-3)
+        assert np.count_nonzero(crop) == np.count_nonzero(filtered)  # none of the map is left out
+
+
+def test_patch_maps_line_up_on_images_of_any_shape(photo_folder: Path) -> None:
+    """160 x 120 photos at --size 96: the map's non-zero pixels are inside the patch's box, on the searched array."""
+    from neurofilters.filters.explorer.patches import find_images, load_work_image, top_patches
+    from neurofilters.filters.explorer.receptive import receptive_field
+    from neurofilters.filters.saliency.engine import neuron_guided_backprop
+
+    model = _model()
+    layer = "block3_expand_act"
+    for patch in top_patches(model, layer, 7, find_images(photo_folder), k=3, size=96):
+        image = load_work_image(Path(patch.path), 96, model.min_size)
+        top, left, bottom, right = receptive_field(model.keras_model, layer, image.shape[:2]).box(patch.y, patch.x)
+        values = neuron_guided_backprop(model, image, layer, 7, (patch.y, patch.x)).map
+        rows, cols = np.nonzero(values)
+        assert rows.size and rows.min() >= top and rows.max() < bottom and cols.min() >= left and cols.max() < right
+    with pytest.raises(ParameterError, match=r"Received: position=\(99, 0\)"):
+        neuron_guided_backprop(model, image, layer, 7, (99, 0))
+
+
+def test_patch_sheet_with_maps_has_the_map_column_and_without_is_unchanged(photo_folder: Path) -> None:
+    from neurofilters.filters.explorer.patches import (
+        MAP_GAP, crop_field, find_images, load_work_image, patch_map, patch_sheet, top_patches,
+    )
+    from neurofilters.filters.explorer.receptive import receptive_field
+    from neurofilters.filters.explorer.render import grid, label_tile, resize
+
+    model = _model()
+    layer, tile = "block3_expand_act", 48
+    patches = top_patches(model, layer, 7, find_images(photo_folder), k=1, size=96)
+    plain = patch_sheet(model, layer, patches, size=96, tile=tile)
+    with_maps = patch_sheet(model, layer, patches, size=96, tile=tile, channel=7, maps=True)
+    gap = 4  # grid's margin
+    assert plain.shape[1] == tile + 2 * gap
+    assert with_maps.shape[1] == 2 * tile + MAP_GAP + 2 * gap
+    image = load_work_image(Path(patches[0].path), 96, model.min_size)
+    grey = patch_map(model, layer, 7, image, patches[0])
+    shown = with_maps[gap : gap + tile, gap + tile + MAP_GAP : gap + 2 * tile + MAP_GAP]
+    np.testing.assert_allclose(shown, resize(np.repeat(grey[:, :, None], 3, axis=2), tile, tile), atol=1 / 255)
+    np.testing.assert_allclose(with_maps[gap : gap + tile, gap : gap + tile], plain[gap : gap + tile, gap : gap + tile], atol=1 / 255)
+    # without --maps: the sheet as it was drawn before the option existed
+    field = receptive_field(model.keras_model, layer, image.shape[:2])
+    label = f"{patches[0].score:.2f}  {Path(patches[0].path).name}"
+    before = grid([label_tile(resize(crop_field(image, field.box(patches[0].y, patches[0].x, clip=False)), tile, tile), label)])
+    assert np.array_equal(plain, before)
+    with pytest.raises(ValueError, match="needs the channel"):
+        patch_sheet(model, layer, patches, size=96, tile=tile, maps=True)
+
+
+@pytest.mark.slow
+def test_explore_patches_maps_command(photo_folder: Path, tmp_path: Path) -> None:
+    sheet = tmp_path / "maps.png"
+    done = _cli("explore", "patches", "lite0", "block3", "7", str(photo_folder), "-o", str(sheet), "-k", "2", "--size", "96",
+                "--tile", "64", "--maps")
+    assert done.returncode == 0, done.stderr
+    with Image.open(sheet) as picture:
+        assert picture.width == 2 * (2 * 64 + 4) + 3 * 4  # two patch-and-map tiles side by side
+    assert done.stdout.count("(y=") == 2

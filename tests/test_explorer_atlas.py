@@ -189,3 +189,57 @@ def test_explore_on_a_fixed_input_size_keras_model(tmp_path: Path, capsys: pytes
     out, err = capsys.readouterr()
     assert code == 0, err
     assert similar.is_file() and "1.0000" in out and "ValueError" not in err
+
+
+def test_atlas_maps_show_each_patchs_guided_backprop_beside_it(atlas: Path, tmp_path: Path) -> None:
+    """``maps=True``: a map picture per patch, the saliency map of that unit on that image; without it, none."""
+    import json
+
+    from neurofilters.filters.explorer.atlas import write_atlas
+    from neurofilters.filters.explorer.patches import Patch, load_work_image, patch_map
+    from neurofilters.filters.explorer.render import resize
+
+    assert not list(atlas.rglob("map-*.png")) and "guided-backprop" not in (atlas / "index.html").read_text()
+    settings = json.loads((atlas / "atlas.json").read_text())
+    assert "maps" not in settings  # an atlas written before --maps resumes with the same settings
+    model = ModelCache(get_registry().get_model).get("lite0")
+    out = tmp_path / "maps"
+    layer = "block6_expand_act"
+    write_atlas(model, out, layers=[layer], channels=1, steps=2, size=48, seed=1,
+                images=[Path(p) for p in settings["images"]], patches=2, work_size=96, maps=True)
+    page = (out / "index.html").read_text()
+    assert page.count(f'src="{layer}/map-0000-') == 2 and 'class="patches maps"' in page
+    assert json.loads((out / "atlas.json").read_text())["maps"] is True
+    # the first map is the unit's guided backprop at the first patch's position: find the patch again
+    best = max(
+        (float(values.max()), path, divmod(int(np.argmax(values)), values.shape[1]))
+        for path in settings["images"]
+        for values in [np.asarray(model.feature_model([layer])(load_work_image(Path(path), 96, model.min_size)[None])[0])[0, :, :, 0]]
+    )
+    image = load_work_image(Path(best[1]), 96, model.min_size)
+    grey = patch_map(model, layer, 0, image, Patch(best[0], best[1], *best[2]))
+    expected = np.asarray(Image.fromarray((resize(np.repeat(grey[:, :, None], 3, axis=2), 96, 96) * 255 + 0.5).astype(np.uint8)))
+    with Image.open(out / layer / "map-0000-00.png") as written:
+        assert np.abs(np.asarray(written.convert("RGB"), np.int16) - expected).max() <= 1
+
+
+def test_atlas_layer_table_lists_a_separate_head_and_counts_it(tmp_path: Path) -> None:
+    """VGG's head is outside the backbone's graph: the atlas lists fc1, fc2, predictions and counts them in its total."""
+    import keras
+
+    from neurofilters.filters.explorer.atlas import write_atlas
+    from neurofilters.filters.zoo.model import ZooModel
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="block1_conv1")(inputs)
+    x = keras.layers.MaxPooling2D(4, name="block1_pool")(x)
+    head = keras.Sequential([keras.Input((4, 4, 8)), keras.layers.Flatten(name="flatten"),
+                             keras.layers.Dense(12, activation="relu", name="fc1"), keras.layers.Dense(5, name="predictions")])
+    model = ZooModel(name="small-vgg", kind="classifier", keras_model=keras.Model(inputs, x), preprocess=lambda images: images,
+                     min_size=16, input_size=16, labels=[f"class {i}" for i in range(5)], classifier_head=head, head_input_size=16)
+    write_atlas(model, tmp_path / "atlas", layers=["block1_conv1"], channels=1, steps=2, size=32, seed=0)
+    page = (tmp_path / "atlas" / "index.html").read_text()
+    total = model.keras_model.count_params() + head.count_params()
+    assert f"{total:,} learnables" in page
+    assert "<td>fc1</td><td>Dense</td><td>12</td>" in page and f'<td class="num">{128 * 12 + 12:,}</td>' in page

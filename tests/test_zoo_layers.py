@@ -96,3 +96,55 @@ def test_the_atlas_header_counts_each_weight_once() -> None:
     model = _model("lite0")
     page = _page(model, model.layer_table(224), [], {}, {}, 0)
     assert f"{model.keras_model.count_params():,} learnables" in page  # 4,694,024, not the 8,613,736 of stage totals
+
+
+def _small_vgg():  # noqa: ANN202 - a ZooModel
+    """A VGG-shaped classifier small enough for every machine: convolutions of any size, a separate head at 16 px."""
+    import keras
+
+    from neurofilters.filters.zoo.model import ZooModel
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="block1_conv1")(inputs)
+    x = keras.layers.MaxPooling2D(4, name="block1_pool")(x)
+    head = keras.Sequential([keras.Input((4, 4, 8)), keras.layers.Flatten(name="flatten"),
+                             keras.layers.Dense(12, activation="relu", name="fc1"), keras.layers.Dense(6, activation="relu", name="fc2"),
+                             keras.layers.Dense(5, name="predictions")], name="head")
+    return ZooModel(name="small-vgg", kind="classifier", keras_model=keras.Model(inputs, x), preprocess=lambda images: images,
+                    min_size=16, input_size=16, labels=[f"class {i}" for i in range(5)], classifier_head=head, head_input_size=16)
+
+
+def test_a_separate_head_is_listed_with_its_learnables_and_counted() -> None:
+    """VGG's fully connected head lives outside the backbone's graph: its rows follow the backbone's, and the totals count both."""
+    from neurofilters.filters.zoo.commands import layer_table, render_layers
+
+    model = _small_vgg()
+    table = layer_table(model)
+    expected = model.keras_model.count_params() + model._classifier_head.count_params()
+    assert table.total == expected == 224 + 0 + (128 * 12 + 12) + (12 * 6 + 6) + (6 * 5 + 5)
+    assert sum(row.count for row in table.rows) == expected
+    assert [row.name for row in table.rows[-4:]] == ["flatten", "fc1", "fc2", "predictions"]
+    assert table["fc1"].type == "Dense" and table["fc1"].activations == (12,) and table["fc1"].count == 128 * 12 + 12
+    assert table["fc1"].learnables_text == "Weights 128×12, Bias 12"
+    assert table["flatten"].learnables_text == "–" and table["flatten"].activations == (128,)
+    assert table["predictions"].learnables_text == "Weights 6×5, Bias 5"
+    document = json.loads(render_layers(table, "json"))
+    assert document["total"] == expected and document["layers"][-1]["name"] == "predictions"
+    text = render_layers(table)  # the short table lists the head too (its units are saliency and hallucinate targets)
+    assert re.search(r"fc2\s+-\s+Dense\s+6\s+fully connected head", text)
+    assert f"Total learnables: {expected:,}" in " ".join(text.split())
+
+
+@pytest.mark.slow
+def test_vgg16_with_its_head_totals_count_params_of_backbone_and_head() -> None:
+    """The real VGG16 architecture (random weights: Keras' ImageNet file needs a download): fc1, fc2, predictions listed."""
+    from neurofilters.filters.zoo.applications import load_application
+    from neurofilters.filters.zoo.commands import layer_table
+
+    model = load_application("vgg16", weights=None)
+    table = layer_table(model)
+    assert table.total == model.keras_model.count_params() + model._classifier_head.count_params() == 138_357_544
+    assert table["fc1"].learnables_text == "Weights 25088×4096, Bias 4096" and table["fc1"].count == 102_764_544
+    assert table["predictions"].activations == (1000,)
+    assert table.rows[-1].name == "predictions"

@@ -35,7 +35,7 @@ from neurofilters.plugin_host import (
 
 from .options import positive_int
 from .features import spatial_layer, work_shape
-from .patches import Patch, crop_field, find_images, load_or_skip, load_work_image, report_skipped
+from .patches import Patch, crop_field, find_images, load_or_skip, load_work_image, patch_map, report_skipped
 from .receptive import receptive_field
 from .render import resize
 
@@ -47,7 +47,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;paddin
 th{background:#eee}tr.chosen{background:#fff3c4}.num{text-align:right}
 .cards{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #ddd;padding:6px;width:min-content}
 .card h3{margin:0 0 4px;font-size:13px}.card img.vis{display:block}
-.patches{display:grid;grid-template-columns:repeat(3,1fr);gap:2px;margin-top:4px}.patches img{width:100%;height:auto}
+.patches{display:grid;grid-template-columns:repeat(3,1fr);gap:2px;margin-top:4px}.patches img{width:100%;height:auto}.patches.maps{grid-template-columns:repeat(4,1fr)}
 summary{cursor:pointer;font-weight:bold;margin:1em 0}
 .note{color:#666;font-size:13px}
 """
@@ -145,6 +145,7 @@ def write_atlas(
     work_size: int = 224,
     progress: Callable[[float, str], None] | None = None,
     guard: WriteGuard | None = None,
+    maps: bool = False,
 ) -> Path:
     """Write the atlas into ``output`` and return ``index.html``'s path (see the module docstring).
 
@@ -155,9 +156,14 @@ def write_atlas(
     A network with a fixed input size (a ``.keras`` built on ``Input(shape=(64, 64, 3))``) sees
     everything at that size: each channel is visualised at it (then shown ``size`` pixels on its
     longer side) and the centre of each image of ``images`` is resized to it.
+
+    ``maps``: beside each patch, the unit's guided-backprop map at its position
+    (:func:`~.patches.patch_map`: on the same working-size image, cropped to the
+    same field); one backward pass per patch, so off by default.
     """
     from ..hallucinate.objectives import Objective
     from ..hallucinate.visualize import RECIPES, visualize
+    from ..zoo.commands import head_layer_infos
 
     report = progress or (lambda fraction, message: None)
     if guard is None:
@@ -165,6 +171,8 @@ def write_atlas(
     guard.mkdir(output, what="atlas folder")
     settings = {"model": model.name, "layers": list(layers), "channels": channels, "steps": steps, "size": size,
                 "seed": seed, "images": [str(p) for p in images], "patches": patches, "work_size": work_size}
+    if maps:  # only when asked: an atlas written before the option resumes with its settings unchanged
+        settings["maps"] = True
     state = output / "atlas.json"
     recorded = recorded_atlas(output)
     if recorded is not None and recorded != settings:
@@ -224,14 +232,21 @@ def write_atlas(
                     field = receptive_field(model.keras_model, layer, image.shape[:2])
                     guard.save_image(target, resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), 96, 96),
                                      what="atlas picture")
+                beside = output / layer / f"map-{channel:04d}-{rank:02d}.png"
+                if maps and not beside.is_file():
+                    image = load_work_image(Path(patch.path), work_size, model.min_size, fixed)
+                    grey = patch_map(model, layer, channel, image, patch)
+                    guard.save_image(beside, resize(np.repeat(grey[:, :, None], 3, axis=2), 96, 96), what="atlas picture")
     index = output / "index.html"
-    guard.write_text(index, _page(model, table, layers, counts, found, len(images), fixed or (224, 224)), what="atlas page")
+    rows = [*table, *head_layer_infos(model)]  # a separate fully connected head (VGG's fc1, fc2, predictions) is listed too
+    guard.write_text(index, _page(model, rows, layers, counts, found, len(images), fixed or (224, 224), maps=maps), what="atlas page")
     report(1.0, f"wrote {index}")
     return index
 
 
 def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[str, int],
-          found: dict[tuple[str, int], list[Patch]], image_count: int, table_input: tuple[int, int] = (224, 224)) -> str:
+          found: dict[tuple[str, int], list[Patch]], image_count: int, table_input: tuple[int, int] = (224, 224),
+          *, maps: bool = False) -> str:
     """The HTML of ``index.html``."""
     e = html.escape
     rows = []
@@ -240,7 +255,7 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
         link = f'<a href="#{e(info.name)}">{e(info.name)}</a>' if info.name in layers else e(info.name)
         chosen = ' class="chosen"' if info.name in layers else ""
         rows.append(f'<tr{chosen}><td>{link}</td><td>{e(info.kind)}</td><td>{shape}</td><td class="num">{info.params:,}</td></tr>')
-    learnables = sum(info.own_params for info in table)  # each weight once: equals count_params()
+    learnables = sum(info.own_params for info in table)  # each weight once: count_params() of the network (and its head)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(model.name)} atlas</title><style>{_STYLE}</style></head><body>",
@@ -255,16 +270,20 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
     for layer in layers:
         parts.append(f'<h2 id="{e(layer)}">{e(layer)}</h2>')
         note = "Each card: what raises the channel most (a feature visualisation)"
-        note += f", then the patches of the {image_count} images that activate it most (exact receptive fields; the score and file name show on hovering)." if found else "."
+        note += f", then the patches of the {image_count} images that activate it most (exact receptive fields; the score and file name show on hovering)" if found else ""
+        note += ", each beside the unit's guided-backprop map there." if found and maps else "." 
         parts.append(f'<p class="note">{note}</p><div class="cards">')
         for channel in range(counts[layer]):
             card = [f'<div class="card"><h3>channel {channel}</h3>',
                     f'<img class="vis" src="{e(layer)}/vis-{channel:04d}.png" alt="visualisation of channel {channel}">']
             if found:
-                card.append('<div class="patches">')
+                card.append('<div class="patches maps">' if maps else '<div class="patches">')
                 for rank, patch in enumerate(found[(layer, channel)]):
                     title = e(f"{patch.score:.2f} {Path(patch.path).name}")
                     card.append(f'<img src="{e(layer)}/patch-{channel:04d}-{rank:02d}.png" title="{title}" alt="{title}">')
+                    if maps:
+                        card.append(f'<img src="{e(layer)}/map-{channel:04d}-{rank:02d}.png" title="guided backprop: {title}" '
+                                    f'alt="guided-backprop map of {title}">')
                 card.append("</div>")
             card.append("</div>")
             parts.append("".join(card))
@@ -295,7 +314,7 @@ def run_atlas_command(args: argparse.Namespace) -> int:
         layers = default_layers(model)
     index = write_atlas(
         model, output, layers=layers, channels=channels, steps=steps, size=size, seed=seed, images=images,
-        patches=patches, progress=ProgressBar("atlas"), guard=guard,
+        patches=patches, progress=ProgressBar("atlas"), guard=guard, maps=bool(getattr(args, "maps", False)),
     )
     print(f"wrote {index}")
     return 0

@@ -29,6 +29,8 @@ def configure_explore(parser: argparse.ArgumentParser) -> None:
     patches.add_argument("--size", default="224", help="longer side the images are resized to before the network (default 224)")
     patches.add_argument("--tile", default="128", help="side of each patch on the sheet in pixels (default 128)")
     patches.add_argument("--batch-size", default="16", help="images per forward pass (default 16)")
+    patches.add_argument("--maps", action="store_true",
+                         help="beside each patch, the unit's guided-backprop map at that position, on the same resized image and cropped to the same field")
     patches.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
     similar = sub.add_parser(
         "similar",
@@ -75,6 +77,8 @@ def configure_atlas(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default="96", help="optimisation steps per channel visualisation (default 96)")
     parser.add_argument("--size", default="112", help="side of each channel visualisation in pixels (default 112)")
     parser.add_argument("--patches", default="6", help="top-activating patches per channel (default 6)")
+    parser.add_argument("--maps", action="store_true",
+                        help="with --images: beside each patch, the unit's guided-backprop map there (one backward pass per patch)")
     parser.add_argument("--seed", default="0", help="seed of the visualisations (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 

@@ -38,9 +38,9 @@ from neurofilters.plugin_host import (
 from .options import positive_int
 from .features import spatial_layer, work_image
 from .receptive import receptive_field
-from .render import grid, label_tile, resize
+from .render import BACKGROUND, grid, label_tile, resize
 
-__all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_sheet", "prefetched", "run_patches_command", "top_patches"]
+__all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_map", "patch_sheet", "prefetched", "run_patches_command", "top_patches"]
 
 #: File suffixes taken from a folder.
 
@@ -243,6 +243,38 @@ def crop_field(image: np.ndarray, box: tuple[int, int, int, int], fill: float = 
     return out
 
 
+#: Pixels between a patch and its map on the sheet.
+MAP_GAP = 4
+
+
+def patch_map(model: Any, layer: str, channel: int, image: np.ndarray, patch: Patch, rule: str = "active") -> np.ndarray:
+    """The unit's guided-backprop map at the patch's position, cropped to the patch's receptive field.
+
+    The map is the saliency filter's (:func:`~neurofilters.filters.saliency.engine.neuron_guided_backprop`)
+    on ``image`` itself: the array the patch search saw, so the unit is the same cell. It is
+    cut to the same box as the patch (outside the image: black; the unit depends on nothing
+    outside its field, so nothing is lost) and normalised as the filter normalises guided
+    backprop (by the 99.5th percentile, here of the field's pixels).
+
+    Args:
+        model: A zoo model handle.
+        layer: Raw layer name (spatial).
+        channel: Channel index.
+        image: The working-size image the search ran on (``h x w x 3``).
+        patch: The position.
+        rule: Guided ReLU6 rule.
+
+    Returns:
+        float32 ``H x W`` in [0, 1], the receptive field's size.
+    """
+    from ..saliency.engine import neuron_guided_backprop, normalise  # the one arrow explorer -> saliency
+
+    attribution = neuron_guided_backprop(model, image, layer, channel, (patch.y, patch.x), rule=rule)
+    field = receptive_field(model.keras_model, layer, image.shape[:2])
+    crop = crop_field(np.repeat(attribution.map[:, :, None], 3, axis=2), field.box(patch.y, patch.x, clip=False), fill=0.0)
+    return normalise(crop[:, :, 0], sparse=True)
+
+
 def patch_sheet(
     model: Any,
     layer: str,
@@ -251,15 +283,41 @@ def patch_sheet(
     size: int = 224,
     tile: int = 128,
     loader: Callable[[Path], np.ndarray] | None = None,
+    channel: int | None = None,
+    maps: bool = False,
 ) -> np.ndarray:
-    """A contact sheet of the patches' receptive fields (unclipped: the padding shows grey), labelled."""
+    """A contact sheet of the patches' receptive fields (unclipped: the padding shows grey), labelled.
+
+    Args:
+        model: A zoo model handle.
+        layer: Raw layer name (spatial).
+        patches: The positions, best first.
+        size: Longer side the images were resized to for the search.
+        tile: Side of each patch on the sheet.
+        loader: ``loader(path)``: the working-size image (default :func:`load_work_image`).
+        channel: The channel the patches are of (needed with ``maps``).
+        maps: Put each patch's guided-backprop map (:func:`patch_map`, grey) to its right,
+            under one label.
+
+    Raises:
+        ValueError: ``maps`` without ``channel``.
+    """
+    if maps and channel is None:
+        raise ValueError("patch_sheet(maps=True) needs the channel. Received: channel=None")
     tiles = []
     for patch in patches:
         image = loader(Path(patch.path)) if loader is not None else load_work_image(
             Path(patch.path), size, model.min_size, getattr(model, "fixed_input", None))
         field = receptive_field(model.keras_model, layer, image.shape[:2])
-        crop = crop_field(image, field.box(patch.y, patch.x, clip=False))
-        tiles.append(label_tile(resize(crop, tile, tile), f"{patch.score:.2f}  {Path(patch.path).name}"))
+        crop = resize(crop_field(image, field.box(patch.y, patch.x, clip=False)), tile, tile)
+        if maps:
+            assert channel is not None
+            grey = patch_map(model, layer, channel, image, patch)
+            shown = resize(np.repeat(grey[:, :, None], 3, axis=2), tile, tile)
+            gap = np.empty((tile, MAP_GAP, 3), np.float32)
+            gap[:] = BACKGROUND
+            crop = np.concatenate([crop, gap, shown], axis=1)
+        tiles.append(label_tile(crop, f"{patch.score:.2f}  {Path(patch.path).name}"))
     return grid(tiles)
 
 
@@ -275,10 +333,12 @@ def run_patches_command(args: argparse.Namespace) -> int:
     tile = positive_int("tile", args.tile, 16, 1024)
     batch_size = positive_int("batch-size", args.batch_size, 1, 256)
     channel = positive_int("channel", args.channel, 0, 2**31 - 1)
-    if k * tile * tile > MAX_SHEET_PIXELS:  # bounded before anything is allocated
+    maps = bool(getattr(args, "maps", False))
+    pixels = k * tile * (2 * tile + MAP_GAP if maps else tile)
+    if pixels > MAX_SHEET_PIXELS:  # bounded before anything is allocated
         raise ParameterError(
-            f'The contact sheet would have {k * tile * tile:,} pixels, more than {MAX_SHEET_PIXELS:,}. '
-            f'Received: top={k}, tile={tile}; lower --top or --tile.', param="tile", value=tile,
+            f'The contact sheet would have {pixels:,} pixels, more than {MAX_SHEET_PIXELS:,}. '
+            f'Received: top={k}, tile={tile}{", --maps" if maps else ""}; lower --top or --tile.', param="tile", value=tile,
         )
     paths = find_images(args.folder)
     output = Path(args.output)
@@ -299,7 +359,7 @@ def run_patches_command(args: argparse.Namespace) -> int:
     report_skipped(skipped)
     if not patches:
         raise NeurofiltersError("No position was found (are the images too small for the layer?).")
-    sheet = patch_sheet(model, layer, patches, size=size, tile=tile)
+    sheet = patch_sheet(model, layer, patches, size=size, tile=tile, channel=channel, maps=maps)
     guard.save_image(output, sheet, what="contact sheet (-o)")
     for rank, patch in enumerate(patches, start=1):
         print(f"{rank:>3}. {patch.score:9.3f}  {patch.path}  (y={patch.y}, x={patch.x})")

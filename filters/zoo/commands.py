@@ -33,7 +33,7 @@ from neurofilters.plugin_host import (
 
 __all__ = [
     "ClassScore", "Classification", "LayerRow", "LayerTable", "Learnable", "LayersResult", "analyze_network", "compute_classify",
-    "compute_layers", "configure_classify", "configure_layers", "learnables_text", "render_layers", "run_classify", "run_layers",
+    "compute_layers", "configure_classify", "configure_layers", "head_layer_infos", "learnables_text", "render_layers", "run_classify", "run_layers",
 ]
 
 
@@ -93,7 +93,8 @@ def analyze_network(model: Any) -> dict[str, Any]:
         ``{"model", "input_size", "rows", "total", "trainable", "non_trainable"}``;
         each row has ``name, alias, type, activations (shape), learnables (list of
         {name, shape, count, trainable}), count, dream``; the first row is the
-        input. ``total`` equals the network's ``count_params()``.
+        input, and a separate fully connected head's layers (:func:`head_layer_infos`)
+        come last. ``total`` equals ``count_params()`` of the network and its head.
     """
     table = model.layer_table()
     side = _table_side(model)
@@ -104,7 +105,7 @@ def analyze_network(model: Any) -> dict[str, Any]:
         "info": None,
     }]
     trainable = non_trainable = 0
-    for info in table:
+    for info in [*table, *head_layer_infos(model)]:
         learnables = []
         for name, shape, is_trainable in info.learnables:
             count = math.prod(shape)
@@ -119,6 +120,36 @@ def analyze_network(model: Any) -> dict[str, Any]:
         })
     return {"model": model.name, "input_size": side, "rows": rows, "total": trainable + non_trainable,
             "trainable": trainable, "non_trainable": non_trainable}
+
+
+#: The note of a row of a separate fully connected head (it is not in the backbone's graph).
+HEAD_NOTE = "fully connected head"
+
+
+def head_layer_infos(model: Any) -> list[Any]:
+    """Rows for the layers of a separate fully connected head (VGG's ``flatten``, ``fc1``, ``fc2``, ``predictions``).
+
+    Such a head is kept apart from :attr:`keras_model` (which runs at any size) and
+    classifies the image resized to :attr:`head_input_size`; its layers still are
+    the network's, with their learnables. Their shapes are the head's own (it has
+    one input size). A model without such a head gives none.
+
+    Returns:
+        One :class:`~.model.LayerInfo` per head layer, in order, noted :data:`HEAD_NOTE`.
+    """
+    from .model import LayerInfo
+
+    infos = []
+    for name in getattr(model, "head_layers", ()):
+        layer = model.head_layer(name)
+        learnables = tuple(
+            (str(variable.name), tuple(int(side) for side in variable.shape), bool(variable.trainable)) for variable in layer.weights
+        )
+        infos.append(LayerInfo(
+            name=name, alias=None, kind=type(layer).__name__, output_shape=tuple(layer.output.shape),
+            params=sum(math.prod(shape) for _, shape, _ in learnables), dream_target=False, note=HEAD_NOTE, learnables=learnables,
+        ))
+    return infos
 
 
 def _table_side(model: Any) -> int:
