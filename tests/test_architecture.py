@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _lint_imports(config: Path) -> subprocess.CompletedProcess[str]:
     command = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
-    return subprocess.run([command, "--config", str(config)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    # --no-cache: a checkout's .import_linter_cache can hold a graph from before a merge (it hid a new import once)
+    return subprocess.run([command, "--no-cache", "--config", str(config)], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 def test_import_contracts_are_kept() -> None:
