@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import io
 import json
-import re
 import os
 import shlex
 import shutil
@@ -309,40 +308,15 @@ def fig_untargeted(record: Record, paths: dict[str, str]) -> None:
     _adversarial(record, paths, "none", "daisy-untargeted")
 
 
-PATCH_LAYER, PATCH_CHANNEL, PATCH_STRIDE, PATCH_FIELD = "block4_conv3", "12", 8, 92  # VGG16's block4_conv3
-PATCH_RE = re.compile(r"^\s*\d+\.\s+(?P<score>[\d.]+)\s+(?P<file>\S+)\s+\(y=(?P<y>\d+), x=(?P<x>\d+)\)", re.M)
+PATCH_LAYER, PATCH_CHANNEL = "block4_conv3", "12"  # VGG16's block4_conv3: 92-pixel receptive fields
 
 
 def fig_patches(record: Record, paths: dict[str, str]) -> None:
-    text = neurofilters(record, "explore", "patches", "vgg16-hed", PATCH_LAYER, PATCH_CHANNEL, paths["folder"], "-o",
-                        "patches/sheet.png", "-k", "6", "--tile", "112", "--overwrite", keep_output=True)
-    record.image = copy_figure("patches/sheet.png", "patches.jpg")
-    # Each of the top four positions: the unit's guided-backprop map there (--target neuron), cropped to the
-    # same receptive field. The folder's images are 224 x 224, the size both commands feed the network,
-    # so the patch's grid position (y, x) and the neuron's position (x + 0.5) / 28 are the same place.
-    tiles = []
-    for rank, match in enumerate(PATCH_RE.finditer(text)):
-        if rank == 4:
-            break
-        y, x = int(match["y"]), int(match["x"])
-        image = load(match["file"])
-        grid_h, grid_w = image.height // PATCH_STRIDE, image.width // PATCH_STRIDE
-        out = f"saliency/patch-{rank + 1}.png"
-        neurofilters(record, "run", "saliency", match["file"], "-o", out, "--model", "vgg16-hed", "--method",
-                     "guided-backprop", "--target", "neuron", "--target-layer", PATCH_LAYER, "--channel",
-                     PATCH_CHANNEL, "--neuron-x", f"{(x + 0.5) / grid_w:.4f}", "--neuron-y",
-                     f"{(y + 0.5) / grid_h:.4f}", "--display", "grey", "--seed", "0", "--overwrite")
-        centre_x, centre_y = x * PATCH_STRIDE + PATCH_STRIDE // 2, y * PATCH_STRIDE + PATCH_STRIDE // 2
-        box = (max(0, centre_x - PATCH_FIELD // 2), max(0, centre_y - PATCH_FIELD // 2),
-               min(image.width, centre_x + PATCH_FIELD // 2), min(image.height, centre_y + PATCH_FIELD // 2))
-        framed = image.copy()
-        ImageDraw.Draw(framed).rectangle(box, outline=(255, 40, 40), width=2)
-        saliency = load(out).resize(image.size)
-        field_size = (150, round(150 * (box[3] - box[1]) / (box[2] - box[0])))  # shown enlarged
-        tiles += [(framed, f"#{rank + 1} {Path(match['file']).stem[:16]}"),
-                  (image.crop(box).resize(field_size, Image.Resampling.LANCZOS), "receptive field"),
-                  (saliency.crop(box).resize(field_size, Image.Resampling.LANCZOS), "guided backprop")]
-    record.extra_images = [sheet(tiles, 6, "patches-maps.jpg", tile=150)]
+    # One command, its own sheet: each top patch beside the unit's guided-backprop map at that position,
+    # computed on the exact (resized) image the search used, so patch and map are the same cell and field.
+    neurofilters(record, "explore", "patches", "vgg16-hed", PATCH_LAYER, PATCH_CHANNEL, paths["folder"], "-o",
+                 "patches/sheet-maps.png", "-k", "6", "--tile", "112", "--maps", "--overwrite", keep_output=True)
+    record.image = copy_figure("patches/sheet-maps.png", "patches.jpg")
 
 
 def fig_dense(record: Record, paths: dict[str, str]) -> None:
@@ -550,14 +524,14 @@ FIGURE_LIST: list[tuple[str, str, str, str, Figure]] = [
     ("patches", "Top-activating patches of a unit, with their guided-backprop maps",
      "for one convolutional unit, the image patches (receptive fields) that activate it most, each beside its "
      "guided-backprop map.",
-     "`explore patches` for channel 12 of `block4_conv3` of `vgg16-hed` (VGG16's convolutions, ImageNet-trained, "
-     "then fine-tuned for edges by HED) over the small folder: the command's own contact sheet, with scores. The second "
-     "picture was made before `explore patches --maps` existed (which now draws this pairing itself, for images of any "
-     "size), by `saliency --method guided-backprop "
-     "--target neuron` at each of the top four positions, cropped to the same 92-pixel receptive field. The two "
-     "line up because every image of the folder is 224 x 224, the size both commands give the network; with other "
-     "sizes they resize differently. The folder is tiny (about 30 images), so the unit's favourites are less "
-     "telling than the course's, which searched a large dataset.", fig_patches),
+     "`explore patches --maps` for channel 12 of `block4_conv3` of `vgg16-hed` (VGG16's convolutions, "
+     "ImageNet-trained, then fine-tuned for edges by HED) over the small folder, in one command and on its own "
+     "contact sheet: the six most active positions, each as its 92-pixel receptive field with its score and, to "
+     "its right, the unit's guided-backprop map at that position (grey, normalised as the `saliency` filter "
+     "normalises guided backprop). The map is computed on the exact image the search used (resized to 224 px), "
+     "so patch and map are the same cell and the same field whatever the size of the folder's images; where a "
+     "field runs past the image's edge the patch shows grey padding and the map black. The folder is tiny (about 30 images), so the unit's favourites are less telling than the course's, which "
+     "searched a large dataset.", fig_patches),
     ("dense-unit", "A fully connected unit",
      "the guided-backprop map of a unit of a fully connected layer, which sees the whole image.",
      "guided backprop of unit 985 (daisy) of Lite0's `logits` Dense layer on the daisy photograph. Lite0's only "
