@@ -291,9 +291,24 @@ def command_parser(command: CommandSpec | str) -> argparse.ArgumentParser:
 
 
 def _command(name: str) -> CommandSpec:
+    """The registered command ``name``, with the host's command names reserved as the command line reserves them.
+
+    Raises:
+        RegistryError: Unknown command, or one of the host's own (``list``, ``run``, ...),
+            which a plugin cannot take: the message names the Python function to call instead.
+    """
     import difflib
 
+    from .cli.main import HOST_COMMANDS
+
     registry = get_registry()
+    registry.reserve_commands(HOST_COMMANDS)  # as build_parser does: a plugin's "list" is dropped here too
+    if name in HOST_COMMANDS:
+        raise RegistryError(
+            f"{name!r} is a command of neurofilters itself, not one run_command runs. Received: {name!r}. "
+            "In Python call neurofilters.apply, list_filters, describe or load_model instead; "
+            f"on the command line run 'neurofilters {name}'."
+        )
     if name not in registry.commands:
         close = difflib.get_close_matches(str(name), list(registry.commands), n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
