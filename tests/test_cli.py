@@ -77,6 +77,24 @@ def test_list_and_describe(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--steps" in out and "Parameters:" in out
 
 
+def test_describe_lists_the_presets_and_what_auto_picks(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each declared preset with the flags it sets, and which model picks which preset under ``auto``."""
+    from neurofilters.filters.deepdream.plugin import MODEL_PRESETS, PRESETS
+
+    assert main(["describe", "deepdream"]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("Presets (--preset NAME"):out.index("Usage:")]
+    flat = " ".join(section.split())
+    for name in PRESETS:
+        assert f"\n {name} " in section or f"\n{name} " in section, name
+    assert "vgg16-hed -> vgg16-classic" in flat and MODEL_PRESETS == {"vgg16-hed": "vgg16-classic"}
+    assert "--model inception-v3 --layers mixed3,mixed5 --loss mean --normalize std --step-size 0.005" in flat
+    assert "--chroma 0.15" in flat  # vgg16-classic
+    assert "nothing: the declared defaults" in flat  # none
+    assert main(["describe", "texture"]) == 0  # a filter without presets: no section
+    assert "Presets" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "code", "fragment"),
     [
@@ -328,3 +346,4 @@ def test_an_explicit_value_beats_the_preset_in_cli_batch_and_api(tmp_path: Path)
         assert main(["batch", str(source), "-o", str(outdir), "--filter", "deepdream", "--params", str(params), "-q"]) == 0
         batch[label] = (outdir / "cat.png").read_bytes()
     assert batch["preset"] != batch["given"]
+

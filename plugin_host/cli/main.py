@@ -165,6 +165,10 @@ def _cmd_describe(args: argparse.Namespace, registry: Registry) -> int:
         rows = [(flag, default, f"{help_text} Allowed: {allowed}.") for flag, _, default, allowed, help_text in _docs.param_rows(params)]
         print()
         print(_docs.text_table(rows, ("flag", "default", "what it does"), title=f"{title}:"))
+    presets = _docs.presets_text(spec)
+    if presets:
+        print()
+        print(presets)
     print(f"\nUsage: neurofilters run {spec.name} INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]")
     print("Bool flags: --flag, --flag true|false, --no-flag.")
     return 0
