@@ -147,7 +147,10 @@ _CHANGED: dict[str, Callable[[dict[str, Any], Any], bool]] = {
 def given_names(info: dict[str, Any], values: dict[str, Any], touched: Collection[str] = ()) -> list[str]:
     """The parameters a GIMP call counts as set explicitly (they win over a preset's values).
 
-    GIMP always sends every value, so "given" is decided here: a value that
+    The worker hands these names to the host, whose preset rule (the filter's
+    declared ``presets``, resolved before the filter runs) fills a preset's
+    values into the other parameters only. GIMP always sends every value, so
+    "given" is decided here: a value that
     differs from its declared default (set in this dialog, remembered by GIMP
     from an earlier call, or passed by a script), a layer chosen for an image
     parameter, and any control the user touched in the dialog even if it ends

@@ -10,7 +10,7 @@ registration stay fast.
 
 from .cli.docs import text_table
 from .cli.progress import ProgressBar
-from .core.call import apply_filter, join_alpha, split_alpha
+from .core.call import apply_filter, join_alpha, resolve_presets, split_alpha
 from .core.context import FilterContext, ModelCache, ProgressCallback, SummarySink
 from .core.errors import (
     DeclarationError,
@@ -83,6 +83,7 @@ __all__ = [
     "parse_int",
     "parse_weighted_layers",
     "reset_registry",
+    "resolve_presets",
     "save_image",
     "split_alpha",
     "text_table",

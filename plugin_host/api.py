@@ -111,6 +111,11 @@ class FilterInfo:
         summary: One line.
         description: Longer text.
         params: The parameter declarations (name, kind, default, help, bounds).
+        presets: The filter's named settings, ``{preset: {param: value}}`` (empty
+            when it declares none); the host fills a preset's values into the
+            parameters the caller did not give.
+        preset_param: The parameter that selects the preset (``"preset"``).
+        model_presets: Which preset ``auto`` picks for each model, ``{model: preset}``.
     """
 
     name: str
@@ -119,10 +124,25 @@ class FilterInfo:
     summary: str
     description: str = field(repr=False)
     params: tuple[Param, ...] = field(repr=False)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    preset_param: str = field(default="preset", repr=False)
+    model_presets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def defaults(self) -> dict[str, str]:
         """Each parameter's default, written as a user would type it."""
         return {param.name: format_value(param, param.default) for param in self.params}
+
+    def presets_text(self) -> str:
+        """The presets as ``neurofilters describe`` lists them (empty when the filter declares none).
+
+        Example:
+            >>> import neurofilters
+            >>> "vgg16-hed -> vgg16-classic" in neurofilters.describe("deepdream").presets_text()
+            True
+        """
+        from .cli.docs import presets_text
+
+        return presets_text(self, width=120)
 
 
 class FilterList(list):  # type: ignore[type-arg]
@@ -133,7 +153,10 @@ class FilterList(list):  # type: ignore[type-arg]
 
 
 def _info(spec: FilterSpec) -> FilterInfo:
-    return FilterInfo(spec.name, spec.title, spec.category, spec.summary, spec.description, spec.params)
+    return FilterInfo(
+        spec.name, spec.title, spec.category, spec.summary, spec.description, spec.params,
+        presets=spec.presets, preset_param=spec.preset_param, model_presets=spec.model_presets,
+    )
 
 
 def list_filters() -> FilterList:
@@ -291,9 +314,24 @@ def command_parser(command: CommandSpec | str) -> argparse.ArgumentParser:
 
 
 def _command(name: str) -> CommandSpec:
+    """The registered command ``name``, with the host's command names reserved as the command line reserves them.
+
+    Raises:
+        RegistryError: Unknown command, or one of the host's own (``list``, ``run``, ...),
+            which a plugin cannot take: the message names the Python function to call instead.
+    """
     import difflib
 
+    from .cli.main import HOST_COMMANDS
+
     registry = get_registry()
+    registry.reserve_commands(HOST_COMMANDS)  # as build_parser does: a plugin's "list" is dropped here too
+    if name in HOST_COMMANDS:
+        raise RegistryError(
+            f"{name!r} is a command of neurofilters itself, not one run_command runs. Received: {name!r}. "
+            "In Python call neurofilters.apply, list_filters, describe or load_model instead; "
+            f"on the command line run 'neurofilters {name}'."
+        )
     if name not in registry.commands:
         close = difflib.get_close_matches(str(name), list(registry.commands), n=3, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

@@ -33,8 +33,10 @@ def run(
 
     The command line, the Python API, the GIMP worker and the batch runner all
     call this. The names the user gave travel inside :class:`~.core.params.ParamValues`
-    (``values.given``) to the filter's ``context.given``, through loading, so a
-    value the user set explicitly beats a preset, whichever front end set it.
+    (``values.given``), through loading, to the host's preset rule
+    (:func:`~.core.call.resolve_presets`, from the spec's ``presets``), which
+    runs before the filter: a value the user set explicitly beats a preset,
+    whichever front end set it, and the filter receives final values.
 
     Args:
         spec_or_name: The filter, or the name of a registered one.

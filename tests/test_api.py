@@ -44,6 +44,21 @@ def test_list_and_describe() -> None:
         neurofilters.describe("deepdraem")
 
 
+def test_describe_shows_the_presets_and_resolve_presets_is_public() -> None:
+    from neurofilters.plugin_host import resolve_presets, validate_params
+    from neurofilters.plugin_host.core.call import resolve_presets as core_resolve_presets
+
+    info = neurofilters.describe("deepdream")
+    assert info.preset_param == "preset" and dict(info.model_presets) == {"vgg16-hed": "vgg16-classic"}
+    assert info.presets["vgg16-classic"]["chroma"] == 0.15 and info.presets["none"] == {}
+    text = " ".join(info.presets_text().split())
+    assert "vgg16-hed -> vgg16-classic" in text and "--chroma 0.15" in text
+    assert neurofilters.describe("texture").presets_text() == ""
+    assert resolve_presets is core_resolve_presets
+    spec = neurofilters.plugin_host.get_registry().get_filter("deepdream")
+    assert resolve_presets(spec, validate_params(spec.params, {"model": "vgg16-hed"}))["chroma"] == 0.15
+
+
 def test_bad_values_fail_before_any_model_loads(photo: Path) -> None:
     with pytest.raises(neurofilters.ParameterError, match="Received: steps=0"):
         neurofilters.apply("deepdream", photo, steps=0)

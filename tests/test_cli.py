@@ -77,6 +77,24 @@ def test_list_and_describe(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--steps" in out and "Parameters:" in out
 
 
+def test_describe_lists_the_presets_and_what_auto_picks(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each declared preset with the flags it sets, and which model picks which preset under ``auto``."""
+    from neurofilters.filters.deepdream.plugin import MODEL_PRESETS, PRESETS
+
+    assert main(["describe", "deepdream"]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("Presets (--preset NAME"):out.index("Usage:")]
+    flat = " ".join(section.split())
+    for name in PRESETS:
+        assert f"\n {name} " in section or f"\n{name} " in section, name
+    assert "vgg16-hed -> vgg16-classic" in flat and MODEL_PRESETS == {"vgg16-hed": "vgg16-classic"}
+    assert "--model inception-v3 --layers mixed3,mixed5 --loss mean --normalize std --step-size 0.005" in flat
+    assert "--chroma 0.15" in flat  # vgg16-classic
+    assert "nothing: the declared defaults" in flat  # none
+    assert main(["describe", "texture"]) == 0  # a filter without presets: no section
+    assert "Presets" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "code", "fragment"),
     [
@@ -328,3 +346,58 @@ def test_an_explicit_value_beats_the_preset_in_cli_batch_and_api(tmp_path: Path)
         assert main(["batch", str(source), "-o", str(outdir), "--filter", "deepdream", "--params", str(params), "-q"]) == 0
         batch[label] = (outdir / "cat.png").read_bytes()
     assert batch["preset"] != batch["given"]
+
+
+RAISING_PLUGIN = '''
+from neurofilters.plugin_host import FilterSpec, Param, hookimpl
+
+def run(image, params, context):
+    raise ValueError("Exception encountered when calling Conv2D.call().\\n\\n" + "Input 0 is incompatible. " * 30
+                     + "\\n\\nArguments received by Conv2D.call():\\n  • inputs=tf.Tensor(shape=(1, 9, 9, 3))")
+
+@hookimpl
+def register_filters():
+    return [FilterSpec(name="raise-multiline", title="T", summary="S.", description="D.", category="Test",
+                       params=(Param("strength", "float", 1.0, "Unused."),), run=run)]
+'''
+
+
+def test_an_unexpected_multiline_error_is_one_short_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A raw exception (a Keras error runs over many lines) prints its first line, cut, and points to --debug."""
+    from plugin_factory import make_distribution
+
+    import neurofilters.plugin_host as plugin_host
+
+    site = make_distribution(tmp_path / "site", "nf-raise", {"nfplug_raise": RAISING_PLUGIN})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", "")
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(image)
+    plugin_host.reset_registry()
+    try:
+        assert main(["run", "raise-multiline", str(image), "-o", str(tmp_path / "out.png"), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        line = err.rstrip("\n")
+        assert line.startswith("neurofilters: error: ValueError: Exception encountered when calling Conv2D.call().")
+        assert "Arguments received" not in line and "Input 0" not in line
+        assert line.endswith("(run with --debug for the whole message and the traceback)")
+        with pytest.raises(ValueError, match="Arguments received"):  # --debug: the whole exception
+            main(["--debug", "run", "raise-multiline", str(image), "-o", str(tmp_path / "out2.png"), "-q"])
+    finally:
+        plugin_host.reset_registry()
+        sys.modules.pop("nfplug_raise", None)
+
+
+def test_a_long_single_line_error_is_cut() -> None:
+    from neurofilters.plugin_host.cli.main import UNEXPECTED_LIMIT, unexpected_error_line
+
+    line = unexpected_error_line(RuntimeError("x" * 5000))
+    assert "\n" not in line and len(line) < UNEXPECTED_LIMIT + 120
+    assert line.endswith("(run with --debug for the whole message and the traceback)")
+    assert unexpected_error_line(RuntimeError("short")) == (
+        "neurofilters: error: RuntimeError: short (run with --debug for the traceback)"
+    )
+    assert unexpected_error_line(KeyError()) == "neurofilters: error: KeyError (run with --debug for the traceback)"

@@ -137,6 +137,24 @@ def test_plugin_command_cannot_take_a_host_command_name(site: Path) -> None:
     assert len([f for f in registry.failures if "'list'" in str(f)]) == 1
 
 
+def test_run_command_refuses_a_plugin_command_named_like_a_host_command(site: Path) -> None:
+    """Python reserves the CLI's names too: a plugin's ``list`` is dropped and cannot be run from Python."""
+    import neurofilters
+
+    make_distribution(site, "nf-cmd", {"nfplug_cmd": COMMAND_PLUGIN.format(name="list")})
+    plugin_host.reset_registry()
+    try:
+        with pytest.raises(RegistryError, match="'list' is a command of neurofilters itself") as raised:
+            neurofilters.run_command("list")
+        assert "\n" not in str(raised.value)
+        registry = plugin_host.get_registry()
+        assert "list" not in registry.commands
+        [failure] = [f for f in registry.failures if "'list'" in str(f)]
+        assert "provided by neurofilters itself and nfplug_cmd (nf-cmd)" in str(failure)
+    finally:
+        plugin_host.reset_registry()
+
+
 def test_host_commands_are_exactly_the_parsers_own_subcommands() -> None:
     registry = build_registry(autoload=False)
     parser = build_parser(registry)

@@ -192,3 +192,55 @@ def test_an_empty_or_truncated_keras_file_is_one_line(
     assert main(["classify", str(photo), "--model", str(model)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"is not a readable Keras archive (size {size} bytes" in err and "File not found" not in err
+
+
+
+@pytest.fixture(scope="module")
+def fixed_size_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A textbook CNN fixed to 64 x 64: convolutions, Flatten, Dense (a user's small network)."""
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(6, 3, strides=2, activation="relu", name="c1")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="c2")(x)
+    outputs = keras.layers.Dense(5, name="scores")(keras.layers.Flatten(name="flat")(x))
+    path = tmp_path_factory.mktemp("fixed") / "fixed64.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def test_activation_maps_and_inversion_resize_to_a_fixed_input_size(fixed_size_file: Path) -> None:
+    """The photo (90 x 120, not 64 x 64) is resized to the network's input; the output keeps the photo's size."""
+    import neurofilters
+
+    photo = np.random.default_rng(3).random((90, 120, 3), dtype=np.float32)
+    model = os.fspath(fixed_size_file)
+    overlay = neurofilters.apply("activation-maps", photo, model=model, layer="c2", display="overlay", channel=1)
+    assert overlay.shape == (90, 120, 3) and np.isfinite(overlay.pixels).all()
+    grid = neurofilters.apply("activation-maps", photo, model=model, layer="c2", select="top", count=4)
+    assert "4 of 8 channels of c2 (29x29 each)" in grid.summary
+    inverted = neurofilters.apply("feature-inversion", photo, model=model, layer="c1", steps=2, work_size=48)
+    assert inverted.shape == (90, 120, 3) and np.isfinite(inverted.pixels).all()
+
+
+def test_an_overlay_on_a_fixed_input_size_lines_up_with_the_photo(tmp_path: Path) -> None:
+    """A 1x1 convolution reading the red channel of a left-to-right red ramp: the map follows the ramp across the
+    whole width (measured at the working size, the map of the network's 64 x 64 landed in the left part only)."""
+    import keras
+
+    import neurofilters
+
+    inputs = keras.Input((64, 64, 3))
+    red = keras.layers.Conv2D(1, 1, name="red")
+    outputs = red(inputs)
+    red.set_weights([np.array([1.0, 0.0, 0.0], np.float32).reshape(1, 1, 3, 1), np.zeros(1, np.float32)])
+    keras.Model(inputs, outputs).save(tmp_path / "red64.keras")
+    photo = np.zeros((90, 120, 3), np.float32)
+    photo[:, :, 0] = np.linspace(0.0, 1.0, 120, dtype=np.float32)[None, :]
+    result = neurofilters.apply("activation-maps", photo, model=os.fspath(tmp_path / "red64.keras"), layer="red",
+                                display="overlay", channel=0, opacity=1.0).pixels
+    assert result.shape == (90, 120, 3)
+    # Full opacity at the right edge (the map's maximum); half way across, the map is about half, so the photo shows.
+    assert np.abs(result[:, 60] - result[:, 119]).max() > 0.05
+    columns = result.mean(axis=(0, 2))
+    assert np.corrcoef(np.arange(120)[:100], np.abs(columns[:100] - columns[119]))[0, 1] < -0.9

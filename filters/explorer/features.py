@@ -11,7 +11,7 @@ from neurofilters.plugin_host import ParameterError
 
 from .render import resize
 
-__all__ = ["activations", "centre_to_aspect", "spatial_layer", "work_image", "work_shape"]
+__all__ = ["activations", "centre_to_aspect", "network_image", "spatial_layer", "work_image", "work_shape"]
 
 
 def spatial_layer(model: Any, layer: str, *, param: str = "layer") -> str:
@@ -63,6 +63,29 @@ def work_image(image: np.ndarray, work_size: int, min_size: int = 32, fixed: tup
         return resize(centre_to_aspect(rgb, *fixed), *fixed)
     height, width = work_shape(image.shape[0], image.shape[1], work_size, min_size)
     return resize(rgb, height, width)
+
+
+def network_image(image: np.ndarray, work_size: int, model: Any) -> np.ndarray:
+    """``image`` as a single-image filter feeds it to ``model``, every pixel kept.
+
+    A network with a fixed input size (``ZooModel.fixed_input``, e.g. a
+    ``.keras`` built on ``Input(shape=(64, 64, 3))``) takes only that size: the
+    whole image is resized to it, aspect not kept, so a result drawn back at
+    the input's size lines up with the photo. Any other network gets
+    :func:`work_image`'s working size.
+
+    Args:
+        image: float ``H x W x C`` (the first three channels are used).
+        work_size: Longer side of the working image (0: kept); ignored for a fixed input size.
+        model: A zoo model handle (``min_size``, ``fixed_input``).
+
+    Returns:
+        float32 ``h x w x 3``.
+    """
+    fixed = getattr(model, "fixed_input", None)
+    if fixed is not None:
+        return resize(np.asarray(image[:, :, :3], np.float32), *fixed)
+    return work_image(image, work_size, model.min_size)
 
 
 def centre_to_aspect(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from neurofilters.plugin_host import FilterContext, ParameterError
 
-from .features import activations, spatial_layer, work_image
+from .features import activations, network_image, spatial_layer
 from .receptive import receptive_field
 from .render import colorize, grid, label_tile, resize
 
@@ -109,7 +109,7 @@ def run_activation_maps(image: np.ndarray, params: Mapping[str, Any], context: F
     context.progress(0.0, f"loading model {params['model']}")
     model = context.load_model(params["model"])
     layer = spatial_layer(model, params["layer"])
-    work = work_image(image, int(params["work_size"]), model.min_size)
+    work = network_image(image, int(params["work_size"]), model)
     context.progress(0.3, f"running {model.name} to {layer}")
     maps = activations(model, [layer], work[None])[0][0]
     context.progress(0.7, "drawing")

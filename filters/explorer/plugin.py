@@ -19,7 +19,7 @@ ACTIVATION_MAPS_PARAMS: tuple[Param, ...] = (
     Param("normalize", "choice", "channel", "grid: scale each map by its own range (shapes stand out) or all maps by one shared range (strengths compare).", choices=("channel", "shared"), label="Normalisation"),
     Param("colormap", "choice", "viridis", "Colours of the maps (low to high).", choices=_COLORMAPS),
     Param("opacity", "float", 0.75, "overlay: opacity of the map where the channel is most active.", minimum=0.0, maximum=1.0),
-    Param("work_size", "int", 224, "The longer side the image is resized to before the network (224: the scale it was trained at; 0: as it is).", minimum=0, maximum=2048, advanced=True),
+    Param("work_size", "int", 224, "The longer side the image is resized to before the network (224: the scale it was trained at; 0: as it is). A network with a fixed input size (a .keras built on Input(shape=(64, 64, 3))) takes the whole image resized to that size instead.", minimum=0, maximum=2048, advanced=True),
     Param("cell_size", "int", 96, "grid: side of each map in pixels (cells are shown as blocks, one per position).", minimum=16, maximum=1024, advanced=True),
     Param("labels", "bool", True, "grid: write the channel number and mean activation under each map.", advanced=True),
 )
@@ -28,7 +28,7 @@ FEATURE_INVERSION_PARAMS: tuple[Param, ...] = (
     Param("model", "model", "lite0", "Network whose features are inverted."),
     Param("layer", "layer", "block3", "Layer whose activations the image is rebuilt from: shallow layers keep nearly everything, deep ones keep what matters for recognition."),
     Param("steps", "int", 200, "Optimisation steps (Adam on the spectral image).", minimum=1, maximum=5000),
-    Param("work_size", "int", 160, "The longer side the image is rebuilt at (the result is resized to the input's size).", minimum=32, maximum=1024),
+    Param("work_size", "int", 160, "The longer side the image is rebuilt at (the result is resized to the input's size). A network with a fixed input size takes the whole image resized to that size instead.", minimum=32, maximum=1024),
     Param("tv_weight", "float", 0.02, "Total-variation prior: higher values give smoother reconstructions.", minimum=0.0, maximum=10.0, label="TV weight", advanced=True),
     Param("learning_rate", "float", 0.05, "Adam's step on the spectrum.", minimum=1e-4, maximum=1.0, advanced=True),
 )

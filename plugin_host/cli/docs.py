@@ -8,12 +8,13 @@ and a test fails when a page is out of date with its filter's declaration.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from ..core.params import Param, format_value
 from ..core.specs import FilterSpec
 
-__all__ = ["param_rows", "markdown_table", "text_table", "refresh_markdown", "BLOCK_RE"]
+__all__ = ["param_rows", "Presets", "preset_rows", "presets_text", "markdown_table", "text_table", "refresh_markdown", "BLOCK_RE"]
 
 BLOCK_RE = re.compile(r"<!-- params:(?P<name>[a-z0-9-]+):start -->\n.*?<!-- params:(?P=name):end -->", re.S)
 _HEADERS = ("flag", "type", "default", "allowed", "description")
@@ -26,6 +27,57 @@ def param_rows(params: Sequence[Param]) -> list[tuple[str, str, str, str, str]]:
         default = "required" if param.required else format_value(param, param.default)
         rows.append((param.flag, param.kind, default if default != "" else '""', param.allowed(), param.help))
     return rows
+
+
+class Presets(Protocol):
+    """What the presets section reads: a :class:`FilterSpec` or the API's ``FilterInfo``."""
+
+    params: tuple[Param, ...]
+    presets: Mapping[str, Mapping[str, Any]]
+    preset_param: str
+    model_presets: Mapping[str, str]
+
+
+def preset_rows(spec: Presets) -> list[tuple[str, str]]:
+    """One row per declared preset of ``spec``: its name and what it sets, written as flags a user could type.
+
+    The ``auto`` preset of a filter with ``model_presets`` says which preset each
+    listed model picks; an empty preset says it keeps the declared defaults.
+
+    Args:
+        spec: The filter (one without presets gives no rows).
+
+    Returns:
+        ``[(preset, what it sets), ...]`` in declaration order.
+    """
+    index = {param.name: param for param in spec.params}
+    rows = []
+    for name, values in spec.presets.items():
+        if name == "auto" and spec.model_presets:
+            picks = ", ".join(f"{model} -> {preset}" for model, preset in spec.model_presets.items())
+            sets = f"the chosen model's preset ({picks}); any other model: the declared defaults"
+        elif not values:
+            sets = "nothing: the declared defaults"
+        else:
+            sets = " ".join(f"{index[key].flag} {format_value(index[key], value)}" for key, value in values.items())
+        rows.append((name, sets))
+    return rows
+
+
+def presets_text(spec: Presets, *, width: int | None = None) -> str:
+    """The presets section of ``neurofilters describe`` (empty when the filter declares none).
+
+    Args:
+        spec: The filter.
+        width: Characters per line (see :func:`text_table`).
+    """
+    rows = preset_rows(spec)
+    if not rows:
+        return ""
+    selector = next(param for param in spec.params if param.name == spec.preset_param)
+    title = (f"Presets ({selector.flag} NAME; a preset sets only the parameters you did not set yourself, "
+             f"default {format_value(selector, selector.default)}):")
+    return text_table(rows, ("preset", "sets"), width=width, title=title)
 
 
 def markdown_table(spec: FilterSpec) -> str:

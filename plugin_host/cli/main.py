@@ -23,7 +23,7 @@ from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
 from .args import PROG, Parser, filter_parser, folder_path, help_text
 
-__all__ = ["HOST_COMMANDS", "main", "build_parser", "command_parser", "UsageError"]
+__all__ = ["HOST_COMMANDS", "main", "build_parser", "command_parser", "unexpected_error_line", "UsageError"]
 
 #: The host's own subcommands. The CLI owns these names and hands them to the registry
 #: (:meth:`Registry.reserve_commands`), which drops a plugin command that takes one.
@@ -165,6 +165,10 @@ def _cmd_describe(args: argparse.Namespace, registry: Registry) -> int:
         rows = [(flag, default, f"{help_text} Allowed: {allowed}.") for flag, _, default, allowed, help_text in _docs.param_rows(params)]
         print()
         print(_docs.text_table(rows, ("flag", "default", "what it does"), title=f"{title}:"))
+    presets = _docs.presets_text(spec)
+    if presets:
+        print()
+        print(presets)
     print(f"\nUsage: neurofilters run {spec.name} INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]")
     print("Bool flags: --flag, --flag true|false, --no-flag.")
     return 0
@@ -446,8 +450,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # an unexpected failure: one line, traceback with --debug
         if debug:
             raise
-        print(f"{PROG}: error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        print(unexpected_error_line(error), file=sys.stderr)
         return 1
+
+
+#: The longest message of an unexpected error the command line prints (the rest: ``--debug``).
+UNEXPECTED_LIMIT = 200
+
+
+def unexpected_error_line(error: BaseException, limit: int = UNEXPECTED_LIMIT) -> str:
+    """The one line the command line prints for an unexpected exception (without ``--debug``).
+
+    A framework's message can run over many lines (a Keras error quotes the
+    layer's call and its arguments): only its first non-empty line is shown,
+    cut to ``limit`` characters, and the line says how to see the rest.
+
+    Args:
+        error: The exception.
+        limit: Most characters of the message shown.
+
+    Returns:
+        ``neurofilters: error: TYPE: FIRST LINE (run with --debug ...)``, without a newline.
+    """
+    try:
+        text = str(error)
+    except Exception:  # a broken __str__ must not hide the error's type
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    cut = len(lines) > 1 or len(first) > limit
+    if len(first) > limit:
+        first = first[: limit - 1].rstrip() + "…"
+    head = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    hint = "run with --debug for the whole message and the traceback" if cut else "run with --debug for the traceback"
+    return f"{PROG}: error: {head} ({hint})"
 
 
 if __name__ == "__main__":

@@ -96,10 +96,12 @@ class FilterContext:
         given: The parameters the user set explicitly (CLI flags typed, keys
             written in a batch pipeline or ``--params`` file, keyword arguments
             of the Python API, what the GIMP plug-in says was set), whatever
-            their values. A preset or an ``auto`` setting changes only the
-            others: an explicit value always wins, even one equal to the default.
-            ``None`` when the caller did not say (a context made by hand);
-            filters then treat a value differing from its default as given.
+            their values; ``None`` when the caller did not say (a context made
+            by hand). Information only: the host has already applied the
+            filter's declared presets (``FilterSpec.presets``, through
+            :func:`~.call.resolve_presets`) before the filter runs, so a filter
+            reads final values and needs no preset logic of its own. A filter
+            may still use it for an ``auto`` setting of its own.
     """
 
     def __init__(
