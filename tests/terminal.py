@@ -61,6 +61,8 @@ def run_on_terminal(
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     environment = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows), **(env or {})}
     environment.pop("NO_COLOR", None)
+    if "NEUROFILTERS_QUIET_NATIVE" not in (env or {}):
+        environment.pop("NEUROFILTERS_QUIET_NATIVE", None)  # the default, whatever an earlier test left behind
     start = time.monotonic()
     process = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, env=environment, close_fds=True)
     os.close(slave)

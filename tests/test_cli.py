@@ -373,6 +373,9 @@ def test_an_unexpected_multiline_error_is_one_short_line(
     site = make_distribution(tmp_path / "site", "nf-raise", {"nfplug_raise": RAISING_PLUGIN})
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD", "")
+    # main(["--debug", ...]) sets NEUROFILTERS_QUIET_NATIVE=0 in this process: monkeypatch takes it back afterwards
+    # (leaked, it let TensorFlow's lines through in every later test's subprocess)
+    monkeypatch.setenv("NEUROFILTERS_QUIET_NATIVE", "1")
     image = tmp_path / "in.png"
     Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(image)
     plugin_host.reset_registry()
