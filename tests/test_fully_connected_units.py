@@ -67,8 +67,8 @@ def _weights(model, name: str) -> list[np.ndarray]:
     return [np.asarray(w, np.float64) for w in model.keras_model.get_layer(name).get_weights()]
 
 
-def _direct_gradient(model, image: np.ndarray, unit: int, *, guided: bool) -> np.ndarray:
-    """d hidden[unit] / d pixels, written out with TensorFlow ops and the ReLU rule of guided backprop."""
+def _relu(guided: bool):
+    """The rectifier of the direct computations: plain, or with guided backprop's gradient rule."""
     import tensorflow as tf
 
     @tf.custom_gradient
@@ -78,7 +78,14 @@ def _direct_gradient(model, image: np.ndarray, unit: int, *, guided: bool) -> np
 
         return tf.nn.relu(z), grad
 
-    relu = guided_relu if guided else tf.nn.relu
+    return guided_relu if guided else tf.nn.relu
+
+
+def _direct_gradient(model, image: np.ndarray, unit: int, *, guided: bool) -> np.ndarray:
+    """d hidden[unit] / d pixels, written out with TensorFlow ops and the ReLU rule of guided backprop."""
+    import tensorflow as tf
+
+    relu = _relu(guided)
     (k1, b1), (k2, b2), (w3, b3) = (_weights(model, name) for name in ("conv1", "conv2", "hidden"))
     pixels = tf.Variable(image[None].astype(np.float64))
     with tf.GradientTape() as tape:
@@ -243,14 +250,7 @@ def headed():
 def _headed_direct(model, image: np.ndarray, layer: str, unit: int, *, guided: bool) -> np.ndarray:
     import tensorflow as tf
 
-    @tf.custom_gradient
-    def guided_relu(z):
-        def grad(upstream):
-            return tf.nn.relu(upstream) * tf.cast(z > 0, upstream.dtype)
-
-        return tf.nn.relu(z), grad
-
-    relu = guided_relu if guided else tf.nn.relu
+    relu = _relu(guided)
     weights = {layer.name: [np.asarray(w, np.float64) for w in layer.get_weights()]
                for layer in [*model.keras_model.layers, *model._classifier_head.layers] if layer.get_weights()}
     pixels = tf.Variable(image[None].astype(np.float64))
