@@ -22,7 +22,7 @@ from . import docs as _docs
 
 __all__ = [
     "PROG", "Parser", "folder_path", "filter_parser", "metavar", "option_names", "parse_filter_flags", "flag_error", "suggest_flag",
-    "unknown_flags_message",
+    "print_help_with_filter", "unknown_flags_message",
 ]
 
 PROG = "neurofilters"
@@ -127,6 +127,20 @@ def help_text(text: str) -> str:
     argparse formats every help string with ``%``, so an unescaped ``% i`` raised a ``TypeError`` in ``--help``.
     """
     return text.replace("%", "%%")
+
+
+def print_help_with_filter(parser: argparse.ArgumentParser, spec: FilterSpec | None, prog: str | None = None) -> None:
+    """A command's ``--help``, followed by the parameters of the filter it was given (``run``, ``batch``, ``video``).
+
+    Args:
+        parser: The command's parser.
+        spec: The filter named on the command line, or ``None`` (the command's help alone).
+        prog: The program name the filter's usage line shows (:func:`filter_parser`'s).
+    """
+    parser.print_help()
+    if spec is not None:
+        print()
+        filter_parser(spec, prog).print_help()
 
 
 def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:

@@ -171,15 +171,12 @@ def run_batch_command(args: argparse.Namespace, extra: list[str], registry: Any)
     from ..batch.template import check_template
     from ..core.errors import ParameterError
     from ..core.params import parse_seed, validate_params
-    from .args import PROG, filter_parser, flag_error, option_names, parse_filter_flags
+    from .args import PROG, flag_error, option_names, parse_filter_flags, print_help_with_filter
 
     parser: argparse.ArgumentParser = args.batch_parser
     spec = registry.get_filter(args.filter_name) if args.filter_name else None
     if args.help:
-        parser.print_help()
-        if spec is not None:
-            print()
-            filter_parser(spec).print_help()
+        print_help_with_filter(parser, spec)
         return EXIT_OK
     if spec is not None and args.pipeline:
         raise _usage("give either --filter or --pipeline, not both")

@@ -21,7 +21,7 @@ from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, distribution_version, get_registry
 from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
-from .args import PROG, Parser, filter_parser, folder_path, help_text
+from .args import PROG, Parser, folder_path, help_text, print_help_with_filter
 
 __all__ = ["HOST_COMMANDS", "main", "build_parser", "command_parser", "unexpected_error_line", "UsageError"]
 
@@ -229,9 +229,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str], registry: Registry) -> 
     spec = registry.get_filter(args.filter)
     command = f"{PROG} run {spec.name}"
     if args.help:
-        run_parser.print_help()
-        print()
-        filter_parser(spec).print_help()
+        print_help_with_filter(run_parser, spec)
         return 0
     if args.input is None or args.output is None:
         stray = f" Received after the filter name: {shorten(' '.join(extra))}." if extra else ""

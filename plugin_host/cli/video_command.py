@@ -84,15 +84,12 @@ def run_video_command(args: argparse.Namespace, extra: list[str], registry: Any)
     from ..imageio.values import load_image_params
     from ..video.media import VIDEO_SUFFIXES, open_source
     from ..video.run import VideoJob, run_video
-    from .args import PROG, filter_parser, flag_error, option_names, parse_filter_flags
+    from .args import PROG, flag_error, option_names, parse_filter_flags, print_help_with_filter
 
     parser: argparse.ArgumentParser = args.video_parser
     spec = registry.get_filter(args.filter_name) if args.filter_name else None
     if args.help:
-        parser.print_help()
-        if spec is not None:
-            print()
-            filter_parser(spec, f"{PROG} video --filter {spec.name}").print_help()
+        print_help_with_filter(parser, spec, f"{PROG} video --filter {spec.name}" if spec is not None else None)
         return 0
     if spec is None or args.input is None or args.output is None:
         raise UsageError(f"'video' needs INPUT, -o OUTPUT and --filter NAME; usage: {_USAGE}")
