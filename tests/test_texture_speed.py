@@ -78,3 +78,16 @@ def test_small_outputs_get_more_iterations_by_default_only() -> None:
     assert default_steps(8, (128, 128), default) == 32
     assert default_steps(8, (32, 32), default) == 32  # at most x4
     assert default_steps(8, (128, 128), chosen) == 8  # what the user asks for is what runs
+
+
+def test_the_default_layers_are_recognised_in_their_parsed_form() -> None:
+    """The host hands ``--layers auto`` over parsed, as ``(("auto", 1.0),)``: the finest octave's shallow layer set
+    (FINE_LAYERS) must still apply to the default run (it did not: the check compared with the string only)."""
+    from neurofilters.filters.texture.plugin import TEXTURE_PARAMS
+    from neurofilters.filters.texture.synthesis import is_auto_layers
+    from neurofilters.plugin_host import validate_params
+
+    parsed = validate_params(TEXTURE_PARAMS, {}, check_required=False)
+    assert is_auto_layers(parsed["layers"]), parsed["layers"]
+    assert is_auto_layers("auto") and is_auto_layers(None)
+    assert not is_auto_layers(validate_params(TEXTURE_PARAMS, {"layers": "block1_conv1:1"}, check_required=False)["layers"])

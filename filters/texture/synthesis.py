@@ -15,7 +15,7 @@ from .engine import GramEngine, Objective, optimise
 from .plugin import DEFAULT_TEXTURE_LAYERS
 
 __all__ = [
-    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
+    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "is_auto_layers", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
     "rgb_of", "run_texture", "synthesise", "use_xla",
 ]
 
@@ -38,11 +38,18 @@ def rgb_of(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(colour, 0.0, 1.0), dtype=np.float32)
 
 
+def is_auto_layers(layers: Any) -> bool:
+    """Whether a layers parameter asks for the default set: ``"auto"``, ``None`` or the parsed form ``(("auto", 1.0),)``."""
+    if layers in ("auto", None):
+        return True
+    return isinstance(layers, (tuple, list)) and len(layers) == 1 and isinstance(layers[0], (tuple, list)) and layers[0][0] == "auto"
+
+
 def resolve_layers(model: Any, layers: Any, auto: str, param: str) -> list[tuple[str, float]]:
     """Raw layer names and weights: ``auto`` means ``auto`` on VGG-like networks (``blockN_...`` names)."""
     from neurofilters.plugin_host import parse_weighted_layers
 
-    if layers in ("auto", None) or (isinstance(layers, tuple) and len(layers) == 1 and layers[0][0] == "auto"):
+    if is_auto_layers(layers):
         try:
             return [(model.resolve_layer(name), weight) for name, weight in parse_weighted_layers(auto)]
         except ParameterError:
@@ -316,7 +323,7 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
     context.progress(0.0, "preparing the network")
     engine = build_engine(context, params, [name for name, _ in layers], None)
     wrap = bool(params["tileable"])
-    auto_layers = params.get("layers", "auto") in ("auto", None)
+    auto_layers = is_auto_layers(params.get("layers", "auto"))
     result, history = synthesise(
         engine,
         sample,
