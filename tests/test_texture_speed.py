@@ -91,3 +91,23 @@ def test_the_default_layers_are_recognised_in_their_parsed_form() -> None:
     assert is_auto_layers(parsed["layers"]), parsed["layers"]
     assert is_auto_layers("auto") and is_auto_layers(None)
     assert not is_auto_layers(validate_params(TEXTURE_PARAMS, {"layers": "block1_conv1:1"}, check_required=False)["layers"])
+
+
+def test_shallow_objectives_get_a_narrower_surround_with_the_same_statistics() -> None:
+    """The finest octave matches layers up to block2_pool (stride 4): an 8 px mirrored surround gives their Gram
+    matrices exactly as the full 16 px one does (their receptive fields reach 6 px beyond the cell), at fewer pixels."""
+    from neurofilters.filters.texture import synthesis
+    from neurofilters.filters.texture.engine import Objective
+
+    layers = ["block1_conv1", "block1_pool", "block2_pool", "block3_pool", "block4_pool"]
+    engine = synthesis.build_engine(FilterContext(seed=0), {"model": "vgg16-hed", "precision": "float32", "tile_size": 512}, layers, None)
+    image = np.random.default_rng(0).random((48, 40, 3)).astype(np.float32)
+    targets = engine.gram_targets(image, "reflect")
+    assert engine.reflect_margin == 16
+    assert engine.surround(Objective(targets, [1.0, 1.0, 1.0, 0.0, 0.0])) == 8
+    assert engine.surround(Objective(targets, [1.0, 0.0, 0.0, 0.0, 0.0])) == 2
+    assert engine.surround(Objective(targets, [1.0] * 5)) == 16
+    narrow, counts, _ = engine._forward_stats(image, "reflect", None, 8)
+    for index in range(3):
+        np.testing.assert_allclose(narrow[index] / counts[index], targets[index], rtol=1e-4, atol=1e-6 * float(np.abs(targets[index]).max()))
+    assert not np.allclose(narrow[4] / counts[4], targets[4], rtol=1e-3)  # block4_pool does see the difference
