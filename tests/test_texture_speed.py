@@ -26,6 +26,8 @@ def test_octave_steps_pyramid_and_flat() -> None:
 
     assert octave_steps(10, 4) == [80, 40, 20, 10]
     assert octave_steps(100, 3) == [MAX_OCTAVE_STEPS, MAX_OCTAVE_STEPS, 100]
+    assert octave_steps(8, 4, most=32) == [32, 32, 16, 8]  # the texture filter's cap
+    assert octave_steps(40, 2, most=32) == [40, 40]  # or --steps if more
     assert octave_steps(7, 1) == [7]
     assert octave_steps(7, 3, "flat") == [7, 7, 7]
     with pytest.raises(ValueError, match="Received: schedule='steep'"):
@@ -111,3 +113,4 @@ def test_shallow_objectives_get_a_narrower_surround_with_the_same_statistics() -
     for index in range(3):
         np.testing.assert_allclose(narrow[index] / counts[index], targets[index], rtol=1e-4, atol=1e-6 * float(np.abs(targets[index]).max()))
     assert not np.allclose(narrow[4] / counts[4], targets[4], rtol=1e-3)  # block4_pool does see the difference
+
