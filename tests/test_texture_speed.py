@@ -26,6 +26,8 @@ def test_octave_steps_pyramid_and_flat() -> None:
 
     assert octave_steps(10, 4) == [80, 40, 20, 10]
     assert octave_steps(100, 3) == [MAX_OCTAVE_STEPS, MAX_OCTAVE_STEPS, 100]
+    assert octave_steps(8, 4, most=32) == [32, 32, 16, 8]  # the texture filter's cap
+    assert octave_steps(40, 2, most=32) == [40, 40]  # or --steps if more
     assert octave_steps(7, 1) == [7]
     assert octave_steps(7, 3, "flat") == [7, 7, 7]
     with pytest.raises(ValueError, match="Received: schedule='steep'"):
@@ -78,3 +80,37 @@ def test_small_outputs_get_more_iterations_by_default_only() -> None:
     assert default_steps(8, (128, 128), default) == 32
     assert default_steps(8, (32, 32), default) == 32  # at most x4
     assert default_steps(8, (128, 128), chosen) == 8  # what the user asks for is what runs
+
+
+def test_the_default_layers_are_recognised_in_their_parsed_form() -> None:
+    """The host hands ``--layers auto`` over parsed, as ``(("auto", 1.0),)``: the finest octave's shallow layer set
+    (FINE_LAYERS) must still apply to the default run (it did not: the check compared with the string only)."""
+    from neurofilters.filters.texture.plugin import TEXTURE_PARAMS
+    from neurofilters.filters.texture.synthesis import is_auto_layers
+    from neurofilters.plugin_host import validate_params
+
+    parsed = validate_params(TEXTURE_PARAMS, {}, check_required=False)
+    assert is_auto_layers(parsed["layers"]), parsed["layers"]
+    assert is_auto_layers("auto") and is_auto_layers(None)
+    assert not is_auto_layers(validate_params(TEXTURE_PARAMS, {"layers": "block1_conv1:1"}, check_required=False)["layers"])
+
+
+def test_shallow_objectives_get_a_narrower_surround_with_the_same_statistics() -> None:
+    """The finest octave matches layers up to block2_pool (stride 4): an 8 px mirrored surround gives their Gram
+    matrices exactly as the full 16 px one does (their receptive fields reach 6 px beyond the cell), at fewer pixels."""
+    from neurofilters.filters.texture import synthesis
+    from neurofilters.filters.texture.engine import Objective
+
+    layers = ["block1_conv1", "block1_pool", "block2_pool", "block3_pool", "block4_pool"]
+    engine = synthesis.build_engine(FilterContext(seed=0), {"model": "vgg16-hed", "precision": "float32", "tile_size": 512}, layers, None)
+    image = np.random.default_rng(0).random((48, 40, 3)).astype(np.float32)
+    targets = engine.gram_targets(image, "reflect")
+    assert engine.reflect_margin == 16
+    assert engine.surround(Objective(targets, [1.0, 1.0, 1.0, 0.0, 0.0])) == 8
+    assert engine.surround(Objective(targets, [1.0, 0.0, 0.0, 0.0, 0.0])) == 2
+    assert engine.surround(Objective(targets, [1.0] * 5)) == 16
+    narrow, counts, _ = engine._forward_stats(image, "reflect", None, 8)
+    for index in range(3):
+        np.testing.assert_allclose(narrow[index] / counts[index], targets[index], rtol=1e-4, atol=1e-6 * float(np.abs(targets[index]).max()))
+    assert not np.allclose(narrow[4] / counts[4], targets[4], rtol=1e-3)  # block4_pool does see the difference
+

@@ -25,7 +25,7 @@ _PREVIEW_STYLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 DEFAULT_STEPS = 8
 
 _ENGINE = (
-    Param("steps", "int", DEFAULT_STEPS, "Optimiser iterations at the full size (L-BFGS; Adam above about 1.4 megapixels); left at its default, smaller outputs than 512 x 512 get more (x sqrt(512²/pixels), at most x4: 32 at 128 x 128); each coarser octave runs twice as many as the next, at most 200 (or --steps if more), and an octave stops early once its loss falls by less than 0.1 % in 5 iterations.", minimum=1, maximum=5000),
+    Param("steps", "int", DEFAULT_STEPS, "Optimiser iterations at the full size (L-BFGS; Adam above about 1.4 megapixels); left at its default, smaller outputs than 512 x 512 get more (x sqrt(512²/pixels), at most x4: 32 at 128 x 128); each coarser octave runs twice as many as the next, at most 32 for texture and 200 for style-transfer (or --steps if more), and an octave stops early once its loss falls by less than 0.1 % in 5 iterations.", minimum=1, maximum=5000),
     Param("octaves", "int", 0, "Coarse-to-fine scales, each half the size of the next (0 = automatic: halve while the smaller side stays at least 64 px, at most 4).", minimum=0, maximum=8),
     Param("model", "model", "vgg16-hed", "Network whose feature statistics are matched: the embedded VGG16 backbone (vgg16-hed) or any zoo model with --layers naming its layers."),
     Param("precision", "choice", "auto", "Arithmetic of the network: auto (bfloat16 where it is about twice as fast, float32 elsewhere), float32 or bfloat16.", choices=PRECISIONS, group="Engine", advanced=True),
