@@ -13,9 +13,12 @@ from .engine import GramEngine, Objective, optimise
 from .plugin import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
 from .synthesis import STALL, build_engine, default_steps, noise_like, octave_sizes, octave_steps, resolve_layers, rgb_of
 
-#: Style layers of the default set matched at the finest octave (block1_conv1, block2_conv1: a fifth of
-#: the network's cost); the deeper ones and the content were matched at the coarser octaves.
-FINE_STYLE_LAYERS = 2
+#: Style layers matched at the finest octave: 0, every layer and the content. Matching only the two
+#: shallowest there (a fifth of the network's cost, as texture does) saved 20 % CPU but let the picture
+#: drift from the content: content-layer distance over style distance 0.22 -> 0.59 (chelsea with
+#: coffee at 384², AVX2). The old check compared the parsed ``--style-layers`` with ``"auto"`` and never
+#: applied it, so the default always matched everything; this keeps that, on purpose.
+FINE_STYLE_LAYERS = 0
 
 __all__ = ["keep_colours", "run_style_transfer", "transfer"]
 
@@ -170,7 +173,7 @@ def run_style_transfer(image: np.ndarray, params: dict[str, Any], context: Any) 
         progress=context.progress,
         schedule="pyramid",
         stall=STALL,
-        fine_layers=FINE_STYLE_LAYERS if params.get("style_layers", "auto") in ("auto", None) else 0,
+        fine_layers=FINE_STYLE_LAYERS,
     )
     if params.get("keep_colours"):
         result = keep_colours(result, content)
