@@ -318,6 +318,34 @@ def _trainer(model: Any, objective: Objective, canvas: SpectralCanvas, size: int
     return trainer
 
 
+#: Compiled canvas trainers by (model, objective, canvas, views, step) without a photo: building and tracing one
+#: costs about 2 CPU seconds, more than a whole GIMP preview; the next run of the same size reuses it.
+_TRAINERS: dict[tuple[Any, ...], tuple[Any, SpectralCanvas]] = {}
+
+
+def _cached_trainer(
+    model: Any, objective: Objective, initial: np.ndarray, height: int, width: int, views: CanvasViews,
+    learning_rate: float, decay: float, base: np.ndarray | None, mask: np.ndarray | None, pixel: bool,
+) -> tuple[Any, SpectralCanvas]:
+    """A compiled trainer with its canvas set to ``initial`` and a fresh Adam state (a new one when a photo is composited)."""
+    if base is not None:
+        canvas = SpectralCanvas(height, width, initial, decay=decay, base=base, mask=mask, levels=views.levels, pixel=pixel)
+        return _trainer(model, objective, canvas, views.size, learning_rate), canvas
+    key = (id(model), model.name, objective, height, width, views.size, views.levels, float(learning_rate), float(decay), pixel)
+    if key not in _TRAINERS:
+        if len(_TRAINERS) >= 4:
+            _TRAINERS.clear()
+        canvas = SpectralCanvas(height, width, initial, decay=decay, levels=views.levels, pixel=pixel)
+        _TRAINERS[key] = (_trainer(model, objective, canvas, views.size, learning_rate), canvas)
+    trainer, canvas = _TRAINERS[key]
+    canvas.spectrum.assign(np.asarray(initial, np.float32))
+    # Fresh Adam state (step count, moments): the same arithmetic as a new trainer; the learning rate stays.
+    for variable in trainer.optimizer.variables:
+        if variable.name != "learning_rate":
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+    return trainer, canvas
+
+
 def render_canvas(
     model: Any,
     objective: Objective,
@@ -357,8 +385,7 @@ def render_canvas(
     height, width = (int(initial.shape[0]), int(initial.shape[1])) if pixel else (int(initial.shape[2]), int(initial.shape[3]))
     if not pixel:
         initial = half_spectrum(initial, decay)
-    canvas = SpectralCanvas(height, width, initial, decay=decay, base=base, mask=mask, levels=views.levels, pixel=pixel)
-    trainer = _trainer(model, objective, canvas, views.size, learning_rate)
+    trainer, canvas = _cached_trainer(model, objective, initial, height, width, views, learning_rate, decay, base, mask, pixel)
     targets = np.zeros((copies,), np.float32)
     warm = None
     for step in range(steps):
