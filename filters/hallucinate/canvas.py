@@ -390,17 +390,18 @@ def render_canvas(
         initial = half_spectrum(initial, decay)
     trainer, canvas = _cached_trainer(model, objective, initial, height, width, views, learning_rate, decay, base, mask, pixel)
     targets = np.zeros((copies,), np.float32)
-    warm = None
+    traced, warm = canvas.traces, None
     for step in range(steps):
         indices, weights = canvas_views(rng, copies, height, width, views)
         loss = trainer.train_on_batch([indices, weights], targets)
         if warm is None:
-            warm = canvas.traces  # the train step is traced on the first step; every later step has the same shapes
+            warm = canvas.traces  # a new trainer traces its step on the first step; every later step has the same shapes
         if progress is not None:
             progress(step + 1, -float(np.asarray(loss).reshape(-1)[0]))
-    retraced = canvas.traces - (warm or 0)
+    retraced = canvas.traces - (warm if warm is not None else traced)
     (_log.warning if retraced else _log.debug)(
-        "canvas %dx%d: %d steps of %d views, %d traces in warm-up, %d after", height, width, steps, copies, warm or 0, retraced
+        "canvas %dx%d: %d steps of %d views, %d traces in warm-up, %d after",
+        height, width, steps, copies, (warm if warm is not None else traced) - traced, retraced,
     )
     image = np.asarray(ops.convert_to_numpy(canvas.image())[0], np.float32)
     if base is not None:
