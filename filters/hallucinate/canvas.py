@@ -224,7 +224,7 @@ class SpectralCanvas(keras.layers.Layer):
         super().__init__(**kwargs)
         self.height, self.width, self.fill, self.levels = int(height), int(width), float(fill), int(levels)
         self.pixel = bool(pixel)
-        #: Times :meth:`call` ran in Python: once per trace (the functional model's build, the train step's trace).
+        #: Times :meth:`call` ran in Python: once per trace of the train step (the functional build uses compute_output_shape).
         self.traces = 0
         self._scale = half_scale(self.height, self.width, decay)
         self._base = None if base is None else np.asarray(base, np.float32).reshape(-1, 3)
