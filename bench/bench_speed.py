@@ -19,7 +19,8 @@ and the end of the run, the load average at every cell's start and end (two shar
 seconds depend on the neighbours), the process's CPU seconds, and the network evaluations per default
 run: calls of the input-gradient step (forward + gradient), weighted by the pixels they saw over the
 output's pixels, so an octave at half the side counts a quarter (texture and style: the Gram engine's
-steps, margins included; their forward-only statistics passes are not counted).
+steps, margins included; their forward-only statistics passes are not counted; hallucinate on a canvas:
+its views, each one forward + gradient at the network's input size).
 
 ``--save`` stores the table under ``"speed"`` in bench/results.json (one entry per ISA, row and column),
 which the performance page renders.
@@ -102,7 +103,7 @@ class EvaluationCounter:
     """Counts input-gradient steps and the pixels they saw, by wrapping the two places that make them."""
 
     def __init__(self) -> None:
-        """Patch :func:`neurofilters.filters.gradients.make_gradient_fn` and the Gram engine's compiled step."""
+        """Patch :func:`neurofilters.filters.gradients.make_gradient_fn`, the Gram engine's compiled step and hallucinate's canvas views."""
         import neurofilters.filters.gradients as gradients
         from neurofilters.filters.texture import _autodiff
 
@@ -130,6 +131,18 @@ class EvaluationCounter:
 
         gradients.make_gradient_fn = make_gradient_fn
         _autodiff.CompiledNetwork.value_grad_aux = value_grad_aux  # type: ignore[method-assign]
+
+        # hallucinate on a canvas: each step's views (one network evaluation of size x size each).
+        from neurofilters.filters.hallucinate import canvas
+
+        original_views = canvas.canvas_views
+
+        def canvas_views(rng: Any, count: int, height: int, width: int, views: Any) -> Any:
+            counter.calls += count
+            counter.pixels += count * views.size * views.size
+            return original_views(rng, count, height, width, views)
+
+        canvas.canvas_views = canvas_views
 
 
 def _inputs(size: int) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ HALLUCINATE_PARAMS: tuple[Param, ...] = (
     Param("parameterization", "choice", "spectral", "spectral: the image is a learned spectrum with decorrelated colour (sharp, natural colours); pixel: plain pixels from grey and seeded noise (the textbook baseline: high-frequency mush).", choices=("spectral", "pixel"), advanced=True),
     Param("recipe", "choice", "robust", "noise: 'robust' (strong random views, 4 per step; transfers to other networks) or 'lucid' (Lucid's standard transforms, one view per step).", choices=("robust", "lucid"), advanced=True),
     Param("work_size", "int", 224, "Side of the network's views, in pixels (its input size); an image no larger is optimised whole and resized.", minimum=64, maximum=1024, advanced=True),
-    Param("learning_rate", "float", 0.05, "start=noise: Adam's step on the spectrum (start=image: set by the strength).", minimum=1e-4, maximum=1.0, advanced=True),
+    Param("learning_rate", "float", 0.05, "start=noise: Adam's step on the spectrum of a render at the work size; a larger image takes it times sqrt(its side / work size), at most 2x, so its parts get as colourful as a small render (start=image: set by the strength).", minimum=1e-4, maximum=1.0, advanced=True),
 )
 
 ADVERSARIAL_PARAMS: tuple[Param, ...] = (
