@@ -569,7 +569,7 @@ def run_command(command: str, *positional: Any, **options: Any) -> CommandResult
         >>> neurofilters.run_command("classify", "cat.png", top=0)
         Traceback (most recent call last):
         ...
-        neurofilters.plugin_host.core.errors.ParameterError: "top" must be an integer >= 1. Received: top=0
+        neurofilters.plugin_host.core.errors.ParameterError: --top must be an integer >= 1. Received: --top 0
     """
     spec = _command(command)
     if spec.declared:  # validated through the declaration, as the command line validates it
