@@ -210,3 +210,15 @@ def test_the_context_derives_seeds_by_the_hosts_rule() -> None:
     assert context.rng("split").random() == CommandContext(
         command="t", models=plugin_host.ModelCache(), writer_factory=guard_for_paths, seed=5).rng("split").random()
     assert context.rng().random() != context.rng("split").random()
+
+
+def test_a_parameter_may_take_a_name_the_host_uses(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``command`` and ``run_parser`` are the host's own namespace entries; a command's parameters never meet them."""
+    spec = CommandSpec(
+        name="names", help="parameters named like the host's entries",
+        params=(Param("command", "string", None, "a word", positional=True), Param("run_parser", "int", 1, "a number")),
+        run=lambda values, context: (values["command"], values["run_parser"]), render=lambda result, values: print(*result),
+    )
+    monkeypatch.setitem(plugin_host.get_registry().commands, spec.name, spec)
+    assert main(["names", "list", "--run-parser", "3"]) == 0 and capsys.readouterr().out == "list 3\n"
+    assert neurofilters.run_command("names", "list", run_parser=3).value == ("list", 3)

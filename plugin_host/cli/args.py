@@ -22,7 +22,7 @@ from . import docs as _docs
 
 __all__ = [
     "PROG", "Parser", "folder_path", "filter_parser", "metavar", "option_names", "parse_filter_flags", "flag_error", "suggest_flag",
-    "print_help_with_filter", "unknown_flags_message", "add_param_argument", "add_command_arguments", "command_help",
+    "print_help_with_filter", "unknown_flags_message", "add_param_argument", "add_command_arguments", "command_dest", "command_given", "command_help",
 ]
 
 PROG = "neurofilters"
@@ -206,22 +206,35 @@ def add_command_arguments(parser: argparse.ArgumentParser, params: Sequence[Para
     several words); a bool option is a switch (``--overwrite``), as commands
     always had; ``short`` adds the one-letter alias (``-o``); a required option
     is required by argparse too, so a missing one reads the same everywhere.
-    Only typed values land in the namespace (default ``argparse.SUPPRESS``).
+    Only typed values land in the namespace (default ``argparse.SUPPRESS``),
+    each under :func:`command_dest` (so no parameter name meets the host's own
+    namespace entries, such as ``command``).
     """
     for param in params:
+        dest = command_dest(param)
         if param.positional:
             nargs = {"+": "+", "*": "*"}.get(param.nargs, "?" if param.default is not None else None)
-            parser.add_argument(param.name, nargs=nargs, metavar=param.metavar or None, default=argparse.SUPPRESS,
+            parser.add_argument(dest, nargs=nargs, metavar=param.metavar or param.name, default=argparse.SUPPRESS,
                                 help=command_help(param))
             continue
         flags = [flag for flag in (param.short, param.flag) if flag]
         if param.kind == "bool":
-            parser.add_argument(*flags, dest=param.name, action="store_const", const=True, default=argparse.SUPPRESS,
+            parser.add_argument(*flags, dest=dest, action="store_const", const=True, default=argparse.SUPPRESS,
                                 help=command_help(param))
             continue
         nargs = {"+": "+", "*": "*"}.get(param.nargs)
-        parser.add_argument(*flags, dest=param.name, nargs=nargs, required=param.required, default=argparse.SUPPRESS,
+        parser.add_argument(*flags, dest=dest, nargs=nargs, required=param.required, default=argparse.SUPPRESS,
                             metavar=param.metavar or metavar(param.kind), help=command_help(param))
+
+
+def command_dest(param: Param) -> str:
+    """Where a declared command's parameter lands in the parsed namespace (``param:top``)."""
+    return f"param:{param.name}"
+
+
+def command_given(params: Sequence[Param], namespace: argparse.Namespace) -> dict[str, Any]:
+    """The values the user typed for a declared command's ``params``, by parameter name."""
+    return {param.name: getattr(namespace, command_dest(param)) for param in params if hasattr(namespace, command_dest(param))}
 
 
 def parse_filter_flags(spec: FilterSpec, words: Sequence[str], *, prog: str | None = None, host_flags: Iterable[str] = ()) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, distribution_version, get_registry
 from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
-from .args import PROG, Parser, add_command_arguments, folder_path, help_text, print_help_with_filter
+from .args import PROG, Parser, add_command_arguments, command_given, folder_path, help_text, print_help_with_filter
 
 __all__ = ["HOST_COMMANDS", "main", "build_parser", "command_parser", "unexpected_error_line", "UsageError"]
 
@@ -140,7 +140,7 @@ def _run_declared(command: CommandSpec, args: argparse.Namespace) -> int:
         return 2
     from ..invoke import call_command
 
-    given = {param.name: getattr(args, param.name) for param in command.params if hasattr(args, param.name)}
+    given = command_given(command.params, args)
 
     def announce(line: str) -> None:
         print(line, flush=True)
