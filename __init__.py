@@ -26,6 +26,7 @@ from .plugin_host.api import CommandResult, FilterInfo, Result, apply, describe,
 from .commands import atlas, classify, explore_patches, explore_similar, finetune, fit_noise, layers, saliency_check
 from .plugin_host.core.hookspecs import hookimpl
 from .plugin_host.core.params import Param
+from .plugin_host.core.commands import CommandContext
 from .plugin_host.core.specs import CommandSpec, FilterSpec, ModelSpec
 from .plugin_host.core.errors import (
     ImageIOError,
@@ -36,6 +37,7 @@ from .plugin_host.core.errors import (
 )
 
 __all__ = [
+    "CommandContext",
     "CommandResult",
     "CommandSpec",
     "FilterInfo",

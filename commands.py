@@ -1,16 +1,18 @@
 """The command line's commands as typed Python functions: ``neurofilters.classify``, ``layers``, ``finetune`` ...
 
 Each function is a call of :func:`neurofilters.run_command` with the command's
-own options as keyword arguments: the command's argparse parser reads them, so
-validation and messages are the command line's (a bad value raises the
-:class:`~neurofilters.ParameterError` or :class:`~neurofilters.plugin_host.UsageError`
-that ``neurofilters COMMAND`` reports with exit code 2, with the same text),
-and files are written through the host's guarded writer. The functions return
-the command's result object (rows, a table, a report, the paths written)
-instead of printing it. Importing this module imports no framework.
+declared parameters as arguments: the host validates them against the
+command's declaration (its ``Param``s), as the command line does, so a bad value
+raises the :class:`~neurofilters.ParameterError` (or, for a missing required
+one, the :class:`~neurofilters.plugin_host.UsageError`) that ``neurofilters
+COMMAND`` reports with exit code 2, with the same text, and files are written
+through the host's guarded writer. The functions return the command's result
+object (rows, a table, a report, the paths written) instead of printing it.
+Importing this module imports no framework.
 
-:data:`COMMAND_FUNCTIONS` maps each built-in command to its function (the tests
-check every registered command has one and that its keywords are the command's options).
+:data:`COMMAND_FUNCTIONS` maps each built-in command to its function; the tests
+check every registered command has one and that its arguments and defaults are
+the command's declared parameters.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
-from .plugin_host.api import CommandResult, run_command
+from .plugin_host.api import run_command
 
-if TYPE_CHECKING:  # the result types live beside each command's compute function
+if TYPE_CHECKING:  # the result types live beside each command's run function
+    from .filters.explorer.atlas import AtlasResult
+    from .filters.explorer.patches import PatchesResult
+    from .filters.explorer.similar import SimilarResult
     from .filters.finetune.train import FinetuneResult
     from .filters.hallucinate.fit_noise import NoiseFit
     from .filters.saliency.commands import SaliencyCheck
@@ -62,7 +67,7 @@ def classify(images: PathText | Sequence[PathText], *, model: str = "lite0", top
         >>> neurofilters.classify("photo.jpg", top=0)
         Traceback (most recent call last):
         ...
-        neurofilters.plugin_host.core.errors.ParameterError: "top" must be an integer >= 1. Received: top=0
+        neurofilters.plugin_host.core.errors.ParameterError: --top must be an integer >= 1. Received: --top 0
     """
     paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     return run_command("classify", *paths, model=model, top=top).value  # type: ignore[no-any-return]
@@ -148,7 +153,7 @@ def saliency_check(
         >>> neurofilters.saliency_check("lite0", "photo.jpg", methods="sharpen")
         Traceback (most recent call last):
         ...
-        neurofilters.plugin_host.core.errors.ParameterError: "methods" must be a comma-separated list of ...
+        neurofilters.plugin_host.core.errors.ParameterError: --methods must be a comma-separated list of ...
     """
     return run_command(  # type: ignore[no-any-return]
         "saliency-check", model, image, class_=class_, methods=methods, layer=layer, levels=levels, samples=samples,
@@ -270,7 +275,7 @@ def finetune(
         neurofilters.plugin_host.core.errors.ParameterError: "--output" must end in .keras. Received: -o net.h5
     """
     return run_command(  # type: ignore[no-any-return]
-        "finetune", data_dir, output=output, base=base, freeze=freeze, epochs=epochs, image_size=image_size,
+        "finetune", data_dir, output=output, base=base, freeze=str(freeze), epochs=epochs, image_size=image_size,
         val_split=val_split, group_by=group_by, augment=augment, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, seed=seed, quiet=quiet, overwrite=overwrite,
     ).value
@@ -290,13 +295,8 @@ def explore_patches(
     batch_size: int = 16,
     maps: bool = False,
     overwrite: bool = False,
-) -> CommandResult:
+) -> PatchesResult:
     """The positions of a folder's images that most activate a channel, as a contact sheet (``neurofilters explore patches``).
-
-    For now a thin wrapper over :func:`neurofilters.run_command` (the explorer's
-    code is being reworked): it validates and writes exactly as the command
-    line does and returns the :class:`~neurofilters.plugin_host.api.CommandResult`
-    (``exit_code``), not the patches; what the command prints goes to stdout.
 
     Args:
         model: A model of the zoo.
@@ -312,15 +312,28 @@ def explore_patches(
         maps: Beside each patch, the unit's guided-backprop map at that position (same resized image, same field).
         overwrite: Replace an existing sheet that neurofilters did not write.
 
+    Returns:
+        A :class:`~neurofilters.filters.explorer.patches.PatchesResult`: the ``sheet``
+        written and the ``patches`` (``score``, ``path``, ``y``, ``x``), best first.
+
+    Raises:
+        ParameterError: A bad value (before the model loads), a channel the layer lacks.
+        UsageError: The sheet would replace an input or a file neurofilters did not write.
+
     Example:
         >>> import neurofilters
-        >>> neurofilters.explore_patches("lite0", "block5", 3, "photos", output="sheet.png", top=4).exit_code  # doctest: +SKIP
-        0
+        >>> found = neurofilters.explore_patches("lite0", "block5", 3, "photos", output="sheet.png", top=2, size=96)
+        >>> found.sheet.name, len(found.patches), found.patches[0].score >= found.patches[1].score
+        ('sheet.png', 2, True)
+        >>> neurofilters.explore_patches("lite0", "block5", 3, "photos", output="sheet.png", top=0)
+        Traceback (most recent call last):
+        ...
+        neurofilters.plugin_host.core.errors.ParameterError: --top must be an integer between 1 and 1000. Received: --top 0
     """
-    return run_command(
+    return run_command(  # type: ignore[no-any-return]
         "explore", "patches", model, layer, channel, folder, output=output, top=top, per_image=per_image, size=size,
         tile=tile, batch_size=batch_size, maps=maps, overwrite=overwrite,
-    )
+    ).value
 
 
 def explore_similar(
@@ -334,12 +347,8 @@ def explore_similar(
     output: PathText | None = None,
     no_cache: bool = False,
     overwrite: bool = False,
-) -> CommandResult:
+) -> SimilarResult:
     """A folder's images ranked by feature similarity to a query image (``neurofilters explore similar``).
-
-    For now a thin wrapper over :func:`neurofilters.run_command` (the explorer's
-    code is being reworked): the ranking is printed to stdout, as on the command
-    line, and the :class:`~neurofilters.plugin_host.api.CommandResult` (``exit_code``) comes back.
 
     Args:
         query: The query image.
@@ -352,15 +361,25 @@ def explore_similar(
         no_cache: Neither read nor write the feature cache.
         overwrite: Replace an existing sheet that neurofilters did not write.
 
+    Returns:
+        A :class:`~neurofilters.filters.explorer.similar.SimilarResult`: the ``matches``
+        (``rank``, ``similarity``, ``path``), most similar first, and the ``sheet`` written (or ``None``).
+
+    Raises:
+        ParameterError: A bad value, a query that is no file, an unknown layer.
+
     Example:
         >>> import neurofilters
-        >>> neurofilters.explore_similar("photo.jpg", "photos", layer="block5", top=3).exit_code  # doctest: +SKIP
-        0
+        >>> ranked = neurofilters.explore_similar("photo.jpg", "photos", layer="block5", top=2, no_cache=True)
+        >>> [match.rank for match in ranked.matches], ranked.sheet is None
+        ([1, 2], True)
+        >>> ranked.matches[0].similarity >= ranked.matches[1].similarity
+        True
     """
-    return run_command(
+    return run_command(  # type: ignore[no-any-return]
         "explore", "similar", query, folder, layer=layer, model=model, top=top, size=size, output=output,
         no_cache=no_cache, overwrite=overwrite,
-    )
+    ).value
 
 
 def atlas(
@@ -376,12 +395,8 @@ def atlas(
     seed: int = 0,
     maps: bool = False,
     overwrite: bool = False,
-) -> CommandResult:
+) -> AtlasResult:
     """A static HTML atlas of a network (``neurofilters atlas``): layer table, channel visualisations, top patches.
-
-    For now a thin wrapper over :func:`neurofilters.run_command` (the explorer's
-    code is being reworked): it writes the site as the command line does and
-    returns the :class:`~neurofilters.plugin_host.api.CommandResult` (``exit_code``).
 
     Args:
         model: A model of the zoo.
@@ -396,15 +411,28 @@ def atlas(
         maps: With ``images``: each patch's guided-backprop map beside it (one backward pass per patch).
         overwrite: Replace existing files that neurofilters did not write.
 
+    Returns:
+        An :class:`~neurofilters.filters.explorer.atlas.AtlasResult`: the ``index`` page
+        written, its ``folder``, the ``layers`` visualised and the ``channels`` per layer.
+
+    Raises:
+        ParameterError: A bad value (before the model loads), an unknown layer.
+        UsageError: A page would replace a file neurofilters did not write.
+
     Example:
         >>> import neurofilters
-        >>> neurofilters.atlas("lite0", output="atlas", layers=["block3"], channels=2, steps=8).exit_code  # doctest: +SKIP
-        0
+        >>> site = neurofilters.atlas("lite0", output="atlas", layers=["block3"], channels=2, steps=8)  # doctest: +SKIP
+        >>> site.index.name, len(site.layers)  # doctest: +SKIP
+        ('index.html', 1)
+        >>> neurofilters.atlas("lite0", output="atlas", channels=0)
+        Traceback (most recent call last):
+        ...
+        neurofilters.plugin_host.core.errors.ParameterError: --channels must be an integer between 1 and 4096. Received: --channels 0
     """
-    return run_command(
+    return run_command(  # type: ignore[no-any-return]
         "atlas", model, output=output, layers=layers, channels=channels, images=images, steps=steps, size=size,
         patches=patches, seed=seed, maps=maps, overwrite=overwrite,
-    )
+    ).value
 
 
 #: The Python function of each built-in command (``explore`` has one per action).

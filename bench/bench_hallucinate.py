@@ -266,22 +266,23 @@ def universal_noise(runs: tuple[tuple[int, int], ...] = NOISE_RUNS, epsilon: flo
     """
     import tempfile
 
+    import neurofilters
     from neurofilters.filters.hallucinate import fit_noise
+    from neurofilters.filters.hallucinate.plugin import FIT_NOISE_PARAMS
 
     done: list[dict] = []
     with tempfile.TemporaryDirectory() as temporary:
         folder = photo_folder(Path(temporary) / "photos")
-        parser = argparse.ArgumentParser()
-        fit_noise.configure(parser)
+        defaults = {param.name: param.default for param in FIT_NOISE_PARAMS}  # the command's declared defaults
         for target, seed in runs:
             output = Path(temporary) / f"noise-{target}-{seed}.npz"
-            args = parser.parse_args([str(folder), "--class", str(target), "-o", str(output), "--epsilon", str(epsilon), "--seed", str(seed)])
             began = time.perf_counter()
-            fit_noise.run(args)
+            neurofilters.fit_noise(folder, class_=str(target), output=output, epsilon=epsilon, seed=seed)
             seconds = time.perf_counter() - began
-            held = len(fit_noise.split(sorted(folder.glob("*.png")), args.held_out, args.seed)[1])
+            held = len(fit_noise.split(sorted(folder.glob("*.png")), defaults["held_out"], seed)[1])
             with np.load(output) as saved:
-                result = {"class": target, "seed": seed, "epsilon": epsilon, "epochs": args.epochs, "batch_size": args.batch_size,
+                result = {"class": target, "seed": seed, "epsilon": epsilon, "epochs": defaults["epochs"],
+                          "batch_size": defaults["batch_size"],
                           "max_abs_255": float(np.abs(saved["noise"]).max() * 255),
                           "fooling_train": float(saved["fooling_train"]), "fooling_held_out": float(saved["fooling_held_out"]),
                           "held_out_photos": held, "photos": len(list(folder.glob("*.png"))), "seconds": seconds}

@@ -163,10 +163,11 @@ def adversarial() -> None:
 
 
 def noise() -> None:
-    import argparse
-
     import neurofilters
     from neurofilters.filters.hallucinate import fit_noise
+    from neurofilters.filters.hallucinate.plugin import FIT_NOISE_PARAMS
+
+    FIT_NOISE_DEFAULTS = {param.name: param.default for param in FIT_NOISE_PARAMS}
     from neurofilters.filters.hallucinate.noise import decode_noise_image
     from neurofilters.plugin_host import load_image
 
@@ -177,15 +178,12 @@ def noise() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = photo_folder(Path(temporary) / "photos")
         output = Path(temporary) / "noise.npz"
-        parser = argparse.ArgumentParser()
-        fit_noise.configure(parser)
-        args = parser.parse_args([str(folder), "--class", "flamingo", "-o", str(output)])  # the command's defaults
-        fit_noise.run(args)
+        neurofilters.fit_noise(folder, class_="flamingo", output=output)  # the command's defaults
         png = output.with_suffix(".png")
         loaded = load_image(png).pixels
         visible = np.clip(0.5 + decode_noise_image(loaded) * (0.5 / (10 / 255)), 0, 1)
         # Three of the photos the command held out (its own split of the folder's photos).
-        _, held_out = fit_noise.split(sorted(folder.glob("*.png")), args.held_out, args.seed)
+        _, held_out = fit_noise.split(sorted(folder.glob("*.png")), FIT_NOISE_DEFAULTS["held_out"], FIT_NOISE_DEFAULTS["seed"])
         chosen = [path for path in held_out if "skimage" not in path.name][:2] + [path for path in held_out if "skimage" in path.name][:1]
         side = 220
         canvas = Image.new("RGB", (4 * side, 2 * side + 34), "white")

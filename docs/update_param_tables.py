@@ -1,7 +1,9 @@
-"""Regenerate the parameter tables in the docs from the filters' declarations.
+"""Regenerate the parameter tables and the command reference in the docs from the declarations.
 
 Every ``<!-- params:NAME:start --> ... <!-- params:NAME:end -->`` block in
-``docs/**/*.md`` is rewritten from filter NAME's declaration; the command
+``docs/**/*.md`` is rewritten from filter NAME's declaration, every
+``<!-- command:NAME:start --> ... <!-- command:NAME:end -->`` block from the
+declared command NAME (an action: ``explore-patches``); the command
 output blocks (``<!-- cli:start ARGS -->``) and benchmark blocks
 (``<!-- bench:start -->``) are rewritten by ``docs/generated.py``. ``--check``
 only reports pages that are out of date (exit 1), as the test suite does;
@@ -23,11 +25,12 @@ DOCS = Path(__file__).resolve().parent
 
 def main(argv: list[str]) -> int:
     """Rewrite (or with ``--check`` verify) every generated block."""
-    filters = build_registry(autoload=False).filters
+    registry = build_registry(autoload=False)
+    filters, commands = registry.filters, registry.commands
     stale = []
     for page in sorted(DOCS.rglob("*.md")):
         text = page.read_text()
-        fresh = refresh_markdown(text, filters)
+        fresh = refresh_markdown(text, filters, commands)
         if fresh != text:
             stale.append(page)
             if "--check" not in argv:

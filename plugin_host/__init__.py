@@ -11,6 +11,7 @@ registration stay fast.
 from .cli.docs import text_table
 from .cli.progress import ProgressBar
 from .core.call import apply_filter, join_alpha, resolve_presets, split_alpha
+from .core.commands import CommandContext, OutputGuard
 from .core.context import FilterContext, ModelCache, ProgressCallback, SummarySink
 from .core.errors import (
     DeclarationError,
@@ -39,7 +40,9 @@ from .imageio.guard import WriteGuard, describe_os_error
 from .imageio.files import IMAGE_SUFFIXES, SAVE_FORMATS, LoadedImage, atomic_write, encode_pixels, format_for_path, load_image, save_image
 
 __all__ = [
+    "CommandContext",
     "CommandSpec",
+    "OutputGuard",
     "DeclarationError",
     "ENTRY_POINT_GROUP",
     "FilterCancelled",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.context import ModelCache, ProgressCallback
-from .core.errors import ParameterError, RegistryError
+from .core.errors import ParameterError, RegistryError, UsageError
 from .core.params import MAX_SEED, Param, format_value, shown_value, validate_params
 from .core.quiet import command_stderr_quiet, native_stderr_silenced, quiet_frameworks
 from .core.registry import get_registry
@@ -278,11 +278,12 @@ class CommandResult:
         argv: The command line the call stands for, without ``neurofilters``
             (``("classify", "cat.png", "--top=3")``): the same words give the
             same result on the command line.
-        exit_code: ``0`` for a command that computed its result; otherwise the
-            exit code of the command's ``run`` (``0`` ok, ``1`` failure).
-        value: The command's result object (rows, a report, the paths written)
-            when its declaration has a ``compute`` function; ``None`` for a
-            command that only prints (most third-party commands).
+        exit_code: ``0`` for a command that returned its result; for an
+            older-form command without ``compute``, the exit code of its ``run``.
+        value: The command's result object (rows, a report, the paths
+            written): what a declared command's ``run`` returned, or an
+            older-form command's ``compute`` result; ``None`` for an
+            older-form command that only prints.
     """
 
     command: str
@@ -398,6 +399,90 @@ def _flag_words(command: str, name: str, action: argparse.Action, value: Any) ->
     return [f"{flag}={_words(value)[0]}"]
 
 
+def _action(spec: CommandSpec, positional: list[Any]) -> tuple[CommandSpec, str, list[Any]]:
+    """The declared command or action the words name, its program name, and the remaining positional words.
+
+    Raises:
+        UsageError: A command with actions called without one, or with an unknown one (argparse's words).
+    """
+    prog = f"neurofilters {spec.name}"
+    if not spec.subcommands:
+        return spec, prog, positional
+    names = [action.name for action in spec.subcommands]
+    if not positional:
+        raise UsageError(f"'{spec.name}' needs an action: {' or '.join(names)}. Received: nothing (see '{prog} --help')")
+    word = positional[0]
+    action = spec.subcommand(word) if isinstance(word, str) else None
+    if action is None:
+        choices = ", ".join(repr(name) for name in names)
+        raise UsageError(f"argument ACTION: invalid choice: {shown_value(word)!r} (choose from {choices}) (see '{prog} --help')")
+    return action, f"{prog} {action.name}", positional[1:]
+
+
+def _declared_given(action: CommandSpec, prog: str, positional: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A declared command's values by name, from Python's positional arguments (in order) and keywords.
+
+    ``None`` keeps a parameter's default. A list fills a several-word
+    positional (``classify``'s images) when it is the only way left.
+
+    Raises:
+        UsageError: More positional arguments than the command takes (argparse's words).
+        ParameterError: A keyword that is none of the command's parameters (with the ones it has).
+    """
+    import difflib
+
+    by_name = {param.name: param for param in action.params}
+    given: dict[str, Any] = {}
+    slots = [param for param in action.params if param.positional]
+    words = list(positional)
+    for index, param in enumerate(slots):
+        if not words:
+            break
+        if param.nargs in ("+", "*"):
+            later = len(slots) - index - 1
+            take = max(len(words) - later, 0)
+            given[param.name], words = tuple(words[:take]), words[take:]
+        else:
+            given[param.name] = words.pop(0)
+    if words:
+        raise UsageError(f"unrecognized arguments: {' '.join(_words(words))} (see '{prog} --help')")
+    for name, value in options.items():
+        key = name if name in by_name else f"{name}_" if f"{name}_" in by_name else name
+        if key not in by_name:
+            close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
+            hint = f" Did you mean: {close[0]}?" if close else ""
+            raise ParameterError(
+                f"'{prog}' has no option {name!r}. Received: {name}={shown_value(value)}.{hint} "
+                f"Its options: {', '.join(sorted(by_name))}.",
+                param=name, value=value,
+            )
+        if value is None:
+            continue
+        if key in given:
+            raise ParameterError(f"'{prog}': {key} was given twice (by position and by name). Received: {key}={shown_value(value)}",
+                                 param=key, value=value)
+        given[key] = value
+    return given
+
+
+def _declared_argv(spec: CommandSpec, action: CommandSpec, given: dict[str, Any]) -> list[str]:
+    """The command line (without ``neurofilters``) that stands for a declared command's values."""
+    words = [spec.name] + ([action.name] if action is not spec else [])
+    flags: list[str] = []
+    by_name = {param.name: param for param in action.params}
+    for name, value in given.items():  # positional ones first (as given), then the options in the order given
+        param = by_name[name]
+        if param.positional:
+            words.extend(_words(value))
+        elif param.kind == "bool" and isinstance(value, bool):
+            flags.extend([param.flag] if value else [])
+        elif param.nargs in ("+", "*"):
+            flags.extend([param.flag, *_words(value)])
+        else:
+            flags.append(f"{param.flag}={','.join(_words(value))}")
+    return words + flags
+
+
 def command_argv(command: CommandSpec | str, *positional: Any, **options: Any) -> list[str]:
     """The command line (without ``neurofilters``) that :func:`run_command` parses for these arguments.
 
@@ -406,6 +491,9 @@ def command_argv(command: CommandSpec | str, *positional: Any, **options: Any) -
         ParameterError: A keyword that is none of the command's options (with the options it has).
     """
     spec = _command(command) if isinstance(command, str) else command
+    if spec.declared:
+        action, prog, words = _action(spec, list(positional))
+        return _declared_argv(spec, action, _declared_given(action, prog, words, options))
     parser = command_parser(spec)
     argv: list[str] = []
     for item in positional:
@@ -442,44 +530,57 @@ def command_argv(command: CommandSpec | str, *positional: Any, **options: Any) -
 def run_command(command: str, *positional: Any, **options: Any) -> CommandResult:
     """Run a registered command (built-in or a plugin's) from Python, as ``neurofilters COMMAND`` runs it.
 
-    The command's own parser (the one the command line uses) reads the
-    arguments, so validation and messages are the command line's: keyword
-    ``top=3`` is ``--top 3``, ``True`` sets a switch (``overwrite=True`` is
-    ``--overwrite``), a list gives a multi-value option its values (and a
-    comma-separated option its items), ``None`` keeps the default, and
-    ``class_`` stands for ``--class`` (a Python keyword). A mistake raises the
-    exception the command line turns into exit code 2, with the same text,
-    instead of exiting. Files are written through the host's guarded writer,
-    as on the command line.
+    A declared command (``CommandSpec(params=...)``, every built-in one) is
+    validated against its declaration, as the command line validates it:
+    positional arguments fill its positional parameters in order (a command
+    with actions takes the action first: ``"explore", "similar", ...``),
+    keywords its options by name (``class_`` for ``--class``, a Python
+    keyword), ``None`` keeps a default, a list fills a list parameter. A bad
+    value raises the :class:`ParameterError` the command line turns into exit
+    code 2, with the same text; a missing required one the same
+    :class:`UsageError`. Files are written through the host's guarded writer.
+    The command's ``run`` result comes back as ``value``; nothing is printed
+    (the command line's ``render`` prints it).
+
+    An older-form command (``configure(parser)`` and ``run(args)``) is run
+    through its own parser: keywords become flags (``top=3`` is ``--top=3``,
+    ``True`` sets a switch), and Python gets its ``compute`` result, or the
+    exit code of ``run`` (what it prints goes to stdout).
 
     Args:
         command: The command's name (``classify``, ``fit-noise``, a plugin's command).
         *positional: The positional arguments, in order (``"cat.png"``; for
-            ``explore``, the action first: ``"patches"``). Positional arguments
-            may also be given by name (``image=["cat.png"]``); those follow the
-            ones given in order.
+            ``explore``, the action first: ``"patches"``). Positional
+            parameters may also be given by name (``image=["cat.png"]``).
         **options: The options by name (dashes written as underscores).
 
     Returns:
-        A :class:`CommandResult`: the command's result object as ``value`` when
-        it declares a ``compute`` function (the built-in commands do), else the
-        exit code of its ``run`` (what it printed went to stdout, as on the
-        command line).
+        A :class:`CommandResult`: ``value`` is the command's result object
+        (``None`` for an older-form command without ``compute``), ``argv`` the
+        equivalent command line.
 
     Raises:
         RegistryError: Unknown command.
-        ParameterError: An unknown keyword (with the command's options) or a value the command refuses.
-        UsageError: A value argparse refuses (a missing required option, a bad
-            number), with argparse's message, as the command line reports it.
+        ParameterError: An unknown keyword (with the command's parameters) or a value the command refuses.
+        UsageError: A required parameter left out, an unknown action, or (older form) a value argparse refuses.
 
     Example:
         >>> import neurofilters
         >>> neurofilters.run_command("classify", "cat.png", top=0)
         Traceback (most recent call last):
         ...
-        neurofilters.plugin_host.core.errors.ParameterError: "top" must be an integer >= 1. Received: top=0
+        neurofilters.plugin_host.core.errors.ParameterError: --top must be an integer >= 1. Received: --top 0
     """
     spec = _command(command)
+    if spec.declared:  # validated through the declaration, as the command line validates it
+        from .invoke import call_command
+
+        action, prog, words = _action(spec, list(positional))
+        given = _declared_given(action, prog, words, options)
+        argv = _declared_argv(spec, action, given)
+        with command_stderr_quiet():
+            _, value = call_command(action, given, prog=prog)
+        return CommandResult(spec.name, tuple(argv), 0, value)
     argv = command_argv(spec, *positional, **options)
     parser = command_parser(spec)
     args = parser.parse_args(argv[1:])  # the host's Parser: a usage error raises UsageError, never exits

@@ -9,19 +9,34 @@ import numpy as np
 import pytest
 
 from neurofilters.plugin_host import build_registry
-from neurofilters.plugin_host.cli.docs import BLOCK_RE, markdown_table, refresh_markdown
+from neurofilters.plugin_host.cli.docs import BLOCK_RE, COMMAND_BLOCK_RE, command_markdown, declared_commands, markdown_table, refresh_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def test_every_builtin_filter_has_a_page_with_its_current_table() -> None:
-    filters = build_registry(autoload=False).filters
+def test_every_builtin_filter_and_command_has_a_page_with_its_current_table() -> None:
+    registry = build_registry(autoload=False)
+    filters, commands = registry.filters, registry.commands
     documented: set[str] = set()
+    documented_commands: set[str] = set()
     for page in DOCS.rglob("*.md"):
         text = page.read_text()
         documented.update(match.group("name") for match in BLOCK_RE.finditer(text))
-        assert refresh_markdown(text, filters) == text, f"{page} is stale: run 'make docs'"
+        documented_commands.update(match.group("name") for match in COMMAND_BLOCK_RE.finditer(text))
+        assert refresh_markdown(text, filters, commands) == text, f"{page} is stale: run 'make docs'"
     assert set(filters) <= documented, f"filters without a docs table: {set(filters) - documented}"
+    declared = set(declared_commands(commands))  # the command reference comes from the declarations
+    assert declared == documented_commands, f"commands without a reference block: {declared ^ documented_commands}"
+
+
+def test_a_command_reference_has_one_row_per_declared_parameter() -> None:
+    commands = build_registry(autoload=False).commands
+    spec, prog = declared_commands(commands)["explore-patches"]
+    text = command_markdown(spec, prog)
+    assert text.startswith("`neurofilters explore patches MODEL LAYER CHANNEL FOLDER [OPTIONS]`")
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(spec.params)
+    assert "| `-o, --output FILE` | string | **required** |" in text and "| `-k, --top N` | int | `16` | an integer between 1 and 1000 |" in text
 
 
 def test_table_has_one_row_per_parameter() -> None:

@@ -169,7 +169,7 @@ def test_explore_errors_name_the_value(photo_folder: Path, tmp_path: Path, monke
     assert main(["explore", "patches", "lite0", "block3", "999", str(photo_folder), "-o", sheet]) == 2
     assert "between 0 and 143" in capsys.readouterr().err
     assert main(["explore", "patches", "lite0", "block3", "1", str(photo_folder), "-o", sheet, "-k", "0"]) == 2
-    assert 'Received: top=0' in capsys.readouterr().err
+    assert 'Received: --top 0' in capsys.readouterr().err  # declared: the flag, as filters
     assert main(["explore", "similar", str(tmp_path / "missing.png"), str(photo_folder), "--layer", "block3"]) == 2
     assert "missing.png" in capsys.readouterr().err
     assert main(["explore", "similar", str(photo_folder / "coffee.png"), str(tmp_path / "nowhere"), "--layer", "block3"]) == 2

@@ -132,11 +132,11 @@ def test_image_start_draws_the_class_into_the_photo(chelsea: np.ndarray) -> None
 
 @pytest.mark.slow
 def test_fit_noise_writes_bounded_noise_and_resumes_to_the_same_bytes(tmp_path, chelsea: np.ndarray, coffee: np.ndarray, monkeypatch, capsys) -> None:
-    from argparse import Namespace
+    from typing import Any
 
     from PIL import Image
 
-    from neurofilters.filters.hallucinate import fit_noise, noise
+    from neurofilters.filters.hallucinate import noise
     from neurofilters.plugin_host import load_image
 
     folder = tmp_path / "photos"
@@ -144,9 +144,9 @@ def test_fit_noise_writes_bounded_noise_and_resumes_to_the_same_bytes(tmp_path, 
     for index, photo in enumerate((chelsea, coffee, chelsea[::-1], coffee[:, ::-1])):
         Image.fromarray((photo[::3, ::3] * 255).round().astype(np.uint8)).save(folder / f"p{index}.png")
 
-    def arguments(output: Path) -> Namespace:
-        return Namespace(folder=str(folder), target="flamingo", output=str(output), model="lite0", epsilon=10.0,
-                         epochs=3, batch_size=2, held_out=0.25, seed=0)
+    def fit(output: Path) -> Any:  # the declared command, from Python
+        return neurofilters.fit_noise(folder, class_="flamingo", output=output, model="lite0", epsilon=10.0, epochs=3,
+                                      batch_size=2, held_out=0.25, seed=0)
 
     real_fit = noise.fit_universal_noise
 
@@ -164,18 +164,18 @@ def test_fit_noise_writes_bounded_noise_and_resumes_to_the_same_bytes(tmp_path, 
     output.parent.mkdir()
     monkeypatch.setattr(noise, "fit_universal_noise", interrupted_after_the_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        fit_noise.run(arguments(output))
+        fit(output)
     checkpoint = output.with_name("noise.partial.npz")
     assert checkpoint.is_file() and not output.exists()
     with np.load(checkpoint) as saved:
         assert int(saved["epoch"]) == 1 and int(saved["optimizer_count"]) >= 3  # step count and both Adam moments
     monkeypatch.setattr(noise, "fit_universal_noise", real_fit)
-    assert fit_noise.run(arguments(output)) == 0
+    assert fit(output).output == output
     assert "resuming" in capsys.readouterr().err
     assert not checkpoint.exists()
     straight = tmp_path / "straight" / "noise.npz"
     straight.parent.mkdir()
-    assert fit_noise.run(arguments(straight)) == 0
+    assert fit(straight).output == straight
     assert "resuming" not in capsys.readouterr().err
     with np.load(output) as saved, np.load(straight) as reference:
         learned = saved["noise"]

@@ -10,7 +10,7 @@ from PIL import Image
 
 import neurofilters
 from neurofilters.gimp_plugin.plan import missing_required
-from neurofilters.plugin_host import DeclarationError, Param, ParameterError, build_registry, validate_params
+from neurofilters.plugin_host import FilterSpec, DeclarationError, Param, ParameterError, build_registry, validate_params
 from neurofilters.plugin_host.cli.docs import markdown_table
 from neurofilters.plugin_host.cli.main import main
 from neurofilters.plugin_host.gimp.worker import describe_filters
@@ -26,8 +26,12 @@ def photo(tmp_path: Path, chelsea: np.ndarray) -> Path:
 def test_required_is_declared_on_image_and_path_parameters_only() -> None:
     Param("style", "image", None, "The style.", required=True)
     Param("table", "path", "", "A table.", required=True)
-    with pytest.raises(DeclarationError, match="Only image and path parameters"):
+    with pytest.raises(DeclarationError, match="Only parameters with no default"):
         Param("steps", "int", 3, "Steps.", required=True)
+    # a command may require any kind (fit-noise's --class); a filter only images and paths
+    Param("steps", "int", None, "Steps.", required=True)
+    with pytest.raises(DeclarationError, match="only image and path parameters can be required"):
+        FilterSpec("x", "X", "x.", "", "Misc", (Param("steps", "int", None, "Steps.", required=True),), run=lambda *a: a[0])
     with pytest.raises(DeclarationError, match="no default"):
         Param("table", "path", "x.txt", "A table.", required=True)
 

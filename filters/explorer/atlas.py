@@ -13,33 +13,30 @@ the layer and channel, so the same settings give the same bytes.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import html
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neurofilters.plugin_host import (
-    ModelCache,
+    CommandContext,
     ParameterError,
     ProgressBar,
     UsageError,
     WriteGuard,
-    get_registry,
 )
 
-from .options import positive_int
 from .features import spatial_layer, work_shape
 from .patches import Patch, crop_field, find_images, load_or_skip, load_work_image, patch_map, report_skipped
 from .receptive import receptive_field
 from .render import resize
 
-__all__ = ["channel_seed", "default_layers", "run_atlas_command", "write_atlas"]
+__all__ = ["AtlasResult", "atlas_command", "channel_seed", "default_layers", "render_atlas", "write_atlas"]
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;background:#fafafa;color:#222}
@@ -292,29 +289,55 @@ def _page(model: Any, table: Sequence[Any], layers: Sequence[str], counts: dict[
     return "\n".join(parts) + "\n"
 
 
-def run_atlas_command(args: argparse.Namespace) -> int:
-    """``neurofilters atlas MODEL -o DIR [--layers ...] [--channels N] [--images FOLDER]``."""
-    channels = positive_int("channels", args.channels, 1, 4096)
-    steps = positive_int("steps", args.steps, 1, 10_000)
-    size = positive_int("size", args.size, 32, 1024)  # each picture is size x size (and one float32 graph of it)
-    patches = positive_int("patches", args.patches, 1, 64)
-    seed = positive_int("seed", args.seed, 0, 2**63 - 1)
-    images = find_images(args.images) if args.images else []
-    output = Path(args.output)
+@dataclasses.dataclass(frozen=True)
+class AtlasResult:
+    """What ``atlas`` wrote.
+
+    Attributes:
+        index: The site's page (``OUTPUT/index.html``).
+        folder: The site's folder (``-o``).
+        layers: The layers visualised (raw names).
+        channels: Channels per layer.
+    """
+
+    index: Path
+    folder: Path
+    layers: tuple[str, ...]
+    channels: int
+
+
+def atlas_command(values: Mapping[str, Any], context: CommandContext) -> AtlasResult:
+    """``neurofilters atlas MODEL -o DIR [--layers ...] [--channels N] [--images FOLDER]``: the site written, nothing printed.
+
+    Args:
+        values: The validated parameters (``plugin.ATLAS_PARAMS``).
+        context: The host's context: its model cache and guarded writer.
+
+    Raises:
+        ParameterError: An output that is a file, an unknown layer.
+        UsageError: A page would replace a file neurofilters did not write.
+    """
+    images = find_images(values["images"]) if values["images"] else []
+    output = Path(values["output"])
     if output.exists() and not output.is_dir():
-        raise ParameterError(f'"output" must be a folder. Received: output={args.output!r}', param="output", value=args.output)
-    guard = WriteGuard([("an image of --images", path) for path in images] + [("the model file", args.model)],
-                       overwrite=getattr(args, "overwrite", False))
+        raise ParameterError(f'"output" must be a folder. Received: output={values["output"]!r}', param="output", value=values["output"])
+    guard = context.writer(*[("an image of --images", path) for path in images], ("the model file", values["model"]))
     if recorded_atlas(output) is None:  # before the model loads: never over a user's own page
         guard.check_all([("atlas settings", output / "atlas.json"), ("atlas page", output / "index.html")])
-    model = ModelCache(get_registry().get_model).get(args.model)
-    if args.layers:
-        layers = [spatial_layer(model, name, param="layers") for name in args.layers.split(",") if name.strip()]
+    model = context.load_model(values["model"])
+    if values["layers"]:
+        layers = [spatial_layer(model, name, param="layers") for name in values["layers"]]
     else:
         layers = default_layers(model)
     index = write_atlas(
-        model, output, layers=layers, channels=channels, steps=steps, size=size, seed=seed, images=images,
-        patches=patches, progress=ProgressBar("atlas"), guard=guard, maps=bool(getattr(args, "maps", False)),
+        model, output, layers=layers, channels=values["channels"], steps=values["steps"], size=values["size"],
+        seed=values["seed"], images=images, patches=values["patches"], progress=ProgressBar("atlas"),
+        guard=guard, maps=values["maps"],  # type: ignore[arg-type]  # the host's WriteGuard
     )
-    print(f"wrote {index}")
+    return AtlasResult(Path(index), output, tuple(layers), values["channels"])
+
+
+def render_atlas(result: AtlasResult, values: Mapping[str, Any]) -> int:
+    """Print the page written."""
+    print(f"wrote {result.index}")
     return 0

@@ -11,11 +11,10 @@ while the network runs.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,23 +23,20 @@ import numpy as np
 
 from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
+    CommandContext,
     ImageIOError,
-    ModelCache,
     NeurofiltersError,
     ParameterError,
     ProgressBar,
-    WriteGuard,
-    get_registry,
     load_image,
     split_alpha,
 )
 
-from .options import positive_int
 from .features import spatial_layer, work_image
 from .receptive import receptive_field
 from .render import BACKGROUND, grid, label_tile, resize
 
-__all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_map", "patch_sheet", "prefetched", "run_patches_command", "top_patches"]
+__all__ = ["IMAGE_SUFFIXES", "Patch", "crop_field", "find_images", "load_work_image", "patch_map", "patch_sheet", "prefetched", "PatchesResult", "patches_command", "render_patches", "top_patches"]
 
 #: File suffixes taken from a folder.
 
@@ -325,43 +321,73 @@ def patch_sheet(
 MAX_SHEET_PIXELS = 100_000_000
 
 
-def run_patches_command(args: argparse.Namespace) -> int:
-    """``neurofilters explore patches MODEL LAYER CHANNEL FOLDER -o sheet.png``."""
-    k = positive_int("top", args.top, 1, 1000)
-    per_image = positive_int("per-image", args.per_image, 1, 1000)
-    size = positive_int("size", args.size, 32, 2048)
-    tile = positive_int("tile", args.tile, 16, 1024)
-    batch_size = positive_int("batch-size", args.batch_size, 1, 256)
-    channel = positive_int("channel", args.channel, 0, 2**31 - 1)
-    maps = bool(getattr(args, "maps", False))
+@dataclass(frozen=True)
+class PatchesResult:
+    """What ``explore patches`` found and wrote.
+
+    Attributes:
+        sheet: The contact sheet written (``-o``).
+        patches: The positions, best first (``score``, ``path``, ``y``, ``x``).
+        layer: The layer's raw name (an alias resolved).
+        channel: The channel.
+        skipped: ``(path, reason)`` of each image that could not be read.
+    """
+
+    sheet: Path
+    patches: tuple[Patch, ...]
+    layer: str
+    channel: int
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def patches_command(values: Mapping[str, Any], context: CommandContext) -> PatchesResult:
+    """``neurofilters explore patches MODEL LAYER CHANNEL FOLDER -o sheet.png``: the search and the sheet, nothing printed.
+
+    Args:
+        values: The validated parameters (``plugin.PATCHES_PARAMS``).
+        context: The host's context: its model cache and guarded writer.
+
+    Raises:
+        ParameterError: A sheet too large, an output folder that does not exist, a channel the layer lacks.
+        UsageError: The sheet would replace an input or a file neurofilters did not write.
+        NeurofiltersError: No position was found.
+    """
+    k, tile, channel, maps = values["top"], values["tile"], values["channel"], values["maps"]
     pixels = k * tile * (2 * tile + MAP_GAP if maps else tile)
     if pixels > MAX_SHEET_PIXELS:  # bounded before anything is allocated
         raise ParameterError(
             f'The contact sheet would have {pixels:,} pixels, more than {MAX_SHEET_PIXELS:,}. '
             f'Received: top={k}, tile={tile}{", --maps" if maps else ""}; lower --top or --tile.', param="tile", value=tile,
         )
-    paths = find_images(args.folder)
-    output = Path(args.output)
+    paths = find_images(values["folder"])
+    output = Path(values["output"])
     if not output.parent.is_dir():
-        raise ParameterError(f'"output" must be in an existing folder. Received: output={args.output!r}', param="output", value=args.output)
-    guard = WriteGuard([("the folder of images", args.folder), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+        raise ParameterError(f'"output" must be in an existing folder. Received: output={values["output"]!r}',
+                             param="output", value=values["output"])
+    guard = context.writer(("the folder of images", values["folder"]), ("the model file", values["model"]))
     guard.check(output, what="contact sheet (-o)")  # before any work
-    model = ModelCache(get_registry().get_model).get(args.model)
-    layer = spatial_layer(model, args.layer)
+    model = context.load_model(values["model"])
+    layer = spatial_layer(model, values["layer"])
     channels = int(model.layer_table(224)[[info.name for info in model.layer_table(224)].index(layer)].output_shape[-1])
     if channel >= channels:
         raise ParameterError(f'"channel" must be between 0 and {channels - 1} for layer {layer!r}. Received: channel={channel}', param="channel", value=channel)
     bar = ProgressBar("explore patches")
     skipped: list[tuple[str, str]] = []
-    patches = top_patches(model, layer, channel, paths, k=k, per_image=per_image, size=size, batch_size=batch_size, progress=bar,
-                          skipped=skipped)
+    size = values["size"]
+    patches = top_patches(model, layer, channel, paths, k=k, per_image=values["per_image"], size=size,
+                          batch_size=values["batch_size"], progress=bar, skipped=skipped)
     bar.close()
     report_skipped(skipped)
     if not patches:
         raise NeurofiltersError("No position was found (are the images too small for the layer?).")
     sheet = patch_sheet(model, layer, patches, size=size, tile=tile, channel=channel, maps=maps)
     guard.save_image(output, sheet, what="contact sheet (-o)")
-    for rank, patch in enumerate(patches, start=1):
+    return PatchesResult(output, tuple(patches), layer, channel, tuple(skipped))
+
+
+def render_patches(result: PatchesResult, values: Mapping[str, Any]) -> int:
+    """Print the positions, best first, and the sheet written."""
+    for rank, patch in enumerate(result.patches, start=1):
         print(f"{rank:>3}. {patch.score:9.3f}  {patch.path}  (y={patch.y}, x={patch.x})")
-    print(f"wrote {output}")
+    print(f"wrote {result.sheet}")
     return 0

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from neurofilters.plugin_host import CommandSpec, FilterSpec, Param, hookimpl
 
-__all__ = ["ACTIVATION_MAPS_PARAMS", "FEATURE_INVERSION_PARAMS", "register_commands", "register_filters"]
+__all__ = [
+    "ACTIVATION_MAPS_PARAMS", "ATLAS_PARAMS", "FEATURE_INVERSION_PARAMS", "PATCHES_PARAMS", "SIMILAR_PARAMS", "register_commands",
+    "register_filters",
+]
 
 _COLORMAPS = ("viridis", "magma", "inferno", "gray")  # render.COLORMAPS (kept light here)
 
@@ -71,9 +74,57 @@ def register_filters() -> list[FilterSpec]:
     ]
 
 
+#: ``neurofilters explore patches``' parameters.
+PATCHES_PARAMS: tuple[Param, ...] = (
+    Param("model", "model", None, "model name (see 'neurofilters models')", positional=True),
+    Param("layer", "string", None, "layer name or alias (see 'neurofilters layers MODEL')", positional=True),
+    Param("channel", "int", None, "channel number", positional=True, minimum=0, maximum=2**31 - 1),
+    Param("folder", "string", None, "folder of images (searched recursively)", positional=True),
+    Param("output", "string", None, "contact sheet to write (.png, .jpg, ...)", required=True, short="-o", metavar="FILE"),
+    Param("top", "int", 16, "number of patches", short="-k", minimum=1, maximum=1000),
+    Param("per_image", "int", 1, "most patches taken from one image", minimum=1, maximum=1000),
+    Param("size", "int", 224, "longer side the images are resized to before the network", minimum=32, maximum=2048),
+    Param("tile", "int", 128, "side of each patch on the sheet in pixels", minimum=16, maximum=1024),
+    Param("batch_size", "int", 16, "images per forward pass", minimum=1, maximum=256),
+    Param("maps", "bool", False, "beside each patch, the unit's guided-backprop map at that position, on the same resized "
+          "image and cropped to the same field"),
+    Param("overwrite", "bool", False, "replace existing files that neurofilters did not write (never an input)"),
+)
+
+#: ``neurofilters explore similar``' parameters.
+SIMILAR_PARAMS: tuple[Param, ...] = (
+    Param("query", "string", None, "query image", positional=True),
+    Param("folder", "string", None, "folder of images (searched recursively)", positional=True),
+    Param("layer", "string", None, "layer name or alias: convolutional or fully connected", required=True, metavar="LAYER"),
+    Param("model", "model", "lite0", "model"),
+    Param("top", "int", 10, "number of results printed", minimum=1, maximum=1000),
+    Param("size", "int", 224, "longer side the images are resized to", minimum=32, maximum=2048),
+    Param("output", "string", None, "also write the query and its best matches as a contact sheet", short="-o", metavar="FILE"),
+    Param("no_cache", "bool", False, "neither read nor write the feature cache"),
+    Param("overwrite", "bool", False, "replace existing files that neurofilters did not write (never an input)"),
+)
+
+#: ``neurofilters atlas``' parameters.
+ATLAS_PARAMS: tuple[Param, ...] = (
+    Param("model", "model", None, "model name (see 'neurofilters models')", positional=True),
+    Param("output", "string", None, "folder to write the site into (index.html and images)", required=True, short="-o",
+          metavar="DIR"),
+    Param("layers", "string", None, "layers to visualise (default: three dream layers of the model)", nargs=",",
+          metavar="LAYER,..."),
+    Param("channels", "int", 16, "channels per layer (the first N)", minimum=1, maximum=4096),
+    Param("images", "string", None, "folder of images: each channel's top-activating patches are added", metavar="FOLDER"),
+    Param("steps", "int", 96, "optimisation steps per channel visualisation", minimum=1, maximum=10_000),
+    Param("size", "int", 112, "side of each channel visualisation in pixels", minimum=32, maximum=1024),
+    Param("patches", "int", 6, "top-activating patches per channel", minimum=1, maximum=64),
+    Param("maps", "bool", False, "with --images: beside each patch, the unit's guided-backprop map there (one backward pass per patch)"),
+    Param("seed", "int", 0, "seed of the visualisations", minimum=0, maximum=2**63 - 1),
+    Param("overwrite", "bool", False, "replace existing files that neurofilters did not write (never an input)"),
+)
+
+
 @hookimpl
 def register_commands() -> list[CommandSpec]:
-    """``explore`` (subcommands ``patches`` and ``similar``) and ``atlas``."""
+    """``explore`` (actions ``patches`` and ``similar``) and ``atlas``."""
     return [
         CommandSpec(
             name="explore",
@@ -83,13 +134,36 @@ def register_commands() -> list[CommandSpec]:
                 "their receptive fields cropped into a contact sheet with scores. explore similar QUERY FOLDER --layer L: "
                 "the folder's images ranked by feature similarity to QUERY (features are cached)."
             ),
-            configure="neurofilters.filters.explorer.commands:configure_explore",
-            run="neurofilters.filters.explorer.commands:run_explore",
+            subcommands=(
+                CommandSpec(
+                    name="patches",
+                    help="the k positions of a folder's images that most activate a channel, as a contact sheet",
+                    description="Crops the exact receptive field of each of the k most active positions of CHANNEL over "
+                    "FOLDER into a contact sheet with scores.",
+                    params=PATCHES_PARAMS,
+                    run="neurofilters.filters.explorer.patches:patches_command",
+                    render="neurofilters.filters.explorer.patches:render_patches",
+                ),
+                CommandSpec(
+                    name="similar",
+                    help="rank a folder's images by feature similarity to a query image",
+                    description=(
+                        "Ranks FOLDER's images by the cosine similarity of their features at --layer to QUERY's: early "
+                        "layers match colour and texture, late ones content; a fully connected layer (a hidden Dense "
+                        "layer, the logits, VGG's fc1/fc2) compares the whole-image vectors of its units. Features are "
+                        "cached, so later queries on the folder are fast."
+                    ),
+                    params=SIMILAR_PARAMS,
+                    run="neurofilters.filters.explorer.similar:similar_command",
+                    render="neurofilters.filters.explorer.similar:render_similar",
+                ),
+            ),
         ),
         CommandSpec(
             name="atlas",
             help="write a static HTML atlas of a network: layer table, channel visualisations, top-activating patches",
-            configure="neurofilters.filters.explorer.commands:configure_atlas",
-            run="neurofilters.filters.explorer.commands:run_atlas",
+            params=ATLAS_PARAMS,
+            run="neurofilters.filters.explorer.atlas:atlas_command",
+            render="neurofilters.filters.explorer.atlas:render_atlas",
         ),
     ]

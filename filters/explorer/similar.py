@@ -17,24 +17,23 @@ changed files, and the cache is written atomically.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurofilters.plugin_host import ModelCache, ParameterError, ProgressBar, WriteGuard, get_registry
+from neurofilters.plugin_host import CommandContext, ParameterError, ProgressBar, WriteGuard
 
-from .options import positive_int
 from ..zoo.units import layer_units
 from .patches import find_images, load_or_skip, load_work_image, report_skipped
 from .render import grid, label_tile, resize
 
-__all__ = ["FeatureCache", "cache_file", "descriptor", "folder_descriptors", "rank", "run_similar_command"]
+__all__ = ["FeatureCache", "cache_file", "descriptor", "folder_descriptors", "rank", "Match", "SimilarResult", "similar_command", "render_similar"]
 
 
 def descriptor(maps: np.ndarray) -> np.ndarray:
@@ -153,23 +152,66 @@ def rank(query: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return order, similarities[order]
 
 
-def run_similar_command(args: argparse.Namespace) -> int:
-    """``neurofilters explore similar QUERY FOLDER --layer L``."""
-    top = positive_int("top", args.top, 1, 1000)
-    size = positive_int("size", args.size, 32, 2048)
-    paths = find_images(args.folder)
-    query_path = Path(args.query)
+@dataclass(frozen=True)
+class Match:
+    """One image of the folder, ranked by similarity to the query.
+
+    Attributes:
+        rank: 1 for the most similar.
+        similarity: Cosine similarity of its features to the query's, in [-1, 1].
+        path: The image file.
+    """
+
+    rank: int
+    similarity: float
+    path: Path
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    """What ``explore similar`` found.
+
+    Attributes:
+        query: The query image.
+        layer: The layer compared (its raw name).
+        matches: The best matches, most similar first.
+        sheet: The contact sheet written (``-o``), or ``None``.
+        skipped: ``(path, reason)`` of each image that could not be read.
+    """
+
+    query: Path
+    layer: str
+    matches: tuple[Match, ...]
+    sheet: Path | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def similar_command(values: Mapping[str, Any], context: CommandContext) -> SimilarResult:
+    """``neurofilters explore similar QUERY FOLDER --layer L``: the ranking (and the sheet), nothing printed.
+
+    Args:
+        values: The validated parameters (``plugin.SIMILAR_PARAMS``).
+        context: The host's context: its model cache and guarded writer.
+
+    Raises:
+        ParameterError: A query that is no file, a folder without a readable image, an unknown layer.
+        UsageError: The sheet would replace an input or a file neurofilters did not write.
+    """
+    top, size, folder = values["top"], values["size"], values["folder"]
+    paths = find_images(folder)
+    query_path = Path(values["query"])
     if not query_path.is_file():
-        raise ParameterError(f'"query" must be an existing image file. Received: query={args.query!r}', param="query", value=args.query)
-    inputs = [("the query image", query_path), ("the folder of images", args.folder), ("the model file", args.model)]
-    guard = WriteGuard(inputs, overwrite=getattr(args, "overwrite", False))
-    if args.output:
-        guard.check(args.output, what="contact sheet (-o)")  # before any work
-    model = ModelCache(get_registry().get_model).get(args.model)
-    layer = layer_units(model, args.layer).name  # convolutional or fully connected
-    cache = None if args.no_cache else FeatureCache(cache_file(model.name, layer, size, Path(args.folder)))
+        raise ParameterError(f'"query" must be an existing image file. Received: query={values["query"]!r}',
+                             param="query", value=values["query"])
+    inputs = [("the query image", query_path), ("the folder of images", folder), ("the model file", values["model"])]
+    guard = context.writer(*inputs)
+    if values["output"]:
+        guard.check(values["output"], what="contact sheet (-o)")  # before any work
+    model = context.load_model(values["model"])
+    layer = layer_units(model, values["layer"]).name  # convolutional or fully connected
+    cache = None if values["no_cache"] else FeatureCache(cache_file(model.name, layer, size, Path(folder)))
     if cache is not None:
-        cache.guard = WriteGuard(inputs, overwrite=True)
+        cache.guard = context.writer(*inputs, overwrite=True)  # type: ignore[assignment]  # its own file, rewritten at will
     skipped: list[tuple[str, str]] = []
     bar = ProgressBar("explore similar")
     vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=bar, skipped=skipped)
@@ -178,19 +220,28 @@ def run_similar_command(args: argparse.Namespace) -> int:
     unreadable = {path for path, _ in skipped}
     paths = [path for path in paths if str(path) not in unreadable]
     if not paths:
-        raise ParameterError(f'"folder" holds no readable image. Received: folder={args.folder!r}', param="folder", value=args.folder)
+        raise ParameterError(f'"folder" holds no readable image. Received: folder={folder!r}', param="folder", value=folder)
     feature = model.feature_model([layer])
     query_image = load_work_image(query_path, size, model.min_size, getattr(model, "fixed_input", None))
     query = descriptor(np.asarray(feature(query_image[None], training=False)[0][0], np.float32))
     order, similarities = rank(query, vectors)
     shown = list(zip(order[:top], similarities[:top]))
-    for place, (index, similarity) in enumerate(shown, start=1):
-        print(f"{place:>3}. {similarity:.4f}  {paths[index]}")
-    if args.output:
+    matches = tuple(Match(place, float(similarity), paths[index]) for place, (index, similarity) in enumerate(shown, start=1))
+    sheet = None
+    if values["output"]:
         tile = 160
         tiles = [label_tile(resize(query_image, tile, tile), f"query  {query_path.name}")]
         for index, similarity in shown:
             tiles.append(label_tile(resize(load_work_image(paths[index], size, model.min_size), tile, tile), f"{similarity:.3f}  {paths[index].name}"))
-        guard.save_image(args.output, grid(tiles), what="contact sheet (-o)")
-        print(f"wrote {args.output}")
+        guard.save_image(values["output"], grid(tiles), what="contact sheet (-o)")
+        sheet = Path(values["output"])
+    return SimilarResult(query_path, layer, matches, sheet, tuple(skipped))
+
+
+def render_similar(result: SimilarResult, values: Mapping[str, Any]) -> int:
+    """Print the ranking, most similar first, and the sheet written."""
+    for match in result.matches:
+        print(f"{match.rank:>3}. {match.similarity:.4f}  {match.path}")
+    if result.sheet is not None:
+        print(f"wrote {values['output']}")
     return 0

@@ -15,7 +15,6 @@ an epoch of Lite0 at 224 px 1.4x slower than a bare ``fit``).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -25,7 +24,7 @@ import shutil
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,15 @@ import numpy as np
 
 from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
+    CommandContext,
     ImageIOError,
     ModelCache,
     NeurofiltersError,
     ParameterError,
     ProgressBar,
     WriteGuard,
-    get_registry,
     load_image,
+    parse_int,
     split_alpha,
     text_table,
 )
@@ -52,6 +52,7 @@ from ..zoo.user_model import EMBEDDED_SETTINGS, IMAGE_SIZE_RANGE
 
 __all__ = [
     "AUGMENTATIONS", "Dataset", "FinetuneResult", "Report", "Settings", "compute_command", "finetune", "load_dataset", "parse_settings",
+    "render_command",
     "run_command",
 ]
 
@@ -99,45 +100,36 @@ class Settings:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _number(text: str, flag: str, kind: type, low: float, high: float | None = None) -> Any:
-    try:
-        if isinstance(text, str) and any(ord(character) < 32 for character in text.strip(" \t\n\r")):
-            raise ValueError  # int()/float() take U+001C-U+001F as white space
-        value = kind(text)
-        if not math.isfinite(value) or value < low or (high is not None and value > high):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
-        noun = "an integer" if kind is int else "a number"
-        raise ParameterError(f'"{flag}" must be {noun} {bound}. Received: {flag} {str(text)[:100]}', param=flag.lstrip("-"), value=text) from None
-    return value
+def parse_settings(values: Mapping[str, Any]) -> Settings:
+    """The settings of a run from the command's validated values (``plugin.FINETUNE_PARAMS``), checked before any model loads.
 
-
-def parse_settings(args: argparse.Namespace) -> Settings:
-    """Check every argument (before any model loads) and return the settings.
+    The declaration checks each value's kind and range; this checks what only
+    the command knows: the folders, the output's suffix, ``--freeze``,
+    ``--augment none`` alone, and the ``--group-by`` expression.
 
     Raises:
         ParameterError: A bad value, naming the flag, the value and what is allowed.
     """
-    data_dir = Path(args.data_dir)
+    data_dir = Path(values["data_dir"])
     if not data_dir.is_dir():
-        raise ParameterError(f'DATA_DIR must be a folder with one sub-folder per class. Received: {args.data_dir}', param="data_dir", value=args.data_dir)
-    output = Path(args.output)
+        raise ParameterError(f'DATA_DIR must be a folder with one sub-folder per class. Received: {values["data_dir"]}',
+                             param="data_dir", value=values["data_dir"])
+    output = Path(values["output"])
     if output.suffix != ".keras":
-        raise ParameterError(f'"--output" must end in .keras. Received: -o {args.output}', param="output", value=args.output)
+        raise ParameterError(f'"--output" must end in .keras. Received: -o {values["output"]}', param="output", value=values["output"])
     if not output.parent.resolve().is_dir() or not os.access(output.parent.resolve(), os.W_OK):
-        raise ParameterError(f'"--output" must be in an existing, writable folder. Received: -o {args.output}', param="output", value=args.output)
-    freeze = None if str(args.freeze).strip().lower() == "auto" else _number(args.freeze, "--freeze", int, 0)
-    augment = tuple(part.strip().lower() for part in str(args.augment).split(",") if part.strip())
-    if augment == ("none",):
+        raise ParameterError(f'"--output" must be in an existing, writable folder. Received: -o {values["output"]}',
+                             param="output", value=values["output"])
+    freeze = None if str(values["freeze"]).strip().lower() == "auto" else parse_int(values["freeze"], "--freeze", 0)
+    augment = tuple(dict.fromkeys(values["augment"]))
+    if "none" in augment:
+        if augment != ("none",):
+            raise ParameterError(
+                f'--augment must list some of {", ".join(AUGMENTATIONS)}, or none alone. Received: --augment {",".join(augment)}',
+                param="augment", value=values["augment"],
+            )
         augment = ()
-    unknown = [name for name in augment if name not in AUGMENTATIONS]
-    if unknown:
-        raise ParameterError(
-            f'"--augment" must list some of {", ".join(AUGMENTATIONS)} (or none). Received: --augment {args.augment}',
-            param="augment", value=args.augment,
-        )
-    group_by = str(args.group_by)
+    group_by = str(values["group_by"])
     if group_by not in (DEFAULT_GROUP_BY, "none"):
         try:
             re.compile(group_by)
@@ -150,18 +142,18 @@ def parse_settings(args: argparse.Namespace) -> Settings:
         data_dir=os.fspath(data_dir),
         group_by=group_by,
         output=os.fspath(output),
-        base=str(args.base),
+        base=str(values["base"]),
         freeze=freeze,
-        epochs=_number(args.epochs, "--epochs", int, 1, 1000),
-        image_size=_number(args.image_size, "--image-size", int, *IMAGE_SIZE_RANGE),
-        val_split=_number(args.val_split, "--val-split", float, 0.05, 0.5),
+        epochs=values["epochs"],
+        image_size=values["image_size"],
+        val_split=values["val_split"],
         augment=augment,
-        batch_size=_number(args.batch_size, "--batch-size", int, 1, 4096),
-        learning_rate=_number(args.learning_rate, "--learning-rate", float, 1e-7, 1.0),
-        patience=_number(args.patience, "--patience", int, 1, 1000),
-        seed=_number(args.seed, "--seed", int, 0, 2**31 - 1),
-        quiet=bool(args.quiet),
-        overwrite=bool(getattr(args, "overwrite", False)),
+        batch_size=values["batch_size"],
+        learning_rate=values["learning_rate"],
+        patience=values["patience"],
+        seed=values["seed"],
+        quiet=values["quiet"],
+        overwrite=values["overwrite"],
     )
 
 
@@ -461,7 +453,8 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def finetune(
-    settings: Settings, progress: Callable[[float, str], None] | None = None, callbacks: Sequence[Any] = ()
+    settings: Settings, progress: Callable[[float, str], None] | None = None, callbacks: Sequence[Any] = (),
+    models: ModelCache | None = None,
 ) -> Report:
     """Train a new head (and the unfrozen layers) on the folders; write the ``.keras`` file.
 
@@ -478,6 +471,8 @@ def finetune(
     Args:
         settings: From :func:`parse_settings`.
         progress: ``callback(fraction, message)``.
+        models: The model cache the base comes from (the command's context's);
+            ``None``: a new one resolving through the registry.
         callbacks: More Keras callbacks for ``fit`` (timing, logging).
 
     Returns:
@@ -491,7 +486,7 @@ def finetune(
     checkpoint = _Checkpoint(settings)
     resuming = checkpoint.prepare(create=False)  # a checkpoint of other settings is refused now; nothing is created yet
     report_progress(0.0, f"loading {settings.base}")
-    base = ModelCache(get_registry().get_model).get(settings.base)
+    base = (models if models is not None else ModelCache()).get(settings.base)
     mode = preprocessing_mode(base)
     data = load_dataset(settings.data_dir, settings.image_size, lambda f, m: report_progress(0.05 * f, m))
     train_index, val_index, ungrouped = grouped_split(data.labels, data.names, settings.val_split, settings.seed, settings.group_by)
@@ -706,10 +701,9 @@ def _confusion_path(settings: Settings) -> Path:
     return Path(settings.output).with_name(Path(settings.output).stem + "-confusion.png")
 
 
-def _guard(settings: Settings) -> WriteGuard:
+def _guard(settings: Settings, context: CommandContext) -> Any:
     """The host's guarded writer: never over a file of DATA_DIR or the base model, nor a file neurofilters did not write."""
-    return WriteGuard([("the training data", settings.data_dir), ("the base model file", settings.base)],
-                      overwrite=settings.overwrite)
+    return context.writer(("the training data", settings.data_dir), ("the base model file", settings.base))
 
 
 @dataclass(frozen=True)
@@ -739,37 +733,38 @@ class FinetuneResult:
         return list(self.report.class_names)
 
 
-def _train(args: argparse.Namespace) -> tuple[Settings, Report]:
-    settings = parse_settings(args)
-    _guard(settings).check_all([("model (-o)", settings.output), ("confusion image", _confusion_path(settings)),
-                                ("checkpoint folder", settings.output + ".training")])  # before any work
+def _train(values: Mapping[str, Any], context: CommandContext) -> tuple[Settings, Report, Any]:
+    settings = parse_settings(values)
+    guard = _guard(settings, context)
+    guard.check_all([("model (-o)", settings.output), ("confusion image", _confusion_path(settings)),
+                     ("checkpoint folder", settings.output + ".training")])  # before any work
     bar = None if settings.quiet else ProgressBar("finetune")
     try:
-        return settings, finetune(settings, bar)
+        return settings, finetune(settings, bar, models=context.models), guard
     finally:
         if bar is not None:
             bar.close()
 
 
-def _write_confusion(settings: Settings, report: Report) -> Path:
-    return _guard(settings).save_image(_confusion_path(settings), confusion_image(report.confusion), what="confusion image")
-
-
-def compute_command(args: argparse.Namespace) -> FinetuneResult:
+def compute_command(values: Mapping[str, Any], context: CommandContext) -> FinetuneResult:
     """``finetune``'s work: train, write the model and its confusion image; the report comes back, not printed.
+
+    Args:
+        values: The validated parameters (``plugin.FINETUNE_PARAMS``).
+        context: The host's context: its model cache and guarded writer.
 
     Raises:
         ParameterError: A bad value (before any model loads), bad data or an unusable base.
         UsageError: An output that would replace an input or a file neurofilters did not write.
     """
-    settings, report = _train(args)
-    picture = _write_confusion(settings, report)
+    settings, report, guard = _train(values, context)
+    picture = guard.save_image(_confusion_path(settings), confusion_image(report.confusion), what="confusion image")
     return FinetuneResult(Path(settings.output), picture, report, settings)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """``neurofilters finetune``: train, print the report, write the model and its confusion image."""
-    settings, report = _train(args)
+def render_command(result: FinetuneResult, values: Mapping[str, Any]) -> int:
+    """``neurofilters finetune``'s report: per-class accuracy, the confusion, the baseline, the files written."""
+    report, settings, picture = result.report, result.settings, result.confusion_image
     if report.resumed_at_epoch is not None:
         print(f"resumed at epoch {report.resumed_at_epoch} from the checkpoint of an interrupted run")
     for path, reason in report.skipped:
@@ -781,7 +776,6 @@ def run_command(args: argparse.Namespace) -> int:
     print(text_table(rows, ("class", "validation images", "accuracy")))
     print("\nconfusion (rows: true class, columns: predicted):")
     print(text_table([(name, *map(str, row)) for name, row in zip(report.class_names, report.confusion)], ("", *report.class_names)))
-    picture = _write_confusion(settings, report)
     print(
         f"\nvalidation accuracy {report.accuracy:.1%} after {report.epochs_run} epochs in {report.seconds:.0f} s "
         f"({report.frozen_layers} base layers frozen, {report.trainable_layers} trained); the model: the class-mean "

@@ -12,28 +12,26 @@ the targeted fooling rate on the held-out photos (top-1 = the class, through
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
+    CommandContext,
     ImageIOError,
-    ModelCache,
+    OutputGuard,
     ParameterError,
-    parse_int,
     ProgressBar,
     UsageError,
-    WriteGuard,
-    get_registry,
     load_image,
     split_alpha,
 )
 
-__all__ = ["DEFAULT_STEPS", "NoiseFit", "compute", "configure", "evaluate", "run", "split"]
+__all__ = ["DEFAULT_STEPS", "NoiseFit", "compute", "evaluate", "render", "split"]
 
 #: Optimiser steps when ``--epochs`` is not given: on 29 photos (42 with 30 % held out) the
 #: held-out fooling rate at 10/255 rises until about here and then levels off (bench_hallucinate.py).
@@ -41,34 +39,6 @@ DEFAULT_STEPS = 600
 #: Photos in the measured runs (docs: 42, 29 trained on): held-out fooling 46-72 %; a run on 8 photos reached 17 % / 0 %.
 MEASURED_PHOTOS = 42
 
-
-
-def _integer(flag: str) -> Any:
-    """An argparse type for ``flag``: :func:`parse_int`'s strict integers (no control characters, bounded digits)."""
-
-    def integer(text: str) -> int:
-        try:
-            return parse_int(text, flag)
-        except ParameterError as error:  # argparse would replace a ValueError's message with "invalid value"
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return integer
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``neurofilters fit-noise``."""
-    parser.add_argument("folder", help="folder of photos (searched recursively)")
-    parser.add_argument("--class", dest="target", required=True, help="target class: ImageNet id or name")
-    parser.add_argument("-o", "--output", required=True, help="the noise file to write (.npz; a 16-bit .png is written beside it)")
-    parser.add_argument("--model", default="lite0", help="classifier (default lite0)")
-    parser.add_argument("--epsilon", type=float, default=10.0, help="L-infinity bound in 1/255 units (default 10, at most 31)")
-    parser.add_argument("--epochs", type=_integer("--epochs"), default=None,
-                        help=f"passes over the training photos, each photo seen as a new random crop every time "
-                             f"(default: enough for about {DEFAULT_STEPS} steps); changing it starts the fit afresh")
-    parser.add_argument("--batch-size", type=_integer("--batch-size"), default=16, help="photos per step (default 16)")
-    parser.add_argument("--held-out", type=float, default=0.3, help="share of the photos kept for measuring (default 0.3)")
-    parser.add_argument("--seed", type=_integer("--seed"), default=0, help="seed of the split and the photo order (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing files that neurofilters did not write (never an input)")
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -167,9 +137,8 @@ class NoiseFit:
     held_out_photos: int
 
 
-def run(args: argparse.Namespace) -> int:
-    """Fit the noise, write the checkpoints and the outputs, print the fooling rates."""
-    fit = compute(args)
+def render(fit: NoiseFit, values: Mapping[str, Any]) -> int:
+    """Print the fooling rates and the files written (the command line's report)."""
     print(f"noise for class {fit.target} ({fit.label}), |r|max = {fit.max_abs:.4f}/255 (bound {fit.epsilon}/255)")
     print(f"fooling rate: training {fit.fooling_train:.1%} ({fit.train_photos} photos), "
           f"held-out {fit.fooling_held_out:.1%} ({fit.held_out_photos} photos)")
@@ -177,45 +146,44 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def compute(args: argparse.Namespace) -> NoiseFit:
+def compute(values: Mapping[str, Any], context: CommandContext) -> NoiseFit:
     """``fit-noise``'s work: fit (or resume), measure and write the noise; the fooling rates come back, not printed.
 
     Warnings, skipped photos and the progress bar go to stderr, as on the command line.
+
+    Args:
+        values: The validated parameters (``plugin.FIT_NOISE_PARAMS``).
+        context: The host's context: its model cache and guarded writer.
 
     Raises:
         ParameterError: A bad value (before the model loads), a model without a classifier head, an unknown class.
         UsageError: A folder with fewer than 2 photos, an output that is not ``.npz`` or would replace a file.
     """
-    if not 0.0 < args.epsilon <= 31.0:
-        raise ParameterError(f"--epsilon must be a number above 0 and at most 31 (in 1/255 units). Received: --epsilon {args.epsilon}",
-                             param="epsilon", value=args.epsilon)
-    if not 0.0 < args.held_out < 1.0:
-        raise ParameterError(f"--held-out must be a share above 0 and below 1, e.g. 0.3. Received: --held-out {args.held_out}",
-                             param="held_out", value=args.held_out)
-    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            raise ParameterError(f"{flag} must be an integer >= 1. Received: {flag} {value}", param=flag[2:].replace("-", "_"), value=value)
-    if not 0 <= args.seed <= 2**63 - 1:
-        raise ParameterError(f'"--seed" must be an integer between 0 and {2**63 - 1}. Received: --seed {args.seed}',
-                             param="seed", value=args.seed)
-    from ..saliency.commands import _named_flag, check_class_text
+    epsilon, held_out = values["epsilon"], values["held_out"]
+    if not 0.0 < epsilon <= 31.0:
+        raise ParameterError(f"--epsilon must be a number above 0 and at most 31 (in 1/255 units). Received: --epsilon {epsilon}",
+                             param="epsilon", value=epsilon)
+    if not 0.0 < held_out < 1.0:
+        raise ParameterError(f"--held-out must be a share above 0 and below 1, e.g. 0.3. Received: --held-out {held_out}",
+                             param="held_out", value=held_out)
+    from ..saliency.commands import check_class_text
 
-    check_class_text(args.target)  # 5,000 digits or control characters: refused before the model loads
-    output = Path(args.output)
+    check_class_text(values["class_"])  # 5,000 digits or control characters: refused before the model loads
+    output = Path(values["output"])
     if output.suffix.lower() != ".npz":
         raise UsageError(f"-o must name a .npz file. Received: {output}")
-    files = _photos(Path(args.folder))
+    files = _photos(Path(values["folder"]))
     # Before the model loads: the noise, its .png and the checkpoint never replace a photo, the model file or a
     # file neurofilters did not write (the .png beside the .npz is not named by the user).
-    guard = WriteGuard([("the folder of photos", args.folder), ("the model file", args.model)], overwrite=getattr(args, "overwrite", False))
+    guard = context.writer(("the folder of photos", values["folder"]), ("the model file", values["model"]))
     guard.check_all([("noise (-o)", output), ("noise image beside -o", output.with_suffix(".png")),
                      ("checkpoint", _checkpoint_path(output))])
     if len(files) < MEASURED_PHOTOS:
         print(f"neurofilters: warning: {len(files)} photos are few: with {MEASURED_PHOTOS} (29 trained on) the held-out "
               "fooling rate was 46-72 %, with 8 it was 0 % (17 % on the training photos); add varied photos.", file=sys.stderr)
-    bar = ProgressBar("fit-noise", status=f"loading model {args.model}")
+    bar = ProgressBar("fit-noise", status=f"loading model {values['model']}")
     try:
-        return _fit(args, files, output, bar, guard)
+        return _fit(values, context, files, output, bar, guard)
     finally:
         bar.close()
 
@@ -224,23 +192,26 @@ def _checkpoint_path(output: Path) -> Path:
     return output.with_name(output.name[: -len(".npz")] + ".partial.npz")
 
 
-def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: ProgressBar, guard: WriteGuard) -> NoiseFit:
+def _fit(
+    values: Mapping[str, Any], context: CommandContext, files: list[Path], output: Path, bar: ProgressBar, guard: OutputGuard,
+) -> NoiseFit:
     """Load the model and the photos, fit (or resume), measure, write; ``bar`` shows each stage."""
     import numpy as np
 
+    from ..saliency.commands import _named_flag
     from ..zoo.labels import resolve_class
     from ..zoo.model import CENTRE_CROP_FRACTION
     from .noise import encode_noise_image, fit_universal_noise, quantise
 
-    model = ModelCache(get_registry().get_model).get(args.model)
+    model = context.load_model(values["model"])
     if getattr(model, "kind", None) != "classifier":
-        raise ParameterError(f"fit-noise needs a classifier model. Received: --model {args.model}", param="model", value=args.model)
+        raise ParameterError(f"fit-noise needs a classifier model. Received: --model {values['model']}", param="model", value=values["model"])
     try:
-        target = resolve_class(args.target, model.labels, param="class")
+        target = resolve_class(values["class_"], model.labels, param="class")
     except ParameterError as error:
         raise _named_flag(error) from None
-    bound = args.epsilon / 255.0
-    train_files, test_files = split(files, args.held_out, args.seed)
+    bound = values["epsilon"] / 255.0
+    train_files, test_files = split(files, values["held_out"], values["seed"])
     side = int(model.input_size or 224)
     noise_side = int(round(side / CENTRE_CROP_FRACTION))
     bar.status(f"reading {len(train_files)} training photos ({len(test_files)} held out)")
@@ -252,12 +223,13 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
             train_ok.append(path)
     _report_skipped(skipped)
     if not photos:
-        raise UsageError(f"None of the {len(train_files)} training photos could be read. Received: {args.folder}")
-    if args.epochs is None:
-        args.epochs = max(1, -(-DEFAULT_STEPS * args.batch_size // len(photos)))
+        raise UsageError(f"None of the {len(train_files)} training photos could be read. Received: {values['folder']}")
+    epochs = values["epochs"]
+    if epochs is None:
+        epochs = max(1, -(-DEFAULT_STEPS * values["batch_size"] // len(photos)))
     fingerprint = json.dumps(
-        {"files": [str(p) for p in train_files], "target": target, "model": args.model, "bound": bound, "seed": args.seed,
-         "batch": args.batch_size, "epochs": args.epochs}, sort_keys=True
+        {"files": [str(p) for p in train_files], "target": target, "model": values["model"], "bound": bound, "seed": values["seed"],
+         "batch": values["batch_size"], "epochs": epochs}, sort_keys=True
     )
     checkpoint = _checkpoint_path(output)
     state = None
@@ -267,22 +239,22 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
                 count = int(saved["optimizer_count"])
                 state = {"noise": saved["noise"], "epoch": int(saved["epoch"]),
                          "optimizer": [saved[f"optimizer_{index}"] for index in range(count)]}
-                print(f"resuming from {checkpoint} (epoch {state['epoch']}/{args.epochs})", file=sys.stderr)
+                print(f"resuming from {checkpoint} (epoch {state['epoch']}/{epochs})", file=sys.stderr)
     done = state["epoch"] if state is not None else 0
-    bar(done / args.epochs, f"epoch {done}/{args.epochs}")
+    bar(done / epochs, f"epoch {done}/{epochs}")
 
     def on_epoch(epoch: int, current: dict[str, Any]) -> None:
         arrays = {f"optimizer_{index}": value for index, value in enumerate(current["optimizer"])}
         with guard.write(checkpoint, what="checkpoint") as temporary, open(temporary, "wb") as handle:
             np.savez(handle, noise=current["noise"], epoch=epoch, optimizer_count=len(arrays), fingerprint=fingerprint, **arrays)
-        bar(epoch / args.epochs, f"epoch {epoch}/{args.epochs}")
+        bar(epoch / epochs, f"epoch {epoch}/{epochs}")
 
-    if state is not None and done >= args.epochs:
+    if state is not None and done >= epochs:
         noise = np.clip(np.asarray(state["noise"], np.float32), -bound, bound)
     else:
         noise = fit_universal_noise(
-            photos, model, target, bound=bound, side=noise_side, epochs=args.epochs, batch_size=args.batch_size,
-            seed=args.seed, state=state, on_epoch=on_epoch,
+            photos, model, target, bound=bound, side=noise_side, epochs=epochs, batch_size=values["batch_size"],
+            seed=values["seed"], state=state, on_epoch=on_epoch,
         )
     noise = quantise(noise, bound)
     bar(1.0, "measuring the fooling rates")
@@ -291,11 +263,11 @@ def _fit(args: argparse.Namespace, files: list[Path], output: Path, bar: Progres
     test_rate = evaluate(model, noise, _readable(test_files, late), target)
     _report_skipped(late)
     with guard.write(output, what="noise (-o)") as temporary, open(temporary, "wb") as handle:
-        np.savez(handle, noise=noise, bound=bound, target=target, model=args.model, png_gain=4.0,
+        np.savez(handle, noise=noise, bound=bound, target=target, model=values["model"], png_gain=4.0,
                  fooling_train=train_rate, fooling_held_out=test_rate)
     png = output.with_suffix(".png")
     guard.save_image(png, encode_noise_image(noise), bit_depth=16, what="noise image beside -o")
     checkpoint.unlink(missing_ok=True)
     bar.close()
-    return NoiseFit(output, png, int(target), str(model.labels[target]), float(np.abs(noise).max() * 255), args.epsilon,
+    return NoiseFit(output, png, int(target), str(model.labels[target]), float(np.abs(noise).max() * 255), values["epsilon"],
                     float(train_rate), float(test_rate), len(train_files), len(test_files))

@@ -9,7 +9,7 @@ from neurofilters.plugin_host import CommandSpec, FilterSpec, Param, hookimpl
 #: A small real noise learned by fit-noise (flamingo, 10/255, 64 px), shipped for previews and smoke tests.
 PREVIEW_NOISE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preview-noise.png")
 
-__all__ = ["ADD_NOISE_PARAMS", "ADVERSARIAL_PARAMS", "HALLUCINATE_PARAMS", "register_commands", "register_filters"]
+__all__ = ["ADD_NOISE_PARAMS", "ADVERSARIAL_PARAMS", "FIT_NOISE_PARAMS", "HALLUCINATE_PARAMS", "register_commands", "register_filters"]
 
 HALLUCINATE_PARAMS: tuple[Param, ...] = (
     Param("class_", "class_label", "flamingo", "Class to show: an ImageNet id (130) or name ('flamingo', 'tiger cat'); close names are suggested for typos.", label="Class"),
@@ -88,6 +88,23 @@ def register_filters() -> list[FilterSpec]:
     ]
 
 
+#: ``neurofilters fit-noise``'s parameters.
+FIT_NOISE_PARAMS: tuple[Param, ...] = (
+    Param("folder", "string", None, "folder of photos (searched recursively)", positional=True),
+    Param("class_", "string", None, "target class: ImageNet id or name", required=True, metavar="CLASS"),
+    Param("output", "string", None, "the noise file to write (.npz; a 16-bit .png is written beside it)",
+          required=True, short="-o", metavar="FILE.npz"),
+    Param("model", "model", "lite0", "classifier"),
+    Param("epsilon", "float", 10.0, "L-infinity bound in 1/255 units (above 0, at most 31)"),
+    Param("epochs", "int", None, "passes over the training photos, each photo seen as a new random crop every time "
+          "(default: enough for about 600 steps); changing it starts the fit afresh", minimum=1),
+    Param("batch_size", "int", 16, "photos per step", minimum=1),
+    Param("held_out", "float", 0.3, "share of the photos kept for measuring (above 0, below 1)"),
+    Param("seed", "int", 0, "seed of the split and the photo order", minimum=0, maximum=2**63 - 1),
+    Param("overwrite", "bool", False, "replace existing files that neurofilters did not write (never an input)"),
+)
+
+
 @hookimpl
 def register_commands() -> list[CommandSpec]:
     """``fit-noise``: learn a universal class noise over a folder of images."""
@@ -95,8 +112,8 @@ def register_commands() -> list[CommandSpec]:
         CommandSpec(
             name="fit-noise",
             help="learn a universal class-K noise over a folder of images (writes .npz and a 16-bit PNG)",
-            configure="neurofilters.filters.hallucinate.fit_noise:configure",
-            run="neurofilters.filters.hallucinate.fit_noise:run",
-            compute="neurofilters.filters.hallucinate.fit_noise:compute",
+            params=FIT_NOISE_PARAMS,
+            run="neurofilters.filters.hallucinate.fit_noise:compute",
+            render="neurofilters.filters.hallucinate.fit_noise:render",
         )
     ]

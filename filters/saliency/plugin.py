@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from neurofilters.plugin_host import CommandSpec, FilterSpec, Param, hookimpl
 
-__all__ = ["CAM_METHODS", "COLORMAPS", "METHODS", "PARAMS", "PIXEL_METHODS", "register_commands", "register_filters", "saliency_spec"]
+__all__ = ["CAM_METHODS", "CHECK_PARAMS", "COLORMAPS", "METHODS", "PARAMS", "PIXEL_METHODS", "register_commands", "register_filters", "saliency_spec"]
 
 #: Every method, in the order of the docs (pixel-gradient family, then CAM family).
 METHODS = (
@@ -77,6 +77,22 @@ def register_filters() -> list[FilterSpec]:
     return [saliency_spec()]
 
 
+#: ``neurofilters saliency-check``'s parameters.
+CHECK_PARAMS: tuple[Param, ...] = (
+    Param("model", "model", None, "classifier model (see 'neurofilters models') or a .keras file", positional=True),
+    Param("image", "string", None, "input image", positional=True),
+    Param("class_", "string", "top-1", "class to explain: top-1, top-N, an id or a name", metavar="CLASS"),
+    Param("methods", "choice", METHODS, "methods to check", choices=METHODS, nargs=",", metavar="METHOD,..."),
+    Param("layer", "string", "auto", "CAM layer (auto: the last convolutional block)", metavar="LAYER"),
+    Param("levels", "int", 0, "randomise only the top N groups of layers (0: all)", minimum=0, maximum=1000),
+    Param("samples", "int", 16, "SmoothGrad samples", minimum=1, maximum=1024),
+    Param("steps", "int", 16, "integrated-gradients steps", minimum=1, maximum=1024),
+    Param("seed", "int", 0, "seed of the random weights and noise", minimum=0, maximum=2**63 - 1),
+    Param("figure", "string", "", "also write the maps as an image grid to this file (.png, .jpg)", metavar="FILE"),
+    Param("overwrite", "bool", False, "replace existing files that neurofilters did not write (never an input)"),
+)
+
+
 @hookimpl
 def register_commands() -> list[CommandSpec]:
     """Register ``neurofilters saliency-check``."""
@@ -84,9 +100,9 @@ def register_commands() -> list[CommandSpec]:
         CommandSpec(
             name="saliency-check",
             help="Sanity-check saliency methods on a model: randomise its layers from the top down and measure how the maps change.",
-            configure="neurofilters.filters.saliency.commands:configure_check",
-            run="neurofilters.filters.saliency.commands:run_check",
-            compute="neurofilters.filters.saliency.commands:compute_check",
+            params=CHECK_PARAMS,
+            run="neurofilters.filters.saliency.commands:compute_check",
+            render="neurofilters.filters.saliency.commands:render_check",
             description=(
                 "Cascading model-parameter randomisation (Adebayo et al. 2018): the layers with weights are "
                 "re-initialised one after another from the logits down, and each method's map is compared "

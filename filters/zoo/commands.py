@@ -1,12 +1,11 @@
-"""The zoo's subcommands, ``layers`` and ``classify`` (registered through ``register_commands``).
+"""The zoo's commands ``layers`` and ``classify``: their work (``compute_*``), result objects and printing (``render_*``).
 
-The ``configure_*`` functions only declare arguments (no Keras import); the
-``run_*`` functions load the model when the command runs.
+Their parameters are declared in ``plugin.py`` (no Keras import); the host
+validates them and hands ``compute_*`` the values and a :class:`CommandContext`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -15,13 +14,13 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neurofilters.plugin_host import (
-    ModelCache,
+    CommandContext,
     NeurofiltersError,
     ParameterError,
     atomic_write,
@@ -33,12 +32,8 @@ from neurofilters.plugin_host import (
 
 __all__ = [
     "ClassScore", "Classification", "LayerRow", "LayerTable", "Learnable", "LayersResult", "analyze_network", "compute_classify",
-    "compute_layers", "configure_classify", "configure_layers", "head_layer_infos", "learnables_text", "render_layers", "run_classify", "run_layers",
+    "compute_layers", "head_layer_infos", "learnables_text", "render_classify", "render_layers", "render_layers_result",
 ]
-
-
-def _load_model(name: str) -> Any:
-    return ModelCache(get_registry().get_model).get(name)
 
 
 LAYER_FORMATS = ("text", "csv", "json", "markdown")
@@ -53,15 +48,6 @@ _VARIABLE_WORDS = {
     "moving_mean": "Mean",
     "moving_variance": "Variance",
 }
-
-
-def configure_layers(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``neurofilters layers``."""
-    parser.add_argument("model", nargs="+", help="model names (see 'neurofilters models') or .keras files; one table each")
-    parser.add_argument("--all", action="store_true", help="list every layer, not only those that dream well (csv, json and markdown always do)")
-    parser.add_argument("--format", default="text", metavar="FORMAT",
-                        help="text (default), csv, json or markdown: the full analyzeNetwork-style table")
-    parser.add_argument("--graph", metavar="FILE.svg", help="also draw the network (Keras' plot_model; needs pydot and Graphviz)")
 
 
 def _short(text: str) -> str:
@@ -257,23 +243,23 @@ class LayersResult:
         tables: One :class:`LayerTable` per model, in the order given.
         graph: The drawing written (``--graph``), or ``None``.
         graph_problem: Why the drawing could not be made (pydot or Graphviz missing), or ``None``.
+        requested_graph: The drawing ``--graph`` asked for, or ``None``.
     """
 
     tables: tuple[LayerTable, ...]
     graph: Path | None = None
     graph_problem: str | None = None
+    requested_graph: Path | None = field(default=None, repr=False)
 
 
-def _check_layers_args(args: argparse.Namespace) -> tuple[list[str], Path | None]:
-    if args.format not in LAYER_FORMATS:
-        raise ParameterError(
-            f'"--format" must be one of {", ".join(LAYER_FORMATS)}. Received: --format {_short(args.format)}',
-            param="format", value=args.format,
-        )
-    names = [args.model] if isinstance(args.model, str) else list(args.model)
-    if args.graph and len(names) > 1:
-        raise ParameterError(f'"--graph" draws one model. Received: {len(names)} models; give one.', param="graph", value=args.graph)
-    return names, (_graph_target(args.graph) if args.graph else None)
+def _check_layers_args(values: Mapping[str, Any]) -> tuple[list[str], Path | None]:
+    names = list(values["model"])
+    graph = values["graph"]
+    if graph and len(names) > 1:
+        raise ParameterError(f'"--graph" draws one model. Received: {len(names)} models; give one.', param="graph", value=graph)
+    for name in names:  # an unknown name is refused before the first model loads
+        get_registry().get_model(name)
+    return names, (_graph_target(graph) if graph else None)
 
 
 def layer_table(model: Any) -> LayerTable:
@@ -294,36 +280,39 @@ def layer_table(model: Any) -> LayerTable:
                       analysis["non_trainable"], default)
 
 
-def compute_layers(args: argparse.Namespace) -> LayersResult:
+def compute_layers(values: Mapping[str, Any], context: CommandContext) -> LayersResult:
     """``layers``' work: the table of each model (and the ``--graph`` drawing), nothing printed.
 
+    Args:
+        values: The validated ``model`` names, ``graph``, ``format`` and ``all`` (the last two choose the printing).
+        context: The host's context (its model cache loads each model).
+
     Raises:
-        ParameterError: A bad ``--format`` or ``--graph`` (before any model loads), an unknown model.
+        ParameterError: A bad ``--graph`` (before any model loads).
+        RegistryError: An unknown model.
     """
-    names, graph = _check_layers_args(args)
+    names, graph = _check_layers_args(values)
     tables, models = [], []
     for name in names:
-        model = _load_model(name)
+        model = context.load_model(name)
         models.append(model)
         tables.append(layer_table(model))
     problem = _draw(models[0], graph) if graph is not None else None
-    return LayersResult(tuple(tables), graph if graph is not None and problem is None else None, problem)
+    return LayersResult(tuple(tables), graph if graph is not None and problem is None else None, problem,
+                        requested_graph=graph)
 
 
-def run_layers(args: argparse.Namespace) -> int:
-    """Print the layer table of each model (analyzeNetwork's columns), in one of four formats."""
-    names, graph = _check_layers_args(args)  # checked before the first model loads
-    model = None
-    for number, name in enumerate(names):  # each table printed as soon as its model has loaded
-        if len(names) > 1 and args.format == "text":
-            print(("\n" if number else "") + f"{name}:")
-        model = _load_model(name)
-        sys.stdout.write(render_layers(layer_table(model), args.format, every=args.all))
-    if graph is None:
+def render_layers_result(result: LayersResult, values: Mapping[str, Any]) -> int:
+    """Print each table in the chosen ``--format`` and say what became of ``--graph`` (exit 1 when it could not be drawn)."""
+    many = len(result.tables) > 1
+    for number, table in enumerate(result.tables):
+        if many and values["format"] == "text":
+            print(("\n" if number else "") + f"{values['model'][number]}:")
+        sys.stdout.write(render_layers(table, values["format"], every=values["all"]))
+    if result.requested_graph is None:
         return 0
-    problem = _draw(model, graph)
-    print(problem if problem is not None else f"drew {graph}", file=sys.stderr)
-    return 1 if problem is not None else 0
+    print(result.graph_problem if result.graph_problem is not None else f"drew {result.graph}", file=sys.stderr)
+    return 1 if result.graph_problem is not None else 0
 
 
 def render_layers(table: LayerTable, format: str = "text", *, every: bool = False) -> str:
@@ -407,13 +396,6 @@ def _draw(model: Any, target: Path) -> str | None:
     return None
 
 
-def configure_classify(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``neurofilters classify``."""
-    parser.add_argument("image", nargs="+", help="input images (the model loads once for all of them)")
-    parser.add_argument("--model", default="lite0", help="classifier model (default: lite0)")
-    parser.add_argument("--top", default="5", help="number of classes to print (default 5)")
-
-
 @dataclass(frozen=True)
 class ClassScore:
     """One of the classes a model sees in an image.
@@ -454,43 +436,41 @@ class Classification:
         return self.scores[0].probability
 
 
-def compute_classify(args: argparse.Namespace) -> list[Classification]:
+def compute_classify(values: Mapping[str, Any], context: CommandContext) -> list[Classification]:
     """``classify``'s work: the top classes of each image, nothing printed.
 
+    Args:
+        values: The validated ``image`` paths, ``model`` and ``top``.
+        context: The host's context (its model cache loads the model once).
+
     Raises:
-        ParameterError: A bad ``--top``, an unknown model or one without a classifier head.
+        ParameterError: A model without a classifier head.
+        RegistryError: An unknown model.
         ImageIOError: An image cannot be read (every file is read before the model loads).
     """
-    try:
-        top = int(args.top)
-        if top < 1:
-            raise ValueError
-    except ValueError:
-        raise ParameterError(f'"top" must be an integer >= 1. Received: top={args.top}', param="top", value=args.top) from None
-    paths = [args.image] if isinstance(args.image, str) else list(args.image)
+    paths = list(values["image"])
     images = [load_image(path) for path in paths]  # every file is checked before the model loads
-    model = _load_model(args.model)
+    model = context.load_model(values["model"])
     if getattr(model, "kind", None) != "classifier":
         raise ParameterError(
-            f"Model {args.model!r} has no classifier head. Received: --model {args.model}; "
+            f"Model {values['model']!r} has no classifier head. Received: --model {values['model']}; "
             "use a classifier such as lite0 (see 'neurofilters models').",
             param="model",
-            value=args.model,
+            value=values["model"],
         )
     rows = []
     for path, image in zip(paths, images):
         rgb, _ = split_alpha(image.pixels)
         scores = tuple(
             ClassScore(rank, int(class_id), str(name), float(probability))
-            for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=top), start=1)
+            for rank, (class_id, name, probability) in enumerate(model.classify(rgb, top=values["top"]), start=1)
         )
         rows.append(Classification(str(path), scores))
     return rows
 
 
-def run_classify(args: argparse.Namespace) -> int:
-    """Print the top classes the model sees in each image."""
-    rows = compute_classify(args)
+def render_classify(rows: list[Classification], values: Mapping[str, Any]) -> int:
+    """Print the top classes the model sees in each image (a header per image when there are several)."""
     for number, row in enumerate(rows):
         if len(rows) > 1:
             print(("\n" if number else "") + f"{row.image}:")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import os
 
-from neurofilters.plugin_host import CommandSpec, ModelSpec, hookimpl
+from neurofilters.plugin_host import CommandSpec, ModelSpec, Param, hookimpl
 
-__all__ = ["keras_weights_present", "register_commands", "register_models", "resolve_model"]
+__all__ = ["CLASSIFY_PARAMS", "LAYERS_PARAMS", "keras_weights_present", "register_commands", "register_models", "resolve_model"]
 
 _KERAS_SOURCE = "Keras Applications ImageNet weights, downloaded into ~/.keras/models when online"
 #: Class names of the ImageNet-1k classifiers, checked before a model loads.
@@ -130,6 +130,24 @@ def register_models() -> list[ModelSpec]:
     ]
 
 
+#: ``neurofilters layers``' parameters.
+LAYERS_PARAMS: tuple[Param, ...] = (
+    Param("model", "model", None, "model names (see 'neurofilters models') or .keras files; one table each",
+          positional=True, nargs="+"),
+    Param("all", "bool", False, "list every layer, not only those that dream well (csv, json and markdown always do)"),
+    Param("format", "choice", "text", "text, csv, json or markdown: the full analyzeNetwork-style table",
+          choices=("text", "csv", "json", "markdown"), metavar="FORMAT"),
+    Param("graph", "string", None, "also draw the network (Keras' plot_model; needs pydot and Graphviz)", metavar="FILE.svg"),
+)
+
+#: ``neurofilters classify``' parameters.
+CLASSIFY_PARAMS: tuple[Param, ...] = (
+    Param("image", "string", None, "input images (the model loads once for all of them)", positional=True, nargs="+"),
+    Param("model", "model", "lite0", "classifier model"),
+    Param("top", "int", 5, "number of classes to print", minimum=1),
+)
+
+
 @hookimpl
 def register_commands() -> list[CommandSpec]:
     """``layers`` and ``classify``: look inside a model, ask it what it sees."""
@@ -137,16 +155,16 @@ def register_commands() -> list[CommandSpec]:
         CommandSpec(
             name="layers",
             help="table of the layers of one or more models (loads each)",
-            configure="neurofilters.filters.zoo.commands:configure_layers",
-            run="neurofilters.filters.zoo.commands:run_layers",
-            compute="neurofilters.filters.zoo.commands:compute_layers",
+            params=LAYERS_PARAMS,
+            run="neurofilters.filters.zoo.commands:compute_layers",
+            render="neurofilters.filters.zoo.commands:render_layers_result",
         ),
         CommandSpec(
             name="classify",
             help="print the top classes of one or more images (loads the model once)",
-            configure="neurofilters.filters.zoo.commands:configure_classify",
-            run="neurofilters.filters.zoo.commands:run_classify",
-            compute="neurofilters.filters.zoo.commands:compute_classify",
+            params=CLASSIFY_PARAMS,
+            run="neurofilters.filters.zoo.commands:compute_classify",
+            render="neurofilters.filters.zoo.commands:render_classify",
         ),
     ]
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..core.errors import ParameterError, UsageError
-from ..core.params import KINDS, Param, flag_worded, shown_value
+from ..core.params import KINDS, Param, flag_worded, format_value, shown_value
 from ..core.specs import FilterSpec
 from . import docs as _docs
 
 __all__ = [
     "PROG", "Parser", "folder_path", "filter_parser", "metavar", "option_names", "parse_filter_flags", "flag_error", "suggest_flag",
-    "print_help_with_filter", "unknown_flags_message",
+    "print_help_with_filter", "unknown_flags_message", "add_param_argument", "add_command_arguments", "command_dest", "command_given", "command_help",
 ]
 
 PROG = "neurofilters"
@@ -165,15 +165,76 @@ def filter_parser(spec: FilterSpec, prog: str | None = None) -> Parser:
     for title, params in groups:
         group = parser.add_argument_group(title)
         for param in params:
-            default = _docs.param_rows([param])[0][2]
-            text = help_text(f"{param.help} Allowed: {param.allowed()}. Default: {default}.")
-            if param.kind == "bool":
-                negative = "--no-" + param.flag[2:]
-                group.add_argument(param.flag, dest=param.name, action=_BoolFlag, help=f"{text} {negative} sets false.")
-                group.add_argument(negative, dest=param.name, action=_NegativeFlag, help=argparse.SUPPRESS)
-            else:
-                group.add_argument(param.flag, dest=param.name, metavar=metavar(param.kind), help=text)
+            add_param_argument(group, param)
     return parser
+
+
+def add_param_argument(group: Any, param: Param) -> None:
+    """Add a filter parameter's flag to a parser or group: ``--name VALUE``; a bool also takes ``--no-name``.
+
+    Only the values typed land in the namespace (the parser's default is
+    ``argparse.SUPPRESS``), so the caller knows what the user gave.
+    """
+    default = _docs.param_rows([param])[0][2]
+    text = help_text(f"{param.help} Allowed: {param.allowed()}. Default: {default}.")
+    if param.kind == "bool":
+        negative = "--no-" + param.flag[2:]
+        group.add_argument(param.flag, dest=param.name, action=_BoolFlag, help=f"{text} {negative} sets false.")
+        group.add_argument(negative, dest=param.name, action=_NegativeFlag, help=argparse.SUPPRESS)
+    else:
+        group.add_argument(param.flag, dest=param.name, metavar=metavar(param.kind), help=text)
+
+
+def command_help(param: Param) -> str:
+    """A command parameter's ``--help`` line: its help, then what it allows and its default where they say something."""
+    text = param.help.rstrip()
+    text += "" if text.endswith(".") else "."
+    if param.positional or param.kind == "bool":
+        return help_text(text)
+    if param.kind in ("int", "float", "choice") or param.nargs:
+        text += f" Allowed: {param.allowed()}."
+    default = "" if param.default is None else format_value(param, param.default)
+    if default and not param.required:
+        text += f" Default: {default}."
+    return help_text(text)
+
+
+def add_command_arguments(parser: argparse.ArgumentParser, params: Sequence[Param]) -> None:
+    """A declared command's arguments, derived from its ``params`` (the filter flags' rules, plus positionals).
+
+    Positional parameters become positional arguments (``nargs`` ``+``/``*``:
+    several words); a bool option is a switch (``--overwrite``), as commands
+    always had; ``short`` adds the one-letter alias (``-o``); a required option
+    is required by argparse too, so a missing one reads the same everywhere.
+    Only typed values land in the namespace (default ``argparse.SUPPRESS``),
+    each under :func:`command_dest` (so no parameter name meets the host's own
+    namespace entries, such as ``command``).
+    """
+    for param in params:
+        dest = command_dest(param)
+        if param.positional:
+            nargs = {"+": "+", "*": "*"}.get(param.nargs, "?" if param.default is not None else None)
+            parser.add_argument(dest, nargs=nargs, metavar=param.metavar or param.name, default=argparse.SUPPRESS,
+                                help=command_help(param))
+            continue
+        flags = [flag for flag in (param.short, param.flag) if flag]
+        if param.kind == "bool":
+            parser.add_argument(*flags, dest=dest, action="store_const", const=True, default=argparse.SUPPRESS,
+                                help=command_help(param))
+            continue
+        nargs = {"+": "+", "*": "*"}.get(param.nargs)
+        parser.add_argument(*flags, dest=dest, nargs=nargs, required=param.required, default=argparse.SUPPRESS,
+                            metavar=param.metavar or metavar(param.kind), help=command_help(param))
+
+
+def command_dest(param: Param) -> str:
+    """Where a declared command's parameter lands in the parsed namespace (``param:top``)."""
+    return f"param:{param.name}"
+
+
+def command_given(params: Sequence[Param], namespace: argparse.Namespace) -> dict[str, Any]:
+    """The values the user typed for a declared command's ``params``, by parameter name."""
+    return {param.name: getattr(namespace, command_dest(param)) for param in params if hasattr(namespace, command_dest(param))}
 
 
 def parse_filter_flags(spec: FilterSpec, words: Sequence[str], *, prog: str | None = None, host_flags: Iterable[str] = ()) -> dict[str, Any]:

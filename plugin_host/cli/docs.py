@@ -1,8 +1,11 @@
-"""Parameter tables derived from the declarations (for ``describe`` and the docs).
+"""Parameter tables derived from the declarations (for ``describe`` and the docs' filter and command reference).
 
-The docs pages carry a generated block between ``<!-- params:NAME:start -->``
-and ``<!-- params:NAME:end -->`` markers; :func:`refresh_markdown` rewrites it
-and a test fails when a page is out of date with its filter's declaration.
+The docs pages carry generated blocks between ``<!-- params:NAME:start -->``
+and ``<!-- params:NAME:end -->`` markers (a filter's parameters) and between
+``<!-- command:NAME:start -->`` and ``<!-- command:NAME:end -->`` (a declared
+command's arguments: ``explore patches`` is ``explore-patches``);
+:func:`refresh_markdown` rewrites them and a test fails when a page is out of
+date with a declaration.
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from ..core.params import Param, format_value
-from ..core.specs import FilterSpec
+from ..core.params import KINDS, Param, format_value
+from ..core.specs import CommandSpec, FilterSpec
 
-__all__ = ["param_rows", "Presets", "preset_rows", "presets_text", "markdown_table", "text_table", "refresh_markdown", "BLOCK_RE"]
+__all__ = [
+    "param_rows", "Presets", "preset_rows", "presets_text", "markdown_table", "text_table", "refresh_markdown", "BLOCK_RE",
+    "COMMAND_BLOCK_RE", "command_markdown", "declared_commands",
+]
 
 BLOCK_RE = re.compile(r"<!-- params:(?P<name>[a-z0-9-]+):start -->\n.*?<!-- params:(?P=name):end -->", re.S)
+COMMAND_BLOCK_RE = re.compile(r"<!-- command:(?P<name>[a-z0-9-]+):start -->\n.*?<!-- command:(?P=name):end -->", re.S)
 _HEADERS = ("flag", "type", "default", "allowed", "description")
 
 
@@ -135,15 +142,81 @@ def text_table(
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")
 
 
-def refresh_markdown(text: str, filters: dict[str, FilterSpec]) -> str:
-    """Rewrite every generated parameter block in a Markdown page.
+def _argument(param: Param) -> str:
+    """How an argument is typed: ``IMAGE ...``, ``-o, --output FILE``, ``--overwrite``."""
+    if param.positional:
+        word = param.metavar or param.name.upper()
+        return f"{word} ..." if param.nargs in ("+", "*") else word
+    flags = ", ".join(flag for flag in (param.short, param.flag) if flag)
+    if param.kind == "bool":
+        return flags
+    return f"{flags} {param.metavar or KINDS[param.kind].metavar}"
+
+
+def command_markdown(spec: CommandSpec, prog: str = "neurofilters") -> str:
+    """The Markdown reference of a declared command: its usage and one row per argument, from its ``params``.
+
+    Args:
+        spec: A declared command (or one action of it).
+        prog: The words before its arguments (``neurofilters explore``).
+    """
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    positional = " ".join(_argument(param) for param in spec.params if param.positional)
+    lines = [f"`{prog} {spec.name}{' ' + positional if positional else ''} [OPTIONS]`: {cell(spec.help)}", "",
+             "| argument | type | default | allowed | description |", "|---|---|---|---|---|"]
+    for param in spec.params:
+        if param.is_required:
+            default = "**required**"
+        elif param.default is None or param.kind == "bool":
+            default = "–" if param.kind != "bool" else "off"
+        else:
+            default = f"`{cell(format_value(param, param.default))}`"
+        allowed = param.allowed() if param.kind != "bool" else "a switch"
+        lines.append(f"| `{cell(_argument(param))}` | {param.kind} | {default} | {cell(allowed)} | {cell(param.help)} |")
+    return "\n".join(lines) + "\n"
+
+
+def declared_commands(commands: Mapping[str, CommandSpec]) -> dict[str, tuple[CommandSpec, str]]:
+    """Every declared command and action by block name (``classify``, ``explore-patches``), with its program words."""
+    found: dict[str, tuple[CommandSpec, str]] = {}
+    for name, spec in commands.items():
+        if not spec.declared:
+            continue
+        if spec.subcommands:
+            for action in spec.subcommands:
+                found[f"{name}-{action.name}"] = (action, f"neurofilters {name}")
+        else:
+            found[name] = (spec, "neurofilters")
+    return found
+
+
+def refresh_markdown(text: str, filters: Mapping[str, FilterSpec], commands: Mapping[str, CommandSpec] | None = None) -> str:
+    """Rewrite every generated parameter block (and, given ``commands``, every command block) in a Markdown page.
+
+    Args:
+        text: The page.
+        filters: The registered filters.
+        commands: The registered commands; ``None`` leaves command blocks as they are.
 
     Raises:
-        KeyError: A block names a filter that is not registered.
+        KeyError: A block names a filter or command that is not registered (or not declared).
     """
 
     def replace(match: re.Match[str]) -> str:
         name = match.group("name")
         return f"<!-- params:{name}:start -->\n{markdown_table(filters[name])}<!-- params:{name}:end -->"
 
-    return BLOCK_RE.sub(replace, text)
+    text = BLOCK_RE.sub(replace, text)
+    if commands is None:
+        return text
+    declared = declared_commands(commands)
+
+    def replace_command(match: re.Match[str]) -> str:
+        name = match.group("name")
+        spec, prog = declared[name]
+        return f"<!-- command:{name}:start -->\n{command_markdown(spec, prog)}<!-- command:{name}:end -->"
+
+    return COMMAND_BLOCK_RE.sub(replace_command, text)

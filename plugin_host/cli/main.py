@@ -21,7 +21,7 @@ from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, distribution_version, get_registry
 from ..core.specs import CommandSpec, FilterSpec
 from . import docs as _docs
-from .args import PROG, Parser, folder_path, help_text, print_help_with_filter
+from .args import PROG, Parser, add_command_arguments, command_given, folder_path, help_text, print_help_with_filter
 
 __all__ = ["HOST_COMMANDS", "main", "build_parser", "command_parser", "unexpected_error_line", "UsageError"]
 
@@ -119,9 +119,35 @@ def command_parser(command: CommandSpec, parser: argparse.ArgumentParser | None 
     """
     if parser is None:
         parser = Parser(prog=f"{PROG} {command.name}", description=command.description or command.help)
-    command.configurer()(parser)
-    parser.set_defaults(plugin_command=command)
+    if not command.declared:  # the older form: the plugin adds its own arguments
+        command.configurer()(parser)
+    elif command.subcommands:
+        actions = parser.add_subparsers(dest=f"{command.name}_action", metavar="ACTION", parser_class=Parser)
+        for action in command.subcommands:
+            sub = actions.add_parser(action.name, help=help_text(action.help), description=action.description or action.help)
+            add_command_arguments(sub, action.params)
+            sub.set_defaults(plugin_command=action, command_prog=sub.prog)
+    else:
+        add_command_arguments(parser, command.params)
+    parser.set_defaults(plugin_command=command, command_prog=parser.prog, command_help=parser)
     return parser
+
+
+def _run_declared(command: CommandSpec, args: argparse.Namespace) -> int:
+    """A declared command from the command line: the typed values validated, run, the result rendered."""
+    if command.subcommands:  # no action given: the command's help
+        args.command_help.print_help()
+        return 2
+    from ..invoke import call_command
+
+    given = command_given(command.params, args)
+
+    def announce(line: str) -> None:
+        print(line, flush=True)
+
+    values, result = call_command(command, given, prog=args.command_prog, announce=announce)
+    render = command.renderer()
+    return int(render(result, values) or 0) if render is not None else 0
 
 
 def _print_failures(registry: Registry) -> None:
@@ -396,7 +422,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         raise UsageError(unknown_flags_message(extra, option_names(args.command_parser), args.command_parser.prog))
     command = getattr(args, "plugin_command", None)
     if command is not None:
-        return int(command.runner()(args) or 0)
+        return _run_declared(command, args) if command.declared else int(command.runner()(args) or 0)
     if args.command == "run":
         return _cmd_run(args, extra, registry)
     if args.command == "batch":

@@ -16,12 +16,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as _dc_replace
 from typing import Any
 
 from .errors import DeclarationError, ParameterError
 
 __all__ = [
-    "KINDS", "Param", "ParamKind", "PARAM_KINDS", "ParamValues", "validate_params", "parse_weighted_layers",
+    "KINDS", "NARGS", "Param", "ParamKind", "PARAM_KINDS", "ParamValues", "validate_params", "parse_weighted_layers",
     "format_value", "shorten", "shown_value", "MAX_SEED", "parse_seed", "parse_int", "integer_value", "flag_worded",
 ]
 
@@ -205,6 +206,8 @@ KINDS: dict[str, ParamKind] = {
 PARAM_KINDS: dict[str, str] = {name: kind.python for name, kind in KINDS.items()}
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: What :attr:`Param.nargs` may be: one value, one or more, any number, a comma-separated list.
+NARGS = ("", "+", "*", ",")
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
 _LAYER_NAME_RE = re.compile(r"^[A-Za-z0-9_./\-]+$")
@@ -230,8 +233,23 @@ class Param:
             ``--help`` after the essential ones), never needed for a good result.
         required: The filter cannot work without a value (``add-noise``'s
             noise, ``style-transfer``'s style): :func:`validate_params` refuses
-            a call that leaves it out, before any work. Only for ``image`` and
-            ``path`` parameters, whose default is then ``None``.
+            a call that leaves it out, before any work. A filter's required
+            parameter is an ``image`` or ``path`` with no default; a command's
+            (``fit-noise --class``) may be of any kind, with default ``None``.
+        positional: A command's positional argument (``neurofilters classify IMAGE``),
+            given without a flag; required unless its default is not ``None``
+            or ``nargs`` is ``"*"``. Commands only.
+        nargs: How many values it takes: ``""`` one; ``"+"`` one or more and
+            ``"*"`` any number (separate words on the command line; a list in
+            Python); ``","`` a comma-separated list (one word ``a,b`` on the
+            command line; a list or that text in Python). The validated value
+            of a list is a tuple of items, each checked by ``kind``. Commands only.
+        short: A one-letter alias of the flag (``-o``), kept where a command had one. Commands only.
+        metavar: The placeholder ``--help`` shows (default: the kind's, :data:`KINDS`).
+
+    A default of ``None`` means "no value": the command decides (``fit-noise
+    --epochs`` counts its own). Filters declare a valid default for every
+    parameter but their required ones (:class:`~.specs.FilterSpec` checks).
     """
 
     name: str
@@ -245,6 +263,10 @@ class Param:
     group: str = ""
     advanced: bool = False
     required: bool = False
+    positional: bool = False
+    nargs: str = ""
+    short: str = ""
+    metavar: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name) or keyword.iskeyword(self.name):
@@ -272,11 +294,21 @@ class Param:
             raise DeclarationError(
                 f"Parameter {self.name!r}: minimum {self.minimum} is above maximum {self.maximum}."
             )
-        if self.required and (self.kind not in ("image", "path") or self.default not in (None, "")):
+        if self.required and self.default not in (None, ""):
             raise DeclarationError(
-                f"Only image and path parameters with no default can be required. Received: "
+                f"Only parameters with no default (None) can be required. Received: "
                 f"name={self.name!r}, kind={self.kind!r}, default={self.default!r}"
             )
+        if self.nargs not in NARGS:
+            raise DeclarationError(
+                f"Parameter {self.name!r}: nargs must be one of {', '.join(repr(n) for n in NARGS)}. Received: nargs={self.nargs!r}"
+            )
+        if self.short and not re.fullmatch(r"-[A-Za-z]", self.short):
+            raise DeclarationError(f"Parameter {self.name!r}: short must be a dash and one letter (-o). Received: short={self.short!r}")
+        if self.positional and (self.short or self.kind == "bool"):
+            raise DeclarationError(f"Positional parameter {self.name!r} cannot be a bool or have a short flag.")
+        if self.default is None and self.kind != "image":
+            return  # no value: the command decides
         try:
             converted = self.convert(self.default, check_files=False)
         except ParameterError as error:
@@ -289,8 +321,25 @@ class Param:
         # A trailing underscore only keeps a Python keyword out of the way: class_ is --class.
         return "--" + self.name.rstrip("_").replace("_", "-")
 
+    @property
+    def is_required(self) -> bool:
+        """Whether a call must give a value: ``required``, or a positional argument without a default."""
+        return self.required or (self.positional and self.default is None and self.nargs != "*")
+
+    def allowed_one(self) -> str:
+        """The allowed values of one item of a list parameter, in words (``one of a, b``)."""
+        return _dc_replace(self, nargs="", positional=False, short="", required=False, default=None).allowed()
+
     def allowed(self) -> str:
         """Describe the allowed values in words (used in errors and docs)."""
+        if self.nargs:
+            single = _dc_replace(self, nargs="", positional=False, short="", required=False, default=None).allowed()
+            if self.kind == "choice":
+                single = ", ".join(self.choices)
+            if self.nargs == ",":
+                return f"a comma-separated list of {single}"
+            each = self.allowed_one() if self.kind == "choice" else single
+            return f"{'one or more' if self.nargs == '+' else 'any number of'} values, each {each}"
         if self.kind == "int" or self.kind == "float":
             noun = "an integer" if self.kind == "int" else "a number"
             if self.minimum is not None and self.maximum is not None:
@@ -328,8 +377,32 @@ class Param:
             ParameterError: The value is not acceptable; the message names the
                 parameter, the value received and what is allowed.
         """
+        if self.nargs:
+            return self._convert_list(value, check_files)
+        return self._convert_one(value, check_files)
+
+    def _convert_one(self, value: Any, check_files: bool) -> Any:
         converter = getattr(self, "_convert_" + self.kind)
         return converter(value, check_files) if self.kind in ("path", "image") else converter(value)
+
+    def _convert_list(self, value: Any, check_files: bool) -> tuple[Any, ...]:
+        """A list value: a list, tuple or (``","``) comma-separated text; one word for ``+``/``*``."""
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str):
+            items: list[Any] = [part.strip() for part in value.split(",") if part.strip()] if self.nargs == "," else [value]
+        elif isinstance(value, (list, tuple)):
+            items = [os.fspath(item) if isinstance(item, os.PathLike) else item for item in value]
+        else:
+            raise self._fail(value)
+        if not items and self.nargs != "*":
+            raise self._fail(value)
+        try:
+            return tuple(self._convert_one(item, check_files) for item in items)
+        except ParameterError:
+            # a list is shown as the command line's word (a,b), so Python and the CLI say the same
+            shown = ",".join(str(item) for item in items) if self.nargs == "," and isinstance(value, (list, tuple)) else value
+            raise self._fail(shown) from None
 
     # -- one converter per kind -------------------------------------------------
     def _bounded(self, number: float, original: Any) -> None:
@@ -378,6 +451,8 @@ class Param:
         raise self._fail(value)
 
     def _convert_string(self, value: Any) -> str:
+        if isinstance(value, os.PathLike):  # a command's file or folder given as a Path
+            value = os.fspath(value)
         if not isinstance(value, str):
             raise self._fail(value)
         return value
@@ -498,7 +573,12 @@ def parse_weighted_layers(value: Any) -> tuple[tuple[str, float], ...]:
 
 
 def format_value(param: Param, value: Any) -> str:
-    """Render a validated value the way a user would type it (CLI, docs, GIMP)."""
+    """Render a validated value the way a user would type it (CLI, docs, GIMP); ``None`` (no value) is ``""``."""
+    if value is None and param.kind != "image":
+        return ""
+    if param.nargs:
+        single = _dc_replace(param, nargs="", positional=False, short="", required=False, default=None)
+        return ("," if param.nargs == "," else " ").join(format_value(single, item) for item in value)
     if param.kind == "bool":
         return "true" if value else "false"
     if param.kind == "colour":
@@ -572,7 +652,9 @@ def validate_params(
 
 
 def _num(number: float) -> str:
-    """Format a number without a useless trailing ``.0``."""
+    """Format a number without a useless trailing ``.0`` (an integer exactly, however large)."""
+    if isinstance(number, int):
+        return str(number)
     if float(number).is_integer():
         return str(int(number))
     return repr(float(number))
@@ -600,6 +682,8 @@ def flag_worded(error: ParameterError, params: Sequence[Param], *, declared_only
     param = by_name.get(name.replace("-", "_"))
     if param is None and declared_only:
         return error
+    if param is not None and param.positional:
+        return error  # a positional argument has no flag: its name stays
     flag = param.flag if param is not None else "--" + name.replace("_", "-")
     text = str(error)
     for spelling in {name, name.replace("-", "_"), name.replace("_", "-")}:

@@ -117,6 +117,8 @@ class FilterSpec:
             raise DeclarationError(f"Filter {self.name!r} declares a parameter twice: {names}")
         if "seed" in names:
             raise DeclarationError(f"Filter {self.name!r}: 'seed' is reserved (it comes from the context).")
+        for param in self.params:
+            self._check_filter_param(param)
         if self.output not in FILTER_OUTPUTS:
             raise DeclarationError(
                 f"Filter {self.name!r}: output must be one of {FILTER_OUTPUTS}. Received: {self.output!r}"
@@ -138,6 +140,21 @@ class FilterSpec:
         except ParameterError as error:
             raise DeclarationError(f"Filter {self.name!r}: invalid preview_params: {error}") from None
         self._check_presets()
+
+    def _check_filter_param(self, param: Param) -> None:
+        """A filter's parameters are flags with a valid default (``positional``, ``nargs``, ``short`` are a command's)."""
+        where = f"Filter {self.name!r}, parameter {param.name!r}"
+        if param.positional or param.nargs or param.short:
+            raise DeclarationError(
+                f"{where}: positional, nargs and short are for commands; a filter's parameters are flags. "
+                f"Received: positional={param.positional!r}, nargs={param.nargs!r}, short={param.short!r}"
+            )
+        if param.required and param.kind not in ("image", "path"):
+            raise DeclarationError(
+                f"{where}: only image and path parameters can be required. Received: kind={param.kind!r}"
+            )
+        if param.default is None and param.kind not in ("image", "path"):
+            raise DeclarationError(f"{where}: a filter parameter needs a default. Received: default=None")
 
     def _check_presets(self) -> None:
         """Validate ``presets``/``model_presets`` and keep each preset's values validated."""
@@ -333,32 +350,61 @@ _COMMAND_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 class CommandSpec:
     """A ``neurofilters`` subcommand contributed by a plugin (datasette's ``register_commands``).
 
+    A command is declared like a filter: its ``params`` (:class:`Param`, the
+    positional arguments with ``positional=True``) and ``run(values, context)``.
+    The host derives the parser, validation, ``--help``, the docs' command
+    reference and the Python API (``neurofilters.run_command``) from them::
+
+        CommandSpec(
+            name="classify", help="print the top classes of images",
+            params=(Param("image", "image", None, "Input images.", positional=True, nargs="+"),
+                    Param("top", "int", 5, "How many classes.", minimum=1)),
+            run="my_plugin.commands:classify",      # run(values, context) -> result object
+            render="my_plugin.commands:print_rows",  # render(result, values) -> exit code (the CLI's printing)
+        )
+
+    The older form, ``configure(parser)`` plus ``run(args) -> int``, still works
+    (third-party plugins written before declared commands): the plugin builds
+    its own argparse arguments and reads the ``argparse.Namespace``.
+
     Attributes:
         name: The subcommand, lowercase words joined by dashes (``fit-noise``).
         help: One line for ``neurofilters --help``.
-        configure: ``configure(parser)`` adds the command's arguments to an
-            ``argparse.ArgumentParser`` (or a ``"module:function"`` string).
-            It must stay light: no Keras import.
-        run: ``run(args) -> int`` runs the command with the parsed arguments and
-            returns the exit code (or a ``"module:function"`` string, imported
-            only when the command runs). Raise :class:`ParameterError` or
-            :class:`UsageError` for a bad argument (exit 2) and
-            :class:`NeurofiltersError` for a failure the user can act on (exit 1).
+        configure: Older form only: ``configure(parser)`` adds the command's
+            arguments to an ``argparse.ArgumentParser`` (or a ``"module:function"``
+            string). ``None`` for a declared command.
+        run: Declared form: ``run(values, context) -> result``, where ``values``
+            are the validated :class:`~.params.ParamValues` (every declared
+            name) and ``context`` the :class:`~.commands.CommandContext` (model
+            cache, output writer, seed, progress); it returns a result object
+            (rows, paths written, a report) that Python receives and ``render``
+            prints. Older form: ``run(args) -> int``, the exit code. Either may
+            be a ``"module:function"`` string, imported only when the command
+            runs. Raise :class:`ParameterError` or :class:`UsageError` for a bad
+            argument (exit 2) and :class:`NeurofiltersError` for a failure the
+            user can act on (exit 1).
         description: Longer text for the command's ``--help``.
-        compute: Optional ``compute(args) -> result`` (or a ``"module:function"``
-            string): the command's work without printing, returning a result
-            object (rows, paths, a report) that ``run`` renders. When declared,
-            ``neurofilters.run_command`` returns that object to Python; without
-            it, Python gets the exit code of ``run``. It raises what ``run``
-            raises for the same arguments.
+        compute: Older form only: optional ``compute(args) -> result`` that
+            ``neurofilters.run_command`` returns to Python.
+        params: Declared form: the command's parameters, positional ones first
+            in command-line order, then its options.
+        subcommands: Declared form: actions of the command (``explore patches``,
+            ``explore similar``), each a declared :class:`CommandSpec`; the
+            command itself then declares no ``params`` and no ``run``.
+        render: Declared form: ``render(result, values) -> int | None`` prints
+            the result on the command line and returns the exit code (``None``:
+            0); or a ``"module:function"`` string. ``None``: nothing is printed.
     """
 
     name: str
     help: str
-    configure: Callable[..., Any] | str
-    run: Callable[..., Any] | str
+    configure: Callable[..., Any] | str | None = None
+    run: Callable[..., Any] | str | None = None
     description: str = ""
     compute: Callable[..., Any] | str | None = None
+    params: tuple[Param, ...] = ()
+    subcommands: tuple[CommandSpec, ...] = ()
+    render: Callable[..., Any] | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _COMMAND_NAME_RE.match(self.name):
@@ -367,25 +413,80 @@ class CommandSpec:
             )
         if not isinstance(self.help, str) or not self.help:
             raise DeclarationError(f"Command {self.name!r} needs a help line.")
-        for attribute in ("configure", "run"):
+        for attribute in ("configure", "run", "compute", "render"):
             value = getattr(self, attribute)
-            if not (callable(value) or isinstance(value, str)):
+            if not (value is None or callable(value) or isinstance(value, str)):
                 raise DeclarationError(
-                    f"Command {self.name!r}: {attribute} must be callable or 'module:function'. Received: {value!r}"
+                    f"Command {self.name!r}: {attribute} must be None, callable or 'module:function'. "
+                    f"Received: {attribute}={value!r}"
                 )
-        if not (self.compute is None or callable(self.compute) or isinstance(self.compute, str)):
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "subcommands", tuple(self.subcommands))
+        if self.configure is not None:
+            self._check_older_form()
+        else:
+            self._check_declared_form()
+
+    def _check_older_form(self) -> None:
+        if self.run is None:
+            raise DeclarationError(f"Command {self.name!r}: configure needs run(args) beside it.")
+        if self.params or self.subcommands or self.render is not None:
             raise DeclarationError(
-                f"Command {self.name!r}: compute must be None, callable or 'module:function'. Received: compute={self.compute!r}"
+                f"Command {self.name!r} mixes the two forms: configure(parser) with params, subcommands or render. "
+                "Declare params (and run(values, context)), or keep configure and run(args)."
             )
 
+    def _check_declared_form(self) -> None:
+        if self.compute is not None:
+            raise DeclarationError(f"Command {self.name!r}: compute belongs to the older form; run(values, context) returns the result.")
+        if self.subcommands:
+            if self.params or self.run is not None or self.render is not None:
+                raise DeclarationError(
+                    f"Command {self.name!r} has subcommands: the actions declare params, run and render, not the command."
+                )
+            names = [sub.name for sub in self.subcommands]
+            if len(set(names)) != len(names) or not all(isinstance(sub, CommandSpec) and sub.declared for sub in self.subcommands):
+                raise DeclarationError(f"Command {self.name!r}: subcommands must be declared CommandSpecs with distinct names. Received: {names}")
+            return
+        if self.run is None:
+            raise DeclarationError(f"Command {self.name!r} needs run(values, context) (or configure and run(args), the older form).")
+        if not all(isinstance(param, Param) for param in self.params):
+            raise DeclarationError(f"Command {self.name!r}: every parameter must be a Param.")
+        names = [param.name for param in self.params]
+        if len(set(names)) != len(names):
+            raise DeclarationError(f"Command {self.name!r} declares a parameter twice: {names}")
+        positional = [param.positional for param in self.params]
+        if positional != sorted(positional, reverse=True):
+            raise DeclarationError(f"Command {self.name!r}: declare the positional parameters first, in command-line order. Received: {names}")
+        flags = [flag for param in self.params if not param.positional for flag in (param.flag, param.short) if flag]
+        if len(set(flags)) != len(flags):
+            raise DeclarationError(f"Command {self.name!r} declares a flag twice: {flags}")
+
+    @property
+    def declared(self) -> bool:
+        """Whether the command is declared with ``params`` (``False``: the older ``configure``/``run(args)`` form)."""
+        return self.configure is None
+
+    def subcommand(self, name: str) -> CommandSpec | None:
+        """The action ``name`` of a command with subcommands, or ``None``."""
+        return next((sub for sub in self.subcommands if sub.name == name), None)
+
     def configurer(self) -> Callable[..., Any]:
-        """The function that adds the command's arguments (imported if declared as a string)."""
+        """The function that adds the command's arguments (older form; imported if declared as a string)."""
+        if self.configure is None:
+            raise DeclarationError(f"Command {self.name!r} is declared with params; it has no configure function.")
         return resolve_callable(self.configure)
 
     def runner(self) -> Callable[..., Any]:
         """The command's run function (imported if declared as a string)."""
+        if self.run is None:
+            raise DeclarationError(f"Command {self.name!r} has subcommands; run one of them: {[s.name for s in self.subcommands]}")
         return resolve_callable(self.run)
 
+    def renderer(self) -> Callable[..., Any] | None:
+        """The command's render function (imported if declared as a string), or ``None``."""
+        return None if self.render is None else resolve_callable(self.render)
+
     def computer(self) -> Callable[..., Any] | None:
-        """The command's compute function (imported if declared as a string), or ``None``."""
+        """The command's compute function (older form; imported if declared as a string), or ``None``."""
         return None if self.compute is None else resolve_callable(self.compute)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
+from pathlib import Path
 from typing import Any
 
-from neurofilters.plugin_host import CommandSpec, FilterContext, FilterSpec, Param, hookimpl, save_image, validate_params
+from neurofilters.plugin_host import CommandContext, CommandSpec, FilterContext, FilterSpec, Param, hookimpl
 
 PARAMS = (
     Param("dark", "colour", "#1d1a4f", "Colour of the shadows.", label="Shadow colour"),
@@ -45,23 +45,29 @@ def register_filters() -> list[FilterSpec]:
     ]
 
 
-def configure_ramp(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``neurofilters duotone-ramp``."""
-    parser.add_argument("-o", "--output", required=True, help="image file to write (png, jpg, tif ...)")
-    parser.add_argument("--dark", default=PARAMS[0].default, help="shadow colour (#rrggbb)")
-    parser.add_argument("--light", default=PARAMS[1].default, help="highlight colour (#rrggbb)")
-    parser.add_argument("--width", type=int, default=256, help="width of the swatch in pixels")
+#: ``neurofilters duotone-ramp``'s parameters: declared like a filter's, so the host builds the
+#: flags, validation, ``--help`` and ``neurofilters.run_command("duotone-ramp", ...)`` from them.
+RAMP_PARAMS = (
+    Param("output", "string", None, "image file to write (png, jpg, tif ...)", required=True, short="-o", metavar="FILE"),
+    Param("dark", "colour", PARAMS[0].default, "shadow colour (#rrggbb)"),
+    Param("light", "colour", PARAMS[1].default, "highlight colour (#rrggbb)"),
+    Param("width", "int", 256, "width of the swatch in pixels", minimum=2, maximum=8192),
+)
 
 
-def run_ramp(args: argparse.Namespace) -> int:
-    """Write a swatch of the ramp between two colours, to preview a duotone."""
+def run_ramp(values: dict[str, Any], context: CommandContext) -> Path:
+    """Write a swatch of the ramp between two colours, to preview a duotone; returns the file written."""
     import numpy as np
 
-    values = validate_params(PARAMS, {"dark": args.dark, "light": args.light})
-    ramp = np.linspace(0.0, 1.0, max(2, args.width), dtype=np.float32)[None, :, None]
+    ramp = np.linspace(0.0, 1.0, values["width"], dtype=np.float32)[None, :, None]
     dark, light = (np.asarray(values[name], np.float32) for name in ("dark", "light"))
     pixels = np.repeat(dark + ramp * (light - dark), 32, axis=0)
-    print(f"wrote {save_image(args.output, pixels)}")
+    return context.writer().save_image(values["output"], pixels, what="swatch")
+
+
+def print_ramp(written: Path, values: dict[str, Any]) -> int:
+    """What the command line prints: the file written."""
+    print(f"wrote {written}")
     return 0
 
 
@@ -72,7 +78,8 @@ def register_commands() -> list[CommandSpec]:
         CommandSpec(
             name="duotone-ramp",
             help="write a swatch of a duotone's colour ramp",
-            configure=configure_ramp,
+            params=RAMP_PARAMS,
             run=run_ramp,
+            render=print_ramp,
         )
     ]
