@@ -166,7 +166,7 @@ def compute(values: Mapping[str, Any], context: CommandContext) -> NoiseFit:
     if not 0.0 < held_out < 1.0:
         raise ParameterError(f"--held-out must be a share above 0 and below 1, e.g. 0.3. Received: --held-out {held_out}",
                              param="held_out", value=held_out)
-    from ..saliency.commands import check_class_text
+    from ..zoo.labels import check_class_text
 
     check_class_text(values["class_"])  # 5,000 digits or control characters: refused before the model loads
     output = Path(values["output"])
@@ -198,8 +198,7 @@ def _fit(
     """Load the model and the photos, fit (or resume), measure, write; ``bar`` shows each stage."""
     import numpy as np
 
-    from ..saliency.commands import _named_flag
-    from ..zoo.labels import resolve_class
+    from ..zoo.labels import resolve_class, with_class_flag
     from ..zoo.model import CENTRE_CROP_FRACTION
     from .noise import encode_noise_image, fit_universal_noise, quantise
 
@@ -209,7 +208,7 @@ def _fit(
     try:
         target = resolve_class(values["class_"], model.labels, param="class")
     except ParameterError as error:
-        raise _named_flag(error) from None
+        raise with_class_flag(error) from None
     bound = values["epsilon"] / 255.0
     train_files, test_files = split(files, values["held_out"], values["seed"])
     side = int(model.input_size or 224)

@@ -19,35 +19,9 @@ from neurofilters.plugin_host import (
     text_table,
 )
 
-__all__ = ["SaliencyCheck", "check_class_text", "compute_check", "render_check"]
+from ..zoo.labels import check_class_text, with_class_flag
 
-
-def shorten(text: str, limit: int = 120) -> str:
-    """``text`` cut for an error message."""
-    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
-
-
-def check_class_text(value: str, flag: str = "--class") -> str:
-    """A ``--class`` value checked before the model loads: ``top-N``, an id or a name, as one line when bad."""
-    text = str(value).strip()
-    digits = text[4:] if text.lower().startswith("top-") else text.lstrip("+-")
-    numeric = bool(digits) and all(character.isdigit() for character in digits)
-    if (numeric and (not digits.isascii() or len(digits) > 12)) or not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise ParameterError(
-            f"{flag} must be a class id (130), a class name ('tiger cat') or top-N. Received: {flag} {shorten(str(value))}",
-            param="class_", value=value,
-        )
-    return text
-
-
-def _named_flag(error: ParameterError, flag: str = "--class") -> ParameterError:
-    """``error`` with the parameter named as the user typed it (``--class``, not ``class_``)."""
-    text = str(error)
-    for spelling in ('"class_"', '"class"'):
-        text = text.replace(spelling, flag, 1)
-    for spelling in ("class_=", "class="):
-        text = text.replace(f"Received: {spelling}", f"Received: {flag} ", 1)
-    return ParameterError(text, param=error.param, value=error.value)
+__all__ = ["SaliencyCheck", "compute_check", "render_check"]
 
 
 @dataclass(frozen=True)
@@ -106,7 +80,7 @@ def _check(values: Mapping[str, Any], context: CommandContext) -> tuple[Saliency
     try:
         class_id = resolve_target_class(model, values["class_"], rgb)  # ranked on the photo, as classify ranks it
     except ParameterError as error:
-        raise _named_flag(error) from None
+        raise with_class_flag(error) from None
     cam_layer = spatial_layer(model, values["layer"], "layer")
     name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
     result = SaliencyCheck(int(class_id), str(name), str(cam_layer), tuple(methods), (), {})

