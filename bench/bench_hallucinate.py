@@ -84,8 +84,8 @@ def summary(rows: list[dict]) -> dict:
 
 
 def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int], ...] = (("robust", 224), ("lucid", 128))) -> dict:
-    from neurofilters.filters.hallucinate.objectives import class_objective
-    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.visualization.objectives import class_objective
+    from neurofilters.filters.visualization.visualize import RECIPES, visualize
     from neurofilters.filters.zoo.lite0 import load_lite0, load_lite1
 
     lite0, lite1 = load_lite0(), load_lite1()
@@ -109,8 +109,8 @@ def quality(steps: int, classes: tuple[int, ...], variants: tuple[tuple[str, int
 def speed(target: int = 130, max_steps: int = 512) -> dict:
     import keras
 
-    from neurofilters.filters.hallucinate.objectives import class_objective
-    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.visualization.objectives import class_objective
+    from neurofilters.filters.visualization.visualize import RECIPES, visualize
     from neurofilters.filters.zoo.lite0 import load_lite0
 
     lite0 = load_lite0()

@@ -295,8 +295,8 @@ def test_head_layers_are_named_units_for_saliency_like_vgg_fc1_fc2(headed, chels
 
 def test_head_layers_for_hallucinate_and_explore_similar(headed, tmp_path: Path) -> None:
     from neurofilters.filters.explorer.similar import descriptor, folder_descriptors, rank
-    from neurofilters.filters.hallucinate.objectives import resolve_objective
-    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.visualization.objectives import resolve_objective
+    from neurofilters.filters.visualization.visualize import RECIPES, visualize
 
     # Backbone and head layers in one feature model: all computed at the head's input size.
     both = headed.feature_model(["block2_conv1", "fc2"])

@@ -85,8 +85,8 @@ def test_plain_pixels_are_the_mushy_baseline() -> None:
 
 @pytest.mark.slow
 def test_a_large_canvas_is_drawn_at_its_own_size_sharper_than_enlarged_and_keeps_the_class() -> None:
-    from neurofilters.filters.hallucinate.objectives import class_objective
-    from neurofilters.filters.hallucinate.visualize import RECIPES, visualize
+    from neurofilters.filters.visualization.objectives import class_objective
+    from neurofilters.filters.visualization.visualize import RECIPES, visualize
     from neurofilters.filters.octaves import resize_image
 
     lite0, lite1 = neurofilters.load_model("lite0"), neurofilters.load_model("lite1")

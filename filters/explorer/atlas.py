@@ -3,8 +3,8 @@
 ``DIR/index.html`` (no server, no network, no script) holds the layer table
 (name, type, activation shape, learnables: the ``analyzeNetwork`` columns),
 and per chosen layer one card per channel: its feature visualisation (the
-hallucinate machinery, :func:`neurofilters.filters.hallucinate.visualize.visualize`,
-raising the channel's mean) and, given ``--images``, its top-activating
+shared room's :func:`neurofilters.filters.visualization.visualize.visualize`, as
+``hallucinate`` uses it, raising the channel's mean) and, given ``--images``, its top-activating
 patches (exact receptive fields). Every picture is a PNG beside the page,
 written atomically; a rerun with the same settings skips the pictures already
 there (resumable), and each channel's seed is derived from the run's seed and
@@ -158,8 +158,8 @@ def write_atlas(
     (:func:`~.patches.patch_map`: on the same working-size image, cropped to the
     same field); one backward pass per patch, so off by default.
     """
-    from ..hallucinate.objectives import Objective
-    from ..hallucinate.visualize import RECIPES, visualize
+    from ..visualization.objectives import Objective
+    from ..visualization.visualize import RECIPES, visualize
     from ..zoo.commands import head_layer_infos
 
     report = progress or (lambda fraction, message: None)

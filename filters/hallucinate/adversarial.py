@@ -22,7 +22,7 @@ import numpy as np
 
 from neurofilters.plugin_host import FilterContext
 
-from .objectives import class_objective
+from ..visualization.objectives import class_objective
 
 __all__ = ["UNTARGETED", "attack", "psnr", "run_adversarial"]
 

@@ -29,7 +29,7 @@ import numpy as np
 from keras import ops
 
 from ..parameterization import _COLOR, TransformSettings, frequency_scale
-from .objectives import Objective
+from ..visualization.objectives import Objective
 
 _log = logging.getLogger("neurofilters.hallucinate.canvas")
 

@@ -23,8 +23,8 @@ import numpy as np
 from neurofilters.plugin_host import FilterContext
 
 from ..octaves import resize_image
-from .objectives import Objective, resolve_objective
-from .visualize import RECIPES, Recipe, visualize
+from ..visualization.objectives import Objective, resolve_objective
+from ..visualization.visualize import RECIPES, Recipe, visualize
 
 __all__ = ["ViewPlan", "canvas_learning_rate", "hallucinate_noise", "plan_views", "run_hallucinate"]
 

@@ -1,4 +1,4 @@
-"""What a hallucination raises: a class (log-probability) or a channel or neuron of any layer.
+"""What a feature visualisation raises (``hallucinate``, the atlas): a class (log-probability) or a channel or neuron of any layer.
 
 Resolves the user's ``class`` / ``layer`` / ``channel`` parameters against a
 zoo model (class names with near-miss suggestions come from
