@@ -239,8 +239,8 @@ def test_patch_maps_are_the_saliency_filters_map_at_the_patch(square_folder: Pat
     import neurofilters
     from neurofilters.filters.explorer.patches import find_images, load_work_image, patch_map, top_patches
     from neurofilters.filters.explorer.receptive import receptive_field
-    from neurofilters.filters.saliency.engine import neuron_guided_backprop
-    from neurofilters.filters.saliency.render import normalise
+    from neurofilters.filters.attribution.neuron import neuron_guided_backprop
+    from neurofilters.filters.attribution.methods import normalise
 
     model = _model()
     layer, channel = "block3_expand_act", 7
@@ -282,7 +282,7 @@ def test_patch_maps_line_up_on_images_of_any_shape(photo_folder: Path) -> None:
     """160 x 120 photos at --size 96: the map's non-zero pixels are inside the patch's box, on the searched array."""
     from neurofilters.filters.explorer.patches import find_images, load_work_image, top_patches
     from neurofilters.filters.explorer.receptive import receptive_field
-    from neurofilters.filters.saliency.engine import neuron_guided_backprop
+    from neurofilters.filters.attribution.neuron import neuron_guided_backprop
 
     model = _model()
     layer = "block3_expand_act"

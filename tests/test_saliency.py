@@ -162,7 +162,7 @@ def test_a_cam_layer_after_the_target_is_a_clear_error_in_the_step(lite0) -> Non
     """Building the step names the problem (before: TensorFlow dropped the missing gradient: 3 values, not 4)."""
     import keras
 
-    from neurofilters.filters.saliency.network import Target, saliency_step
+    from neurofilters.filters.attribution.network import Target, saliency_step
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the check is TensorFlow's (JAX differentiates a zero delta: its gradient is zero)")
@@ -177,7 +177,7 @@ def test_nested_models_get_guided_units_and_give_the_flat_networks_saliency() ->
     """A Sequential and a functional block inside the network are rebuilt layer by layer (guided units inside them)."""
     import keras
 
-    from neurofilters.filters.saliency.network import Target, saliency_step
+    from neurofilters.filters.attribution.network import Target, saliency_step
     from neurofilters.filters.zoo.model import ZooModel
 
     keras.utils.set_random_seed(4)
@@ -213,7 +213,7 @@ def test_nested_models_get_guided_units_and_give_the_flat_networks_saliency() ->
 def test_a_watched_layer_inside_a_nested_model_is_a_clear_error() -> None:
     import keras
 
-    from neurofilters.filters.saliency.network import Target, saliency_step
+    from neurofilters.filters.attribution.network import Target, saliency_step
     from neurofilters.filters.zoo.model import ZooModel
 
     inner_in = keras.Input((None, None, 3))

@@ -24,8 +24,8 @@ import pytest
 
 import neurofilters
 from neurofilters.filters.saliency.engine import resize_rgb
-from neurofilters.filters.saliency.methods import compute
-from neurofilters.filters.saliency.network import Target, saliency_step
+from neurofilters.filters.attribution.methods import compute
+from neurofilters.filters.attribution.network import Target, saliency_step
 
 pytestmark = [
     pytest.mark.slow,

@@ -246,7 +246,7 @@ MAP_GAP = 4
 def patch_map(model: Any, layer: str, channel: int, image: np.ndarray, patch: Patch, rule: str = "active") -> np.ndarray:
     """The unit's guided-backprop map at the patch's position, cropped to the patch's receptive field.
 
-    The map is the saliency filter's (:func:`~neurofilters.filters.saliency.engine.neuron_guided_backprop`)
+    The map is the saliency filter's (:func:`~neurofilters.filters.attribution.neuron.neuron_guided_backprop`)
     on ``image`` itself: the array the patch search saw, so the unit is the same cell. It is
     cut to the same box as the patch (outside the image: black; the unit depends on nothing
     outside its field, so nothing is lost) and normalised as the filter normalises guided
@@ -263,7 +263,8 @@ def patch_map(model: Any, layer: str, channel: int, image: np.ndarray, patch: Pa
     Returns:
         float32 ``H x W`` in [0, 1], the receptive field's size.
     """
-    from ..saliency.engine import neuron_guided_backprop, normalise  # the one arrow explorer -> saliency
+    from ..attribution.methods import normalise
+    from ..attribution.neuron import neuron_guided_backprop
 
     attribution = neuron_guided_backprop(model, image, layer, channel, (patch.y, patch.x), rule=rule)
     field = receptive_field(model.keras_model, layer, image.shape[:2])

@@ -12,17 +12,17 @@ from PIL import Image
 
 from neurofilters.plugin_host import FilterContext, ParameterError
 
+from ..attribution.methods import Attribution, compute, normalise, upsample
+from ..attribution.network import Target, default_cam_layer, saliency_step, spatial_layers
+from ..attribution.neuron import layer_output_size
 from ..smoothing import gaussian_blur
 from ..zoo.labels import resolve_class
 from ..zoo.units import LayerUnits, layer_units
-from .methods import Attribution, compute, upsample
-from .network import Target, default_cam_layer, saliency_step, spatial_layers
 from .plugin import CAM_METHODS
-from .render import normalise, render, smooth
+from .render import render, smooth
 
 __all__ = [
-    "Explanation", "explain", "network_size", "neuron_guided_backprop", "normalise", "resize_rgb", "resolve_target_class",
-    "run", "saliency_map", "spatial_layer",
+    "Explanation", "explain", "network_size", "resize_rgb", "resolve_target_class", "run", "saliency_map", "spatial_layer",
 ]
 
 #: Methods whose map is sparse (per pixel): normalised by a high percentile, not the maximum.
@@ -89,17 +89,6 @@ def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         for c in range(3)
     ]
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
-
-
-def _layer_output_size(network: Any, layer: str, size: tuple[int, int]) -> tuple[int, int, int]:
-    """``(rows, cols, channels)`` of ``layer`` for an input of ``size``; a fully connected layer is ``(1, 1, units)``."""
-    import keras
-
-    probe = keras.Model(network.inputs, network.get_layer(layer).output)
-    spec = probe.compute_output_spec(keras.KerasTensor((1, size[0], size[1], 3)))
-    if len(spec.shape) == 2:
-        return 1, 1, int(spec.shape[1])
-    return int(spec.shape[1]), int(spec.shape[2]), int(spec.shape[3])
 
 
 def target_layer(model: Any, name: str, param: str = "target_layer") -> LayerUnits:
@@ -229,7 +218,7 @@ def explain(
         target = Target("class")
     else:
         units = target_layer(model, params["target_layer"])
-        rows, cols, channels = (1, 1, units.count) if units.fully_connected else _layer_output_size(network, units.name, size)
+        rows, cols, channels = (1, 1, units.count) if units.fully_connected else layer_output_size(network, units.name, size)
         if params["channel"] >= channels:
             raise ParameterError(
                 f'"channel" must be an integer between 0 and {channels - 1} for layer {units.name!r} '
@@ -262,51 +251,6 @@ def explain(
     )
     fully_connected = target_layer_name is not None and units.fully_connected
     return Explanation(attribution, seen, class_id, class_name, cam_layer, target_layer_name, fully_connected)
-
-
-def neuron_guided_backprop(
-    model: Any, seen: np.ndarray, layer: str, channel: int, position: tuple[int, int], *, rule: str = "active"
-) -> Attribution:
-    """Guided backprop of one unit (``channel`` of ``layer`` at grid ``position``) on ``seen`` exactly as given.
-
-    The same computation as ``saliency --method guided-backprop --target neuron``
-    (the same compiled step and method), but on an image the caller already
-    sized: nothing is resized, so ``position`` is a cell of ``layer``'s output
-    for ``seen`` itself (``explore patches --maps`` passes the array its search saw).
-
-    Args:
-        model: A zoo model handle.
-        seen: float32 ``h x w x 3`` RGB in [0, 1], the network's input.
-        layer: Raw name of a layer with a spatial output.
-        channel: Channel index in ``layer``.
-        position: ``(row, column)`` in ``layer``'s output grid for ``seen``.
-        rule: Guided ReLU6 rule (see :data:`~.network.GUIDED_RELU6_RULES`).
-
-    Returns:
-        The :class:`~.methods.Attribution` at ``seen``'s size (``map`` is ``h x w``).
-
-    Raises:
-        ParameterError: ``channel`` or ``position`` outside the layer's output for ``seen``.
-    """
-    image = np.ascontiguousarray(seen[:, :, :3], np.float32)
-    rows, cols, channels = _layer_output_size(model.keras_model, layer, image.shape[:2])
-    if not 0 <= channel < channels:
-        raise ParameterError(
-            f'"channel" must be between 0 and {channels - 1} for layer {layer!r}. Received: channel={channel}',
-            param="channel", value=channel,
-        )
-    row, col = (int(position[0]), int(position[1]))
-    if not (0 <= row < rows and 0 <= col < cols):
-        raise ParameterError(
-            f'"position" must be a cell of the {rows} x {cols} output of {layer!r} for a {image.shape[0]} x '
-            f"{image.shape[1]} image. Received: position={(row, col)}",
-            param="position", value=(row, col),
-        )
-    selector = np.zeros(channels, np.float32)
-    selector[channel] = 1.0
-    guided = saliency_step(model, guided=True, target=Target("neuron", layer), cam_layer=None, rule=rule)
-    # guided backprop runs the guided step only: it is passed as the plain one too, so nothing else compiles
-    return compute("guided-backprop", image, plain=guided, guided=guided, selector=selector, spot=(row, col))
 
 
 def saliency_map(explanation: Explanation, size: tuple[int, int], method: str, smoothing: float) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Turning a saliency map into what the user sees: normalisation, colormaps, heat-map blends and masks.
+"""Turning a saliency map into what the user sees: colormaps, heat-map blends and masks.
+
+The map arrives normalised (:func:`neurofilters.filters.attribution.methods.normalise`).
 
 The colormaps are piecewise-linear through a handful of anchor colours of the
 well-known maps (matplotlib is not a dependency; these few anchors are enough
@@ -11,7 +13,7 @@ import numpy as np
 
 from ..smoothing import gaussian_blur
 
-__all__ = ["COLORMAP_ANCHORS", "apply_colormap", "normalise", "render", "smooth"]
+__all__ = ["COLORMAP_ANCHORS", "apply_colormap", "render", "smooth"]
 
 #: Anchor colours (low to high) of each colormap, as 0-255 RGB.
 COLORMAP_ANCHORS: dict[str, tuple[tuple[int, int, int], ...]] = {
@@ -49,22 +51,6 @@ def smooth(values: np.ndarray, percent_of_diagonal: float) -> np.ndarray:
         return values.astype(np.float32)
     sigma = percent_of_diagonal / 100.0 * float(np.hypot(*values.shape[:2]))
     return gaussian_blur(values.astype(np.float32), sigma)
-
-
-def normalise(values: np.ndarray, *, sparse: bool) -> np.ndarray:
-    """Scale a non-negative map to [0, 1].
-
-    Dense maps (CAMs) are divided by their maximum; sparse per-pixel gradient
-    maps by their 99.5th percentile (clipped), so a few extreme pixels do not
-    leave the rest black.
-    """
-    values = np.maximum(np.nan_to_num(values.astype(np.float32)), 0.0)
-    top = float(np.percentile(values, 99.5)) if sparse else float(values.max())
-    if not np.isfinite(top) or top <= 0:
-        top = float(values.max())
-    if top <= 0:
-        return np.zeros_like(values)
-    return np.clip(values / top, 0.0, 1.0)
 
 
 def render(

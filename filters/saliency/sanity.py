@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .methods import compute
-from .network import Target, default_cam_layer, forget, prepared_network, saliency_step
+from ..attribution.methods import compute
+from ..attribution.network import Target, default_cam_layer, forget, prepared_network, saliency_step
 from .plugin import CAM_METHODS
 
 __all__ = ["SanityReport", "cascading_randomisation", "layer_groups", "sanity_figure", "spearman", "upsample_rgb"]
@@ -190,8 +190,8 @@ def sanity_figure(report: SanityReport, *, cell: int = 112, colormap: str = "inf
     """
     from PIL import Image, ImageDraw
 
-    from .methods import upsample
-    from .render import apply_colormap, normalise
+    from ..attribution.methods import normalise, upsample
+    from .render import apply_colormap
 
     methods = list(report.maps)
     label_width, label_height, gap = 150, 34, 4
@@ -222,6 +222,6 @@ def sanity_figure(report: SanityReport, *, cell: int = 112, colormap: str = "inf
 
 def upsample_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An RGB image resized to ``size = (height, width)`` (for figures)."""
-    from .methods import upsample
+    from ..attribution.methods import upsample
 
     return np.clip(np.stack([upsample(image[:, :, c], size, "bicubic") for c in range(3)], axis=-1), 0.0, 1.0)

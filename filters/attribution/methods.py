@@ -12,7 +12,7 @@ Formulas:
   a_k (x - x0))`` with midpoints ``a_k = (k + 0.5) / steps``; the map is
   ``|sum_c|``.
 * guided backpropagation: the gradient through guided rectifiers (see
-  :mod:`neurofilters.filters.saliency.network`); the map is ``max_c |.|``.
+  :mod:`neurofilters.filters.attribution.network`); the map is ``max_c |.|``.
 * Grad-CAM (Selvaraju et al. 2017): ``relu(sum_k w_k A_k)`` with ``w_k`` the
   spatial mean of ``dS/dA_k``, upsampled to the image.
 * Grad-CAM++ (Chattopadhyay et al. 2018): weights ``sum_ij a_ij relu(dS/dA)``
@@ -31,7 +31,7 @@ from PIL import Image
 
 from ._autodiff import StepFn
 
-__all__ = ["Attribution", "compute", "integrated_gradients", "smoothgrad", "upsample"]
+__all__ = ["Attribution", "compute", "integrated_gradients", "normalise", "smoothgrad", "upsample"]
 
 Progress = Callable[[float, str], None]
 
@@ -60,6 +60,22 @@ def upsample(values: np.ndarray, size: tuple[int, int], mode: str = "bilinear") 
     resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[mode]
     image = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F")
     return np.asarray(image.resize((width, height), resample), dtype=np.float32)
+
+
+def normalise(values: np.ndarray, *, sparse: bool) -> np.ndarray:
+    """Scale a non-negative map to [0, 1].
+
+    Dense maps (CAMs) are divided by their maximum; sparse per-pixel gradient
+    maps by their 99.5th percentile (clipped), so a few extreme pixels do not
+    leave the rest black.
+    """
+    values = np.maximum(np.nan_to_num(values.astype(np.float32)), 0.0)
+    top = float(np.percentile(values, 99.5)) if sparse else float(values.max())
+    if not np.isfinite(top) or top <= 0:
+        top = float(values.max())
+    if top <= 0:
+        return np.zeros_like(values)
+    return np.clip(values / top, 0.0, 1.0)
 
 
 def _batches(total: int, size: int) -> tuple[int, list[tuple[int, int]]]:

@@ -333,7 +333,7 @@ def saliency_step(
             keeps reading the prepared network's variables.
 
     Returns:
-        See :data:`neurofilters.filters.saliency._autodiff.StepFn`.
+        See :data:`neurofilters.filters.attribution._autodiff.StepFn`.
     """
     network = model.keras_model
     key = (id(network), bool(guided), target, cam_layer, rule if guided else None, bool(freeze))
