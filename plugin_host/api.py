@@ -543,7 +543,13 @@ def run_command(command: str, *positional: Any, **options: Any) -> CommandResult
     code 2, with the same text; a missing required one the same
     :class:`UsageError`. Files are written through the host's guarded writer.
     The command's ``run`` result comes back as ``value``; nothing is printed
-    (the command line's ``render`` prints it).
+    (the command line's ``render`` prints it). The host's own declared commands
+    run the same way: ``run_command("list")`` gives the filter rows,
+    ``run_command("describe", "deepdream")`` the ``FilterSpec``,
+    ``run_command("models")`` the model rows, ``run_command("plugins")`` the
+    plugins, ``run_command("gimp", "install", gimp_dir=...)`` the installed path
+    (``plugin_host/cli/host_commands.py``); ``run``, ``batch`` and ``video``
+    take a filter's flags and are refused (call :func:`apply`).
 
     An older-form command (``configure(parser)`` and ``run(args)``) is run
     through its own parser: keywords become flags (``top=3`` is ``--top=3``,

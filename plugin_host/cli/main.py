@@ -104,14 +104,17 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
-    """Every parser under ``sub``: the commands' and their actions' (``gimp install``, ``explore patches``)."""
+def _parsers(sub: argparse._SubParsersAction, descend: tuple[str, ...] = ("gimp",)) -> list[argparse.ArgumentParser]:
+    """The commands' parsers under ``sub``, and the actions' of the commands in ``descend`` (``gimp install``).
+
+    (A plugin command's actions keep their command's parser for the suggestions, as they always had.)
+    """
     found = []
-    for each in sub.choices.values():
+    for name, each in sub.choices.items():
         found.append(each)
-        for action in each._actions:
+        for action in each._actions if name in descend else ():
             if isinstance(action, argparse._SubParsersAction):
-                found.extend(_parsers(action))
+                found.extend(action.choices.values())
     return found
 
 

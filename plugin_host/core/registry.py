@@ -11,8 +11,9 @@ hook or returns something that is not a spec is recorded as a
 :class:`PluginFailure` and skipped; the others keep working.
 
 The host's own command names belong to the layer that defines the commands
-(the CLI); it hands them to :meth:`Registry.reserve_commands`, which drops a
-plugin command that takes one of them.
+(the CLI); it hands them to :meth:`Registry.reserve_commands`, which keeps the
+host's own declarations (registered through the same hook by a built-in
+plugin) and drops a plugin command that takes one of the names.
 
 Environment variables:
     NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD: when set to a non-empty value, no
