@@ -164,7 +164,8 @@ def command_markdown(spec: CommandSpec, prog: str = "neurofilters") -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    positional = " ".join(_argument(param) for param in spec.params if param.positional)
+    positional = " ".join(_argument(param) if param.is_required or param.nargs else f"[{_argument(param)}]"
+                          for param in spec.params if param.positional)  # [MODEL]: one that may be left out
     lines = [f"`{prog} {spec.name}{' ' + positional if positional else ''} [OPTIONS]`: {cell(spec.help)}", "",
              "| argument | type | default | allowed | description |", "|---|---|---|---|---|"]
     for param in spec.params:
