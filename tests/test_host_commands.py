@@ -16,7 +16,7 @@ from neurofilters import plugin_host
 from neurofilters.plugin_host import FilterSpec, ParameterError, RegistryError, UsageError, build_registry
 from neurofilters.plugin_host.cli import host_commands
 from neurofilters.plugin_host.cli.host_commands import (
-    HOST_COMMANDS, HOST_SPECS, FilterListing, GimpInstalled, GimpRemoved, ModelListing, PluginListing, host_spec,
+    HOST_COMMANDS, HOST_SPECS, FilterListing, GimpInstalled, GimpRemoved, ModelFetched, ModelListing, PluginListing, host_spec,
 )
 from neurofilters.plugin_host.cli.main import build_parser, main
 
@@ -117,3 +117,21 @@ def test_host_commands_module_stays_light() -> None:
     top = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     top |= {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
     assert not any(name.split(".")[0] in ("numpy", "keras", "tensorflow") or "gimp" in name for name in top), top
+
+
+def test_models_fetch_from_python_and_the_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``models fetch NAME --from FILE`` calls the model's fetcher once, from either front end."""
+    import dataclasses
+
+    registry = plugin_host.get_registry()
+    name = next(name for name, spec in registry.models.items() if spec.fetch is not None)
+    calls: list[object] = []
+    monkeypatch.setitem(registry.models, name, dataclasses.replace(registry.models[name], fetch=calls.append))
+    fetched = neurofilters.run_command("models", "fetch", name, from_="weights.tgz")
+    assert fetched.value == ModelFetched(name, "weights.tgz") and fetched.argv == ("models", "fetch", name, "--from=weights.tgz")
+    assert main(["models", "fetch", name, "--from", "other.tgz"]) == 0
+    assert calls == ["weights.tgz", "other.tgz"] and capsys.readouterr().out == ""
+    with pytest.raises(UsageError, match="'models' takes a model name and --from only with 'fetch'"):
+        neurofilters.run_command("models", model=name)
+    with pytest.raises(UsageError, match="has nothing to fetch"):
+        neurofilters.run_command("models", "fetch", "lite0")
