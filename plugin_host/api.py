@@ -317,20 +317,23 @@ def command_parser(command: CommandSpec | str) -> argparse.ArgumentParser:
 def _command(name: str) -> CommandSpec:
     """The registered command ``name``, with the host's command names reserved as the command line reserves them.
 
+    The host's declared commands (``list``, ``describe``, ``models``, ``plugins``,
+    ``gimp``) are registered commands like any other.
+
     Raises:
-        RegistryError: Unknown command, or one of the host's own (``list``, ``run``, ...),
-            which a plugin cannot take: the message names the Python function to call instead.
+        RegistryError: Unknown command, or ``run``, ``batch`` or ``video``, whose flags come
+            from the filter they are given: the message names the Python function to call instead.
     """
     import difflib
 
-    from .cli.main import HOST_COMMANDS
+    from .cli.host_commands import HOST_COMMANDS, reserve
 
     registry = get_registry()
-    registry.reserve_commands(HOST_COMMANDS)  # as build_parser does: a plugin's "list" is dropped here too
-    if name in HOST_COMMANDS:
+    reserve(registry)  # as build_parser does: a plugin's "list" is dropped here too
+    if name in HOST_COMMANDS and name not in registry.commands:
         raise RegistryError(
             f"{name!r} is a command of neurofilters itself, not one run_command runs. Received: {name!r}. "
-            "In Python call neurofilters.apply, list_filters, describe or load_model instead; "
+            "In Python call neurofilters.apply instead; "
             f"on the command line run 'neurofilters {name}'."
         )
     if name not in registry.commands:
@@ -540,7 +543,13 @@ def run_command(command: str, *positional: Any, **options: Any) -> CommandResult
     code 2, with the same text; a missing required one the same
     :class:`UsageError`. Files are written through the host's guarded writer.
     The command's ``run`` result comes back as ``value``; nothing is printed
-    (the command line's ``render`` prints it).
+    (the command line's ``render`` prints it). The host's own declared commands
+    run the same way: ``run_command("list")`` gives the filter rows,
+    ``run_command("describe", "deepdream")`` the ``FilterSpec``,
+    ``run_command("models")`` the model rows, ``run_command("plugins")`` the
+    plugins, ``run_command("gimp", "install", gimp_dir=...)`` the installed path
+    (``plugin_host/cli/host_commands.py``); ``run``, ``batch`` and ``video``
+    take a filter's flags and are refused (call :func:`apply`).
 
     An older-form command (``configure(parser)`` and ``run(args)``) is run
     through its own parser: keywords become flags (``top=3`` is ``--top=3``,

@@ -30,9 +30,14 @@ def test_every_package_folder_is_declared() -> None:
     assert sorted(_declared_packages()) == sorted(found), "add the new package folder to pyproject.toml's packages"
 
 
+#: The host's own commands (list, describe, models, plugins, gimp) register as a built-in plugin too.
+HOST_PLUGIN = {"host": "neurofilters.plugin_host.cli.host_commands"}
+
+
 def _plugin_modules() -> dict[str, str]:
-    """Every built-in plugin module in the checkout, by the entry-point name it must have (its package)."""
-    return {path.parent.name: f"neurofilters.filters.{path.parent.name}.plugin" for path in (ROOT / "filters").glob("*/plugin.py")}
+    """Every built-in plugin module in the checkout, by the entry-point name it must have (its package), and the host's."""
+    found = {path.parent.name: f"neurofilters.filters.{path.parent.name}.plugin" for path in (ROOT / "filters").glob("*/plugin.py")}
+    return {**found, **HOST_PLUGIN}
 
 
 def test_every_builtin_plugin_is_an_entry_point() -> None:
@@ -40,7 +45,7 @@ def test_every_builtin_plugin_is_an_entry_point() -> None:
     from importlib import metadata
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["neurofilters"]
-    assert declared == _plugin_modules(), "declare each filters/NAME/plugin.py as NAME in [project.entry-points.neurofilters]"
+    assert declared == _plugin_modules(), "declare each filters/NAME/plugin.py as NAME (and the host's commands as host) in [project.entry-points.neurofilters]"
     installed = {ep.name: ep.value for ep in metadata.distribution("neurofilters").entry_points if ep.group == "neurofilters"}
     assert installed == declared, "stale metadata: run '.venv/bin/python -m pip install -e .' again"
 

@@ -11,6 +11,7 @@ import pytest
 
 import neurofilters.plugin_host as plugin_host
 from neurofilters.plugin_host import FilterSpec, ModelSpec, RegistryError, apply_filter, build_registry, builtin_entry_points
+from neurofilters.plugin_host.cli.host_commands import host_spec
 from neurofilters.plugin_host.cli.main import HOST_COMMANDS, build_parser
 
 from plugin_factory import GOOD_PLUGIN, make_distribution
@@ -35,9 +36,12 @@ def test_builtins_register_through_the_same_hooks() -> None:
     builtins = builtin_entry_points()
     assert [entry_point.group for entry_point in builtins] == ["neurofilters"] * len(builtins)
     # every plugin module of the project is a built-in entry point, named after its package
+    # (and the host's own commands, a built-in plugin named host)
     modules = sorted(f"neurofilters.filters.{path.parent.name}.plugin" for path in (ROOT / "filters").glob("*/plugin.py"))
-    assert sorted(entry_point.value for entry_point in builtins) == modules
-    assert all(entry_point.value == f"neurofilters.filters.{entry_point.name}.plugin" for entry_point in builtins)
+    host = "neurofilters.plugin_host.cli.host_commands"
+    assert sorted(entry_point.value for entry_point in builtins) == sorted([*modules, host])
+    assert all(entry_point.value in (f"neurofilters.filters.{entry_point.name}.plugin", host) for entry_point in builtins)
+    assert [entry_point.name for entry_point in builtins if entry_point.value == host] == ["host"]
     # built-ins load first, sorted by entry-point name, from the project's own distribution
     assert [entry_point.name for entry_point in builtins] == sorted(entry_point.name for entry_point in builtins)
     loaded = [(info.name, info.distribution) for info in registry.plugins[: len(builtins)]]
@@ -126,9 +130,10 @@ def register_commands():
 def test_plugin_command_cannot_take_a_host_command_name(site: Path) -> None:
     make_distribution(site, "nf-cmd", {"nfplug_cmd": COMMAND_PLUGIN.format(name="list")})
     registry = build_registry()
-    assert "list" in registry.commands  # the registry itself knows no host command ...
-    build_parser(registry)  # ... the CLI hands it its names
-    assert "list" not in registry.commands
+    # the host's list registers first (a built-in), so the plugin's is turned away at once ...
+    assert registry.commands["list"] is host_spec("list")
+    build_parser(registry)  # ... and the CLI, reserving its names, says the host owns it
+    assert registry.commands["list"] is host_spec("list")
     [failure] = [f for f in registry.failures if "'list'" in str(f)]
     message = str(failure)
     assert "\n" not in message
@@ -138,17 +143,18 @@ def test_plugin_command_cannot_take_a_host_command_name(site: Path) -> None:
 
 
 def test_run_command_refuses_a_plugin_command_named_like_a_host_command(site: Path) -> None:
-    """Python reserves the CLI's names too: a plugin's ``list`` is dropped and cannot be run from Python."""
+    """Python reserves the CLI's names too: a plugin's ``list`` is dropped, the host's runs; ``run`` is refused."""
     import neurofilters
 
     make_distribution(site, "nf-cmd", {"nfplug_cmd": COMMAND_PLUGIN.format(name="list")})
     plugin_host.reset_registry()
     try:
-        with pytest.raises(RegistryError, match="'list' is a command of neurofilters itself") as raised:
-            neurofilters.run_command("list")
+        assert "deepdream" in neurofilters.run_command("list").value.names  # the host's list, not the plugin's
+        with pytest.raises(RegistryError, match="'run' is a command of neurofilters itself") as raised:
+            neurofilters.run_command("run")
         assert "\n" not in str(raised.value)
         registry = plugin_host.get_registry()
-        assert "list" not in registry.commands
+        assert registry.commands["list"] is host_spec("list")
         [failure] = [f for f in registry.failures if "'list'" in str(f)]
         assert "provided by neurofilters itself and nfplug_cmd (nf-cmd)" in str(failure)
     finally:
@@ -159,7 +165,10 @@ def test_host_commands_are_exactly_the_parsers_own_subcommands() -> None:
     registry = build_registry(autoload=False)
     parser = build_parser(registry)
     sub = next(action for action in parser._actions if action.dest == "command")
-    assert set(sub.choices) - set(registry.commands) == set(HOST_COMMANDS)
+    # run, batch and video are the parser's own; the other host commands are declared and registered (host plugin)
+    assert set(sub.choices) - set(registry.commands) == {"run", "batch", "video"}
+    assert {name for name in registry.commands if host_spec(name) is not None} == set(HOST_COMMANDS) - {"run", "batch", "video"}
+    assert set(HOST_COMMANDS) <= set(sub.choices)
 
 
 def _core_sources() -> dict[str, ast.Module]:

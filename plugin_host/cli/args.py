@@ -199,7 +199,7 @@ def command_help(param: Param) -> str:
     return help_text(text)
 
 
-def add_command_arguments(parser: argparse.ArgumentParser, params: Sequence[Param]) -> None:
+def add_command_arguments(parser: argparse.ArgumentParser, params: Sequence[Param], *, verbatim: bool = False) -> None:
     """A declared command's arguments, derived from its ``params`` (the filter flags' rules, plus positionals).
 
     Positional parameters become positional arguments (``nargs`` ``+``/``*``:
@@ -209,22 +209,25 @@ def add_command_arguments(parser: argparse.ArgumentParser, params: Sequence[Para
     Only typed values land in the namespace (default ``argparse.SUPPRESS``),
     each under :func:`command_dest` (so no parameter name meets the host's own
     namespace entries, such as ``command``).
+
+    ``verbatim=True`` prints each help line as declared, without the allowed
+    values and default appended (the host's own commands, whose ``--help`` the
+    docs pin as it was before they were declared).
     """
     for param in params:
         dest = command_dest(param)
+        text = help_text(param.help) if verbatim else command_help(param)
         if param.positional:
             nargs = {"+": "+", "*": "*"}.get(param.nargs, "?" if param.default is not None else None)
-            parser.add_argument(dest, nargs=nargs, metavar=param.metavar or param.name, default=argparse.SUPPRESS,
-                                help=command_help(param))
+            parser.add_argument(dest, nargs=nargs, metavar=param.metavar or param.name, default=argparse.SUPPRESS, help=text)
             continue
         flags = [flag for flag in (param.short, param.flag) if flag]
         if param.kind == "bool":
-            parser.add_argument(*flags, dest=dest, action="store_const", const=True, default=argparse.SUPPRESS,
-                                help=command_help(param))
+            parser.add_argument(*flags, dest=dest, action="store_const", const=True, default=argparse.SUPPRESS, help=text)
             continue
         nargs = {"+": "+", "*": "*"}.get(param.nargs)
         parser.add_argument(*flags, dest=dest, nargs=nargs, required=param.required, default=argparse.SUPPRESS,
-                            metavar=param.metavar or metavar(param.kind), help=command_help(param))
+                            metavar=param.metavar or metavar(param.kind), help=text)
 
 
 def command_dest(param: Param) -> str:

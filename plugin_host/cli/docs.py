@@ -164,13 +164,14 @@ def command_markdown(spec: CommandSpec, prog: str = "neurofilters") -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    positional = " ".join(_argument(param) for param in spec.params if param.positional)
+    positional = " ".join(_argument(param) if param.is_required or param.nargs else f"[{_argument(param)}]"
+                          for param in spec.params if param.positional)  # [MODEL]: one that may be left out
     lines = [f"`{prog} {spec.name}{' ' + positional if positional else ''} [OPTIONS]`: {cell(spec.help)}", "",
              "| argument | type | default | allowed | description |", "|---|---|---|---|---|"]
     for param in spec.params:
         if param.is_required:
             default = "**required**"
-        elif param.default is None or param.kind == "bool":
+        elif param.default in (None, "") or param.kind == "bool":
             default = "–" if param.kind != "bool" else "off"
         else:
             default = f"`{cell(format_value(param, param.default))}`"
@@ -180,15 +181,19 @@ def command_markdown(spec: CommandSpec, prog: str = "neurofilters") -> str:
 
 
 def declared_commands(commands: Mapping[str, CommandSpec]) -> dict[str, tuple[CommandSpec, str]]:
-    """Every declared command and action by block name (``classify``, ``explore-patches``), with its program words."""
+    """Every declared command and action by block name (``classify``, ``explore-patches``), with its program words.
+
+    A command without parameters (``list``, ``plugins``) has no table: its ``--help`` says all.
+    """
     found: dict[str, tuple[CommandSpec, str]] = {}
     for name, spec in commands.items():
         if not spec.declared:
             continue
         if spec.subcommands:
             for action in spec.subcommands:
-                found[f"{name}-{action.name}"] = (action, f"neurofilters {name}")
-        else:
+                if action.params:
+                    found[f"{name}-{action.name}"] = (action, f"neurofilters {name}")
+        elif spec.params:
             found[name] = (spec, "neurofilters")
     return found
 

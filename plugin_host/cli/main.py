@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,15 @@ from ..core.errors import FilterCancelled, NeurofiltersError, ParameterError, Re
 from ..core.params import shorten
 from ..core.quiet import QUIET_ENV, command_stderr_quiet
 from ..core.registry import Registry, distribution_version, get_registry
-from ..core.specs import CommandSpec, FilterSpec
-from . import docs as _docs
-from .args import PROG, Parser, add_command_arguments, command_given, folder_path, help_text, print_help_with_filter
+from ..core.specs import CommandSpec
+from .args import PROG, Parser, add_command_arguments, command_given, help_text, print_help_with_filter
+from .host_commands import HOST_COMMANDS, host_spec, is_host_command, reserve
 
 __all__ = ["HOST_COMMANDS", "main", "build_parser", "command_parser", "unexpected_error_line", "UsageError"]
 
-#: The host's own subcommands. The CLI owns these names and hands them to the registry
-#: (:meth:`Registry.reserve_commands`), which drops a plugin command that takes one.
-HOST_COMMANDS: tuple[str, ...] = ("list", "describe", "run", "models", "plugins", "batch", "video", "gimp")
+# HOST_COMMANDS: the host's own subcommands (``host_commands``). The CLI owns these names and hands them to the
+# registry (``host_commands.reserve``: Registry.reserve_commands), which keeps the host's declarations registered
+# through the ``host`` entry point and drops a plugin command that takes one of the names.
 
 
 def _version() -> str:
@@ -47,12 +46,18 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    if registry is not None:
+        reserve(registry)
 
-    sub.add_parser("list", help="list the filters", description="List every registered filter by category.")
+    def host(name: str) -> None:
+        """The host's declared command ``name`` (the registered declaration; the module's if the registry lacks it)."""
+        spec = registry.commands.get(name) if registry is not None else None
+        spec = spec if spec is not None and is_host_command(spec) else host_spec(name)
+        assert spec is not None
+        command_parser(spec, sub.add_parser(spec.name, help=help_text(spec.help), description=spec.description or None))
 
-    describe = sub.add_parser("describe", help="show a filter's description and parameters")
-    describe.add_argument("filter", help="filter name (see 'neurofilters list')")
-    describe.add_argument("--markdown", action="store_true", help="print the parameter table as Markdown")
+    host("list")
+    host("describe")
 
     run = sub.add_parser(
         "run",
@@ -79,11 +84,8 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
     parser.set_defaults(run_parser=run)
 
-    models = sub.add_parser("models", help="list the models of the zoo")
-    models.add_argument("action", nargs="?", choices=("fetch",), help="fetch: obtain and convert a model's weights once")
-    models.add_argument("model", nargs="?", help="the model to fetch (one whose weights say 'models fetch')")
-    models.add_argument("--from", dest="from_file", metavar="FILE", help="convert a file you already have instead of downloading")
-    sub.add_parser("plugins", help="list the loaded plugins and the ones that failed")
+    host("models")
+    host("plugins")
 
     from .batch_command import add_batch_parser
 
@@ -92,21 +94,28 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
 
     add_video_parser(sub)
 
-    if registry is not None:
-        registry.reserve_commands(HOST_COMMANDS)
     for command in (registry.commands.values() if registry is not None else ()):
-        command_parser(command, sub.add_parser(command.name, help=help_text(command.help), description=command.description or command.help))
+        if command.name not in HOST_COMMANDS:
+            command_parser(command, sub.add_parser(command.name, help=help_text(command.help), description=command.description or command.help))
 
-    gimp = sub.add_parser("gimp", help="install or remove the GIMP 3 plug-in")
-    gimp_sub = gimp.add_subparsers(dest="gimp_command", metavar="ACTION", parser_class=Parser)
-    for action, text in (("install", "install the plug-in for GIMP 3"), ("uninstall", "remove the plug-in")):
-        action_parser = gimp_sub.add_parser(action, help=text)
-        action_parser.add_argument(
-            "--gimp-dir", type=folder_path, help="GIMP 3 profile folder (default: the per-user folder, ~/.config/GIMP/3.0)"
-        )
-    for each in [*sub.choices.values(), *gimp_sub.choices.values()]:  # suggestions for a mistyped flag
+    host("gimp")
+    for each in _parsers(sub):  # suggestions for a mistyped flag
         each.set_defaults(command_parser=each)
     return parser
+
+
+def _parsers(sub: argparse._SubParsersAction, descend: tuple[str, ...] = ("gimp",)) -> list[argparse.ArgumentParser]:
+    """The commands' parsers under ``sub``, and the actions' of the commands in ``descend`` (``gimp install``).
+
+    (A plugin command's actions keep their command's parser for the suggestions, as they always had.)
+    """
+    found = []
+    for name, each in sub.choices.items():
+        found.append(each)
+        for action in each._actions if name in descend else ():
+            if isinstance(action, argparse._SubParsersAction):
+                found.extend(action.choices.values())
+    return found
 
 
 def command_parser(command: CommandSpec, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -117,25 +126,34 @@ def command_parser(command: CommandSpec, parser: argparse.ArgumentParser | None 
         parser: The sub-parser ``build_parser`` made for it; ``None``: a stand-alone
             parser with the same program name, description and arguments.
     """
+    # The host's own commands keep the --help they had before they were declared (docs/cli.md pins it):
+    # help lines as written, no description where they had none.
+    verbatim = is_host_command(command)
+
+    def description(spec: CommandSpec) -> str | None:
+        return (spec.description or None) if verbatim else (spec.description or spec.help)
+
     if parser is None:
-        parser = Parser(prog=f"{PROG} {command.name}", description=command.description or command.help)
+        parser = Parser(prog=f"{PROG} {command.name}", description=description(command))
     if not command.declared:  # the older form: the plugin adds its own arguments
         command.configurer()(parser)
     elif command.subcommands:
         actions = parser.add_subparsers(dest=f"{command.name}_action", metavar="ACTION", parser_class=Parser)
         for action in command.subcommands:
-            sub = actions.add_parser(action.name, help=help_text(action.help), description=action.description or action.help)
-            add_command_arguments(sub, action.params)
+            sub = actions.add_parser(action.name, help=help_text(action.help), description=description(action))
+            add_command_arguments(sub, action.params, verbatim=verbatim)
             sub.set_defaults(plugin_command=action, command_prog=sub.prog)
     else:
-        add_command_arguments(parser, command.params)
+        add_command_arguments(parser, command.params, verbatim=verbatim)
     parser.set_defaults(plugin_command=command, command_prog=parser.prog, command_help=parser)
     return parser
 
 
 def _run_declared(command: CommandSpec, args: argparse.Namespace) -> int:
     """A declared command from the command line: the typed values validated, run, the result rendered."""
-    if command.subcommands:  # no action given: the command's help
+    if command.subcommands:  # no action given: the command's help (the host's gimp: its one-line error, as before)
+        if is_host_command(command):
+            raise UsageError(f"'{command.name}' needs an action: {' or '.join(action.name for action in command.subcommands)}")
         args.command_help.print_help()
         return 2
     from ..invoke import call_command
@@ -148,56 +166,6 @@ def _run_declared(command: CommandSpec, args: argparse.Namespace) -> int:
     values, result = call_command(command, given, prog=args.command_prog, announce=announce)
     render = command.renderer()
     return int(render(result, values) or 0) if render is not None else 0
-
-
-def _print_failures(registry: Registry) -> None:
-    for failure in registry.failures:
-        print(f"{PROG}: warning: {failure}", file=sys.stderr)
-
-
-def _cmd_list(args: argparse.Namespace, registry: Registry) -> int:
-    _print_failures(registry)
-    by_category: dict[str, list[FilterSpec]] = {}
-    for spec in registry.filters.values():
-        by_category.setdefault(spec.category, []).append(spec)
-    if not by_category:
-        print("No filters are registered. 'neurofilters plugins' shows what failed to load.")
-        return 1
-    width = max(len(name) for name in registry.filters)
-    for category in sorted(by_category):
-        print(f"{category}:")
-        for spec in sorted(by_category[category], key=lambda s: s.name):
-            print(f"  {spec.name.ljust(width)}  {spec.summary}")
-    return 0
-
-
-def _cmd_describe(args: argparse.Namespace, registry: Registry) -> int:
-    spec = registry.get_filter(args.filter)
-    if args.markdown:
-        print(_docs.markdown_table(spec), end="")
-        return 0
-    print(f"{spec.title} ({spec.name}) - {spec.category}, output: {spec.output}")
-    print()
-    print(textwrap.fill(spec.summary, 80))
-    if spec.description:
-        print()
-        for paragraph in spec.description.strip().split("\n\n"):
-            print(textwrap.fill(" ".join(paragraph.split()), 80))
-    essential = [param for param in spec.params if not param.advanced]
-    advanced = [param for param in spec.params if param.advanced]
-    for title, params in (("Parameters", essential), ("Advanced parameters (rarely needed)", advanced)):
-        if not params:
-            continue
-        rows = [(flag, default, f"{help_text} Allowed: {allowed}.") for flag, _, default, allowed, help_text in _docs.param_rows(params)]
-        print()
-        print(_docs.text_table(rows, ("flag", "default", "what it does"), title=f"{title}:"))
-    presets = _docs.presets_text(spec)
-    if presets:
-        print()
-        print(presets)
-    print(f"\nUsage: neurofilters run {spec.name} INPUT -o OUTPUT [--seed N] [--PARAM VALUE ...]")
-    print("Bool flags: --flag, --flag true|false, --no-flag.")
-    return 0
 
 
 def check_output_path(text: str, inputs: Sequence[str] = ()) -> Path:
@@ -339,75 +307,6 @@ def _max_pixels(text: str | None) -> int | None:
     return value
 
 
-def _cmd_models(args: argparse.Namespace, registry: Registry) -> int:
-    if getattr(args, "action", None) == "fetch":
-        return _fetch_model(args, registry)
-    if getattr(args, "model", None) or getattr(args, "from_file", None):
-        raise UsageError("'models' takes a model name and --from only with 'fetch': neurofilters models fetch NAME")
-    _print_failures(registry)
-    rows = []
-    for spec in registry.models.values():
-        aliases = f" Also called: {', '.join(spec.aliases)}." if spec.aliases else ""
-        weights = f" Weights: {spec.source}." if spec.source else ""
-        offline = "yes" if spec.works_offline() else "no"
-        rows.append((spec.name, spec.kind, offline, f"{spec.description}{aliases}{weights}"))
-    print(_docs.text_table(rows, ("name", "kind", "offline", "description")))
-    print("\noffline: the weights are on this machine ('no': downloaded on first use).")
-    print("\nAny Keras model file works too: --model path/to/model.keras")
-    print("A model's layers, and which dream well: neurofilters layers MODEL")
-    return 0
-
-
-def _fetch_model(args: argparse.Namespace, registry: Registry) -> int:
-    if not args.model:
-        raise UsageError("'models fetch' needs a model name: neurofilters models fetch NAME")
-    spec = registry.get_model(args.model)
-    fetch = spec.fetcher()
-    if fetch is None:
-        fetchable = ", ".join(name for name, other in registry.models.items() if other.fetch is not None) or "none"
-        raise UsageError(f"Model {spec.name!r} has nothing to fetch. Models that do: {fetchable}")
-    fetch(args.from_file)
-    return 0
-
-
-def _cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
-    for info in registry.plugins:
-        print(f"{info.name} ({info.distribution} {info.version})")
-        for what, names in (("filters", info.filters), ("models", info.models), ("commands", info.commands)):
-            if names:
-                print(textwrap.fill(", ".join(names), 80, initial_indent=f"  {what}: ", subsequent_indent="    "))
-    if registry.failures:
-        print("\nProblems:")
-        for failure in registry.failures:
-            print(f"  {failure}")
-    return 0
-
-
-def _cmd_gimp(args: argparse.Namespace, registry: Registry) -> int:
-    from ..gimp import installer
-
-    if args.gimp_command == "install":
-        _print_failures(registry)
-        folder = args.gimp_dir
-        blocked = next((part for part in ([folder, *folder.parents] if folder else []) if part.exists() and not part.is_dir()), None)
-        if blocked is not None:
-            raise UsageError(f"--gimp-dir must be a folder (GIMP's profile folder). Received: --gimp-dir {folder}, where "
-                             f"{blocked} is a file; give the folder that holds GIMP's plug-ins folder.")
-        try:
-            path = installer.install(gimp_dir=folder)
-        except OSError as error:
-            from ..imageio.guard import describe_os_error
-
-            raise UsageError(describe_os_error(error, error.filename or folder or "~/.config/GIMP/3.0", "GIMP plug-in")) from None
-        print(f"installed the GIMP plug-in in {path}; restart GIMP and look under Filters > Neural")
-    elif args.gimp_command == "uninstall":
-        removed = installer.uninstall(gimp_dir=args.gimp_dir)
-        print(f"removed {removed}" if removed else "the GIMP plug-in was not installed")
-    else:
-        raise UsageError("'gimp' needs an action: install or uninstall")
-    return 0
-
-
 def _dispatch(argv: Sequence[str] | None) -> int:
     registry = get_registry()
     parser = build_parser(registry)
@@ -433,8 +332,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         from .video_command import run_video_command
 
         return run_video_command(args, extra, registry)
-    handler = globals()[f"_cmd_{args.command}"]
-    return handler(args, registry)
+    raise UsageError(f"invalid choice: {args.command!r} (see '{PROG} --help')")  # unreachable: argparse knows every command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

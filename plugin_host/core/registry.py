@@ -11,8 +11,9 @@ hook or returns something that is not a spec is recorded as a
 :class:`PluginFailure` and skipped; the others keep working.
 
 The host's own command names belong to the layer that defines the commands
-(the CLI); it hands them to :meth:`Registry.reserve_commands`, which drops a
-plugin command that takes one of them.
+(the CLI); it hands them to :meth:`Registry.reserve_commands`, which keeps the
+host's own declarations (registered through the same hook by a built-in
+plugin) and drops a plugin command that takes one of the names.
 
 Environment variables:
     NEUROFILTERS_DISABLE_PLUGIN_AUTOLOAD: when set to a non-empty value, no
@@ -152,25 +153,44 @@ class Registry:
         self.filters[spec.name] = spec
         self._filter_owner[spec.name] = owner
 
-    def reserve_commands(self, names: Iterable[str], owner: str = HOST_OWNER) -> None:
+    def reserve_commands(self, names: Iterable[str], owner: str = HOST_OWNER, *, own: Iterable[CommandSpec] = ()) -> None:
         """Keep command names for the host: a plugin command that takes one is dropped.
 
         The layer that defines the host's commands (the CLI) calls this with
-        their names, so the registry itself names no command. Calling it again
-        with the same names changes nothing.
+        their names, so the registry itself names no command. The host's own
+        declared commands (``own``) register through ``register_commands`` like
+        any plugin's; they stay, now owned by ``owner``, and a plugin that was
+        turned away for taking one of their names is told it collided with
+        ``owner``. Calling it again with the same names changes nothing.
 
         Args:
             names: The host's command names.
             owner: Who owns them, as the one-line collision message names it.
+            own: The host's own declarations of some of ``names`` (kept, matched by identity).
         """
+        own = list(own)
         for name in names:
             if name in self._reserved_commands:
                 continue
             self._reserved_commands[name] = owner
-            if name in self.commands:
-                taken_by = self._command_owner.pop(name)
-                del self.commands[name]
-                self._reject_command(name, owner, taken_by)
+            if name not in self.commands:
+                continue
+            taken_by = self._command_owner[name]
+            if any(self.commands[name] is spec for spec in own):
+                self._command_owner[name] = owner
+                self._rename_owner(name, taken_by, owner)
+                continue
+            del self.commands[name], self._command_owner[name]
+            self._reject_command(name, owner, taken_by)
+
+    def _rename_owner(self, name: str, before: str, after: str) -> None:
+        """Reword the collisions already recorded for command ``name``: its owner is ``after``, not ``before``."""
+        said, now = f"Command name {name!r} is provided by {before} and ", f"Command name {name!r} is provided by {after} and "
+        self.failures = [
+            PluginFailure(failure.plugin, failure.distribution, now + failure.error[len(said):])
+            if failure.error.startswith(said) else failure
+            for failure in self.failures
+        ]
 
     def _reject_command(self, name: str, first: str, owner: str) -> None:
         message = f"Command name {name!r} is provided by {first} and {owner}; keeping the first."
