@@ -105,12 +105,12 @@ class EvaluationCounter:
     def __init__(self) -> None:
         """Patch :func:`neurofilters.filters.gradients.make_gradient_fn`, the Gram engine's compiled step and hallucinate's canvas views."""
         import neurofilters.filters.gradients as gradients
-        from neurofilters.filters.texture import _autodiff
+        from neurofilters.filters.gradients import CompiledNetwork
 
         self.calls = 0
         self.pixels = 0
         original_make = gradients.make_gradient_fn
-        original_step = _autodiff.CompiledNetwork.value_grad_aux
+        original_step = CompiledNetwork.value_grad_aux
         counter = self
 
         def make_gradient_fn(*args: Any, **kwargs: Any) -> Any:
@@ -130,7 +130,7 @@ class EvaluationCounter:
             return original_step(network, key, loss_fn, image, extras)
 
         gradients.make_gradient_fn = make_gradient_fn
-        _autodiff.CompiledNetwork.value_grad_aux = value_grad_aux  # type: ignore[method-assign]
+        CompiledNetwork.value_grad_aux = value_grad_aux  # type: ignore[method-assign]
 
         # hallucinate on a canvas: each step's views (one network evaluation of size x size each).
         from neurofilters.filters.hallucinate import canvas

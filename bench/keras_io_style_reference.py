@@ -49,7 +49,7 @@ def run_reference(
 ) -> tuple[np.ndarray, list[float], list[float]]:
     """Run keras-io's SGD schedule; returns the image, the loss before each step and the elapsed seconds.
 
-    ``network`` is a :class:`neurofilters.filters.texture._autodiff.CompiledNetwork` whose outputs are the
+    ``network`` is a :class:`neurofilters.filters.gradients.CompiledNetwork` whose outputs are the
     style layers then the content layer, on RGB [0, 1] input; a step of ``lr`` in 0..255 units is a
     step of ``lr / 255²`` times the [0, 1] gradient in [0, 1] units.
     """

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     import neurofilters
     from bench_speed import _inputs
 
-    from neurofilters.filters.texture import _autodiff, synthesis
+    from neurofilters.filters.gradients import CompiledNetwork
+    from neurofilters.filters.texture import synthesis
 
     neurofilters.load_model("vgg16-hed")
     inputs = _inputs(args.size)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         sample = synthesis.rgb_of(load_image(Path(args.sample)).pixels)
     out_pixels = args.size * args.size
     octaves: list[dict[str, Any]] = []
-    original_step = _autodiff.CompiledNetwork.value_grad_aux
+    original_step = CompiledNetwork.value_grad_aux
     original_optimise = synthesis.optimise
 
     def value_grad_aux(network: Any, key: Any, loss_fn: Any, image: Any, extras: Any) -> Any:
@@ -89,14 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         entry["wall_s"] = round(time.perf_counter() - wall, 2)
         return image, history
 
-    _autodiff.CompiledNetwork.value_grad_aux = value_grad_aux  # type: ignore[method-assign]
+    CompiledNetwork.value_grad_aux = value_grad_aux  # type: ignore[method-assign]
     synthesis.optimise = optimise  # type: ignore[assignment]
     params = {"source": sample, **json.loads(args.params)}
     load_start, cpu_start, began = [round(v, 2) for v in os.getloadavg()], time.process_time(), time.perf_counter()
     result = neurofilters.apply("texture", inputs["image"], seed=args.seed, **params)
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu_start
     load_end = [round(v, 2) for v in os.getloadavg()]
-    _autodiff.CompiledNetwork.value_grad_aux = original_step  # type: ignore[method-assign]
+    CompiledNetwork.value_grad_aux = original_step  # type: ignore[method-assign]
     synthesis.optimise = original_optimise  # type: ignore[assignment]
     pixels = np.asarray(result.pixels if hasattr(result, "pixels") else result, np.float32)[:, :, :3]
     for entry in octaves:

@@ -34,6 +34,7 @@ import numpy as np
 from keras import ops
 
 __all__ = [
+    "COLOR_CORRELATION",
     "COLOR_CORRELATION_SVD_SQRT",
     "LUCID_TRANSFORMS",
     "ROBUST_TRANSFORMS",
@@ -51,8 +52,9 @@ __all__ = [
 COLOR_CORRELATION_SVD_SQRT = np.array(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float64
 )
-#: Normalised so that the largest column has unit norm (as Lucid does).
-_COLOR = (COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))).astype(np.float32)
+#: The colour decorrelation matrix: :data:`COLOR_CORRELATION_SVD_SQRT` normalised so that its largest column has
+#: unit norm (as Lucid does); pixels are ``decorrelated @ COLOR_CORRELATION.T``.
+COLOR_CORRELATION = (COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))).astype(np.float32)
 #: Lucid's initial standard deviation of the spectrum.
 INITIAL_SD = 0.01
 
@@ -126,7 +128,7 @@ def spectrum_to_image(spectrum: Any, scale: Any, decorrelate: bool = True) -> An
     pixels, _ = ops.ifft2((real, imaginary))
     pixels = ops.transpose(pixels, (1, 2, 0))  # H x W x 3
     if decorrelate:
-        pixels = ops.matmul(pixels, ops.convert_to_tensor(_COLOR.T))
+        pixels = ops.matmul(pixels, ops.convert_to_tensor(COLOR_CORRELATION.T))
     return ops.sigmoid(pixels)[None]
 
 
@@ -144,7 +146,7 @@ def image_to_spectrum(image: np.ndarray, scale: np.ndarray, decorrelate: bool = 
     pixels = np.clip(np.asarray(image, np.float64), 1e-3, 1.0 - 1e-3)
     logits = np.log(pixels) - np.log1p(-pixels)
     if decorrelate:
-        logits = logits @ np.linalg.inv(_COLOR.T.astype(np.float64))
+        logits = logits @ np.linalg.inv(COLOR_CORRELATION.T.astype(np.float64))
     spectrum = np.fft.fft2(np.transpose(logits, (2, 0, 1))) / scale
     return np.stack([spectrum.real, spectrum.imag]).astype(np.float32)
 

@@ -178,3 +178,92 @@ def test_the_internals_check_can_fail() -> None:
     # what stays allowed: a documented mention, an instance of a gimpformats class, public Keras
     assert _internals_used('"""Not keras.src."""\nfrom gimpformats.GimpPatPattern import GimpPatPattern\n'
                            "pattern = GimpPatPattern()\npattern.name = 'x'\nimport keras\nkeras.Model") == []
+
+
+def _room(dotted: str) -> str:
+    """The room a module of the package lives in: ``neurofilters.filters.gradients`` for
+    ``neurofilters.filters.gradients._network``, ``neurofilters.filters.parameterization`` for that module."""
+    return ".".join(dotted.split(".")[:3])
+
+
+def _is_module(dotted: str) -> bool:
+    """Whether ``dotted`` (``neurofilters....``) names a module or package of this repository."""
+    path = ROOT.joinpath(*dotted.split(".")[1:])
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _private_imports(source: str, module: str, *, is_package: bool = False) -> list[str]:
+    """Imports in ``source`` (the code of ``module``) of another package's underscore-private module, or of
+    another room's underscore-private name (``from ..parameterization import _COLOR``).
+
+    A private module (``_network`` in ``neurofilters.filters.gradients._network``) belongs to the package that
+    holds it: only modules inside that package may import it. A private name belongs to its room
+    (:func:`_room`). Dunder modules and names (``__init__``, ``__version__``) are public.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level > 1:
+                base = base[: len(base) - (node.level - 1)]
+            origin = ".".join([*base, node.module] if node.level and node.module else base) if node.level else node.module
+            targets = [(f"{origin}.{alias.name}" if _is_module(f"{origin}.{alias.name}") else origin,
+                        None if _is_module(f"{origin}.{alias.name}") else alias.name) for alias in node.names]
+        else:
+            continue
+        for dotted, name in targets:
+            if not dotted or dotted.split(".")[0] != "neurofilters":
+                continue
+            parts = dotted.split(".")
+            for index, part in enumerate(parts):
+                owner = ".".join(parts[:index])
+                if part.startswith("_") and not part.startswith("__") and not (module == owner or module.startswith(owner + ".")):
+                    found.append(f"{module} imports {dotted}: private to {owner}")
+                    break
+            else:
+                if name and name.startswith("_") and not name.startswith("__") and _room(dotted) != _room(module):
+                    found.append(f"{module} imports {dotted}.{name}: private to {_room(dotted)}")
+    return found
+
+
+def _package_modules() -> list[tuple[Path, str, bool]]:
+    modules = []
+    for folder in ("plugin_host", "filters"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = ["neurofilters", *path.relative_to(ROOT).with_suffix("").parts]
+            is_package = parts[-1] == "__init__"
+            modules.append((path, ".".join(parts[:-1] if is_package else parts), is_package))
+    return modules
+
+
+def test_no_module_imports_another_packages_private_module() -> None:
+    """Packages and shared rooms are used through their public names: no module outside a package imports its
+    ``_private`` modules (``filters/gradients/_network.py`` is the gradients room's own), and no room imports
+    another room's ``_private`` names."""
+    found = []
+    for path, module, is_package in _package_modules():
+        found += _private_imports(path.read_text(encoding="utf-8"), module, is_package=is_package)
+    assert found == []
+
+
+def test_the_private_import_check_can_fail() -> None:
+    """The imports the code had before the autodiff room was made public are found; a room's own are not."""
+    attribution = "neurofilters.filters.attribution.network"
+    assert _private_imports("from ..gradients._network import prepare_network", attribution) == [
+        f"{attribution} imports neurofilters.filters.gradients._network: private to neurofilters.filters.gradients"
+    ]
+    assert _private_imports("def f():\n    from ..gradients._tensorflow import trace_frozen\n", attribution) != []
+    assert _private_imports("from ..gradients import _network", attribution) != []
+    assert _private_imports("import neurofilters.filters.gradients._jax as j", attribution) != []
+    assert _private_imports("from ..parameterization import _COLOR", "neurofilters.filters.hallucinate.canvas") == [
+        "neurofilters.filters.hallucinate.canvas imports neurofilters.filters.parameterization._COLOR: "
+        "private to neurofilters.filters.parameterization"
+    ]
+    # inside the room, and public names, stay allowed
+    assert _private_imports("from ._network import prepare_network", "neurofilters.filters.gradients._scores") == []
+    assert _private_imports("from . import _network", "neurofilters.filters.gradients", is_package=True) == []
+    assert _private_imports("from ..gradients import prepare_network, trace_frozen", attribution) == []
+    assert _private_imports("from ..zoo.model import _first", "neurofilters.filters.zoo.graph") == []

@@ -26,7 +26,8 @@ from neurofilters.filters.gradients import (
     supported_backends,
 )
 from neurofilters.filters.gradients import _network
-from neurofilters.filters.gradients._network import cpu_has_native_bfloat16, prepare_network
+from neurofilters.filters.gradients import prepare_network
+from neurofilters.filters.gradients._network import cpu_has_native_bfloat16
 from neurofilters.plugin_host import ModelCache
 
 LAYER = "block5_expand_act"

@@ -4,8 +4,6 @@ Modules:
     network: the zoo model rebuilt for attribution (guided rectifiers, a CAM
         layer's activation and a channel or neuron target read inside the graph)
         and :func:`~.network.saliency_step`, its compiled score step.
-    _autodiff: the per-backend part of that step (gradients with respect to the
-        image and one layer's activations).
     methods: the methods (gradient, SmoothGrad, integrated gradients, guided
         backprop, Grad-CAM, Grad-CAM++, guided Grad-CAM) as
         :func:`~.methods.compute`, with :func:`~.methods.upsample` and

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ._autodiff import StepFn
+from ..gradients import ScoreStepFn
 
 __all__ = ["Attribution", "compute", "integrated_gradients", "normalise", "smoothgrad", "upsample"]
 
@@ -97,7 +97,7 @@ def _padded(batch: np.ndarray, size: int) -> np.ndarray:
 
 
 def smoothgrad(
-    step: StepFn, image: np.ndarray, selector: np.ndarray, spot: tuple[int, int], *,
+    step: ScoreStepFn, image: np.ndarray, selector: np.ndarray, spot: tuple[int, int], *,
     samples: int, noise: float, batch_size: int, rng: np.random.Generator, progress: Progress | None = None,
 ) -> np.ndarray:
     """Mean of ``|dS/dx|`` over noisy copies: float32 ``h x w x 3``."""
@@ -114,7 +114,7 @@ def smoothgrad(
 
 
 def integrated_gradients(
-    step: StepFn, image: np.ndarray, baseline: np.ndarray, selector: np.ndarray, spot: tuple[int, int], *,
+    step: ScoreStepFn, image: np.ndarray, baseline: np.ndarray, selector: np.ndarray, spot: tuple[int, int], *,
     steps: int, batch_size: int, progress: Progress | None = None,
 ) -> np.ndarray:
     """``(x - x0) * mean dS/dx`` along the straight path (midpoint rule): float32 ``h x w x 3``."""
@@ -153,8 +153,8 @@ def compute(
     method: str,
     image: np.ndarray,
     *,
-    plain: StepFn,
-    guided: StepFn | None,
+    plain: ScoreStepFn,
+    guided: ScoreStepFn | None,
     selector: np.ndarray,
     spot: tuple[int, int] = (0, 0),
     samples: int = 32,

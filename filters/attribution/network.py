@@ -1,7 +1,7 @@
 """The network a saliency method differentiates: the zoo model walked layer by layer, ReLUs optionally guided.
 
 Nothing of the user's model is changed. The network is a clone with batch norms
-folded into their convolutions (:func:`neurofilters.filters.gradients._network.prepare_network`);
+folded into their convolutions (:func:`neurofilters.filters.gradients.prepare_network`);
 its functional graph is then *rebuilt* with ``keras.models.clone_model``
 (the same layers and weights, a ``call_function`` deciding what each call
 runs), which lets this module
@@ -38,8 +38,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from ..gradients._network import prepare_network
-from ._autodiff import StepFn, compile_step
+from ..gradients import ScoreStepFn, compile_score_step, prepare_network
 
 __all__ = ["GUIDED_RELU6_RULES", "Target", "default_cam_layer", "forget", "prepared_network", "guided_relu", "saliency_step", "spatial_layers"]
 
@@ -47,7 +46,7 @@ __all__ = ["GUIDED_RELU6_RULES", "Target", "default_cam_layer", "forget", "prepa
 GUIDED_RELU6_RULES = ("active", "unsaturated")
 
 _LOCK = threading.Lock()
-_STEPS: dict[tuple[Any, ...], tuple[Any, StepFn]] = {}
+_STEPS: dict[tuple[Any, ...], tuple[Any, ScoreStepFn]] = {}
 _PREPARED: dict[int, tuple[Any, Any]] = {}
 _SKIPPED_KINDS = ("Pooling", "ZeroPadding", "Dropout", "Cropping", "InputLayer", "Flatten", "Reshape")
 
@@ -153,7 +152,7 @@ class _GuidedUnit(keras.layers.Layer):
 
 
 class _Nudge(keras.layers.Layer):
-    """Adds the CAM layer's ``delta`` while a JAX step is traced (see ``_autodiff``); passes through otherwise."""
+    """Adds the CAM layer's ``delta`` while a JAX step is traced (see :func:`neurofilters.filters.gradients.compile_score_step`); passes through otherwise."""
 
     def __init__(self, slot: threading.local, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -314,7 +313,7 @@ def saliency_step(
     cam_layer: str | None,
     rule: str = "active",
     freeze: bool = True,
-) -> StepFn:
+) -> ScoreStepFn:
     """The compiled ``step(images, selector, spot)`` for a zoo model, cached per configuration.
 
     The score of a batch of RGB [0, 1] images is ``logits . selector`` for a
@@ -333,7 +332,7 @@ def saliency_step(
             keeps reading the prepared network's variables.
 
     Returns:
-        See :data:`neurofilters.filters.attribution._autodiff.StepFn`.
+        See :data:`neurofilters.filters.gradients.ScoreStepFn`.
     """
     network = model.keras_model
     key = (id(network), bool(guided), target, cam_layer, rule if guided else None, bool(freeze))
@@ -385,7 +384,7 @@ def saliency_step(
         return scores, record.get("cam")
 
     variables = list(graph.variables) + (list(head_graph.variables) if head_graph is not None else [])
-    step = compile_step(forward, with_activation=cam_layer is not None, freeze=freeze, variables=variables)
+    step = compile_score_step(forward, with_activation=cam_layer is not None, freeze=freeze, variables=variables)
     with _LOCK:
         if len(_STEPS) > 32:
             _STEPS.clear()

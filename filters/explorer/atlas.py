@@ -31,7 +31,7 @@ from neurofilters.plugin_host import (
     WriteGuard,
 )
 
-from .features import spatial_layer, work_shape
+from ..zoo import work_shape
 from .patches import Patch, crop_field, find_images, load_or_skip, load_work_image, patch_map, report_skipped
 from .receptive import receptive_field
 from .render import resize
@@ -326,7 +326,7 @@ def atlas_command(values: Mapping[str, Any], context: CommandContext) -> AtlasRe
         guard.check_all([("atlas settings", output / "atlas.json"), ("atlas page", output / "index.html")])
     model = context.load_model(values["model"])
     if values["layers"]:
-        layers = [spatial_layer(model, name, param="layers") for name in values["layers"]]
+        layers = [model.spatial_layer(name, param="layers") for name in values["layers"]]
     else:
         layers = default_layers(model)
     index = write_atlas(

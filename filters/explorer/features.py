@@ -1,4 +1,4 @@
-"""A layer's activations for images: resolve and check the layer, size the images, run the network in batches."""
+"""A layer's activations for images: size the images, run the network in batches (layers are checked by ``ZooModel.spatial_layer``)."""
 
 from __future__ import annotations
 
@@ -7,42 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from neurofilters.plugin_host import ParameterError
-
+from ..zoo import work_shape
 from .render import resize
 
-__all__ = ["activations", "centre_to_aspect", "network_image", "spatial_layer", "work_image", "work_shape"]
-
-
-def spatial_layer(model: Any, layer: str, *, param: str = "layer") -> str:
-    """The raw name of ``layer`` after checking it has ``H x W x C`` outputs.
-
-    Raises:
-        ParameterError: Unknown layer (with suggestions) or a layer without spatial positions.
-    """
-    raw = model.resolve_layer(layer)
-    shapes = {info.name: info.output_shape for info in model.layer_table(224)}
-    if len(shapes[raw]) != 4:
-        units = (
-            " Its units are fully connected (each sees the whole image): 'explore similar', 'saliency --target-layer' and "
-            "'hallucinate --layer' take them."
-            if len(shapes[raw]) == 2 else ""
-        )
-        raise ParameterError(
-            f'"{param}" must be a convolutional layer (H x W x C output). Received: {param}={layer!r} with output '
-            f"shape {shapes[raw]}.{units} Run 'neurofilters layers {model.name}' to see the layers.",
-            param=param,
-            value=layer,
-        )
-    return raw
-
-
-def work_shape(height: int, width: int, work_size: int, min_size: int = 32) -> tuple[int, int]:
-    """``(h, w)`` with the longer side ``work_size`` (0: unchanged), aspect kept, sides >= ``min_size``."""
-    if work_size <= 0:
-        return max(height, min_size), max(width, min_size)
-    factor = work_size / max(height, width)
-    return max(min_size, round(height * factor)), max(min_size, round(width * factor))
+__all__ = ["activations", "centre_to_aspect", "network_image", "work_image"]
 
 
 def work_image(image: np.ndarray, work_size: int, min_size: int = 32, fixed: tuple[int, int] | None = None) -> np.ndarray:

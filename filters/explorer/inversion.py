@@ -21,7 +21,7 @@ import numpy as np
 from neurofilters.plugin_host import FilterContext
 
 from ..parameterization import SpectralImage, initial_spectrum
-from .features import network_image, spatial_layer
+from .features import network_image
 from .render import resize
 
 __all__ = ["Inversion", "invert", "run_feature_inversion"]
@@ -128,7 +128,7 @@ def run_feature_inversion(image: np.ndarray, params: Mapping[str, Any], context:
     """
     context.progress(0.0, f"loading model {params['model']}")
     model = context.load_model(params["model"])
-    layer = spatial_layer(model, params["layer"])
+    layer = model.spatial_layer(params["layer"])
     photo = network_image(image, int(params["work_size"]), model)
     steps = int(params["steps"])
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from neurofilters.plugin_host import FilterContext, ParameterError
 
-from .features import activations, network_image, spatial_layer
+from .features import activations, network_image
 from .receptive import receptive_field
 from .render import colorize, grid, label_tile, resize
 
@@ -108,7 +108,7 @@ def run_activation_maps(image: np.ndarray, params: Mapping[str, Any], context: F
     """
     context.progress(0.0, f"loading model {params['model']}")
     model = context.load_model(params["model"])
-    layer = spatial_layer(model, params["layer"])
+    layer = model.spatial_layer(params["layer"])
     work = network_image(image, int(params["work_size"]), model)
     context.progress(0.3, f"running {model.name} to {layer}")
     maps = activations(model, [layer], work[None])[0][0]

@@ -32,7 +32,7 @@ from neurofilters.plugin_host import (
     split_alpha,
 )
 
-from .features import spatial_layer, work_image
+from .features import work_image
 from .receptive import receptive_field
 from .render import BACKGROUND, grid, label_tile, resize
 
@@ -368,7 +368,7 @@ def patches_command(values: Mapping[str, Any], context: CommandContext) -> Patch
     guard = context.writer(("the folder of images", values["folder"]), ("the model file", values["model"]))
     guard.check(output, what="contact sheet (-o)")  # before any work
     model = context.load_model(values["model"])
-    layer = spatial_layer(model, values["layer"])
+    layer = model.spatial_layer(values["layer"])
     channels = int(model.layer_table(224)[[info.name for info in model.layer_table(224)].index(layer)].output_shape[-1])
     if channel >= channels:
         raise ParameterError(f'"channel" must be between 0 and {channels - 1} for layer {layer!r}. Received: channel={channel}', param="channel", value=channel)

@@ -1,7 +1,7 @@
-"""Gradients of an objective with respect to the *input image*: the one backend-specific module.
+"""Autodiff per backend (input gradients, losses with per-call arrays, attribution score steps): the shared room.
 
 Everything else in ``filters`` is written with ``keras.ops`` and numpy; only
-"differentiate this loss with respect to the pixels" needs each backend's own
+"differentiate this with respect to the pixels" needs each backend's own
 machinery (``tf.GradientTape`` inside a ``tf.function``, ``jax.grad`` under
 ``jax.jit``, ``torch.autograd.grad``). The implementation is picked from
 ``keras.backend.backend()``.
@@ -24,22 +24,46 @@ Example::
 
 :func:`gradient_feature_model` gives the same feature model on a clone of the
 network prepared for this work (batch norms folded into convolutions, ReLU6
-units optionally unbounded or passing gradients when saturated).
+units optionally unbounded or passing gradients when saturated;
+:func:`prepare_network` makes such a clone of any functional network).
+
+Beside the input gradient of a loss of the outputs, this room holds the two
+other autodiff engines the filters share:
+
+* :func:`compile_network` (:class:`CompiledNetwork`): a forward pass and input
+  gradients whose loss also reads arrays passed on each call (texture's Gram
+  targets and masks), so one trace serves every step;
+* :func:`compile_score_step`: a score's gradient with respect to the image *and*
+  one layer's activation (the attribution room's CAM methods).
+
+The modules behind it (``_network``, ``_tensorflow``, ``_jax``, ``_torch``,
+``_compiled``, ``_scores``) are private to this room: other packages import
+the names below. Importing this package loads neither Keras nor NumPy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._compiled import CompiledNetwork
 
 __all__ = [
     "PRECISIONS",
     "RELU6_MODES",
+    "CompiledNetwork",
+    "ExtrasLoss",
     "GradientFn", "LossFn",
+    "ScoreForward", "ScoreStepFn",
+    "compile_network",
+    "compile_score_step",
     "gradient_feature_model",
     "make_gradient_fn",
+    "prepare_network",
     "resolve_precision",
     "supported_backends",
+    "trace_frozen",
 ]
 
 #: ``loss_fn(outputs) -> per-sample loss`` of shape ``(B,)``, written with
@@ -51,6 +75,19 @@ LossFn = Callable[[Sequence[Any]], Any]
 #: the batch rolled by ``shift = (dy, dx)`` (``np.roll`` over the two image
 #: axes); the gradient is returned in the un-rolled frame.
 GradientFn = Callable[..., tuple[Any, Any]]
+
+#: ``loss_fn(outputs, extras) -> scalar`` (or ``(scalar, aux)``) written with ``keras.ops``:
+#: the loss of a :class:`CompiledNetwork`, reading per-call arrays ``extras``.
+ExtrasLoss = Callable[[Sequence[Any], Sequence[Any]], Any]
+
+#: ``forward(images, selector, spot, delta) -> (scores (B,), activation or None)``,
+#: written with ``keras.ops``; ``delta`` (JAX only, else ``None``) is added to the
+#: recorded activation before the rest of the network sees it.
+ScoreForward = Callable[[Any, Any, Any, Any], tuple[Any, Any]]
+
+#: ``step(images, selector, spot) -> (scores, d scores / d images, activation, d scores / d activation)``
+#: as numpy arrays (the last two ``None`` without a CAM layer).
+ScoreStepFn = Callable[[Any, Any, tuple[int, int]], tuple[Any, Any, Any, Any]]
 
 #: How ReLU6 units are treated by :func:`gradient_feature_model`.
 RELU6_MODES = ("unbounded", "pass-gradient", "keep")
@@ -66,7 +103,7 @@ def gradient_feature_model(
 ) -> Any:
     """Feature model on a clone of ``model``'s network prepared for input gradients.
 
-    See :func:`neurofilters.filters.gradients._network.gradient_feature_model` (imports Keras).
+    Built by the private ``_network`` module (imports Keras).
 
     Args:
         model: A zoo model handle.
@@ -87,7 +124,7 @@ def gradient_feature_model(
 def resolve_precision(precision: str, model: Any) -> str:
     """``"float32"`` or ``"bfloat16"``: what ``precision`` means for ``model`` on this machine.
 
-    See :func:`neurofilters.filters.gradients._network.resolve_precision` (imports Keras).
+    Decided by the private ``_network`` module (imports Keras).
 
     Args:
         precision: One of :data:`PRECISIONS`.
@@ -144,3 +181,44 @@ def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool =
             f"Received: KERAS_BACKEND={backend!r}; set KERAS_BACKEND to one of those."
         )
     return make(feature_model, loss_fn, jit_compile=jit_compile)
+
+
+def prepare_network(
+    network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True, precision: str = "float32"
+) -> tuple[Any, bool]:
+    """``(clone, changed)``: ``network`` with batch norms folded and ReLU6 units rewritten (see ``_network``; imports Keras)."""
+    from ._network import prepare_network as prepare
+
+    return prepare(network, relu6=relu6, fold_batchnorm=fold_batchnorm, precision=precision)
+
+
+def trace_frozen(step: Callable[..., Any], signature: Sequence[Any], variables: Sequence[Any]) -> Any:
+    """TensorFlow: trace ``step`` once for ``signature`` with ``variables`` frozen as constants (imports TensorFlow)."""
+    from ._tensorflow import trace_frozen as trace
+
+    return trace(step, signature, variables)
+
+
+def compile_network(feature_model: Any, *, jit_compile: bool = False) -> CompiledNetwork:
+    """A :class:`CompiledNetwork` of ``feature_model`` for the active backend (TensorFlow or JAX; see ``_compiled``)."""
+    from ._compiled import compile_network as compile_
+
+    return compile_(feature_model, jit_compile=jit_compile)
+
+
+def compile_score_step(
+    forward: ScoreForward, *, with_activation: bool, freeze: bool = True, variables: Sequence[Any] = ()
+) -> ScoreStepFn:
+    """``forward`` compiled with its derivatives (image, and the recorded activation) for the active backend."""
+    from ._scores import compile_score_step as compile_
+
+    return compile_(forward, with_activation=with_activation, freeze=freeze, variables=variables)
+
+
+def __getattr__(name: str) -> Any:
+    """:class:`CompiledNetwork`, loaded (with NumPy) when first asked for."""
+    if name == "CompiledNetwork":
+        from ._compiled import CompiledNetwork
+
+        return CompiledNetwork
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

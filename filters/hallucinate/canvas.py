@@ -28,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..parameterization import _COLOR, TransformSettings, frequency_scale
+from ..parameterization import COLOR_CORRELATION, TransformSettings, frequency_scale
 from ..visualization.objectives import Objective
 
 _log = logging.getLogger("neurofilters.hallucinate.canvas")
@@ -87,14 +87,14 @@ def half_spectrum_to_image(spectrum: Any, scale: Any, width: int) -> Any:
     real = ops.transpose(real, (0, 2, 1)) / height
     imaginary = ops.transpose(-imaginary, (0, 2, 1)) / height
     pixels = ops.irfft((real, imaginary), fft_length=width)  # 3 x H x W
-    pixels = ops.matmul(ops.transpose(pixels, (1, 2, 0)), ops.convert_to_tensor(_COLOR.T))
+    pixels = ops.matmul(ops.transpose(pixels, (1, 2, 0)), ops.convert_to_tensor(COLOR_CORRELATION.T))
     return ops.sigmoid(pixels)[None]
 
 
 def image_to_half_spectrum(image: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """The half spectrum whose image (:func:`half_spectrum_to_image`, ``scale`` from :func:`half_scale`) is ``image``."""
     pixels = np.clip(np.asarray(image, np.float64), 1e-3, 1.0 - 1e-3)
-    logits = (np.log(pixels) - np.log1p(-pixels)) @ np.linalg.inv(_COLOR.T.astype(np.float64))
+    logits = (np.log(pixels) - np.log1p(-pixels)) @ np.linalg.inv(COLOR_CORRELATION.T.astype(np.float64))
     spectrum = np.fft.rfft2(np.transpose(logits, (2, 0, 1))) / scale
     return np.stack([spectrum.real, spectrum.imag]).astype(np.float32)
 

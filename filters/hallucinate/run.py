@@ -25,6 +25,7 @@ from neurofilters.plugin_host import FilterContext
 from ..octaves import resize_image
 from ..visualization.objectives import Objective, resolve_objective
 from ..visualization.visualize import RECIPES, Recipe, visualize
+from ..zoo import work_shape
 
 __all__ = ["ViewPlan", "canvas_learning_rate", "hallucinate_noise", "plan_views", "run_hallucinate"]
 
@@ -52,12 +53,6 @@ def canvas_learning_rate(learning_rate: float, shape: tuple[int, int], work_size
     """
     side = math.sqrt(shape[0] * shape[1])
     return learning_rate * min(MAX_CANVAS_GAIN, max(1.0, math.sqrt(side / work_size)))
-
-
-def _work_shape(height: int, width: int, work_size: int) -> tuple[int, int]:
-    """The optimisation size: the longer side ``work_size``, the aspect ratio kept (sides >= 32)."""
-    factor = work_size / max(height, width)
-    return max(32, round(height * factor)), max(32, round(width * factor))
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ def plan_views(shape: tuple[int, int], work_size: int, scale: float, copies: int
     objects = int(max(16, min(objects, min(height, width))))
     if objects >= min(height, width) and max(height, width) <= work_size:
         return ViewPlan(objects, True, None, copies, steps)
-    layout = _work_shape(height, width, round(work_size * max(height, width) / objects)) if objects > work_size else None
+    layout = work_shape(height, width, round(work_size * max(height, width) / objects)) if objects > work_size else None
     areas = height * width / objects**2 / AREAS_PER_RECIPE
     if areas <= 1.0:
         return ViewPlan(objects, False, layout, copies, steps)
@@ -170,7 +165,7 @@ def hallucinate_noise(
         return report
 
     if plan.whole and not from_base:
-        work = _work_shape(shape[0], shape[1], work_size)
+        work = work_shape(shape[0], shape[1], work_size)
         image = visualize(model, objective, height=work[0], width=work[1], steps=steps, recipe=recipe, rng=rng,
                           progress=reporter(0, steps, recipe.copies))
         if image.shape[:2] != tuple(shape):

@@ -58,7 +58,8 @@ def _check(values: Mapping[str, Any], context: CommandContext) -> tuple[Saliency
     """The check without its figure, and the function that writes the figure (``None`` without ``--figure``)."""
     import numpy as np
 
-    from .engine import network_size, resize_rgb, resolve_target_class, spatial_layer
+    from ..attribution.network import default_cam_layer, spatial_layers
+    from .engine import network_size, resize_rgb, resolve_target_class
     from .sanity import cascading_randomisation, sanity_figure
 
     methods = list(dict.fromkeys(values["methods"]))
@@ -81,7 +82,7 @@ def _check(values: Mapping[str, Any], context: CommandContext) -> tuple[Saliency
         class_id = resolve_target_class(model, values["class_"], rgb)  # ranked on the photo, as classify ranks it
     except ParameterError as error:
         raise with_class_flag(error) from None
-    cam_layer = spatial_layer(model, values["layer"], "layer")
+    cam_layer = model.spatial_layer(values["layer"], param="layer", layers=spatial_layers, auto=default_cam_layer)
     name = model.labels[class_id] if model.labels and class_id < len(model.labels) else f"class {class_id}"
     result = SaliencyCheck(int(class_id), str(name), str(cam_layer), tuple(methods), (), {})
     context.announce(result.header)

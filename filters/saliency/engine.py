@@ -22,7 +22,7 @@ from .plugin import CAM_METHODS
 from .render import render, smooth
 
 __all__ = [
-    "Explanation", "explain", "network_size", "resize_rgb", "resolve_target_class", "run", "saliency_map", "spatial_layer",
+    "Explanation", "explain", "network_size", "resize_rgb", "resolve_target_class", "run", "saliency_map",
 ]
 
 #: Methods whose map is sparse (per pixel): normalised by a high percentile, not the maximum.
@@ -107,27 +107,6 @@ def target_layer(model: Any, name: str, param: str = "target_layer") -> LayerUni
     return layer_units(model, name, param=param)
 
 
-def spatial_layer(model: Any, name: str, param: str) -> str:
-    """Resolve a layer parameter to a raw layer name with a spatial output ('auto': the last convolutional block).
-
-    Raises:
-        ParameterError: Unknown layer (with suggestions) or one without an ``H x W x C`` output.
-    """
-    network = model.keras_model
-    if name == "auto":
-        return default_cam_layer(network)
-    raw = model.resolve_layer(name)
-    if raw not in spatial_layers(network):
-        raise ParameterError(
-            f'"{param}" must be a layer with a spatial (H x W x channels) output, such as a convolution or its '
-            f"activation. Received: {param}={name!r} ({type(network.get_layer(raw)).__name__}); "
-            f"the last such layer of {model.name!r} is {default_cam_layer(network)!r}.",
-            param=param,
-            value=name,
-        )
-    return raw
-
-
 def _class_count(model: Any) -> int:
     head = getattr(model, "_classifier_head", None)
     output = (head or model.keras_model).outputs[0]
@@ -205,7 +184,7 @@ def explain(
         )
     size = network_size(model, *image.shape[:2])
     seen = resize_rgb(image, size)
-    cam_layer = spatial_layer(model, params["layer"], "layer") if method in CAM_METHODS else None
+    cam_layer = model.spatial_layer(params["layer"], param="layer", layers=spatial_layers, auto=default_cam_layer) if method in CAM_METHODS else None
     class_id: int | None = None
     class_name: str | None = None
     target_layer_name: str | None = None

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._autodiff import CompiledNetwork
+from ..gradients import CompiledNetwork
 from .gram import relative_weight
 
 __all__ = ["BOUNDARIES", "GramEngine", "LBFGS_MAX_PIXELS", "Objective", "STALL_WINDOW", "optimise", "fold_padding", "fold_wrap", "stalled"]

@@ -71,8 +71,7 @@ def build_engine(
 
     ``jit_compile``: compile the loss-and-gradient step with XLA; ``None`` decides by :func:`use_xla`.
     """
-    from ..gradients import gradient_feature_model, resolve_precision
-    from ._autodiff import compile_network
+    from ..gradients import compile_network, gradient_feature_model, resolve_precision
 
     model = context.load_model(params["model"])
     names = list(layer_names) + ([content_layer] if content_layer else [])

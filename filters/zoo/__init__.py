@@ -15,6 +15,6 @@ Importing this package does not import Keras: the loaders live in submodules
 """
 
 from .labels import check_class_text, imagenet_labels, resolve_class, with_class_flag
-from .model import LayerInfo, ZooModel
+from .model import LayerInfo, ZooModel, work_shape
 
-__all__ = ["LayerInfo", "ZooModel", "check_class_text", "imagenet_labels", "resolve_class", "with_class_flag"]
+__all__ = ["LayerInfo", "ZooModel", "check_class_text", "imagenet_labels", "resolve_class", "with_class_flag", "work_shape"]

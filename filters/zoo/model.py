@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import keras
     import numpy as np
 
-__all__ = ["LayerInfo", "ZooModel", "CENTRE_CROP_FRACTION", "centre_crop_resize"]
+__all__ = ["LayerInfo", "ZooModel", "CENTRE_CROP_FRACTION", "centre_crop_resize", "work_shape"]
 
 #: Share of the shorter side kept by the classification centre crop (224 of 256).
 CENTRE_CROP_FRACTION = 0.875
@@ -272,6 +272,56 @@ class ZooModel:
         height, width = (shape[1], shape[2]) if len(shape) == 4 else (None, None)
         return (int(height), int(width)) if height is not None and width is not None else None
 
+    def spatial_layer(
+        self,
+        name: str,
+        *,
+        param: str = "layer",
+        layers: Callable[[Any], Collection[str]] | None = None,
+        auto: Callable[[Any], str] | None = None,
+    ) -> str:
+        """The raw name of layer ``name`` after checking it has an ``H x W x C`` output.
+
+        Args:
+            name: A raw layer name or alias; ``"auto"`` too where ``auto`` is given.
+            param: The parameter named in the error.
+            layers: ``layers(keras_model)``: the spatial layers accepted (the attribution room's
+                CAM layers, pooling excluded), given with ``auto``; by default every layer
+                whose output (at 224 x 224) is ``B x H x W x C``.
+            auto: ``auto(keras_model)``: the layer ``"auto"`` stands for, also named in the error.
+
+        Raises:
+            ParameterError: Unknown layer (with suggestions) or a layer without an accepted spatial output.
+        """
+        if auto is not None and name == "auto":
+            return auto(self.keras_model)
+        raw = self.resolve_layer(name)
+        if layers is not None and auto is not None:
+            network = self.keras_model
+            if raw not in layers(network):
+                raise ParameterError(
+                    f'"{param}" must be a layer with a spatial (H x W x channels) output, such as a convolution or its '
+                    f"activation. Received: {param}={name!r} ({type(network.get_layer(raw)).__name__}); "
+                    f"the last such layer of {self.name!r} is {auto(network)!r}.",
+                    param=param,
+                    value=name,
+                )
+            return raw
+        shapes = {info.name: info.output_shape for info in self.layer_table(224)}
+        if len(shapes[raw]) != 4:
+            units = (
+                " Its units are fully connected (each sees the whole image): 'explore similar', 'saliency --target-layer' and "
+                "'hallucinate --layer' take them."
+                if len(shapes[raw]) == 2 else ""
+            )
+            raise ParameterError(
+                f'"{param}" must be a convolutional layer (H x W x C output). Received: {param}={name!r} with output '
+                f"shape {shapes[raw]}.{units} Run 'neurofilters layers {self.name}' to see the layers.",
+                param=param,
+                value=name,
+            )
+        return raw
+
     def layer_table(self, size: int | None = None) -> list[LayerInfo]:
         """Describe every layer: name, alias, type, output shape, weights, dream target.
 
@@ -450,6 +500,14 @@ class ZooModel:
         order = np.argsort(-probabilities, kind="stable")[: max(int(top), 1)]
         labels = self.labels or [f"class {index}" for index in range(len(probabilities))]
         return [(int(index), labels[index], float(probabilities[index])) for index in order]
+
+
+def work_shape(height: int, width: int, work_size: int, min_size: int = 32) -> tuple[int, int]:
+    """``(h, w)`` with the longer side ``work_size`` (0: unchanged), aspect kept, sides >= ``min_size``."""
+    if work_size <= 0:
+        return max(height, min_size), max(width, min_size)
+    factor = work_size / max(height, width)
+    return max(min_size, round(height * factor)), max(min_size, round(width * factor))
 
 
 def centre_crop_resize(image: Any, size: int, fraction: float = CENTRE_CROP_FRACTION) -> np.ndarray:

@@ -1,7 +1,7 @@
-"""Compiled forward passes and input gradients whose loss takes per-call constants.
+"""Compiled forward passes and input gradients whose loss takes per-call arrays (TensorFlow, JAX).
 
 :func:`neurofilters.filters.gradients.make_gradient_fn` differentiates a loss of
-the outputs alone; the Gram engine needs losses that also read arrays which
+the outputs alone; the texture filters' Gram engine needs losses that also read arrays which
 change every step (the Gram mismatch matrices, feature masks, content targets).
 Those arrays are passed as arguments of the compiled step instead of being
 frozen into it, so one trace serves every step, tile and octave. TensorFlow
@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CompiledNetwork", "compile_network"]
+from . import ExtrasLoss
 
-#: ``loss_fn(outputs, extras) -> scalar`` written with ``keras.ops``.
-ExtrasLoss = Callable[[Sequence[Any], Sequence[Any]], Any]
+__all__ = ["CompiledNetwork", "compile_network"]
 
 
 class CompiledNetwork:

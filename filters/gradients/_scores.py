@@ -1,7 +1,7 @@
-"""Per-backend derivatives of a saliency score with respect to the image *and* one layer's activations.
+"""Per-backend derivatives of a score with respect to the image *and* one layer's activations (attribution).
 
-:mod:`neurofilters.filters.gradients` differentiates with respect to the image
-only; the CAM methods also need the gradient with respect to an inner layer's
+:func:`neurofilters.filters.gradients.make_gradient_fn` differentiates with respect to the image
+only; the CAM methods of attribution maps also need the gradient with respect to an inner layer's
 activations, so this module holds the small per-backend part for that.
 TensorFlow and torch differentiate with respect to the recorded activation
 tensor directly; JAX, which differentiates functions rather than tensors, adds
@@ -10,29 +10,22 @@ a zero ``delta`` at that layer and differentiates with respect to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
-__all__ = ["Forward", "StepFn", "compile_step"]
+from . import ScoreForward, ScoreStepFn
 
-#: ``forward(images, selector, spot, delta) -> (scores (B,), activation or None)``,
-#: written with ``keras.ops``; ``delta`` (JAX only, else ``None``) is added to the
-#: recorded activation before the rest of the network sees it.
-Forward = Callable[[Any, Any, Any, Any], tuple[Any, Any]]
-
-#: ``step(images, selector, spot) -> (scores, d scores / d images, activation, d scores / d activation)``
-#: as numpy arrays (the last two ``None`` without a CAM layer).
-StepFn = Callable[[np.ndarray, np.ndarray, tuple[int, int]], tuple[Any, Any, Any, Any]]
+__all__ = ["compile_score_step"]
 
 
-def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True, variables: Sequence[Any] = ()) -> StepFn:
+def compile_score_step(forward: ScoreForward, *, with_activation: bool, freeze: bool = True, variables: Sequence[Any] = ()) -> ScoreStepFn:
     """Compile ``forward`` with its derivatives for the active Keras backend.
 
     Args:
-        forward: See :data:`Forward`.
+        forward: See :data:`~neurofilters.filters.gradients.ScoreForward`.
         with_activation: Whether ``forward`` records a layer activation whose
             gradient is wanted (CAM methods).
         freeze: TensorFlow: fold ``variables`` into the graph as constants
@@ -41,7 +34,7 @@ def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True
         variables: The Keras variables ``forward`` reads (frozen on TensorFlow).
 
     Returns:
-        See :data:`StepFn`. The gradient is of the *sum* of the per-sample
+        See :data:`~neurofilters.filters.gradients.ScoreStepFn`. The gradient is of the *sum* of the per-sample
         scores, which for independent samples is each sample's own gradient.
 
     Raises:
@@ -60,10 +53,10 @@ def compile_step(forward: Forward, *, with_activation: bool, freeze: bool = True
     )
 
 
-def _tensorflow(forward: Forward, with_activation: bool, frozen: Sequence[Any]) -> StepFn:
+def _tensorflow(forward: ScoreForward, with_activation: bool, frozen: Sequence[Any]) -> ScoreStepFn:
     import tensorflow as tf
 
-    from ..gradients._tensorflow import trace_frozen
+    from ._tensorflow import trace_frozen
 
     def step(images: Any, selector: Any, spot: Any) -> tuple[Any, ...]:
         scores, activation = forward(images, selector, spot, None)
@@ -95,7 +88,7 @@ def _tensorflow(forward: Forward, with_activation: bool, frozen: Sequence[Any]) 
     return run
 
 
-def _jax(forward: Forward, with_activation: bool) -> StepFn:
+def _jax(forward: ScoreForward, with_activation: bool) -> ScoreStepFn:
     import jax
     import jax.numpy as jnp
 
@@ -122,7 +115,7 @@ def _jax(forward: Forward, with_activation: bool) -> StepFn:
     return run
 
 
-def _torch(forward: Forward, with_activation: bool) -> StepFn:
+def _torch(forward: ScoreForward, with_activation: bool) -> ScoreStepFn:
     import torch
 
     def run(images: np.ndarray, selector: np.ndarray, spot: tuple[int, int]) -> tuple[Any, Any, Any, Any]:
