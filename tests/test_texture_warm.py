@@ -66,6 +66,10 @@ def test_memo_is_bounded_read_only_and_least_recently_used_first() -> None:
     memo.get("d", maker("d"))  # evicts "b", the least recently used
     memo.get("b", maker("b"))
     assert made == ["a", "b", "c", "d", "b"] and memo.nbytes <= 3 * 800
+    big = memo.get("big", lambda: [np.zeros(400)])  # more than the whole store: returned, not kept
+    assert big[0].flags.writeable and memo.nbytes == 3 * 800
+    memo.get("b", maker("b"))
+    assert made[-1] == "b" and len(made) == 5  # nothing was evicted for it
     with pytest.raises(ValueError):
         memo.get("d", maker("d"))[0][0] = 1.0
     image = np.zeros((4, 5, 3), np.float32)

@@ -73,7 +73,7 @@ class Memo:
     """
 
     def __init__(self, max_bytes: int = 96 * 2**20) -> None:
-        """An empty store holding at most ``max_bytes`` of arrays (the newest entry is always kept)."""
+        """An empty store holding at most ``max_bytes`` of arrays (larger values are returned, not kept)."""
         self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[Hashable, tuple[list[np.ndarray], int]] = OrderedDict()
         self.hits = 0
@@ -93,10 +93,13 @@ class Memo:
             return list(entry[0])
         self.misses += 1
         values = [np.asarray(value) for value in make()]
+        size = sum(value.nbytes for value in values)
+        if size > self.max_bytes:  # a huge image's features: not kept (a warm worker would hold them for good)
+            return values
         for value in values:
             value.flags.writeable = False
-        self._entries[key] = (values, sum(value.nbytes for value in values))
-        while len(self._entries) > 1 and self.nbytes > self.max_bytes:
+        self._entries[key] = (values, size)
+        while self.nbytes > self.max_bytes:
             self._entries.popitem(last=False)
         return list(values)
 
