@@ -37,11 +37,12 @@ class CompiledNetwork:
         self._make_grad = make_grad
         self._make_map = make_map
         self._grads: dict[Hashable, Any] = {}
-        self._maps: dict[int, Any] = {}
+        self._maps: dict[Hashable, Any] = {}
         self._count: Callable[[], int] = lambda: 0
 
-    def forward_map(self, key: int, map_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """``map_fn(outputs, extras)`` (a list of tensors) of the forward pass, compiled once per ``key``.
+    def forward_map(self, key: Hashable, map_fn: ExtrasLoss, image: np.ndarray, extras: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``map_fn(outputs, extras)`` (a list of tensors) of the forward pass, compiled once per ``key``
+        (a key must identify ``map_fn``: engines sharing this network share its compiled functions).
 
         Statistics such as Gram matrices are computed inside the graph: numpy's BLAS threads,
         idle while the network runs, can take a tenth of a second to wake on a busy machine.

@@ -19,9 +19,11 @@ Scipy's L-BFGS-B (with pixel bounds, as DeepTextures) optimises images up to
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +32,7 @@ import numpy as np
 from ..gradients import CompiledNetwork
 from .gram import relative_weight
 
-__all__ = ["BOUNDARIES", "GramEngine", "LBFGS_MAX_PIXELS", "Objective", "STALL_WINDOW", "optimise", "fold_padding", "fold_wrap", "stalled"]
+__all__ = ["BOUNDARIES", "GramEngine", "Memo", "LBFGS_MAX_PIXELS", "Objective", "STALL_WINDOW", "optimise", "fold_padding", "fold_wrap", "stalled"]
 
 #: Largest image (pixels) optimised with L-BFGS-B; its history costs 2 x maxcor float64 copies.
 LBFGS_MAX_PIXELS = 1200 * 1200
@@ -60,6 +62,56 @@ class Objective:
         """Turn the per-layer weights into coefficients of ``Σ(G - Ĝ)²``."""
         self.coefficients = [relative_weight(t, w) / (4.0 * t.shape[0] ** 2) for t, w in zip(self.style_targets, self.style_weights)]
         self._content_norm = float(np.sum(np.asarray(self.content_target, np.float64) ** 2)) if self.content_target is not None else 1.0
+
+
+class Memo:
+    """A small least-recently-used store of arrays (Gram targets, content features), bounded by their bytes.
+
+    A warm worker (GIMP's preview) calls a filter again and again with the same sample or style image:
+    their statistics are then computed once. Keys name everything the values depend on; values are
+    kept read-only, so a caller cannot change what a later call gets.
+    """
+
+    def __init__(self, max_bytes: int = 96 * 2**20) -> None:
+        """An empty store holding at most ``max_bytes`` of arrays (larger values are returned, not kept)."""
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[Hashable, tuple[list[np.ndarray], int]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return sum(size for _, size in self._entries.values())
+
+    def get(self, key: Hashable, make: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+        """The arrays stored under ``key``, made (and stored) by ``make()`` on a miss."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return list(entry[0])
+        self.misses += 1
+        values = [np.asarray(value) for value in make()]
+        size = sum(value.nbytes for value in values)
+        if size > self.max_bytes:  # a huge image's features: not kept (a warm worker would hold them for good)
+            return values
+        for value in values:
+            value.flags.writeable = False
+        self._entries[key] = (values, size)
+        while self.nbytes > self.max_bytes:
+            self._entries.popitem(last=False)
+        return list(values)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+
+def fingerprint(image: np.ndarray) -> tuple[str, tuple[int, ...], str]:
+    """What identifies an image's pixels: a SHA-1 of its bytes, its shape and dtype."""
+    array = np.ascontiguousarray(image)
+    return hashlib.sha1(array.view(np.uint8).reshape(-1)).hexdigest(), tuple(array.shape), str(array.dtype)
 
 
 @dataclass(frozen=True)
@@ -143,6 +195,9 @@ class GramEngine:
         self.reflect_margin = max(self.strides) if self.strides else self.margin
         #: Evaluate a one-window image in one pass (False: the two tiled passes, for comparisons).
         self.fuse_single_window = True
+        #: Where :meth:`gram_targets` and :meth:`content_features` keep their results (``None``: nowhere);
+        #: :func:`.synthesis.build_engine` gives engines on one network the network's store.
+        self.memo: Memo | None = None
 
     # ------------------------------------------------------------------ geometry
     def surround(self, objective: Objective | None) -> int:
@@ -189,11 +244,23 @@ class GramEngine:
         ``wrap``: ``False``/``"zero"`` (the network's zero padding), ``True``/``"wrap"`` or ``"reflect"``
         (the image is padded so by the tile margin, and only its own positions are counted).
         """
-        sums, count, _ = self._forward_stats(image, wrap, None)
-        return [s / max(m, 1) for s, m in zip(sums, count)]
+        def compute() -> list[np.ndarray]:
+            sums, count, _ = self._forward_stats(image, wrap, None)
+            return [s / max(m, 1) for s, m in zip(sums, count)]
+
+        if self.memo is None:
+            return compute()
+        key = ("gram", _boundary(wrap), self.n_style, self.has_content, self.tile, self.margin, self.reflect_margin, fingerprint(image))
+        return self.memo.get(key, compute)
 
     def content_features(self, image: np.ndarray) -> np.ndarray:
         """The content layer's features of the whole ``image`` (assembled from tiles)."""
+        if self.memo is None:
+            return self._content_features(image)
+        key = ("content", self.n_style, self.has_content, self.tile, self.margin, fingerprint(image))
+        return self.memo.get(key, lambda: [self._content_features(image)])[0]
+
+    def _content_features(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
         tiles, pad = self._tiles(height, width, False)
         stride = self.strides[-1]
@@ -262,7 +329,7 @@ class GramEngine:
             extras = masks[: self.n_style]
             if self.has_content:
                 extras += self._content_extras(objective, tile, pad, masks[-1])
-            values = self.network.forward_map(id(self), stats, window, extras)
+            values = self.network.forward_map(("stats", self.n_style, self.has_content), stats, window, extras)
             for index in range(self.n_style):
                 product = np.asarray(values[index], np.float64)
                 if len(sums) <= index:
@@ -340,7 +407,7 @@ class GramEngine:
         if use_content:
             coefficient = objective.content_weight / objective._content_norm
             extras += [*self._content_extras(objective, tile, pad, masks[-1]), np.float32(coefficient)]
-        loss, gradient, parts = self.network.value_grad_aux((id(self), active, use_content), self._fused_loss(active, use_content), canvas, extras)
+        loss, gradient, parts = self.network.value_grad_aux(("fused", active, use_content), self._fused_loss(active, use_content), canvas, extras)
         if pad:
             gradient = fold_padding(gradient, pad, image.shape[0], image.shape[1], _boundary(wrap))
         return loss, gradient, float(parts[0]), float(parts[1])
@@ -396,7 +463,7 @@ class GramEngine:
                 extras += [masks[index], kernels[index]]
             if self.has_content:
                 extras += [*self._content_extras(objective if use_content else None, tile, pad, masks[-1]), np.float32(content_coefficient)]
-            _, tile_gradient = self.network.value_and_grad(id(self), loss_fn, window, extras)
+            _, tile_gradient = self.network.value_and_grad(("backward", self.n_style, self.has_content), loss_fn, window, extras)
             gradient[wy0:wy1, wx0:wx1] += tile_gradient
         if pad:
             gradient = fold_padding(gradient, pad, height, width, boundary)
@@ -491,10 +558,14 @@ def optimise(
             if stalled(history, stall):
                 raise StopIteration
 
+        x0 = start.astype(np.float64).ravel()
+        maxfun = int(steps * 1.5) + 5
+        # SciPy's public minimize: its bounds pass is a per-variable Python loop (about 0.5 CPU-s in the 256-px
+        # preview, 10 CPU-s in a 1024² style run), kept rather than driving its private L-BFGS-B step.
         minimize(
-            fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
+            fun, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
             callback=callback,
-            options={"maxiter": int(steps), "maxfun": int(steps * 1.5) + 5, "maxcor": _LBFGS_HISTORY, "ftol": 0.0, "gtol": 0.0},
+            options={"maxiter": int(steps), "maxfun": maxfun, "maxcor": _LBFGS_HISTORY, "ftol": 0.0, "gtol": 0.0},
         )
         return np.asarray(best["x"], np.float32), history
     image = start.astype(np.float32).copy()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,11 +13,11 @@ import numpy as np
 from neurofilters.plugin_host import ParameterError
 
 from ..octaves import resize_image
-from .engine import GramEngine, Objective, optimise
+from .engine import GramEngine, Memo, Objective, optimise
 from .plugin import DEFAULT_TEXTURE_LAYERS
 
 __all__ = [
-    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "TEXTURE_MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "is_auto_layers", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
+    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "TEXTURE_MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "clear_engine_cache", "engine_cache_enabled", "is_auto_layers", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
     "rgb_of", "run_texture", "synthesise", "use_xla",
 ]
 
@@ -70,16 +72,30 @@ def build_engine(
     """The tiled Gram engine on ``params['model']`` for ``layer_names`` (+ a content layer).
 
     ``jit_compile``: compile the loss-and-gradient step with XLA; ``None`` decides by :func:`use_xla`.
+    The compiled network (and the statistics of samples it analysed, :class:`.engine.Memo`) is reused by
+    later calls with the same model, layers and precision (see :data:`_NETWORKS`); each call gets its own engine.
     """
+    import keras
+
     from ..gradients import compile_network, gradient_feature_model, resolve_precision
 
     model = context.load_model(params["model"])
     names = list(layer_names) + ([content_layer] if content_layer else [])
     precision = resolve_precision(params.get("precision", "auto"), model)
-    feature_model = gradient_feature_model(model, names, precision=precision)
-    network = compile_network(feature_model, jit_compile=use_xla(feature_model, precision) if jit_compile is None else jit_compile)
-    probe = network.forward(np.zeros((64, 64, 3), np.float32))
-    strides = [max(1, round(64 / output.shape[0])) for output in probe]
+    key = (keras.backend.backend(), str(params["model"]), id(model), tuple(names), precision, jit_compile, use_xla(None, precision))
+    entry = _NETWORKS.get(key) if engine_cache_enabled() else None
+    if entry is None:
+        feature_model = gradient_feature_model(model, names, precision=precision)
+        network = compile_network(feature_model, jit_compile=use_xla(feature_model, precision) if jit_compile is None else jit_compile)
+        probe = network.forward(np.zeros((64, 64, 3), np.float32))
+        entry = _Network(model, network, [max(1, round(64 / output.shape[0])) for output in probe], Memo())
+        if engine_cache_enabled():
+            _NETWORKS[key] = entry
+            while len(_NETWORKS) > NETWORK_CACHE_SIZE:
+                _NETWORKS.popitem(last=False)
+    elif key in _NETWORKS:
+        _NETWORKS.move_to_end(key)
+    network, strides = entry.network, list(entry.strides)
     deepest = max(strides)
     margin = max(TILE_MARGIN, deepest * 2)
     margin = math.ceil(margin / deepest) * deepest
@@ -89,7 +105,37 @@ def build_engine(
             param="layers",
             value=list(names),
         )
-    return GramEngine(network, len(layer_names), content_layer is not None, int(params.get("tile_size", 512)), margin, strides)
+    engine = GramEngine(network, len(layer_names), content_layer is not None, int(params.get("tile_size", 512)), margin, strides)
+    engine.memo = entry.memo
+    return engine
+
+
+@dataclass
+class _Network:
+    model: Any  # held so that its id, part of the key, is not reused while the entry lives
+    network: Any
+    strides: list[int]
+    memo: Memo
+
+
+#: Compiled feature networks by (backend, model, its id, layers, precision, XLA): a warm worker (GIMP's
+#: preview, ``neurofilters serve``) reuses the traced steps and the sample's statistics instead of
+#: rebuilding and re-tracing them on every call. Least recently used first; see :func:`clear_engine_cache`.
+_NETWORKS: OrderedDict[tuple[Any, ...], _Network] = OrderedDict()
+#: Most networks kept (each a view of its model's weights and its traced functions).
+NETWORK_CACHE_SIZE = 4
+
+
+def engine_cache_enabled() -> bool:
+    """Whether :func:`build_engine` reuses networks (``NEUROFILTERS_TEXTURE_CACHE=0`` turns it off, for comparisons)."""
+    import os
+
+    return os.environ.get("NEUROFILTERS_TEXTURE_CACHE", "1") != "0"
+
+
+def clear_engine_cache() -> None:
+    """Forget the compiled networks and their stored statistics."""
+    _NETWORKS.clear()
 
 
 def use_xla(feature_model: Any, precision: str) -> bool:
