@@ -30,6 +30,7 @@ from keras import ops
 
 from ..parameterization import COLOR_CORRELATION, TransformSettings, frequency_scale
 from ..visualization.objectives import Objective
+from ..visualization.visualize import reset_adam
 
 _log = logging.getLogger("neurofilters.hallucinate.canvas")
 
@@ -342,10 +343,7 @@ def _cached_trainer(
         _TRAINERS[key] = (_trainer(model, objective, canvas, views.size, learning_rate), canvas)
     trainer, canvas = _TRAINERS[key]
     canvas.spectrum.assign(np.asarray(initial, np.float32))
-    # Fresh Adam state (step count, moments): the same arithmetic as a new trainer; the learning rate stays.
-    for variable in trainer.optimizer.variables:
-        if variable.name != "learning_rate":
-            variable.assign(np.zeros(variable.shape, variable.dtype))
+    reset_adam(trainer)
     return trainer, canvas
 
 

@@ -28,7 +28,7 @@ from ..parameterization import (
 )
 from .objectives import Objective
 
-__all__ = ["RECIPES", "Recipe", "visualize"]
+__all__ = ["RECIPES", "Recipe", "reset_adam", "visualize"]
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,15 @@ def _cached_trainer(model: Any, objective: Objective, height: int, width: int, r
         _TRAINERS[key] = (_trainer(model, objective, spectral, recipe.learning_rate), spectral)
     trainer, spectral = _TRAINERS[key]
     spectral.spectrum.assign(np.asarray(initial, np.float32))
-    # Fresh Adam state (step count, moments); the learning rate stays.
+    reset_adam(trainer)
+    return trainer, spectral
+
+
+def reset_adam(trainer: Any) -> None:
+    """Give a cached trainer a fresh Adam state (step count, moments), the arithmetic of a new one; the learning rate stays."""
     for variable in trainer.optimizer.variables:
         if variable.name != "learning_rate":
             variable.assign(np.zeros(variable.shape, variable.dtype))
-    return trainer, spectral
 
 
 def _trainer(model: Any, objective: Objective, spectral: SpectralImage, learning_rate: float) -> Any:
