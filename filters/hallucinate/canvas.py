@@ -30,7 +30,7 @@ from keras import ops
 
 from ..parameterization import COLOR_CORRELATION, TransformSettings, frequency_scale
 from ..visualization.objectives import Objective
-from ..visualization.visualize import reset_adam
+from ..visualization.visualize import reuse_trainer
 
 _log = logging.getLogger("neurofilters.hallucinate.canvas")
 
@@ -336,15 +336,12 @@ def _cached_trainer(
         canvas = SpectralCanvas(height, width, initial, decay=decay, base=base, mask=mask, levels=views.levels, pixel=pixel)
         return _trainer(model, objective, canvas, views.size, learning_rate), canvas
     key = (id(model), model.name, objective, height, width, views.size, views.levels, float(learning_rate), float(decay), pixel)
-    if key not in _TRAINERS:
-        if len(_TRAINERS) >= 4:
-            _TRAINERS.clear()
+
+    def build() -> tuple[Any, SpectralCanvas]:
         canvas = SpectralCanvas(height, width, initial, decay=decay, levels=views.levels, pixel=pixel)
-        _TRAINERS[key] = (_trainer(model, objective, canvas, views.size, learning_rate), canvas)
-    trainer, canvas = _TRAINERS[key]
-    canvas.spectrum.assign(np.asarray(initial, np.float32))
-    reset_adam(trainer)
-    return trainer, canvas
+        return _trainer(model, objective, canvas, views.size, learning_rate), canvas
+
+    return reuse_trainer(_TRAINERS, key, build, initial)
 
 
 def render_canvas(

@@ -558,14 +558,12 @@ def optimise(
             if stalled(history, stall):
                 raise StopIteration
 
-        x0 = start.astype(np.float64).ravel()
-        maxfun = int(steps * 1.5) + 5
         # SciPy's public minimize: its bounds pass is a per-variable Python loop (about 0.5 CPU-s in the 256-px
         # preview, 10 CPU-s in a 1024² style run), kept rather than driving its private L-BFGS-B step.
         minimize(
-            fun, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
+            fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
             callback=callback,
-            options={"maxiter": int(steps), "maxfun": maxfun, "maxcor": _LBFGS_HISTORY, "ftol": 0.0, "gtol": 0.0},
+            options={"maxiter": int(steps), "maxfun": int(steps * 1.5) + 5, "maxcor": _LBFGS_HISTORY, "ftol": 0.0, "gtol": 0.0},
         )
         return np.asarray(best["x"], np.float32), history
     image = start.astype(np.float32).copy()

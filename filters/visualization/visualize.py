@@ -28,7 +28,7 @@ from ..parameterization import (
 )
 from .objectives import Objective
 
-__all__ = ["RECIPES", "Recipe", "reset_adam", "visualize"]
+__all__ = ["RECIPES", "Recipe", "reuse_trainer", "visualize"]
 
 
 @dataclass(frozen=True)
@@ -62,24 +62,29 @@ _TRAINERS: dict[tuple[Any, ...], tuple[Any, SpectralImage]] = {}
 
 def _cached_trainer(model: Any, objective: Objective, height: int, width: int, recipe: Recipe, initial: np.ndarray) -> tuple[Any, SpectralImage]:
     """A compiled trainer with its spectrum set to ``initial`` and a fresh optimiser state."""
-    key = (id(model), model.name, objective, height, width, recipe)
-    if key not in _TRAINERS:
+
+    def build() -> tuple[Any, SpectralImage]:
         settings = recipe.transforms
         spectral = SpectralImage(height, width, initial, pad=settings.pad, fill=settings.fill, decay=recipe.decay)
-        if len(_TRAINERS) >= 4:
-            _TRAINERS.clear()
-        _TRAINERS[key] = (_trainer(model, objective, spectral, recipe.learning_rate), spectral)
-    trainer, spectral = _TRAINERS[key]
-    spectral.spectrum.assign(np.asarray(initial, np.float32))
-    reset_adam(trainer)
-    return trainer, spectral
+        return _trainer(model, objective, spectral, recipe.learning_rate), spectral
+
+    return reuse_trainer(_TRAINERS, (id(model), model.name, objective, height, width, recipe), build, initial)
 
 
-def reset_adam(trainer: Any) -> None:
-    """Give a cached trainer a fresh Adam state (step count, moments), the arithmetic of a new one; the learning rate stays."""
+def reuse_trainer(cache: dict[Any, tuple[Any, Any]], key: Any, build: Callable[[], tuple[Any, Any]], initial: np.ndarray) -> tuple[Any, Any]:
+    """The compiled ``(trainer, image layer)`` that ``cache`` holds under ``key`` (``build()`` on a miss; at most 4 kept),
+    its image's ``spectrum`` set to ``initial`` and Adam's state (step count, moments) fresh: the arithmetic of a new
+    trainer, without tracing one again. The learning rate stays."""
+    if key not in cache:
+        if len(cache) >= 4:
+            cache.clear()
+        cache[key] = build()
+    trainer, image = cache[key]
+    image.spectrum.assign(np.asarray(initial, np.float32))
     for variable in trainer.optimizer.variables:
         if variable.name != "learning_rate":
             variable.assign(np.zeros(variable.shape, variable.dtype))
+    return trainer, image
 
 
 def _trainer(model: Any, objective: Objective, spectral: SpectralImage, learning_rate: float) -> Any:
