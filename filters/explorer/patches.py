@@ -369,7 +369,7 @@ def patches_command(values: Mapping[str, Any], context: CommandContext) -> Patch
     guard.check(output, what="contact sheet (-o)")  # before any work
     model = context.load_model(values["model"])
     layer = model.spatial_layer(values["layer"])
-    channels = int(model.layer_table(224)[[info.name for info in model.layer_table(224)].index(layer)].output_shape[-1])
+    channels = int(next(info.output_shape[-1] for info in model.layer_table(224) if info.name == layer))
     if channel >= channels:
         raise ParameterError(f'"channel" must be between 0 and {channels - 1} for layer {layer!r}. Received: channel={channel}', param="channel", value=channel)
     bar = ProgressBar("explore patches")
