@@ -402,6 +402,18 @@ def _flag_words(command: str, name: str, action: argparse.Action, value: Any) ->
     return [f"{flag}={_words(value)[0]}"]
 
 
+def _unknown_option(prog: str, name: str, value: Any, names: list[str], choices: list[str]) -> ParameterError:
+    """The error for a keyword that is none of the command's options: the closest of ``names`` and all of ``choices``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" Did you mean: {close[0]}?" if close else ""
+    return ParameterError(
+        f"'{prog}' has no option {name!r}. Received: {name}={shown_value(value)}.{hint} Its options: {', '.join(choices)}.",
+        param=name, value=value,
+    )
+
+
 def _action(spec: CommandSpec, positional: list[Any]) -> tuple[CommandSpec, str, list[Any]]:
     """The declared command or action the words name, its program name, and the remaining positional words.
 
@@ -432,8 +444,6 @@ def _declared_given(action: CommandSpec, prog: str, positional: list[Any], optio
         UsageError: More positional arguments than the command takes (argparse's words).
         ParameterError: A keyword that is none of the command's parameters (with the ones it has).
     """
-    import difflib
-
     by_name = {param.name: param for param in action.params}
     given: dict[str, Any] = {}
     slots = [param for param in action.params if param.positional]
@@ -452,13 +462,7 @@ def _declared_given(action: CommandSpec, prog: str, positional: list[Any], optio
     for name, value in options.items():
         key = name if name in by_name else f"{name}_" if f"{name}_" in by_name else name
         if key not in by_name:
-            close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
-            hint = f" Did you mean: {close[0]}?" if close else ""
-            raise ParameterError(
-                f"'{prog}' has no option {name!r}. Received: {name}={shown_value(value)}.{hint} "
-                f"Its options: {', '.join(sorted(by_name))}.",
-                param=name, value=value,
-            )
+            raise _unknown_option(prog, name, value, list(by_name), sorted(by_name))
         if value is None:
             continue
         if key in given:
@@ -516,16 +520,8 @@ def command_argv(command: CommandSpec | str, *positional: Any, **options: Any) -
             continue
         action = known.get(name)
         if action is None:
-            import difflib
-
             choices = sorted({*positionals, *(_keyword_names(a)[-1] for a in known.values())})
-            close = difflib.get_close_matches(name, [*known, *positionals], n=1, cutoff=0.6)
-            hint = f" Did you mean: {close[0]}?" if close else ""
-            raise ParameterError(
-                f"'{prog}' has no option {name!r}. Received: {name}={shown_value(value)}.{hint} "
-                f"Its options: {', '.join(choices)}.",
-                param=name, value=value,
-            )
+            raise _unknown_option(prog, name, value, [*known, *positionals], choices)
         flags.extend(_flag_words(prog, name, action, value))
     return [spec.name, *argv, *flags]
 
