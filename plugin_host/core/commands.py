@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,7 +73,6 @@ class CommandContext:
     progress: ProgressCallback | None = None
     announce: Callable[[str], None] = _silent
     quiet: bool = False
-    _writers: list[OutputGuard] = field(default_factory=list, repr=False)
 
     def writer(
         self, *inputs: tuple[str, Any], overwrite: bool | None = None, overwrite_flag: str | None = "--overwrite",
@@ -94,9 +93,7 @@ class CommandContext:
             An :class:`OutputGuard` whose writes are atomic and never replace an input.
         """
         allowed = self.overwrite if overwrite is None else overwrite
-        guard = self.writer_factory(*inputs, overwrite=allowed, overwrite_flag=overwrite_flag)
-        self._writers.append(guard)
-        return guard
+        return self.writer_factory(*inputs, overwrite=allowed, overwrite_flag=overwrite_flag)
 
     def load_model(self, name: str) -> Any:
         """The model ``name`` from the shared cache (loaded on first use).
@@ -116,8 +113,3 @@ class CommandContext:
         import numpy as np
 
         return np.random.default_rng(self.seed if not key else self.derive_seed(key))
-
-
-def inputs_of(pairs: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """``(role, path)`` pairs without the empty ones (a helper for the writer factories)."""
-    return [(role, value) for role, value in pairs if value is not None and os.fspath(value) != ""]
