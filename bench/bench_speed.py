@@ -103,7 +103,7 @@ class EvaluationCounter:
     """Counts input-gradient steps and the pixels they saw, by wrapping the two places that make them."""
 
     def __init__(self) -> None:
-        """Patch :func:`neurofilters.filters.gradients.make_gradient_fn`, the Gram engine's compiled step and hallucinate's canvas views."""
+        """Patch :func:`neurofilters.filters.gradients.make_gradient_fn`, the Gram engine's compiled steps and hallucinate's canvas views."""
         import neurofilters.filters.gradients as gradients
         from neurofilters.filters.gradients import CompiledNetwork
 
@@ -111,6 +111,7 @@ class EvaluationCounter:
         self.pixels = 0
         original_make = gradients.make_gradient_fn
         original_step = CompiledNetwork.value_grad_aux
+        original_windows = CompiledNetwork.windows_value_grad_aux
         counter = self
 
         def make_gradient_fn(*args: Any, **kwargs: Any) -> Any:
@@ -129,8 +130,14 @@ class EvaluationCounter:
             counter.pixels += int(image.shape[0] * image.shape[1])
             return original_step(network, key, loss_fn, image, extras)
 
+        def windows_value_grad_aux(network: Any, key: Any, loss_fn: Any, windows: Any, extras: Any) -> Any:
+            counter.calls += 1
+            counter.pixels += sum(int(window.shape[0] * window.shape[1]) for window in windows)
+            return original_windows(network, key, loss_fn, windows, extras)
+
         gradients.make_gradient_fn = make_gradient_fn
         CompiledNetwork.value_grad_aux = value_grad_aux  # type: ignore[method-assign]
+        CompiledNetwork.windows_value_grad_aux = windows_value_grad_aux  # type: ignore[method-assign]
 
         # hallucinate on a canvas: each step's views (one network evaluation of size x size each).
         from neurofilters.filters.hallucinate import canvas

@@ -61,3 +61,37 @@ def test_tiled_loss_and_gradient_match_the_whole_image(monkeypatch: pytest.Monke
     loss_moved, _, _ = whole.loss_and_gradient(image - step, objective)
     predicted = float(np.sum(grad_whole * step))
     assert (loss_whole - loss_moved) == pytest.approx(predicted, rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights", [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]], ids=["every-layer", "shallow-only"])
+def test_one_pass_over_the_windows_equals_the_two_tiled_passes(weights: list[float]) -> None:
+    """Several windows in one forward and backward pass give the two passes' loss and gradient, content included;
+    with the deep layers weighted 0 both read only the shallow ones (the loss has no deep part)."""
+    import skimage.data
+
+    from neurofilters.filters.texture import synthesis
+    from neurofilters.filters.texture.engine import Objective
+    from neurofilters.plugin_host import FilterContext
+
+    params = {"model": "vgg16-hed", "precision": "float32", "tile_size": 64}
+    layers = ["block1_conv1", "block2_pool", "block3_conv1", "block4_conv1"]
+    engine = synthesis.build_engine(FilterContext(seed=0), params, layers, "block4_conv2")
+    image = np.asarray(skimage.data.astronaut()[100:212, 150:278], np.float32) / 255.0
+    style = np.asarray(skimage.data.coffee()[:96, :96], np.float32) / 255.0
+    content = np.asarray(skimage.data.astronaut()[90:202, 160:288], np.float32) / 255.0
+    objective = Objective(engine.gram_targets(style), weights, content_target=engine.content_features(content), content_weight=0.5)
+    tiles, _ = engine._tiles(112, 128, False)
+    assert len(tiles) == 4 and engine._fits(tiles)
+    one_pass = engine.loss_and_gradient(image, objective)
+    engine.fused_max_pixels = 0
+    two_passes = engine.loss_and_gradient(image, objective)
+    assert one_pass[0] == pytest.approx(two_passes[0], rel=1e-4)
+    for part in ("style", "content"):
+        assert one_pass[2][part] == pytest.approx(two_passes[2][part], rel=1e-4) and two_passes[2][part] > 0
+    scale = float(np.abs(two_passes[1]).max())
+    np.testing.assert_allclose(one_pass[1], two_passes[1], rtol=0, atol=2e-4 * scale)
+    if weights[-1] == 0.0:  # the deep layers' mismatch is not in the loss: changing their targets changes nothing
+        moved = Objective([*objective.style_targets[:2], objective.style_targets[2] * 3, objective.style_targets[3] * 3], weights,
+                          content_target=objective.content_target, content_weight=0.5)
+        assert engine.loss_and_gradient(image, moved)[0] == two_passes[0]

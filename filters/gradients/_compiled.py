@@ -30,13 +30,19 @@ class CompiledNetwork:
     """
 
     def __init__(
-        self, forward: Callable[[np.ndarray], list[np.ndarray]], make_grad: Callable[[ExtrasLoss, int], Any], make_map: Callable[[ExtrasLoss, int], Any]
+        self,
+        forward: Callable[[np.ndarray], list[np.ndarray]],
+        make_grad: Callable[[ExtrasLoss, int], Any],
+        make_map: Callable[[ExtrasLoss, int], Any],
+        make_windows_grad: Callable[[ExtrasLoss, int, int], Any] | None = None,
     ) -> None:
         """Hold the backend's compiled functions (built by :func:`compile_network`)."""
         self.forward = forward
         self._make_grad = make_grad
         self._make_map = make_map
+        self._make_windows_grad = make_windows_grad
         self._grads: dict[Hashable, Any] = {}
+        self._windows_grads: dict[Hashable, Any] = {}
         self._maps: dict[Hashable, Any] = {}
         self._count: Callable[[], int] = lambda: 0
 
@@ -77,6 +83,27 @@ class CompiledNetwork:
         if fn is None:
             fn = self._grads[key] = self._make_grad(loss_fn, len(extras))
         return fn(np.asarray(image, np.float32), [np.asarray(extra, np.float32) for extra in extras])
+
+    def windows_value_grad_aux(
+        self, key: Hashable, loss_fn: ExtrasLoss, windows: Sequence[np.ndarray], extras: Sequence[np.ndarray]
+    ) -> tuple[float, list[np.ndarray], np.ndarray]:
+        """Like :meth:`value_grad_aux` for a loss of several windows of one image, in one forward and backward pass.
+
+        ``loss_fn(outputs, extras)`` gets one list of layer outputs per window. Every window's activations
+        are held until the backward pass, so the memory is that of all windows together; in return no
+        window is evaluated twice (a loss coupling the windows, such as a Gram matrix summed over them,
+        otherwise needs a forward pass for the statistics and another for the gradients).
+
+        Returns:
+            ``(loss, gradients, aux)``: one float32 ``(h, w, 3)`` gradient per window.
+        """
+        if self._make_windows_grad is None:
+            raise RuntimeError("this network was built without a several-window step; build it with compile_network")
+        full_key = (key, len(windows))
+        fn = self._windows_grads.get(full_key)
+        if fn is None:
+            fn = self._windows_grads[full_key] = self._make_windows_grad(loss_fn, len(windows), len(extras))
+        return fn([np.asarray(window, np.float32) for window in windows], [np.asarray(extra, np.float32) for extra in extras])
 
     @property
     def traces(self) -> int:
@@ -144,6 +171,26 @@ def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
 
         return run
 
+    def make_windows_grad(loss_fn: ExtrasLoss, n_windows: int, n_extras: int) -> Any:
+        window_specs = [image_spec] * n_windows
+        extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
+
+        @tf.function(input_signature=[window_specs, extra_specs], jit_compile=jit_compile)
+        def step(windows: list[tf.Tensor], extras: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor], tf.Tensor]:
+            traces[0] += 1
+            with tf.GradientTape() as tape:
+                for window in windows:
+                    tape.watch(window)
+                outputs = [[output[0] for output in _as_list(feature_model(window[None], training=False))] for window in windows]
+                loss, aux = loss_fn(outputs, extras)
+            return loss, tape.gradient(loss, windows), aux
+
+        def run(windows: list[np.ndarray], extras: list[np.ndarray]) -> tuple[float, list[np.ndarray], np.ndarray]:
+            loss, gradients, aux = step([tf.convert_to_tensor(window) for window in windows], [tf.convert_to_tensor(extra) for extra in extras])
+            return float(loss.numpy()), [gradient.numpy() for gradient in gradients], aux.numpy()
+
+        return run
+
     def make_map(map_fn: ExtrasLoss, n_extras: int) -> Any:
         extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
 
@@ -157,7 +204,7 @@ def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
 
         return run
 
-    network = CompiledNetwork(forward, make_grad, make_map)
+    network = CompiledNetwork(forward, make_grad, make_map, make_windows_grad)
     network._count = lambda: traces[0]
     return network
 
@@ -194,6 +241,20 @@ def _jax(feature_model: Any) -> CompiledNetwork:
 
         return run
 
+    def make_windows_grad(loss_fn: ExtrasLoss, n_windows: int, n_extras: int) -> Any:
+        del n_windows, n_extras
+
+        def objective(windows: list[Any], extras: list[Any], trainable: Any, non_trainable: Any) -> Any:
+            return loss_fn([outputs_of(window, trainable, non_trainable) for window in windows], extras)
+
+        step = jax.jit(jax.value_and_grad(objective, has_aux=True))
+
+        def run(windows: list[np.ndarray], extras: list[np.ndarray]) -> tuple[float, list[np.ndarray], np.ndarray]:
+            (loss, aux), gradients = step([jnp.asarray(window) for window in windows], [jnp.asarray(extra) for extra in extras], trainable, non_trainable)
+            return float(loss), [np.array(gradient) for gradient in gradients], np.array(aux)
+
+        return run
+
     def make_map(map_fn: ExtrasLoss, n_extras: int) -> Any:
         del n_extras
         mapped = jax.jit(lambda image, extras, trainable, non_trainable: list(map_fn(outputs_of(image, trainable, non_trainable), extras)))
@@ -203,4 +264,4 @@ def _jax(feature_model: Any) -> CompiledNetwork:
 
         return run
 
-    return CompiledNetwork(forward, make_grad, make_map)
+    return CompiledNetwork(forward, make_grad, make_map, make_windows_grad)

@@ -1,18 +1,20 @@
 """The Gram-matrix optimiser shared by ``texture`` and ``style-transfer``: tiles, losses, L-BFGS/Adam, octaves.
 
-One evaluation of the objective runs in two passes over tiles of the image
-(one tile when the image is small):
+The image is cut into tiles whose windows overlap by a margin, so the network sees each core with
+its surroundings (one window when the image is small). One evaluation of the objective is either
 
-1. forward only: every tile's core features are added into per-layer Gram sums
-   (and the content distance is measured), giving the exact loss;
-2. per tile, the closed-form Gram gradient (:mod:`.gram`) is back-propagated
-   through the network as ``½ Σ mask · (F K) · F`` with ``K = 4c(G - Ĝ)/M``,
-   plus the content term, and the tile's input gradient is added into the image's.
+* one pass, while the windows hold at most :data:`FUSED_MAX_PIXELS` together (and half the free
+  memory): every window's features are summed into per-layer Gram matrices inside one graph, and
+  autodiff gives the loss's gradient, holding every window's activations until the backward pass; or
+* two passes, above that: forward only, every tile's core features are added into per-layer Gram
+  sums (and the content distance is measured), giving the exact loss; then per tile the closed-form
+  Gram gradient (:mod:`.gram`) is back-propagated as ``½ Σ mask · (F K) · F`` with
+  ``K = 4c(G - Ĝ)/M``, plus the content term. Memory is then bounded by one tile's activations
+  whatever the image size (Gatys/DeepTextures differentiate the whole image), at the price of a second
+  forward pass: at 1024² on an AVX2 CPU one pass took 7.4 s where two took 13 s (style's layers).
 
-Memory is therefore bounded by one tile's activations whatever the image size
-(Gatys/DeepTextures differentiate the whole image). Tiles overlap by a margin
-so the network sees each core with its surroundings; with ``wrap`` the image
-is padded circularly first, so the statistics (and the result) wrap around.
+Either way only the layers the objective weights are computed (:meth:`GramEngine._active`). With
+``wrap`` the image is padded circularly first, so the statistics (and the result) wrap around.
 Scipy's L-BFGS-B (with pixel bounds, as DeepTextures) optimises images up to
 ``LBFGS_MAX_PIXELS``; larger ones use Adam, whose state is two float32 images.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -32,8 +35,14 @@ import numpy as np
 from ..gradients import CompiledNetwork
 from .gram import relative_weight
 
-__all__ = ["BOUNDARIES", "GramEngine", "Memo", "LBFGS_MAX_PIXELS", "Objective", "STALL_WINDOW", "optimise", "fold_padding", "fold_wrap", "stalled"]
+__all__ = ["BOUNDARIES", "FUSED_MAX_PIXELS", "GramEngine", "Memo", "LBFGS_MAX_PIXELS", "Objective", "STALL_WINDOW", "optimise", "fold_padding", "fold_wrap", "stalled"]
 
+#: Most pixels (all windows together) evaluated in one forward and backward pass: their activations are all held
+#: until the backward pass. Above it, two passes over the tiles (the forward pass twice) bound the memory by one tile.
+FUSED_MAX_PIXELS = 1_400_000
+#: What one pass holds per window pixel beyond the two passes' peak: measured 1.7 KB for vgg16-hed's style layers and
+#: content (float32, 2026-12-06: 1.93 -> 3.93 GB at 1024², four 544² windows), most of it block1's 64 channels.
+FUSED_BYTES_PER_PIXEL = 2048
 #: Largest image (pixels) optimised with L-BFGS-B; its history costs 2 x maxcor float64 copies.
 LBFGS_MAX_PIXELS = 1200 * 1200
 _LBFGS_HISTORY = 20
@@ -106,6 +115,22 @@ class Memo:
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free now (``None`` where the system does not say): one pass over several windows is
+    taken only when it needs at most half of it."""
+    try:  # Linux: what can be had without swapping (free memory and the page cache that can be dropped)
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # other POSIX systems: free pages only
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def fingerprint(image: np.ndarray) -> tuple[str, tuple[int, ...], str]:
@@ -195,11 +220,22 @@ class GramEngine:
         self.reflect_margin = max(self.strides) if self.strides else self.margin
         #: Evaluate a one-window image in one pass (False: the two tiled passes, for comparisons).
         self.fuse_single_window = True
+        #: Evaluate several windows in one pass too while they hold at most this many pixels together
+        #: (0: the two tiled passes); see :data:`FUSED_MAX_PIXELS`.
+        self.fused_max_pixels = FUSED_MAX_PIXELS
         #: Where :meth:`gram_targets` and :meth:`content_features` keep their results (``None``: nowhere);
         #: :func:`.synthesis.build_engine` gives engines on one network the network's store.
         self.memo: Memo | None = None
 
     # ------------------------------------------------------------------ geometry
+    def _fits(self, tiles: Sequence[_Tile]) -> bool:
+        """Whether the windows of ``tiles`` are few enough pixels to be evaluated in one pass (:attr:`fused_max_pixels`)."""
+        pixels = sum((tile.window[1] - tile.window[0]) * (tile.window[3] - tile.window[2]) for tile in tiles)
+        if not self.fuse_single_window or pixels > self.fused_max_pixels:
+            return False
+        free = available_memory()
+        return free is None or pixels * FUSED_BYTES_PER_PIXEL <= free // 2
+
     def surround(self, objective: Objective | None) -> int:
         """The ``reflect`` boundary's surround for ``objective``: :attr:`reflect_margin`, or twice the stride of the
         deepest layer it reads when that is less.
@@ -277,19 +313,18 @@ class GramEngine:
         assert out is not None
         return out
 
-    def _stats_map(self) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+    def _stats_map(self, active: Sequence[int], use_content: bool) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+        """Masked Gram sums of the ``active`` style layers (and the content distance when ``use_content``)."""
         from keras import ops
-
-        n_style, has_content = self.n_style, self.has_content
 
         def stats(outputs: Sequence[Any], extras: Sequence[Any]) -> list[Any]:
             out = []
-            for index in range(n_style):
-                feature = outputs[index]
+            for index, layer in enumerate(active):
+                feature = outputs[layer]
                 flat = ops.reshape(feature, (-1, ops.shape(feature)[-1]))
                 out.append(ops.matmul(ops.transpose(flat * ops.reshape(extras[index], (-1, 1))), flat))
-            if has_content:
-                out.append(ops.sum(extras[n_style][:, :, None] * ops.square(outputs[-1] - extras[n_style + 1])))
+            if use_content:
+                out.append(ops.sum(extras[len(active)][:, :, None] * ops.square(outputs[-1] - extras[len(active) + 1])))
             return out
 
         return stats
@@ -313,31 +348,44 @@ class GramEngine:
         target[ys.start : ys.start + block.shape[0], xs.start : xs.start + block.shape[1]] = block
         return [mask, target]
 
+    def _active(self, objective: Objective | None) -> tuple[tuple[int, ...], bool]:
+        """The style layers ``objective`` weights and whether it reads the content layer (every layer for ``None``).
+
+        The tiled passes compute only these: TensorFlow and JAX prune the layers deeper than the deepest one
+        read, so the finest texture octave (three shallow layers) costs about a third of a full evaluation.
+        """
+        if objective is None:
+            return tuple(range(self.n_style)), False
+        active = tuple(index for index in range(self.n_style) if objective.coefficients[index] != 0.0)
+        return active, self.has_content and objective.content_target is not None and objective.content_weight > 0
+
     def _forward_stats(
         self, image: np.ndarray, wrap: bool | str, objective: Objective | None, surround: int | None = None
     ) -> tuple[list[np.ndarray], list[int], float]:
+        """Gram sums and position counts of the style layers :meth:`_active` names (in their order), and the content distance."""
         height, width = image.shape[:2]
         tiles, pad = self._tiles(height, width, wrap, surround)
         canvas = self._canvas(image, pad, wrap)
+        active, use_content = self._active(objective)
         sums: list[np.ndarray] = []
-        counts = [0] * self.n_style
+        counts = [0] * len(active)
         content = 0.0
-        stats = self._stats_map()
+        stats = self._stats_map(active, use_content)
         for tile in tiles:
             window = canvas[tile.window[0] : tile.window[1], tile.window[2] : tile.window[3]]
             masks = self._masks(window.shape[:2], tile)
-            extras = masks[: self.n_style]
-            if self.has_content:
+            extras = [masks[layer] for layer in active]
+            if use_content:
                 extras += self._content_extras(objective, tile, pad, masks[-1])
-            values = self.network.forward_map(("stats", self.n_style, self.has_content), stats, window, extras)
-            for index in range(self.n_style):
+            values = self.network.forward_map(("stats", active, use_content), stats, window, extras)
+            for index, layer in enumerate(active):
                 product = np.asarray(values[index], np.float64)
                 if len(sums) <= index:
                     sums.append(product)
                 else:
                     sums[index] += product
-                counts[index] += int(masks[index].sum())
-            if self.has_content:
+                counts[index] += int(masks[layer].sum())
+            if use_content:
                 content += float(values[-1])
         return sums, counts, content
 
@@ -348,66 +396,91 @@ class GramEngine:
         return objective.content_target[y0 : y0 + shape[0], x0 : x0 + shape[1]]
 
     # ------------------------------------------------------------------ objective
-    def _backward_loss(self) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+    def _backward_loss(self, active: Sequence[int], use_content: bool) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+        """``½ Σ mask · (F K) · F`` over the ``active`` style layers, plus the masked content distance when ``use_content``."""
         from keras import ops
 
-        n_style, has_content = self.n_style, self.has_content
+        n_active = len(active)
 
         def loss(outputs: Sequence[Any], extras: Sequence[Any]) -> Any:
             total = 0.0
-            for index in range(n_style):
-                feature = outputs[index]
+            for index, layer in enumerate(active):
+                feature = outputs[layer]
                 mask, kernel = extras[2 * index], extras[2 * index + 1]
                 flat = ops.reshape(feature, (-1, ops.shape(feature)[-1]))
                 total = total + 0.5 * ops.sum(ops.reshape(mask, (-1, 1)) * ops.matmul(flat, kernel) * flat)
-            if has_content:
-                mask, target, coefficient = extras[2 * n_style], extras[2 * n_style + 1], extras[2 * n_style + 2]
+            if use_content:
+                mask, target, coefficient = extras[2 * n_active], extras[2 * n_active + 1], extras[2 * n_active + 2]
                 total = total + coefficient * ops.sum(mask[:, :, None] * ops.square(outputs[-1] - target))
             return total
 
         return loss
 
-    def _fused_loss(self, active: Sequence[int], has_content: bool) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
-        """One window: the Gram matrices, the loss and (by autodiff) its gradient in a single pass.
+    def _fused_loss(self, active: Sequence[int], use_content: bool, n_windows: int) -> Callable[[Sequence[Any], Sequence[Any]], Any]:
+        """The windows' Gram matrices (summed over them), the loss and (by autodiff) its gradient in one pass.
 
-        Only the ``active`` style layers (and the content layer when ``has_content``) are read, so
+        Only the ``active`` style layers (and the content layer when ``use_content``) are read, so
         layers deeper than the deepest one read are not computed at all: a step on the shallow
-        layers costs a fraction.
+        layers costs a fraction. The extras are, per window, one mask per active layer (then the
+        content mask and target), followed by each active layer's target, ``1 / count`` and
+        coefficient, and the content coefficient.
         """
         from keras import ops
 
-        n_style = len(active)
+        per_window = len(active) + (2 if use_content else 0)
 
         def loss(outputs: Sequence[Any], extras: Sequence[Any]) -> tuple[Any, Any]:
+            shared = extras[n_windows * per_window :]
             style = 0.0
             for index, layer in enumerate(active):
-                feature = outputs[layer]
-                mask, target, scale = extras[4 * index], extras[4 * index + 1], extras[4 * index + 2]
-                coefficient = extras[4 * index + 3]
-                flat = ops.cast(ops.reshape(feature, (-1, ops.shape(feature)[-1])), "float32")
-                gram = ops.matmul(ops.transpose(flat * ops.reshape(mask, (-1, 1))), flat) * scale
-                style = style + coefficient * ops.sum(ops.square(gram - target))
+                gram = None
+                for window in range(n_windows):
+                    mask = extras[window * per_window + index]
+                    feature = outputs[window][layer]
+                    flat = ops.cast(ops.reshape(feature, (-1, ops.shape(feature)[-1])), "float32")
+                    part = ops.matmul(ops.transpose(flat * ops.reshape(mask, (-1, 1))), flat)
+                    gram = part if gram is None else gram + part
+                target, scale, coefficient = shared[3 * index : 3 * index + 3]
+                style = style + coefficient * ops.sum(ops.square(gram * scale - target))
             content = 0.0 * style
-            if has_content:
-                mask, target, coefficient = extras[4 * n_style], extras[4 * n_style + 1], extras[4 * n_style + 2]
-                content = coefficient * ops.sum(mask[:, :, None] * ops.square(ops.cast(outputs[-1], "float32") - target))
+            if use_content:
+                coefficient = shared[3 * len(active)]
+                for window in range(n_windows):
+                    mask, target = extras[window * per_window + len(active)], extras[window * per_window + len(active) + 1]
+                    content = content + coefficient * ops.sum(mask[:, :, None] * ops.square(ops.cast(outputs[window][-1], "float32") - target))
             return style + content, ops.stack([style, content])
 
         return loss
 
-    def _fused(self, image: np.ndarray, objective: Objective, wrap: bool | str, tile: _Tile, pad: int) -> tuple[float, np.ndarray, float, float]:
+    def _fused(self, image: np.ndarray, objective: Objective, wrap: bool | str, tiles: Sequence[_Tile], pad: int) -> tuple[float, np.ndarray, float, float]:
+        """:meth:`loss_and_gradient` in one forward and backward pass over every window (see :attr:`fused_max_pixels`)."""
         canvas = self._canvas(image, pad, wrap)
-        masks = self._masks(canvas.shape[:2], tile)
+        active, use_content = self._active(objective)
+        windows: list[np.ndarray] = []
         extras: list[np.ndarray] = []
-        active = tuple(index for index in range(self.n_style) if objective.coefficients[index] != 0.0)
-        for index in active:
-            count = max(float(masks[index].sum()), 1.0)
-            extras += [masks[index], objective.style_targets[index], np.float32(1.0 / count), np.float32(objective.coefficients[index])]
-        use_content = self.has_content and objective.content_target is not None and objective.content_weight > 0
+        counts = [0.0] * len(active)
+        for tile in tiles:
+            wy0, wy1, wx0, wx1 = tile.window
+            windows.append(canvas[wy0:wy1, wx0:wx1])
+            masks = self._masks(windows[-1].shape[:2], tile)
+            for index, layer in enumerate(active):
+                extras.append(masks[layer])
+                counts[index] += float(masks[layer].sum())
+            if use_content:
+                extras += self._content_extras(objective, tile, pad, masks[-1])
+        for index, layer in enumerate(active):
+            extras += [objective.style_targets[layer], np.float32(1.0 / max(counts[index], 1.0)), np.float32(objective.coefficients[layer])]
         if use_content:
-            coefficient = objective.content_weight / objective._content_norm
-            extras += [*self._content_extras(objective, tile, pad, masks[-1]), np.float32(coefficient)]
-        loss, gradient, parts = self.network.value_grad_aux(("fused", active, use_content), self._fused_loss(active, use_content), canvas, extras)
+            extras.append(np.float32(objective.content_weight / objective._content_norm))
+        loss_fn = self._fused_loss(active, use_content, len(windows))
+        loss, gradients, parts = self.network.windows_value_grad_aux(("fused", active, use_content), loss_fn, windows, extras)
+        if len(tiles) == 1 and tiles[0].window == (0, canvas.shape[0], 0, canvas.shape[1]):
+            gradient = gradients[0]
+        else:
+            gradient = np.zeros(canvas.shape, np.float32)
+            for tile, window_gradient in zip(tiles, gradients):
+                wy0, wy1, wx0, wx1 = tile.window
+                gradient[wy0:wy1, wx0:wx1] += window_gradient
         if pad:
             gradient = fold_padding(gradient, pad, image.shape[0], image.shape[1], _boundary(wrap))
         return loss, gradient, float(parts[0]), float(parts[1])
@@ -415,9 +488,9 @@ class GramEngine:
     def loss_and_gradient(self, image: np.ndarray, objective: Objective, wrap: bool | str = False) -> tuple[float, np.ndarray, dict[str, float]]:
         """The objective's value, its gradient with respect to ``image`` and the parts of the loss.
 
-        An image that fits one tile (with its margin) is evaluated in one forward and backward pass
-        (Gram matrices inside the graph, autodiff); larger ones in the two passes over tiles
-        described in the module's docstring.
+        Windows that hold at most :attr:`fused_max_pixels` together (and half the free memory) are
+        evaluated in one forward and backward pass (Gram matrices inside the graph, autodiff); more in
+        the two passes over tiles described in the module's docstring.
 
         Args:
             image: float32 ``(H, W, 3)`` in [0, 1].
@@ -436,34 +509,34 @@ class GramEngine:
         surround = self.surround(objective)
         tiles, pad = self._tiles(height, width, wrap, surround)
         tv_loss, tv_gradient = total_variation(image, objective.tv_weight, boundary == "wrap")
-        if len(tiles) == 1 and self.fuse_single_window:
-            loss, gradient, style_loss, content_loss = self._fused(image, objective, wrap, tiles[0], pad)
+        if len(tiles) == 1 and self.fuse_single_window or self._fits(tiles):
+            loss, gradient, style_loss, content_loss = self._fused(image, objective, wrap, tiles, pad)
             total = loss + tv_loss
             return total, (gradient + tv_gradient).astype(np.float32), {"style": style_loss, "content": content_loss, "tv": tv_loss}
         sums, counts, content_sq = self._forward_stats(image, wrap, objective, surround)
+        active, use_content = self._active(objective)
         style_loss = 0.0
         kernels = []
-        for index in range(self.n_style):
-            difference = sums[index] / counts[index] - objective.style_targets[index]
-            coefficient = objective.coefficients[index]
+        for index, layer in enumerate(active):
+            difference = sums[index] / counts[index] - objective.style_targets[layer]
+            coefficient = objective.coefficients[layer]
             style_loss += coefficient * float(np.sum(difference**2))
             kernels.append((4.0 * coefficient * difference / counts[index]).astype(np.float32))
-        use_content = objective.content_target is not None and self.has_content and objective.content_weight > 0
         content_coefficient = objective.content_weight / objective._content_norm if use_content else 0.0
         content_loss = content_coefficient * content_sq
         canvas = self._canvas(image, pad, wrap)
         gradient = np.zeros(canvas.shape, np.float32)
-        loss_fn = self._backward_loss()
+        loss_fn = self._backward_loss(active, use_content)
         for tile in tiles:
             wy0, wy1, wx0, wx1 = tile.window
             window = canvas[wy0:wy1, wx0:wx1]
             masks = self._masks(window.shape[:2], tile)
             extras: list[np.ndarray] = []
-            for index in range(self.n_style):
-                extras += [masks[index], kernels[index]]
-            if self.has_content:
-                extras += [*self._content_extras(objective if use_content else None, tile, pad, masks[-1]), np.float32(content_coefficient)]
-            _, tile_gradient = self.network.value_and_grad(("backward", self.n_style, self.has_content), loss_fn, window, extras)
+            for index, layer in enumerate(active):
+                extras += [masks[layer], kernels[index]]
+            if use_content:
+                extras += [*self._content_extras(objective, tile, pad, masks[-1]), np.float32(content_coefficient)]
+            _, tile_gradient = self.network.value_and_grad(("backward", active, use_content), loss_fn, window, extras)
             gradient[wy0:wy1, wx0:wx1] += tile_gradient
         if pad:
             gradient = fold_padding(gradient, pad, height, width, boundary)
