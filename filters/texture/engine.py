@@ -3,8 +3,8 @@
 The image is cut into tiles whose windows overlap by a margin, so the network sees each core with
 its surroundings (one window when the image is small). One evaluation of the objective is either
 
-* one pass, while the windows hold at most :data:`FUSED_MAX_PIXELS` together (and half the free
-  memory): every window's features are summed into per-layer Gram matrices inside one graph, and
+* one pass, while the windows hold at most :data:`FUSED_MAX_PIXELS` together (and a quarter of the
+  machine's memory): every window's features are summed into per-layer Gram matrices inside one graph, and
   autodiff gives the loss's gradient, holding every window's activations until the backward pass; or
 * two passes, above that: forward only, every tile's core features are added into per-layer Gram
   sums (and the content distance is measured), giving the exact loss; then per tile the closed-form
@@ -117,18 +117,14 @@ class Memo:
         self._entries.clear()
 
 
-def available_memory() -> int | None:
-    """Bytes of memory free now (``None`` where the system does not say): one pass over several windows is
-    taken only when it needs at most half of it."""
-    try:  # Linux: what can be had without swapping (free memory and the page cache that can be dropped)
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:  # other POSIX systems: free pages only
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+def physical_memory() -> int | None:
+    """Bytes of memory the machine has (``None`` where the system does not say).
+
+    One pass over several windows is taken only when it needs at most a quarter of it: the machine's
+    total, not what is free at the moment, so that the same call gives the same bytes on the same machine.
+    """
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, OSError, ValueError):
         return None
 
@@ -233,8 +229,8 @@ class GramEngine:
         pixels = sum((tile.window[1] - tile.window[0]) * (tile.window[3] - tile.window[2]) for tile in tiles)
         if not self.fuse_single_window or pixels > self.fused_max_pixels:
             return False
-        free = available_memory()
-        return free is None or pixels * FUSED_BYTES_PER_PIXEL <= free // 2
+        total = physical_memory()
+        return total is None or pixels * FUSED_BYTES_PER_PIXEL <= total // 4
 
     def surround(self, objective: Objective | None) -> int:
         """The ``reflect`` boundary's surround for ``objective``: :attr:`reflect_margin`, or twice the stride of the
@@ -488,7 +484,7 @@ class GramEngine:
     def loss_and_gradient(self, image: np.ndarray, objective: Objective, wrap: bool | str = False) -> tuple[float, np.ndarray, dict[str, float]]:
         """The objective's value, its gradient with respect to ``image`` and the parts of the loss.
 
-        Windows that hold at most :attr:`fused_max_pixels` together (and half the free memory) are
+        Windows that hold at most :attr:`fused_max_pixels` together (and a quarter of the machine's memory) are
         evaluated in one forward and backward pass (Gram matrices inside the graph, autodiff); more in
         the two passes over tiles described in the module's docstring.
 
