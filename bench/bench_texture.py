@@ -274,9 +274,14 @@ def main() -> None:
         result = bench_synth(args.size, args.target, args.steps, args.tile_size, args.max_seconds)
     else:
         result = bench_rss(args.size, args.steps)
+    report(result, load_start, args.save)
+
+
+def report(result: dict[str, object], load_start: list[float], keep: bool) -> None:
+    """Add the load averages to ``result``, print it as one JSON line and, when ``keep``, :func:`save` it."""
     result["load_average_start"], result["load_average_end"] = load_start, _load()
     print(json.dumps(result))
-    if args.save:
+    if keep:
         save(result, Path(__file__).with_name("results.json"))
 
 

@@ -30,7 +30,9 @@ BENCHMARKS: dict[str, list[list[str]]] = {
     # style and synth entries the performance page renders.
     "texture": [["bench_texture.py", "style", "--size", "256", "--save"],
                 ["bench_texture.py", "synth", "--size", "512", "--steps", "100", "--save"],
-                ["bench_texture.py", "rss", "--size", "4096", "--steps", "2"]],
+                ["bench_texture.py", "rss", "--size", "4096", "--steps", "2"],
+                ["bench_peers.py", "texture", "--size", "256", "--save"],
+                ["bench_peers.py", "style", "--size", "256", "--save"]],
     "explorer": [["bench_explorer.py"]],
     # every filter's default against issue 21's budgets, AVX2-capped and as is (hours: one process per cell)
     "speed": [["bench_speed.py", "--save"]],

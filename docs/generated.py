@@ -192,6 +192,27 @@ def _texture_markdown(texture: dict) -> list[str]:
                      f"{fair[0]['reference_steps']} steps with keras-io's decay x0.96 every 100 steps):")
         parts.append(_table(["image", "learning rate: loss after the grid's steps", "chosen", "keras-io", "its loss, start → final",
                              "ours to that loss", "ratio", "load"], rows))
+    peers = [entry for entry in texture.values() if str(entry.get("bench", "")).startswith("peers-")]
+    if peers:
+        rows = []
+        for entry in sorted(peers, key=lambda e: (e["bench"], e["size"])):
+            peer, runs = entry["peer"], entry["ours"]
+            best = min(runs, key=lambda run: run["loss"])
+            reached = entry.get("ratio_to_peer_final_loss")
+            at_default = entry.get("ratio_at_our_default_loss")
+            rows.append([
+                "DeepTextures" if entry["bench"] == "peers-texture" else "neural-style", f"{entry['size']} px", entry["isa_cap"],
+                f"{peer['iterations']} iterations, {peer['seconds']:.0f} s → {peer['final_loss']:.3g}",
+                f"**{reached:#.2g}**" if reached is not None else f"not reached: {best['loss']:.3g} at best ({best['steps']} iterations, {best['seconds']:.0f} s)",
+                f"{runs[0]['seconds']:.1f} s → {runs[0]['loss']:.3g}",
+                f"{entry['peer_seconds_to_our_default_loss']:.1f} s" if entry.get("peer_seconds_to_our_default_loss") is not None else "not reached",
+                f"**{at_default:#.2g}**" if at_default is not None else "–", _load(entry),
+            ])
+        parts.append("**Texture and style transfer against the classic L-BFGS recipes** (`bench/bench_peers.py`; one scale "
+                     "from noise, the whole image differentiated at once, on the same network, layers and relative Gram loss "
+                     "with zero padding; ours is the filter's schedule; ratios are ours / the peer's seconds, lower is faster):")
+        parts.append(_table(["recipe", "size", "ISA cap", "the peer: its run → final loss", "ours to that loss, ratio",
+                             "our default → its loss", "the peer to that loss", "ratio at our default's loss", "load"], rows))
     synths = [entry for entry in texture.values() if entry.get("bench") == "synth"]
     if synths:
         rows = []

@@ -1,0 +1,235 @@
+"""Texture and style transfer against the classic L-BFGS recipes: the time ours needs to reach their final loss.
+
+    python bench/bench_peers.py texture --size 256 --save      # DeepTextures' recipe (Gatys et al. 2015)
+    python bench/bench_peers.py style --size 256 --save        # jcjohnson/neural-style's recipe
+
+The peers are written here from the recipes' published settings (they are not installed: DeepTextures
+needs Caffe, neural-style Torch 7), on the network and layers ours uses, so only the procedure differs:
+
+* **DeepTextures** (``Example.ipynb``): one scale at the sample's size, from white noise, L-BFGS-B with
+  pixel bounds, 500 iterations, history 20, no tolerance stop (``ftol = gtol = 0``), the Gram matrices
+  of ``conv1_1`` and ``pool1``-``pool4`` (here vgg16-hed's ``block1_conv1`` and ``block1_pool``-``block4_pool``)
+  matched, the whole image differentiated at once.
+* **neural-style** (its defaults): one scale, from noise, 1,000 L-BFGS iterations, the Gram matrices
+  of ``relu1_1``-``relu5_1`` and the content at ``relu4_2`` (here the layers of the filter's default:
+  ``block1_conv1``-``block4_conv1`` and ``block4_conv2``), the whole image at once. Torch's L-BFGS takes
+  fixed unit steps; SciPy's takes a line search, which only helps the peer.
+
+Both run on the loss the filter minimises: the relative Gram error ``Σ ||G - Ĝ||² / ||Ĝ||²`` per layer,
+weighted as the filter weights it (plus, for style, the relative content distance), with the network's
+zero padding, so one number measures both. Ours is the filter's own schedule (octaves, iteration caps,
+the stall stop, the shallow finest octave for texture) on that boundary, run with 8, 16, 32 ...
+iterations at the full size until its result's loss, measured by the peer's code, is at or below the
+peer's final loss; the ratio is that run's seconds over the peer's (``None`` when the stall stop keeps
+ours above it). The second measure: our default's seconds over the peer's seconds to our default's loss,
+read from its loss curve. The network is built and its steps traced before either clock starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS, _cpu, _load, report  # noqa: E402
+
+CONTENT_LAYER = "block4_conv2"
+
+
+def _relative_loss(n_style: int, content: bool) -> Any:
+    """``loss(outputs, extras)``: Σ weight · ||G/M - Ĝ||² / ||Ĝ||² over the style layers (+ content weight · ||F - P||² / ||P||²).
+
+    ``extras`` = per style layer the target Gram matrix and its weight, then the content target and weight.
+    """
+    from keras import ops
+
+    def loss(outputs: Sequence[Any], extras: Sequence[Any]) -> tuple[Any, Any]:
+        total = 0.0
+        for index in range(n_style):
+            feature = outputs[index]
+            flat = ops.reshape(feature, (-1, ops.shape(feature)[-1]))
+            gram = ops.matmul(ops.transpose(flat), flat) / ops.cast(ops.shape(flat)[0], "float32")
+            target, weight = extras[2 * index], extras[2 * index + 1]
+            total = total + weight * ops.sum(ops.square(gram - target)) / ops.sum(ops.square(target))
+        if content:
+            target, weight = extras[2 * n_style], extras[2 * n_style + 1]
+            total = total + weight * ops.sum(ops.square(outputs[-1] - target)) / ops.sum(ops.square(target))
+        return total, total
+
+    return loss
+
+
+class Peer:
+    """The recipe's loss on one whole image, and its L-BFGS-B run."""
+
+    def __init__(self, network: Any, n_style: int, targets: list[np.ndarray], weights: list[float], content: tuple[np.ndarray, float] | None) -> None:
+        """Keep the compiled network and the loss's arrays."""
+        self.network, self.n_style = network, n_style
+        self.extras: list[np.ndarray] = []
+        for target, weight in zip(targets, weights):
+            self.extras += [np.asarray(target, np.float32), np.float32(weight)]
+        if content is not None:
+            self.extras += [np.asarray(content[0], np.float32), np.float32(content[1])]
+        self.loss_fn = _relative_loss(n_style, content is not None)
+        self.key = ("peer-relative", n_style, content is not None)
+
+    def evaluate(self, image: np.ndarray) -> tuple[float, np.ndarray]:
+        """The loss and its gradient (one forward and backward pass of the whole image)."""
+        loss, gradient, _ = self.network.value_grad_aux(self.key, self.loss_fn, image, self.extras)
+        return loss, gradient
+
+    def run(self, start: np.ndarray, iterations: int, history: int) -> dict[str, Any]:
+        """L-BFGS-B from ``start`` with pixel bounds and no tolerance stop; the loss after each iteration and the seconds."""
+        from scipy.optimize import Bounds, minimize
+
+        shape = start.shape
+        losses: list[float] = []
+        seconds: list[float] = []
+        last: dict[str, float] = {}
+        self.evaluate(start)  # traced before the clock starts, as ours is
+        began, cpu = time.perf_counter(), time.process_time()
+
+        def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
+            loss, gradient = self.evaluate(flat.reshape(shape).astype(np.float32))
+            last["loss"] = loss
+            return loss, gradient.astype(np.float64).ravel()
+
+        def callback(_: Any) -> None:
+            losses.append(last["loss"])
+            seconds.append(time.perf_counter() - began)
+
+        result = minimize(fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0), callback=callback,
+                          options={"maxiter": iterations, "maxcor": history, "ftol": 0.0, "gtol": 0.0, "maxfun": iterations * 3})
+        elapsed, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu
+        final = self.evaluate(result.x.reshape(shape).astype(np.float32))[0]
+        return {"iterations": len(losses), "evaluations": int(result.nfev), "final_loss": final, "seconds": round(elapsed, 2),
+                "cpu_seconds": round(cpu_seconds, 2), "loss_curve": [float(f"{loss:.5g}") for loss in losses],
+                "seconds_curve": [round(second, 2) for second in seconds]}
+
+
+def _network(layers: list[str], content_layer: str | None) -> Any:
+    from neurofilters.filters.texture import synthesis
+    from neurofilters.plugin_host import FilterContext
+
+    context = FilterContext(seed=0)
+    return synthesis.build_engine(context, {"model": "vgg16-hed", "precision": "float32", "tile_size": 512}, layers, content_layer)
+
+
+def bench_texture(size: int, iterations: int) -> dict[str, Any]:
+    """DeepTextures' recipe against the texture filter's schedule at ``size``² from scikit-image's brick."""
+    import skimage.data
+
+    from neurofilters.filters.octaves import resize_image
+    from neurofilters.filters.texture import synthesis
+
+    brick = np.repeat(np.asarray(skimage.data.brick(), np.float32)[:, :, None] / 255.0, 3, axis=2)
+    sample = resize_image(brick, (size, size))
+    engine = _network(TEXTURE_LAYERS, None)
+    targets = engine.gram_targets(sample, "zero")
+    peer = Peer(engine.network, len(TEXTURE_LAYERS), targets, [1.0] * len(TEXTURE_LAYERS), None)
+    start = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
+    print(f"peer: DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²", file=sys.stderr, flush=True)
+    reference = peer.run(start, iterations, 20)
+    print(json.dumps(reference), file=sys.stderr, flush=True)
+
+    def ours(steps: int) -> tuple[float, float, float]:
+        engine.evaluations = 0
+        began, cpu = time.perf_counter(), time.process_time()
+        image, _ = synthesis.synthesise(
+            engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), optimizer="lbfgs",
+            weights=[1.0] * len(TEXTURE_LAYERS), schedule="pyramid", boundary="zero", stall=synthesis.STALL, rematch=True,
+            fine_layers=synthesis.FINE_LAYERS, max_octave_steps=synthesis.TEXTURE_MAX_OCTAVE_STEPS,
+        )
+        return time.perf_counter() - began, time.process_time() - cpu, peer.evaluate(image)[0]
+
+    return _race("texture", size, reference, ours)
+
+
+def bench_style(size: int, iterations: int) -> dict[str, Any]:
+    """neural-style's recipe against the style-transfer filter's schedule: chelsea at ``size`` px high, coffee as the style."""
+    from bench_texture import _images
+
+    import skimage.data
+
+    from neurofilters.filters.octaves import resize_image
+    from neurofilters.filters.texture import style as style_module
+    from neurofilters.filters.texture.plugin import DEFAULT_STYLE_LAYERS
+
+    content, _ = _images(size)
+    style = resize_image(np.asarray(skimage.data.coffee(), np.float32) / 255.0, (256, 384))
+    engine = _network(STYLE_LAYERS, CONTENT_LAYER)
+    weights = [1.0 / len(STYLE_LAYERS)] * len(STYLE_LAYERS)  # the filter's: --style-weight 1 shared by its layers
+    assert len(DEFAULT_STYLE_LAYERS.split(",")) == len(STYLE_LAYERS)
+    peer = Peer(engine.network, len(STYLE_LAYERS), engine.gram_targets(style), weights, (engine.content_features(content), 1.0))
+    start = np.random.default_rng(0).random(content.shape).astype(np.float32)
+    print(f"peer: neural-style's recipe, {iterations} L-BFGS-B iterations at {content.shape[0]} x {content.shape[1]}", file=sys.stderr, flush=True)
+    reference = peer.run(start, iterations, 100)
+    print(json.dumps(reference), file=sys.stderr, flush=True)
+
+    def ours(steps: int) -> tuple[float, float, float]:
+        began, cpu = time.perf_counter(), time.process_time()
+        image, _ = style_module.transfer(
+            engine, content, [(style, 1.0)], steps=steps, octaves=0, content_weight=1.0, style_weights=weights, tv_weight=0.0,
+            start="content", rng=np.random.default_rng(0), optimizer="lbfgs", schedule="pyramid", stall=style_module.STALL,
+            fine_layers=style_module.FINE_STYLE_LAYERS,
+        )
+        return time.perf_counter() - began, time.process_time() - cpu, peer.evaluate(image)[0]
+
+    return _race("style", size, reference, ours)
+
+
+def _race(name: str, size: int, reference: dict[str, Any], ours: Any) -> dict[str, Any]:
+    """Ours against the peer both ways: its default's seconds against the peer's to the same loss, and ours with
+    8, 16, 32 ... iterations at the full size until it reaches the peer's final loss (or stops improving)."""
+    ours(1)  # traces every octave's steps before the clock starts, as the peer's is
+    runs: list[dict[str, Any]] = []
+    reached = None
+    steps = 8
+    while steps <= 512:
+        seconds, cpu_seconds, loss = ours(steps)
+        runs.append({"steps": steps, "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2), "loss": loss})
+        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+        if loss <= reference["final_loss"]:
+            reached = runs[-1]
+            break
+        if len(runs) > 1 and loss > 0.95 * runs[-2]["loss"]:  # the stall stop ends the octaves: more iterations do not help
+            break
+        steps *= 2
+    default = runs[0]
+    peer_to_default = next((second for loss, second in zip(reference["loss_curve"], reference["seconds_curve"]) if loss <= default["loss"]), None)
+    return {
+        "bench": f"peers-{name}", "size": size, "cpu": _cpu(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", "none"), "peer": reference,
+        "ours": runs, "ratio_to_peer_final_loss": round(reached["seconds"] / reference["seconds"], 4) if reached else None,
+        "ours_best_loss": min(run["loss"] for run in runs),
+        "peer_seconds_to_our_default_loss": peer_to_default,
+        "ratio_at_our_default_loss": round(default["seconds"] / peer_to_default, 4) if peer_to_default else None,
+    }
+
+
+def main() -> None:
+    """Run one race and print its JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bench", choices=("texture", "style"))
+    parser.add_argument("--size", type=int, default=256, help="texture: the sample's and the output's side; style: the content's height")
+    parser.add_argument("--iterations", type=int, default=None, help="the peer's L-BFGS iterations (default: the recipe's, 500 or 1,000)")
+    parser.add_argument("--save", action="store_true", help='store the result under "texture" in bench/results.json')
+    args = parser.parse_args()
+    load_start = _load()
+    if args.bench == "texture":
+        result = bench_texture(args.size, args.iterations or 500)
+    else:
+        result = bench_style(args.size, args.iterations or 1000)
+    report(result, load_start, args.save)
+
+
+if __name__ == "__main__":
+    main()
