@@ -18,7 +18,8 @@ needs Caffe, neural-style Torch 7), on the network and layers ours uses, so only
 Both run on the loss the filter minimises: the relative Gram error ``Σ ||G - Ĝ||² / ||Ĝ||²`` per layer,
 weighted as the filter weights it (plus, for style, the relative content distance), with the network's
 zero padding, so one number measures both. Ours is the filter's own schedule (octaves, iteration caps,
-the stall stop, the shallow finest octave for texture) on that boundary, run with 8, 16, 32 ...
+the stall stop, the shallow finest octave for texture, its default precision: bfloat16 where the CPU
+has it natively, float32 under the AVX2 cap; its result is measured in float32) on that boundary, run with 8, 16, 32 ...
 iterations at the full size until its result's loss, measured by the peer's code, is at or below the
 peer's final loss; the ratio is that run's seconds over the peer's (``None`` when the stall stop keeps
 ours above it). The second measure: our default's seconds over the peer's seconds to our default's loss,
@@ -116,12 +117,14 @@ class Peer:
                 "seconds_curve": [round(second, 2) for second in seconds]}
 
 
-def _network(layers: list[str], content_layer: str | None) -> Any:
+def _network(layers: list[str], content_layer: str | None, precision: str) -> Any:
+    """A Gram engine on vgg16-hed: ``float32`` for the peers (Caffe's and Torch's arithmetic), the filter's
+    default ``auto`` for ours (bfloat16 where the CPU has it natively, float32 under the AVX2 cap)."""
     from neurofilters.filters.texture import synthesis
     from neurofilters.plugin_host import FilterContext
 
     context = FilterContext(seed=0)
-    return synthesis.build_engine(context, {"model": "vgg16-hed", "precision": "float32", "tile_size": 512}, layers, content_layer)
+    return synthesis.build_engine(context, {"model": "vgg16-hed", "precision": precision, "tile_size": 512}, layers, content_layer)
 
 
 def bench_texture(size: int, iterations: int) -> dict[str, Any]:
@@ -133,16 +136,16 @@ def bench_texture(size: int, iterations: int) -> dict[str, Any]:
 
     brick = np.repeat(np.asarray(skimage.data.brick(), np.float32)[:, :, None] / 255.0, 3, axis=2)
     sample = resize_image(brick, (size, size))
-    engine = _network(TEXTURE_LAYERS, None)
-    targets = engine.gram_targets(sample, "zero")
-    peer = Peer(engine.network, len(TEXTURE_LAYERS), targets, [1.0] * len(TEXTURE_LAYERS), None)
+    engine = _network(TEXTURE_LAYERS, None, "auto")
+    exact = _network(TEXTURE_LAYERS, None, "float32")
+    targets = exact.gram_targets(sample, "zero")
+    peer = Peer(exact.network, len(TEXTURE_LAYERS), targets, [1.0] * len(TEXTURE_LAYERS), None)
     start = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
     print(f"peer: DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²", file=sys.stderr, flush=True)
     reference = peer.run(start, iterations, 20)
     print(json.dumps(reference), file=sys.stderr, flush=True)
 
     def ours(steps: int) -> tuple[float, float, float]:
-        engine.evaluations = 0
         began, cpu = time.perf_counter(), time.process_time()
         image, _ = synthesis.synthesise(
             engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), optimizer="lbfgs",
@@ -166,10 +169,11 @@ def bench_style(size: int, iterations: int) -> dict[str, Any]:
 
     content, _ = _images(size)
     style = resize_image(np.asarray(skimage.data.coffee(), np.float32) / 255.0, (256, 384))
-    engine = _network(STYLE_LAYERS, CONTENT_LAYER)
+    engine = _network(STYLE_LAYERS, CONTENT_LAYER, "auto")
+    exact = _network(STYLE_LAYERS, CONTENT_LAYER, "float32")
     weights = [1.0 / len(STYLE_LAYERS)] * len(STYLE_LAYERS)  # the filter's: --style-weight 1 shared by its layers
     assert len(DEFAULT_STYLE_LAYERS.split(",")) == len(STYLE_LAYERS)
-    peer = Peer(engine.network, len(STYLE_LAYERS), engine.gram_targets(style), weights, (engine.content_features(content), 1.0))
+    peer = Peer(exact.network, len(STYLE_LAYERS), exact.gram_targets(style), weights, (exact.content_features(content), 1.0))
     start = np.random.default_rng(0).random(content.shape).astype(np.float32)
     print(f"peer: neural-style's recipe, {iterations} L-BFGS-B iterations at {content.shape[0]} x {content.shape[1]}", file=sys.stderr, flush=True)
     reference = peer.run(start, iterations, 100)
@@ -207,7 +211,8 @@ def _race(name: str, size: int, reference: dict[str, Any], ours: Any) -> dict[st
     default = runs[0]
     peer_to_default = next((second for loss, second in zip(reference["loss_curve"], reference["seconds_curve"]) if loss <= default["loss"]), None)
     return {
-        "bench": f"peers-{name}", "size": size, "cpu": _cpu(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", "none"), "peer": reference,
+        "bench": f"peers-{name}", "key": f"peers-{name}_{size}_{os.environ.get('ONEDNN_MAX_CPU_ISA', 'native').lower()}",
+        "size": size, "cpu": _cpu(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", "none"), "peer": reference,
         "ours": runs, "ratio_to_peer_final_loss": round(reached["seconds"] / reference["seconds"], 4) if reached else None,
         "ours_best_loss": min(run["loss"] for run in runs),
         "peer_seconds_to_our_default_loss": peer_to_default,

@@ -240,10 +240,11 @@ def bench_rss(size: int, steps: int) -> dict[str, object]:
 
 
 def save(result: dict[str, object], path: Path) -> None:
-    """Store ``result`` under ``results["texture"]["<bench>_<size>[_steps<n>][_lr<grid>]"]`` in ``path`` (grid: a style-fair one not the default)."""
+    """Store ``result`` under ``results["texture"]["<bench>_<size>[_steps<n>][_lr<grid>]"]`` in ``path`` (grid: a style-fair one not the default),
+    or under its own ``result["key"]``."""
     results = json.loads(path.read_text()) if path.is_file() else {}
     size = result["size"]
-    key = f"{result['bench']}_{size if isinstance(size, int) else 'x'.join(map(str, size))}"
+    key = str(result.get("key") or f"{result['bench']}_{size if isinstance(size, int) else 'x'.join(map(str, size))}")
     if result["bench"] == "synth":
         key += f"_steps{result['steps_per_octave']}"
     if result["bench"] == "style-fair" and result.get("lr_grid_requested", DEFAULT_LR_GRID) != DEFAULT_LR_GRID:
