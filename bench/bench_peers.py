@@ -141,20 +141,16 @@ def bench_texture(size: int, iterations: int) -> dict[str, Any]:
     targets = exact.gram_targets(sample, "zero")
     peer = Peer(exact.network, len(TEXTURE_LAYERS), targets, [1.0] * len(TEXTURE_LAYERS), None)
     start = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
-    print(f"peer: DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²", file=sys.stderr, flush=True)
-    reference = peer.run(start, iterations, 20)
-    print(json.dumps(reference), file=sys.stderr, flush=True)
+    label = f"DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²"
 
-    def ours(steps: int) -> tuple[float, float, float]:
-        began, cpu = time.perf_counter(), time.process_time()
-        image, _ = synthesis.synthesise(
+    def ours(steps: int) -> np.ndarray:
+        return synthesis.synthesise(
             engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), optimizer="lbfgs",
             weights=[1.0] * len(TEXTURE_LAYERS), schedule="pyramid", boundary="zero", stall=synthesis.STALL, rematch=True,
             fine_layers=synthesis.FINE_LAYERS, max_octave_steps=synthesis.TEXTURE_MAX_OCTAVE_STEPS,
-        )
-        return time.perf_counter() - began, time.process_time() - cpu, peer.evaluate(image)[0]
+        )[0]
 
-    return _race("texture", size, reference, ours)
+    return _race("texture", size, peer, (start, iterations, 20), label, ours)
 
 
 def bench_style(size: int, iterations: int) -> dict[str, Any]:
@@ -175,25 +171,31 @@ def bench_style(size: int, iterations: int) -> dict[str, Any]:
     assert len(DEFAULT_STYLE_LAYERS.split(",")) == len(STYLE_LAYERS)
     peer = Peer(exact.network, len(STYLE_LAYERS), exact.gram_targets(style), weights, (exact.content_features(content), 1.0))
     start = np.random.default_rng(0).random(content.shape).astype(np.float32)
-    print(f"peer: neural-style's recipe, {iterations} L-BFGS-B iterations at {content.shape[0]} x {content.shape[1]}", file=sys.stderr, flush=True)
-    reference = peer.run(start, iterations, 100)
+    label = f"neural-style's recipe, {iterations} L-BFGS-B iterations at {content.shape[0]} x {content.shape[1]}"
+
+    def ours(steps: int) -> np.ndarray:
+        return style_module.transfer(
+            engine, content, [(style, 1.0)], steps=steps, octaves=0, content_weight=1.0, style_weights=weights, tv_weight=0.0,
+            start="content", rng=np.random.default_rng(0), optimizer="lbfgs", schedule="pyramid", stall=style_module.STALL,
+            fine_layers=style_module.FINE_STYLE_LAYERS,
+        )[0]
+
+    return _race("style", size, peer, (start, iterations, 100), label, ours)
+
+
+def _race(name: str, size: int, peer: Peer, run: tuple[np.ndarray, int, int], label: str, make: Any) -> dict[str, Any]:
+    """The peer's run (start, iterations, history), then ours both ways: its default's seconds against the peer's
+    to the same loss, and ``make(steps)`` with 8, 16, 32 ... iterations at the full size until it reaches the
+    peer's final loss (or stops improving)."""
+    print(f"peer: {label}", file=sys.stderr, flush=True)
+    reference = peer.run(*run)
     print(json.dumps(reference), file=sys.stderr, flush=True)
 
     def ours(steps: int) -> tuple[float, float, float]:
         began, cpu = time.perf_counter(), time.process_time()
-        image, _ = style_module.transfer(
-            engine, content, [(style, 1.0)], steps=steps, octaves=0, content_weight=1.0, style_weights=weights, tv_weight=0.0,
-            start="content", rng=np.random.default_rng(0), optimizer="lbfgs", schedule="pyramid", stall=style_module.STALL,
-            fine_layers=style_module.FINE_STYLE_LAYERS,
-        )
+        image = make(steps)
         return time.perf_counter() - began, time.process_time() - cpu, peer.evaluate(image)[0]
 
-    return _race("style", size, reference, ours)
-
-
-def _race(name: str, size: int, reference: dict[str, Any], ours: Any) -> dict[str, Any]:
-    """Ours against the peer both ways: its default's seconds against the peer's to the same loss, and ours with
-    8, 16, 32 ... iterations at the full size until it reaches the peer's final loss (or stops improving)."""
     ours(1)  # traces every octave's steps before the clock starts, as the peer's is
     runs: list[dict[str, Any]] = []
     reached = None
