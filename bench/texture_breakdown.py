@@ -66,17 +66,27 @@ def main(argv: list[str] | None = None) -> int:
     out_pixels = args.size * args.size
     octaves: list[dict[str, Any]] = []
     original_step = CompiledNetwork.value_grad_aux
+    original_windows = CompiledNetwork.windows_value_grad_aux
     original_optimise = synthesis.optimise
 
-    def value_grad_aux(network: Any, key: Any, loss_fn: Any, image: Any, extras: Any) -> Any:
+    def count(key: Any, pixels: int, canvas: list[int]) -> None:
         if octaves:
             entry = octaves[-1]
             entry["calls"] += 1
-            entry["pixels"] += int(image.shape[0] * image.shape[1])
-            entry["canvas"] = list(image.shape[:2])
+            entry["pixels"] += pixels
+            entry["canvas"] = canvas
             active = key[1] if isinstance(key, tuple) and len(key) > 1 else None
             entry["active_layers"] = list(active) if active is not None else None
+
+    def value_grad_aux(network: Any, key: Any, loss_fn: Any, image: Any, extras: Any) -> Any:
+        count(key, int(image.shape[0] * image.shape[1]), list(image.shape[:2]))
         return original_step(network, key, loss_fn, image, extras)
+
+    def windows_value_grad_aux(network: Any, key: Any, loss_fn: Any, windows: Any, extras: Any) -> Any:
+        # the one-pass evaluation (every window in one call): one call of all its windows' pixels
+        canvas = list(windows[0].shape[:2]) if len(windows) == 1 else [len(windows), *windows[0].shape[:2]]
+        count(key, sum(int(window.shape[0] * window.shape[1]) for window in windows), canvas)
+        return original_windows(network, key, loss_fn, windows, extras)
 
     def optimise(evaluate: Any, start: Any, steps: int, **kwargs: Any) -> Any:
         entry = {"size": list(start.shape[:2]), "steps": int(steps), "calls": 0, "pixels": 0}
@@ -91,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return image, history
 
     CompiledNetwork.value_grad_aux = value_grad_aux  # type: ignore[method-assign]
+    CompiledNetwork.windows_value_grad_aux = windows_value_grad_aux  # type: ignore[method-assign]
     synthesis.optimise = optimise  # type: ignore[assignment]
     params = {"source": sample, **json.loads(args.params)}
     load_start, cpu_start, began = [round(v, 2) for v in os.getloadavg()], time.process_time(), time.perf_counter()
@@ -98,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu_start
     load_end = [round(v, 2) for v in os.getloadavg()]
     CompiledNetwork.value_grad_aux = original_step  # type: ignore[method-assign]
+    CompiledNetwork.windows_value_grad_aux = original_windows  # type: ignore[method-assign]
     synthesis.optimise = original_optimise  # type: ignore[assignment]
     pixels = np.asarray(result.pixels if hasattr(result, "pixels") else result, np.float32)[:, :, :3]
     for entry in octaves:

@@ -225,9 +225,14 @@ class GramEngine:
 
     # ------------------------------------------------------------------ geometry
     def _fits(self, tiles: Sequence[_Tile]) -> bool:
-        """Whether the windows of ``tiles`` are few enough pixels to be evaluated in one pass (:attr:`fused_max_pixels`)."""
+        """Whether ``tiles`` are evaluated in one pass: one window, or windows of at most :attr:`fused_max_pixels`
+        together that need at most a quarter of the machine's memory (never when :attr:`fuse_single_window` is off)."""
+        if not self.fuse_single_window:
+            return False
+        if len(tiles) == 1:
+            return True
         pixels = sum((tile.window[1] - tile.window[0]) * (tile.window[3] - tile.window[2]) for tile in tiles)
-        if not self.fuse_single_window or pixels > self.fused_max_pixels:
+        if pixels > self.fused_max_pixels:
             return False
         total = physical_memory()
         return total is None or pixels * FUSED_BYTES_PER_PIXEL <= total // 4
@@ -242,9 +247,8 @@ class GramEngine:
         """
         if objective is None or not self.strides:
             return self.reflect_margin
-        read = [stride for stride, coefficient in zip(self.strides, objective.coefficients) if coefficient != 0.0]
-        if self.has_content and objective.content_target is not None and objective.content_weight > 0:
-            read.append(self.strides[-1])
+        active, use_content = self._active(objective)
+        read = [self.strides[layer] for layer in active] + ([self.strides[-1]] if use_content else [])
         return min(self.reflect_margin, 2 * max(read)) if read else self.reflect_margin
 
     def _tiles(self, height: int, width: int, wrap: bool | str, surround: int | None = None) -> tuple[list[_Tile], int]:
@@ -470,13 +474,10 @@ class GramEngine:
             extras.append(np.float32(objective.content_weight / objective._content_norm))
         loss_fn = self._fused_loss(active, use_content, len(windows))
         loss, gradients, parts = self.network.windows_value_grad_aux(("fused", active, use_content), loss_fn, windows, extras)
-        if len(tiles) == 1 and tiles[0].window == (0, canvas.shape[0], 0, canvas.shape[1]):
-            gradient = gradients[0]
-        else:
-            gradient = np.zeros(canvas.shape, np.float32)
-            for tile, window_gradient in zip(tiles, gradients):
-                wy0, wy1, wx0, wx1 = tile.window
-                gradient[wy0:wy1, wx0:wx1] += window_gradient
+        gradient = np.zeros(canvas.shape, np.float32)
+        for tile, window_gradient in zip(tiles, gradients):
+            wy0, wy1, wx0, wx1 = tile.window
+            gradient[wy0:wy1, wx0:wx1] += window_gradient
         if pad:
             gradient = fold_padding(gradient, pad, image.shape[0], image.shape[1], _boundary(wrap))
         return loss, gradient, float(parts[0]), float(parts[1])
@@ -505,7 +506,7 @@ class GramEngine:
         surround = self.surround(objective)
         tiles, pad = self._tiles(height, width, wrap, surround)
         tv_loss, tv_gradient = total_variation(image, objective.tv_weight, boundary == "wrap")
-        if len(tiles) == 1 and self.fuse_single_window or self._fits(tiles):
+        if self._fits(tiles):
             loss, gradient, style_loss, content_loss = self._fused(image, objective, wrap, tiles, pad)
             total = loss + tv_loss
             return total, (gradient + tv_gradient).astype(np.float32), {"style": style_loss, "content": content_loss, "tv": tv_loss}
