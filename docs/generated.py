@@ -195,22 +195,28 @@ def _texture_markdown(texture: dict) -> list[str]:
     peers = [entry for entry in texture.values() if str(entry.get("bench", "")).startswith("peers-")]
     if peers:
         rows = []
-        for entry in sorted(peers, key=lambda e: (e["bench"], e["size"])):
+        for entry in sorted(peers, key=lambda e: (e["bench"], e["size"], e["isa_cap"])):
             peer, runs = entry["peer"], entry["ours"]
+            default = entry.get("default", runs[0])  # entries saved before the default was run on its own
             best = min(runs, key=lambda run: run["loss"])
             reached = entry.get("ratio_to_peer_final_loss")
             at_default = entry.get("ratio_at_our_default_loss")
+            finish = next((run for run in runs if run["loss"] <= peer["final_loss"]), None)
+            setting = f", {entry['ours_setting']}" if entry.get("ours_setting") else ""
             rows.append([
                 "DeepTextures" if entry["bench"] == "peers-texture" else "neural-style", f"{entry['size']} px", entry["isa_cap"],
                 f"{peer['iterations']} iterations, {peer['seconds']:.0f} s → {peer['final_loss']:.3g}",
-                f"**{reached:#.2g}**" if reached is not None else f"not reached: {best['loss']:.3g} at best ({best['steps']} iterations, {best['seconds']:.0f} s)",
-                f"{runs[0]['seconds']:.1f} s → {runs[0]['loss']:.3g}",
+                f"**{reached:#.2g}**: {finish['steps']} iterations, {finish['seconds']:.0f} s → {finish['loss']:.3g}{setting}" if reached is not None and finish
+                else f"not reached: {best['loss']:.3g} at best ({best['steps']} iterations, {best['seconds']:.0f} s{setting})",
+                f"{default['steps']} iterations, {default['seconds']:.1f} s → {default['loss']:.3g}",
                 f"{entry['peer_seconds_to_our_default_loss']:.1f} s" if entry.get("peer_seconds_to_our_default_loss") is not None else "not reached",
                 f"**{at_default:#.2g}**" if at_default is not None else "–", _load(entry),
             ])
         parts.append("**Texture and style transfer against the classic L-BFGS recipes** (`bench/bench_peers.py`; one scale "
                      "from noise, the whole image differentiated at once, on the same network, layers and relative Gram loss "
-                     "with zero padding; ours is the filter's schedule; ratios are ours / the peer's seconds, lower is faster):")
+                     "with zero padding; ours is the filter's schedule: its default at that size, and to the peer's final loss "
+                     "the smallest --steps of a doubling series that reaches it (texture from 32, with every layer matched "
+                     "at every octave, as --steps above 32 does; style from 8); ratios are ours / the peer's seconds, lower is faster):")
         parts.append(_table(["recipe", "size", "ISA cap", "the peer: its run → final loss", "ours to that loss, ratio",
                              "our default → its loss", "the peer to that loss", "ratio at our default's loss", "load"], rows))
     synths = [entry for entry in texture.values() if entry.get("bench") == "synth"]

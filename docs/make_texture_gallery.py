@@ -16,6 +16,10 @@ loader as ``--source``. Seeded: reruns give the same images. Takes several minut
 scikit-image's brick, the texture made with the defaults before issue 21 (100 L-BFGS iterations in every
 octave, the network's zero padding, all five layers in every octave) beside today's defaults, same seed
 and size, and a style transfer likewise; each labelled with its seconds and network evaluations.
+
+``--only more-steps`` writes ``texture-more-steps.jpg``: the same samples with ``--steps 64`` (more than the
+32 up to which the finest octave matches only the shallow layers), made as before that rule (the finest
+octave on the three shallow layers) beside today's (every layer), same seed and size, with their seconds.
 """
 
 from __future__ import annotations
@@ -70,10 +74,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--steps", type=int, default=None, help="the filters' --steps (default: theirs)")
     parser.add_argument("--patterns", type=Path, default=None)
-    parser.add_argument("--only", choices=("synthesis", "tileable", "style", "before-after"), default=None)
+    parser.add_argument("--only", choices=("synthesis", "tileable", "style", "before-after", "more-steps"), default=None)
     args = parser.parse_args()
     if args.only == "before-after":
         before_after(args.size, args.patterns)
+        return
+    if args.only == "more-steps":
+        more_steps(args.size, args.patterns, args.steps or 64)
         return
     steps = {} if args.steps is None else {"steps": args.steps}
     size = args.size
@@ -124,11 +131,8 @@ def before_after(size: int, patterns: Path | None) -> None:
     from neurofilters.plugin_host import FilterContext
 
     layers = ["block1_conv1", "block1_pool", "block2_pool", "block3_pool", "block4_pool"]
-    samples = [(_grey_rgb("brick", 128), "brick")]
-    if patterns is not None and (patterns / "Animal" / "leopard.pat").is_file():
-        samples.insert(0, (synthesis.rgb_of(load_image(patterns / "Animal" / "leopard.pat").pixels), "GIMP leopard"))
     rows = []
-    for sample, label in samples:
+    for sample, label in _leopard_and_brick(patterns):
         engine = synthesis.build_engine(FilterContext(seed=1), {"model": "vgg16-hed", "precision": "auto", "tile_size": 512}, layers, None)
         engine.fuse_single_window = False  # the two passes of before
         began = time.perf_counter()
@@ -152,6 +156,41 @@ def before_after(size: int, patterns: Path | None) -> None:
     new = neurofilters.apply("style-transfer", content, seed=1, style=style).pixels
     rows.append([(style, "style"), (old, old_label), (new, f"now: {time.perf_counter() - began:.0f} s (defaults)")])
     _sheet(rows, size).save(ASSETS / "texture-before-after.jpg", quality=85)
+
+
+def _leopard_and_brick(patterns: Path | None) -> list[tuple[np.ndarray, str]]:
+    """scikit-image's brick, and GIMP's leopard first when ``patterns`` holds it."""
+    from neurofilters.filters.texture import synthesis
+
+    samples = [(_grey_rgb("brick", 128), "brick")]
+    if patterns is not None and (patterns / "Animal" / "leopard.pat").is_file():
+        samples.insert(0, (synthesis.rgb_of(load_image(patterns / "Animal" / "leopard.pat").pixels), "GIMP leopard"))
+    return samples
+
+
+def more_steps(size: int, patterns: Path | None, steps: int) -> None:
+    """``--steps`` above the shallow finest octave's limit: the finest octave on the shallow layers (before) and on every layer (now)."""
+    import time
+
+    from neurofilters.filters.texture import synthesis
+    from neurofilters.filters.texture.plugin import DEFAULT_TEXTURE_LAYERS
+    from neurofilters.plugin_host import FilterContext
+
+    layers = [name.split(":")[0] for name in DEFAULT_TEXTURE_LAYERS.split(",")]
+    rows = []
+    for sample, label in _leopard_and_brick(patterns):
+        engine = synthesis.build_engine(FilterContext(seed=1), {"model": "vgg16-hed", "precision": "auto", "tile_size": 512}, layers, None)
+        began = time.perf_counter()
+        old, _ = synthesis.synthesise(engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=FilterContext(seed=1).rng(1),
+                                      schedule="pyramid", boundary="reflect", stall=synthesis.STALL, rematch=True,
+                                      fine_layers=synthesis.FINE_LAYERS, max_octave_steps=synthesis.TEXTURE_MAX_OCTAVE_STEPS)
+        old = np.clip(synthesis.match_colours(old, sample), 0.0, 1.0)
+        old_label = f"--steps {steps}, shallow finest octave: {time.perf_counter() - began:.0f} s"
+        began = time.perf_counter()
+        new = neurofilters.apply("texture", np.zeros((size, size, 3), np.float32), seed=1, source=sample, steps=steps).pixels
+        rows.append([(sample, label), (old, old_label), (new, f"--steps {steps} now, every layer: {time.perf_counter() - began:.0f} s")])
+        print("more steps", label, flush=True)
+    _sheet(rows, size).save(ASSETS / "texture-more-steps.jpg", quality=85)
 
 
 if __name__ == "__main__":

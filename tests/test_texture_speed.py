@@ -95,6 +95,22 @@ def test_the_default_layers_are_recognised_in_their_parsed_form() -> None:
     assert not is_auto_layers(validate_params(TEXTURE_PARAMS, {"layers": "block1_conv1:1"}, check_required=False)["layers"])
 
 
+def test_asking_for_more_iterations_matches_every_layer_at_the_finest_octave() -> None:
+    """The shallow finest octave is for the defaults (at most 32 iterations at any size); above that, or with named
+    layers, every layer is matched there too (the shallow one stalls at a deep-layer error more iterations cannot lower)."""
+    from types import SimpleNamespace
+
+    from neurofilters.filters.texture.plugin import DEFAULT_STEPS
+    from neurofilters.filters.texture.synthesis import FINE_LAYERS, SHALLOW_FINE_MAX_STEPS, default_steps, fine_layer_count
+
+    default = SimpleNamespace(given=frozenset())
+    for side in (16, 64, 128, 256, 512, 1024, 4096):
+        steps = default_steps(DEFAULT_STEPS, (side, side), default)
+        assert steps <= SHALLOW_FINE_MAX_STEPS and fine_layer_count(steps, True) == FINE_LAYERS, (side, steps)
+    assert fine_layer_count(SHALLOW_FINE_MAX_STEPS + 1, True) == 0
+    assert fine_layer_count(1, False) == 0  # named layers: every one everywhere, whatever the iterations
+
+
 def test_shallow_objectives_get_a_narrower_surround_with_the_same_statistics() -> None:
     """The finest octave matches layers up to block2_pool (stride 4): an 8 px mirrored surround gives their Gram
     matrices exactly as the full 16 px one does (their receptive fields reach 6 px beyond the cell), at fewer pixels."""

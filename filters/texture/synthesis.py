@@ -17,7 +17,7 @@ from .engine import GramEngine, Memo, Objective, optimise
 from .plugin import DEFAULT_TEXTURE_LAYERS
 
 __all__ = [
-    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "TEXTURE_MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "clear_engine_cache", "engine_cache_enabled", "is_auto_layers", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
+    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "SHALLOW_FINE_MAX_STEPS", "fine_layer_count", "TEXTURE_MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "clear_engine_cache", "engine_cache_enabled", "is_auto_layers", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
     "rgb_of", "run_texture", "synthesise", "use_xla",
 ]
 
@@ -171,6 +171,14 @@ STALL = 1e-3
 #: Layers of the default set matched at the finest octave (block1_conv1, block1_pool, block2_pool: a
 #: third of the network's cost); the deeper ones were matched at the coarser octaves.
 FINE_LAYERS = 3
+#: Above this many iterations at the full size the default layers are all matched at the finest octave too.
+#: The shallow finest octave is the cheap one a few iterations need, but it cannot lower the deep layers'
+#: error, so more iterations barely help it. Measured on scikit-image's brick at 256², zero padding, loss
+#: of all five layers in float32 (bench/bench_peers.py, bfloat16 natively, 2026-12-07): shallow, 32
+#: iterations 8.1 s -> 0.180, 64 15.5 s -> 0.118, 128 30.9 s -> 0.083, 256 56.7 s -> 0.070 (stall stop);
+#: every layer, 32 iterations 10.2 s -> 0.030, 64 18.9 s -> 0.0067, 128 38.1 s -> 0.0027, 256 69.1 s -> 0.0015.
+#: Every default (8 at 512² and above, up to 32 below) stays at or under it.
+SHALLOW_FINE_MAX_STEPS = 32
 #: Each octave below the finest runs this many times the next one's iterations (it has a quarter of the pixels).
 STEPS_GROWTH = 2
 #: Most iterations any octave runs under the schedule.
@@ -200,6 +208,12 @@ def default_steps(steps: int, shape: tuple[int, int], context: Any) -> int:
     pixels = max(1, int(shape[0]) * int(shape[1]))
     factor = min(SMALL_FACTOR, max(1.0, math.sqrt(SMALL_PIXELS / pixels)))
     return int(round(int(steps) * factor))
+
+
+def fine_layer_count(steps: int, auto_layers: bool) -> int:
+    """Layers the finest octave matches (the shallowest ones; 0: all): :data:`FINE_LAYERS` for the default layers
+    at up to :data:`SHALLOW_FINE_MAX_STEPS` iterations, every layer when the user names them or asks for more."""
+    return FINE_LAYERS if auto_layers and int(steps) <= SHALLOW_FINE_MAX_STEPS else 0
 
 
 def octave_steps(steps: int, count: int, schedule: str = "pyramid", most: int = MAX_OCTAVE_STEPS) -> list[int]:
@@ -375,12 +389,12 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
     context.progress(0.0, "preparing the network")
     engine = build_engine(context, params, [name for name, _ in layers], None)
     wrap = bool(params["tileable"])
-    auto_layers = is_auto_layers(params.get("layers", "auto"))
+    steps = default_steps(int(params["steps"]), image.shape[:2], context)
     result, history = synthesise(
         engine,
         sample,
         image.shape[:2],
-        steps=default_steps(int(params["steps"]), image.shape[:2], context),
+        steps=steps,
         octaves=int(params["octaves"]),
         wrap=wrap,
         rng=context.rng(1),
@@ -391,7 +405,7 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
         boundary="wrap" if wrap else "reflect",
         stall=STALL,
         rematch=True,
-        fine_layers=FINE_LAYERS if auto_layers else 0,
+        fine_layers=fine_layer_count(steps, is_auto_layers(params.get("layers", "auto"))),
         max_octave_steps=TEXTURE_MAX_OCTAVE_STEPS,
     )
     if params.get("match_colours", True):
