@@ -174,9 +174,10 @@ FINE_LAYERS = 3
 #: Above this many iterations at the full size the default layers are all matched at the finest octave too.
 #: The shallow finest octave is the cheap one a few iterations need, but it cannot lower the deep layers'
 #: error, so more iterations barely help it. Measured on scikit-image's brick at 256², zero padding, loss
-#: of all five layers in float32 (bench/bench_peers.py, bfloat16 natively, 2026-12-07): shallow, 32
+#: of all five layers in float32 (bench/bench_peers.py, bfloat16 natively): shallow (2026-12-06), 32
 #: iterations 8.1 s -> 0.180, 64 15.5 s -> 0.118, 128 30.9 s -> 0.083, 256 56.7 s -> 0.070 (stall stop);
-#: every layer, 32 iterations 10.2 s -> 0.030, 64 18.9 s -> 0.0067, 128 38.1 s -> 0.0027, 256 69.1 s -> 0.0015.
+#: every layer (2026-12-07), 32 iterations 10.2 s -> 0.030, 64 18.9 s -> 0.0067, 128 38.1 s -> 0.0027,
+#: 256 69.1 s -> 0.0015.
 #: Every default (8 at 512² and above, up to 32 below) stays at or under it.
 SHALLOW_FINE_MAX_STEPS = 32
 #: Each octave below the finest runs this many times the next one's iterations (it has a quarter of the pixels).
