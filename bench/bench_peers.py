@@ -149,15 +149,15 @@ def bench_texture(size: int, iterations: int) -> dict[str, Any]:
     start = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
     label = f"DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²"
 
-    def ours(steps: int, fine_layers: int = synthesis.FINE_LAYERS) -> np.ndarray:
+    def ours(steps: int, auto_layers: bool = True) -> np.ndarray:  # the filter's rule for which layers the finest octave matches
         return synthesis.synthesise(
             engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), optimizer="lbfgs",
             weights=[1.0] * len(TEXTURE_LAYERS), schedule="pyramid", boundary="zero", stall=synthesis.STALL, rematch=True,
-            fine_layers=fine_layers, max_octave_steps=synthesis.TEXTURE_MAX_OCTAVE_STEPS,
+            fine_layers=synthesis.fine_layer_count(steps, auto_layers), max_octave_steps=synthesis.TEXTURE_MAX_OCTAVE_STEPS,
         )[0]
 
     def every_layer(steps: int) -> np.ndarray:  # --layers given: every layer at every octave
-        return ours(steps, 0)
+        return ours(steps, False)
 
     setting = "--layers " + ",".join(TEXTURE_LAYERS) + " (every layer at every octave)"
     return _race("texture", size, peer, (start, iterations, 20), label, ours, _default_steps((size, size)), (every_layer, 32, setting))
@@ -220,8 +220,8 @@ def _race(name: str, size: int, peer: Peer, run: tuple[np.ndarray, int, int], la
         print(json.dumps(result), file=sys.stderr, flush=True)
         return result
 
-    make(1)  # traces every octave's steps before the clock starts, as the peer's is
-    reach[0](1)
+    for build in {make, reach[0]}:  # traces every octave's steps before the clock starts, as the peer's is
+        build(1)
     default = ours(make, default_steps)
     runs: list[dict[str, Any]] = []
     reached = None
