@@ -395,10 +395,9 @@ def objective_rise(model_name: str) -> dict[str, Any]:
     values = {"model": model_name}
     settings = engine.settings_from_params(resolve_presets(deepdream_spec(), validate_params(PARAMS, values)))
     model = models.get(model_name)
-    from neurofilters.filters.gradients._network import _is_relu6
+    from neurofilters.filters.gradients import has_relu6
 
-    has_relu6 = any(_is_relu6(layer) for layer in model.keras_model.layers)
-    keep = engine.with_settings(settings, relu6="keep") if settings.relu6 != "keep" and has_relu6 else None
+    keep = engine.with_settings(settings, relu6="keep") if settings.relu6 != "keep" and has_relu6(model.keras_model) else None
     rows = []
     for name in RISE_PHOTOS:
         picture = getattr(data, name)()

@@ -152,8 +152,8 @@ def bench_texture(size: int, iterations: int) -> dict[str, Any]:
     def ours(steps: int, auto_layers: bool = True) -> np.ndarray:  # the filter's rule for which layers the finest octave matches
         return synthesis.synthesise(
             engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), optimizer="lbfgs",
-            weights=[1.0] * len(TEXTURE_LAYERS), schedule="pyramid", boundary="zero", stall=synthesis.STALL, rematch=True,
-            fine_layers=synthesis.fine_layer_count(steps, auto_layers), max_octave_steps=synthesis.TEXTURE_MAX_OCTAVE_STEPS,
+            weights=[1.0] * len(TEXTURE_LAYERS), boundary="zero", fine_layers=synthesis.fine_layer_count(steps, auto_layers),
+            **synthesis.TEXTURE_SCHEDULE,
         )[0]
 
     def every_layer(steps: int) -> np.ndarray:  # --layers given: every layer at every octave

@@ -182,8 +182,7 @@ def more_steps(size: int, patterns: Path | None, steps: int) -> None:
         engine = synthesis.build_engine(FilterContext(seed=1), {"model": "vgg16-hed", "precision": "auto", "tile_size": 512}, layers, None)
         began = time.perf_counter()
         old, _ = synthesis.synthesise(engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=FilterContext(seed=1).rng(1),
-                                      schedule="pyramid", boundary="reflect", stall=synthesis.STALL, rematch=True,
-                                      fine_layers=synthesis.FINE_LAYERS, max_octave_steps=synthesis.TEXTURE_MAX_OCTAVE_STEPS)
+                                      boundary="reflect", fine_layers=synthesis.FINE_LAYERS, **synthesis.TEXTURE_SCHEDULE)
         old = np.clip(synthesis.match_colours(old, sample), 0.0, 1.0)
         old_label = f"--steps {steps}, shallow finest octave: {time.perf_counter() - began:.0f} s"
         began = time.perf_counter()

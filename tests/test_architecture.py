@@ -249,6 +249,19 @@ def test_no_module_imports_another_packages_private_module() -> None:
     assert found == []
 
 
+def test_scripts_outside_the_package_use_its_public_names_only() -> None:
+    """The benchmarks, the docs' generators and the GIMP plug-in are users of the package: they import none of its
+    ``_private`` modules or names (``bench/bench_deepdream.py`` once reached into ``gradients._network``)."""
+    found = []
+    for folder in ("bench", "docs", "gimp_plugin"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            found += _private_imports(path.read_text(encoding="utf-8"), ".".join(path.relative_to(ROOT).with_suffix("").parts))
+    assert found == []
+    assert _private_imports("from neurofilters.filters.gradients._network import _is_relu6", "bench.bench_deepdream") == [
+        "bench.bench_deepdream imports neurofilters.filters.gradients._network: private to neurofilters.filters.gradients"
+    ]
+
+
 def test_the_private_import_check_can_fail() -> None:
     """The imports the code had before the autodiff room was made public are found; a room's own are not."""
     attribution = "neurofilters.filters.attribution.network"

@@ -26,7 +26,7 @@ from neurofilters.filters.gradients import (
     supported_backends,
 )
 from neurofilters.filters.gradients import _network
-from neurofilters.filters.gradients import prepare_network
+from neurofilters.filters.gradients import has_relu6, prepare_network
 from neurofilters.filters.gradients._network import cpu_has_native_bfloat16
 from neurofilters.plugin_host import ModelCache
 
@@ -131,6 +131,13 @@ def test_relu6_modes(lite0) -> None:
     assert np.abs(grads["pass-gradient"] - grads["keep"]).mean() > 0.01 * np.abs(grads["keep"]).mean()
     with pytest.raises(ValueError, match="relu6=.sometimes."):
         prepare_network(lite0.keras_model, relu6="sometimes")
+
+
+def test_has_relu6_finds_the_units_the_relu6_setting_changes(lite0) -> None:
+    """Lite0's ReLU6 activations are found, VGG16's plain ReLUs are not, nor those of Lite0 made unbounded."""
+    assert has_relu6(lite0.keras_model)
+    assert not has_relu6(ModelCache().get("vgg16-hed").keras_model)
+    assert not has_relu6(prepare_network(lite0.keras_model, relu6="unbounded")[0])
 
 
 def test_batched_samples_get_their_own_gradients(lite0_features) -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "GradientFn", "LossFn",
     "ScoreForward", "ScoreStepFn",
     "compile_network",
+    "has_relu6",
     "compile_score_step",
     "gradient_feature_model",
     "make_gradient_fn",
@@ -181,6 +182,13 @@ def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool =
             f"Received: KERAS_BACKEND={backend!r}; set KERAS_BACKEND to one of those."
         )
     return make(feature_model, loss_fn, jit_compile=jit_compile)
+
+
+def has_relu6(network: Any) -> bool:
+    """Whether any layer of the Keras ``network`` is a ReLU6 unit, the only units the ``relu6`` setting changes (imports Keras)."""
+    from ._network import _is_relu6
+
+    return any(_is_relu6(layer) for layer in network.layers)
 
 
 def prepare_network(

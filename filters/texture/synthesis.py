@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from .engine import GramEngine, Memo, Objective, optimise
 from .plugin import DEFAULT_TEXTURE_LAYERS
 
 __all__ = [
-    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "SHALLOW_FINE_MAX_STEPS", "fine_layer_count", "TEXTURE_MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "build_engine", "clear_engine_cache", "engine_cache_enabled", "is_auto_layers", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
+    "FINE_LAYERS", "MAX_OCTAVE_STEPS", "SHALLOW_FINE_MAX_STEPS", "fine_layer_count", "TEXTURE_MAX_OCTAVE_STEPS", "default_steps", "STALL", "STEPS_GROWTH", "TEXTURE_SCHEDULE", "build_engine", "clear_engine_cache", "engine_cache_enabled", "is_auto_layers", "match_colours", "match_histograms", "octave_sizes", "octave_steps",
     "rgb_of", "run_texture", "synthesise", "use_xla",
 ]
 
@@ -189,6 +190,11 @@ MAX_OCTAVE_STEPS = 200
 #: 40x higher whatever it ended at. With 32 (512², AVX2 cap, 2026-12-06) the final Gram loss of scikit-image's
 #: brick went 0.448 -> 0.447 and of GIMP's leopard 0.208 -> 0.221, and the results look alike side by side.
 TEXTURE_MAX_OCTAVE_STEPS = 32
+#: The texture filter's schedule: the keywords of :func:`synthesise` that :func:`run_texture` passes, read-only, so
+#: the benchmarks and the docs' sheets that call :func:`synthesise` run what the filter runs.
+TEXTURE_SCHEDULE: Mapping[str, Any] = MappingProxyType(
+    {"schedule": "pyramid", "stall": STALL, "rematch": True, "max_octave_steps": TEXTURE_MAX_OCTAVE_STEPS}
+)
 
 
 #: Below this many pixels the default --steps grows (small outputs are cheap, and 8 iterations starve them).
@@ -402,12 +408,9 @@ def run_texture(image: np.ndarray, params: dict[str, Any], context: Any) -> np.n
         optimizer=params.get("optimizer", "auto"),
         weights=[weight for _, weight in layers],
         progress=context.progress,
-        schedule="pyramid",
         boundary="wrap" if wrap else "reflect",
-        stall=STALL,
-        rematch=True,
         fine_layers=fine_layer_count(steps, is_auto_layers(params.get("layers", "auto"))),
-        max_octave_steps=TEXTURE_MAX_OCTAVE_STEPS,
+        **TEXTURE_SCHEDULE,
     )
     if params.get("match_colours", True):
         result = match_colours(result, sample)
