@@ -32,15 +32,14 @@ class CompiledNetwork:
     def __init__(
         self,
         forward: Callable[[np.ndarray], list[np.ndarray]],
-        make_grad: Callable[[ExtrasLoss, int], Any],
+        make_windows_grad: Callable[[ExtrasLoss, int, int], Any],
         make_map: Callable[[ExtrasLoss, int], Any],
-        make_windows_grad: Callable[[ExtrasLoss, int, int], Any] | None = None,
     ) -> None:
-        """Hold the backend's compiled functions (built by :func:`compile_network`)."""
+        """Hold the backend's compiled functions (built by :func:`compile_network`); one window's step is
+        the several-window step with one window."""
         self.forward = forward
-        self._make_grad = make_grad
-        self._make_map = make_map
         self._make_windows_grad = make_windows_grad
+        self._make_map = make_map
         self._grads: dict[Hashable, Any] = {}
         self._windows_grads: dict[Hashable, Any] = {}
         self._maps: dict[Hashable, Any] = {}
@@ -81,8 +80,13 @@ class CompiledNetwork:
         """Like :meth:`value_and_grad` for a ``loss_fn`` returning ``(loss, aux)``: also gives ``aux`` (a tensor) as numpy."""
         fn = self._grads.get(key)
         if fn is None:
-            fn = self._grads[key] = self._make_grad(loss_fn, len(extras))
-        return fn(np.asarray(image, np.float32), [np.asarray(extra, np.float32) for extra in extras])
+
+            def one_window(outputs: Sequence[Sequence[Any]], extras: Sequence[Any]) -> tuple[Any, Any]:
+                return loss_fn(outputs[0], extras)
+
+            fn = self._grads[key] = self._make_windows_grad(one_window, 1, len(extras))
+        loss, gradients, aux = fn([np.asarray(image, np.float32)], [np.asarray(extra, np.float32) for extra in extras])
+        return loss, gradients[0], aux
 
     def windows_value_grad_aux(
         self, key: Hashable, loss_fn: ExtrasLoss, windows: Sequence[np.ndarray], extras: Sequence[np.ndarray]
@@ -97,8 +101,6 @@ class CompiledNetwork:
         Returns:
             ``(loss, gradients, aux)``: one float32 ``(h, w, 3)`` gradient per window.
         """
-        if self._make_windows_grad is None:
-            raise RuntimeError("this network was built without a several-window step; build it with compile_network")
         full_key = (key, len(windows))
         fn = self._windows_grads.get(full_key)
         if fn is None:
@@ -153,31 +155,13 @@ def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
     def forward(image: np.ndarray) -> list[np.ndarray]:
         return [output.numpy() for output in forward_graph(tf.convert_to_tensor(np.asarray(image, np.float32)))]
 
-    def make_grad(loss_fn: ExtrasLoss, n_extras: int) -> Any:
-        extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
-
-        @tf.function(input_signature=[image_spec, extra_specs], jit_compile=jit_compile)
-        def step(image: tf.Tensor, extras: list[tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            traces[0] += 1  # runs once per trace (per shape under XLA), not per call
-            with tf.GradientTape() as tape:
-                tape.watch(image)
-                outputs = [output[0] for output in _as_list(feature_model(image[None], training=False))]
-                loss, aux = loss_fn(outputs, extras)
-            return loss, tape.gradient(loss, image), aux
-
-        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
-            loss, gradient, aux = step(tf.convert_to_tensor(image), [tf.convert_to_tensor(extra) for extra in extras])
-            return float(loss.numpy()), gradient.numpy(), aux.numpy()
-
-        return run
-
     def make_windows_grad(loss_fn: ExtrasLoss, n_windows: int, n_extras: int) -> Any:
         window_specs = [image_spec] * n_windows
         extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
 
         @tf.function(input_signature=[window_specs, extra_specs], jit_compile=jit_compile)
         def step(windows: list[tf.Tensor], extras: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor], tf.Tensor]:
-            traces[0] += 1
+            traces[0] += 1  # runs once per trace (per shape under XLA), not per call
             with tf.GradientTape() as tape:
                 for window in windows:
                     tape.watch(window)
@@ -204,7 +188,7 @@ def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
 
         return run
 
-    network = CompiledNetwork(forward, make_grad, make_map, make_windows_grad)
+    network = CompiledNetwork(forward, make_windows_grad, make_map)
     network._count = lambda: traces[0]
     return network
 
@@ -226,20 +210,6 @@ def _jax(feature_model: Any) -> CompiledNetwork:
 
     def forward(image: np.ndarray) -> list[np.ndarray]:
         return [np.array(output) for output in forward_jit(jnp.asarray(image, jnp.float32), trainable, non_trainable)]
-
-    def make_grad(loss_fn: ExtrasLoss, n_extras: int) -> Any:
-        del n_extras
-
-        def objective(image: Any, extras: list[Any], trainable: Any, non_trainable: Any) -> Any:
-            return loss_fn(outputs_of(image, trainable, non_trainable), extras)
-
-        step = jax.jit(jax.value_and_grad(objective, has_aux=True))
-
-        def run(image: np.ndarray, extras: list[np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
-            (loss, aux), gradient = step(jnp.asarray(image), [jnp.asarray(extra) for extra in extras], trainable, non_trainable)
-            return float(loss), np.array(gradient), np.array(aux)
-
-        return run
 
     def make_windows_grad(loss_fn: ExtrasLoss, n_windows: int, n_extras: int) -> Any:
         del n_windows, n_extras
@@ -264,4 +234,4 @@ def _jax(feature_model: Any) -> CompiledNetwork:
 
         return run
 
-    return CompiledNetwork(forward, make_grad, make_map, make_windows_grad)
+    return CompiledNetwork(forward, make_windows_grad, make_map)
