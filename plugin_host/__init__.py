@@ -11,7 +11,7 @@ registration stay fast.
 from .cli.docs import text_table
 from .cli.progress import ProgressBar
 from .core.call import apply_filter, join_alpha, resolve_presets, split_alpha
-from .core.commands import CommandContext, OutputGuard
+from .core.commands import CommandContext, CommandProgress, OutputGuard
 from .core.context import FilterContext, ModelCache, ProgressCallback, SummarySink
 from .core.errors import (
     DeclarationError,
@@ -41,6 +41,7 @@ from .imageio.files import IMAGE_SUFFIXES, SAVE_FORMATS, LoadedImage, atomic_wri
 
 __all__ = [
     "CommandContext",
+    "CommandProgress",
     "CommandSpec",
     "OutputGuard",
     "DeclarationError",

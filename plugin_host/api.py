@@ -526,7 +526,7 @@ def command_argv(command: CommandSpec | str, *positional: Any, **options: Any) -
     return [spec.name, *argv, *flags]
 
 
-def run_command(command: str, *positional: Any, **options: Any) -> CommandResult:
+def run_command(command: str, *positional: Any, progress: ProgressCallback | None = None, **options: Any) -> CommandResult:
     """Run a registered command (built-in or a plugin's) from Python, as ``neurofilters COMMAND`` runs it.
 
     A declared command (``CommandSpec(params=...)``, every built-in one) is
@@ -557,6 +557,8 @@ def run_command(command: str, *positional: Any, **options: Any) -> CommandResult
         *positional: The positional arguments, in order (``"cat.png"``; for
             ``explore``, the action first: ``"patches"``). Positional
             parameters may also be given by name (``image=["cat.png"]``).
+        progress: ``callback(fraction, message)``, called as a declared command's long part goes on
+            (what the command line shows as its bar; nothing is drawn from Python).
         **options: The options by name (dashes written as underscores).
 
     Returns:
@@ -584,7 +586,7 @@ def run_command(command: str, *positional: Any, **options: Any) -> CommandResult
         given = _declared_given(action, prog, words, options)
         argv = _declared_argv(spec, action, given)
         with command_stderr_quiet():
-            _, value = call_command(action, given, prog=prog)
+            _, value = call_command(action, given, prog=prog, progress=progress)
         return CommandResult(spec.name, tuple(argv), 0, value)
     argv = command_argv(spec, *positional, **options)
     parser = command_parser(spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .core.commands import CommandContext
+from .core.commands import CommandContext, CommandProgress
 from .core.context import ModelCache, ProgressCallback
 from .core.errors import ParameterError, UsageError
 from .core.params import Param, ParamValues, flag_worded, validate_params
@@ -69,6 +69,7 @@ def call_command(
     announce: Callable[[str], None] | None = None,
     progress: ProgressCallback | None = None,
     models: ModelCache | None = None,
+    bar_factory: Callable[[str, str], CommandProgress] | None = None,
 ) -> tuple[ParamValues, Any]:
     """Validate ``given`` and run a declared command: what the CLI and ``run_command`` both do.
 
@@ -78,6 +79,7 @@ def call_command(
         prog: The command as typed, for messages.
         announce: Prints a line at once (the command line: stdout); ``None``: dropped.
         progress: Progress callback handed to the command, or ``None``.
+        bar_factory: Makes the command's progress bar (the command line's live bar); ``None``: no bar is drawn.
         models: The model cache; ``None``: a new one for this call, resolving through the registry.
 
     Returns:
@@ -96,6 +98,7 @@ def call_command(
         seed=int(values["seed"]) if isinstance(values.get("seed"), int) else 0,
         progress=progress,
         quiet=bool(values.get("quiet", False)),
+        bar_factory=bar_factory,
         **({"announce": announce} if announce is not None else {}),
     )
     return values, spec.runner()(values, context)

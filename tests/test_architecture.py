@@ -239,6 +239,21 @@ def _package_modules() -> list[tuple[Path, str, bool]]:
     return modules
 
 
+def _draws_its_own_bar(source: str) -> bool:
+    """Whether ``source`` names the command line's ``ProgressBar`` (a command gets its bar from ``context.progress_bar``)."""
+    return any(isinstance(node, ast.Name) and node.id == "ProgressBar" or isinstance(node, ast.Attribute) and node.attr == "ProgressBar"
+               or isinstance(node, ast.alias) and node.name.endswith("ProgressBar") for node in ast.walk(ast.parse(source)))
+
+
+def test_commands_get_their_progress_bar_from_the_host() -> None:
+    """No filter or shared room makes the command line's bar: ``context.progress_bar`` gives the host's (none with
+    --quiet, none drawn from Python), as five commands once made their own."""
+    assert [path.name for path in sorted((ROOT / "filters").rglob("*.py")) if _draws_its_own_bar(path.read_text(encoding="utf-8"))] == []
+    assert _draws_its_own_bar("from neurofilters.plugin_host import ProgressBar\n")
+    assert _draws_its_own_bar("bar = plugin_host.ProgressBar('x') if q else None\n")
+    assert not _draws_its_own_bar("bar = context.progress_bar('explore patches')\n")
+
+
 def test_no_module_imports_another_packages_private_module() -> None:
     """Packages and shared rooms are used through their public names: no module outside a package imports its
     ``_private`` modules (``filters/gradients/_network.py`` is the gradients room's own), and no room imports

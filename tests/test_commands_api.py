@@ -374,8 +374,12 @@ def test_the_explorer_functions_return_what_the_cli_prints(example_folder: Path,
     assert capsys.readouterr().out == ""  # Python receives the result; nothing is printed
     assert main(["explore", "similar", "photo.jpg", "photos", "--layer", "block5", "--top", "2", "--no-cache"]) == 0
     assert capsys.readouterr().out == "".join(f"{m.rank:>3}. {m.similarity:.4f}  {m.path}\n" for m in ranked.matches)
-    via_run = neurofilters.run_command("explore", "similar", "photo.jpg", "photos", layer="block5", top=2, no_cache=True)
+    fractions: list[float] = []
+    via_run = neurofilters.run_command("explore", "similar", "photo.jpg", "photos", layer="block5", top=2, no_cache=True,
+                                       progress=lambda fraction, message: fractions.append(fraction))
     assert via_run.argv == ("explore", "similar", "photo.jpg", "photos", "--layer=block5", "--top=2", "--no-cache")
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)  # the bar's fractions, undrawn
+    assert via_run.value.matches == ranked.matches
     sheet = neurofilters.explore_patches("lite0", "block5", 3, "photos", output="sheet.png", top=2, size=96)
     assert sheet.sheet == Path("sheet.png") and (example_folder / "sheet.png").is_file() and len(sheet.patches) == 2
     assert [patch.score for patch in sheet.patches] == sorted((patch.score for patch in sheet.patches), reverse=True)
@@ -383,6 +387,40 @@ def test_the_explorer_functions_return_what_the_cli_prints(example_folder: Path,
         neurofilters.run_command("explore", "similar", "photo.jpg", "photos")
     with pytest.raises(UsageError, match="'explore' needs an action: patches or similar"):
         neurofilters.run_command("explore")
+
+
+def test_a_commands_bar_is_the_hosts_and_python_gets_the_fractions() -> None:
+    """``context.progress_bar``: the command line's factory makes it (none with --quiet); from Python nothing is drawn
+    and the fractions reach the caller's ``progress`` callback."""
+    import io
+
+    from neurofilters.plugin_host import CommandContext, ModelCache, ProgressBar
+
+    seen: list[tuple[float, str]] = []
+    stream = io.StringIO()
+
+    def factory(label: str, status: str) -> ProgressBar:
+        return ProgressBar(label, status=status, stream=stream, delay=0.0, log_interval=0.0)
+
+    def context(**fields: Any) -> CommandContext:
+        return CommandContext(command="fit-noise", models=ModelCache(), writer_factory=lambda *a, **k: None, **fields)
+
+    python = context(progress=lambda fraction, message: seen.append((fraction, message))).progress_bar("fit-noise", status="loading")
+    python.status("reading 3 photos")
+    python(0.5, "epoch 1/2")
+    python.close()
+    assert seen == [(0.5, "epoch 1/2")]
+    cli = context(bar_factory=factory).progress_bar("fit-noise", status="loading")
+    assert isinstance(cli, ProgressBar)
+    cli(0.5, "epoch 1/2")
+    cli.close()
+    assert "fit-noise" in stream.getvalue() and "epoch 1/2" in stream.getvalue()
+    with pytest.raises(plugin_host.DeclarationError, match="'progress' is reserved"):
+        plugin_host.CommandSpec("my-command", "help", params=(plugin_host.Param("progress", "bool", False, "a switch"),), run=print)
+    quiet = context(bar_factory=factory, quiet=True).progress_bar("fit-noise")
+    assert not isinstance(quiet, ProgressBar)
+    quiet(1.0, "done")
+    assert seen == [(0.5, "epoch 1/2")]
 
 
 def test_layers_graph_draws_or_says_what_is_missing(tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ import numpy as np
 from neurofilters.plugin_host import (
     CommandContext,
     ParameterError,
-    ProgressBar,
     UsageError,
     WriteGuard,
 )
@@ -329,11 +328,15 @@ def atlas_command(values: Mapping[str, Any], context: CommandContext) -> AtlasRe
         layers = [model.spatial_layer(name, param="layers") for name in values["layers"]]
     else:
         layers = default_layers(model)
-    index = write_atlas(
-        model, output, layers=layers, channels=values["channels"], steps=values["steps"], size=values["size"],
-        seed=values["seed"], images=images, patches=values["patches"], progress=ProgressBar("atlas"),
-        guard=guard, maps=values["maps"],  # type: ignore[arg-type]  # the host's WriteGuard
-    )
+    bar = context.progress_bar("atlas")
+    try:
+        index = write_atlas(
+            model, output, layers=layers, channels=values["channels"], steps=values["steps"], size=values["size"],
+            seed=values["seed"], images=images, patches=values["patches"], progress=bar,
+            guard=guard, maps=values["maps"],  # type: ignore[arg-type]  # the host's WriteGuard
+        )
+    finally:
+        bar.close()
     return AtlasResult(Path(index), output, tuple(layers), values["channels"])
 
 

@@ -27,7 +27,6 @@ from neurofilters.plugin_host import (
     ImageIOError,
     NeurofiltersError,
     ParameterError,
-    ProgressBar,
     load_image,
     split_alpha,
 )
@@ -372,12 +371,14 @@ def patches_command(values: Mapping[str, Any], context: CommandContext) -> Patch
     channels = int(next(info.output_shape[-1] for info in model.layer_table(224) if info.name == layer))
     if channel >= channels:
         raise ParameterError(f'"channel" must be between 0 and {channels - 1} for layer {layer!r}. Received: channel={channel}', param="channel", value=channel)
-    bar = ProgressBar("explore patches")
+    bar = context.progress_bar("explore patches")
     skipped: list[tuple[str, str]] = []
     size = values["size"]
-    patches = top_patches(model, layer, channel, paths, k=k, per_image=values["per_image"], size=size,
-                          batch_size=values["batch_size"], progress=bar, skipped=skipped)
-    bar.close()
+    try:
+        patches = top_patches(model, layer, channel, paths, k=k, per_image=values["per_image"], size=size,
+                              batch_size=values["batch_size"], progress=bar, skipped=skipped)
+    finally:
+        bar.close()
     report_skipped(skipped)
     if not patches:
         raise NeurofiltersError("No position was found (are the images too small for the layer?).")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofilters.plugin_host import CommandContext, ParameterError, ProgressBar, WriteGuard
+from neurofilters.plugin_host import CommandContext, ParameterError, WriteGuard
 
 from ..zoo.units import layer_units
 from .patches import find_images, load_or_skip, load_work_image, report_skipped
@@ -213,9 +213,11 @@ def similar_command(values: Mapping[str, Any], context: CommandContext) -> Simil
     if cache is not None:
         cache.guard = context.writer(*inputs, overwrite=True)  # type: ignore[assignment]  # its own file, rewritten at will
     skipped: list[tuple[str, str]] = []
-    bar = ProgressBar("explore similar")
-    vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=bar, skipped=skipped)
-    bar.close()
+    bar = context.progress_bar("explore similar")
+    try:
+        vectors = folder_descriptors(model, layer, paths, size=size, cache=cache, progress=bar, skipped=skipped)
+    finally:
+        bar.close()
     report_skipped(skipped)
     unreadable = {path for path, _ in skipped}
     paths = [path for path in paths if str(path) not in unreadable]

@@ -38,7 +38,6 @@ from neurofilters.plugin_host import (
     ModelCache,
     NeurofiltersError,
     ParameterError,
-    ProgressBar,
     WriteGuard,
     load_image,
     parse_int,
@@ -738,12 +737,11 @@ def _train(values: Mapping[str, Any], context: CommandContext) -> tuple[Settings
     guard = _guard(settings, context)
     guard.check_all([("model (-o)", settings.output), ("confusion image", _confusion_path(settings)),
                      ("checkpoint folder", settings.output + ".training")])  # before any work
-    bar = None if settings.quiet else ProgressBar("finetune")
+    bar = context.progress_bar("finetune")
     try:
         return settings, finetune(settings, bar, models=context.models), guard
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def compute_command(values: Mapping[str, Any], context: CommandContext) -> FinetuneResult:

@@ -22,10 +22,10 @@ from typing import Any
 from neurofilters.plugin_host import (
     IMAGE_SUFFIXES,
     CommandContext,
+    CommandProgress,
     ImageIOError,
     OutputGuard,
     ParameterError,
-    ProgressBar,
     UsageError,
     load_image,
     split_alpha,
@@ -181,7 +181,7 @@ def compute(values: Mapping[str, Any], context: CommandContext) -> NoiseFit:
     if len(files) < MEASURED_PHOTOS:
         print(f"neurofilters: warning: {len(files)} photos are few: with {MEASURED_PHOTOS} (29 trained on) the held-out "
               "fooling rate was 46-72 %, with 8 it was 0 % (17 % on the training photos); add varied photos.", file=sys.stderr)
-    bar = ProgressBar("fit-noise", status=f"loading model {values['model']}")
+    bar = context.progress_bar("fit-noise", status=f"loading model {values['model']}")
     try:
         return _fit(values, context, files, output, bar, guard)
     finally:
@@ -193,7 +193,7 @@ def _checkpoint_path(output: Path) -> Path:
 
 
 def _fit(
-    values: Mapping[str, Any], context: CommandContext, files: list[Path], output: Path, bar: ProgressBar, guard: OutputGuard,
+    values: Mapping[str, Any], context: CommandContext, files: list[Path], output: Path, bar: CommandProgress, guard: OutputGuard,
 ) -> NoiseFit:
     """Load the model and the photos, fit (or resume), measure, write; ``bar`` shows each stage."""
     import numpy as np

@@ -157,13 +157,17 @@ def _run_declared(command: CommandSpec, args: argparse.Namespace) -> int:
         args.command_help.print_help()
         return 2
     from ..invoke import call_command
+    from .progress import ProgressBar
 
     given = command_given(command.params, args)
 
     def announce(line: str) -> None:
         print(line, flush=True)
 
-    values, result = call_command(command, given, prog=args.command_prog, announce=announce)
+    def bar(label: str, status: str) -> ProgressBar:
+        return ProgressBar(label, status=status)
+
+    values, result = call_command(command, given, prog=args.command_prog, announce=announce, bar_factory=bar)
     render = command.renderer()
     return int(render(result, values) or 0) if render is not None else 0
 

@@ -1,4 +1,4 @@
-"""What a declared command receives besides its values: the :class:`CommandContext` (models, writer, seed, progress)."""
+"""What a declared command receives besides its values: the :class:`CommandContext` (models, writer, seed, progress bar)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from .call import derive_seed as _derive_seed
 from .context import ModelCache, ProgressCallback
 
-__all__ = ["CommandContext", "OutputGuard"]
+__all__ = ["CommandContext", "CommandProgress", "OutputGuard"]
 
 
 class OutputGuard(Protocol):
@@ -40,6 +40,36 @@ class OutputGuard(Protocol):
         """Create an output folder."""
 
 
+class CommandProgress(Protocol):
+    """The progress bar of a command's long part, which the host makes (:meth:`CommandContext.progress_bar`)."""
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        """Report how far the work is (0..1) and what it is doing."""
+
+    def status(self, message: str) -> None:
+        """Say what is happening before any fraction is known."""
+
+    def close(self) -> None:
+        """End the bar (the command's result follows)."""
+
+
+class _Forwarded:
+    """No bar: fractions go to the caller's ``progress`` callback, if any; status lines go nowhere."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self._progress = progress
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        if self._progress is not None:
+            self._progress(fraction, message)
+
+    def status(self, message: str) -> None:
+        del message
+
+    def close(self) -> None:
+        pass
+
+
 def _silent(line: str) -> None:
     """The default ``announce``: Python callers get the line in the result instead."""
 
@@ -59,7 +89,10 @@ class CommandContext:
         overwrite: Whether the user allowed replacing files neurofilters did not
             write (the command's ``overwrite`` value, else ``False``).
         seed: The call's seed (the command's ``seed`` value, else 0).
-        progress: ``progress(fraction, message)``, or ``None`` (the command shows its own bar or none).
+        progress: ``progress(fraction, message)``: where the bar's fractions go when the host draws no bar
+            (Python), or ``None``.
+        bar_factory: ``bar_factory(label, status)`` makes the command line's live bar; ``None`` (Python):
+            no bar is drawn. Use :meth:`progress_bar`.
         announce: ``announce(line)``: a line the command line prints at once
             (a header before the long part); Python's default drops it.
         quiet: No progress bar or status line (the command's ``quiet`` value, else ``False``).
@@ -73,6 +106,22 @@ class CommandContext:
     progress: ProgressCallback | None = None
     announce: Callable[[str], None] = _silent
     quiet: bool = False
+    bar_factory: Callable[[str, str], CommandProgress] | None = None
+
+    def progress_bar(self, label: str, *, status: str = "") -> CommandProgress:
+        """The bar for the command's long part; a command never draws its own.
+
+        On the command line it is the host's live bar (a status line at once, then the fraction, elapsed
+        time and ETA), none with ``--quiet``; from Python nothing is drawn and the fractions go to
+        :attr:`progress`.
+
+        Args:
+            label: Shown before the bar (the command, ``explore patches``).
+            status: The first status line (default ``starting LABEL…``).
+        """
+        if self.bar_factory is None or self.quiet:
+            return _Forwarded(self.progress)
+        return self.bar_factory(label, status)
 
     def writer(
         self, *inputs: tuple[str, Any], overwrite: bool | None = None, overwrite_flag: str | None = "--overwrite",

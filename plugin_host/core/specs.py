@@ -455,6 +455,8 @@ class CommandSpec:
         names = [param.name for param in self.params]
         if len(set(names)) != len(names):
             raise DeclarationError(f"Command {self.name!r} declares a parameter twice: {names}")
+        if "progress" in names:
+            raise DeclarationError(f"Command {self.name!r}: 'progress' is reserved (run_command's progress callback, context.progress_bar).")
         positional = [param.positional for param in self.params]
         if positional != sorted(positional, reverse=True):
             raise DeclarationError(f"Command {self.name!r}: declare the positional parameters first, in command-line order. Received: {names}")
