@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, list[list[str]]] = {
                 ["bench_texture.py", "rss", "--size", "4096", "--steps", "2"],
                 ["bench_peers.py", "texture", "--size", "256", "--save"],
                 ["bench_peers.py", "texture", "--size", "512", "--save"],  # about 10 min natively, 25 under the AVX2 cap
+                # --size 1024 is run by hand: 40 min natively; under the AVX2 cap the peer's whole-image step takes minutes
                 ["bench_peers.py", "style", "--size", "256", "--save"]],
     "explorer": [["bench_explorer.py"]],
     # every filter's default against issue 21's budgets, AVX2-capped and as is (hours: one process per cell)
