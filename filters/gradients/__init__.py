@@ -186,9 +186,9 @@ def make_gradient_fn(feature_model: Any, loss_fn: LossFn, *, jit_compile: bool =
 
 def has_relu6(network: Any) -> bool:
     """Whether any layer of the Keras ``network`` is a ReLU6 unit, the only units the ``relu6`` setting changes (imports Keras)."""
-    from ._network import _is_relu6
+    from ._network import has_relu6 as find
 
-    return any(_is_relu6(layer) for layer in network.layers)
+    return find(network)
 
 
 def prepare_network(

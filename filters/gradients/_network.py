@@ -35,6 +35,7 @@ __all__ = [
     "RELU6_MODES",
     "ReLU6PassGradient",
     "cpu_has_native_bfloat16",
+    "has_relu6",
     "gradient_feature_model",
     "prepare_network",
     "resolve_precision",
@@ -72,6 +73,11 @@ class _FoldedAway(keras.layers.Layer):
         """Return ``inputs`` unchanged."""
         del training, mask
         return inputs
+
+
+def has_relu6(network: Any) -> bool:
+    """Whether any layer of ``network`` is a ReLU6 unit, the only units the ``relu6`` setting changes."""
+    return any(_is_relu6(layer) for layer in network.layers)
 
 
 def _is_relu6(layer: Any) -> bool:
@@ -271,7 +277,7 @@ def prepare_network(
         for layer in network.layers
         if isinstance(layer, keras.layers.BatchNormalization) and _producer(calls, layer.name) in folds
     }
-    rewrite_relu6 = relu6 != "keep" and any(_is_relu6(layer) for layer in network.layers)
+    rewrite_relu6 = relu6 != "keep" and has_relu6(network)
     if not folds and not rewrite_relu6 and dtype is None:
         return network, False
 
