@@ -36,6 +36,8 @@ BENCHMARKS: dict[str, list[list[str]]] = {
                 # --size 1024 is run by hand: 40 min natively; under the AVX2 cap the peer's whole-image step takes minutes
                 ["bench_peers.py", "style", "--size", "256", "--save"]],
     "explorer": [["bench_explorer.py"]],
+    # one large convolution banded and not, under the AVX2 cap (about 10 minutes: the peer's reference kernel)
+    "banded": [["bench_banded.py", "--save"]],
     # every filter's default against issue 21's budgets, AVX2-capped and as is (hours: one process per cell)
     "speed": [["bench_speed.py", "--save"]],
     "finetune": [["bench_finetune.py"]],

@@ -100,7 +100,7 @@ _BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def gradient_feature_model(
-    model: Any, layer_names: Sequence[str], *, relu6: str = "keep", precision: str = "float32"
+    model: Any, layer_names: Sequence[str], *, relu6: str = "keep", precision: str = "float32", max_pixels: int | None = None
 ) -> Any:
     """Feature model on a clone of ``model``'s network prepared for input gradients.
 
@@ -113,13 +113,16 @@ def gradient_feature_model(
             (forward unchanged, gradient passes saturated units) or ``"keep"``.
         precision: ``"float32"``, ``"bfloat16"`` (about 2x faster for VGG16 on CPUs
             with AVX512_BF16 / AMX) or ``"auto"`` (see :func:`resolve_precision`).
+        max_pixels: The largest image (pixels) it will be called on, when the caller bounds it: on an x86 CPU
+            without AVX-512, only the convolutions that would pass oneDNN's scratch cap there are banded
+            (``neurofilters.filters.zoo.banded``); ``None``: every large one, each call choosing by its size.
 
     Returns:
         A Keras model from RGB [0, 1] ``(B, H, W, 3)`` to a list of float32 layer outputs.
     """
     from ._network import gradient_feature_model as build
 
-    return build(model, layer_names, relu6=relu6, precision=precision)
+    return build(model, layer_names, relu6=relu6, precision=precision, max_pixels=max_pixels)
 
 
 def resolve_precision(precision: str, model: Any) -> str:
@@ -192,12 +195,13 @@ def has_relu6(network: Any) -> bool:
 
 
 def prepare_network(
-    network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True, precision: str = "float32"
+    network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True, precision: str = "float32", max_pixels: int | None = None
 ) -> tuple[Any, bool]:
-    """``(clone, changed)``: ``network`` with batch norms folded and ReLU6 units rewritten (see ``_network``; imports Keras)."""
+    """``(clone, changed)``: ``network`` with batch norms folded, ReLU6 units rewritten and, where oneDNN needs it, its
+    large convolutions banded for inputs up to ``max_pixels`` (see ``_network``; imports Keras)."""
     from ._network import prepare_network as prepare
 
-    return prepare(network, relu6=relu6, fold_batchnorm=fold_batchnorm, precision=precision)
+    return prepare(network, relu6=relu6, fold_batchnorm=fold_batchnorm, precision=precision, max_pixels=max_pixels)
 
 
 def trace_frozen(step: Callable[..., Any], signature: Sequence[Any], variables: Sequence[Any]) -> Any:

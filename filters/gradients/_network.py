@@ -1,7 +1,7 @@
 """Networks prepared for input-gradient work: batch norms folded, ReLU6 units optionally unbounded.
 
 Written with Keras layers and ``keras.ops`` only, so every backend gets the same
-network. Two rewrites of a functional model, both made on a clone (the zoo's
+network. Three rewrites of a functional model, all made on a clone (the zoo's
 model is never changed):
 
 * **Batch-norm folding.** An inference-mode ``BatchNormalization`` right after a
@@ -14,6 +14,9 @@ model is never changed):
   and lets the gradient through saturated units (guided by what the unit *would*
   do); ``relu6="unbounded"`` dreams through a copy whose ReLU6 units are plain
   ReLUs, so activations and objectives can keep rising. ``"keep"`` leaves them.
+* **Banded convolutions.** Where oneDNN would run a large convolution with its
+  reference kernel (TensorFlow on an x86 CPU without AVX-512), those convolutions
+  become :class:`~neurofilters.filters.zoo.banded.BandedConv2D` (the same sums).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..zoo.banded import banded_layer, banded_layer_names
 from . import PRECISIONS, RELU6_MODES
 
 __all__ = [
@@ -157,11 +161,14 @@ def _copy_layer(layer: Any, dtype: str | None = None) -> Any:
     return new
 
 
-def _folded_conv(layer: Any, scale: np.ndarray, shift: np.ndarray, dtype: str | None = None) -> Any:
+def _folded_conv(layer: Any, scale: np.ndarray, shift: np.ndarray, dtype: str | None = None, banded: bool = False) -> Any:
     config = _config(layer, dtype)
     config["use_bias"] = True
-    new = layer.__class__.from_config(config)
-    new.build(layer.input.shape)
+    if banded:
+        new = banded_layer(layer, config)
+    else:
+        new = layer.__class__.from_config(config)
+        new.build(layer.input.shape)
     weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
     kernel = weights[0]
     if isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -244,15 +251,17 @@ def resolve_precision(precision: str, network: Any, *, native_bfloat16: bool | N
 
 
 def prepare_network(
-    network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True, precision: str = "float32"
+    network: Any, *, relu6: str = "keep", fold_batchnorm: bool = True, precision: str = "float32", max_pixels: int | None = None
 ) -> tuple[Any, bool]:
-    """Clone a functional network with batch norms folded, ReLU6 units rewritten, in ``precision``.
+    """Clone a functional network with batch norms folded, ReLU6 units rewritten, large convolutions banded, in ``precision``.
 
     Args:
         network: A functional ``keras.Model``.
         relu6: One of :data:`RELU6_MODES`.
         fold_batchnorm: Fold each batch norm that directly follows a convolution into it.
         precision: ``"float32"`` or ``"bfloat16"`` (compute and weights of every layer).
+        max_pixels: The largest input (pixels of one image) the clone will see, when the caller bounds it: only
+            the convolutions that would pass oneDNN's cap there are banded (``None``: every large one).
 
     Returns:
         ``(network, changed)``: the clone (or ``network`` itself when nothing
@@ -278,18 +287,23 @@ def prepare_network(
         if isinstance(layer, keras.layers.BatchNormalization) and _producer(calls, layer.name) in folds
     }
     rewrite_relu6 = relu6 != "keep" and has_relu6(network)
-    if not folds and not rewrite_relu6 and dtype is None:
+    banded = banded_layer_names(network, max_pixels)
+    if not folds and not rewrite_relu6 and dtype is None and not banded:
         return network, False
 
     def clone(layer: Any) -> Any:
         if layer.name in folded_norms:
             return _FoldedAway(name=layer.name, dtype=dtype)
         if layer.name in folds:
-            return _folded_conv(layer, *folds[layer.name], dtype=dtype)
+            return _folded_conv(layer, *folds[layer.name], dtype=dtype, banded=layer.name in banded)
         if rewrite_relu6 and _is_relu6(layer):
             if relu6 == "unbounded":
                 return keras.layers.ReLU(name=layer.name, dtype=dtype)
             return ReLU6PassGradient(name=layer.name, dtype=dtype)
+        if layer.name in banded:
+            new = banded_layer(layer, _config(layer, dtype))
+            new.set_weights(layer.get_weights())
+            return new
         return _copy_layer(layer, dtype)
 
     try:
@@ -299,7 +313,7 @@ def prepare_network(
 
 
 def gradient_feature_model(
-    model: Any, layer_names: Sequence[str], *, relu6: str = "keep", precision: str = "float32"
+    model: Any, layer_names: Sequence[str], *, relu6: str = "keep", precision: str = "float32", max_pixels: int | None = None
 ) -> Any:
     """A model from RGB [0, 1] images to the outputs of ``layer_names``, prepared for input gradients.
 
@@ -315,6 +329,7 @@ def gradient_feature_model(
         layer_names: Raw layer names or aliases.
         relu6: One of :data:`RELU6_MODES`.
         precision: One of :data:`PRECISIONS` (``"auto"``: see :func:`resolve_precision`).
+        max_pixels: The largest image (pixels) it will be called on, when the caller bounds it (see :func:`prepare_network`).
 
     Returns:
         A Keras model returning a list with one float32 tensor per layer.
@@ -326,20 +341,20 @@ def gradient_feature_model(
     if network is None or not isinstance(network, keras.Model) or not hasattr(network, "get_layer"):
         return model.feature_model(list(names))
     precision = resolve_precision(precision, network)
-    key = (id(network), relu6, precision)
+    key = (id(network), relu6, precision, banded_layer_names(network, max_pixels))
     with _LOCK:
         cached = _FEATURES.get((*key, names))
         if cached is not None:
             return cached
         entry = _NETWORKS.get(key)
     if entry is None or entry[0] is not network:
-        prepared, changed = prepare_network(network, relu6=relu6, precision=precision)
+        prepared, changed = prepare_network(network, relu6=relu6, precision=precision, max_pixels=max_pixels)
         entry = (network, prepared if changed else None)
         with _LOCK:
             _NETWORKS[key] = entry
     prepared = entry[1]
     if prepared is None:
-        features = model.feature_model(list(names))
+        features = model.feature_model(list(names), max_pixels=max_pixels)
     else:
         outputs = [_first(prepared.get_layer(name).output) for name in names]
         if precision != "float32":

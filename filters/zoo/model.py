@@ -165,8 +165,9 @@ class ZooModel:
         self.default_dream_layers = tuple((self.resolve_layer(layer), float(weight)) for layer, weight in default_dream_layers)
         self._recommended = frozenset(recommended) | {layer for layer, _ in self.default_dream_layers}
         self._lock = threading.Lock()
-        self._feature_models: dict[tuple[str, ...], keras.Model] = {}
+        self._feature_models: dict[tuple[tuple[str, ...], int], keras.Model] = {}
         self._logits_model: keras.Model | None = None
+        self._runners: dict[frozenset[str], keras.Model] = {}
         self._layer_tables: dict[tuple[int, int], list[LayerInfo]] = {}
 
     def __repr__(self) -> str:
@@ -375,7 +376,7 @@ class ZooModel:
             self._layer_tables[shape] = table
         return list(table)
 
-    def feature_model(self, layer_names: Sequence[str]) -> keras.Model:
+    def feature_model(self, layer_names: Sequence[str], *, max_pixels: int | None = None) -> keras.Model:
         """A model from RGB [0, 1] images to the outputs of ``layer_names``.
 
         Preprocessing happens inside, so the model is differentiable with
@@ -388,6 +389,7 @@ class ZooModel:
 
         Args:
             layer_names: Raw names or aliases.
+            max_pixels: The largest image (pixels) the caller will pass, when it bounds them; see :meth:`runner`.
 
         Returns:
             A Keras model with input ``(B, H, W, 3)`` returning a list with one
@@ -402,18 +404,19 @@ class ZooModel:
         names = tuple(self.resolve_layer(layer) for layer in layer_names)
         if not names:
             raise ParameterError('"layers" must name at least one layer. Received: layers=()', param="layers", value=())
+        network = self.runner(max_pixels)
+        key = (names, id(network))
         with self._lock:
-            cached = self._feature_models.get(names)
+            cached = self._feature_models.get(key)
         if cached is not None:
             return cached
         import keras
 
         from .feature_extractor import FeatureExtractor
 
-        network = self.keras_model
         images = keras.Input(shape=(None, None, 3), name="rgb")
         if any(name in self._head_layer_names for name in names):
-            outputs = self._through_head(images, names)
+            outputs = self._through_head(images, names, network)
         else:
             inner = keras.Model(network.inputs, [_first(network.get_layer(name).output) for name in names])
             features = self.preprocess(images)
@@ -424,13 +427,13 @@ class ZooModel:
         graph = keras.Model(images, outputs, name=f"{self.name}_feature_graph")
         model = FeatureExtractor(graph, names, name=f"{self.name}_features")
         with self._lock:
-            return self._feature_models.setdefault(names, model)
+            return self._feature_models.setdefault(key, model)
 
-    def _through_head(self, images: Any, names: Sequence[str]) -> list[Any]:
-        """Outputs of ``names`` (raw; some in the fully connected head) for ``images``, all at the head's input size."""
+    def _through_head(self, images: Any, names: Sequence[str], network: keras.Model) -> list[Any]:
+        """Outputs of ``names`` (raw; some in the fully connected head) for ``images``, all at the head's input size, through ``network``."""
         import keras
 
-        network, head = self.keras_model, self._classifier_head
+        head = self._classifier_head
         body = [name for name in names if name not in self._head_layer_names]
         top = [name for name in names if name in self._head_layer_names]
         side = self.head_input_size
@@ -441,6 +444,25 @@ class ZooModel:
         top_outputs = top_outputs if isinstance(top_outputs, (list, tuple)) else [top_outputs]
         found = dict(zip(body, body_outputs[:-1])) | dict(zip(top, top_outputs))
         return [found[name] for name in names]
+
+    def runner(self, max_pixels: int | None = None) -> keras.Model:
+        """The network the sub-models run: :attr:`keras_model`, or where oneDNN would fall back to its reference kernel on
+        large convolutions (an x86 CPU without AVX-512, :mod:`.banded`), its clone with those convolutions banded.
+
+        Args:
+            max_pixels: The largest image (pixels) it will see, when the caller bounds it: only the convolutions that
+                would pass oneDNN's cap there are banded (``None``: every large one, each call choosing by its size).
+        """
+        from .banded import banded_layer_names, banded_network
+
+        names = banded_layer_names(self.keras_model, max_pixels)
+        with self._lock:
+            cached = self._runners.get(names)
+        if cached is not None:
+            return cached
+        runner = banded_network(self.keras_model, names=names) if names else self.keras_model
+        with self._lock:
+            return self._runners.setdefault(names, runner)
 
     def logits_model(self) -> keras.Model:
         """A model from RGB [0, 1] images (any side >= ``min_size``) to class logits.
@@ -465,9 +487,9 @@ class ZooModel:
         if self._classifier_head is not None:
             side = int(self._head_input_size or self.input_size or 224)
             features = keras.ops.image.resize(features, (side, side), interpolation="bilinear")
-            logits = self._classifier_head(self.keras_model(features))
+            logits = self._classifier_head(self.runner()(features))
         else:
-            logits = self.keras_model(features)
+            logits = self.runner()(features)
         model = keras.Model(images, logits, name=f"{self.name}_logits")
         with self._lock:
             if self._logits_model is None:
