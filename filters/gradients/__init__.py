@@ -115,7 +115,8 @@ def gradient_feature_model(
             with AVX512_BF16 / AMX) or ``"auto"`` (see :func:`resolve_precision`).
         max_pixels: The largest image (pixels) it will be called on, when the caller bounds it: on an x86 CPU
             without AVX-512, only the convolutions that would pass oneDNN's scratch cap there are banded
-            (``neurofilters.filters.zoo.banded``); ``None``: every large one, each call choosing by its size.
+            (``neurofilters.filters.zoo.banded``); ``None``: every large one, each call choosing by its size;
+            ``0``: none (for steps that hold the weights as constants: oneDNN's direct convolution has no such cap).
 
     Returns:
         A Keras model from RGB [0, 1] ``(B, H, W, 3)`` to a list of float32 layer outputs.

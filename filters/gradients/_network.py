@@ -261,7 +261,7 @@ def prepare_network(
         fold_batchnorm: Fold each batch norm that directly follows a convolution into it.
         precision: ``"float32"`` or ``"bfloat16"`` (compute and weights of every layer).
         max_pixels: The largest input (pixels of one image) the clone will see, when the caller bounds it: only
-            the convolutions that would pass oneDNN's cap there are banded (``None``: every large one).
+            the convolutions that would pass oneDNN's cap there are banded (``None``: every large one; ``0``: none).
 
     Returns:
         ``(network, changed)``: the clone (or ``network`` itself when nothing
@@ -329,7 +329,8 @@ def gradient_feature_model(
         layer_names: Raw layer names or aliases.
         relu6: One of :data:`RELU6_MODES`.
         precision: One of :data:`PRECISIONS` (``"auto"``: see :func:`resolve_precision`).
-        max_pixels: The largest image (pixels) it will be called on, when the caller bounds it (see :func:`prepare_network`).
+        max_pixels: The largest image (pixels) it will be called on, when the caller bounds it (see :func:`prepare_network`;
+            ``0``: nothing is banded, for steps that hold the weights as constants).
 
     Returns:
         A Keras model returning a list with one float32 tensor per layer.

@@ -83,14 +83,12 @@ def build_engine(
     model = context.load_model(params["model"])
     names = list(layer_names) + ([content_layer] if content_layer else [])
     precision = resolve_precision(params.get("precision", "auto"), model)
-    key = (keras.backend.backend(), str(params["model"]), id(model), tuple(names), precision, jit_compile, use_xla(None, precision),
-           int(params.get("tile_size", 512)))
+    key = (keras.backend.backend(), str(params["model"]), id(model), tuple(names), precision, jit_compile, use_xla(None, precision))
     entry = _NETWORKS.get(key) if engine_cache_enabled() else None
     if entry is None:
-        # No window is larger than a tile (its core rounded up to 16 px) with its margins (at most 2 x 32 px: the
-        # deepest stride is 16 at most): the large convolutions are banded (filters/zoo/banded.py) only if it needs it.
-        window = int(params.get("tile_size", 512)) + 16 + 2 * max(TILE_MARGIN, 32)
-        feature_model = gradient_feature_model(model, names, precision=precision, max_pixels=window * window)
+        # max_pixels=0: no convolution is banded (filters/zoo/banded.py); the compiled steps hold the weights as
+        # constants, and oneDNN's direct convolution then has no scratch cap to cross.
+        feature_model = gradient_feature_model(model, names, precision=precision, max_pixels=0)
         network = compile_network(feature_model, jit_compile=use_xla(feature_model, precision) if jit_compile is None else jit_compile)
         probe = network.forward(np.zeros((64, 64, 3), np.float32))
         entry = _Network(model, network, [max(1, round(64 / output.shape[0])) for output in probe], Memo())

@@ -213,10 +213,13 @@ def _layer_sizes(network: Any, risky: list[Any]) -> dict[str, tuple[int, tuple[i
 
 def layers_to_band(network: Any, max_pixels: int | None = None, band_bytes: int = BAND_BYTES) -> frozenset[str]:
     """The names of ``network``'s layers to band: those that :func:`needs_im2col`, and, when the caller bounds its inputs
-    by ``max_pixels`` (input pixels of one image), only those whose scratch memory there would pass ``band_bytes``.
+    by ``max_pixels`` (input pixels of one image), only those whose scratch memory there would pass ``band_bytes``
+    (``0``: none, for steps that hold the weights as constants, which oneDNN runs with its direct kernel).
 
     Where the sizes cannot be worked out (a network that cannot be called symbolically), every such layer.
     """
+    if max_pixels == 0:  # the caller's steps hold the weights as constants: oneDNN's direct kernel, no cap
+        return frozenset()
     risky = [layer for layer in getattr(network, "layers", ()) if needs_im2col(layer)]
     if not risky or max_pixels is None:
         return frozenset(layer.name for layer in risky)
