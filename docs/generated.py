@@ -141,10 +141,33 @@ def bench_markdown(results: dict) -> str:
         parts += _texture_markdown(results["texture"])
     if results.get("speed"):
         parts += _speed_markdown(results["speed"])
-    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise", "texture", "speed"}
+    if results.get("banded"):
+        parts += _banded_markdown(results["banded"])
+    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise", "texture", "speed", "banded"}
     for key in sorted(set(results) - known):
         parts.append(f"**{key}** (raw):\n\n```json\n{json.dumps(results[key], indent=1)[:2000]}\n```")
     return "\n\n".join(parts) + "\n"
+
+
+def _banded_markdown(banded: dict) -> list[str]:
+    """``bench/bench_banded.py``'s cases: seconds and the kernels oneDNN logged, ours (bands) against Keras' Conv2D."""
+    rows = []
+    for size in sorted({case["size"] for case in banded["cases"]}):
+        cells = [f"{size}²"]
+        for kind in ("banded", "plain"):
+            case = next((c for c in banded["cases"] if c["size"] == size and c["kind"] == kind), None)
+            if case is None or case.get("seconds") is None:
+                cells.append(f"not finished in {case['timed_out_after']:.0f} s" if case else "–")
+                continue
+            forward = ", ".join(sorted({name.split()[0] for name in case.get("kernels", {}) if "forward" in name}))
+            cells.append(f"{case['seconds']:.2f} s ({forward})")
+        ratio = banded.get("ratio_ours_to_peer", {}).get(str(size))
+        cells.append(f"**{ratio:.3g}**" if ratio is not None else "–")
+        rows.append(cells)
+    load = ", ".join(f"{x:.2f}" for x in banded.get("load_average", []))
+    return [f"**One 128-channel 3 x 3 convolution, forward and input gradient, under the AVX2 cap** (`bench/bench_banded.py`; "
+            f"{banded.get('cpu', '?')}; load average {load}; the forward kernels oneDNN logged, the untimed first call's included):",
+            _table(["input", "ours: BandedConv2D", "peer: Keras Conv2D", "ratio"], rows)]
 
 
 def _load(entry: dict) -> str:

@@ -1,16 +1,19 @@
 """Convolutions cut into row bands where oneDNN would fall back to its reference kernel (x86 CPUs without AVX-512).
 
 Why by hand: on an x86 CPU without AVX-512, TensorFlow's oneDNN (v3.7 in TensorFlow 2.21) runs a float32
-convolution's forward pass as im2col followed by a GEMM (``x64:gemm:jit`` in ``ONEDNN_VERBOSE``). When the
-scratch memory that needs (:func:`scratch_bytes`) would pass 1 GiB, its ``gemm_convolution_utils`` declines the
-layer, and the only implementation left is the reference one (``ref:any``), a plain loop. Measured under
-``ONEDNN_MAX_CPU_ISA=AVX2`` on the 2-core EPYC (2026-12-07): VGG16's ``block2_conv2`` at a 1024² input
-(128 channels at 512²: 1.3 GB of scratch) took 273 s forward, where the same layer at 448² took 0.85 s;
-``activation-maps --model vgg16-hed --work-size 1024`` took 291 s against 8 s at 768. No oneDNN or
-TensorFlow setting lifts that cap, so :class:`BandedConv2D` runs such a convolution as bands of output
-rows stacked along the batch axis, each with the input rows it needs: the same sums, so the same outputs
-and gradients (to float32 rounding), with every band's scratch under :data:`BAND_BYTES`. Where no layer
-of a network needs it (AVX-512 CPUs, GPUs, JAX, small convolutions), the network is used as it is.
+convolution whose weights are read from variables (a Keras model called as it is) as im2col followed by a
+GEMM (``x64:gemm:jit`` in ``ONEDNN_VERBOSE``). When the scratch memory that needs (:func:`scratch_bytes`)
+would pass 1 GiB, its ``gemm_convolution_utils`` declines the layer, and the only implementation left is the
+reference one (``ref:any``), a plain loop. Measured under ``ONEDNN_MAX_CPU_ISA=AVX2`` on the 2-core EPYC
+(2026-12-07): VGG16's ``block2_conv2`` at a 1024² input (128 channels at 512²: 1.3 GB of scratch) took 273 s
+forward, where the same layer at 448² took 0.85 s; ``activation-maps --model vgg16-hed --work-size 1024``
+took 291 s against 8 s at 768. No oneDNN or TensorFlow setting lifts that cap, so :class:`BandedConv2D` runs
+such a convolution as bands of output rows stacked along the batch axis, each with the input rows it needs:
+the same sums, so the same outputs and gradients (to float32 rounding), with every band's scratch under
+:data:`BAND_BYTES`. Where no layer of a network needs it (AVX-512 CPUs, GPUs, JAX, small convolutions), the
+network is used as it is. With weights traced as constants oneDNN uses its direct kernel (``brg_conv_fwd``)
+instead, which has no such cap, so the compiled steps of texture, DeepDream and saliency ask for no bands
+(``max_pixels=0``).
 """
 
 from __future__ import annotations
