@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..zoo.banded import banded_layer, banded_layer_names
+from ..zoo.banded import banded_layer, banded_layer_names, cpu_flags
 from . import PRECISIONS, RELU6_MODES
 
 __all__ = [
@@ -186,17 +186,8 @@ def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
     Args:
         cpuinfo: Text of ``/proc/cpuinfo`` (read when ``None``; ``False`` where it does not exist).
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-                cpuinfo = handle.read()
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.partition(":")[2].split())
-            return any(flag in flags for flag in _BF16_CPU_FLAGS)
-    return False
+    flags = cpu_flags(cpuinfo)
+    return flags is not None and any(flag in flags for flag in _BF16_CPU_FLAGS)
 
 
 #: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below which bfloat16 dot products are not native.

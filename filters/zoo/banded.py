@@ -24,7 +24,7 @@ from typing import Any
 
 import keras
 
-__all__ = ["BAND_BYTES", "BandedConv2D", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
+__all__ = ["BAND_BYTES", "BandedConv2D", "cpu_flags", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
 
 #: Most scratch memory (bytes) one convolution call may ask of oneDNN: its im2col buffer, ``channels x kernel
 #: height x kernel width`` values per output pixel, plus the input transposed, ``channels`` per input pixel. oneDNN's
@@ -59,18 +59,27 @@ def gemm_convolutions(cpuinfo: str | None = None, environ: dict[str, str] | None
         return chosen == "1"
     if environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
         return False
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
+        return False
+    if environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in _ISA_WITHOUT_AVX512:
+        return True
+    return "avx512f" not in flags
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str] | None:
+    """The x86 feature flags of ``/proc/cpuinfo`` (or of the text ``cpuinfo``); ``None`` where there is no such file or
+    no ``flags`` line (not Linux, not x86)."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
                 cpuinfo = handle.read()
         except OSError:
-            return False
+            return None
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
-            if environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in _ISA_WITHOUT_AVX512:
-                return True
-            return "avx512f" not in line.partition(":")[2].split()
-    return False
+            return frozenset(line.partition(":")[2].split())
+    return None
 
 
 @functools.cache
