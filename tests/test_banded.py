@@ -83,6 +83,19 @@ def test_bands_give_conv2d_outputs_and_input_gradients(kernel: int, stride: int,
     np.testing.assert_allclose(grad_b, grad_a, rtol=1e-4, atol=1e-3 * np.abs(grad_a).max())
 
 
+def test_a_banded_network_saves_and_loads_as_a_keras_file(tmp_path) -> None:
+    """BandedConv2D is registered with Keras, so a clone holding it (a user's fine-tuned copy, say) reloads from disk."""
+    assert keras.saving.get_registered_name(BandedConv2D) == "neurofilters>BandedConv2D"
+    inputs = keras.Input((None, None, 8))
+    model = keras.Model(inputs, BandedConv2D(4, 3, padding="same", band_bytes=4096)(inputs))
+    path = tmp_path / "banded.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded.layers[-1]) is BandedConv2D and loaded.layers[-1].band_bytes == 4096
+    x = np.random.default_rng(4).standard_normal((1, 24, 20, 8)).astype(np.float32)
+    assert np.array_equal(loaded(x).numpy(), model(x).numpy())
+
+
 def test_a_convolution_under_the_limit_is_the_plain_one_bit_for_bit() -> None:
     plain, cut = _pair(3, 1, "same", 16, 8, band_bytes=banded.BAND_BYTES)
     x = tf.constant(np.random.default_rng(2).standard_normal((1, 40, 40, 16)).astype(np.float32))

@@ -24,7 +24,7 @@ from typing import Any
 
 import keras
 
-__all__ = ["BAND_BYTES", "BandedConv2D", "cpu_flags", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
+__all__ = ["BAND_BYTES", "BandedConv2D", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "cpu_flags", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
 
 #: Most scratch memory (bytes) one convolution call may ask of oneDNN: its im2col buffer, ``channels x kernel
 #: height x kernel width`` values per output pixel, plus the input transposed, ``channels`` per input pixel. oneDNN's
@@ -113,7 +113,6 @@ def needs_im2col(layer: Any) -> bool:
     return int(channels) > _MIN_CHANNELS
 
 
-@keras.saving.register_keras_serializable(package="neurofilters")
 def scratch_bytes(channels: int, kernel: tuple[int, int], out_pixels: Any, in_pixels: Any, itemsize: int = 4) -> Any:
     """What oneDNN's GEMM convolution asks for one image (bytes): the im2col buffer plus the transposed input.
 
@@ -122,6 +121,7 @@ def scratch_bytes(channels: int, kernel: tuple[int, int], out_pixels: Any, in_pi
     return itemsize * channels * (kernel[0] * kernel[1] * out_pixels + in_pixels)
 
 
+@keras.saving.register_keras_serializable(package="neurofilters")
 class BandedConv2D(keras.layers.Conv2D):
     """A ``Conv2D`` that runs as row bands when oneDNN's scratch memory for it would pass ``band_bytes`` (TensorFlow only).
 
