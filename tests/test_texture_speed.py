@@ -111,6 +111,20 @@ def test_asking_for_more_iterations_matches_every_layer_at_the_finest_octave() -
     assert fine_layer_count(1, False) == 0  # named layers: every one everywhere, whatever the iterations
 
 
+def test_each_filter_s_steps_help_states_its_own_octave_cap() -> None:
+    """Texture and style transfer cap their coarser octaves differently; each --steps help names its own cap (the
+    light declaration restates synthesis' constants, so this keeps them equal), and only texture's speaks of layers."""
+    from neurofilters.filters.texture.plugin import STYLE_PARAMS, TEXTURE_PARAMS
+    from neurofilters.filters.texture.synthesis import MAX_OCTAVE_STEPS, SHALLOW_FINE_MAX_STEPS, TEXTURE_MAX_OCTAVE_STEPS
+
+    texture = next(param for param in TEXTURE_PARAMS if param.name == "steps").help
+    style = next(param for param in STYLE_PARAMS if param.name == "steps").help
+    assert f"at most {TEXTURE_MAX_OCTAVE_STEPS} (or --steps if more)" in texture, texture
+    assert f"at most {MAX_OCTAVE_STEPS} (or --steps if more)" in style, style
+    assert f"up to {SHALLOW_FINE_MAX_STEPS} the finest octave matches only the three shallowest layers" in texture
+    assert "layers" not in style and "Texture" not in style, style
+
+
 def test_shallow_objectives_get_a_narrower_surround_with_the_same_statistics() -> None:
     """The finest octave matches layers up to block2_pool (stride 4): an 8 px mirrored surround gives their Gram
     matrices exactly as the full 16 px one does (their receptive fields reach 6 px beyond the cell), at fewer pixels."""

@@ -24,8 +24,28 @@ _PREVIEW_STYLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 #: Iterations at the finest octave; each coarser one runs twice as many (see synthesis.octave_steps).
 DEFAULT_STEPS = 8
 
+
+def _steps(octave_cap: int, own: str = "") -> Param:
+    """One filter's ``steps``: the schedule both filters share, the cap of its coarser octaves and a sentence of its own."""
+    return Param(
+        "steps",
+        "int",
+        DEFAULT_STEPS,
+        "Optimiser iterations at the full size (L-BFGS; Adam above about 1.4 megapixels); left at its default, smaller outputs "
+        "than 512 x 512 get more (x sqrt(512²/pixels), at most x4: 32 at 128 x 128); each coarser octave runs twice as many as "
+        f"the next, at most {octave_cap} (or --steps if more), and an octave stops early once its loss falls by less than 0.1 % "
+        f"in 5 iterations.{' ' + own if own else ''}",
+        minimum=1,
+        maximum=5000,
+    )
+
+
+#: Texture's coarser octaves run at most this many iterations (synthesis.TEXTURE_MAX_OCTAVE_STEPS; this module stays light).
+_TEXTURE_OCTAVE_CAP = 32
+#: Style transfer's (synthesis.MAX_OCTAVE_STEPS).
+_STYLE_OCTAVE_CAP = 200
+
 _ENGINE = (
-    Param("steps", "int", DEFAULT_STEPS, "Optimiser iterations at the full size (L-BFGS; Adam above about 1.4 megapixels); left at its default, smaller outputs than 512 x 512 get more (x sqrt(512²/pixels), at most x4: 32 at 128 x 128); each coarser octave runs twice as many as the next, at most 32 for texture and 200 for style-transfer (or --steps if more), and an octave stops early once its loss falls by less than 0.1 % in 5 iterations. Texture with the default --layers: up to 32 the finest octave matches only the three shallowest layers (a third of the cost), above 32 every layer (far lower loss per second when asking for more).", minimum=1, maximum=5000),
     Param("octaves", "int", 0, "Coarse-to-fine scales, each half the size of the next (0 = automatic: halve while the smaller side stays at least 64 px, at most 4).", minimum=0, maximum=8),
     Param("model", "model", "vgg16-hed", "Network whose feature statistics are matched: the embedded VGG16 backbone (vgg16-hed) or any zoo model with --layers naming its layers."),
     Param("precision", "choice", "auto", "Arithmetic of the network: auto (bfloat16 where it is about twice as fast, float32 elsewhere), float32 or bfloat16.", choices=PRECISIONS, group="Engine", advanced=True),
@@ -39,6 +59,11 @@ TEXTURE_PARAMS: tuple[Param, ...] = (
     Param("match_colours", "bool", True, "Give the result the sample's colours afterwards: their mean and covariance (a grey sample gives a grey result), then each channel's histogram.", label="Match colours"),
     Param("source_scale", "float", 1.0, "Scale the sample by this factor before analysis (below 1: larger texture elements relative to the sample's pixels are seen as smaller).", minimum=0.05, maximum=4.0),
     Param("layers", "layers", "auto", f"Layers whose Gram matrices are matched, with weights; auto = {DEFAULT_TEXTURE_LAYERS} on vgg16-hed (DeepTextures' conv1_1 + pool1-4).", group="Network", advanced=True),
+    _steps(
+        _TEXTURE_OCTAVE_CAP,
+        "With the default --layers, up to 32 the finest octave matches only the three shallowest layers (a third of the cost), "
+        "above 32 every layer (far lower loss per second when asking for more).",
+    ),
     *_ENGINE,
 )
 
@@ -54,6 +79,7 @@ STYLE_PARAMS: tuple[Param, ...] = (
     Param("start", "choice", "content", "Start the optimisation from the input (keras-io) or from noise (Gatys).", choices=("content", "noise"), group="Network", advanced=True),
     Param("style_layers", "layers", "auto", f"Style layers with weights; auto = {DEFAULT_STYLE_LAYERS} on vgg16-hed.", group="Network", advanced=True),
     Param("content_layer", "layer", "auto", f"Content layer; auto = {DEFAULT_CONTENT_LAYER} on vgg16-hed.", group="Network", advanced=True),
+    _steps(_STYLE_OCTAVE_CAP),
     *_ENGINE,
 )
 
