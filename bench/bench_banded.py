@@ -76,8 +76,9 @@ def _cpu() -> str:
 def _warm_side(size: int) -> int:
     """The side of the untimed first call: ``size`` itself while the plain layer stays under oneDNN's cap there (both
     calls then find oneDNN's kernels made), else 64 (a second call in the reference kernel would take minutes more)."""
-    scratch = 4 * CHANNELS * (9 + 1) * size * size  # im2col and the input transposed (filters/zoo/banded.scratch_bytes)
-    return size if scratch <= 2**30 else 64
+    from neurofilters.filters.zoo.banded import ONEDNN_SCRATCH_CAP, scratch_bytes
+
+    return size if scratch_bytes(CHANNELS, (3, 3), size * size, size * size) <= ONEDNN_SCRATCH_CAP else 64
 
 
 def run_case(kind: str, size: int, timeout: float) -> dict[str, Any]:

@@ -24,14 +24,16 @@ from typing import Any
 
 import keras
 
-__all__ = ["BAND_BYTES", "BandedConv2D", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "cpu_flags", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
+__all__ = ["BAND_BYTES", "ONEDNN_SCRATCH_CAP", "BandedConv2D", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "cpu_flags", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
 
+#: The scratch memory (bytes, by :func:`scratch_bytes`' count) past which oneDNN's GEMM convolution declines a layer:
+#: under the AVX2 cap 3 x 3 convolutions ran at 0.99 GiB by that count (456² x 128 channels, and 0.98 at 320² x 256)
+#: and fell back from 1.03 GiB (464² x 128, 330² x 256, 236² x 512).
+ONEDNN_SCRATCH_CAP = 2**30
 #: Most scratch memory (bytes) one convolution call may ask of oneDNN: its im2col buffer, ``channels x kernel
-#: height x kernel width`` values per output pixel, plus the input transposed, ``channels`` per input pixel. oneDNN's
-#: cap is 1 GiB: under the AVX2 cap 3 x 3 convolutions ran at 0.99 GiB by that count (456² x 128 channels, and
-#: 0.98 at 320² x 256) and fell back from 1.03 GiB (464² x 128, 330² x 256, 236² x 512). A convolution that needs
-#: more is cut into row bands that need at most this, seven eighths of the cap.
-BAND_BYTES = 896 * 2**20
+#: height x kernel width`` values per output pixel, plus the input transposed, ``channels`` per input pixel. A
+#: convolution that needs more is cut into row bands that need at most this, seven eighths of the cap (896 MiB).
+BAND_BYTES = ONEDNN_SCRATCH_CAP // 8 * 7
 
 #: Layers reading at most this many channels (the RGB image itself: VGG16's ``block1_conv1``, EfficientNet-Lite0's
 #: stem) are not banded: a 3 x 3 one needs 120 bytes of scratch per pixel, so it crosses the cap only beyond
