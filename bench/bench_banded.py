@@ -30,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import machine  # noqa: E402
+
 CHANNELS = 128
 
 _CASE = textwrap.dedent(
@@ -58,19 +62,6 @@ _CASE = textwrap.dedent(
     print("RESULT " + json.dumps({"seconds": time.perf_counter() - began, "loss": float(loss), "gradient_abs_sum": checksum}), flush=True)
     """
 )
-
-
-def _cpu() -> str:
-    """The CPU's model name (``/proc/cpuinfo``) and how many cores this process may use."""
-    name = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores)"
 
 
 def _warm_side(size: int) -> int:
@@ -121,7 +112,7 @@ def main() -> None:
         ours, peer = (next(c for c in cases if c["size"] == size and c["kind"] == kind) for kind in ("banded", "plain"))
         if ours.get("seconds") and peer.get("seconds"):
             ratios[str(size)] = round(ours["seconds"] / peer["seconds"], 4)
-    result = {"bench": "banded", "isa_cap": "AVX2", "cpu": _cpu(), "channels": CHANNELS, "cases": cases, "ratio_ours_to_peer": ratios,
+    result = {"bench": "banded", "isa_cap": "AVX2", "cpu": machine.cpu(), "channels": CHANNELS, "cases": cases, "ratio_ours_to_peer": ratios,
               "load_average": list(os.getloadavg())}
     print(json.dumps(result, indent=2))
     if args.save:

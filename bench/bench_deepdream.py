@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -72,6 +71,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
 
 SCHEDULE = dict(octaves=5, octave_scale=1.3, upscale_octaves=2, step_size=0.005)
 
@@ -418,16 +419,6 @@ def objective_rise(model_name: str) -> dict[str, Any]:
     return {"model": model_name, "median_rise": float(np.median([r["rise"] for r in rows])), "photos": rows}
 
 
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def run_targets(spec: str, rounds: int) -> list[dict[str, Any]]:
     """The time-to-target race for each ``model=WIDTHxHEIGHT`` of ``spec``."""
     rows = []
@@ -463,14 +454,14 @@ def main() -> None:
         fresh = {(row["model"], row["size"]) for row in rows}
         kept = [row for row in report.get("time_to_target", []) if (row["model"], row["size"]) not in fresh]
         report["time_to_target"] = kept + rows  # other sizes measured earlier stay
-        report["time_to_target_cpu"] = {"cpu": _cpu(), "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
+        report["time_to_target_cpu"] = {"cpu": machine.cpu(), "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
         path.write_text(json.dumps(report, indent=2) + "\n")
         return
     import tensorflow as tf
 
     steps = dict(item.split("=") for item in args.steps.split(","))
     report: dict[str, Any] = {
-        "cpu": _cpu(),
+        "cpu": machine.cpu(),
         "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
         "load_average_start": os.getloadavg(),

@@ -31,14 +31,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
+import sys
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -289,7 +293,7 @@ def main() -> None:
     if args.generalisation:
         figures = generalisation(args.epochs, args.size, args.only)
         results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        results["finetune_generalisation"] = {"machine": platform.processor() or platform.machine(), "epochs": args.epochs,
+        results["finetune_generalisation"] = {"machine": machine.cpu(), "epochs": args.epochs,
                                               "size": args.size, "datasets": figures}
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         return
@@ -309,7 +313,7 @@ def main() -> None:
     print(f"ours / plain fit: {ratio:.2f} (goal <= 1.1); freezing is {freezing:.1f}x faster per epoch")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results["finetune"] = {
-        "machine": platform.processor() or platform.machine(),
+        "machine": machine.cpu(),
         "images": args.images, "size": args.size, "epochs": args.epochs,
         "seconds_per_epoch": figures, "ours_over_plain": ratio, "freezing_speedup": freezing,
     }

@@ -33,14 +33,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from neurofilters.filters.hallucinate.quality import local_contrast, saturation
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
+from neurofilters.filters.hallucinate.quality import local_contrast, saturation  # noqa: E402
 
 CLASSES = (1, 130, 207, 291, 323, 417, 817, 949, 980, 985)
 
@@ -312,7 +315,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=128)
     parser.add_argument("--variants", default="robust:224,lucid:128", help="recipe:size pairs of the quality part")
     args = parser.parse_args()
-    results: dict = {"cpu": platform.processor() or platform.machine()}
+    results: dict = {"cpu": machine.cpu()}
     parts = args.parts.split(",")
     if "quality" in parts:
         variants = tuple((name, int(size)) for name, size in (item.split(":") for item in args.variants.split(",")))

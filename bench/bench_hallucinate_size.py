@@ -24,16 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurofilters.filters.hallucinate.quality import local_contrast, saturation, sharpness
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
+from neurofilters.filters.hallucinate.quality import local_contrast, saturation, sharpness  # noqa: E402
 
 CLASSES = (1, 130, 207, 291, 323, 417, 817, 949, 980, 985)
 #: Classes for the photos: ones no photo here shows (rank > 100 on Lite1 before).
@@ -207,7 +210,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="NAME=VALUE filter parameter (repeatable)")
     args = parser.parse_args()
     settings = {name: _value(value) for name, value in (item.split("=", 1) for item in args.set)}
-    results: dict = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+    results: dict = {"cpu": machine.cpu(), "cpu_count": os.cpu_count(),
                      "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""), "settings": settings,
                      "load_average_start": os.getloadavg()}
     store(args.label, results)

@@ -47,7 +47,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS, _cpu, _load, report  # noqa: E402
+import machine  # noqa: E402
+from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS, report  # noqa: E402
 
 CONTENT_LAYER = "block4_conv2"
 
@@ -237,7 +238,7 @@ def _race(name: str, size: int, peer: Peer, run: tuple[np.ndarray, int, int], la
     peer_to_default = next((second for loss, second in zip(reference["loss_curve"], reference["seconds_curve"]) if loss <= default["loss"]), None)
     return {
         "bench": f"peers-{name}", "key": f"peers-{name}_{size}_{os.environ.get('ONEDNN_MAX_CPU_ISA', 'native').lower()}",
-        "size": size, "cpu": _cpu(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", "none"), "peer": reference,
+        "size": size, "cpu": machine.cpu(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", "none"), "peer": reference,
         "default": default, "ours": runs, "ours_setting": reach[2],
         "ratio_to_peer_final_loss": round(reached["seconds"] / reference["seconds"], 4) if reached else None,
         "ours_best_loss": min(run["loss"] for run in runs),
@@ -254,7 +255,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=None, help="the peer's L-BFGS iterations (default: the recipe's, 500 or 1,000)")
     parser.add_argument("--save", action="store_true", help='store the result under "texture" in bench/results.json')
     args = parser.parse_args()
-    load_start = _load()
+    load_start = machine.load()
     if args.bench == "texture":
         result = bench_texture(args.size, args.iterations or 500)
     else:

@@ -30,25 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import statistics
 import time
 from typing import Any
 
+from pathlib import Path
+
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
+
 CLASS = 282
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _timed(fn: Any) -> float:
@@ -131,7 +126,7 @@ def main() -> int:
         print(f"{method:22s} {warm:.3f} s warm ({warm / megapixels:.3f} s/MP; cold {cold:.2f} s)")
 
     report = {
-        "cpu": _cpu(),
+        "cpu": machine.cpu(),
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg(),
         "image": "skimage chelsea, 224 x 224 for the comparison; 1024 x 768 for the per-method times",

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -41,6 +40,10 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import machine  # noqa: E402
+
 
 #: row -> (filter, parameters, model to load first); the issue's rows, in its order.
 ROWS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -68,20 +71,6 @@ BUDGETS: dict[str, tuple[float, float, float]] = {
 }
 COLUMNS = ("512", "1024", "preview")
 ISAS = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}, "native": {}}
-
-
-def _load() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def sgemm_gflops(size: int = 4096, rounds: int = 3) -> float:
@@ -197,7 +186,7 @@ def run_cell(row: str, column: str) -> dict[str, Any]:
         values.update(get_registry().get_filter(name).preview_params)
         neurofilters.apply(name, inputs["image"], seed=0, **values)
     counter.calls = counter.pixels = 0
-    load_start, cpu_start = _load(), time.process_time()
+    load_start, cpu_start = machine.load(), time.process_time()
     began = time.perf_counter()
     neurofilters.apply(name, inputs["image"], seed=0, **values)
     seconds = time.perf_counter() - began
@@ -205,7 +194,7 @@ def run_cell(row: str, column: str) -> dict[str, Any]:
     return {
         "row": row, "column": column, "seconds": round(seconds, 2), "cpu_seconds": round(time.process_time() - cpu_start, 2),
         "startup_s": round(startup, 2), "evaluations": counter.calls, "evaluations_full_size": round(counter.pixels / pixels, 2),
-        "load_average_start": load_start, "load_average_end": _load(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        "load_average_start": load_start, "load_average_end": machine.load(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
     }
 
 
@@ -276,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, Any] = dict(saved.get("runs", {}))
     for isa in isas:
         env = {**os.environ, **ISAS[isa], "TF_CPP_MIN_LOG_LEVEL": "2"}
-        run: dict[str, Any] = {"cpu": _cpu(), "cpu_count": os.cpu_count(), "load_average_start": _load()}
+        run: dict[str, Any] = {"cpu": machine.cpu(), "cpu_count": os.cpu_count(), "load_average_start": machine.load()}
         if isa == "avx2":
             run["onednn_kernels"] = check_isa()
         run["sgemm_gflops_start"] = _child(["--sgemm"], env, 600).get("sgemm_gflops")
@@ -289,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells[f"{isa}/{row}/{column}"] = cell
                 print(json.dumps(cell), flush=True)
         run["sgemm_gflops_end"] = _child(["--sgemm"], env, 600).get("sgemm_gflops")
-        run["load_average_end"] = _load()
+        run["load_average_end"] = machine.load()
         run["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         runs[isa] = run
         print(f"\n{table(cells, isa)}\n\nsgemm {run['sgemm_gflops_start']} → {run['sgemm_gflops_end']} GFLOP/s; "
@@ -307,7 +296,7 @@ def _child(extra: list[str], env: dict[str, str], timeout: float) -> dict[str, A
     try:
         out = subprocess.run([sys.executable, __file__, *extra], env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"seconds": None, "error": f"did not finish in {timeout:.0f} s", "load_average_end": _load()}
+        return {"seconds": None, "error": f"did not finish in {timeout:.0f} s", "load_average_end": machine.load()}
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode or not lines:
         return {"seconds": None, "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:300],

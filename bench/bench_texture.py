@@ -46,8 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import sys
 import time
@@ -57,23 +55,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import machine  # noqa: E402
+
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"]
 DEFAULT_LR_GRID = [1e2, 1e3, 1e4, 1e5, 1e6]
 TEXTURE_LAYERS = ["block1_conv1", "block1_pool", "block2_pool", "block3_pool", "block4_pool"]
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _load() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 def _images(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +118,7 @@ def bench_style(size: int, steps: int, lr_grid: list[float] | None = None, grid_
     except Reached:
         pass
     result: dict[str, object] = {
-        "bench": "style-fair" if lr_grid else "style", "size": list(content.shape[:2]), "reference_steps": steps, "cpu": _cpu(),
+        "bench": "style-fair" if lr_grid else "style", "size": list(content.shape[:2]), "reference_steps": steps, "cpu": machine.cpu(),
         "start_loss_reference": ref_losses[0], "start_loss_ours": start_loss,
         "reference_final_loss": target, "reference_seconds": ref_times[-1],
         "ours_seconds_to_reference_loss": reached.get("time"), "ours_evaluations": len(history), "ours_best_loss": min(history),
@@ -220,7 +206,7 @@ def bench_synth(size: int, target: float, steps: int, tile_size: int = 512, max_
         "seconds_to_target": reached, "seconds_total": round(total, 1), "stopped_by": "target" if reached is not None else ("max_seconds" if total >= max_seconds else "steps"),
         "best_loss_final_octave": min((point[3] for point in final), default=None),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "octaves": octaves,
-        "final_octave_curve": [[point[0], point[2], point[3]] for point in final], "cpu": _cpu(),
+        "final_octave_curve": [[point[0], point[2], point[3]] for point in final], "cpu": machine.cpu(),
     }
 
 
@@ -236,7 +222,7 @@ def bench_rss(size: int, steps: int) -> dict[str, object]:
     synthesis.synthesise(engine, brick, (size, size), steps=steps, octaves=1, wrap=True, rng=np.random.default_rng(0), optimizer="adam")
     image_mb = size * size * 3 * 4 / 2**20
     return {"bench": "rss", "size": size, "steps": steps, "seconds": time.perf_counter() - t0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "one_float32_image_mb": image_mb, "cpu": _cpu()}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "one_float32_image_mb": image_mb, "cpu": machine.cpu()}
 
 
 def save(result: dict[str, object], path: Path) -> None:
@@ -266,7 +252,7 @@ def main() -> None:
     parser.add_argument("--grid-steps", type=int, default=100, help="style-fair: keras-io steps per learning rate tried")
     parser.add_argument("--save", action="store_true", help='store the result under "texture" in bench/results.json')
     args = parser.parse_args()
-    load_start = _load()
+    load_start = machine.load()
     if args.bench == "style":
         result = bench_style(args.size, args.steps)
     elif args.bench == "style-fair":
@@ -280,7 +266,7 @@ def main() -> None:
 
 def report(result: dict[str, object], load_start: list[float], keep: bool) -> None:
     """Add the load averages to ``result``, print it as one JSON line and, when ``keep``, :func:`save` it."""
-    result["load_average_start"], result["load_average_end"] = load_start, _load()
+    result["load_average_start"], result["load_average_end"] = load_start, machine.load()
     print(json.dumps(result))
     if keep:
         save(result, Path(__file__).with_name("results.json"))

@@ -20,13 +20,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import machine  # noqa: E402
 from video_clip import flicker_and_change, make_clip, read_frames  # noqa: E402
 
 
@@ -71,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     from neurofilters.plugin_host.video.media import open_source, read_frames as source_frames
 
-    results: dict[str, object] = {"frames": args.frames, "filter": args.filter, "extra": args.extra, "cpu": _cpu(), "load_before": os.getloadavg()}
+    results: dict[str, object] = {"frames": args.frames, "filter": args.filter, "extra": args.extra, "cpu": machine.cpu(), "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "clip.mp4"
         make_clip(clip, args.frames)
@@ -97,14 +99,6 @@ def main() -> None:
     data = json.loads(store.read_text()) if store.exists() else {}
     data["video"] = results
     store.write_text(json.dumps(data, indent=1) + "\n")
-
-
-def _cpu() -> str:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    return f"{os.cpu_count()} cores, " + ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")
 
 
 if __name__ == "__main__":
