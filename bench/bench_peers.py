@@ -27,7 +27,12 @@ cap; its result is measured in float32) on that boundary, two ways:
   which matches every layer at every octave instead of only the shallow ones at the finest, as
   ``--steps`` above 32 also does, and ``--steps`` 32, 64, 128 ...), style with its default layers and ``--steps`` 8, 16, 32 ..., each a whole
   run, until its result's loss is at or below the peer's final loss; the ratio is that run's seconds over
-  the peer's (``None`` when the stall stop keeps ours above it).
+  the peer's (``None`` when the stall stop keeps ours above it). Beside it, read the way the peer's times are
+  read, from the run's own loss curve: the seconds from that run's start until its full-size octave's loss
+  (the filter's best so far, the same loss in the same arithmetic under the AVX2 cap; bfloat16 as the machine
+  is, so approximate there) first reached the peer's final loss, over the peer's seconds. A doubling series
+  alone overstates ours by up to the last doubling's extra iterations; the result's own loss, measured in
+  float32, is recorded beside the curve's last value.
 
 The network is built and its steps traced before either clock starts.
 """
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +57,8 @@ import machine  # noqa: E402
 from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS, report  # noqa: E402
 
 CONTENT_LAYER = "block4_conv2"
+#: The filters' progress message after each iteration (``synthesis.synthesise``, ``style.transfer``).
+_PROGRESS = re.compile(r"octave (?P<octave>\d+)/\d+, step \d+/\d+, loss (?P<loss>\S+)")
 
 
 def _relative_loss(n_style: int, content: bool) -> Any:
@@ -150,15 +158,15 @@ def bench_texture(size: int, iterations: int) -> dict[str, Any]:
     start = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
     label = f"DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²"
 
-    def ours(steps: int, auto_layers: bool = True) -> np.ndarray:  # the filter's rule for which layers the finest octave matches
+    def ours(steps: int, progress: Any = None, auto_layers: bool = True) -> np.ndarray:  # the filter's rule for the finest octave's layers
         return synthesis.synthesise(
             engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), optimizer="lbfgs",
             weights=[1.0] * len(TEXTURE_LAYERS), boundary="zero", fine_layers=synthesis.fine_layer_count(steps, auto_layers),
-            **synthesis.TEXTURE_SCHEDULE,
+            progress=progress, **synthesis.TEXTURE_SCHEDULE,
         )[0]
 
-    def every_layer(steps: int) -> np.ndarray:  # --layers given: every layer at every octave
-        return ours(steps, False)
+    def every_layer(steps: int, progress: Any = None) -> np.ndarray:  # --layers given: every layer at every octave
+        return ours(steps, progress, False)
 
     setting = "--layers " + ",".join(TEXTURE_LAYERS) + " (every layer at every octave)"
     return _race("texture", size, peer, (start, iterations, 20), label, ours, _default_steps((size, size)), (every_layer, 32, setting))
@@ -184,11 +192,11 @@ def bench_style(size: int, iterations: int) -> dict[str, Any]:
     start = np.random.default_rng(0).random(content.shape).astype(np.float32)
     label = f"neural-style's recipe, {iterations} L-BFGS-B iterations at {content.shape[0]} x {content.shape[1]}"
 
-    def ours(steps: int) -> np.ndarray:
+    def ours(steps: int, progress: Any = None) -> np.ndarray:
         return style_module.transfer(
             engine, content, [(style, 1.0)], steps=steps, octaves=0, content_weight=1.0, style_weights=weights, tv_weight=0.0,
             start="content", rng=np.random.default_rng(0), optimizer="lbfgs", schedule="pyramid", stall=style_module.STALL,
-            fine_layers=style_module.FINE_STYLE_LAYERS,
+            fine_layers=style_module.FINE_STYLE_LAYERS, progress=progress,
         )[0]
 
     return _race("style", size, peer, (start, iterations, 100), label, ours, _default_steps(content.shape[:2]), (ours, 8, "the default layers"))
@@ -214,10 +222,21 @@ def _race(name: str, size: int, peer: Peer, run: tuple[np.ndarray, int, int], la
     print(json.dumps(reference), file=sys.stderr, flush=True)
 
     def ours(build: Any, steps: int) -> dict[str, Any]:
+        curve: list[tuple[float, int, float]] = []  # (seconds, octave, the filter's best loss so far) after each iteration
+
+        def progress(_: float, message: str) -> None:
+            found = _PROGRESS.fullmatch(message)
+            assert found, f"the filter's progress message changed: {message!r}"
+            curve.append((time.perf_counter() - began, int(found["octave"]), float(found["loss"])))
+
         began, cpu = time.perf_counter(), time.process_time()
-        image = build(steps)
+        image = build(steps, progress)
         result = {"steps": steps, "seconds": round(time.perf_counter() - began, 2), "cpu_seconds": round(time.process_time() - cpu, 2),
                   "loss": peer.evaluate(image)[0]}
+        finest = [(second, loss) for second, octave, loss in curve if octave == max(point[1] for point in curve)]
+        result["finest_octave_last_loss"] = finest[-1][1]
+        result["seconds_to_peer_final_loss"] = next((round(second, 2) for second, loss in finest if loss <= reference["final_loss"]), None)
+        result["finest_octave_curve"] = [[round(second, 2), float(f"{loss:.5g}")] for second, loss in finest]
         print(json.dumps(result), file=sys.stderr, flush=True)
         return result
 
@@ -241,6 +260,8 @@ def _race(name: str, size: int, peer: Peer, run: tuple[np.ndarray, int, int], la
         "size": size, "cpu": machine.cpu(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", "none"), "peer": reference,
         "default": default, "ours": runs, "ours_setting": reach[2],
         "ratio_to_peer_final_loss": round(reached["seconds"] / reference["seconds"], 4) if reached else None,
+        "ratio_to_peer_final_loss_along_run": (round(reached["seconds_to_peer_final_loss"] / reference["seconds"], 4)
+                                               if reached and reached["seconds_to_peer_final_loss"] is not None else None),
         "ours_best_loss": min(run["loss"] for run in runs),
         "peer_seconds_to_our_default_loss": peer_to_default,
         "ratio_at_our_default_loss": round(default["seconds"] / peer_to_default, 4) if peer_to_default else None,

@@ -226,6 +226,9 @@ def _texture_markdown(texture: dict) -> list[str]:
             at_default = entry.get("ratio_at_our_default_loss")
             finish = next((run for run in runs if run["loss"] <= peer["final_loss"]), None)
             setting = f", {entry['ours_setting']}" if entry.get("ours_setting") else ""
+            along = entry.get("ratio_to_peer_final_loss_along_run")  # entries saved before the curve was read have none
+            if along is not None and finish:
+                setting += f"; along that run: **{along:#.2g}** ({finish['seconds_to_peer_final_loss']:.0f} s)"
             rows.append([
                 "DeepTextures" if entry["bench"] == "peers-texture" else "neural-style", f"{entry['size']} px", entry["isa_cap"],
                 f"{peer['iterations']} iterations, {peer['seconds']:.0f} s → {peer['final_loss']:.3g}",
@@ -239,7 +242,9 @@ def _texture_markdown(texture: dict) -> list[str]:
                      "from noise, the whole image differentiated at once, on the same network, layers and relative Gram loss "
                      "with zero padding; ours is the filter's schedule: its default at that size, and to the peer's final loss "
                      "the smallest --steps of a doubling series that reaches it (texture from 32, with every layer matched "
-                     "at every octave, as --steps above 32 does; style from 8); ratios are ours / the peer's seconds, lower is faster):")
+                     "at every octave, as --steps above 32 does; style from 8), and, where measured, the seconds until that "
+                     "run's own loss curve first reached it, read as the peer's times are; ratios are ours / the peer's seconds, "
+                     "lower is faster):")
         parts.append(_table(["recipe", "size", "ISA cap", "the peer: its run → final loss", "ours to that loss, ratio",
                              "our default → its loss", "the peer to that loss", "ratio at our default's loss", "load"], rows))
     synths = [entry for entry in texture.values() if entry.get("bench") == "synth"]
