@@ -30,12 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import statistics
+import sys
 import time
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

@@ -44,7 +44,6 @@ sys.path.insert(0, str(HERE))
 
 import machine  # noqa: E402
 
-
 #: row -> (filter, parameters, model to load first); the issue's rows, in its order.
 ROWS: dict[str, tuple[str, dict[str, Any], str]] = {
     "texture": ("texture", {}, "vgg16-hed"),
