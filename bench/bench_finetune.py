@@ -32,8 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -54,11 +53,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402
-from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS, report  # noqa: E402
+from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS, parse_progress, report  # noqa: E402
 
 CONTENT_LAYER = "block4_conv2"
-#: The filters' progress message after each iteration (``synthesis.synthesise``, ``style.transfer``).
-_PROGRESS = re.compile(r"octave (?P<octave>\d+)/\d+, step \d+/\d+, loss (?P<loss>\S+)")
 
 
 def _relative_loss(n_style: int, content: bool) -> Any:
@@ -225,15 +222,15 @@ def _race(name: str, size: int, peer: Peer, run: tuple[np.ndarray, int, int], la
         curve: list[tuple[float, int, float]] = []  # (seconds, octave, the filter's best loss so far) after each iteration
 
         def progress(_: float, message: str) -> None:
-            found = _PROGRESS.fullmatch(message)
-            assert found, f"the filter's progress message changed: {message!r}"
-            curve.append((time.perf_counter() - began, int(found["octave"]), float(found["loss"])))
+            octave, _step, loss = parse_progress(message)
+            curve.append((time.perf_counter() - began, octave, loss))
 
         began, cpu = time.perf_counter(), time.process_time()
         image = build(steps, progress)
         result = {"steps": steps, "seconds": round(time.perf_counter() - began, 2), "cpu_seconds": round(time.process_time() - cpu, 2),
                   "loss": peer.evaluate(image)[0]}
-        finest = [(second, loss) for second, octave, loss in curve if octave == max(point[1] for point in curve)]
+        last_octave = curve[-1][1]
+        finest = [(second, loss) for second, octave, loss in curve if octave == last_octave]
         result["finest_octave_last_loss"] = finest[-1][1]
         result["seconds_to_peer_final_loss"] = next((round(second, 2) for second, loss in finest if loss <= reference["final_loss"]), None)
         result["finest_octave_curve"] = [[round(second, 2), float(f"{loss:.5g}")] for second, loss in finest]

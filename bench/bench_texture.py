@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import sys
 import time
@@ -60,6 +61,15 @@ import machine  # noqa: E402
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"]
 DEFAULT_LR_GRID = [1e2, 1e3, 1e4, 1e5, 1e6]
 TEXTURE_LAYERS = ["block1_conv1", "block1_pool", "block2_pool", "block3_pool", "block4_pool"]
+#: The texture filters' progress message after each iteration (``synthesis.synthesise``, ``style.transfer``).
+_PROGRESS = re.compile(r"octave (?P<octave>\d+)/\d+, step (?P<step>\d+)/\d+, loss (?P<loss>\S+)")
+
+
+def parse_progress(message: str) -> tuple[int, int, float]:
+    """``(octave, step, loss)`` of a texture filter's progress message ``"octave i/n, step s/steps, loss x"``."""
+    found = _PROGRESS.fullmatch(message)
+    assert found, f"the filter's progress message changed: {message!r}"
+    return int(found["octave"]), int(found["step"]), float(found["loss"])
 
 
 def _images(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,12 +187,9 @@ def bench_synth(size: int, target: float, steps: int, tile_size: int = 512, max_
     t0 = time.perf_counter()
 
     def progress(fraction: float, message: str) -> None:
-        # "octave i/n, step s/steps, loss x" (see synthesis.synthesise)
-        octave_part, step_part, loss_part = message.split(", ")
-        octave = int(octave_part.split()[1].split("/")[0])
-        step = int(step_part.split()[1].split("/")[0])
+        octave, step, loss = parse_progress(message)
         seconds = time.perf_counter() - t0
-        curve.append((round(seconds, 2), octave, step, float(loss_part.split()[1])))
+        curve.append((round(seconds, 2), octave, step, loss))
         print(f"{seconds:8.1f} s  octave {octave}/{len(sizes)} {sizes[octave - 1][0]}²  step {step:4d}  loss {curve[-1][3]:.4g}", file=sys.stderr, flush=True)
         if (octave == len(sizes) and curve[-1][3] <= target) or seconds >= max_seconds:
             raise Stop
