@@ -34,7 +34,8 @@ BENCHMARKS: dict[str, list[list[str]]] = {
                 ["bench_peers.py", "texture", "--size", "256", "--save"],
                 ["bench_peers.py", "texture", "--size", "512", "--save"],  # about 10 min natively, 25 under the AVX2 cap
                 # --size 1024 is run by hand: 40 min natively; under the AVX2 cap the peer's whole-image step takes minutes
-                ["bench_peers.py", "style", "--size", "256", "--save"]],
+                ["bench_peers.py", "style", "--size", "256", "--save"],
+                ["bench_lbfgs.py", "--size", "512", "--save"]],  # the filters' L-BFGS against SciPy's, about 15 min
     "explorer": [["bench_explorer.py"]],
     # one large convolution banded and not, under the AVX2 cap (about 10 minutes: the peer's reference kernel)
     "banded": [["bench_banded.py", "--save"]],

@@ -247,6 +247,21 @@ def _texture_markdown(texture: dict) -> list[str]:
                      "lower is faster):")
         parts.append(_table(["recipe", "size", "ISA cap", "the peer: its run → final loss", "ours to that loss, ratio",
                              "our default → its loss", "the peer to that loss", "ratio at our default's loss", "load"], rows))
+    optimisers = [entry for entry in texture.values() if entry.get("bench") == "lbfgs"]
+    if optimisers:
+        rows = []
+        for entry in sorted(optimisers, key=lambda e: (e["size"], e["isa_cap"])):
+            for kind in ("texture", "style"):
+                rows.append([
+                    kind, f"{entry['size']} px", entry["isa_cap"], str(sum(1 for run in entry["runs"] if run["case"].startswith(kind)) // 2),
+                    f"{entry[f'{kind}_scipy_seconds_mean']:.1f} s → {entry[f'{kind}_scipy_loss_mean']:.3g}",
+                    f"{entry[f'{kind}_ours_seconds_mean']:.1f} s → {entry[f'{kind}_ours_loss_mean']:.3g}",
+                    f"**{entry[f'{kind}_time_ratio']:.2f}**", _load(entry),
+                ])
+        parts.append("**The filters' L-BFGS against SciPy's L-BFGS-B** (`bench/bench_lbfgs.py`; each filter's default run with "
+                     "either optimiser, alternating, the same seeds; texture: scikit-image's brick, seeds 0-2; style: chelsea in "
+                     "coffee's style; seconds and the result's float32 loss over every default layer at the full size, means over the runs):")
+        parts.append(_table(["filter", "size", "ISA cap", "runs each", "SciPy's L-BFGS-B", "ours", "time ratio", "load"], rows))
     synths = [entry for entry in texture.values() if entry.get("bench") == "synth"]
     if synths:
         rows = []

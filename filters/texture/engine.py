@@ -15,7 +15,7 @@ its surroundings (one window when the image is small). One evaluation of the obj
 
 Either way only the layers the objective weights are computed (:meth:`GramEngine._active`). With
 ``wrap`` the image is padded circularly first, so the statistics (and the result) wrap around.
-Scipy's L-BFGS-B (with pixel bounds, as DeepTextures) optimises images up to
+L-BFGS with pixel bounds (:mod:`.lbfgs`; DeepTextures used SciPy's L-BFGS-B) optimises images up to
 ``LBFGS_MAX_PIXELS``; larger ones use Adam, whose state is two float32 images.
 """
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from ..gradients import CompiledNetwork
 from .gram import relative_weight
+from .lbfgs import minimize_box
 
 __all__ = ["BOUNDARIES", "FUSED_MAX_PIXELS", "GramEngine", "Memo", "LBFGS_MAX_PIXELS", "Objective", "STALL_WINDOW", "optimise", "fold_padding", "fold_wrap", "stalled"]
 
@@ -43,7 +44,7 @@ FUSED_MAX_PIXELS = 1_400_000
 #: What one pass holds per window pixel beyond the two passes' peak: measured 1.7 KB for vgg16-hed's style layers and
 #: content (float32, 2026-12-06: 1.93 -> 3.93 GB at 1024², four 544² windows), most of it block1's 64 channels.
 FUSED_BYTES_PER_PIXEL = 2048
-#: Largest image (pixels) optimised with L-BFGS-B; its history costs 2 x maxcor float64 copies.
+#: Largest image (pixels) optimised with L-BFGS; its history costs 2 x _LBFGS_HISTORY float64 copies.
 LBFGS_MAX_PIXELS = 1200 * 1200
 _LBFGS_HISTORY = 20
 
@@ -595,9 +596,9 @@ def optimise(
     Args:
         evaluate: ``image -> (loss, gradient)``.
         start: The first image, float32 ``(H, W, 3)``.
-        steps: Iterations (L-BFGS-B may evaluate a few more times for its line search).
+        steps: Iterations (L-BFGS may evaluate a few more times when it shortens a step).
         progress: Called with ``(iteration, loss)`` after each iteration.
-        method: ``"lbfgs"``, ``"adam"`` or ``"auto"`` (L-BFGS-B up to :data:`LBFGS_MAX_PIXELS`).
+        method: ``"lbfgs"``, ``"adam"`` or ``"auto"`` (L-BFGS up to :data:`LBFGS_MAX_PIXELS`).
         learning_rate: Adam's step in pixel units.
         stall: Stop once the best loss fell by less than this fraction over the last
             :data:`STALL_WINDOW` iterations (0: run all ``steps``).
@@ -610,32 +611,17 @@ def optimise(
         method = "lbfgs" if shape[0] * shape[1] <= LBFGS_MAX_PIXELS else "adam"
     history: list[float] = []
     if method == "lbfgs":
-        from scipy.optimize import Bounds, minimize
-
-        best: dict[str, Any] = {"loss": math.inf, "x": start.copy()}
-
         def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-            image = flat.reshape(shape).astype(np.float32)
-            loss, gradient = evaluate(image)
-            if loss < best["loss"]:
-                best["loss"], best["x"] = loss, image
-            return loss, gradient.astype(np.float64).ravel()
+            return evaluate(flat.reshape(shape).astype(np.float32))
 
-        def callback(intermediate: Any) -> None:
-            history.append(float(best["loss"]))
+        def callback(_: int, loss: float) -> bool:
+            history.append(loss)
             if progress is not None:
-                progress(len(history), history[-1])
-            if stalled(history, stall):
-                raise StopIteration
+                progress(len(history), loss)
+            return stalled(history, stall)
 
-        # SciPy's public minimize: its bounds pass is a per-variable Python loop (about 0.5 CPU-s in the 256-px
-        # preview, 10 CPU-s in a 1024² style run), kept rather than driving its private L-BFGS-B step.
-        minimize(
-            fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
-            callback=callback,
-            options={"maxiter": int(steps), "maxfun": int(steps * 1.5) + 5, "maxcor": _LBFGS_HISTORY, "ftol": 0.0, "gtol": 0.0},
-        )
-        return np.asarray(best["x"], np.float32), history
+        result = minimize_box(fun, start, max_iterations=int(steps), max_evaluations=int(steps * 1.5) + 5, history=_LBFGS_HISTORY, callback=callback)
+        return result.x.reshape(shape).astype(np.float32), history
     image = start.astype(np.float32).copy()
     first = np.zeros_like(image)
     second = np.zeros_like(image)

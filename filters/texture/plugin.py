@@ -49,7 +49,7 @@ _ENGINE = (
     Param("octaves", "int", 0, "Coarse-to-fine scales, each half the size of the next (0 = automatic: halve while the smaller side stays at least 64 px, at most 4).", minimum=0, maximum=8),
     Param("model", "model", "vgg16-hed", "Network whose feature statistics are matched: the embedded VGG16 backbone (vgg16-hed) or any zoo model with --layers naming its layers."),
     Param("precision", "choice", "auto", "Arithmetic of the network: auto (bfloat16 where it is about twice as fast, float32 elsewhere), float32 or bfloat16.", choices=PRECISIONS, group="Engine", advanced=True),
-    Param("optimizer", "choice", "auto", "auto: L-BFGS-B with pixel bounds up to about 1.4 megapixels, Adam above (L-BFGS keeps 40 float64 copies of the image).", choices=("auto", "lbfgs", "adam"), group="Engine", advanced=True),
+    Param("optimizer", "choice", "auto", "auto: L-BFGS with pixel bounds up to about 1.4 megapixels, Adam above (L-BFGS keeps 40 float64 copies of the image).", choices=("auto", "lbfgs", "adam"), group="Engine", advanced=True),
     Param("tile_size", "int", 512, "Largest tile fed to the network; Gram statistics are summed over tiles, so memory stays bounded for any output size.", minimum=64, maximum=8192, group="Engine", advanced=True),
 )
 

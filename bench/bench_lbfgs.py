@@ -1,0 +1,159 @@
+"""The texture filters' own bounded L-BFGS against SciPy's L-BFGS-B, on the filters' default runs.
+
+    python bench/bench_lbfgs.py --size 512 --rounds 2 --save
+
+The peer is SciPy's ``minimize(method="L-BFGS-B")`` with the same bounds, history (20), iteration and
+evaluation caps and stall stop, put in place of :func:`neurofilters.filters.texture.lbfgs.minimize_box` for
+its runs; everything else (network, schedule, seeds) is the filter's default. Each round runs texture
+(scikit-image's brick, seeds 0, 1 and 2) and style-transfer (chelsea in coffee's style, seed 0) once with
+each optimiser, alternating, so a change in the machine's speed falls on both. Each result's loss is the
+float32 loss of ``bench_peers`` (every default layer at the full size), so a faster optimiser that ends
+higher shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import machine  # noqa: E402
+from bench_peers import CONTENT_LAYER, Peer, _default_steps, _network  # noqa: E402
+from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def scipy_box(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray, *, lower: float = 0.0, upper: float = 1.0,
+              max_iterations: int, max_evaluations: int | None = None, history: int = 20,
+              callback: Callable[[int, float], bool | None] | None = None) -> Any:
+    """SciPy's L-BFGS-B behind :func:`minimize_box`'s signature (the filters' optimiser until 2026-12-07)."""
+    from scipy.optimize import Bounds, minimize
+
+    from neurofilters.filters.texture.lbfgs import LBFGSResult
+
+    best: dict[str, Any] = {"loss": np.inf, "x": np.asarray(start, np.float64).ravel()}
+    count = [0]
+
+    def wrapped(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, gradient = fun(flat)
+        if loss < best["loss"]:
+            best["loss"], best["x"] = float(loss), flat.copy()
+        return float(loss), np.asarray(gradient, np.float64).ravel()
+
+    def step(_: Any) -> None:
+        count[0] += 1
+        if callback is not None and callback(count[0], best["loss"]):
+            raise StopIteration
+
+    result = minimize(wrapped, np.asarray(start, np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(lower, upper), callback=step,
+                      options={"maxiter": max_iterations, "maxfun": max_evaluations or 10**9, "maxcor": history, "ftol": 0.0, "gtol": 0.0})
+    return LBFGSResult(best["x"], best["loss"], count[0], int(result.nfev), "scipy")
+
+
+@contextlib.contextmanager
+def optimiser(name: str) -> Iterator[None]:
+    """The filters' L-BFGS (``ours``) or SciPy's (``scipy``) for the runs inside."""
+    from neurofilters.filters.texture import engine
+
+    kept = engine.minimize_box
+    engine.minimize_box = scipy_box if name == "scipy" else kept
+    try:
+        yield
+    finally:
+        engine.minimize_box = kept
+
+
+def cases(size: int) -> list[tuple[str, Callable[[], np.ndarray], Peer]]:
+    """``(label, run the default, the loss that measures its result)`` for texture (three seeds) and style."""
+    import skimage.data
+
+    from bench_texture import _images
+
+    from neurofilters.filters.octaves import resize_image
+    from neurofilters.filters.texture import style as style_module
+    from neurofilters.filters.texture import synthesis
+
+    brick = np.repeat(np.asarray(skimage.data.brick(), np.float32)[:, :, None] / 255.0, 3, axis=2)
+    sample = resize_image(brick, (size, size))
+    engine, exact = _network(TEXTURE_LAYERS, None, "auto"), _network(TEXTURE_LAYERS, None, "float32")
+    texture_loss = Peer(exact.network, len(TEXTURE_LAYERS), exact.gram_targets(sample, "zero"), [1.0] * len(TEXTURE_LAYERS), None)
+    steps = _default_steps((size, size))
+
+    def texture(seed: int) -> Callable[[], np.ndarray]:
+        return lambda: synthesis.synthesise(
+            engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(seed), optimizer="lbfgs",
+            weights=[1.0] * len(TEXTURE_LAYERS), boundary="zero", fine_layers=synthesis.fine_layer_count(steps, True), **synthesis.TEXTURE_SCHEDULE,
+        )[0]
+
+    content, _ = _images(size)
+    style = resize_image(np.asarray(skimage.data.coffee(), np.float32) / 255.0, (256, 384))
+    style_engine, style_exact = _network(STYLE_LAYERS, CONTENT_LAYER, "auto"), _network(STYLE_LAYERS, CONTENT_LAYER, "float32")
+    weights = [1.0 / len(STYLE_LAYERS)] * len(STYLE_LAYERS)
+    style_loss = Peer(style_exact.network, len(STYLE_LAYERS), style_exact.gram_targets(style), weights, (style_exact.content_features(content), 1.0))
+    style_steps = _default_steps(content.shape[:2])
+
+    def transfer() -> np.ndarray:
+        return style_module.transfer(
+            style_engine, content, [(style, 1.0)], steps=style_steps, octaves=0, content_weight=1.0, style_weights=weights, tv_weight=0.0,
+            start="content", rng=np.random.default_rng(0), optimizer="lbfgs", schedule="pyramid", stall=style_module.STALL,
+            fine_layers=style_module.FINE_STYLE_LAYERS,
+        )[0]
+
+    return [(f"texture seed {seed}", texture(seed), texture_loss) for seed in (0, 1, 2)] + [("style seed 0", transfer, style_loss)]
+
+
+def main() -> int:
+    """Run the rounds, print each run and the totals, and with ``--save`` store them in bench/results.json."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512, help="the output's side (texture) and the content's height (style); default 512")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of every case with each optimiser; default 2")
+    parser.add_argument("--save", action="store_true", help="store the result in bench/results.json under texture/lbfgs_<size>_<isa>")
+    args = parser.parse_args()
+    runs: list[dict[str, Any]] = []
+    load_start = machine.load()
+    prepared = cases(args.size)
+    for _, run, _ in prepared:  # traces every octave's steps before any clock starts
+        run()
+    for round_ in range(args.rounds):
+        for label, run, loss in prepared:
+            for name in (("ours", "scipy") if round_ % 2 == 0 else ("scipy", "ours")):
+                with optimiser(name):
+                    began = time.perf_counter()
+                    image = run()
+                    seconds = time.perf_counter() - began
+                runs.append({"case": label, "optimiser": name, "round": round_, "seconds": round(seconds, 2), "loss": float(f"{loss.evaluate(image)[0]:.5g}")})
+                print(json.dumps(runs[-1]), flush=True)
+    summary: dict[str, Any] = {}
+    for kind in ("texture", "style"):
+        for name in ("ours", "scipy"):
+            mine = [run for run in runs if run["case"].startswith(kind) and run["optimiser"] == name]
+            summary[f"{kind}_{name}_seconds_mean"] = round(float(np.mean([run["seconds"] for run in mine])), 2)
+            summary[f"{kind}_{name}_loss_mean"] = float(f"{np.mean([run['loss'] for run in mine]):.4g}")
+        summary[f"{kind}_time_ratio"] = round(summary[f"{kind}_ours_seconds_mean"] / summary[f"{kind}_scipy_seconds_mean"], 3)
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native").lower()
+    entry = {"bench": "lbfgs", "key": f"lbfgs_{args.size}_{isa}", "size": args.size, "cpu": machine.cpu(), "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", "none"),
+             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average_start": load_start, "load_average_end": machine.load(),
+             "runs": runs, **summary}
+    print(json.dumps(summary, indent=1))
+    if args.save:
+        path = HERE / "results.json"
+        results = json.loads(path.read_text())
+        results.setdefault("texture", {})[entry["key"]] = entry
+        path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
