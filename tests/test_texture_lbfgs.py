@@ -83,6 +83,19 @@ def test_callback_and_evaluation_limit_stop_the_run() -> None:
     assert limited.loss < _rosenbrock(start)[0]
 
 
+def test_a_step_into_nan_is_shortened_not_taken() -> None:
+    """A loss that is NaN beyond x = 0.6 (as a network's can overflow): the run stays where the loss is finite."""
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        if np.any(x > 0.6):
+            return float("nan"), np.full_like(x, np.nan)
+        return float(np.sum((x - 0.7) ** 2)), 2 * (x - 0.7)
+
+    result = minimize_box(fun, np.full(10, 0.1), max_iterations=20)
+    assert np.isfinite(result.loss) and np.all(result.x <= 0.6)
+    assert result.loss < fun(np.full(10, 0.1))[0] / 10
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"lower": 1.0, "upper": 0.0}, "lower=1.0 and upper=0.0"),
     ({"history": 0}, "got 0"),

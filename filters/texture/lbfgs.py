@@ -115,8 +115,7 @@ def minimize_box(
             slope = float(np.dot(gradient, direction))
             if not slope < 0:
                 return LBFGSResult(x, loss, iteration - 1, evaluations, "line search")
-        length = 1.0
-        found, evaluations = _wolfe_step(fun, x, loss, gradient, direction, length, (lower, upper), evaluations, limit)
+        found, evaluations = _wolfe_step(fun, x, loss, gradient, direction, (lower, upper), evaluations, limit)
         if found is None:
             return LBFGSResult(x, loss, iteration - 1, evaluations, "evaluations" if evaluations >= limit else "line search")
         candidate, new_loss, new_gradient = found
@@ -138,15 +137,15 @@ def _wolfe_step(
     loss: float,
     gradient: np.ndarray,
     direction: np.ndarray,
-    length: float,
     box: tuple[float, float],
     evaluations: int,
     limit: float,
 ) -> tuple[tuple[np.ndarray, float, np.ndarray] | None, int]:
     """A step along ``direction`` meeting the strong Wolfe conditions (Nocedal and Wright's algorithms 3.5 and 3.6).
 
-    The step is tried at ``length`` first and grown fourfold while the loss still falls steeply, then
-    narrowed by quadratic interpolation inside the bracket found. Every trial is clipped to the box.
+    The step is tried at 1 first and grown fourfold while the loss still falls steeply, then narrowed by
+    quadratic interpolation inside the bracket found. Every trial is clipped to the box; a trial whose loss
+    is not finite counts as too long.
 
     Returns:
         ``(point, loss, gradient)`` of the accepted step (the lowest trial that met Armijo's rule when the
@@ -157,7 +156,7 @@ def _wolfe_step(
     accepted: tuple[np.ndarray, float, np.ndarray] | None = None
     high: float | None = None  # the bracket's other end, once the minimum is known to lie between them
     high_loss = math.inf
-    trial = length
+    trial = 1.0
     for _ in range(_MAX_TRIALS):
         if evaluations >= limit:
             break
@@ -165,8 +164,8 @@ def _wolfe_step(
         trial_loss, trial_gradient = _evaluate(fun, candidate)
         evaluations += 1
         trial_slope = float(np.dot(trial_gradient, direction))
-        if trial_loss > loss + _ARMIJO * float(np.dot(gradient, candidate - x)) or trial_loss >= low_loss:
-            high, high_loss = trial, trial_loss
+        if not math.isfinite(trial_loss) or trial_loss > loss + _ARMIJO * float(np.dot(gradient, candidate - x)) or trial_loss >= low_loss:
+            high, high_loss = trial, (trial_loss if math.isfinite(trial_loss) else math.inf)
         else:
             accepted = (candidate, trial_loss, trial_gradient)
             if abs(trial_slope) <= -_CURVATURE * slope:
