@@ -84,6 +84,10 @@ def _init_ray(address: str | None, actors: int, temp_dir: Path | None = None) ->
 #: Longest path of the folder given to Ray: its sockets go ``/session_<date>_<time>_<pid>/sockets/plasma_store``
 #: (about 64 bytes) below it, and a unix socket's path has at most 107.
 _RAY_TEMP_MAX = 40
+#: Tries of a file whose actor Ray reports as temporarily unavailable (restarting after a death), and the pause
+#: before each: a restart took over a second on a loaded 2-core machine, and such a try is no second death.
+_UNAVAILABLE_TRIES = 60
+_UNAVAILABLE_PAUSE_S = 0.5
 
 
 def _ray_temp_dir(address: str | None) -> Path | None:
@@ -159,13 +163,14 @@ def _dispatch(
     actors: int,
     on_started: Callable[[Task], None] | None,
 ) -> None:
-    from ray.exceptions import RayActorError, WorkerCrashedError
+    from ray.exceptions import ActorUnavailableError, RayActorError, WorkerCrashedError
 
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= actors else 0
     remote_actor = ray.remote(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=0)(_BatchActor)
     pool = [remote_actor.remote(options) for _ in range(max(actors, 1))]
     pending = list(reversed(tasks))
     deaths: dict[int, int] = {}
+    unavailable: dict[int, int] = {}
     running: dict[Any, tuple[Task, int]] = {}
     busy = [0] * len(pool)
 
@@ -193,6 +198,14 @@ def _dispatch(
             busy[slot] -= 1
             try:
                 outcome = ray.get(ref)
+            except ActorUnavailableError:  # the actor is restarting: Ray says it may be available later
+                unavailable[task.index] = unavailable.get(task.index, 0) + 1
+                if unavailable[task.index] > _UNAVAILABLE_TRIES:
+                    finish(task, Outcome(task.index, "failed", f"the Ray actor stayed unavailable for {_UNAVAILABLE_TRIES} tries"))
+                else:
+                    time.sleep(_UNAVAILABLE_PAUSE_S)
+                    pending.append(task)
+                continue
             except (RayActorError, WorkerCrashedError) as error:
                 deaths[task.index] = deaths.get(task.index, 0) + 1
                 if deaths[task.index] >= 2:
