@@ -85,7 +85,8 @@ def _init_ray(address: str | None, actors: int, temp_dir: Path | None = None) ->
 #: (about 64 bytes) below it, and a unix socket's path has at most 107.
 _RAY_TEMP_MAX = 40
 #: Tries of a file whose actor Ray reports as temporarily unavailable (restarting after a death), and the pause
-#: before each: a restart took over a second on a loaded 2-core machine, and such a try is no second death.
+#: before each: such a try is no second death (on a loaded CI run, 2026-12-07, a file's retry met its restarting
+#: actor and was failed as "died twice"; how long a restart takes was not measured).
 _UNAVAILABLE_TRIES = 60
 _UNAVAILABLE_PAUSE_S = 0.5
 
