@@ -28,37 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402
-from bench_peers import CONTENT_LAYER, Peer, _default_steps, _network  # noqa: E402
-from bench_texture import STYLE_LAYERS, TEXTURE_LAYERS  # noqa: E402
+from bench_peers import Peer, _default_steps, scipy_box, style_case, texture_case  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def scipy_box(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray, *, lower: float = 0.0, upper: float = 1.0,
-              max_iterations: int, max_evaluations: int | None = None, history: int = 20,
-              callback: Callable[[int, float], bool | None] | None = None) -> Any:
-    """SciPy's L-BFGS-B behind :func:`minimize_box`'s signature (the filters' optimiser until 2026-12-07)."""
-    from scipy.optimize import Bounds, minimize
-
-    from neurofilters.filters.texture.lbfgs import LBFGSResult
-
-    best: dict[str, Any] = {"loss": np.inf, "x": np.asarray(start, np.float64).ravel()}
-    count = [0]
-
-    def wrapped(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, gradient = fun(flat)
-        if loss < best["loss"]:
-            best["loss"], best["x"] = float(loss), flat.copy()
-        return float(loss), np.asarray(gradient, np.float64).ravel()
-
-    def step(_: Any) -> None:
-        count[0] += 1
-        if callback is not None and callback(count[0], best["loss"]):
-            raise StopIteration
-
-    result = minimize(wrapped, np.asarray(start, np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(lower, upper), callback=step,
-                      options={"maxiter": max_iterations, "maxfun": max_evaluations or 10**9, "maxcor": history, "ftol": 0.0, "gtol": 0.0})
-    return LBFGSResult(best["x"], best["loss"], count[0], int(result.nfev), "scipy")
 
 
 @contextlib.contextmanager
@@ -76,41 +48,14 @@ def optimiser(name: str) -> Iterator[None]:
 
 def cases(size: int) -> list[tuple[str, Callable[[], np.ndarray], Peer]]:
     """``(label, run the default, the loss that measures its result)`` for texture (three seeds) and style."""
-    import skimage.data
+    texture, texture_loss = texture_case(size)
+    transfer, style_loss, shape = style_case(size)
+    steps, style_steps = _default_steps((size, size)), _default_steps(shape[:2])
 
-    from bench_texture import _images
+    def seeded(seed: int) -> Callable[[], np.ndarray]:
+        return lambda: texture(steps, seed=seed)
 
-    from neurofilters.filters.octaves import resize_image
-    from neurofilters.filters.texture import style as style_module
-    from neurofilters.filters.texture import synthesis
-
-    brick = np.repeat(np.asarray(skimage.data.brick(), np.float32)[:, :, None] / 255.0, 3, axis=2)
-    sample = resize_image(brick, (size, size))
-    engine, exact = _network(TEXTURE_LAYERS, None, "auto"), _network(TEXTURE_LAYERS, None, "float32")
-    texture_loss = Peer(exact.network, len(TEXTURE_LAYERS), exact.gram_targets(sample, "zero"), [1.0] * len(TEXTURE_LAYERS), None)
-    steps = _default_steps((size, size))
-
-    def texture(seed: int) -> Callable[[], np.ndarray]:
-        return lambda: synthesis.synthesise(
-            engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(seed), optimizer="lbfgs",
-            weights=[1.0] * len(TEXTURE_LAYERS), boundary="zero", fine_layers=synthesis.fine_layer_count(steps, True), **synthesis.TEXTURE_SCHEDULE,
-        )[0]
-
-    content, _ = _images(size)
-    style = resize_image(np.asarray(skimage.data.coffee(), np.float32) / 255.0, (256, 384))
-    style_engine, style_exact = _network(STYLE_LAYERS, CONTENT_LAYER, "auto"), _network(STYLE_LAYERS, CONTENT_LAYER, "float32")
-    weights = [1.0 / len(STYLE_LAYERS)] * len(STYLE_LAYERS)
-    style_loss = Peer(style_exact.network, len(STYLE_LAYERS), style_exact.gram_targets(style), weights, (style_exact.content_features(content), 1.0))
-    style_steps = _default_steps(content.shape[:2])
-
-    def transfer() -> np.ndarray:
-        return style_module.transfer(
-            style_engine, content, [(style, 1.0)], steps=style_steps, octaves=0, content_weight=1.0, style_weights=weights, tv_weight=0.0,
-            start="content", rng=np.random.default_rng(0), optimizer="lbfgs", schedule="pyramid", stall=style_module.STALL,
-            fine_layers=style_module.FINE_STYLE_LAYERS,
-        )[0]
-
-    return [(f"texture seed {seed}", texture(seed), texture_loss) for seed in (0, 1, 2)] + [("style seed 0", transfer, style_loss)]
+    return [(f"texture seed {seed}", seeded(seed), texture_loss) for seed in (0, 1, 2)] + [("style seed 0", lambda: transfer(style_steps), style_loss)]
 
 
 def main() -> int:

@@ -44,7 +44,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,31 +102,57 @@ class Peer:
 
     def run(self, start: np.ndarray, iterations: int, history: int) -> dict[str, Any]:
         """L-BFGS-B from ``start`` with pixel bounds and no tolerance stop; the loss after each iteration and the seconds."""
-        from scipy.optimize import Bounds, minimize
-
         shape = start.shape
         losses: list[float] = []
         seconds: list[float] = []
-        last: dict[str, float] = {}
         self.evaluate(start)  # traced before the clock starts, as ours is
         began, cpu = time.perf_counter(), time.process_time()
 
         def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-            loss, gradient = self.evaluate(flat.reshape(shape).astype(np.float32))
-            last["loss"] = loss
-            return loss, gradient.astype(np.float64).ravel()
+            return self.evaluate(flat.reshape(shape).astype(np.float32))
 
-        def callback(_: Any) -> None:
-            losses.append(last["loss"])
+        def callback(_: int, loss: float) -> bool:
+            losses.append(loss)
             seconds.append(time.perf_counter() - began)
+            return False
 
-        result = minimize(fun, start.astype(np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0), callback=callback,
-                          options={"maxiter": iterations, "maxcor": history, "ftol": 0.0, "gtol": 0.0, "maxfun": iterations * 3})
+        result = scipy_box(fun, start, max_iterations=iterations, max_evaluations=iterations * 3, history=history, callback=callback)
         elapsed, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu
         final = self.evaluate(result.x.reshape(shape).astype(np.float32))[0]
-        return {"iterations": len(losses), "evaluations": int(result.nfev), "final_loss": final, "seconds": round(elapsed, 2),
+        return {"iterations": len(losses), "evaluations": result.evaluations, "final_loss": final, "seconds": round(elapsed, 2),
                 "cpu_seconds": round(cpu_seconds, 2), "loss_curve": [float(f"{loss:.5g}") for loss in losses],
                 "seconds_curve": [round(second, 2) for second in seconds]}
+
+
+def scipy_box(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray, *, lower: float = 0.0, upper: float = 1.0,
+              max_iterations: int, max_evaluations: int | None = None, history: int = 20,
+              callback: Callable[[int, float], bool | None] | None = None) -> Any:
+    """SciPy's L-BFGS-B (no tolerance stop) behind :func:`~neurofilters.filters.texture.lbfgs.minimize_box`'s signature.
+
+    The peers' optimiser, and the filters' own until 2026-12-07 (``bench_lbfgs`` puts it back in their place).
+    ``callback(iteration, best loss so far)`` after each iteration; returning True stops the run.
+    """
+    from scipy.optimize import Bounds, minimize
+
+    from neurofilters.filters.texture.lbfgs import LBFGSResult
+
+    best: dict[str, Any] = {"loss": np.inf, "x": np.asarray(start, np.float64).ravel()}
+    count = [0]
+
+    def wrapped(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, gradient = fun(flat)
+        if loss < best["loss"]:
+            best["loss"], best["x"] = float(loss), flat.copy()
+        return float(loss), np.asarray(gradient, np.float64).ravel()
+
+    def step(_: Any) -> None:
+        count[0] += 1
+        if callback is not None and callback(count[0], best["loss"]):
+            raise StopIteration
+
+    result = minimize(wrapped, np.asarray(start, np.float64).ravel(), jac=True, method="L-BFGS-B", bounds=Bounds(lower, upper), callback=step,
+                      options={"maxiter": max_iterations, "maxfun": max_evaluations or 10**9, "maxcor": history, "ftol": 0.0, "gtol": 0.0})
+    return LBFGSResult(best["x"], best["loss"], count[0], int(result.nfev), "scipy")
 
 
 def _network(layers: list[str], content_layer: str | None, precision: str) -> Any:
@@ -139,8 +165,12 @@ def _network(layers: list[str], content_layer: str | None, precision: str) -> An
     return synthesis.build_engine(context, {"model": "vgg16-hed", "precision": precision, "tile_size": 512}, layers, content_layer)
 
 
-def bench_texture(size: int, iterations: int) -> dict[str, Any]:
-    """DeepTextures' recipe against the texture filter's schedule at ``size``² from scikit-image's brick."""
+def texture_case(size: int) -> tuple[Callable[..., np.ndarray], Peer]:
+    """The texture filter's run at ``size``² from scikit-image's brick, and the float32 loss (DeepTextures') that measures it.
+
+    The run is ``run(steps, progress=None, seed=0, auto_layers=True)``: the filter's schedule with ``steps`` at the
+    full size; ``auto_layers=False`` matches every layer at every octave, as ``--layers`` does.
+    """
     import skimage.data
 
     from neurofilters.filters.octaves import resize_image
@@ -150,27 +180,24 @@ def bench_texture(size: int, iterations: int) -> dict[str, Any]:
     sample = resize_image(brick, (size, size))
     engine = _network(TEXTURE_LAYERS, None, "auto")
     exact = _network(TEXTURE_LAYERS, None, "float32")
-    targets = exact.gram_targets(sample, "zero")
-    peer = Peer(exact.network, len(TEXTURE_LAYERS), targets, [1.0] * len(TEXTURE_LAYERS), None)
-    start = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
-    label = f"DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²"
+    loss = Peer(exact.network, len(TEXTURE_LAYERS), exact.gram_targets(sample, "zero"), [1.0] * len(TEXTURE_LAYERS), None)
 
-    def ours(steps: int, progress: Any = None, auto_layers: bool = True) -> np.ndarray:  # the filter's rule for the finest octave's layers
+    def run(steps: int, progress: Any = None, seed: int = 0, auto_layers: bool = True) -> np.ndarray:
         return synthesis.synthesise(
-            engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(0), optimizer="lbfgs",
+            engine, sample, (size, size), steps=steps, octaves=0, wrap=False, rng=np.random.default_rng(seed), optimizer="lbfgs",
             weights=[1.0] * len(TEXTURE_LAYERS), boundary="zero", fine_layers=synthesis.fine_layer_count(steps, auto_layers),
             progress=progress, **synthesis.TEXTURE_SCHEDULE,
         )[0]
 
-    def every_layer(steps: int, progress: Any = None) -> np.ndarray:  # --layers given: every layer at every octave
-        return ours(steps, progress, False)
-
-    setting = "--layers " + ",".join(TEXTURE_LAYERS) + " (every layer at every octave)"
-    return _race("texture", size, peer, (start, iterations, 20), label, ours, _default_steps((size, size)), (every_layer, 32, setting))
+    return run, loss
 
 
-def bench_style(size: int, iterations: int) -> dict[str, Any]:
-    """neural-style's recipe against the style-transfer filter's schedule: chelsea at ``size`` px high, coffee as the style."""
+def style_case(size: int) -> tuple[Callable[..., np.ndarray], Peer, tuple[int, ...]]:
+    """The style-transfer filter's run on chelsea ``size`` px high in coffee's style, the float32 loss (neural-style's)
+    that measures it, and the content's shape.
+
+    The run is ``run(steps, progress=None)``: the filter's schedule with ``steps`` at the full size.
+    """
     from bench_texture import _images
 
     import skimage.data
@@ -185,18 +212,37 @@ def bench_style(size: int, iterations: int) -> dict[str, Any]:
     exact = _network(STYLE_LAYERS, CONTENT_LAYER, "float32")
     weights = [1.0 / len(STYLE_LAYERS)] * len(STYLE_LAYERS)  # the filter's: --style-weight 1 shared by its layers
     assert len(DEFAULT_STYLE_LAYERS.split(",")) == len(STYLE_LAYERS)
-    peer = Peer(exact.network, len(STYLE_LAYERS), exact.gram_targets(style), weights, (exact.content_features(content), 1.0))
-    start = np.random.default_rng(0).random(content.shape).astype(np.float32)
-    label = f"neural-style's recipe, {iterations} L-BFGS-B iterations at {content.shape[0]} x {content.shape[1]}"
+    loss = Peer(exact.network, len(STYLE_LAYERS), exact.gram_targets(style), weights, (exact.content_features(content), 1.0))
 
-    def ours(steps: int, progress: Any = None) -> np.ndarray:
+    def run(steps: int, progress: Any = None) -> np.ndarray:
         return style_module.transfer(
             engine, content, [(style, 1.0)], steps=steps, octaves=0, content_weight=1.0, style_weights=weights, tv_weight=0.0,
             start="content", rng=np.random.default_rng(0), optimizer="lbfgs", schedule="pyramid", stall=style_module.STALL,
             fine_layers=style_module.FINE_STYLE_LAYERS, progress=progress,
         )[0]
 
-    return _race("style", size, peer, (start, iterations, 100), label, ours, _default_steps(content.shape[:2]), (ours, 8, "the default layers"))
+    return run, loss, content.shape
+
+
+def bench_texture(size: int, iterations: int) -> dict[str, Any]:
+    """DeepTextures' recipe against the texture filter's schedule at ``size``² from scikit-image's brick."""
+    run, peer = texture_case(size)
+    start = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
+    label = f"DeepTextures' recipe, {iterations} L-BFGS-B iterations at {size}²"
+
+    def every_layer(steps: int, progress: Any = None) -> np.ndarray:  # --layers given: every layer at every octave
+        return run(steps, progress, auto_layers=False)
+
+    setting = "--layers " + ",".join(TEXTURE_LAYERS) + " (every layer at every octave)"
+    return _race("texture", size, peer, (start, iterations, 20), label, run, _default_steps((size, size)), (every_layer, 32, setting))
+
+
+def bench_style(size: int, iterations: int) -> dict[str, Any]:
+    """neural-style's recipe against the style-transfer filter's schedule: chelsea at ``size`` px high, coffee as the style."""
+    run, peer, shape = style_case(size)
+    start = np.random.default_rng(0).random(shape).astype(np.float32)
+    label = f"neural-style's recipe, {iterations} L-BFGS-B iterations at {shape[0]} x {shape[1]}"
+    return _race("style", size, peer, (start, iterations, 100), label, run, _default_steps(shape[:2]), (run, 8, "the default layers"))
 
 
 def _default_steps(shape: tuple[int, int]) -> int:
