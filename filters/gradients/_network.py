@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..zoo.banded import banded_layer, banded_layer_names, cpu_flags
+from ..zoo.banded import banded_layer, banded_layer_names, copy_layer, cpu_flags
 from . import PRECISIONS, RELU6_MODES
 
 __all__ = [
@@ -151,14 +151,6 @@ def _config(layer: Any, dtype: str | None) -> dict[str, Any]:
     if dtype is not None and "dtype" in config and not isinstance(layer, keras.layers.InputLayer):
         config["dtype"] = dtype
     return config
-
-
-def _copy_layer(layer: Any, dtype: str | None = None) -> Any:
-    new = layer.__class__.from_config(_config(layer, dtype))
-    if layer.weights:
-        new.build(layer.input.shape)
-        new.set_weights(layer.get_weights())
-    return new
 
 
 def _folded_conv(layer: Any, scale: np.ndarray, shift: np.ndarray, dtype: str | None = None, banded: bool = False) -> Any:
@@ -295,7 +287,7 @@ def prepare_network(
             new = banded_layer(layer, _config(layer, dtype))
             new.set_weights(layer.get_weights())
             return new
-        return _copy_layer(layer, dtype)
+        return copy_layer(layer, _config(layer, dtype))
 
     try:
         return keras.models.clone_model(network, clone_function=clone), True

@@ -24,7 +24,7 @@ from typing import Any
 
 import keras
 
-__all__ = ["BAND_BYTES", "ONEDNN_SCRATCH_CAP", "BandedConv2D", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "cpu_flags", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
+__all__ = ["BAND_BYTES", "ONEDNN_SCRATCH_CAP", "BandedConv2D", "banded_layer", "banded_layer_names", "banded_network", "banding_here", "copy_layer", "cpu_flags", "gemm_convolutions", "layers_to_band", "needs_im2col", "scratch_bytes"]
 
 #: The scratch memory (bytes, by :func:`scratch_bytes`' count) past which oneDNN's GEMM convolution declines a layer:
 #: under the AVX2 cap 3 x 3 convolutions ran at 0.99 GiB by that count (456² x 128 channels, and 0.98 at 320² x 256)
@@ -202,6 +202,15 @@ def banded_layer(layer: Any, config: dict[str, Any] | None = None, band_bytes: i
     return new
 
 
+def copy_layer(layer: Any, config: dict[str, Any] | None = None) -> Any:
+    """A new layer of ``layer``'s class from its configuration (or ``config``), built and holding its weights."""
+    new = layer.__class__.from_config(layer.get_config() if config is None else config)
+    if layer.weights:
+        new.build(layer.input.shape)
+        new.set_weights(layer.get_weights())
+    return new
+
+
 #: :func:`_layer_sizes` per network, by id (the network is held, so that its id is not reused while the entry lives).
 _SIZES: dict[int, tuple[Any, dict[str, tuple[int, tuple[int, int], float, float]]]] = {}
 
@@ -273,14 +282,10 @@ def banded_network(network: Any, *, names: frozenset[str] | None = None, max_pix
         return network
 
     def clone(layer: Any) -> Any:
-        if layer.name in names:
-            new = banded_layer(layer, band_bytes=band_bytes)
-        else:
-            new = layer.__class__.from_config(layer.get_config())
-            if layer.weights:
-                new.build(layer.input.shape)
-        if layer.weights:
-            new.set_weights(layer.get_weights())
+        if layer.name not in names:
+            return copy_layer(layer)
+        new = banded_layer(layer, band_bytes=band_bytes)
+        new.set_weights(layer.get_weights())
         return new
 
     try:
