@@ -158,7 +158,7 @@ def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
         with keras.StatelessScope(state_mapping=weights):
             return _as_list(feature_model(images, training=False))
 
-    @tf.function(input_signature=[image_spec])
+    @tf.function(input_signature=[image_spec], autograph=False)
     def forward_graph(image: tf.Tensor) -> list[tf.Tensor]:
         return [output[0] for output in features(image[None])]
 
@@ -169,7 +169,7 @@ def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
         window_specs = [image_spec] * n_windows
         extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
 
-        @tf.function(input_signature=[window_specs, extra_specs], jit_compile=jit_compile)
+        @tf.function(input_signature=[window_specs, extra_specs], jit_compile=jit_compile, autograph=False)
         def step(windows: list[tf.Tensor], extras: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor], tf.Tensor]:
             traces[0] += 1  # runs once per trace (per shape under XLA), not per call
             with tf.GradientTape() as tape:
@@ -188,7 +188,7 @@ def _tensorflow(feature_model: Any, jit_compile: bool) -> CompiledNetwork:
     def make_map(map_fn: ExtrasLoss, n_extras: int) -> Any:
         extra_specs = [tf.TensorSpec(None, tf.float32) for _ in range(n_extras)]
 
-        @tf.function(input_signature=[image_spec, extra_specs])
+        @tf.function(input_signature=[image_spec, extra_specs], autograph=False)
         def mapped(image: tf.Tensor, extras: list[tf.Tensor]) -> list[tf.Tensor]:
             traces[0] += 1
             return list(map_fn([output[0] for output in features(image[None])], extras))

@@ -218,10 +218,12 @@ def explain(
         # A fully connected unit has no position: channel and neuron are the same target (the unit's value).
         target = Target("channel" if units.fully_connected else target_kind, target_layer_name)
     rule = params.get("guided_relu6", "active")
-    plain = saliency_step(model, guided=False, target=target, cam_layer=cam_layer)
     guided = None
     if method in ("guided-backprop", "guided-grad-cam"):
         guided = saliency_step(model, guided=True, target=target, cam_layer=None, rule=rule)
+    # guided-backprop reads only the guided step: the plain one, a clone and a trace of its own (a second on an AVX2
+    # laptop-class CPU), is not built for it
+    plain = guided if method == "guided-backprop" and guided is not None else saliency_step(model, guided=False, target=target, cam_layer=cam_layer)
     attribution = compute(
         method, seen, plain=plain, guided=guided, selector=selector, spot=spot,
         samples=params["samples"], noise=params["noise"], steps=params["steps"],
