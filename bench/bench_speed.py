@@ -15,12 +15,15 @@ way) and ``--isa native`` as the machine is; the default runs both. ``--check-is
 kernels one convolution uses under the cap (``ONEDNN_VERBOSE=1``).
 
 Beside the seconds: NumPy's float32 sgemm rate (4096², best of 3) in the same environment at the start
-and the end of the run, the load average at every cell's start and end (two shared cores: absolute
-seconds depend on the neighbours), the process's CPU seconds, and the network evaluations per default
-run: calls of the input-gradient step (forward + gradient), weighted by the pixels they saw over the
-output's pixels, so an octave at half the side counts a quarter (texture and style: the Gram engine's
-steps, margins included; their forward-only statistics passes are not counted; hallucinate on a canvas:
-its views, each one forward + gradient at the network's input size).
+and the end of the run, and, under the AVX2 cap, each budget scaled by it (x 188 GFLOP/s, the rate of
+the AVX2 CPU the budgets were set for, over the mean of the run's two: ``REFERENCE_SGEMM_GFLOPS``;
+2-core machines of the same service differed by 1.7x);
+the load average at every cell's start and end (two shared cores: absolute seconds depend on the
+neighbours), the process's CPU seconds, and the network evaluations per default run: calls of the
+input-gradient step (forward + gradient), weighted by the pixels they saw over the output's pixels, so an
+octave at half the side counts a quarter (texture and style: the Gram engine's steps, margins included;
+their forward-only statistics passes are not counted; hallucinate on a canvas: its views, each one
+forward + gradient at the network's input size).
 
 ``--save`` stores the table under ``"speed"`` in bench/results.json (one entry per ISA, row and column),
 which the performance page renders.
@@ -69,6 +72,10 @@ BUDGETS: dict[str, tuple[float, float, float]] = {
     "feature-inversion": (20, 40, 3),
 }
 COLUMNS = ("512", "1024", "preview")
+#: NumPy's sgemm rate (GFLOP/s, 4096²) on the CPU the budgets were set for: the 2-core AVX2-only EPYC of
+#: ``shared/DESIGN.md`` §5 ("~188 GFLOP/s"). A run's scaled budget is the budget x this / its own rate, so a
+#: slower CPU gets more seconds and a faster one fewer (the issue: "report the sgemm ... so the budgets can be scaled").
+REFERENCE_SGEMM_GFLOPS = 188.0
 ISAS = {"avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}, "native": {}}
 
 
@@ -79,6 +86,11 @@ def sgemm_gflops(size: int = 4096, rounds: int = 3) -> float:
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(rounds))
     return 2 * size**3 / best / 1e9
+
+
+def scaled_budget(budget: float, sgemm: float | None) -> float | None:
+    """``budget`` on a CPU whose sgemm rate is ``sgemm`` GFLOP/s: x :data:`REFERENCE_SGEMM_GFLOPS` / ``sgemm`` (None: unknown rate)."""
+    return round(budget * REFERENCE_SGEMM_GFLOPS / sgemm, 1) if sgemm else None
 
 
 def _timed(fn: Any) -> float:
@@ -212,18 +224,23 @@ def check_isa() -> str:
     return f"oneDNN ISA {isa}; kernels: {', '.join(kernels) or 'none ran (is oneDNN on? TF_ENABLE_ONEDNN_OPTS)'}"
 
 
-def _mark(seconds: float | None, budget: float) -> str:
+def _mark(seconds: float | None, budget: float, scaled: float | None = None) -> str:
     if seconds is None:
         return f"– / {budget:g} s"
-    return f"{seconds:.1f} s / {budget:g} s {'✓' if seconds <= budget else '✗'}"
+    mark = f"{seconds:.1f} s / {budget:g} s {'✓' if seconds <= budget else '✗'}"
+    return mark if scaled is None else f"{mark} (scaled {scaled:g} s {'✓' if seconds <= scaled else '✗'})"
 
 
 def table(cells: dict[str, dict[str, Any]], isa: str) -> str:
-    """The issue's table for one ISA: each cell seconds / budget ✓ or ✗, then evaluations per default run."""
+    """The issue's table for one ISA: each cell seconds / budget ✓ or ✗ (and the budget scaled by the run's
+    sgemm rate, under the AVX2 cap), then evaluations per default run."""
     lines = [f"| filter (defaults), {isa} | 0.25 MP (512²) | 1 MP (1024²) | preview (256 px, warm) | evaluations per default run (512²) |",
              "|---|---|---|---|---|"]
     for row in ROWS:
-        marks = [_mark(cells.get(f"{isa}/{row}/{column}", {}).get("seconds"), budget) for column, budget in zip(COLUMNS, BUDGETS[row])]
+        marks = []
+        for column, budget in zip(COLUMNS, BUDGETS[row]):
+            cell = cells.get(f"{isa}/{row}/{column}", {})
+            marks.append(_mark(cell.get("seconds"), budget, cell.get("budget_scaled_s")))
         cell = cells.get(f"{isa}/{row}/512", {})
         evaluations = f"{cell['evaluations_full_size']:.1f} ({cell['evaluations']} calls)" if cell else "–"
         lines.append(f"| {row} | {' | '.join(marks)} | {evaluations} |")
@@ -274,9 +291,19 @@ def main(argv: list[str] | None = None) -> int:
                 cell = _child(["--cell", row, column], env, args.timeout)
                 cell["budget_s"] = BUDGETS[row][COLUMNS.index(column)]
                 cell["within_budget"] = cell.get("seconds") is not None and cell["seconds"] <= cell["budget_s"]
+                cell.update(cpu=run["cpu"], date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
                 cells[f"{isa}/{row}/{column}"] = cell
                 print(json.dumps(cell), flush=True)
         run["sgemm_gflops_end"] = _child(["--sgemm"], env, 600).get("sgemm_gflops")
+        rates = [rate for rate in (run["sgemm_gflops_start"], run["sgemm_gflops_end"]) if rate]
+        for row in rows:  # the run's machine on each cell too: a later --only run replaces the run's record, not these cells
+            for column in columns:
+                cell = cells[f"{isa}/{row}/{column}"]
+                cell["sgemm_gflops"] = round(sum(rates) / len(rates), 1) if rates else None
+                if isa == "avx2":  # the budgets' CPU is an AVX2 one: a native AVX-512 rate says nothing about it
+                    cell["budget_scaled_s"] = scaled_budget(cell["budget_s"], cell["sgemm_gflops"])
+                    cell["within_scaled_budget"] = (cell.get("seconds") is not None and cell["budget_scaled_s"] is not None
+                                                    and cell["seconds"] <= cell["budget_scaled_s"])
         run["load_average_end"] = machine.load()
         run["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         runs[isa] = run

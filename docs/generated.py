@@ -285,6 +285,7 @@ def _texture_markdown(texture: dict) -> list[str]:
 
 
 _SPEED_COLUMNS = ("512", "1024", "preview")
+_SCALED = "scaled = the budget × 188 GFLOP/s (the sgemm rate of the AVX2 CPU the budgets were set for) over the run's mean rate; "
 
 
 def _speed_markdown(speed: dict) -> list[str]:
@@ -302,8 +303,11 @@ def _speed_markdown(speed: dict) -> list[str]:
                 elif cell.get("seconds") is None:
                     marks.append(f"{cell.get('error', 'failed')[:40]} / {limit:g} s ✗")
                 else:
+                    scaled = cell.get("budget_scaled_s")
+                    scaled_mark = f"; scaled {scaled:g} s {'✓' if cell['seconds'] <= scaled else '✗'}" if scaled is not None else ""
+                    other_cpu = f"; {cell['cpu']}, {cell.get('date', '?')}" if cell.get("cpu", run.get("cpu")) != run.get("cpu") else ""
                     marks.append(f"{cell['seconds']:.1f} s / {limit:g} s {'✓' if cell['seconds'] <= limit else '✗'} "
-                                 f"(load {cell.get('load_average_start', ['?'])[0]}, CPU {cell.get('cpu_seconds', '?')} s)")
+                                 f"(load {cell.get('load_average_start', ['?'])[0]}, CPU {cell.get('cpu_seconds', '?')} s{scaled_mark}{other_cpu})")
             first = cells.get(f"{isa}/{row}/512", {})
             evaluations = f"{first['evaluations_full_size']:.1f}" if first.get("evaluations_full_size") is not None else "–"
             rows.append([row, *marks, evaluations])
@@ -312,6 +316,7 @@ def _speed_markdown(speed: dict) -> list[str]:
                      f"{run.get('cpu_count', '?')} cores, {run.get('date', '?')}; numpy sgemm {run.get('sgemm_gflops_start', '?')} → "
                      f"{run.get('sgemm_gflops_end', '?')} GFLOP/s; load average {run.get('load_average_start', ['?'])[0]} → "
                      f"{run.get('load_average_end', ['?'])[0]}; seconds of the filter call after the model is loaded; "
+                     f"{_SCALED if isa == 'avx2' else ''}"
                      "evaluations = input-gradient steps weighted by their pixels over the output's, at 512²):")
         parts.append(_table(["filter (defaults)", "512²", "1024²", "preview (256 px, warm)", "evaluations"], rows))
     return parts
