@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
               f"load {run['load_average_start'][0]} → {run['load_average_end'][0]}; {run.get('onednn_kernels', '')}", flush=True)
     if args.save:
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        results["speed"] = {"budgets": {row: list(budget) for row, budget in BUDGETS.items()}, "runs": runs, "cells": cells}
+        results["speed"] = {"budgets": {row: list(budget) for row, budget in BUDGETS.items()}, "reference_sgemm_gflops": REFERENCE_SGEMM_GFLOPS,
+                            "runs": runs, "cells": cells}
         results_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return 0
 

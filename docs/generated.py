@@ -285,13 +285,15 @@ def _texture_markdown(texture: dict) -> list[str]:
 
 
 _SPEED_COLUMNS = ("512", "1024", "preview")
-_SCALED = "scaled = the budget × 188 GFLOP/s (the sgemm rate of the AVX2 CPU the budgets were set for) over the run's mean rate; "
 
 
 def _speed_markdown(speed: dict) -> list[str]:
     """The ``speed`` section of ``bench/results.json`` (``bench/bench_speed.py --save``): issue 21's table per ISA."""
     parts = []
     cells, budgets = speed.get("cells", {}), speed.get("budgets", {})
+    reference = speed.get("reference_sgemm_gflops")
+    scaled_by = (f"scaled = the budget × {reference:g} GFLOP/s (the sgemm rate of the AVX2 CPU the budgets were set for) over the run's "
+                 "mean rate; ") if reference else ""
     for isa, run in speed.get("runs", {}).items():
         rows = []
         for row, budget in budgets.items():
@@ -316,7 +318,7 @@ def _speed_markdown(speed: dict) -> list[str]:
                      f"{run.get('cpu_count', '?')} cores, {run.get('date', '?')}; numpy sgemm {run.get('sgemm_gflops_start', '?')} → "
                      f"{run.get('sgemm_gflops_end', '?')} GFLOP/s; load average {run.get('load_average_start', ['?'])[0]} → "
                      f"{run.get('load_average_end', ['?'])[0]}; seconds of the filter call after the model is loaded; "
-                     f"{_SCALED if isa == 'avx2' else ''}"
+                     f"{scaled_by if isa == 'avx2' else ''}"
                      "evaluations = input-gradient steps weighted by their pixels over the output's, at 512²):")
         parts.append(_table(["filter (defaults)", "512²", "1024²", "preview (256 px, warm)", "evaluations"], rows))
     return parts
