@@ -203,3 +203,29 @@ def test_the_canvas_step_is_traced_once_and_never_again(caplog: pytest.LogCaptur
     assert lines == ["canvas 96x120: 3 steps of 4 views, 1 traces in warm-up, 0 after",
                      "canvas 96x120: 3 steps of 4 views, 0 traces in warm-up, 0 after"]
     assert first.tobytes() == again.tobytes()  # the cached trainer starts afresh: same seed, same bytes
+
+
+def test_tensorflows_irfft2d_draws_the_same_image_and_gradient_as_the_keras_ops_transform() -> None:
+    import keras
+    import tensorflow as tf
+    from keras import ops
+
+    from neurofilters.filters.hallucinate import canvas
+    from neurofilters.filters.parameterization import initial_spectrum
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the one irfft2d is TensorFlow's")
+    rng = np.random.default_rng(2)
+    for height, width in ((64, 64), (45, 38)):
+        spectrum = tf.Variable(canvas.half_spectrum(initial_spectrum(rng, height, width) * 30))
+        scale = tf.constant(canvas.half_scale(height, width))
+        upstream = rng.standard_normal((3, height, width)).astype(np.float32)
+        drawn = {}
+        for name, transform in (("irfft2d", canvas._tensorflow_logits), ("keras.ops", canvas._logits)):
+            with tf.GradientTape() as tape:
+                logits = transform(spectrum, scale, width)
+                total = tf.reduce_sum(logits * upstream)
+            drawn[name] = (ops.convert_to_numpy(logits), tape.gradient(total, spectrum).numpy())
+        assert drawn["irfft2d"][0].shape == (3, height, width)
+        np.testing.assert_allclose(drawn["irfft2d"][0], drawn["keras.ops"][0], rtol=0, atol=2e-5)
+        np.testing.assert_allclose(drawn["irfft2d"][1], drawn["keras.ops"][1], rtol=1e-4, atol=1e-4 * np.abs(drawn["keras.ops"][1]).max())
