@@ -315,13 +315,27 @@ def _speed_markdown(speed: dict) -> list[str]:
             rows.append([row, *marks, evaluations])
         what = "the CPU capped at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`)" if isa == "avx2" else "the CPU as it is"
         parts.append(f"**Default runs against issue 21's budgets, {what}** (`bench/bench_speed.py`; {run.get('cpu', '?')}, "
-                     f"{run.get('cpu_count', '?')} cores, {run.get('date', '?')}; numpy sgemm {run.get('sgemm_gflops_start', '?')} → "
-                     f"{run.get('sgemm_gflops_end', '?')} GFLOP/s; load average {run.get('load_average_start', ['?'])[0]} → "
-                     f"{run.get('load_average_end', ['?'])[0]}; seconds of the filter call after the model is loaded; "
+                     f"{run.get('cpu_count', '?')} cores; {_speed_runs(run, [cell for key, cell in cells.items() if key.startswith(isa + '/')])}; "
+                     "seconds of the filter call after the model is loaded; "
                      f"{scaled_by if isa == 'avx2' else ''}"
                      "evaluations = input-gradient steps weighted by their pixels over the output's, at 512²):")
         parts.append(_table(["filter (defaults)", "512²", "1024²", "preview (256 px, warm)", "evaluations"], rows))
     return parts
+
+
+def _speed_runs(run: dict, cells: list[dict]) -> str:
+    """When and at what sgemm rate an ISA's cells were measured: the last run's header, or the span of the cells' own records.
+
+    ``bench_speed --only`` re-measures some rows and replaces the header; each cell keeps its
+    own date and rate (its scaled budget is computed from that rate).
+    """
+    dates = sorted({cell["date"] for cell in cells if cell.get("date")})
+    rates = [cell["sgemm_gflops"] for cell in cells if cell.get("sgemm_gflops") is not None]
+    if len(dates) > 1 and rates:
+        return (f"cells measured {dates[0]} to {dates[-1]} in more than one run, numpy sgemm {min(rates):g} to "
+                f"{max(rates):g} GFLOP/s (each cell's own run's rate)")
+    return (f"{run.get('date', '?')}; numpy sgemm {run.get('sgemm_gflops_start', '?')} → {run.get('sgemm_gflops_end', '?')} GFLOP/s; "
+            f"load average {run.get('load_average_start', ['?'])[0]} → {run.get('load_average_end', ['?'])[0]}")
 
 
 def refresh_page(text: str, run: Callable[[str], str] | None = None, results: dict | None = None) -> str:

@@ -98,3 +98,20 @@ def test_the_gallery_commands_reproduce_the_gallery_settings() -> None:
         from_cli = validate_params(spec.params, {k: v for k, v in typed.items() if k not in images}, check_files=False, check_required=False)
         from_script = validate_params(spec.params, {k: v for k, v in values.items() if k not in images}, check_files=False, check_required=False)
         assert dict(from_cli) == dict(from_script), spec.name
+
+
+def test_the_speed_table_says_when_its_cells_were_measured() -> None:
+    """One run: its date and sgemm rates; cells from several runs (``--only``): the span of their own dates and rates."""
+    run = {"cpu": "a CPU", "cpu_count": 2, "date": "2026-12-07 20:09 UTC", "sgemm_gflops_start": 145.1, "sgemm_gflops_end": 163.4,
+           "load_average_start": [1.1], "load_average_end": [1.5]}
+    cell = {"row": "hallucinate", "seconds": 26.3, "budget_scaled_s": 24.4, "cpu": "a CPU", "date": "2026-12-07 20:09 UTC", "sgemm_gflops": 154.2}
+    older = {**cell, "row": "texture", "seconds": 50.0, "budget_scaled_s": 57.8, "date": "2026-12-07 17:58 UTC", "sgemm_gflops": 146.4}
+    speed = {"budgets": {"hallucinate": [20, 40, 3], "texture": [45, 150, 3]}, "reference_sgemm_gflops": 188,
+             "runs": {"avx2": run}, "cells": {"avx2/hallucinate/512": cell}}
+    header = generated._speed_markdown(speed)[0]
+    assert "2026-12-07 20:09 UTC; numpy sgemm 145.1 → 163.4 GFLOP/s" in header
+    speed["cells"]["avx2/texture/512"] = older
+    parts = generated._speed_markdown(speed)
+    assert "cells measured 2026-12-07 17:58 UTC to 2026-12-07 20:09 UTC in more than one run, numpy sgemm 146.4 to 154.2 GFLOP/s" in parts[0]
+    assert "145.1" not in parts[0]
+    assert "26.3 s / 20 s ✗" in parts[1] and "scaled 24.4 s ✗" in parts[1] and "50.0 s / 45 s ✗" in parts[1] and "scaled 57.8 s ✓" in parts[1]
