@@ -128,6 +128,10 @@ def test_one_large_object_is_laid_out_small_then_refined_at_full_size() -> None:
     assert image.shape == (300, 400, 3)
     assert any(message.startswith("stage 2/2") for message in messages)  # the layout render, then the canvas
     assert any("64 network views" in message and "objects of about 300 px" in message for message in messages)
+    # Nothing silent for seconds: the trainer's build and trace, and the verdict, each say what runs.
+    first_step = next(index for index, message in enumerate(messages) if message.startswith("stage 1/2"))
+    assert messages.index("preparing the network") < first_step
+    assert messages.index("classifying the result") > max(index for index, message in enumerate(messages) if "network views" in message)
     assert lite0.classify(image, top=1)[0][0] == 980
 
 

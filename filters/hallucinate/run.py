@@ -261,6 +261,7 @@ def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: Filte
     recipe = RECIPES[params["recipe"]]
     learning_rate = float(params["learning_rate"])
     from_base = params["start"] == "image"
+    context.progress(0.01, "preparing the network")  # folding, building and tracing the step: 2-3 s on 2 cores
     if from_base:
         # The photo is the start: the strength sets how far Adam may take it.
         learning_rate = IMAGE_LEARNING_RATE * float(params["strength"])
@@ -272,5 +273,6 @@ def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: Filte
         from_base=from_base, pixel=params["parameterization"] == "pixel", progress=context.progress,
     )
     if objective.kind == "class" and model.kind == "classifier":
+        context.progress(0.95, "classifying the result")  # Lite1's load and two classifications: 1-2 s
         context.report(_verdicts(result, model, objective, context))
     return result
