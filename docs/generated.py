@@ -231,7 +231,7 @@ def _texture_markdown(texture: dict) -> list[str]:
                 setting += f"; along that run: **{along:#.2g}** ({finish['seconds_to_peer_final_loss']:.0f} s)"
             rows.append([
                 "DeepTextures" if entry["bench"] == "peers-texture" else "neural-style", f"{entry['size']} px", entry["isa_cap"],
-                f"{peer['iterations']} iterations, {peer['seconds']:.0f} s → {peer['final_loss']:.3g}",
+                entry.get("cpu", "?"), f"{peer['iterations']} iterations, {peer['seconds']:.0f} s → {peer['final_loss']:.3g}",
                 f"**{reached:#.2g}**: {finish['steps']} iterations, {finish['seconds']:.0f} s → {finish['loss']:.3g}{setting}" if reached is not None and finish
                 else f"not reached: {best['loss']:.3g} at best ({best['steps']} iterations, {best['seconds']:.0f} s{setting})",
                 f"{default['steps']} iterations, {default['seconds']:.1f} s → {default['loss']:.3g}",
@@ -245,7 +245,7 @@ def _texture_markdown(texture: dict) -> list[str]:
                      "at every octave, as --steps above 32 does; style from 8), and, where measured, the seconds until that "
                      "run's own loss curve first reached it, read as the peer's times are; ratios are ours / the peer's seconds, "
                      "lower is faster):")
-        parts.append(_table(["recipe", "size", "ISA cap", "the peer: its run → final loss", "ours to that loss, ratio",
+        parts.append(_table(["recipe", "size", "ISA cap", "CPU (the peer's and ours, same run)", "the peer: its run → final loss", "ours to that loss, ratio",
                              "our default → its loss", "the peer to that loss", "ratio at our default's loss", "load"], rows))
     optimisers = [entry for entry in texture.values() if entry.get("bench") == "lbfgs"]
     if optimisers:
