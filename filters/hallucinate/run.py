@@ -261,7 +261,7 @@ def run_hallucinate(image: np.ndarray, params: Mapping[str, Any], context: Filte
     recipe = RECIPES[params["recipe"]]
     learning_rate = float(params["learning_rate"])
     from_base = params["start"] == "image"
-    context.progress(0.01, "preparing the network")  # folding, building and tracing the step: 2-3 s on 2 cores
+    context.progress(0.0, "preparing the network")  # no ETA yet; folding, building and tracing the step: 2-3 s on 2 cores
     if from_base:
         # The photo is the start: the strength sets how far Adam may take it.
         learning_rate = IMAGE_LEARNING_RATE * float(params["strength"])
