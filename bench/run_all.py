@@ -41,6 +41,9 @@ BENCHMARKS: dict[str, list[list[str]]] = {
     "banded": [["bench_banded.py", "--save"]],
     # every filter's default against issue 21's budgets, AVX2-capped and as is (hours: one process per cell)
     "speed": [["bench_speed.py", "--save"]],
+    # hallucinate's cells beside the code that was timed on the budgets' EPYC (9522c97), 3 pairs each (about 10 minutes)
+    "projection": [["bench_projection.py", "hallucinate", "512", "--reference", "9522c97", "--save"],
+                   ["bench_projection.py", "hallucinate", "1024", "--reference", "9522c97", "--save"]],
     "finetune": [["bench_finetune.py"]],
     "gimp": [["bench_gimp.py"]],
 }

@@ -141,9 +141,11 @@ def bench_markdown(results: dict) -> str:
         parts += _texture_markdown(results["texture"])
     if results.get("speed"):
         parts += _speed_markdown(results["speed"])
+    if results.get("speed_projection"):
+        parts += _projection_markdown(results["speed_projection"])
     if results.get("banded"):
         parts += _banded_markdown(results["banded"])
-    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise", "texture", "speed", "banded"}
+    known = {"cpu", "cpu_count", "tensorflow", "load_average_start", "load_average_end", "models", "rss", "rise", "texture", "speed", "speed_projection", "banded"}
     for key in sorted(set(results) - known):
         parts.append(f"**{key}** (raw):\n\n```json\n{json.dumps(results[key], indent=1)[:2000]}\n```")
     return "\n\n".join(parts) + "\n"
@@ -321,6 +323,28 @@ def _speed_markdown(speed: dict) -> list[str]:
                      "evaluations = input-gradient steps weighted by their pixels over the output's, at 512²):")
         parts.append(_table(["filter (defaults)", "512²", "1024²", "preview (256 px, warm)", "evaluations"], rows))
     return parts
+
+
+def _projection_markdown(projections: dict) -> list[str]:
+    """The ``speed_projection`` section (``bench/bench_projection.py --save``): cells projected onto the budgets' CPU."""
+    rows = []
+    for key, entry in projections.items():
+        pairs = ", ".join(f"{pair['reference_s']:.1f} / {pair['today_s']:.1f}" for pair in entry["pairs"])
+        rows.append([
+            f"`{key}`", f"{entry['reference_commit'][:7]}: {entry['reference_s']:.2f} s on {entry['reference_cpu']}",
+            f"{pairs} (load {entry['load_average_start'][0]} → {entry['load_average_end'][0]}, {entry['date']})",
+            f"{entry['machine_factor']:.2f}x", f"{entry['today_over_reference']:.3f}",
+            f"**{entry['projected_s']:.2f} s** / {entry['budget_s']:g} s {'✓' if entry['within_budget'] else '✗'}",
+        ])
+    cpus = sorted({entry["cpu"] for entry in projections.values()})
+    return [
+        f"**Cells projected onto the budgets' CPU by their own workload** (`bench/bench_projection.py`; {', '.join(cpus)}): the "
+        "commit that measured the cell there is run here beside today's code, in alternating pairs under the same ISA cap; "
+        "projected = its seconds there × the median of today's seconds over the reference's in each pair; "
+        "machine factor = the reference's median seconds here over its seconds there:",
+        _table(["cell", "reference: the cell on the budgets' CPU", "pairs here: reference / today (s)", "machine factor",
+                "today / reference", "projected / budget"], rows),
+    ]
 
 
 def _speed_runs(run: dict, cells: list[dict]) -> str:

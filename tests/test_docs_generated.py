@@ -115,3 +115,16 @@ def test_the_speed_table_says_when_its_cells_were_measured() -> None:
     assert "cells measured 2026-12-07 17:58 UTC to 2026-12-07 20:09 UTC in more than one run, numpy sgemm 146.4 to 154.2 GFLOP/s" in parts[0]
     assert "145.1" not in parts[0]
     assert "26.3 s / 20 s ✗" in parts[1] and "scaled 24.4 s ✗" in parts[1] and "50.0 s / 45 s ✗" in parts[1] and "scaled 57.8 s ✓" in parts[1]
+
+
+def test_projected_cells_show_the_reference_the_pairs_and_the_verdict() -> None:
+    entry = {"reference_commit": "9522c97fa4298dd677f46e8dde2d0bceff054fee", "reference_s": 11.55, "reference_cpu": "AMD EPYC",
+             "pairs": [{"reference_s": 26.7, "today_s": 22.6}, {"reference_s": 27.7, "today_s": 24.3}], "machine_factor": 2.36,
+             "today_over_reference": 0.862, "projected_s": 9.96, "budget_s": 20, "within_budget": True, "cpu": "a Xeon",
+             "load_average_start": [1.0], "load_average_end": [1.3], "date": "2026-12-07 22:50 UTC"}
+    text = "\n".join(generated._projection_markdown({"avx2/hallucinate/512": entry}))
+    assert "`avx2/hallucinate/512` | 9522c97: 11.55 s on AMD EPYC | 26.7 / 22.6, 27.7 / 24.3 (load 1.0 → 1.3" in text
+    assert "| 2.36x | 0.862 | **9.96 s** / 20 s ✓ |" in text
+    missed = generated._projection_markdown({"avx2/hallucinate/512": {**entry, "projected_s": 21.0, "within_budget": False}})
+    assert "**21.00 s** / 20 s ✗" in missed[1]
+    assert "speed_projection" not in generated.bench_markdown({"speed_projection": {"avx2/hallucinate/512": entry}})  # not dumped raw
