@@ -8,10 +8,11 @@ hallucinate's default ran about 2.3 times slower than on the AVX2 EPYC the budge
 1.2 to 1.6 times slower. A filter's own workload measures the difference better, so this benchmark takes a
 commit whose ``bench/results.json`` holds the cell as measured on the budgets' CPU (the code and its figure
 come from the same commit), checks that commit out in a temporary git worktree and, in pairs, runs that
-commit's own ``bench_speed.py --cell`` and today's, one after the other, in the same ISA setting
-(``ONEDNN_MAX_CPU_ISA=AVX2`` by default). Each pair gives today's seconds over the reference code's, in the
-same minute of the machine's load; their median times the reference's seconds on the budgets' CPU is
-today's default projected onto that CPU, which is judged against the budget.
+commit's own ``bench_speed.py --cell`` and today's, one after the other (the reference first in odd pairs,
+today's first in even ones), in the same ISA setting (``ONEDNN_MAX_CPU_ISA=AVX2`` by default). Each pair
+gives today's seconds over the reference code's, in the same minute of the machine's load; their median
+times the reference's seconds on the budgets' CPU is today's default projected onto that CPU, which is
+judged against the budget.
 
 The reference runs from the worktree: a folder holding only a link named ``neurofilters`` to it goes first on
 ``PYTHONPATH`` (an editable install's finder comes after the path's), which is checked before timing.
@@ -55,8 +56,11 @@ def reference_cell(commit: str, isa: str, row: str, column: str) -> dict[str, An
 
 def _cell(script: Path, row: str, column: str, env: dict[str, str], timeout: float) -> dict[str, Any]:
     """One ``bench_speed.py --cell`` in a fresh process: its JSON line."""
-    out = subprocess.run([sys.executable, str(script), "--cell", row, column], cwd=script.parent.parent, env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    try:
+        out = subprocess.run([sys.executable, str(script), "--cell", row, column], cwd=script.parent.parent, env=env,
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{script} --cell {row} {column} did not finish in {timeout:g} s; give a larger --timeout.") from None
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode or not lines:
         raise SystemExit(f"{script} --cell {row} {column} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1][:300]}")
@@ -83,11 +87,16 @@ def project(row: str, column: str, commit: str, isa: str, pairs: int, timeout: f
                 raise SystemExit(f"the reference's neurofilters resolved to {found}, not to the worktree {tree}")
             runs = []
             for index in range(pairs):
-                print(f"== pair {index + 1}/{pairs}: {full[:10]}, then today's", file=sys.stderr, flush=True)
-                old = _cell(tree / "bench" / "bench_speed.py", row, column, old_env, timeout)
-                new = _cell(HERE / "bench_speed.py", row, column, env, timeout)
+                first = "reference" if index % 2 == 0 else "today"  # ABAB... then BABA: neither side always runs second
+                print(f"== pair {index + 1}/{pairs}: {full[:10]} and today's, {first} first", file=sys.stderr, flush=True)
+                timed = {}
+                for side in (("reference", "today") if first == "reference" else ("today", "reference")):
+                    script, side_env = (tree / "bench" / "bench_speed.py", old_env) if side == "reference" else (HERE / "bench_speed.py", env)
+                    timed[side] = _cell(script, row, column, side_env, timeout)
+                old, new = timed["reference"], timed["today"]
                 runs.append({"reference_s": old["seconds"], "today_s": new["seconds"], "reference_cpu_s": old["cpu_seconds"],
-                             "today_cpu_s": new["cpu_seconds"], "load_average": [old["load_average_start"][0], new["load_average_end"][0]]})
+                             "today_cpu_s": new["cpu_seconds"], "first": first,
+                             "load_average": [old["load_average_start"][0], new["load_average_end"][0]]})
                 print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False, capture_output=True)
