@@ -37,7 +37,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import machine  # noqa: E402
-from bench_speed import BUDGETS, COLUMNS, ISAS  # noqa: E402
+from bench_speed import BUDGETS, COLUMNS, ISAS, child  # noqa: E402
 
 
 def reference_cell(commit: str, isa: str, row: str, column: str) -> dict[str, Any]:
@@ -46,8 +46,7 @@ def reference_cell(commit: str, isa: str, row: str, column: str) -> dict[str, An
     if shown.returncode:
         raise SystemExit(f"--reference {commit!r}: git cannot show its bench/results.json ({shown.stderr.strip()[:200]}). "
                          "Give a commit of this repository's history (a shallow clone lacks it: git fetch --unshallow).")
-    text = shown.stdout
-    speed = json.loads(text).get("speed", {})
+    speed = json.loads(shown.stdout).get("speed", {})
     cell = speed.get("cells", {}).get(f"{isa}/{row}/{column}")
     if not cell or cell.get("seconds") is None:
         raise SystemExit(f"{commit}'s bench/results.json has no timed cell {isa}/{row}/{column}; give the commit that saved it.")
@@ -55,16 +54,12 @@ def reference_cell(commit: str, isa: str, row: str, column: str) -> dict[str, An
 
 
 def _cell(script: Path, row: str, column: str, env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """One ``bench_speed.py --cell`` in a fresh process: its JSON line."""
-    try:
-        out = subprocess.run([sys.executable, str(script), "--cell", row, column], cwd=script.parent.parent, env=env,
-                             capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise SystemExit(f"{script} --cell {row} {column} did not finish in {timeout:g} s; give a larger --timeout.") from None
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode or not lines:
-        raise SystemExit(f"{script} --cell {row} {column} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1][:300]}")
-    return json.loads(lines[-1])
+    """One ``bench_speed.py --cell`` of ``script`` in a fresh process (:func:`bench_speed.child`); a failed one ends the run."""
+    cell = child(["--cell", row, column], env, timeout, script=script)
+    if cell.get("seconds") is None:
+        raise SystemExit(f"{script} --cell {row} {column} failed: {cell.get('error', 'no output')}"
+                         + ("; give a larger --timeout." if "did not finish" in cell.get("error", "") else ""))
+    return cell
 
 
 def project(row: str, column: str, commit: str, isa: str, pairs: int, timeout: float) -> dict[str, Any]:

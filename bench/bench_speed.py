@@ -284,17 +284,17 @@ def main(argv: list[str] | None = None) -> int:
         run: dict[str, Any] = {"cpu": machine.cpu(), "cpu_count": os.cpu_count(), "load_average_start": machine.load()}
         if isa == "avx2":
             run["onednn_kernels"] = check_isa()
-        run["sgemm_gflops_start"] = _child(["--sgemm"], env, 600).get("sgemm_gflops")
+        run["sgemm_gflops_start"] = child(["--sgemm"], env, 600).get("sgemm_gflops")
         for row in rows:
             for column in columns:
                 print(f"== {isa} {row} {column}", file=sys.stderr, flush=True)
-                cell = _child(["--cell", row, column], env, args.timeout)
+                cell = child(["--cell", row, column], env, args.timeout)
                 cell["budget_s"] = BUDGETS[row][COLUMNS.index(column)]
                 cell["within_budget"] = cell.get("seconds") is not None and cell["seconds"] <= cell["budget_s"]
                 cell.update(cpu=run["cpu"], date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
                 cells[f"{isa}/{row}/{column}"] = cell
                 print(json.dumps(cell), flush=True)
-        run["sgemm_gflops_end"] = _child(["--sgemm"], env, 600).get("sgemm_gflops")
+        run["sgemm_gflops_end"] = child(["--sgemm"], env, 600).get("sgemm_gflops")
         rates = [rate for rate in (run["sgemm_gflops_start"], run["sgemm_gflops_end"]) if rate]
         for row in rows:  # the run's machine on each cell too: a later --only run replaces the run's record, not these cells
             for column in columns:
@@ -317,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _child(extra: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """Run this script with ``extra`` in a fresh process; its last JSON line (or why there is none)."""
+def child(extra: list[str], env: dict[str, str], timeout: float, script: str | Path = __file__) -> dict[str, Any]:
+    """Run ``script`` (this one, or another commit's copy of it) with ``extra`` in a fresh process; its last JSON
+    line (or why there is none: ``seconds`` None and an ``error``)."""
     began = time.perf_counter()
     try:
-        out = subprocess.run([sys.executable, __file__, *extra], env=env, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([sys.executable, str(script), *extra], env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"seconds": None, "error": f"did not finish in {timeout:.0f} s", "load_average_end": machine.load()}
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
