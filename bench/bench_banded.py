@@ -116,10 +116,7 @@ def main() -> None:
               "load_average": list(os.getloadavg())}
     print(json.dumps(result, indent=2))
     if args.save:
-        path = HERE / "results.json"
-        results = json.loads(path.read_text()) if path.is_file() else {}
-        results["banded"] = result
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        machine.save({"banded": result})
 
 
 if __name__ == "__main__":

@@ -449,13 +449,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_target:
         path = Path(args.out)
-        report = json.loads(path.read_text()) if path.exists() else {}
         rows = run_targets(args.target, args.target_rounds)
         fresh = {(row["model"], row["size"]) for row in rows}
-        kept = [row for row in report.get("time_to_target", []) if (row["model"], row["size"]) not in fresh]
-        report["time_to_target"] = kept + rows  # other sizes measured earlier stay
-        report["time_to_target_cpu"] = {"cpu": machine.cpu(), "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        kept = [row for row in machine.saved(path).get("time_to_target", []) if (row["model"], row["size"]) not in fresh]
+        machine.save({"time_to_target": kept + rows, "time_to_target_cpu": _race_machine()}, path)  # other sizes measured earlier stay
         return
     import tensorflow as tf
 
@@ -480,8 +477,14 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     report["rise"] = [objective_rise(name) for name in filter(None, args.rise.split(","))]
     report["time_to_target"] = run_targets(args.target, args.target_rounds)
+    report["time_to_target_cpu"] = _race_machine()
     report["load_average_end"] = os.getloadavg()
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    machine.save(report, Path(args.out))  # its own sections; the other benchmarks' stay
+
+
+def _race_machine() -> dict[str, Any]:
+    """Where the time-to-target race ran, saved beside it (an ``--only-target`` run replaces it, not the rest)."""
+    return {"cpu": machine.cpu(), "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ A third of each class's sources (seeded) is the test set.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -44,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import machine  # noqa: E402
 
-RESULTS = Path(__file__).with_name("results.json")
 
 
 def make_dataset(root: Path, images: int, seed: int = 0) -> None:
@@ -292,10 +290,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.generalisation:
         figures = generalisation(args.epochs, args.size, args.only)
-        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        results["finetune_generalisation"] = {"machine": machine.cpu(), "epochs": args.epochs,
-                                              "size": args.size, "datasets": figures}
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        machine.save({"finetune_generalisation": {"machine": machine.cpu(), "epochs": args.epochs,
+                                                  "size": args.size, "datasets": figures}})
         return
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -311,13 +307,11 @@ def main() -> None:
     for name, seconds in figures.items():
         print(f"{name:34s} {seconds:7.2f} s/epoch")
     print(f"ours / plain fit: {ratio:.2f} (goal <= 1.1); freezing is {freezing:.1f}x faster per epoch")
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["finetune"] = {
+    machine.save({"finetune": {
         "machine": machine.cpu(),
         "images": args.images, "size": args.size, "epochs": args.epochs,
         "seconds_per_epoch": figures, "ours_over_plain": ratio, "freezing_speedup": freezing,
-    }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    }})
 
 
 if __name__ == "__main__":

@@ -30,8 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
 from bench_peers import Peer, _default_steps, scipy_box, style_case, texture_case  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-
 
 @contextlib.contextmanager
 def optimiser(name: str) -> Iterator[None]:
@@ -93,10 +91,7 @@ def main() -> int:
              "runs": runs, **summary}
     print(json.dumps(summary, indent=1))
     if args.save:
-        path = HERE / "results.json"
-        results = json.loads(path.read_text())
-        results.setdefault("texture", {})[entry["key"]] = entry
-        path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        machine.save_entry("texture", entry["key"], entry)
     return 0
 
 

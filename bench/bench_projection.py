@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     result = project(args.row, args.column, args.reference, args.isa, args.pairs, args.timeout)
     print(json.dumps(result), flush=True)
     if args.save:
-        path = HERE / "results.json"
-        results = json.loads(path.read_text()) if path.is_file() else {}
-        results.setdefault("speed_projection", {})[result["key"]] = result
-        path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        machine.save_entry("speed_projection", result["key"], result)
     return 0
 
 

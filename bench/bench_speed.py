@@ -275,8 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [value for value in wrong if value not in allowed]
         if unknown:
             parser.error(f"unknown {what}(s): {', '.join(unknown)}. Choose from: {', '.join(allowed)}")
-    results_path = HERE / "results.json"
-    saved = json.loads(results_path.read_text()).get("speed", {}) if results_path.is_file() else {}
+    saved = machine.saved().get("speed", {})
     cells: dict[str, dict[str, Any]] = dict(saved.get("cells", {}))
     runs: dict[str, Any] = dict(saved.get("runs", {}))
     for isa in isas:
@@ -310,10 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{table(cells, isa)}\n\nsgemm {run['sgemm_gflops_start']} → {run['sgemm_gflops_end']} GFLOP/s; "
               f"load {run['load_average_start'][0]} → {run['load_average_end'][0]}; {run.get('onednn_kernels', '')}", flush=True)
     if args.save:
-        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        results["speed"] = {"budgets": {row: list(budget) for row, budget in BUDGETS.items()}, "reference_sgemm_gflops": REFERENCE_SGEMM_GFLOPS,
-                            "runs": runs, "cells": cells}
-        results_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        machine.save({"speed": {"budgets": {row: list(budget) for row, budget in BUDGETS.items()}, "reference_sgemm_gflops": REFERENCE_SGEMM_GFLOPS,
+                                "runs": runs, "cells": cells}})
     return 0
 
 

@@ -232,18 +232,16 @@ def bench_rss(size: int, steps: int) -> dict[str, object]:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "one_float32_image_mb": image_mb, "cpu": machine.cpu()}
 
 
-def save(result: dict[str, object], path: Path) -> None:
+def save(result: dict[str, object], path: Path = machine.RESULTS) -> None:
     """Store ``result`` under ``results["texture"]["<bench>_<size>[_steps<n>][_lr<grid>]"]`` in ``path`` (grid: a style-fair one not the default),
     or under its own ``result["key"]``."""
-    results = json.loads(path.read_text()) if path.is_file() else {}
     size = result["size"]
     key = str(result.get("key") or f"{result['bench']}_{size if isinstance(size, int) else 'x'.join(map(str, size))}")
     if result["bench"] == "synth":
         key += f"_steps{result['steps_per_octave']}"
     if result["bench"] == "style-fair" and result.get("lr_grid_requested", DEFAULT_LR_GRID) != DEFAULT_LR_GRID:
         key += "_lr" + "-".join(f"{rate:g}" for rate in result["lr_grid_requested"])
-    results.setdefault("texture", {})[key] = result
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    machine.save_entry("texture", key, result, path)
 
 
 def main() -> None:
@@ -276,7 +274,7 @@ def report(result: dict[str, object], load_start: list[float], keep: bool) -> No
     result["load_average_start"], result["load_average_end"] = load_start, machine.load()
     print(json.dumps(result))
     if keep:
-        save(result, Path(__file__).with_name("results.json"))
+        save(result)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Usage: python bench/bench_video.py [--frames 48] [--filter deepdream] [--coheren
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -95,10 +94,7 @@ def main() -> None:
         results["overhead_1mp"] = flow_overhead()
         print(f"flow + blend on 1 MP: {results['overhead_1mp']}")
     results["load_after"] = os.getloadavg()
-    store = ROOT / "bench" / "results.json"
-    data = json.loads(store.read_text()) if store.exists() else {}
-    data["video"] = results
-    store.write_text(json.dumps(data, indent=1) + "\n")
+    machine.save({"video": results})
 
 
 if __name__ == "__main__":
