@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
 
 
-
 def make_dataset(root: Path, images: int, seed: int = 0) -> None:
     """``images`` crops in 5 class folders (brick, grass, gravel, coffee, astronaut)."""
     from PIL import Image

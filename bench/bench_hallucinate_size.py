@@ -174,9 +174,8 @@ def image(strengths: tuple[float, ...], settings: dict[str, Any], folder: Path |
 
 def store(label: str, results: dict) -> None:
     """Merge ``results`` into ``bench/results.json`` under ``hallucinate_size`` -> ``label`` (per part and size)."""
-    path = Path(__file__).with_name("results.json")
-    everything = json.loads(path.read_text()) if path.exists() else {}
-    mine = everything.setdefault("hallucinate_size", {}).setdefault(label, {})
+    section = machine.saved().get("hallucinate_size", {})
+    mine = section.setdefault(label, {})
     for key, value in results.items():
         if key in ("noise", "image") and isinstance(mine.get(key), dict):
             # Runs on other classes (photos) at the same size (strength) add rows; a class run again replaces its row.
@@ -189,7 +188,7 @@ def store(label: str, results: dict) -> None:
             mine[key].update(value)
         else:
             mine[key] = value
-    path.write_text(json.dumps(everything, indent=1) + "\n")
+    machine.save({"hallucinate_size": section})
 
 
 def _value(text: str) -> Any:
